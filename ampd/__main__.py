@@ -1,0 +1,3 @@
+from ampd.cli import main
+
+raise SystemExit(main())

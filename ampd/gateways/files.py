@@ -1,0 +1,60 @@
+"""File effects: atomic writes (temp in the same directory, fsync, rename) and reads."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from pathlib import Path
+
+from ampd.errors import PermanentError, TemporaryError
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def read_bytes(path: Path) -> bytes | None:
+    """The file's bytes, or None when it does not exist."""
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def read_text(path: Path) -> str:
+    return path.read_text(encoding="utf-8")
+
+
+def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
+    """Write ``data`` so that readers see the old file or the new one, never a mix.
+
+    A full disk or a read-only directory raises PermanentError/TemporaryError and leaves
+    the old file exactly as it was.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+        dfd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(dfd)
+        finally:
+            os.close(dfd)
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        if e.errno in (28, 122):  # ENOSPC, EDQUOT: may clear up
+            raise TemporaryError(f"{path}: {e.strerror} while writing", delay=30) from e
+        raise PermanentError(f"{path}: {e.strerror}") from e
+
+
+def remove(path: Path) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        path.unlink()

@@ -1,0 +1,120 @@
+"""Semantic checks of a type-valid StateSpec: the mistakes types cannot catch.
+
+Pure. Each problem is (field path, message); the loader adds file, line and column.
+"""
+
+from __future__ import annotations
+
+from ampd.spec.models import StateSpec, split_listen
+
+Loc = tuple[str | int, ...]
+
+
+def proxy_enabled(spec: StateSpec) -> bool:
+    """Whether the signing proxy runs: explicitly, or because something goes through it."""
+    if spec.proxy is None:
+        return False
+    if spec.proxy.enabled != "auto":
+        return bool(spec.proxy.enabled)
+    grafana_via_proxy = (
+        spec.grafana is not None and spec.grafana.enabled and spec.grafana.datasource.via == "proxy"
+    )
+    prom = spec.prometheus
+    writes = prom is not None and prom.enabled and prom.remote_write is not None
+    return bool(spec.workspace is not None and (writes or grafana_via_proxy))
+
+
+def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:
+    out: list[tuple[Loc, str]] = []
+    listeners: list[tuple[Loc, str]] = []
+    if spec.prometheus is not None and spec.prometheus.enabled:
+        listeners.append((("prometheus", "listen"), spec.prometheus.listen))
+    if spec.proxy is not None and proxy_enabled(spec):
+        listeners.append((("proxy", "listen"), spec.proxy.listen))
+    if spec.grafana is not None and spec.grafana.enabled:
+        listeners.append((("grafana", "listen"), spec.grafana.listen))
+    if spec.metrics.enabled:
+        listeners.append((("metrics", "listen"), spec.metrics.listen))
+    seen: dict[int, Loc] = {}
+    for loc, listen in listeners:
+        _, port = split_listen(listen)
+        if port in seen:
+            other = ".".join(str(p) for p in seen[port])
+            out.append((loc, f"port {port} is already used by {other}"))
+        else:
+            seen[port] = loc
+
+    if spec.proxy is not None:
+        host, _ = split_listen(spec.proxy.listen)
+        if host not in ("127.0.0.1", "::1", "localhost") and not spec.proxy.allow_non_loopback:
+            out.append(
+                (("proxy", "listen"), f"{spec.proxy.listen!r} is not loopback: anything that "
+                 "reaches it can sign requests with this host's role; set "
+                 "allow_non_loopback: true if you mean it")
+            )
+    aws = spec.aws_or_default
+    ws = spec.workspace
+    if spec.grafana is not None and spec.grafana.enabled and ws is None:
+        out.append((("grafana", "enabled"), "Grafana queries the workspace: add a workspace section"))
+    if ws is not None and aws.mode == "observe" and ws.deletion == "delete":
+        out.append(
+            (("workspace", "deletion"), "aws.mode: observe changes nothing, so deletion: delete "
+             "cannot apply; use deletion: retain")
+        )
+    if ws is not None and ws.id is not None and ws.kms_key_arn is not None:
+        out.append(
+            (("workspace", "kms_key_arn"), "kms_key_arn is set only when ampd creates the "
+             "workspace; an adopted workspace (id) keeps its own key")
+        )
+    if ws is not None and ws.logging is not None and ws.logging.log_group_arn is None:
+        out.append((("workspace", "logging", "log_group_arn"), "logging needs log_group_arn"))
+    if ws is not None and ws.logging is not None and ws.logging.log_group_arn is not None:
+        arn = ws.logging.log_group_arn
+        if ":logs:" not in arn or ":log-group:" not in arn:
+            out.append(
+                (("workspace", "logging", "log_group_arn"),
+                 f"{arn!r} is not a CloudWatch Logs log group ARN")
+            )
+    prom = spec.prometheus
+    if prom is not None and prom.enabled and prom.remote_write is not None:
+        if ws is None:
+            out.append(
+                (("prometheus", "remote_write"), "remote_write needs a workspace section to "
+                 "write to (or set remote_write: null for a local-only Prometheus)")
+            )
+        if prom.remote_write.signing == "proxy" and spec.proxy is None:
+            out.append(
+                (("prometheus", "remote_write", "signing"), "signing: proxy needs a proxy "
+                 "section")
+            )
+        if prom.remote_write.signing == "proxy" and spec.proxy is not None and (
+            spec.proxy.enabled is False
+        ):
+            out.append((("proxy", "enabled"), "remote_write signing: proxy needs the proxy on"))
+    if prom is not None and prom.instance_labels and prom.remote_write is None:
+        out.append(
+            (("prometheus", "instance_labels"), "instance labels are added to remote-written "
+             "series only; they do nothing without remote_write")
+        )
+    if spec.grafana is not None and spec.grafana.enabled:
+        ds = spec.grafana.datasource
+        if ds.via == "proxy" and spec.proxy is None:
+            out.append((("grafana", "datasource", "via"), "via: proxy needs a proxy section"))
+    if spec.iam is not None and spec.iam.reader is not None:
+        if "writer" in spec.iam.reader.trusted and spec.iam.writer is None:
+            out.append(
+                (("iam", "reader", "trusted"), "trusts 'writer' but there is no iam.writer")
+            )
+        if spec.iam.reader.trusted == []:
+            out.append((("iam", "reader", "trusted"), "nobody could assume the reader role"))
+    if spec.proxy is not None and spec.proxy.implementation == "aws-sigv4-proxy":
+        if spec.proxy.binary is None:
+            out.append(
+                (("proxy", "binary"), "implementation: aws-sigv4-proxy needs binary: the path "
+                 "of the aws-sigv4-proxy executable")
+            )
+    if aws.endpoint_url is not None and not aws.endpoint_url.startswith(("https://", "http://")):
+        out.append((("aws", "endpoint_url"), "must be an http(s):// URL"))
+    if aws.data_plane_url is not None and not aws.data_plane_url.startswith(("https://", "http://")):
+        out.append((("aws", "data_plane_url"), "must be an http(s):// URL"))
+    return out

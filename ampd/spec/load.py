@@ -1,0 +1,233 @@
+"""Parse state-file text into a StateSpec, reporting every problem with FILE:LINE:COL.
+
+Pure: takes the text and a display name; reading the file is the caller's business.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ValidationError
+from ruamel.yaml import YAML
+from ruamel.yaml.comments import CommentedMap, CommentedSeq
+from ruamel.yaml.constructor import DuplicateKeyError
+from ruamel.yaml.error import MarkedYAMLError, YAMLError
+
+from ampd.errors import Problem, SpecError
+from ampd.spec.checks import semantic_problems
+from ampd.spec.models import StateSpec
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass(frozen=True)
+class Positions:
+    """Maps a field path to the (line, column) where the file says it, both 1-based."""
+
+    root: Any
+
+    def find(self, loc: Sequence[str | int], *, key: bool = False) -> tuple[int, int]:
+        node = self.root
+        best = (1, 1)
+        for i, part in enumerate(loc):
+            last = i == len(loc) - 1
+            if isinstance(node, CommentedMap) and part in node:
+                if last and key:
+                    line, col = node.lc.key(part)
+                else:
+                    line, col = node.lc.value(part)
+                best = (line + 1, col + 1)
+                node = node[part]
+            elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+                line, col = node.lc.item(part)
+                best = (line + 1, col + 1)
+                node = node[part]
+            else:
+                break
+        return best
+
+    def walk_keys(self) -> Iterator[tuple[Loc, Any]]:
+        yield from _walk((), self.root)
+
+
+def _walk(prefix: Loc, node: Any) -> Iterator[tuple[Loc, Any]]:
+    if isinstance(node, CommentedMap):
+        for k, v in node.items():
+            yield (*prefix, k), v
+            yield from _walk((*prefix, k), v)
+    elif isinstance(node, CommentedSeq):
+        for i, v in enumerate(node):
+            yield from _walk((*prefix, i), v)
+
+
+@dataclass(frozen=True)
+class LoadedSpec:
+    spec: StateSpec
+    file: str
+    positions: Positions
+    sha256: str
+
+    def problem(self, loc: Sequence[str | int], message: str, *, key: bool = False) -> Problem:
+        line, col = self.positions.find(loc, key=key)
+        return Problem(self.file, line, col, dotted(loc), message)
+
+
+def dotted(loc: Sequence[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += ("." if out else "") + str(part)
+    return out
+
+
+def _plain(node: Any) -> Any:
+    if isinstance(node, dict):
+        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_plain(v) for v in node]
+    return node
+
+
+def _model_at(loc: Loc) -> type[BaseModel] | None:
+    """The pydantic model class that owns the mapping at ``loc`` (for did-you-mean hints)."""
+    model: Any = StateSpec
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(model, type) and issubclass(model, BaseModel)):
+            return None
+        field = model.model_fields.get(part)
+        if field is None:
+            return None
+        model = _inner_model(field.annotation)
+    return model if isinstance(model, type) and issubclass(model, BaseModel) else None
+
+
+def _inner_model(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def _union_members(annotation: Any) -> int:
+    args = [a for a in (getattr(annotation, "__args__", ()) or ()) if a is not type(None)]
+    origin = getattr(annotation, "__origin__", None)
+    if origin in (list, dict) or origin is None and not args:
+        return 0
+    return len(args) if str(origin) in ("typing.Union", "<class 'types.UnionType'>") or (
+        type(annotation).__name__ == "UnionType"
+    ) else 0
+
+
+def _clean_loc(loc: Loc) -> Loc:
+    """Drop the union-member tags pydantic inserts into locs ("bool", "literal['auto']")."""
+    out: list[str | int] = []
+    model: Any = StateSpec
+    skip_tag = False
+    for part in loc:
+        if skip_tag:
+            skip_tag = False
+            if isinstance(part, str):
+                continue
+        out.append(part)
+        if isinstance(part, int):
+            continue
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            field = model.model_fields.get(part)
+            if field is None:
+                model = None
+                continue
+            skip_tag = _union_members(field.annotation) > 1
+            model = _inner_model(field.annotation)
+        else:
+            model = None
+    return tuple(out)
+
+
+def _message(err: Any, loc: Loc) -> tuple[str, bool]:
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        name = str(loc[-1])
+        parent = _model_at(loc[:-1])
+        hint = ""
+        if parent is not None:
+            close = difflib.get_close_matches(name, list(parent.model_fields), n=1, cutoff=0.6)
+            if close:
+                hint = f"; did you mean {close[0]!r}?"
+            else:
+                hint = f"; known keys: {', '.join(parent.model_fields)}"
+        return f"unknown key {name!r}{hint}", True
+    if kind == "missing":
+        return "required but missing", True
+    msg = str(err["msg"])
+    msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    if kind == "string_pattern_mismatch" and loc and isinstance(loc[-1], str):
+        msg = f"{err.get('input')!r} is not a valid {loc[-1]}: {msg.lower()}"
+    return msg, False
+
+
+def parse_yaml(text: str, file: str) -> Any:
+    yaml = YAML(typ="rt")
+    yaml.allow_duplicate_keys = False
+    try:
+        return yaml.load(text)
+    except DuplicateKeyError as e:
+        mark = e.problem_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        raise SpecError([Problem(file, line, col, "", f"duplicate key: {e.problem}")]) from None
+    except MarkedYAMLError as e:
+        mark = e.problem_mark or e.context_mark
+        line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
+        what = e.problem or e.context or "invalid YAML"
+        raise SpecError([Problem(file, line, col, "", f"YAML syntax: {what}")]) from None
+    except YAMLError as e:
+        raise SpecError([Problem(file, 1, 1, "", f"YAML syntax: {e}")]) from None
+
+
+def load_spec(text: str, file: str) -> LoadedSpec:
+    """Validate ``text``; raise SpecError with every problem found, in file order."""
+    doc = parse_yaml(text, file)
+    positions = Positions(doc)
+    if doc is None:
+        raise SpecError([Problem(file, 1, 1, "", "the file is empty; it needs at least version: 1")])
+    if not isinstance(doc, CommentedMap):
+        raise SpecError([Problem(file, 1, 1, "", "the top level must be a mapping (key: value)")])
+    try:
+        spec = StateSpec.model_validate(_plain(doc))
+    except ValidationError as exc:
+        problems: list[Problem] = []
+        for err in exc.errors():
+            loc = _clean_loc(tuple(err["loc"]))
+            msg, at_key = _message(err, loc)
+            line, col = positions.find(loc, key=at_key)
+            problems.append(Problem(file, line, col, dotted(loc), msg))
+        raise SpecError(_dedupe(problems)) from None
+    loaded = LoadedSpec(spec, file, positions, hashlib.sha256(text.encode()).hexdigest())
+    semantic = [loaded.problem(loc, msg) for loc, msg in semantic_problems(spec)]
+    if semantic:
+        raise SpecError(semantic)
+    return loaded
+
+
+def _dedupe(problems: list[Problem]) -> list[Problem]:
+    """One line per place: alternatives of a union are joined with 'or'."""
+    merged: dict[tuple[int, int, str], list[str]] = {}
+    for p in problems:
+        msgs = merged.setdefault((p.line, p.column, p.path), [])
+        if p.message not in msgs:
+            msgs.append(p.message)
+    file = problems[0].file if problems else ""
+    return [
+        Problem(file, line, col, path, " or ".join(msgs))
+        for (line, col, path), msgs in merged.items()
+    ]
