@@ -146,3 +146,25 @@ class ResourceStatus:
     message: str = ""
     last_change: float | None = None
     details: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Command:
+    name: str  # one of PROCESS_NAMES
+    argv: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    cwd: str | None = None
+
+
+@dataclass(frozen=True)
+class ProcessState:
+    name: str
+    running: bool
+    pid: int | None = None
+    started_at: float | None = None  # wall clock
+    restarts: int = 0  # crashes restarted since the command last changed
+    last_exit: int | None = None  # exit code or -signal
+    crash_looping: bool = False
+    last_stderr: tuple[str, ...] = ()
+    command: Command | None = None  # what it runs now, as far as the runtime knows
+    backoff_until: float | None = None  # wall clock; no restart before this after a crash

@@ -1,11 +1,11 @@
 """The exception tree.
 
-    AmpdError
-     ├── SpecError           the state file is invalid; carries every problem found
-     ├── PermanentError      retrying against the same desired state cannot help
-     │                       (validation, AccessDenied, quota); wait for a new spec
-     └── TemporaryError      retry after ``delay`` seconds (throttling, 5xx, network,
-                             a workspace still CREATING)
+AmpdError
+ ├── SpecError           the state file is invalid; carries every problem found
+ ├── PermanentError      retrying against the same desired state cannot help
+ │                       (validation, AccessDenied, quota); wait for a new spec
+ └── TemporaryError      retry after ``delay`` seconds (throttling, 5xx, network,
+                         a workspace still CREATING)
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ was last applied per resource (to tell a desired change from drift), and the ins
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,11 +27,23 @@ class StoredState:
 
 
 class Store:
+    """Thread-safe: the AWS side and the local side update it from different threads."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.lock = threading.RLock()
+
+    def update(self, fn: Callable[[StoredState], None]) -> StoredState:
+        """Read, modify with ``fn``, write back, under the store's lock."""
+        with self.lock:
+            state = self.load()
+            fn(state)
+            self.save(state)
+            return state
 
     def load(self) -> StoredState:
-        raw = read_bytes(self.path)
+        with self.lock:
+            raw = read_bytes(self.path)
         if raw is None:
             return StoredState()
         try:
@@ -45,6 +59,10 @@ class Store:
         )
 
     def save(self, state: StoredState) -> None:
+        with self.lock:
+            self._save(state)
+
+    def _save(self, state: StoredState) -> None:
         data = {
             "workspace_id": state.workspace_id,
             "client_token": state.client_token,

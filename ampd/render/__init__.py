@@ -1,0 +1,1 @@
+"""Pure rendering: desired state + facts -> the bytes of every generated file."""

@@ -48,23 +48,34 @@ def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:
         host, _ = split_listen(spec.proxy.listen)
         if host not in ("127.0.0.1", "::1", "localhost") and not spec.proxy.allow_non_loopback:
             out.append(
-                (("proxy", "listen"), f"{spec.proxy.listen!r} is not loopback: anything that "
-                 "reaches it can sign requests with this host's role; set "
-                 "allow_non_loopback: true if you mean it")
+                (
+                    ("proxy", "listen"),
+                    f"{spec.proxy.listen!r} is not loopback: anything that "
+                    "reaches it can sign requests with this host's role; set "
+                    "allow_non_loopback: true if you mean it",
+                )
             )
     aws = spec.aws_or_default
     ws = spec.workspace
     if spec.grafana is not None and spec.grafana.enabled and ws is None:
-        out.append((("grafana", "enabled"), "Grafana queries the workspace: add a workspace section"))
+        out.append(
+            (("grafana", "enabled"), "Grafana queries the workspace: add a workspace section")
+        )
     if ws is not None and aws.mode == "observe" and ws.deletion == "delete":
         out.append(
-            (("workspace", "deletion"), "aws.mode: observe changes nothing, so deletion: delete "
-             "cannot apply; use deletion: retain")
+            (
+                ("workspace", "deletion"),
+                "aws.mode: observe changes nothing, so deletion: delete "
+                "cannot apply; use deletion: retain",
+            )
         )
     if ws is not None and ws.id is not None and ws.kms_key_arn is not None:
         out.append(
-            (("workspace", "kms_key_arn"), "kms_key_arn is set only when ampd creates the "
-             "workspace; an adopted workspace (id) keeps its own key")
+            (
+                ("workspace", "kms_key_arn"),
+                "kms_key_arn is set only when ampd creates the "
+                "workspace; an adopted workspace (id) keeps its own key",
+            )
         )
     if ws is not None and ws.logging is not None and ws.logging.log_group_arn is None:
         out.append((("workspace", "logging", "log_group_arn"), "logging needs log_group_arn"))
@@ -72,29 +83,38 @@ def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:
         arn = ws.logging.log_group_arn
         if ":logs:" not in arn or ":log-group:" not in arn:
             out.append(
-                (("workspace", "logging", "log_group_arn"),
-                 f"{arn!r} is not a CloudWatch Logs log group ARN")
+                (
+                    ("workspace", "logging", "log_group_arn"),
+                    f"{arn!r} is not a CloudWatch Logs log group ARN",
+                )
             )
     prom = spec.prometheus
     if prom is not None and prom.enabled and prom.remote_write is not None:
         if ws is None:
             out.append(
-                (("prometheus", "remote_write"), "remote_write needs a workspace section to "
-                 "write to (or set remote_write: null for a local-only Prometheus)")
+                (
+                    ("prometheus", "remote_write"),
+                    "remote_write needs a workspace section to "
+                    "write to (or set remote_write: null for a local-only Prometheus)",
+                )
             )
         if prom.remote_write.signing == "proxy" and spec.proxy is None:
             out.append(
-                (("prometheus", "remote_write", "signing"), "signing: proxy needs a proxy "
-                 "section")
+                (("prometheus", "remote_write", "signing"), "signing: proxy needs a proxy section")
             )
-        if prom.remote_write.signing == "proxy" and spec.proxy is not None and (
-            spec.proxy.enabled is False
+        if (
+            prom.remote_write.signing == "proxy"
+            and spec.proxy is not None
+            and (spec.proxy.enabled is False)
         ):
             out.append((("proxy", "enabled"), "remote_write signing: proxy needs the proxy on"))
     if prom is not None and prom.instance_labels and prom.remote_write is None:
         out.append(
-            (("prometheus", "instance_labels"), "instance labels are added to remote-written "
-             "series only; they do nothing without remote_write")
+            (
+                ("prometheus", "instance_labels"),
+                "instance labels are added to remote-written "
+                "series only; they do nothing without remote_write",
+            )
         )
     if spec.grafana is not None and spec.grafana.enabled:
         ds = spec.grafana.datasource
@@ -102,19 +122,22 @@ def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:
             out.append((("grafana", "datasource", "via"), "via: proxy needs a proxy section"))
     if spec.iam is not None and spec.iam.reader is not None:
         if "writer" in spec.iam.reader.trusted and spec.iam.writer is None:
-            out.append(
-                (("iam", "reader", "trusted"), "trusts 'writer' but there is no iam.writer")
-            )
+            out.append((("iam", "reader", "trusted"), "trusts 'writer' but there is no iam.writer"))
         if spec.iam.reader.trusted == []:
             out.append((("iam", "reader", "trusted"), "nobody could assume the reader role"))
     if spec.proxy is not None and spec.proxy.implementation == "aws-sigv4-proxy":
         if spec.proxy.binary is None:
             out.append(
-                (("proxy", "binary"), "implementation: aws-sigv4-proxy needs binary: the path "
-                 "of the aws-sigv4-proxy executable")
+                (
+                    ("proxy", "binary"),
+                    "implementation: aws-sigv4-proxy needs binary: the path "
+                    "of the aws-sigv4-proxy executable",
+                )
             )
     if aws.endpoint_url is not None and not aws.endpoint_url.startswith(("https://", "http://")):
         out.append((("aws", "endpoint_url"), "must be an http(s):// URL"))
-    if aws.data_plane_url is not None and not aws.data_plane_url.startswith(("https://", "http://")):
+    if aws.data_plane_url is not None and not aws.data_plane_url.startswith(
+        ("https://", "http://")
+    ):
         out.append((("aws", "data_plane_url"), "must be an http(s):// URL"))
     return out

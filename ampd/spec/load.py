@@ -122,11 +122,14 @@ def _inner_model(annotation: Any) -> Any:
 def _union_members(annotation: Any) -> int:
     args = [a for a in (getattr(annotation, "__args__", ()) or ()) if a is not type(None)]
     origin = getattr(annotation, "__origin__", None)
-    if origin in (list, dict) or origin is None and not args:
+    if origin in (list, dict) or (origin is None and not args):
         return 0
-    return len(args) if str(origin) in ("typing.Union", "<class 'types.UnionType'>") or (
-        type(annotation).__name__ == "UnionType"
-    ) else 0
+    return (
+        len(args)
+        if str(origin) in ("typing.Union", "<class 'types.UnionType'>")
+        or (type(annotation).__name__ == "UnionType")
+        else 0
+    )
 
 
 def _clean_loc(loc: Loc) -> Loc:
@@ -199,7 +202,9 @@ def load_spec(text: str, file: str) -> LoadedSpec:
     doc = parse_yaml(text, file)
     positions = Positions(doc)
     if doc is None:
-        raise SpecError([Problem(file, 1, 1, "", "the file is empty; it needs at least version: 1")])
+        raise SpecError(
+            [Problem(file, 1, 1, "", "the file is empty; it needs at least version: 1")]
+        )
     if not isinstance(doc, CommentedMap):
         raise SpecError([Problem(file, 1, 1, "", "the top level must be a mapping (key: value)")])
     try:

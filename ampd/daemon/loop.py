@@ -1,0 +1,254 @@
+"""``ampd run``: triggers queue passes; passes never overlap; queued triggers coalesce.
+
+Triggers: the state file or a file it references changing, a generated file changing
+(drift), SIGHUP, a managed process exiting, the resync timer, a backoff timer. A pass
+never branches on which trigger fired.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+
+import structlog
+import watchfiles
+
+from ampd.daemon.metrics import Metrics
+from ampd.daemon.reconcile import Reconciler
+from ampd.daemon.wiring import make_aws, make_instance_facts, make_runtime, self_command
+from ampd.errors import AmpdError
+from ampd.gateways.files import atomic_write
+from ampd.gateways.notify import Notifier
+from ampd.gateways.paths import Paths
+from ampd.report.status import PassSummary, status_document
+from ampd.spec.models import split_listen
+
+log = structlog.get_logger()
+
+DEBOUNCE = 0.05  # seconds to let a burst of edits settle before a pass
+MIN_PASS_GAP = 0.1
+
+
+class Daemon:
+    def __init__(self, state_path: Path, paths: Paths) -> None:
+        self.state_path = state_path
+        self.paths = paths
+        self.notifier = Notifier()
+        self.dirty = asyncio.Event()
+        self.stopping = asyncio.Event()
+        self.reload_requested = False
+        self.passes = 0
+        self.next_pass_at: float | None = None
+        self.wedge_file = os.environ.get("AMPD_TEST_WEDGE_FILE")
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def trigger(self, why: str) -> None:
+        log.debug("trigger", why=why)
+        self.dirty.set()
+
+    def _trigger_threadsafe(self, why: str) -> None:
+        if self.loop is not None:
+            self.loop.call_soon_threadsafe(self.trigger, why)
+
+    async def run(self) -> int:
+        self.loop = asyncio.get_running_loop()
+        self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        runtime = make_runtime(
+            self.state_path, lambda name: self._trigger_threadsafe(f"exit:{name}")
+        )
+        rec = Reconciler(
+            self.state_path,
+            self.paths,
+            runtime,
+            instance_facts=make_instance_facts(),
+            self_command=self_command(),
+        )
+        aws = rec.aws = make_aws(rec.store)
+        metrics = Metrics(getattr(aws, "api_call_counts", None))
+        rec.load_spec()
+        if rec.loaded is not None and rec.loaded.spec.metrics.enabled:
+            host, port = split_listen(rec.loaded.spec.metrics.listen)
+            try:
+                metrics.serve(host, port)
+            except OSError as e:
+                log.error(
+                    "metrics.listen_failed", listen=rec.loaded.spec.metrics.listen, error=str(e)
+                )
+        for sig, handler in (
+            (signal.SIGTERM, self.stopping.set),
+            (signal.SIGINT, self.stopping.set),
+            (signal.SIGHUP, self._on_hup),
+        ):
+            self.loop.add_signal_handler(sig, handler)
+        watcher = asyncio.create_task(self._watch(rec))
+        self.dirty.set()
+        self.notifier.ready("Unknown · starting · first pass pending")
+        log.info(
+            "daemon.ready",
+            state=str(self.state_path),
+            runtime=runtime.name,
+            state_dir=str(self.paths.state_dir),
+        )
+        try:
+            await self._loop(rec, metrics)
+        finally:
+            self.notifier.stopping()
+            watcher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watcher
+            log.info("daemon.stopping")
+            await asyncio.to_thread(runtime.shutdown)
+            rec.close()
+        return 0
+
+    def _on_hup(self) -> None:
+        self.reload_requested = True
+        self.notifier.reloading()
+        self.trigger("sighup")
+
+    def _ping(self) -> None:
+        if self.wedge_file and Path(self.wedge_file).exists():
+            return  # test hook: behave like a wedged loop
+        self.notifier.watchdog()
+
+    async def _loop(self, rec: Reconciler, metrics: Metrics) -> None:
+        ping_every = self.notifier.watchdog_interval or 30.0
+        while not self.stopping.is_set():
+            timeout = ping_every
+            if self.next_pass_at is not None:
+                timeout = max(0.0, min(timeout, self.next_pass_at - time.time()))
+            stop = asyncio.create_task(self.stopping.wait())
+            dirty = asyncio.create_task(self.dirty.wait())
+            await asyncio.wait({stop, dirty}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+            stop.cancel()
+            dirty.cancel()
+            self._ping()
+            if self.stopping.is_set():
+                return
+            due = self.next_pass_at is not None and time.time() >= self.next_pass_at
+            if not self.dirty.is_set() and not due:
+                continue
+            await asyncio.sleep(DEBOUNCE)  # coalesce a burst of triggers into one pass
+            self.dirty.clear()
+            await self._one_pass(rec, metrics)
+            await asyncio.sleep(MIN_PASS_GAP)
+
+    async def _one_pass(self, rec: Reconciler, metrics: Metrics) -> None:
+        try:
+            summary = await asyncio.to_thread(rec.run_pass)
+        except AmpdError as e:
+            log.error("reconcile.failed", error=str(e))
+            self.next_pass_at = time.time() + 5
+            return
+        self.passes += 1
+        self.next_pass_at = summary.next_pass_at
+        now = time.time()
+        metrics.observe(summary, now)
+        self._write_status(summary, now)
+        self._log_summary(summary)
+        self.notifier.status(status_document(summary, pid=os.getpid(), now=now)["line"])
+        if self.reload_requested:
+            self.reload_requested = False
+            self.notifier.ready()
+
+    def _write_status(self, summary: PassSummary, now: float) -> None:
+        doc = status_document(summary, pid=os.getpid(), now=now)
+        try:
+            atomic_write(self.paths.status, json.dumps(doc, indent=2).encode() + b"\n", 0o640)
+        except AmpdError as e:
+            log.error("status.write_failed", path=str(self.paths.status), error=str(e))
+
+    def _log_summary(self, s: PassSummary) -> None:
+        doc = status_document(s, pid=os.getpid(), now=time.time())
+        log.info(
+            "reconcile.summary",
+            generation=s.spec_generation,
+            duration_ms=round(s.duration_s * 1000, 1),
+            changes_applied=s.applied,
+            changes_failed=s.failed,
+            drift=len(s.plan.drift),
+            skipped=len(s.plan.skipped),
+            sync=doc["sync"],
+            health=doc["health"],
+            spec_valid=s.spec_error is None,
+            reconcile_id=s.reconcile_id,
+        )
+        for change in s.plan.drift:
+            corrected = any(o.ok and o.change.key == change.key for o in s.outcomes)
+            log.warning(
+                "drift.detected",
+                kind=change.key.kind.value,
+                name=change.key.name,
+                fields=[d.field for d in change.diffs],
+                before=change.before,
+                after=change.after,
+                reason=change.reason,
+                corrected=corrected,
+            )
+
+    async def _watch(self, rec: Reconciler) -> None:
+        while not self.stopping.is_set():
+            targets = self._watch_targets(rec)
+            dirs = sorted({str(p.parent) for p in targets if p.parent.exists()} | self._gen_dirs())
+            if not dirs:
+                await asyncio.sleep(1)
+                continue
+            try:
+                async for changes in watchfiles.awatch(
+                    *dirs,
+                    stop_event=self.stopping,
+                    debounce=50,
+                    step=20,
+                    recursive=True,
+                    yield_on_timeout=True,
+                    rust_timeout=2000,
+                ):
+                    hit = [p for _, p in changes if self._interesting(Path(p), targets)]
+                    if hit:
+                        self.trigger("file:" + hit[0])
+                    new_targets = self._watch_targets(rec)
+                    if new_targets != targets:
+                        break  # the set of referenced files changed: watch anew
+            except (OSError, RuntimeError) as e:
+                log.warning("watch.failed", error=str(e))
+                await asyncio.sleep(1)
+
+    def _gen_dirs(self) -> set[str]:
+        gen = self.paths.generated
+        gen.mkdir(parents=True, exist_ok=True)
+        return {str(gen)}
+
+    def _interesting(self, path: Path, targets: set[Path]) -> bool:
+        if path.name.startswith(".") and path.name.endswith((".tmp", ".candidate")):
+            return False
+        return (
+            path in targets
+            or self.paths.generated in path.parents
+            or path.parent in {t for t in targets if t.is_dir()}
+        )
+
+    def _watch_targets(self, rec: Reconciler) -> set[Path]:
+        out = {self.state_path.absolute()}
+        spec = rec.loaded.spec if rec.loaded else None
+        if spec is not None and spec.workspace is not None:
+            out |= {Path(g.file) for g in spec.workspace.rule_groups}
+            if spec.workspace.alertmanager is not None:
+                out.add(Path(spec.workspace.alertmanager.file))
+        if spec is not None and spec.grafana is not None:
+            out |= {Path(d) for d in spec.grafana.dashboards}
+        return out
+
+
+def run_daemon(state_path: Path, paths: Paths) -> int:
+    try:
+        return asyncio.run(Daemon(state_path, paths).run())
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        sys.stderr.flush()

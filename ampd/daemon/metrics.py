@@ -1,0 +1,92 @@
+"""ampd's own /metrics (ampd_*), served on 127.0.0.1:9795 by default."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from ampd import __version__
+from ampd.core import Health, SyncStatus
+from ampd.report.status import PassSummary
+
+
+class _AwsCalls(Collector):
+    def __init__(self, source: Callable[[], dict[tuple[str, str], int]] | None) -> None:
+        self.source = source
+
+    def collect(self) -> Iterator[Metric]:
+        fam = CounterMetricFamily(
+            "ampd_aws_api_calls",
+            "AWS API calls by operation and result code",
+            labels=["operation", "code"],
+        )
+        for (op, code), n in sorted((self.source() if self.source else {}).items()):
+            fam.add_metric([op, code], n)
+        yield fam
+
+
+class Metrics:
+    def __init__(self, aws_calls: Callable[[], dict[tuple[str, str], int]] | None = None) -> None:
+        r = self.registry = CollectorRegistry()
+        self.duration = Histogram(
+            "ampd_reconcile_duration_seconds",
+            "Duration of reconcile passes",
+            registry=r,
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+        )
+        self.passes = Counter(
+            "ampd_reconcile", "Reconcile passes by outcome", ["outcome"], registry=r
+        )
+        self.sync = Gauge(
+            "ampd_resource_sync",
+            "1 for the resource's current sync status",
+            ["kind", "name", "ampd_resource_sync"],
+            registry=r,
+        )
+        self.health = Gauge(
+            "ampd_resource_health",
+            "1 for the resource's current health",
+            ["kind", "name", "ampd_resource_health"],
+            registry=r,
+        )
+        self.drift = Counter(
+            "ampd_drift_detected", "Drift found, by resource kind", ["kind"], registry=r
+        )
+        self.last_success = Gauge(
+            "ampd_last_successful_reconcile_timestamp_seconds",
+            "When the last pass without errors ended",
+            registry=r,
+        )
+        self.spec_valid = Gauge("ampd_spec_valid", "1 when the state file is valid", registry=r)
+        info = Gauge("ampd_build_info", "ampd's version", ["version"], registry=r)
+        info.labels(__version__).set(1)
+        r.register(_AwsCalls(aws_calls))
+        for outcome in ("ok", "partial", "error"):
+            self.passes.labels(outcome)
+
+    def observe(self, s: PassSummary, end: float) -> None:
+        self.duration.observe(s.duration_s)
+        outcome = "error" if s.spec_error else ("partial" if s.failed else "ok")
+        self.passes.labels(outcome).inc()
+        if outcome == "ok":
+            self.last_success.set(end)
+        self.spec_valid.set(0 if s.spec_error else 1)
+        for change in s.plan.drift:
+            self.drift.labels(change.key.kind.value).inc()
+        self.sync.clear()
+        self.health.clear()
+        for st in s.statuses:
+            for value in SyncStatus:
+                self.sync.labels(st.key.kind.value, st.key.name, value.value).set(
+                    1 if st.sync == value else 0
+                )
+            for h in Health:
+                self.health.labels(st.key.kind.value, st.key.name, h.value).set(
+                    1 if st.health == h else 0
+                )
+
+    def serve(self, host: str, port: int) -> None:
+        start_http_server(port, addr=host, registry=self.registry)

@@ -1,0 +1,72 @@
+"""promtool and the Prometheus binary: config/rules/metrics checks and version probing."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ampd.errors import PermanentError
+
+_VERSION_RE = re.compile(r"version (\d+)\.(\d+)\.(\d+)")
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    ok: bool
+    output: str
+
+
+def find_promtool(prometheus_binary: str | None = None) -> str | None:
+    if prometheus_binary:
+        sibling = Path(prometheus_binary).with_name("promtool")
+        if sibling.is_file():
+            return str(sibling)
+    return shutil.which("promtool")
+
+
+def _run(argv: list[str], stdin: str | None = None, timeout: float = 30.0) -> CheckResult:
+    try:
+        proc = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError as e:
+        raise PermanentError(f"{argv[0]} not found: {e}") from e
+    except subprocess.TimeoutExpired as e:
+        raise PermanentError(f"{argv[0]} took longer than {timeout}s") from e
+    return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
+
+
+def check_config(path: Path, promtool: str | None = None) -> CheckResult:
+    tool = promtool or find_promtool()
+    if tool is None:
+        raise PermanentError("promtool not found (apt install prometheus)")
+    return _run([tool, "check", "config", str(path)])
+
+
+def check_rules(path: Path, promtool: str | None = None) -> CheckResult:
+    tool = promtool or find_promtool()
+    if tool is None:
+        raise PermanentError("promtool not found (apt install prometheus)")
+    return _run([tool, "check", "rules", str(path)])
+
+
+def check_metrics(text: str, promtool: str | None = None) -> CheckResult:
+    tool = promtool or find_promtool()
+    if tool is None:
+        raise PermanentError("promtool not found (apt install prometheus)")
+    return _run([tool, "check", "metrics"], stdin=text)
+
+
+def binary_version(binary: str) -> tuple[int, int, int] | None:
+    """``prometheus --version`` -> (2, 42, 0); None when it is missing or unreadable."""
+    if not Path(binary).is_file():
+        return None
+    try:
+        res = _run([binary, "--version"], timeout=10)
+    except PermanentError:
+        return None
+    m = _VERSION_RE.search(res.output)
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3))) if m else None

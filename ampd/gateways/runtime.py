@@ -1,0 +1,40 @@
+"""How managed processes are run: the contract both runtimes implement.
+
+``supervisor`` (ampd's own children: containers, development, tests) lives in
+``ampd.gateways.supervisor``; ``systemd`` (child units driven through systemctl) in
+``ampd.gateways.systemd``. The reconcile loop only sees this protocol.
+
+A process is described by a ``Command``. Under systemd the child unit runs
+``ampd exec NAME``, which reads ``<state_dir>/generated/NAME.cmd.json`` (written by
+ampd before any start/restart) and execs it, so one static unit serves every spec.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from ampd.core import Command, ProcessState
+
+__all__ = ["PROCESS_NAMES", "Command", "ProcessState", "Runtime"]
+
+PROCESS_NAMES = ("prometheus", "sigv4-proxy", "grafana")
+
+
+class Runtime(Protocol):
+    name: str
+
+    def observe(self, name: str) -> ProcessState: ...
+
+    def start(self, command: Command) -> None: ...
+
+    def stop(self, name: str, timeout: float = 10.0) -> None: ...
+
+    def restart(self, command: Command) -> None: ...
+
+    def reload(self, name: str) -> None:
+        """SIGHUP (or the runtime's reload); raises TemporaryError if not running."""
+        ...
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """ampd is exiting. supervisor: stop every child in order; systemd: leave units."""
+        ...

@@ -1,0 +1,176 @@
+"""SigV4 request signing with botocore's credential chain.
+
+Credentials come from botocore's standard chain (environment, shared config files,
+IMDSv2 instance role), optionally exchanged for a role through STS AssumeRole. The
+credentials *object* is kept (botocore refreshes it before expiry); frozen keys are
+taken per signature and never cached, so a rotated instance-role key is picked up
+without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+import botocore.session
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import (
+    AssumeRoleCredentialFetcher,
+    Credentials,
+    DeferredRefreshableCredentials,
+    RefreshableCredentials,
+)
+from botocore.exceptions import BotoCoreError, ClientError
+
+from ampd.errors import TemporaryError
+
+__all__ = ["CredentialStatus", "Signer", "SigningError"]
+
+ROLE_SESSION_NAME = "ampd-proxy"
+# How long to wait before asking the chain again after it found nothing.
+_RETRY_EMPTY_CHAIN_AFTER = 5.0
+
+
+class SigningError(TemporaryError):
+    """No usable credentials right now (none found, IMDS or STS unreachable, ...)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, delay=_RETRY_EMPTY_CHAIN_AFTER)
+
+
+@dataclass(frozen=True)
+class CredentialStatus:
+    """What /healthz says about credentials. Never carries a secret or a token."""
+
+    ok: bool
+    method: str | None = None  # botocore's name for the source: env, iam-role, assume-role, ...
+    access_key_id_suffix: str | None = None  # last four characters only
+    expires_in_seconds: float | None = None
+    error: str | None = None
+
+    def as_dict(self) -> dict[str, object]:
+        return {
+            "ok": self.ok,
+            "method": self.method,
+            "access_key_id_suffix": self.access_key_id_suffix,
+            "expires_in_seconds": self.expires_in_seconds,
+            "error": self.error,
+        }
+
+
+def _default_session() -> botocore.session.Session:
+    return botocore.session.get_session()
+
+
+class Signer:
+    """Signs HTTP requests for one AWS service and region.
+
+    ``session_factory`` builds the botocore session whose credential chain is used; tests
+    pass a session with their own credential provider. Thread-safe: the proxy signs from
+    a worker thread because resolving or refreshing credentials may block on IMDS or STS.
+    """
+
+    def __init__(
+        self,
+        region: str,
+        service: str = "aps",
+        assume_role_arn: str | None = None,
+        session_factory: Callable[[], botocore.session.Session] = _default_session,
+    ) -> None:
+        self.region = region
+        self.service = service
+        self.assume_role_arn = assume_role_arn
+        self._session_factory = session_factory
+        self._session: botocore.session.Session | None = None
+        self._credentials: Credentials | None = None
+        self._last_empty: float | None = None
+        self._last_error: str | None = None
+        self._lock = threading.Lock()
+
+    def _resolve(self) -> Credentials:
+        with self._lock:
+            if self._credentials is not None:
+                return self._credentials
+            now = time.monotonic()
+            if self._last_empty is not None and now - self._last_empty < _RETRY_EMPTY_CHAIN_AFTER:
+                raise SigningError(self._last_error or "no AWS credentials found")
+            try:
+                if self._session is None:
+                    self._session = self._session_factory()
+                    if self._session.get_config_variable("region") is None:
+                        # STS AssumeRole goes to the workspace's regional endpoint.
+                        self._session.set_config_variable("region", self.region)
+                base = self._session.get_credentials()
+            except (BotoCoreError, ClientError) as e:
+                self._last_empty, self._last_error = now, f"credential chain failed: {e}"
+                raise SigningError(self._last_error) from e
+            if base is None:
+                self._last_empty = now
+                self._last_error = (
+                    "no AWS credentials found (environment, shared config, instance role)"
+                )
+                raise SigningError(self._last_error)
+            creds: Credentials = base
+            if self.assume_role_arn is not None:
+                creds = self._assume_role(self._session, base, self.assume_role_arn)
+            self._credentials, self._last_empty, self._last_error = creds, None, None
+            return creds
+
+    @staticmethod
+    def _assume_role(
+        session: botocore.session.Session, source: Credentials, role_arn: str
+    ) -> Credentials:
+        fetcher = AssumeRoleCredentialFetcher(
+            client_creator=session.create_client,
+            source_credentials=source,
+            role_arn=role_arn,
+            extra_args={"RoleSessionName": ROLE_SESSION_NAME},
+        )
+        return DeferredRefreshableCredentials(
+            refresh_using=fetcher.fetch_credentials, method="assume-role"
+        )
+
+    def _frozen(self) -> Credentials:
+        creds = self._resolve()
+        try:
+            # Refreshes (under botocore's own lock) when close to expiry.
+            frozen = creds.get_frozen_credentials()
+        except (BotoCoreError, ClientError) as e:
+            self._last_error = f"credential refresh failed: {e}"
+            raise SigningError(self._last_error) from e
+        if not frozen.access_key or not frozen.secret_key:
+            raise SigningError(f"credentials from {creds.method} have no key")
+        return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
+
+    def sign(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, str]:
+        """The headers to send: ``headers`` plus Authorization, X-Amz-Date and, for
+        temporary credentials, X-Amz-Security-Token. ``url`` must be exactly what is
+        sent (path and query already encoded). Raises SigningError."""
+        request = AWSRequest(method=method.upper(), url=url, headers=dict(headers), data=body)
+        SigV4Auth(self._frozen(), self.service, self.region).add_auth(request)
+        return {name: str(value) for name, value in request.headers.items()}
+
+    def credential_status(self) -> CredentialStatus:
+        """Resolve (and refresh if due) the credentials and describe them."""
+        try:
+            frozen = self._frozen()
+        except SigningError as e:
+            return CredentialStatus(ok=False, error=str(e))
+        creds = self._credentials
+        method = getattr(creds, "method", None)
+        expires: float | None = None
+        if isinstance(creds, RefreshableCredentials):
+            expiry = getattr(creds, "_expiry_time", None)
+            if expiry is not None:
+                expires = round(expiry.timestamp() - time.time(), 1)
+        return CredentialStatus(
+            ok=True,
+            method=method if isinstance(method, str) else None,
+            access_key_id_suffix=frozen.access_key[-4:],
+            expires_in_seconds=expires,
+        )

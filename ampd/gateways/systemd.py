@@ -1,0 +1,283 @@
+"""The systemd runtime: each managed process is a static child unit, ``ampd-NAME.service``.
+
+The unit runs ``ampd exec NAME``, which execs the command ampd wrote to
+``<state_dir>/generated/NAME.cmd.json`` (``{"argv": [...], "env": {...}}``, plus
+``"cwd"`` when set). So ``start``/``restart`` write that file, then ask systemd through
+``systemctl`` (D-Bus; as the unprivileged ``ampd`` user, polkit allows exactly these
+units). ``observe`` reads ``systemctl show`` and, when something went wrong, the unit's
+last journal lines. ``shutdown`` leaves every unit alone: restarting ampd (upgrade,
+watchdog) must not restart a healthy Prometheus.
+
+Errors: a unit that is not installed or an action polkit refuses is a PermanentError;
+a start that failed, a timeout or an unreachable systemd is a TemporaryError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ampd.errors import PermanentError, TemporaryError
+from ampd.gateways.files import atomic_write, read_bytes
+from ampd.gateways.paths import Paths
+from ampd.gateways.runtime import PROCESS_NAMES, Command, ProcessState
+
+__all__ = ["Completed", "SystemdRuntime", "running_under_systemd", "unit_name"]
+
+SHOW_PROPERTIES = (
+    "LoadState",
+    "ActiveState",
+    "SubState",
+    "Result",
+    "MainPID",
+    "NRestarts",
+    "ExecMainCode",
+    "ExecMainStatus",
+    "ExecMainStartTimestampMonotonic",
+)
+# systemd's ExecMainCode: how the main process last ended (CLD_* from waitid()).
+_CLD_EXITED = 1
+_STDERR_LINES = 10
+_CRASH_LOOP_RESTARTS = 3
+
+
+@dataclass(frozen=True)
+class Completed:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+# The I/O seam: (argv, timeout) -> Completed. Tests pass their own.
+Runner = Callable[[Sequence[str], float], Completed]
+
+
+def run_command(argv: Sequence[str], timeout: float) -> Completed:
+    env = {**os.environ, "SYSTEMD_PAGER": "", "SYSTEMD_COLORS": "0", "LC_ALL": "C"}
+    try:
+        proc = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False, env=env
+        )
+    except subprocess.TimeoutExpired as e:
+        raise TemporaryError(f"{argv[0]} {argv[1]} timed out after {timeout:.0f} s") from e
+    except OSError as e:
+        raise PermanentError(f"cannot run {argv[0]}: {e}") from e
+    return Completed(proc.returncode, proc.stdout, proc.stderr)
+
+
+def running_under_systemd(environ: Mapping[str, str] | None = None) -> bool:
+    """True when ampd itself is a systemd service on a systemd-booted host.
+
+    ``runtime: auto`` picks systemd then. ``ampd run`` typed into a shell on such a host
+    (no INVOCATION_ID, no NOTIFY_SOCKET) supervises its own children instead, and so does
+    a container whose manager sets NOTIFY_SOCKET but is not systemd.
+    """
+    env = os.environ if environ is None else environ
+    if not (env.get("INVOCATION_ID") or env.get("NOTIFY_SOCKET")):
+        return False
+    return Path("/run/systemd/system").is_dir()
+
+
+def unit_name(name: str) -> str:
+    if name not in PROCESS_NAMES:
+        raise PermanentError(f"unknown process {name!r}; expected one of {PROCESS_NAMES}")
+    return f"ampd-{name}.service"
+
+
+class SystemdRuntime:
+    """Runtime over ``ampd-NAME.service`` units. See the module docstring."""
+
+    name = "systemd"
+
+    def __init__(
+        self,
+        paths: Paths,
+        run: Runner = run_command,
+        systemctl: str = "systemctl",
+        journalctl: str = "journalctl",
+        timeout: float = 90.0,
+    ) -> None:
+        self._paths = paths
+        self._run = run
+        self._systemctl = systemctl
+        self._journalctl = journalctl
+        self._timeout = timeout
+
+    # -- reading
+
+    def observe(self, name: str) -> ProcessState:
+        unit = unit_name(name)
+        props = self._show(unit)
+        if props.get("LoadState") != "loaded":
+            return ProcessState(name=name, running=False, command=None)
+        active = props.get("ActiveState", "")
+        pid = _int(props.get("MainPID")) or None
+        running = active in ("active", "reloading") and pid is not None
+        restarts = _int(props.get("NRestarts"))
+        started_at = _wall_clock(_int(props.get("ExecMainStartTimestampMonotonic")))
+        last_exit = _last_exit(props)
+        crash_looping = props.get("Result") == "start-limit-hit" or (
+            props.get("SubState") == "auto-restart" and restarts >= _CRASH_LOOP_RESTARTS
+        )
+        troubled = not running or restarts > 0 or crash_looping
+        return ProcessState(
+            name=name,
+            running=running,
+            pid=pid if running else None,
+            started_at=started_at if running else None,
+            restarts=restarts,
+            last_exit=last_exit,
+            crash_looping=crash_looping,
+            last_stderr=self._last_lines(unit) if troubled else (),
+            command=self._running_command(name, started_at if running else None),
+        )
+
+    def _show(self, unit: str) -> dict[str, str]:
+        out = self._systemctl_call("show", unit, f"--property={','.join(SHOW_PROPERTIES)}")
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def _last_lines(self, unit: str) -> tuple[str, ...]:
+        # Only what the unit's processes wrote (_SYSTEMD_UNIT=), not systemd's own lines
+        # about it. Reading the system journal needs the systemd-journal group; without
+        # it journalctl prints nothing and this stays empty.
+        try:
+            done = self._run(
+                [
+                    self._journalctl,
+                    "--no-pager",
+                    "--quiet",
+                    "--output=cat",
+                    f"--lines={_STDERR_LINES}",
+                    f"_SYSTEMD_UNIT={unit}",
+                ],
+                10.0,
+            )
+        except (TemporaryError, PermanentError):
+            return ()
+        if done.returncode != 0:
+            return ()
+        return tuple(line for line in done.stdout.splitlines() if line.strip())
+
+    def _running_command(self, name: str, started_at: float | None) -> Command | None:
+        """The command in cmd.json, if the running process can be running it.
+
+        A cmd.json newer than the process (written, then ampd died before the restart)
+        does not describe what runs: None, so the caller restarts it.
+        """
+        path = self._cmd_path(name)
+        data = read_bytes(path)
+        if data is None:
+            return None
+        try:
+            raw = json.loads(data)
+            command = Command(
+                name=name,
+                argv=tuple(str(a) for a in raw["argv"]),
+                env={str(k): str(v) for k, v in raw.get("env", {}).items()},
+                cwd=raw.get("cwd"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        if started_at is not None:
+            try:
+                written = path.stat().st_mtime
+            except FileNotFoundError:
+                return None
+            if written > started_at + 0.001:
+                return None
+        return command
+
+    # -- acting
+
+    def start(self, command: Command) -> None:
+        unit = unit_name(command.name)
+        self._write_command(command)
+        self._clear_failed(unit)
+        self._systemctl_call("start", unit)
+
+    def restart(self, command: Command) -> None:
+        unit = unit_name(command.name)
+        self._write_command(command)
+        self._clear_failed(unit)
+        self._systemctl_call("restart", unit)
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        # The unit's TimeoutStopSec= decides when systemd escalates to SIGKILL; timeout
+        # only bounds how long ampd waits for systemctl.
+        self._systemctl_call("stop", unit_name(name), timeout=max(timeout, 1.0) + 30.0)
+
+    def reload(self, name: str) -> None:
+        unit = unit_name(name)
+        props = self._show(unit)
+        if props.get("ActiveState") not in ("active", "reloading"):
+            raise TemporaryError(f"{unit} is not running ({props.get('ActiveState')})", 2.0)
+        self._systemctl_call("reload", unit)
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        """Leave every child unit as it is: a new ampd picks them up."""
+
+    # -- helpers
+
+    def _cmd_path(self, name: str) -> Path:
+        return self._paths.generated / f"{name}.cmd.json"
+
+    def _write_command(self, command: Command) -> None:
+        body: dict[str, Any] = {"argv": list(command.argv), "env": dict(command.env)}
+        if command.cwd is not None:
+            body["cwd"] = command.cwd
+        data = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+        path = self._cmd_path(command.name)
+        if read_bytes(path) != data:
+            atomic_write(path, data, mode=0o640)
+
+    def _clear_failed(self, unit: str) -> None:
+        # A unit that hit its start limit refuses every start until this is done.
+        props = self._show(unit)
+        if props.get("ActiveState") == "failed":
+            self._systemctl_call("reset-failed", unit)
+
+    def _systemctl_call(
+        self, verb: str, unit: str, *args: str, timeout: float | None = None
+    ) -> str:
+        done = self._run(
+            [self._systemctl, "--no-ask-password", "--quiet", verb, unit, *args],
+            timeout if timeout is not None else self._timeout,
+        )
+        if done.returncode == 0:
+            return done.stdout
+        message = done.stderr.strip() or f"exit status {done.returncode}"
+        lowered = message.lower()
+        if "not found" in lowered or "not loaded" in lowered:
+            raise PermanentError(f"{unit} is not installed: {message}")
+        if "access denied" in lowered or "interactive authentication required" in lowered:
+            raise PermanentError(f"systemctl {verb} {unit}: not allowed ({message})")
+        raise TemporaryError(f"systemctl {verb} {unit} failed: {message}", 5.0)
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def _wall_clock(monotonic_usec: int) -> float | None:
+    # systemd's realtime stamps print with one-second precision; its monotonic one has
+    # microseconds, and comparing it with a file's mtime needs better than a second.
+    if monotonic_usec <= 0:
+        return None
+    return time.time() - (time.monotonic() - monotonic_usec / 1_000_000)
+
+
+def _last_exit(props: Mapping[str, str]) -> int | None:
+    code = _int(props.get("ExecMainCode"))
+    if code == 0:
+        return None
+    status = _int(props.get("ExecMainStatus"))
+    return status if code == _CLD_EXITED else -status

@@ -1,0 +1,274 @@
+"""Read-only probes of AWS: live state as ``plan.aws.Live`` values, through the gateway.
+
+Reads go through an :class:`ObservedCache` so a steady state reads each resource at most
+once per ``resync``: the reconciler clears it on expiry, on ``force_read`` and when the
+desired state changes, and patches it after its own writes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from ampd.core import Kind, ResourceKey
+from ampd.errors import PermanentError, TemporaryError
+from ampd.gateways.aws import AwsGateway, AwsUnreachable
+from ampd.gateways.files import read_bytes
+from ampd.plan.aws import TRANSITIONAL, Desired, Live, Unreadable, workspace_key
+from ampd.spec.models import StateSpec
+
+__all__ = [
+    "ObservedCache",
+    "WorkspaceLookup",
+    "find_workspace",
+    "read_children",
+    "read_spec_files",
+    "workspace_live",
+]
+
+log = structlog.get_logger()
+
+_GONE = frozenset({"DELETING"})
+
+
+@dataclass
+class ObservedCache:
+    """Observed live state kept between passes (``None`` = known to be absent)."""
+
+    taken_at: float | None = None
+    fingerprint: str | None = None
+    resources: dict[ResourceKey, Live | None] = field(default_factory=dict)
+    workspace: Live | None = None
+    workspace_read: bool = False
+    rule_group_tags: dict[str, dict[str, str]] | None = None
+    roles_attached: dict[str, list[str]] = field(default_factory=dict)
+
+    def clear(self) -> None:
+        self.taken_at = None
+        self.resources.clear()
+        self.workspace = None
+        self.workspace_read = False
+        self.rule_group_tags = None
+        self.roles_attached.clear()
+
+
+def read_spec_files(spec: StateSpec) -> dict[str, bytes | None]:
+    """The bytes of every rule and alertmanager file the spec names (None when unreadable)."""
+    ws = spec.workspace
+    if ws is None:
+        return {}
+    paths = [g.file for g in ws.rule_groups]
+    if ws.alertmanager is not None:
+        paths.append(ws.alertmanager.file)
+    out: dict[str, bytes | None] = {}
+    for p in paths:
+        try:
+            out[p] = read_bytes(Path(p))
+        except OSError:
+            out[p] = None
+    return out
+
+
+def workspace_live(key: ResourceKey, w: Mapping[str, Any]) -> Live:
+    tags = dict(w.get("tags") or {})
+    fields: dict[str, Any] = {"alias": w.get("alias"), "tags": tags}
+    if w.get("kmsKeyArn"):
+        fields["kms_key_arn"] = w.get("kmsKeyArn")
+    return Live(
+        key,
+        fields,
+        tags,
+        status=str((w.get("status") or {}).get("statusCode") or "") or None,
+        details={
+            "id": w.get("workspaceId"),
+            "arn": w.get("arn"),
+            "prometheus_endpoint": w.get("prometheusEndpoint"),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class WorkspaceLookup:
+    live: Live | Unreadable | None
+    deleted_id: str | None = None  # the stored workspace is gone (deleted outside ampd)
+
+
+def find_workspace(gw: AwsGateway, spec: StateSpec, stored_id: str | None) -> WorkspaceLookup:
+    """By ``workspace.id``; else the stored id; else by alias among this stack's workspaces."""
+    ws = spec.workspace
+    assert ws is not None
+    key = workspace_key(spec)
+    if ws.id is not None:
+        w = gw.describe_workspace(ws.id)
+        if w is None or (w.get("status") or {}).get("statusCode") in _GONE:
+            return WorkspaceLookup(
+                Unreadable(key, f"workspace {ws.id} (workspace.id) does not exist", permanent=True)
+            )
+        return WorkspaceLookup(workspace_live(key, w))
+    deleted: str | None = None
+    if stored_id:
+        w = gw.describe_workspace(stored_id)
+        if w is not None and (w.get("status") or {}).get("statusCode") not in _GONE:
+            live = workspace_live(key, w)
+            if live.stack == spec.stack or w.get("alias") == ws.alias:
+                return WorkspaceLookup(live)
+        else:
+            deleted = stored_id
+    candidates = [
+        s
+        for s in gw.list_workspaces(ws.alias)
+        if s.get("alias") == ws.alias
+        and (s.get("status") or {}).get("statusCode") not in _GONE
+        and Live(key, tags=dict(s.get("tags") or {})).stack == spec.stack
+    ]
+    if not candidates:
+        return WorkspaceLookup(None, deleted)
+    # Every host picks the same one: the oldest, ties broken by id.
+    first = min(candidates, key=lambda s: (str(s.get("createdAt", "")), str(s["workspaceId"])))
+    w = gw.describe_workspace(str(first["workspaceId"]))
+    return WorkspaceLookup(workspace_live(key, w) if w is not None else None, deleted)
+
+
+def _read_one(
+    gw: AwsGateway,
+    key: ResourceKey,
+    workspace_id: str | None,
+    workspace_tags: Mapping[str, str],
+    cache: ObservedCache,
+) -> Live | None:
+    kind, name = key.kind, key.name
+    if kind in (Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.ALERTMANAGER, Kind.RULE_GROUP):
+        if workspace_id is None:
+            return None
+    if kind is Kind.WORKSPACE_CONFIGURATION:
+        assert workspace_id is not None
+        c = gw.describe_workspace_configuration(workspace_id)
+        if c is None:
+            return None
+        status = (c.get("status") or {}).get("statusCode")
+        return Live(
+            key, {"retention_days": c.get("retentionPeriodInDays")}, workspace_tags, status=status
+        )
+    if kind is Kind.LOGGING:
+        assert workspace_id is not None
+        arn = gw.describe_logging(workspace_id)
+        return Live(key, {"log_group_arn": arn}, workspace_tags) if arn else None
+    if kind is Kind.ALERTMANAGER:
+        assert workspace_id is not None
+        data = gw.describe_alertmanager(workspace_id)
+        if data is None:
+            return None
+        return Live(key, {"data": data.decode("utf-8", errors="replace")}, workspace_tags)
+    if kind is Kind.RULE_GROUP:
+        assert workspace_id is not None
+        if cache.rule_group_tags is None:
+            cache.rule_group_tags = {
+                str(g["name"]): dict(g.get("tags") or {}) for g in gw.list_rule_groups(workspace_id)
+            }
+        if name not in cache.rule_group_tags:
+            return None
+        g = gw.describe_rule_group(workspace_id, name)
+        if g is None:
+            return None
+        tags = dict(g.get("tags") or {})
+        data = bytes(g.get("data") or b"").decode("utf-8", errors="replace")
+        return Live(
+            key,
+            {"data": data, "tags": tags},
+            tags,
+            status=(g.get("status") or {}).get("statusCode"),
+            details={"arn": g.get("arn")},
+        )
+    if kind is Kind.IAM_ROLE:
+        r = gw.get_role(name)
+        if r is None:
+            return None
+        tags = dict(r.get("Tags") or {})
+        trust = r.get("AssumeRolePolicyDocument") or {}
+        return Live(key, {"trust": trust, "tags": tags}, tags, details={"arn": r.get("Arn")})
+    if kind is Kind.IAM_POLICY:
+        role_name, _, policy = name.partition("/")
+        role_key = ResourceKey(Kind.IAM_ROLE, role_name)
+        if role_key not in cache.resources:
+            cache.resources[role_key] = _read_one(gw, role_key, workspace_id, workspace_tags, cache)
+        role = cache.resources[role_key]
+        if role is None:
+            return None
+        if policy.startswith("arn:"):
+            if role_name not in cache.roles_attached:
+                cache.roles_attached[role_name] = gw.list_attached_policies(role_name)
+            if policy not in cache.roles_attached[role_name]:
+                return None
+            return Live(key, {"attached": True}, role.tags)
+        doc = gw.get_inline_policy(role_name, policy)
+        return Live(key, {"document": doc}, role.tags) if doc is not None else None
+    if kind is Kind.INSTANCE_PROFILE:
+        p = gw.get_instance_profile(name)
+        if p is None:
+            return None
+        tags = dict(p.get("Tags") or {})
+        return Live(
+            key,
+            {"roles": list(p.get("Roles") or []), "tags": tags},
+            tags,
+            details={"arn": p["Arn"]},
+        )
+    return None
+
+
+def read_children(
+    gw: AwsGateway,
+    *,
+    stack: str,
+    workspace: Live | None,
+    desired: Iterable[Desired],
+    previously_applied: Iterable[ResourceKey],
+    cache: ObservedCache,
+) -> tuple[dict[ResourceKey, Live | Unreadable | None], list[Live]]:
+    """Live state of every desired resource, and the orphans: live resources ampd once
+    managed (or that carry this stack's tags) that are no longer desired.
+
+    One resource failing to read (AccessDenied, throttled) does not stop the others; a
+    network failure does (raised, so the pass ends quickly).
+    """
+    workspace_id = str(workspace.details["id"]) if workspace is not None else None
+    workspace_tags = dict(workspace.tags) if workspace is not None else {}
+    wanted = [d.key for d in desired]
+    wanted_set = set(wanted)
+    extra = [k for k in previously_applied if k not in wanted_set and k.kind.is_aws]
+    observed: dict[ResourceKey, Live | Unreadable | None] = {}
+
+    def read(key: ResourceKey) -> Live | Unreadable | None:
+        if key in cache.resources:
+            return cache.resources[key]
+        try:
+            live = _read_one(gw, key, workspace_id, workspace_tags, cache)
+        except AwsUnreachable:
+            raise
+        except (PermanentError, TemporaryError) as e:
+            log.warning("aws.observe.failed", key=str(key), error=str(e))
+            return Unreadable(key, str(e), permanent=isinstance(e, PermanentError))
+        if live is None or live.status not in TRANSITIONAL:
+            cache.resources[key] = live
+        return live
+
+    for key in wanted:
+        observed[key] = read(key)
+    if workspace_id is not None and any(k.kind is Kind.RULE_GROUP for k in wanted):
+        for name, tags in sorted((cache.rule_group_tags or {}).items()):
+            key = ResourceKey(Kind.RULE_GROUP, name)
+            if key not in wanted_set and Live(key, tags=tags).stack == stack:
+                extra.append(key)
+    orphans: list[Live] = []
+    for key in sorted(set(extra)):
+        if key.kind is Kind.WORKSPACE:
+            continue  # the workspace itself is looked up on its own
+        found = read(key)
+        observed[key] = found
+        if isinstance(found, Live):
+            orphans.append(found)
+    return observed, orphans

@@ -1,0 +1,480 @@
+"""AWS plan (pure): desired resources + observed live state + last-applied hashes -> Plan.
+
+Desired and observed state are both flat field mappings per ``ResourceKey``, so one
+function compares them all:
+
+- live absent                          -> create
+- live differs in a mutable field      -> update (immutable fields -> ``skipped``)
+- desired says "must not exist"        -> delete (only what carries ampd's tags)
+- live not desired but ampd's          -> delete under ``deletion: delete``, else skipped
+
+A difference is *drift* when the desired state is the one ampd last applied (its hash is
+in ``applied``): the live resource moved, not the state file. Drift is corrected (listed
+in ``changes`` too) only with ``drift: correct`` in ``mode: manage``; in ``mode: observe``
+every difference is reported in ``drift`` and nothing is planned.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from ampd.core import Action, Change, FieldDiff, Kind, Plan, ResourceKey, Skipped
+from ampd.spec.models import StateSpec
+
+__all__ = [
+    "MANAGED_TAG",
+    "STACK_TAG",
+    "TRANSITIONAL",
+    "Desired",
+    "DesiredSet",
+    "Live",
+    "Policy",
+    "Unreadable",
+    "ampd_tags",
+    "canonical",
+    "client_token",
+    "desired_iam",
+    "desired_workspace",
+    "desired_workspace_children",
+    "fingerprint",
+    "parse_key",
+    "plan_resources",
+    "policy_from_spec",
+    "reader_policy",
+    "workspace_arn",
+    "workspace_key",
+    "writer_policy",
+]
+
+MANAGED_TAG = "ampd:managed"
+STACK_TAG = "ampd:stack"
+TRANSITIONAL = frozenset({"CREATING", "UPDATING", "DELETING"})
+FAILED = frozenset({"CREATION_FAILED", "UPDATE_FAILED"})
+UNKNOWN_ID = "(known after apply)"
+
+REMOTE_WRITE_MANAGED = "arn:aws:iam::aws:policy/AmazonPrometheusRemoteWriteAccess"
+QUERY_MANAGED = "arn:aws:iam::aws:policy/AmazonPrometheusQueryAccess"
+WRITER_INLINE = "ampd-remote-write"
+READER_INLINE = "ampd-query"
+READER_ACTIONS = ("aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics")
+
+
+@dataclass(frozen=True)
+class Policy:
+    stack: str
+    mode: Literal["manage", "observe"] = "manage"
+    drift: Literal["correct", "report"] = "correct"
+    deletion: Literal["retain", "delete"] = "retain"
+
+
+def policy_from_spec(spec: StateSpec) -> Policy:
+    aws = spec.aws_or_default
+    deletion = spec.workspace.deletion if spec.workspace is not None else "retain"
+    return Policy(stack=spec.stack, mode=aws.mode, drift=aws.drift, deletion=deletion)
+
+
+@dataclass(frozen=True)
+class Desired:
+    """What one resource should look like. ``present=False``: it should not exist."""
+
+    key: ResourceKey
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    present: bool = True
+    immutable: frozenset[str] = frozenset()
+    managed: bool = True  # False: observed and reported only (iam.*.manage: false)
+    note: str = ""  # why it is not managed, for people
+
+
+@dataclass(frozen=True)
+class Live:
+    """What one resource looks like in AWS."""
+
+    key: ResourceKey
+    fields: Mapping[str, Any] = field(default_factory=dict)
+    tags: Mapping[str, str] = field(default_factory=dict)
+    status: str | None = None
+    details: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def stack(self) -> str | None:
+        """The ampd stack owning it, or None when ampd did not create it."""
+        if self.tags.get(MANAGED_TAG) == "true":
+            return self.tags.get(STACK_TAG)
+        return None
+
+
+@dataclass(frozen=True)
+class Unreadable:
+    """A resource that could not be read this pass (AccessDenied, throttled, ...)."""
+
+    key: ResourceKey
+    error: str
+    permanent: bool = False
+
+
+Observed = Mapping[ResourceKey, Live | Unreadable | None]
+
+
+@dataclass(frozen=True)
+class DesiredSet:
+    resources: tuple[Desired, ...] = ()
+    errors: Mapping[ResourceKey, str] = field(default_factory=dict)  # desired state unknown
+
+
+# -- helpers ------------------------------------------------------------------------------
+
+
+def canonical(value: Any) -> Any:
+    """A comparable form: dict keys sorted, one-element lists unwrapped, lists sorted."""
+    if isinstance(value, Mapping):
+        return {str(k): canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, list | tuple | set | frozenset):
+        items = [canonical(v) for v in value]
+        if len(items) == 1:
+            return items[0]
+        return sorted(items, key=lambda v: json.dumps(v, sort_keys=True, default=str))
+    return value
+
+
+def fingerprint(desired: Desired) -> str:
+    body = {
+        "present": desired.present,
+        "fields": {k: v for k, v in desired.fields.items() if k not in desired.immutable},
+    }
+    raw = json.dumps(canonical(body), sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def parse_key(text: str) -> ResourceKey | None:
+    kind, sep, name = text.partition("/")
+    try:
+        k = Kind(kind)
+    except ValueError:
+        return None
+    return ResourceKey(k, name) if sep and name else None
+
+
+def ampd_tags(stack: str) -> dict[str, str]:
+    return {MANAGED_TAG: "true", STACK_TAG: stack}
+
+
+def client_token(stack: str, alias: str, region: str, account: str, replaces: str = "") -> str:
+    """Deterministic: every host of a fleet computes the same token for the same workspace.
+
+    ``replaces`` is the id of a workspace deleted outside ampd, so that recreating it does
+    not replay the old creation.
+    """
+    raw = "\x1f".join(("ampd", stack, alias, region, account, replaces))
+    return "ampd-" + hashlib.sha256(raw.encode()).hexdigest()[:40]
+
+
+def workspace_arn(region: str, account: str, workspace_id: str | None) -> str:
+    return f"arn:aws:aps:{region}:{account}:workspace/{workspace_id or UNKNOWN_ID}"
+
+
+def writer_policy(ws_arn: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AmpdRemoteWrite",
+                "Effect": "Allow",
+                "Action": ["aps:RemoteWrite"],
+                "Resource": ws_arn,
+            }
+        ],
+    }
+
+
+def reader_policy(ws_arn: str) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AmpdQuery",
+                "Effect": "Allow",
+                "Action": list(READER_ACTIONS),
+                "Resource": ws_arn,
+            }
+        ],
+    }
+
+
+def _trust(principal: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "Version": "2012-10-17",
+        "Statement": [
+            {"Effect": "Allow", "Principal": dict(principal), "Action": "sts:AssumeRole"}
+        ],
+    }
+
+
+def _data_text(raw: bytes) -> str:
+    return raw.decode("utf-8", errors="replace")
+
+
+# -- desired state ------------------------------------------------------------------------
+
+
+def workspace_key(spec: StateSpec) -> ResourceKey:
+    return ResourceKey(Kind.WORKSPACE, spec.stack)
+
+
+def desired_workspace(spec: StateSpec) -> Desired | None:
+    ws = spec.workspace
+    if ws is None:
+        return None
+    fields: dict[str, Any] = {"tags": {**ws.tags, **ampd_tags(spec.stack)}}
+    if ws.alias is not None:
+        fields["alias"] = ws.alias
+    immutable: frozenset[str] = frozenset()
+    if ws.kms_key_arn is not None:
+        fields["kms_key_arn"] = ws.kms_key_arn
+        immutable = frozenset({"kms_key_arn"})
+    return Desired(workspace_key(spec), fields, immutable=immutable)
+
+
+def desired_workspace_children(spec: StateSpec, files: Mapping[str, bytes | None]) -> DesiredSet:
+    """Configuration, logging, rule groups and alert manager definition.
+
+    ``files`` holds the bytes of every rule/alertmanager file the spec names (None when
+    missing): reading them is the caller's business, this module stays pure.
+    """
+    ws = spec.workspace
+    if ws is None:
+        return DesiredSet()
+    stack = spec.stack
+    out: list[Desired] = []
+    errors: dict[ResourceKey, str] = {}
+    if ws.retention_days is not None:
+        out.append(
+            Desired(
+                ResourceKey(Kind.WORKSPACE_CONFIGURATION, stack),
+                {"retention_days": ws.retention_days},
+            )
+        )
+    if ws.logging is not None:
+        key = ResourceKey(Kind.LOGGING, stack)
+        if ws.logging.log_group_arn is not None:
+            out.append(Desired(key, {"log_group_arn": ws.logging.log_group_arn}))
+        else:
+            out.append(Desired(key, present=False))
+    for group in ws.rule_groups:
+        key = ResourceKey(Kind.RULE_GROUP, group.name)
+        raw = files.get(group.file)
+        if raw is None:
+            errors[key] = f"rule file {group.file} cannot be read"
+            continue
+        out.append(Desired(key, {"data": _data_text(raw), "tags": ampd_tags(stack)}))
+    if ws.alertmanager is not None:
+        key = ResourceKey(Kind.ALERTMANAGER, stack)
+        raw = files.get(ws.alertmanager.file)
+        if raw is None:
+            errors[key] = f"alertmanager file {ws.alertmanager.file} cannot be read"
+        else:
+            out.append(Desired(key, {"data": _data_text(raw)}))
+    return DesiredSet(tuple(out), errors)
+
+
+def desired_iam(spec: StateSpec, *, account: str, ws_arn: str) -> DesiredSet:
+    iam = spec.iam
+    if iam is None:
+        return DesiredSet()
+    tags = ampd_tags(spec.stack)
+    out: list[Desired] = []
+    writer_name = iam.writer.role_name if iam.writer is not None else "ampd-writer"
+    if iam.writer is not None:
+        w = iam.writer
+        managed = w.manage
+        note = "" if managed else "iam.writer.manage is false"
+        role = ResourceKey(Kind.IAM_ROLE, w.role_name)
+        out.append(
+            Desired(
+                role,
+                {"trust": _trust({"Service": "ec2.amazonaws.com"}), "tags": tags},
+                managed=managed,
+                note=note,
+            )
+        )
+        inline = ResourceKey(Kind.IAM_POLICY, f"{w.role_name}/{WRITER_INLINE}")
+        attached = ResourceKey(Kind.IAM_POLICY, f"{w.role_name}/{REMOTE_WRITE_MANAGED}")
+        if w.policy == "scoped":
+            out.append(
+                Desired(inline, {"document": writer_policy(ws_arn)}, managed=managed, note=note)
+            )
+            out.append(Desired(attached, present=False, managed=managed, note=note))
+        else:
+            out.append(Desired(attached, {"attached": True}, managed=managed, note=note))
+            out.append(Desired(inline, present=False, managed=managed, note=note))
+        if w.instance_profile is not None:
+            out.append(
+                Desired(
+                    ResourceKey(Kind.INSTANCE_PROFILE, w.instance_profile),
+                    {"roles": [w.role_name], "tags": tags},
+                    managed=managed,
+                    note=note,
+                )
+            )
+    if iam.reader is not None:
+        r = iam.reader
+        managed = r.manage
+        note = "" if managed else "iam.reader.manage is false"
+        principals = sorted(
+            f"arn:aws:iam::{account}:role/{writer_name}" if t == "writer" else t for t in r.trusted
+        )
+        trust = _trust({"AWS": principals} if principals else {"Service": "ec2.amazonaws.com"})
+        out.append(
+            Desired(
+                ResourceKey(Kind.IAM_ROLE, r.role_name),
+                {"trust": trust, "tags": tags},
+                managed=managed,
+                note=note,
+            )
+        )
+        inline = ResourceKey(Kind.IAM_POLICY, f"{r.role_name}/{READER_INLINE}")
+        attached = ResourceKey(Kind.IAM_POLICY, f"{r.role_name}/{QUERY_MANAGED}")
+        if r.policy == "scoped":
+            out.append(
+                Desired(inline, {"document": reader_policy(ws_arn)}, managed=managed, note=note)
+            )
+            out.append(Desired(attached, present=False, managed=managed, note=note))
+        else:
+            out.append(Desired(attached, {"attached": True}, managed=managed, note=note))
+            out.append(Desired(inline, present=False, managed=managed, note=note))
+    return DesiredSet(tuple(out))
+
+
+# -- the plan -----------------------------------------------------------------------------
+
+
+def _wanted_fields(desired: Desired, live: Live, stack: str) -> dict[str, Any]:
+    """Desired fields as they apply to this live resource.
+
+    A resource ampd did not create (adopted because the state file names it) never gets
+    ampd's tags, and only the tag keys the state file names are managed on it.
+    """
+    out = {k: v for k, v in desired.fields.items() if k not in desired.immutable}
+    if "tags" in out and live.stack != stack:
+        out["tags"] = {k: v for k, v in out["tags"].items() if not k.startswith("ampd:")}
+    return out
+
+
+def _live_value(name: str, desired_value: Any, live: Live, owned: bool) -> Any:
+    value = live.fields.get(name)
+    if name == "tags":
+        tags = {k: v for k, v in (value or {}).items() if not k.startswith("aws:")}
+        if not owned:
+            tags = {k: v for k, v in tags.items() if k in desired_value}
+        return tags
+    return value
+
+
+def _diffs(desired: Desired, live: Live, stack: str) -> tuple[FieldDiff, ...]:
+    owned = live.stack == stack
+    out: list[FieldDiff] = []
+    for name, want in _wanted_fields(desired, live, stack).items():
+        have = _live_value(name, want, live, owned)
+        if canonical(have) != canonical(want):
+            out.append(FieldDiff(name, have, want))
+    for name in sorted(desired.immutable):
+        want = desired.fields.get(name)
+        have = live.fields.get(name)
+        if want is not None and have != want:
+            out.append(FieldDiff(name, have, want))
+    return tuple(out)
+
+
+_DELETE_ORDER = {
+    Kind.RULE_GROUP: 0,
+    Kind.ALERTMANAGER: 0,
+    Kind.LOGGING: 0,
+    Kind.WORKSPACE_CONFIGURATION: 0,
+    Kind.INSTANCE_PROFILE: 1,
+    Kind.IAM_POLICY: 2,
+    Kind.IAM_ROLE: 3,
+    Kind.WORKSPACE: 4,
+}
+
+
+def plan_resources(
+    desired: Sequence[Desired],
+    observed: Observed,
+    applied: Mapping[str, str],
+    policy: Policy,
+    orphans: Sequence[Live] = (),
+) -> Plan:
+    """Compare; decide change, drift or skip per resource. Pure."""
+    changes: list[Change] = []
+    drift: list[Change] = []
+    skipped: list[Skipped] = []
+
+    def route(change: Change, drifted: bool, d: Desired) -> None:
+        if not d.managed:
+            skipped.append(Skipped(d.key, f"not managed ({d.note}): {change.reason}", change.diffs))
+        elif policy.mode == "observe":
+            drift.append(change)
+        elif drifted:
+            drift.append(change)
+            if policy.drift == "correct":
+                changes.append(change)
+        else:
+            changes.append(change)
+
+    for d in desired:
+        live = observed.get(d.key, Unreadable(d.key, "not read"))
+        if isinstance(live, Unreadable):
+            continue
+        last = applied.get(str(d.key))
+        drifted = last is not None and last == fingerprint(d)
+        if live is None:
+            if not d.present:
+                continue
+            diffs = tuple(FieldDiff(k, None, v) for k, v in d.fields.items())
+            reason = "deleted outside ampd; recreating" if drifted else "does not exist"
+            route(Change(d.key, Action.CREATE, None, dict(d.fields), diffs, reason), drifted, d)
+            continue
+        if live.stack is not None and live.stack != policy.stack:
+            skipped.append(Skipped(d.key, f"belongs to ampd stack {live.stack!r}; left alone"))
+            continue
+        if not d.present:
+            if live.stack != policy.stack:
+                skipped.append(Skipped(d.key, "not created by ampd; never deleted"))
+                continue
+            reason = "replaced by the policy the state file asks for"
+            route(Change(d.key, Action.DELETE, dict(live.fields), None, (), reason), False, d)
+            continue
+        if live.status in TRANSITIONAL or live.status in FAILED:
+            continue  # nothing can be changed until AWS settles; reported as health
+        diffs = _diffs(d, live, policy.stack)
+        fixed = tuple(x for x in diffs if x.field in d.immutable)
+        mutable = tuple(x for x in diffs if x.field not in d.immutable)
+        if fixed:
+            names = ", ".join(x.field for x in fixed)
+            skipped.append(
+                Skipped(d.key, f"{names} can be set only at creation; live value kept", fixed)
+            )
+        if not mutable:
+            continue
+        reason = "changed outside ampd" if drifted else "differs from the state file"
+        after = {**live.fields, **_wanted_fields(d, live, policy.stack)}
+        route(Change(d.key, Action.UPDATE, dict(live.fields), after, mutable, reason), drifted, d)
+
+    deletions: list[Change] = []
+    for live in orphans:
+        if policy.mode == "observe" or policy.deletion == "retain":
+            skipped.append(
+                Skipped(live.key, "no longer in the state file; kept (deletion: retain)")
+            )
+        elif live.stack != policy.stack:
+            skipped.append(
+                Skipped(live.key, f"not tagged {MANAGED_TAG}=true for this stack; never deleted")
+            )
+        else:
+            reason = "no longer in the state file (deletion: delete)"
+            deletions.append(Change(live.key, Action.DELETE, dict(live.fields), None, (), reason))
+    deletions.sort(key=lambda c: (_DELETE_ORDER.get(c.key.kind, 0), c.key))
+    return Plan(tuple(changes + deletions), tuple(drift), tuple(skipped))

@@ -1,0 +1,168 @@
+"""Plan the local side: generated files and managed processes. Pure.
+
+Files: rendered bytes vs what is on disk vs what ampd last wrote. A difference from a new
+desired state is a change; a file that no longer holds what ampd wrote is drift
+(corrected under ``drift: correct``, only reported under ``drift: report``).
+
+Processes: start what should run, stop what should not, restart when the command
+changed, reload when only its configuration changed; a crashed process is started again
+once its backoff has passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from ampd.core import (
+    Action,
+    Change,
+    Command,
+    FieldDiff,
+    Kind,
+    Plan,
+    ProcessState,
+    ResourceKey,
+    Skipped,
+)
+
+# Which generated files each process reads, and what a change to them needs.
+PROCESS_INPUTS: Mapping[str, Mapping[str, Action]] = {
+    "prometheus": {"prometheus.cmd.json": Action.RESTART, "prometheus.yml": Action.RELOAD},
+    "sigv4-proxy": {"sigv4-proxy.cmd.json": Action.RESTART, "proxy.json": Action.RESTART},
+    "grafana": {
+        "grafana.cmd.json": Action.RESTART,
+        "grafana/grafana.ini": Action.RESTART,
+        "grafana/provisioning/datasources/ampd.yaml": Action.RELOAD,
+        "grafana/provisioning/dashboards/ampd.yaml": Action.RELOAD,
+    },
+}
+
+
+def file_key(name: str) -> ResourceKey:
+    return ResourceKey(Kind.FILE, name)
+
+
+def process_key(name: str) -> ResourceKey:
+    return ResourceKey(Kind.PROCESS, name)
+
+
+@dataclass(frozen=True)
+class DesiredFile:
+    name: str
+    sha256: str
+
+
+def plan_files(
+    desired: Sequence[DesiredFile],
+    on_disk: Mapping[str, str | None],
+    applied: Mapping[str, str],
+    *,
+    correct_drift: bool,
+) -> Plan:
+    changes: list[Change] = []
+    drift: list[Change] = []
+    wanted = {f.name for f in desired}
+    for f in desired:
+        key = file_key(f.name)
+        live = on_disk.get(f.name)
+        last = applied.get(str(key))
+        if live == f.sha256:
+            continue
+        diffs = (FieldDiff("sha256", live, f.sha256),)
+        if live is None:
+            action, reason = Action.CREATE, "missing"
+        else:
+            action, reason = Action.UPDATE, "desired content changed"
+        hand_edited = last is not None and live != last
+        if hand_edited:
+            reason = "deleted by hand" if live is None else "edited by hand"
+            change = Change(key, action, {"sha256": live}, {"sha256": f.sha256}, diffs, reason)
+            drift.append(change)
+            if correct_drift:
+                changes.append(change)
+        else:
+            changes.append(
+                Change(key, action, {"sha256": live}, {"sha256": f.sha256}, diffs, reason)
+            )
+    for key_str in sorted(applied):
+        kind, _, name = key_str.partition("/")
+        if kind != Kind.FILE.value or name in wanted or on_disk.get(name) is None:
+            continue
+        changes.append(
+            Change(
+                file_key(name),
+                Action.DELETE,
+                {"sha256": on_disk[name]},
+                None,
+                reason="no longer generated",
+            )
+        )
+    return Plan(tuple(changes), tuple(drift))
+
+
+def plan_processes(
+    desired: Mapping[str, Command],
+    observed: Mapping[str, ProcessState],
+    file_changes: Sequence[Change],
+    *,
+    now: float,
+) -> tuple[Plan, float | None]:
+    """Process changes, and the wall-clock time a backoff asks to be woken at (if any)."""
+    changes: list[Change] = []
+    skipped: list[Skipped] = []
+    wake: float | None = None
+    touched = {c.key.name for c in file_changes}
+    for name in sorted(set(desired) | set(observed)):
+        key = process_key(name)
+        want = desired.get(name)
+        state = observed.get(name)
+        running = state is not None and state.running
+        if want is None:
+            if running:
+                changes.append(
+                    Change(
+                        key,
+                        Action.DELETE,
+                        {"running": True},
+                        {"running": False},
+                        reason="disabled in the state file",
+                    )
+                )
+            continue
+        if not running:
+            if state is not None and state.backoff_until is not None and now < state.backoff_until:
+                wake = state.backoff_until if wake is None else min(wake, state.backoff_until)
+                skipped.append(
+                    Skipped(
+                        key,
+                        f"crashed (exit {state.last_exit}); restart after "
+                        f"backoff of {state.backoff_until - now:.1f}s",
+                    )
+                )
+                continue
+            reason = "not running"
+            if state is not None and state.last_exit is not None:
+                reason = f"exited with {state.last_exit}; starting again"
+            changes.append(
+                Change(key, Action.CREATE, {"running": False}, {"running": True}, reason=reason)
+            )
+            continue
+        assert state is not None
+        needed = {PROCESS_INPUTS.get(name, {}).get(f) for f in touched} - {None}
+        if state.command is not None and tuple(state.command.argv) != tuple(want.argv):
+            changes.append(
+                Change(
+                    key,
+                    Action.RESTART,
+                    {"argv": list(state.command.argv)},
+                    {"argv": list(want.argv)},
+                    (FieldDiff("argv", list(state.command.argv), list(want.argv)),),
+                    "command changed",
+                )
+            )
+        elif Action.RESTART in needed:
+            changes.append(Change(key, Action.RESTART, reason="settings changed"))
+        elif Action.RELOAD in needed:
+            changes.append(Change(key, Action.RELOAD, reason="configuration changed"))
+    return Plan(tuple(changes), (), tuple(skipped)), wake

@@ -1,0 +1,404 @@
+"""The built-in SigV4 signing proxy.
+
+Local clients (Prometheus remote_write, Grafana) send plain HTTP to loopback; the proxy
+signs each request with the host's AWS credentials and forwards it to ONE configured
+upstream. The client's Host header and absolute-form request targets are never used to
+pick a destination, so the proxy is not an open signer for the instance role; with a
+workspace id configured only ``/workspaces/<id>/...`` is forwarded.
+
+Request bodies (small snappy protobufs, query forms) are read whole because the
+signature covers their hash; responses are streamed back. Upstream status codes and
+bodies pass through unchanged, so Prometheus retries 429 and 5xx as it would against
+AMP. An unreachable upstream is a 502, a timeout a 504, missing credentials a 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qsl, quote, urlencode
+
+import aiohttp
+import structlog
+from aiohttp import web
+from multidict import CIMultiDict, CIMultiDictProxy
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client.exposition import generate_latest
+from yarl import URL
+
+from ampd.gateways.sigv4 import CredentialStatus, Signer, SigningError
+from ampd.proxy.config import ProxyConfig, ProxyConfigError, load
+
+__all__ = ["ProxyServer", "RequestSigner", "main", "path_kind"]
+
+log = structlog.get_logger("ampd.proxy")
+
+SHUTDOWN_GRACE = 10.0  # seconds in-flight requests get after SIGTERM
+MAX_REQUEST_BYTES = 32 * 1024 * 1024
+UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
+_METHODS = frozenset({"GET", "POST", "HEAD"})
+_HOP_BY_HOP = frozenset(
+    {
+        "connection",
+        "keep-alive",
+        "proxy-authenticate",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "trailers",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+# Never forwarded from the client: the destination and the credentials are the proxy's.
+_CLIENT_DROP = _HOP_BY_HOP | {
+    "host",
+    "content-length",
+    "authorization",
+    "cookie",
+    "expect",
+    "forwarded",
+    "x-forwarded-for",
+    "x-forwarded-host",
+    "x-forwarded-proto",
+    "x-amz-date",
+    "x-amz-security-token",
+    "x-amz-content-sha256",
+}
+_QUERY_ENDPOINTS = frozenset(
+    {"query", "query_range", "query_exemplars", "series", "labels", "metadata"}
+)
+
+
+class RequestSigner(Protocol):
+    """What the proxy needs from ampd.gateways.sigv4.Signer (tests pass their own)."""
+
+    def sign(
+        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+    ) -> dict[str, str]: ...
+
+    def credential_status(self) -> CredentialStatus: ...
+
+
+def path_kind(path: str) -> str:
+    """A low-cardinality label for a request path: remote_write, query, alertmanager,
+    rules or other."""
+    parts = path.strip("/").split("/")
+    if len(parts) < 3 or parts[0] != "workspaces":
+        return "other"
+    rest = parts[2:]
+    if rest[:2] == ["api", "v1"] and len(rest) >= 3:
+        if rest[2] == "remote_write":
+            return "remote_write"
+        if rest[2] in _QUERY_ENDPOINTS or (rest[2] == "label" and rest[-1] == "values"):
+            return "query"
+        if rest[2] in ("rules", "alerts"):
+            return "rules"
+    if rest[0] == "alertmanager":
+        return "alertmanager"
+    return "other"
+
+
+class _Metrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.requests = Counter(
+            "ampd_proxy_requests",
+            "Requests handled by the signing proxy, by path kind and status code",
+            ["path_kind", "code"],
+            registry=registry,
+        )
+        self.request_bytes = Counter(
+            "ampd_proxy_request_bytes", "Request body bytes forwarded upstream", registry=registry
+        )
+        self.response_bytes = Counter(
+            "ampd_proxy_response_bytes",
+            "Response body bytes streamed back to clients",
+            registry=registry,
+        )
+        self.upstream_latency = Histogram(
+            "ampd_proxy_upstream_latency_seconds",
+            "Time from sending a signed request upstream to receiving its response headers",
+            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=registry,
+        )
+        self.signing_errors = Counter(
+            "ampd_proxy_signing_errors",
+            "Requests that could not be signed (no credentials, refresh failed)",
+            registry=registry,
+        )
+
+
+def _text(status: int, message: str) -> web.Response:
+    return web.Response(status=status, text=f"ampd proxy: {message}\n")
+
+
+class ProxyServer:
+    """One listening proxy. ``start()`` binds, ``stop()`` drains and closes.
+
+    Usable from any event loop; ``main()`` runs one until SIGTERM/SIGINT.
+    """
+
+    def __init__(
+        self,
+        config: ProxyConfig,
+        signer: RequestSigner | None = None,
+        *,
+        registry: CollectorRegistry | None = None,
+        shutdown_timeout: float = SHUTDOWN_GRACE,
+        upstream_timeout: aiohttp.ClientTimeout = UPSTREAM_TIMEOUT,
+        connection_limit: int = 64,
+    ) -> None:
+        self.config = config
+        self.signer: RequestSigner = signer or Signer(
+            config.region, config.service, config.assume_role_arn
+        )
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.metrics = _Metrics(self.registry)
+        self._shutdown_timeout = shutdown_timeout
+        self._upstream_timeout = upstream_timeout
+        self._connection_limit = connection_limit
+        self._upstream = URL(config.upstream)
+        self._runner: web.AppRunner | None = None
+        self._session: aiohttp.ClientSession | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self.address: tuple[str, int] | None = None
+
+    @property
+    def url(self) -> str:
+        if self.address is None:
+            raise RuntimeError("proxy not started")
+        host, port = self.address
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app.router.add_get("/healthz", self._healthz)
+        app.router.add_get("/metrics", self._metrics)
+        app.router.add_route("*", "/{tail:.*}", self._forward)
+        return app
+
+    async def start(self) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ampd-sign")
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(
+                limit=self._connection_limit, keepalive_timeout=30, ttl_dns_cache=60
+            ),
+            timeout=self._upstream_timeout,
+            auto_decompress=False,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            trust_env=True,  # HTTPS_PROXY / NO_PROXY, as private subnets may need
+        )
+        self._runner = web.AppRunner(
+            self.app(), access_log=None, shutdown_timeout=self._shutdown_timeout
+        )
+        try:
+            await self._runner.setup()
+            site = web.TCPSite(
+                self._runner, self.config.listen_host, self.config.listen_port, backlog=512
+            )
+            await site.start()
+        except BaseException:
+            await self.stop()
+            raise
+        host, port = self._runner.addresses[0][:2]
+        self.address = (str(host), int(port))
+        status = await self._credential_status()
+        log.info(
+            "proxy.listening",
+            url=self.url,
+            upstream=self.config.upstream,
+            workspace_id=self.config.workspace_id,
+            region=self.config.region,
+            service=self.config.service,
+            credentials_ok=status.ok,
+            credentials_method=status.method,
+            credentials_error=status.error,
+        )
+
+    async def stop(self) -> None:
+        """Stop accepting, give in-flight requests up to ``shutdown_timeout``, close."""
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    async def _credential_status(self) -> CredentialStatus:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.signer.credential_status)
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        status = await self._credential_status()
+        body = {
+            "status": "ok" if status.ok else "degraded",
+            "credentials": status.as_dict(),
+            "upstream": self.config.upstream,
+            "workspace_id": self.config.workspace_id,
+            "region": self.config.region,
+            "service": self.config.service,
+        }
+        return web.json_response(body, status=200 if status.ok else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    def _refusal(self, path: str) -> str | None:
+        segments = path.split("/")
+        if any(s in (".", "..") for s in segments):
+            return "dot segments are not allowed in paths"
+        ws = self.config.workspace_id
+        prefix = f"/workspaces/{ws}/" if ws else "/workspaces/"
+        if not path.startswith(prefix):
+            return f"only {prefix}... is forwarded by this proxy"
+        return None
+
+    def _upstream_url(self, request: web.Request) -> str:
+        # Rebuilt from the decoded path and query with RFC 3986 encoding, so the URL
+        # that is signed is byte for byte the URL that is sent.
+        path = quote(request.path, safe="/-_.~")
+        pairs = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
+        query = urlencode(pairs, quote_via=quote)
+        return f"{self.config.upstream}{path}" + (f"?{query}" if query else "")
+
+    @staticmethod
+    def _client_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
+        out: dict[str, str] = {}
+        for name, value in headers.items():
+            lname = name.lower()
+            if lname in _CLIENT_DROP or lname.startswith("x-amz-"):
+                continue
+            out[name] = f"{out[name]},{value}" if name in out else value
+        return out
+
+    @staticmethod
+    def _response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
+        return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _HOP_BY_HOP)
+
+    def _done(
+        self, kind: str, status: int, started: float, method: str, path: str, **extra: object
+    ) -> None:
+        self.metrics.requests.labels(path_kind=kind, code=str(status)).inc()
+        ms = round((time.perf_counter() - started) * 1000, 2)
+        fields = {"method": method, "path": path, "path_kind": kind, "status": status, "ms": ms}
+        if status >= 500:
+            log.warning("proxy.request", **fields, **extra)
+        elif status >= 400:
+            log.info("proxy.request", **fields, **extra)
+        else:
+            log.debug("proxy.request", **fields, **extra)
+
+    async def _forward(self, request: web.Request) -> web.StreamResponse:
+        started = time.perf_counter()
+        method, path = request.method, request.path
+        if method not in _METHODS:
+            self._done("refused", 405, started, method, path)
+            return _text(405, f"method {method} is not forwarded")
+        refusal = self._refusal(path)
+        if refusal is not None:
+            self._done("refused", 403, started, method, path, reason=refusal)
+            return _text(403, refusal)
+        kind = path_kind(path)
+        body = await request.read()
+        url = self._upstream_url(request)
+        headers = self._client_headers(request.headers)
+        headers["Host"] = self._upstream.raw_authority
+        loop = asyncio.get_running_loop()
+        try:
+            signed = await loop.run_in_executor(
+                self._executor, self.signer.sign, method, url, headers, body
+            )
+        except SigningError as e:
+            self.metrics.signing_errors.inc()
+            self._done(kind, 503, started, method, path, error=str(e))
+            return _text(503, f"cannot sign request: {e}")
+        except Exception as e:  # a bug or an unexpected botocore failure: still answer
+            self.metrics.signing_errors.inc()
+            log.exception("proxy.signing_failed", path=path)
+            self._done(kind, 500, started, method, path, error=type(e).__name__)
+            return _text(500, f"signing failed: {type(e).__name__}")
+
+        assert self._session is not None, "start() not called"
+        self.metrics.request_bytes.inc(len(body))
+        response: web.StreamResponse | None = None
+        sent = 0
+        try:
+            sent_at = time.perf_counter()
+            async with self._session.request(
+                method,
+                URL(url, encoded=True),
+                headers=signed,
+                data=body if body else None,
+                allow_redirects=False,
+            ) as upstream:
+                self.metrics.upstream_latency.observe(time.perf_counter() - sent_at)
+                response = web.StreamResponse(
+                    status=upstream.status,
+                    reason=upstream.reason,
+                    headers=self._response_headers(upstream.headers),
+                )
+                await response.prepare(request)
+                async for chunk in upstream.content.iter_any():
+                    sent += len(chunk)
+                    await response.write(chunk)
+                await response.write_eof()
+        except (aiohttp.ClientError, TimeoutError) as e:
+            self.metrics.response_bytes.inc(sent)
+            if response is not None and response.prepared:
+                # Headers already went out: all we can do is cut the connection.
+                self._done(kind, response.status, started, method, path, error="upstream_cut")
+                raise
+            timed_out = isinstance(e, TimeoutError)
+            status = 504 if timed_out else 502
+            what = "timed out" if timed_out else f"unreachable: {type(e).__name__}: {e}"
+            self._done(kind, status, started, method, path, error=what)
+            return _text(status, f"upstream {self.config.upstream} {what}")
+        self.metrics.response_bytes.inc(sent)
+        self._done(kind, response.status, started, method, path, bytes_in=len(body), bytes_out=sent)
+        return response
+
+
+async def serve(config: ProxyConfig, stop: asyncio.Event | None = None) -> int:
+    """Run a proxy until ``stop`` is set or SIGTERM/SIGINT arrives; 0 after a clean drain."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    server = ProxyServer(config)
+    try:
+        try:
+            await server.start()
+        except OSError as e:
+            log.error("proxy.bind_failed", listen=config.listen, error=e.strerror or str(e))
+            return 1
+        await stop.wait()
+        log.info("proxy.stopping", grace_seconds=SHUTDOWN_GRACE)
+        await server.stop()
+        log.info("proxy.stopped")
+        return 0
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+def main(config_path: Path) -> int:
+    """``ampd proxy --config PATH``: 0 on SIGTERM/SIGINT after a graceful drain,
+    1 when the settings are invalid or the address cannot be bound."""
+    try:
+        config = load(config_path)
+    except ProxyConfigError as e:
+        log.error("proxy.config_invalid", error=str(e))
+        return 1
+    return asyncio.run(serve(config))

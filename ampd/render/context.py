@@ -1,0 +1,32 @@
+"""What rendering needs besides the spec: facts observed elsewhere, passed in as values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class WorkspaceFacts:
+    id: str
+    region: str
+    remote_write_url: str
+    query_url: str
+    arn: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The data-plane origin, e.g. https://aps-workspaces.eu-west-1.amazonaws.com."""
+        marker = f"/workspaces/{self.id}/"
+        return self.remote_write_url.split(marker, 1)[0]
+
+
+@dataclass(frozen=True)
+class RenderContext:
+    source: str  # the state file path, for the generated-file header
+    state_dir: str
+    workspace: WorkspaceFacts | None = None
+    instance_labels: Mapping[str, str] = field(default_factory=dict)
+    prometheus_can_sign: bool = False  # Prometheus >= 2.43 signs sigv4 remote_write itself
+    grafana_major: int | None = None
+    python: str = "/usr/bin/ampd"  # how child processes call back into ampd

@@ -1,0 +1,166 @@
+"""Render every generated file to bytes. Deterministic: same inputs, same bytes."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from jinja2 import Environment, PackageLoader, StrictUndefined
+
+from ampd.render.context import RenderContext
+from ampd.spec.checks import proxy_enabled
+from ampd.spec.models import StateSpec
+
+_ENV = Environment(
+    loader=PackageLoader("ampd.render", "templates"),
+    undefined=StrictUndefined,
+    autoescape=False,  # noqa: S701 - YAML and INI, not HTML; values go through tojson
+    keep_trailing_newline=True,
+)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    name: str  # path relative to the generated directory
+    data: bytes
+    mode: int = 0o640
+
+    @property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+
+def signing_mode(spec: StateSpec, ctx: RenderContext) -> str:
+    """``proxy`` or ``native``: how Prometheus' remote writes get signed."""
+    prom = spec.prometheus
+    if prom is None or prom.remote_write is None:
+        return "none"
+    choice = prom.remote_write.signing
+    if choice == "auto":
+        return "native" if ctx.prometheus_can_sign else "proxy"
+    return choice
+
+
+def _json(data: Any) -> bytes:
+    return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
+
+
+def proxy_url(spec: StateSpec) -> str:
+    assert spec.proxy is not None
+    return f"http://{spec.proxy.listen}"
+
+
+def render_prometheus(spec: StateSpec, ctx: RenderContext) -> bytes:
+    prom = spec.prometheus
+    assert prom is not None
+    remote_write: dict[str, Any] | None = None
+    ws = ctx.workspace
+    if prom.remote_write is not None and ws is not None:
+        mode = signing_mode(spec, ctx)
+        if mode == "proxy" and spec.proxy is not None:
+            url = proxy_url(spec) + f"/workspaces/{ws.id}/api/v1/remote_write"
+        else:
+            url = ws.remote_write_url
+        remote_write = {
+            "url": url,
+            "sigv4": mode == "native",
+            "region": ws.region,
+            "role_arn": spec.proxy.assume_role_arn if spec.proxy is not None else None,
+            "queue": prom.remote_write.queue,
+        }
+    labels = dict(prom.external_labels)
+    for name in prom.instance_labels:
+        value = ctx.instance_labels.get(name)
+        if value:
+            labels[name] = value
+    text = _ENV.get_template("prometheus.yml.j2").render(
+        source=ctx.source,
+        drift_verb="reported" if spec.aws_or_default.drift == "report" else "reverted",
+        prom=prom,
+        external_labels=labels,
+        ampd_metrics=spec.metrics.listen if spec.metrics.enabled and spec.metrics.scrape else None,
+        remote_write=remote_write,
+    )
+    return text.encode()
+
+
+def prometheus_argv(spec: StateSpec, ctx: RenderContext) -> list[str]:
+    prom = spec.prometheus
+    assert prom is not None
+    data = f"{ctx.state_dir}/data/prometheus-{prom.mode}"
+    argv = [
+        prom.binary,
+        f"--config.file={ctx.state_dir}/generated/prometheus.yml",
+        f"--web.listen-address={prom.listen}",
+        "--web.enable-lifecycle",
+    ]
+    if prom.mode == "agent":
+        argv += ["--enable-feature=agent", f"--storage.agent.path={data}"]
+    else:
+        argv += [f"--storage.tsdb.path={data}"]
+        if prom.retention:
+            argv.append(f"--storage.tsdb.retention.time={prom.retention}")
+    return argv
+
+
+def proxy_settings(spec: StateSpec, ctx: RenderContext) -> dict[str, Any]:
+    assert spec.proxy is not None
+    ws = ctx.workspace
+    region = ws.region if ws is not None else spec.aws_or_default.region
+    upstream = ws.base_url if ws is not None else f"https://aps-workspaces.{region}.amazonaws.com"
+    return {
+        "listen": spec.proxy.listen,
+        "region": region,
+        "service": "aps",
+        "upstream": upstream,
+        "workspace_id": ws.id if ws is not None else None,
+        "assume_role_arn": spec.proxy.assume_role_arn,
+        "allow_non_loopback": spec.proxy.allow_non_loopback,
+    }
+
+
+def proxy_argv(spec: StateSpec, ctx: RenderContext) -> list[str]:
+    assert spec.proxy is not None
+    if spec.proxy.implementation == "aws-sigv4-proxy":
+        assert spec.proxy.binary is not None
+        settings = proxy_settings(spec, ctx)
+        host, _, port = spec.proxy.listen.rpartition(":")
+        upstream_host = str(settings["upstream"]).split("://", 1)[-1]
+        argv = [
+            spec.proxy.binary,
+            "--name",
+            "aps",
+            "--region",
+            str(settings["region"]),
+            "--host",
+            upstream_host,
+            "--port",
+            f"{host}:{port}",
+        ]
+        if spec.proxy.assume_role_arn:
+            argv += ["--role-arn", spec.proxy.assume_role_arn]
+        return argv
+    return [ctx.python, "proxy", "--config", f"{ctx.state_dir}/generated/proxy.json"]
+
+
+def render_all(spec: StateSpec, ctx: RenderContext) -> list[Rendered]:
+    """Every file ampd generates for this spec, sorted by name."""
+    from ampd.render.grafana import render_grafana  # grafana has its own module
+
+    out: list[Rendered] = []
+    prom = spec.prometheus
+    if prom is not None and prom.enabled:
+        out.append(Rendered("prometheus.yml", render_prometheus(spec, ctx)))
+        out.append(
+            Rendered("prometheus.cmd.json", _json({"argv": prometheus_argv(spec, ctx), "env": {}}))
+        )
+    if spec.proxy is not None and proxy_enabled(spec):
+        out.append(Rendered("proxy.json", _json(proxy_settings(spec, ctx))))
+        out.append(
+            Rendered("sigv4-proxy.cmd.json", _json({"argv": proxy_argv(spec, ctx), "env": {}}))
+        )
+    if spec.grafana is not None and spec.grafana.enabled:
+        out.extend(render_grafana(spec, ctx))
+    return sorted(out, key=lambda r: r.name)
