@@ -137,6 +137,11 @@ def _tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
 
 
+def _bind(fn: Callable[..., T], kwargs: Mapping[str, Any]) -> Callable[[], T]:
+    frozen = dict(kwargs)
+    return lambda: fn(**frozen)
+
+
 def _tag_dict(tags: list[Any] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags or []}
 
@@ -147,8 +152,8 @@ class AwsGateway:
     def __init__(
         self,
         region: str,
-        *,
         endpoint_url: str | None = None,
+        *,
         session: boto3.session.Session | None = None,
     ) -> None:
         self.region = region
@@ -249,7 +254,7 @@ class AwsGateway:
                 kwargs["alias"] = alias
             if token:
                 kwargs["nextToken"] = token
-            r = self._call("amp", "ListWorkspaces", lambda k=kwargs: self._amp.list_workspaces(**k))
+            r = self._call("amp", "ListWorkspaces", _bind(self._amp.list_workspaces, kwargs))
             out.extend(dict(w) for w in r.get("workspaces", []))
             token = r.get("nextToken")
             if not token:
@@ -402,7 +407,7 @@ class AwsGateway:
             r = self._call(
                 "amp",
                 "ListRuleGroupsNamespaces",
-                lambda k=kwargs: self._amp.list_rule_groups_namespaces(**k),
+                _bind(self._amp.list_rule_groups_namespaces, kwargs),
             )
             out.extend(dict(n) for n in r.get("ruleGroupsNamespaces", []))
             token = r.get("nextToken")
@@ -452,7 +457,7 @@ class AwsGateway:
         r = self._get("iam", "GetRole", lambda: self._iam.get_role(RoleName=name))
         if r is None:
             return None
-        role = dict(r["Role"])
+        role: dict[str, Any] = dict(r["Role"])
         role["Tags"] = _tag_dict(role.get("Tags"))
         return role
 
@@ -575,7 +580,7 @@ class AwsGateway:
         return {
             "Arn": profile["Arn"],
             "Roles": [role["RoleName"] for role in profile.get("Roles", [])],
-            "Tags": _tag_dict(profile.get("Tags")),  # type: ignore[arg-type]
+            "Tags": _tag_dict(list(profile.get("Tags", []))),
         }
 
     def create_instance_profile(self, name: str, tags: Mapping[str, str]) -> None:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import structlog
 
-__all__ = ["DEFAULT_ENDPOINT", "InstanceInfo", "fetch_instance_info", "region"]
+__all__ = ["DEFAULT_ENDPOINT", "InstanceInfo", "fetch_instance_info", "instance_labels", "region"]
 
 log = structlog.get_logger()
 
@@ -52,7 +52,7 @@ def _request(req: urllib.request.Request, timeout: float) -> str | None:
 
 
 def _token(base: str, timeout: float) -> str | None:
-    req = urllib.request.Request(
+    req = urllib.request.Request(  # noqa: S310 (http base URL from config, not user input)
         f"{base}/latest/api/token",
         method="PUT",
         headers={"X-aws-ec2-metadata-token-ttl-seconds": str(TOKEN_TTL_SECONDS)},
@@ -61,7 +61,7 @@ def _token(base: str, timeout: float) -> str | None:
 
 
 def _get(base: str, token: str, path: str, timeout: float) -> str | None:
-    req = urllib.request.Request(
+    req = urllib.request.Request(  # noqa: S310 (http base URL from config, not user input)
         f"{base}/latest/{path}", headers={"X-aws-ec2-metadata-token": token}
     )
     return _request(req, timeout)
@@ -73,8 +73,7 @@ def fetch_instance_info(endpoint: str | None = None, timeout: float = TIMEOUT) -
     token = _token(base, timeout)
     if token is None:
         log.debug("imds.unavailable", endpoint=base)
-        account = doc.get("accountId")
-    return InstanceInfo()
+        return InstanceInfo()
     doc: dict[str, object] = {}
     raw = _get(base, token, "dynamic/instance-identity/document", timeout)
     if raw:
@@ -90,6 +89,7 @@ def fetch_instance_info(endpoint: str | None = None, timeout: float = TIMEOUT) -
         return _get(base, token, path, timeout)
 
     account = doc.get("accountId")
+    account = doc.get("accountId")
     return InstanceInfo(
         instance_id=pick("instanceId", "meta-data/instance-id"),
         region=pick("region", "meta-data/placement/region"),
@@ -103,3 +103,20 @@ def fetch_instance_info(endpoint: str | None = None, timeout: float = TIMEOUT) -
 def region(endpoint: str | None = None, timeout: float = TIMEOUT) -> str | None:
     """This instance's region, or None off EC2."""
     return fetch_instance_info(endpoint, timeout).region
+
+
+def instance_labels(endpoint: str | None = None, timeout: float = TIMEOUT) -> dict[str, str] | None:
+    """Labels for Prometheus' external_labels (keys as in ``prometheus.instance_labels``),
+    or None off EC2."""
+    info = fetch_instance_info(endpoint, timeout)
+    if not info.on_ec2:
+        return None
+    values = {
+        "instance_id": info.instance_id,
+        "availability_zone": info.availability_zone,
+        "instance_type": info.instance_type,
+        "region": info.region,
+        "account_id": info.account_id,
+        "image_id": info.image_id,
+    }
+    return {k: v for k, v in values.items() if v}

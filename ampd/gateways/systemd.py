@@ -25,7 +25,7 @@ from typing import Any
 
 from ampd.errors import PermanentError, TemporaryError
 from ampd.gateways.files import atomic_write, read_bytes
-from ampd.gateways.paths import Paths
+from ampd.gateways.paths import Paths, resolve_paths
 from ampd.gateways.runtime import PROCESS_NAMES, Command, ProcessState
 
 __all__ = ["Completed", "SystemdRuntime", "running_under_systemd", "unit_name"]
@@ -97,13 +97,13 @@ class SystemdRuntime:
 
     def __init__(
         self,
-        paths: Paths,
+        paths: Paths | None = None,
         run: Runner = run_command,
         systemctl: str = "systemctl",
         journalctl: str = "journalctl",
         timeout: float = 90.0,
     ) -> None:
-        self._paths = paths
+        self._paths = paths if paths is not None else resolve_paths()
         self._run = run
         self._systemctl = systemctl
         self._journalctl = journalctl

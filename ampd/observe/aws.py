@@ -141,9 +141,9 @@ def _read_one(
     cache: ObservedCache,
 ) -> Live | None:
     kind, name = key.kind, key.name
-    if kind in (Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.ALERTMANAGER, Kind.RULE_GROUP):
-        if workspace_id is None:
-            return None
+    amp_child = (Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.ALERTMANAGER, Kind.RULE_GROUP)
+    if kind in amp_child and workspace_id is None:
+        return None
     if kind is Kind.WORKSPACE_CONFIGURATION:
         assert workspace_id is not None
         c = gw.describe_workspace_configuration(workspace_id)
@@ -159,10 +159,11 @@ def _read_one(
         return Live(key, {"log_group_arn": arn}, workspace_tags) if arn else None
     if kind is Kind.ALERTMANAGER:
         assert workspace_id is not None
-        data = gw.describe_alertmanager(workspace_id)
-        if data is None:
+        definition = gw.describe_alertmanager(workspace_id)
+        if definition is None:
             return None
-        return Live(key, {"data": data.decode("utf-8", errors="replace")}, workspace_tags)
+        text = definition.decode("utf-8", errors="replace")
+        return Live(key, {"data": text}, workspace_tags)
     if kind is Kind.RULE_GROUP:
         assert workspace_id is not None
         if cache.rule_group_tags is None:

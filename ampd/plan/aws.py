@@ -400,7 +400,7 @@ _DELETE_ORDER = {
 }
 
 
-def plan_resources(
+def plan_resources(  # noqa: PLR0915 (the decision table, in one place)
     desired: Sequence[Desired],
     observed: Observed,
     applied: Mapping[str, str],

@@ -9,6 +9,7 @@ import difflib
 import hashlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -137,6 +138,7 @@ def _clean_loc(loc: Loc) -> Loc:
     out: list[str | int] = []
     model: Any = StateSpec
     skip_tag = False
+    item_union = False  # a list whose items are a union: a tag follows the index
     for part in loc:
         if skip_tag:
             skip_tag = False
@@ -144,6 +146,7 @@ def _clean_loc(loc: Loc) -> Loc:
                 continue
         out.append(part)
         if isinstance(part, int):
+            skip_tag, item_union = item_union, False
             continue
         if isinstance(model, type) and issubclass(model, BaseModel):
             field = model.model_fields.get(part)
@@ -151,6 +154,12 @@ def _clean_loc(loc: Loc) -> Loc:
                 model = None
                 continue
             skip_tag = _union_members(field.annotation) > 1
+            item_args: tuple[Any, ...] = getattr(field.annotation, "__args__", ()) or ()
+            item_union = (
+                getattr(field.annotation, "__origin__", None) is list
+                and len(item_args) == 1
+                and _union_members(item_args[0]) > 1
+            )
             model = _inner_model(field.annotation)
         else:
             model = None
@@ -175,7 +184,7 @@ def _message(err: Any, loc: Loc) -> tuple[str, bool]:
     msg = str(err["msg"])
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind == "string_pattern_mismatch" and loc and isinstance(loc[-1], str):
-        msg = f"{err.get('input')!r} is not a valid {loc[-1]}: {msg.lower()}"
+        msg = f"{err.get('input')!r} is not a valid {loc[-1]}: {msg[:1].lower()}{msg[1:]}"
     return msg, False
 
 
@@ -192,6 +201,9 @@ def parse_yaml(text: str, file: str) -> Any:
         mark = e.problem_mark or e.context_mark
         line, col = (mark.line + 1, mark.column + 1) if mark else (1, 1)
         what = e.problem or e.context or "invalid YAML"
+        ctx_mark = e.context_mark
+        if e.context and ctx_mark is not None and mark is not ctx_mark:
+            what += f" ({e.context} at line {ctx_mark.line + 1}, column {ctx_mark.column + 1})"
         raise SpecError([Problem(file, line, col, "", f"YAML syntax: {what}")]) from None
     except YAMLError as e:
         raise SpecError([Problem(file, 1, 1, "", f"YAML syntax: {e}")]) from None
@@ -217,11 +229,36 @@ def load_spec(text: str, file: str) -> LoadedSpec:
             line, col = positions.find(loc, key=at_key)
             problems.append(Problem(file, line, col, dotted(loc), msg))
         raise SpecError(_dedupe(problems)) from None
+    spec = resolve_relative(spec, str(PurePosixPath(file).parent))
     loaded = LoadedSpec(spec, file, positions, hashlib.sha256(text.encode()).hexdigest())
     semantic = [loaded.problem(loc, msg) for loc, msg in semantic_problems(spec)]
     if semantic:
         raise SpecError(semantic)
     return loaded
+
+
+def _abs(path: str, base: str) -> str:
+    return path if path.startswith("/") else str(PurePosixPath(base) / path)
+
+
+def resolve_relative(spec: StateSpec, base: str) -> StateSpec:
+    """Make referenced file paths absolute, relative to the state file's directory."""
+    ws = spec.workspace
+    if ws is not None:
+        groups = [g.model_copy(update={"file": _abs(g.file, base)}) for g in ws.rule_groups]
+        am = ws.alertmanager
+        if am is not None:
+            am = am.model_copy(update={"file": _abs(am.file, base)})
+        ws = ws.model_copy(update={"rule_groups": groups, "alertmanager": am})
+    g = spec.grafana
+    if g is not None:
+        ds = g.datasource
+        if ds.credentials_file is not None:
+            ds = ds.model_copy(update={"credentials_file": _abs(ds.credentials_file, base)})
+        g = g.model_copy(
+            update={"dashboards": [_abs(d, base) for d in g.dashboards], "datasource": ds}
+        )
+    return spec.model_copy(update={"workspace": ws, "grafana": g})
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -100,6 +100,8 @@ LabelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$"
 TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
 TagValue = Annotated[str, StringConstraints(max_length=256)]
 AbsPath = Annotated[str, StringConstraints(pattern=r"^/")]
+# Files the state file refers to: absolute, or relative to the state file's directory.
+FilePath = Annotated[str, StringConstraints(min_length=1)]
 
 
 class Strict(BaseModel):
@@ -121,11 +123,11 @@ class LoggingSpec(Strict):
 
 class RuleGroupSpec(Strict):
     name: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z][-.0-9A-Z_a-z]{0,63}$")]
-    file: AbsPath
+    file: FilePath
 
 
 class AlertmanagerSpec(Strict):
-    file: AbsPath
+    file: FilePath
 
 
 class WorkspaceSpec(Strict):
@@ -241,7 +243,7 @@ class DatasourceSpec(Strict):
     name: Annotated[str, StringConstraints(min_length=1)] = "Amazon Managed Prometheus"
     auth: Literal["ec2_iam_role", "default", "keys"] = "ec2_iam_role"
     assume_role_arn: Arn | None = None
-    credentials_file: AbsPath | None = None
+    credentials_file: FilePath | None = None
     via: Literal["direct", "proxy"] = "direct"
     default: bool = True
 
@@ -260,7 +262,7 @@ class GrafanaSpec(Strict):
     homepath: AbsPath | None = None
     listen: Listen = "127.0.0.1:3000"
     datasource: DatasourceSpec = Field(default_factory=DatasourceSpec)
-    dashboards: list[AbsPath] = Field(default_factory=list)
+    dashboards: list[FilePath] = Field(default_factory=list)
 
 
 class MetricsSpec(Strict):

@@ -4,8 +4,8 @@ app served on loopback from it, and the standalone `python -m tests.harness.X` r
 from __future__ import annotations
 
 import asyncio
-import http.client
 import contextlib
+import http.client
 import json
 import signal
 import socket

@@ -85,6 +85,7 @@ class Seen:
     headers: Mapping[str, str]
     verdict: Verdict
     status: int
+    peer: str  # client address:port, one per upstream connection
 
 
 def _reject(
@@ -278,7 +279,7 @@ class DataPlane(ThreadedApp):
     ``credentials_lookup`` maps an access key id to its secret (a dict's ``get``, or the
     IMDS stand-in's ``secret_for``); ``workspaces`` is a set of known ids or a predicate.
     Tests read ``accepted``, ``rejected`` (reason -> count), ``accepted_key_ids`` and
-    ``seen``; they may set ``tamper`` (every signature is wrong), ``fault`` ((status, body)
+    ``seen`` (and ``in_flight``); they may set ``tamper`` (every signature is wrong), ``fault`` ((status, body)
     answered to accepted requests instead of forwarding) and ``delay`` (seconds).
     """
 
@@ -309,6 +310,7 @@ class DataPlane(ThreadedApp):
         self.tamper = False
         self.fault: tuple[int, bytes] | None = None
         self.delay = 0.0
+        self.in_flight = 0
         self._lock = threading.Lock()
         self.accepted = 0
         self.rejected: Counter[str] = Counter()
@@ -348,6 +350,7 @@ class DataPlane(ThreadedApp):
             await self._session.close()
 
     def _record(self, request: web.Request, verdict: Verdict, status: int) -> None:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
         seen = Seen(
             method=request.method,
             path=request.path,
@@ -355,6 +358,7 @@ class DataPlane(ThreadedApp):
             headers={k.lower(): v for k, v in request.headers.items()},
             verdict=verdict,
             status=status,
+            peer=f"{peer[0]}:{peer[1]}" if peer else "",
         )
         with self._lock:
             self.seen.append(seen)
@@ -366,6 +370,13 @@ class DataPlane(ThreadedApp):
                 self.rejected[verdict.reason] += 1
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.in_flight += 1
+        try:
+            return await self._check_and_route(request)
+        finally:
+            self.in_flight -= 1
+
+    async def _check_and_route(self, request: web.Request) -> web.StreamResponse:
         body = await request.read()
         verdict = verify_sigv4(
             request.method,

@@ -316,7 +316,7 @@ mount -t cgroup2 -o nosuid,nodev,noexec cgroup2 "$R/sys/fs/cgroup"
 mount -t proc -o nosuid,nodev,noexec proc "$R/proc"
 mount --bind "$R/proc/sys" "$R/proc/sys"
 mount -o remount,bind,ro "$R/proc/sys"
-mount --bind /dev/null "$R/proc/sysrq-trigger"
+if [ -e "$R/proc/sysrq-trigger" ]; then mount --bind /dev/null "$R/proc/sysrq-trigger"; fi
 
 printf '%s\n' "$MACHINE_ID" > "$R/etc/machine-id"
 printf '%s\n' "$HOSTNAME_IN_BOX" > "$R/etc/hostname"

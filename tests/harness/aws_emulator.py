@@ -1,0 +1,795 @@
+"""An AWS-compatible test endpoint: moto in server mode behind a small HTTP layer of ours.
+
+moto (server mode, real HTTP) implements AMP workspaces, tags, alias, rule groups
+namespaces and logging, and IAM/STS. It lacks, and this layer adds:
+
+- alert manager definitions (Create/Describe/Put/Delete) and workspace configuration
+  (DescribeWorkspaceConfiguration / UpdateWorkspaceConfiguration: retention),
+- ``clientToken`` idempotency for CreateWorkspace (same token -> same workspace),
+- ``kmsKeyArn`` kept from creation,
+- a CREATING -> ACTIVE delay (writes to a workspace that is not ACTIVE get 409
+  ConflictException, as from AWS) and CREATION_FAILED,
+- ``prometheusEndpoint`` rewritten to a data-plane base URL: ``{base}/workspaces/{id}/``.
+
+Everything else is forwarded to moto. Fault injection (per operation, e.g.
+``"CreateWorkspace"`` or ``"CreateRole"``): throttling (400 ThrottlingException or 429),
+5xx, dropped connections, added latency, AccessDenied naming the action and principal.
+Every request is recorded (service, operation, HTTP method) so tests can count writes.
+
+Standalone: ``python -m tests.harness.aws_emulator --port P --data-plane-url URL`` prints
+one JSON line (``{"endpoint": ..., ...}``) and serves until SIGTERM/SIGINT. The same
+controls are reachable over HTTP under ``/_emulator/`` (``GET requests``, ``POST reset``,
+``POST fault`` with ``{"kind": "throttle", "operation": "...", "times": N, ...}``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import http.client
+import json
+import logging
+import os
+import re
+import signal
+import socket
+import sys
+import threading
+import time
+import urllib.parse
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+ACCOUNT_ID = "123456789012"
+DEFAULT_PRINCIPAL = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/ampd-test/i-0123456789abcdef0"
+DEFAULT_RETENTION_DAYS = 150
+
+_AMP_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
+    (m, re.compile(p), op)
+    for m, p, op in [
+        ("POST", r"^/workspaces$", "CreateWorkspace"),
+        ("GET", r"^/workspaces$", "ListWorkspaces"),
+        ("GET", r"^/workspaces/(?P<ws>[^/]+)$", "DescribeWorkspace"),
+        ("DELETE", r"^/workspaces/(?P<ws>[^/]+)$", "DeleteWorkspace"),
+        ("POST", r"^/workspaces/(?P<ws>[^/]+)/alias$", "UpdateWorkspaceAlias"),
+        ("GET", r"^/workspaces/(?P<ws>[^/]+)/configuration$", "DescribeWorkspaceConfiguration"),
+        ("PATCH", r"^/workspaces/(?P<ws>[^/]+)/configuration$", "UpdateWorkspaceConfiguration"),
+        ("GET", r"^/workspaces/(?P<ws>[^/]+)/logging$", "DescribeLoggingConfiguration"),
+        ("POST", r"^/workspaces/(?P<ws>[^/]+)/logging$", "CreateLoggingConfiguration"),
+        ("PUT", r"^/workspaces/(?P<ws>[^/]+)/logging$", "UpdateLoggingConfiguration"),
+        ("DELETE", r"^/workspaces/(?P<ws>[^/]+)/logging$", "DeleteLoggingConfiguration"),
+        ("GET", r"^/workspaces/(?P<ws>[^/]+)/rulegroupsnamespaces$", "ListRuleGroupsNamespaces"),
+        ("POST", r"^/workspaces/(?P<ws>[^/]+)/rulegroupsnamespaces$", "CreateRuleGroupsNamespace"),
+        (
+            "GET",
+            r"^/workspaces/(?P<ws>[^/]+)/rulegroupsnamespaces/[^/]+$",
+            "DescribeRuleGroupsNamespace",
+        ),
+        ("PUT", r"^/workspaces/(?P<ws>[^/]+)/rulegroupsnamespaces/[^/]+$", "PutRuleGroupsNamespace"),
+        (
+            "DELETE",
+            r"^/workspaces/(?P<ws>[^/]+)/rulegroupsnamespaces/[^/]+$",
+            "DeleteRuleGroupsNamespace",
+        ),
+        (
+            "GET",
+            r"^/workspaces/(?P<ws>[^/]+)/alertmanager/definition$",
+            "DescribeAlertManagerDefinition",
+        ),
+        (
+            "POST",
+            r"^/workspaces/(?P<ws>[^/]+)/alertmanager/definition$",
+            "CreateAlertManagerDefinition",
+        ),
+        ("PUT", r"^/workspaces/(?P<ws>[^/]+)/alertmanager/definition$", "PutAlertManagerDefinition"),
+        (
+            "DELETE",
+            r"^/workspaces/(?P<ws>[^/]+)/alertmanager/definition$",
+            "DeleteAlertManagerDefinition",
+        ),
+        ("GET", r"^/tags/.+$", "ListTagsForResource"),
+        ("POST", r"^/tags/.+$", "TagResource"),
+        ("DELETE", r"^/tags/.+$", "UntagResource"),
+    ]
+]
+_READ_PREFIXES = ("Describe", "List", "Get")
+# Reads and deletes are allowed on a workspace that is not ACTIVE; other writes conflict.
+_ALLOWED_WHILE_BUSY = frozenset({"DeleteWorkspace"})
+_CREDENTIAL_RE = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/")
+_IAM_ACTION_PREFIX = {"aps": "aps", "iam": "iam", "sts": "sts"}
+
+
+@dataclass(frozen=True)
+class Recorded:
+    service: str  # signing name: aps, iam, sts
+    operation: str
+    method: str
+    status: int
+    path: str
+    at: float
+
+    @property
+    def is_write(self) -> bool:
+        return not self.operation.startswith(_READ_PREFIXES)
+
+
+@dataclass
+class _Fault:
+    kind: str  # throttle | error | drop | deny | latency
+    operation: str | None  # None: every operation
+    times: int | None = 1  # None: until cleared
+    status: int = 400
+    seconds: float = 0.0
+    principal: str = DEFAULT_PRINCIPAL
+
+
+@dataclass
+class _Workspace:
+    kms_key_arn: str | None = None
+    ready_at: float = 0.0
+    failed: bool = False
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    alertmanager: dict[str, Any] | None = None
+
+
+@dataclass
+class _State:
+    tokens: dict[str, str] = field(default_factory=dict)
+    workspaces: dict[str, _Workspace] = field(default_factory=dict)
+    creation_delay: float = 0.0
+    fail_creations: int = 0
+
+
+class AwsEmulator:
+    """moto server + our layer. ``endpoint`` is what AWS_ENDPOINT_URL should point at."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        data_plane_url: str | None = None,
+        moto_concurrency: int = 64,
+    ) -> None:
+        self.host = host
+        self._port = port
+        self.data_plane_url = data_plane_url.rstrip("/") if data_plane_url else None
+        self._lock = threading.RLock()
+        self._create_lock = threading.Lock()
+        self._state = _State()
+        self._faults: list[_Fault] = []
+        self._requests: list[Recorded] = []
+        self._moto: Any = None
+        self._moto_addr: tuple[str, int] = ("127.0.0.1", 0)
+        self._moto_slots = threading.BoundedSemaphore(moto_concurrency)
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def start(self) -> AwsEmulator:
+        os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
+        os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
+        logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        from moto.server import ThreadedMotoServer  # noqa: PLC0415 (heavy import, on demand)
+
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+        self._moto.start()
+        self._moto_addr = self._moto.get_host_and_port()
+        emulator = self
+
+        class Handler(_Handler):
+            pass
+
+        Handler.emulator = emulator
+        server = ThreadingHTTPServer((self.host, self._port), Handler, bind_and_activate=False)
+        server.daemon_threads = True
+        server.request_queue_size = 1024
+        server.allow_reuse_address = True
+        server.server_bind()
+        server.server_activate()
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="aws-emulator", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server = None
+        if self._moto is not None:
+            self._moto.stop()
+            self._moto = None
+
+    def __enter__(self) -> AwsEmulator:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def port(self) -> int:
+        assert self._server is not None, "not started"
+        return int(self._server.server_address[1])
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    @property
+    def moto_endpoint(self) -> str:
+        return f"http://{self._moto_addr[0]}:{self._moto_addr[1]}"
+
+    def reset(self) -> None:
+        """Forget every resource, fault and recorded request."""
+        conn = http.client.HTTPConnection(*self._moto_addr, timeout=60)
+        try:
+            conn.request("POST", "/moto-api/reset")
+            conn.getresponse().read()
+        finally:
+            conn.close()
+        with self._lock:
+            self._state = _State()
+            self._faults.clear()
+            self._requests.clear()
+
+    # -- fault injection ----------------------------------------------------------------
+
+    def throttle(self, operation: str | None, times: int | None = 1, status: int = 400) -> None:
+        """The next ``times`` calls of ``operation`` get ThrottlingException (or 429)."""
+        self._add(_Fault("throttle", operation, times, status=status))
+
+    def fail(self, operation: str | None, times: int | None = 1, status: int = 500) -> None:
+        """The next ``times`` calls get an InternalServerException with ``status``."""
+        self._add(_Fault("error", operation, times, status=status))
+
+    def drop(self, operation: str | None, times: int | None = 1) -> None:
+        """The next ``times`` calls get their connection closed without a response."""
+        self._add(_Fault("drop", operation, times))
+
+    def latency(self, seconds: float, operation: str | None = None, times: int | None = None) -> None:
+        self._add(_Fault("latency", operation, times, seconds=seconds))
+
+    def deny(
+        self, operation: str, principal: str = DEFAULT_PRINCIPAL, times: int | None = None
+    ) -> None:
+        """AccessDenied for ``operation`` (until ``allow``), naming action and principal."""
+        self._add(_Fault("deny", operation, times, status=403, principal=principal))
+
+    def allow(self, operation: str) -> None:
+        with self._lock:
+            self._faults = [
+                f for f in self._faults if not (f.kind == "deny" and f.operation == operation)
+            ]
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self._faults.clear()
+
+    def creation_delay(self, seconds: float) -> None:
+        """New workspaces stay CREATING this long before they become ACTIVE."""
+        with self._lock:
+            self._state.creation_delay = seconds
+
+    def fail_creations(self, times: int = 1) -> None:
+        """The next ``times`` new workspaces end in CREATION_FAILED."""
+        with self._lock:
+            self._state.fail_creations = times
+
+    def _add(self, fault: _Fault) -> None:
+        with self._lock:
+            self._faults.append(fault)
+
+    def _take_faults(self, operation: str) -> list[_Fault]:
+        out: list[_Fault] = []
+        with self._lock:
+            for f in list(self._faults):
+                if f.operation not in (None, operation):
+                    continue
+                out.append(f)
+                if f.times is not None:
+                    f.times -= 1
+                    if f.times <= 0:
+                        self._faults.remove(f)
+        return out
+
+    # -- recorded requests ----------------------------------------------------------------
+
+    @property
+    def requests(self) -> list[Recorded]:
+        with self._lock:
+            return list(self._requests)
+
+    def reset_requests(self) -> None:
+        with self._lock:
+            self._requests.clear()
+
+    def writes(self) -> list[Recorded]:
+        return [r for r in self.requests if r.is_write]
+
+    def calls(self, operation: str) -> int:
+        return sum(1 for r in self.requests if r.operation == operation)
+
+    def _record(self, rec: Recorded) -> None:
+        with self._lock:
+            self._requests.append(rec)
+
+    # -- workspace state ----------------------------------------------------------------
+
+    def workspace_status(self, ws_id: str) -> str:
+        with self._lock:
+            ws = self._state.workspaces.get(ws_id)
+        if ws is None:
+            return "ACTIVE"
+        if ws.failed:
+            return "CREATION_FAILED"
+        return "CREATING" if time.monotonic() < ws.ready_at else "ACTIVE"
+
+    def _backend(self, region: str) -> Any:
+        from moto.amp.models import amp_backends  # noqa: PLC0415 (moto's in-process state)
+
+        return amp_backends[ACCOUNT_ID][region]
+
+    def workspace_ids(self, region: str = "eu-west-1") -> list[str]:
+        """Every workspace in ``region`` (straight from moto's state, not recorded)."""
+        return sorted(self._backend(region).workspaces)
+
+    def endpoint_for(self, ws_id: str, region: str) -> str:
+        if self.data_plane_url:
+            return f"{self.data_plane_url}/workspaces/{ws_id}/"
+        return f"https://aps-workspaces.{region}.amazonaws.com/workspaces/{ws_id}/"
+
+    def client(self, service: str, region: str = "eu-west-1") -> Any:
+        """A boto3 client for out-of-band changes in tests (its calls are recorded too)."""
+        import boto3  # noqa: PLC0415 (only tests need it)
+
+        return boto3.client(
+            service,  # type: ignore[call-overload]
+            endpoint_url=self.endpoint,
+            region_name=region,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",  # noqa: S106 (moto accepts anything)
+        )
+
+
+class _Handler(BaseHTTPRequestHandler):
+    emulator: AwsEmulator
+    protocol_version = "HTTP/1.1"
+    server_version = "ampd-aws-emulator"
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+        return
+
+    def do_GET(self) -> None:
+        self._handle()
+
+    def do_POST(self) -> None:
+        self._handle()
+
+    def do_PUT(self) -> None:
+        self._handle()
+
+    def do_DELETE(self) -> None:
+        self._handle()
+
+    def do_PATCH(self) -> None:
+        self._handle()
+
+    def do_HEAD(self) -> None:
+        self._handle()
+
+    # -- plumbing -----------------------------------------------------------------------
+
+    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.send_response(status)
+        for k, v in (headers or {}).items():
+            self.send_header(k, v)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def _json(self, status: int, doc: dict[str, Any]) -> None:
+        self._send(status, json.dumps(doc).encode(), {"Content-Type": "application/json"})
+
+    def _error(self, service: str, status: int, code: str, message: str) -> None:
+        if service == "aps":
+            body = json.dumps({"message": message, "__type": code}).encode()
+            headers = {"Content-Type": "application/json", "x-amzn-ErrorType": code}
+            self._send(status, body, headers)
+            return
+        xml = (
+            f'<ErrorResponse xmlns="https://{service}.amazonaws.com/doc/2010-05-08/">'
+            f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{_xml(message)}</Message>"
+            "</Error><RequestId>emulated</RequestId></ErrorResponse>"
+        )
+        self._send(status, xml.encode(), {"Content-Type": "text/xml"})
+
+    def _handle(self) -> None:
+        em = self.emulator
+        length = int(self.headers.get("Content-Length") or 0)
+        body = self.rfile.read(length) if length else b""
+        parsed = urllib.parse.urlsplit(self.path)
+        if parsed.path.startswith("/_emulator/"):
+            self._control(parsed.path, body)
+            return
+        auth = self.headers.get("Authorization", "")
+        m = _CREDENTIAL_RE.search(auth)
+        region = m.group(2) if m else "us-east-1"
+        service = m.group(3) if m else "unknown"
+        operation, ws_id = self._operation(service, self.command, parsed.path, body)
+        status_box = [0]
+        try:
+            self._dispatch(service, region, operation, ws_id, parsed, body, status_box)
+        finally:
+            em._record(
+                Recorded(service, operation, self.command, status_box[0], parsed.path, time.time())
+            )
+
+    def _operation(
+        self, service: str, method: str, path: str, body: bytes
+    ) -> tuple[str, str | None]:
+        if service == "aps":
+            for m, pattern, op in _AMP_ROUTES:
+                hit = pattern.match(path) if m == method else None
+                if hit:
+                    return op, hit.groupdict().get("ws")
+            return "Unknown", None
+        form = urllib.parse.parse_qs(body.decode("utf-8", errors="replace"))
+        query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
+        action = (form.get("Action") or query.get("Action") or ["Unknown"])[0]
+        return action, None
+
+    def _dispatch(
+        self,
+        service: str,
+        region: str,
+        operation: str,
+        ws_id: str | None,
+        parsed: urllib.parse.SplitResult,
+        body: bytes,
+        status_box: list[int],
+    ) -> None:
+        em = self.emulator
+        for fault in em._take_faults(operation):
+            if fault.kind == "latency":
+                time.sleep(fault.seconds)
+            elif fault.kind == "drop":
+                status_box[0] = -1
+                self.close_connection = True
+                with contextlib.suppress(OSError):
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                return
+            elif fault.kind == "deny":
+                status_box[0] = 403
+                action = f"{_IAM_ACTION_PREFIX.get(service, service)}:{operation}"
+                resource = f"arn:aws:{service}:{region}:{ACCOUNT_ID}:*"
+                message = (
+                    f"User: {fault.principal} is not authorized to perform: {action} on "
+                    f"resource: {resource} because no identity-based policy allows the "
+                    f"{action} action"
+                )
+                code = "AccessDeniedException" if service == "aps" else "AccessDenied"
+                self._error(service, 403, code, message)
+                return
+            elif fault.kind == "throttle":
+                status_box[0] = fault.status
+                code = "ThrottlingException" if service == "aps" else "Throttling"
+                self._error(service, fault.status, code, "Rate exceeded")
+                return
+            elif fault.kind == "error":
+                status_box[0] = fault.status
+                code = "InternalServerException" if service == "aps" else "ServiceFailure"
+                self._error(service, fault.status, code, "emulated server error")
+                return
+        if service == "aps":
+            status_box[0] = self._amp(region, operation, ws_id, parsed, body)
+        else:
+            status_box[0] = self._forward(body)
+
+    # -- AMP: what moto lacks -------------------------------------------------------------
+
+    def _amp(
+        self,
+        region: str,
+        operation: str,
+        ws_id: str | None,
+        parsed: urllib.parse.SplitResult,
+        body: bytes,
+    ) -> int:
+        em = self.emulator
+        if operation == "CreateWorkspace":
+            return self._create_workspace(region, body)
+        if ws_id is not None:
+            exists = ws_id in em._backend(region).workspaces
+            if not exists:
+                if operation in ("DescribeWorkspaceConfiguration", "UpdateWorkspaceConfiguration") or (
+                    "AlertManager" in operation
+                ):
+                    self._error("aps", 404, "ResourceNotFoundException", "Workspace not found")
+                    return 404
+            elif (
+                not operation.startswith(_READ_PREFIXES)
+                and operation not in _ALLOWED_WHILE_BUSY
+                and em.workspace_status(ws_id) != "ACTIVE"
+            ):
+                message = f"Workspace {ws_id} is {em.workspace_status(ws_id)}"
+                self._error("aps", 409, "ConflictException", message)
+                return 409
+            if exists and operation in (
+                "DescribeWorkspaceConfiguration",
+                "UpdateWorkspaceConfiguration",
+            ) or "AlertManager" in operation:
+                return self._local_amp(operation, ws_id, body)
+        if operation == "DeleteWorkspace" and ws_id is not None:
+            status = self._forward(body)
+            with em._lock:
+                em._state.workspaces.pop(ws_id, None)
+                em._state.tokens = {t: w for t, w in em._state.tokens.items() if w != ws_id}
+            return status
+        if operation in ("DescribeWorkspace", "ListWorkspaces"):
+            return self._forward(body, rewrite=lambda doc: self._patch_workspaces(doc, region))
+        return self._forward(body)
+
+    def _create_workspace(self, region: str, body: bytes) -> int:
+        em = self.emulator
+        params = json.loads(body or b"{}")
+        token = params.get("clientToken")
+        with em._create_lock:
+            with em._lock:
+                existing = em._state.tokens.get(token) if token else None
+            backend = em._backend(region)
+            if existing is not None and existing in backend.workspaces:
+                ws = backend.workspaces[existing]
+                doc = {
+                    "workspaceId": existing,
+                    "arn": ws.arn,
+                    "status": {"statusCode": em.workspace_status(existing)},
+                    "tags": backend.list_tags_for_resource(ws.arn),
+                }
+                if em._state.workspaces.get(existing, _Workspace()).kms_key_arn:
+                    doc["kmsKeyArn"] = em._state.workspaces[existing].kms_key_arn
+                self._json(202, doc)
+                return 202
+            box: dict[str, Any] = {}
+
+            def capture(doc: dict[str, Any]) -> dict[str, Any]:
+                box.update(doc)
+                return doc
+
+            status = self._forward(body, rewrite=capture, hold=True)
+            if status >= 300 or "workspaceId" not in box:
+                self._flush_held()
+                return status
+            ws_id = str(box["workspaceId"])
+            with em._lock:
+                state = _Workspace(kms_key_arn=params.get("kmsKeyArn"))
+                state.ready_at = time.monotonic() + em._state.creation_delay
+                if em._state.fail_creations > 0:
+                    em._state.fail_creations -= 1
+                    state.failed = True
+                em._state.workspaces[ws_id] = state
+                if token:
+                    em._state.tokens[token] = ws_id
+            doc = {
+                "workspaceId": ws_id,
+                "arn": box.get("arn"),
+                "status": {"statusCode": em.workspace_status(ws_id)},
+                "tags": box.get("tags") or {},
+            }
+            if state.kms_key_arn:
+                doc["kmsKeyArn"] = state.kms_key_arn
+            self._held = None
+            self._json(202, doc)
+            return 202
+
+    def _patch_workspaces(self, doc: dict[str, Any], region: str) -> dict[str, Any]:
+        em = self.emulator
+        items = [doc["workspace"]] if "workspace" in doc else list(doc.get("workspaces") or [])
+        for w in items:
+            ws_id = str(w.get("workspaceId"))
+            w["status"] = {"statusCode": em.workspace_status(ws_id)}
+            w["prometheusEndpoint"] = em.endpoint_for(ws_id, region)
+            with em._lock:
+                local = em._state.workspaces.get(ws_id)
+            if local is not None and local.kms_key_arn:
+                w["kmsKeyArn"] = local.kms_key_arn
+        return doc
+
+    def _local_amp(self, operation: str, ws_id: str, body: bytes) -> int:
+        em = self.emulator
+        params = json.loads(body or b"{}")
+        now = time.time()
+        with em._lock:
+            ws = em._state.workspaces.setdefault(ws_id, _Workspace())
+            if operation == "DescribeWorkspaceConfiguration":
+                doc: dict[str, Any] = {
+                    "workspaceConfiguration": {
+                        "status": {"statusCode": "ACTIVE"},
+                        "retentionPeriodInDays": ws.retention_days,
+                        "limitsPerLabelSet": [],
+                    }
+                }
+                status = 200
+            elif operation == "UpdateWorkspaceConfiguration":
+                days = params.get("retentionPeriodInDays")
+                if days is not None:
+                    if not 1 <= int(days) <= 1095:
+                        self._error("aps", 400, "ValidationException", "retention out of range")
+                        return 400
+                    ws.retention_days = int(days)
+                doc, status = {"status": {"statusCode": "UPDATING"}}, 202
+            elif operation == "DescribeAlertManagerDefinition":
+                if ws.alertmanager is None:
+                    self._error(
+                        "aps", 404, "ResourceNotFoundException", "Alert manager definition not found"
+                    )
+                    return 404
+                doc, status = {"alertManagerDefinition": dict(ws.alertmanager)}, 200
+            elif operation == "CreateAlertManagerDefinition":
+                if ws.alertmanager is not None:
+                    self._error("aps", 409, "ConflictException", "definition already exists")
+                    return 409
+                ws.alertmanager = {
+                    "status": {"statusCode": "ACTIVE"},
+                    "data": params.get("data", ""),
+                    "createdAt": now,
+                    "modifiedAt": now,
+                }
+                doc, status = {"status": {"statusCode": "CREATING"}}, 202
+            elif operation == "PutAlertManagerDefinition":
+                if ws.alertmanager is None:
+                    self._error(
+                        "aps", 404, "ResourceNotFoundException", "Alert manager definition not found"
+                    )
+                    return 404
+                ws.alertmanager = {**ws.alertmanager, "data": params.get("data", ""), "modifiedAt": now}
+                doc, status = {"status": {"statusCode": "UPDATING"}}, 202
+            else:  # DeleteAlertManagerDefinition
+                if ws.alertmanager is None:
+                    self._error(
+                        "aps", 404, "ResourceNotFoundException", "Alert manager definition not found"
+                    )
+                    return 404
+                ws.alertmanager = None
+                doc, status = {}, 202
+        self._json(status, doc)
+        return status
+
+    # -- forwarding to moto ---------------------------------------------------------------
+
+    _held: tuple[int, list[tuple[str, str]], bytes] | None = None
+
+    def _flush_held(self) -> None:
+        if self._held is not None:
+            status, headers, data = self._held
+            self._held = None
+            self._relay(status, headers, data)
+
+    def _relay(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
+        self.send_response(status)
+        for k, v in headers:
+            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+                self.send_header(k, v)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
+
+    def _forward(
+        self,
+        body: bytes,
+        rewrite: Any = None,
+        hold: bool = False,
+    ) -> int:
+        em = self.emulator
+        headers = {
+            k: v
+            for k, v in self.headers.items()
+            if k.lower() not in ("connection", "content-length", "expect", "transfer-encoding")
+        }
+        headers["Content-Length"] = str(len(body))
+        with em._moto_slots:
+            conn = http.client.HTTPConnection(*em._moto_addr, timeout=60)
+            try:
+                conn.request(self.command, self.path, body=body, headers=headers)
+                resp = conn.getresponse()
+                data = resp.read()
+                status = resp.status
+                resp_headers = resp.getheaders()
+            finally:
+                conn.close()
+        if rewrite is not None and 200 <= status < 300 and data:
+            with contextlib.suppress(ValueError):
+                data = json.dumps(rewrite(json.loads(data))).encode()
+        if hold:
+            self._held = (status, resp_headers, data)
+            return status
+        self._relay(status, resp_headers, data)
+        return status
+
+    # -- control API (standalone use) -----------------------------------------------------
+
+    def _control(self, path: str, body: bytes) -> None:
+        em = self.emulator
+        name = path.removeprefix("/_emulator/")
+        if name == "requests" and self.command == "GET":
+            self._json(
+                200,
+                {
+                    "requests": [
+                        {
+                            "service": r.service,
+                            "operation": r.operation,
+                            "method": r.method,
+                            "status": r.status,
+                            "write": r.is_write,
+                        }
+                        for r in em.requests
+                    ]
+                },
+            )
+        elif name == "reset" and self.command == "POST":
+            em.reset()
+            self._json(200, {})
+        elif name == "fault" and self.command == "POST":
+            spec = json.loads(body or b"{}")
+            kind = spec.get("kind")
+            op = spec.get("operation")
+            times = spec.get("times", 1)
+            if kind == "throttle":
+                em.throttle(op, times, int(spec.get("status", 400)))
+            elif kind == "error":
+                em.fail(op, times, int(spec.get("status", 500)))
+            elif kind == "drop":
+                em.drop(op, times)
+            elif kind == "latency":
+                em.latency(float(spec.get("seconds", 1.0)), op, times)
+            elif kind == "deny":
+                em.deny(op, spec.get("principal", DEFAULT_PRINCIPAL), times)
+            elif kind == "creation_delay":
+                em.creation_delay(float(spec.get("seconds", 0)))
+            elif kind == "clear":
+                em.clear_faults()
+            else:
+                self._json(400, {"message": f"unknown fault kind {kind!r}"})
+                return
+            self._json(200, {})
+        else:
+            self._json(404, {"message": f"no control endpoint {name!r}"})
+
+
+def _xml(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--data-plane-url", default=None)
+    parser.add_argument("--creation-delay", type=float, default=0.0)
+    args = parser.parse_args(argv)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    em = AwsEmulator(host=args.host, port=args.port, data_plane_url=args.data_plane_url).start()
+    em.creation_delay(args.creation_delay)
+    line = {
+        "endpoint": em.endpoint,
+        "moto_endpoint": em.moto_endpoint,
+        "data_plane_url": em.data_plane_url,
+        "account_id": ACCOUNT_ID,
+        "pid": os.getpid(),
+    }
+    sys.stdout.write(json.dumps(line) + "\n")
+    sys.stdout.flush()
+    stop.wait()
+    em.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,180 @@
+"""Run the real ``ampd run`` as a subprocess against a state file in a temp directory."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(what: str, fn: Callable[[], Any], timeout: float = 20.0, every: float = 0.1) -> Any:
+    """Poll ``fn`` until it returns something truthy; fail with ``what`` at the deadline."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while time.monotonic() < deadline:
+        with contextlib.suppress(Exception):
+            last = fn()
+            if last:
+                return last
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+class AmpdProcess:
+    def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
+        self.tmp = tmp
+        self.state_file = tmp / "etc" / "state.yml"
+        self.state_dir = tmp / "state"
+        self.runtime_dir = tmp / "run"
+        self.log_path = tmp / "ampd.log"
+        self.extra_env = env or {}
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+
+    # ---- state file ------------------------------------------------------------------
+    def write_state(self, data: dict[str, Any] | str) -> None:
+        text = data if isinstance(data, str) else yaml.safe_dump(data, sort_keys=False)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.replace(self.state_file)
+
+    @property
+    def env(self) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFY_", "WATCHDOG_"))}
+        env.update(
+            STATE_DIRECTORY=str(self.state_dir),
+            RUNTIME_DIRECTORY=str(self.runtime_dir),
+            AMPD_SELF=str(Path(sys.executable).parent / "ampd"),
+            AMPD_RUNTIME="supervisor",
+        )
+        env.update(self.extra_env)
+        return env
+
+    def ampd(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(Path(sys.executable).parent / "ampd"), "--state", str(self.state_file), *args],
+            capture_output=True, text=True, env=self.env, timeout=120, check=check,
+        )
+
+    # ---- daemon ----------------------------------------------------------------------
+    def start(self) -> None:
+        log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [str(Path(sys.executable).parent / "ampd"), "--log-format", "json",
+             "--state", str(self.state_file), "run"],
+            env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+        )
+        log.close()
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        return int(self.proc.returncode)
+
+    def status(self) -> dict[str, Any] | None:
+        try:
+            data: dict[str, Any] = json.loads((self.runtime_dir / "status.json").read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+        return data
+
+    def resource(self, kind: str, name: str) -> dict[str, Any] | None:
+        doc = self.status()
+        for r in (doc or {}).get("resources", []):
+            if r["kind"] == kind and r["name"] == name:
+                return dict(r)
+        return None
+
+    def condition(self, ctype: str) -> dict[str, Any] | None:
+        for c in (self.status() or {}).get("conditions", []):
+            if c["type"] == ctype:
+                return dict(c)
+        return None
+
+    def logs(self) -> list[dict[str, Any]]:
+        out = []
+        for line in self.log_path.read_text().splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+    def events(self, name: str) -> list[dict[str, Any]]:
+        return [e for e in self.logs() if e.get("event") == name]
+
+    def wait_spec(self, timeout: float = 20.0) -> dict[str, Any]:
+        """The first status of a pass that ran on the state file as it is now."""
+        import hashlib
+
+        want = hashlib.sha256(self.state_file.read_bytes()).hexdigest()
+        return dict(wait_for(
+            "a pass on the current state file",
+            lambda: (s := self.status()) and s["spec"]["sha256"] == want and s, timeout,
+        ))
+
+    def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
+        return dict(wait_for(
+            "ampd Synced and Healthy",
+            lambda: (s := self.status()) and s["sync"] == "Synced" and s["health"] == "Healthy" and s,
+            timeout,
+        ))
+
+    def wait_pass_after(self, t: float, timeout: float = 20.0) -> dict[str, Any]:
+        """The first status written by a pass that started after wall-clock ``t``."""
+        from datetime import datetime
+
+        def newer() -> dict[str, Any] | None:
+            s = self.status()
+            if s is None:
+                return None
+            started = datetime.fromisoformat(s["last_pass"]["started_at"]).timestamp()
+            return s if started >= t else None
+
+        return dict(wait_for("a pass after the edit", newer, timeout))
+
+
+@pytest.fixture
+def ampd_proc(tmp_path: Path) -> Iterator[AmpdProcess]:
+    proc = AmpdProcess(tmp_path)
+    yield proc
+    proc.stop()
+
+
+def prometheus_pids(marker: str) -> list[int]:
+    """Pids of processes whose command line mentions ``marker`` (a tmp path)."""
+    out = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            cmd = (d / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmd and "prometheus" in cmd:
+            out.append(int(d.name))
+    return out

@@ -1,0 +1,217 @@
+"""``ampd run`` keeps a real Prometheus in line with state.yml (supervisor runtime)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
+
+pytestmark = [pytest.mark.prometheus, pytest.mark.skipif(
+    not Path("/usr/bin/prometheus").exists(), reason="needs Debian's prometheus package")]
+
+
+def get_json(url: str) -> Any:
+    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+        return json.loads(r.read())
+
+
+def scrape_jobs(listen: str) -> set[str]:
+    data = get_json(f"http://{listen}/api/v1/targets")
+    return {t["labels"]["job"] for t in data["data"]["activeTargets"]}
+
+
+def base_state(prom_port: int, metrics_port: int, *, mode: str = "agent",
+               jobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "stack": "test",
+        "prometheus": {
+            "listen": f"127.0.0.1:{prom_port}",
+            "mode": mode,
+            "scrape_interval": "1s",
+            "remote_write": None,
+            "scrape_configs": jobs or [],
+        },
+        "metrics": {"listen": f"127.0.0.1:{metrics_port}"},
+    }
+
+
+@pytest.fixture
+def ports() -> tuple[int, int]:
+    return free_port(), free_port()
+
+
+def test_scrape_job_added_then_removed(ampd_proc: AmpdProcess, ports: tuple[int, int]) -> None:
+    prom, met = ports
+    listen = f"127.0.0.1:{prom}"
+    ampd_proc.write_state(base_state(prom, met))
+    ampd_proc.start()
+    ampd_proc.wait_healthy()
+    wait_for("self-scrape jobs", lambda: scrape_jobs(listen) == {"prometheus", "ampd"})
+
+    ampd_proc.write_state(base_state(prom, met, jobs=[{"job": "app", "targets": ["127.0.0.1:1"]}]))
+    status = ampd_proc.wait_spec()
+    actions = {(c["key"], c["action"]) for c in status["last_pass"]["changes"]}
+    assert ("file/prometheus.yml", "update") in actions
+    assert ("process/prometheus", "reload") in actions
+    wait_for("job app live", lambda: "app" in scrape_jobs(listen))
+
+    ampd_proc.write_state(base_state(prom, met))
+    ampd_proc.wait_spec()
+    wait_for("job app gone", lambda: "app" not in scrape_jobs(listen))
+    # the reloads kept the same Prometheus process
+    assert len(ampd_proc.events("process.started")) == 1
+
+
+def test_mode_flip_restarts_prometheus(ampd_proc: AmpdProcess, ports: tuple[int, int]) -> None:
+    prom, met = ports
+    listen = f"127.0.0.1:{prom}"
+    ampd_proc.write_state(base_state(prom, met, mode="agent"))
+    ampd_proc.start()
+    ampd_proc.wait_healthy()
+    flags = get_json(f"http://{listen}/api/v1/status/flags")["data"]
+    assert "agent" in flags.get("enable-feature", "")
+    pid_before = ampd_proc.resource("process", "prometheus")["message"]
+
+    ampd_proc.write_state(base_state(prom, met, mode="server"))
+    status = ampd_proc.wait_spec()
+    assert any(c["key"] == "process/prometheus" and c["action"] == "restart"
+               for c in status["last_pass"]["changes"])
+    ampd_proc.wait_healthy()
+    flags = get_json(f"http://{listen}/api/v1/status/flags")["data"]
+    assert "agent" not in flags.get("enable-feature", "")
+    assert flags["storage.tsdb.path"].endswith("prometheus-server")
+    assert ampd_proc.resource("process", "prometheus")["message"] != pid_before
+    # server mode answers queries; agent mode does not
+    assert get_json(f"http://{listen}/api/v1/query?query=up")["status"] == "success"
+
+
+def test_killed_prometheus_is_restarted(ampd_proc: AmpdProcess, ports: tuple[int, int]) -> None:
+    prom, met = ports
+    ampd_proc.write_state(base_state(prom, met))
+    ampd_proc.start()
+    ampd_proc.wait_healthy()
+    pid = int(ampd_proc.resource("process", "prometheus")["message"].split()[-1])
+    os.kill(pid, signal.SIGKILL)
+    wait_for("a new healthy prometheus", lambda: (r := ampd_proc.resource("process", "prometheus"))
+             and r["health"] == "Healthy" and r["message"] != f"pid {pid}", timeout=30)
+    assert ampd_proc.events("process.exited")[0]["code"] == -9
+
+
+def test_hand_edit_of_generated_config_is_reverted(
+    ampd_proc: AmpdProcess, ports: tuple[int, int]
+) -> None:
+    prom, met = ports
+    ampd_proc.write_state(base_state(prom, met))
+    ampd_proc.start()
+    ampd_proc.wait_healthy()
+    generated = ampd_proc.state_dir / "generated" / "prometheus.yml"
+    original = generated.read_bytes()
+    generated.write_bytes(original + b"# a hand edit\n")
+    wait_for("prometheus.yml restored", lambda: generated.read_bytes() == original)
+    drift = wait_for("a drift event", lambda: ampd_proc.events("drift.detected"))
+    assert drift[0]["name"] == "prometheus.yml"
+    assert drift[0]["reason"] == "edited by hand"
+    assert drift[0]["corrected"] is True
+
+
+def test_hand_edit_only_reported_with_drift_report(
+    ampd_proc: AmpdProcess, ports: tuple[int, int]
+) -> None:
+    prom, met = ports
+    state = base_state(prom, met)
+    state["aws"] = {"drift": "report"}
+    ampd_proc.write_state(state)
+    ampd_proc.start()
+    ampd_proc.wait_healthy()
+    generated = ampd_proc.state_dir / "generated" / "prometheus.yml"
+    edited = generated.read_bytes() + b"# a hand edit\n"
+    generated.write_bytes(edited)
+    res = wait_for("file reported OutOfSync", lambda: (r := ampd_proc.resource("file", "prometheus.yml"))
+                   and r["sync"] == "OutOfSync" and r)
+    assert "drift reported" in res["message"]
+    assert generated.read_bytes() == edited
+    assert ampd_proc.events("drift.detected")[-1]["corrected"] is False
+    assert ampd_proc.ampd("status").returncode == 2
+
+
+def test_garbage_state_keeps_old_config_live(
+    ampd_proc: AmpdProcess, ports: tuple[int, int]
+) -> None:
+    prom, met = ports
+    listen = f"127.0.0.1:{prom}"
+    ampd_proc.write_state(base_state(prom, met, jobs=[{"job": "app", "targets": ["127.0.0.1:1"]}]))
+    ampd_proc.start()
+    ampd_proc.wait_healthy()
+    generated = (ampd_proc.state_dir / "generated" / "prometheus.yml").read_bytes()
+
+    ampd_proc.write_state("version: 1\nprometheus:\n  listen: [oops\n")
+    doc = wait_for("SpecValid=False", lambda: (s := ampd_proc.status()) and not s["spec"]["valid"] and s)
+    assert doc["spec"]["error"].startswith(f"{ampd_proc.state_file}:4:1: YAML syntax")
+    assert "line 3, column 11" in doc["spec"]["error"]
+    cond = ampd_proc.condition("SpecValid")
+    assert cond is not None and cond["status"] == "False"
+    assert (ampd_proc.state_dir / "generated" / "prometheus.yml").read_bytes() == generated
+    wait_for("job app still live", lambda: "app" in scrape_jobs(listen))
+    assert ampd_proc.resource("process", "prometheus")["health"] == "Healthy"
+    human = ampd_proc.ampd("status")
+    assert human.returncode == 3
+    assert "INVALID" in human.stdout and "state.yml:4:1:" in human.stdout
+
+    ampd_proc.write_state(base_state(prom, met))
+    ampd_proc.wait_spec()
+    wait_for("job app gone after the fix", lambda: "app" not in scrape_jobs(listen))
+    assert ampd_proc.status()["spec"]["valid"] is True
+
+
+def test_sigterm_leaves_no_process_behind(ampd_proc: AmpdProcess, ports: tuple[int, int]) -> None:
+    prom, met = ports
+    ampd_proc.write_state(base_state(prom, met))
+    ampd_proc.start()
+    ampd_proc.wait_healthy()
+    marker = str(ampd_proc.state_dir)
+    assert len(prometheus_pids(marker)) == 1
+    assert ampd_proc.stop() == 0
+    assert prometheus_pids(marker) == []
+
+
+def test_crash_loop_is_degraded_with_stderr(
+    ampd_proc: AmpdProcess, ports: tuple[int, int], tmp_path: Path
+) -> None:
+    prom, met = ports
+    broken = tmp_path / "fake-prometheus"
+    broken.write_text("#!/bin/sh\necho 'opening storage failed: lock held' >&2\nexit 3\n")
+    broken.chmod(0o755)
+    state = base_state(prom, met)
+    state["prometheus"]["binary"] = str(broken)
+    ampd_proc.write_state(state)
+    ampd_proc.start()
+    res = wait_for("prometheus Degraded", lambda: (r := ampd_proc.resource("process", "prometheus"))
+                   and r["health"] == "Degraded" and r, timeout=40)
+    assert "crash-looping (exit 3)" in res["message"]
+    assert "lock held" in res["message"]
+    assert ampd_proc.ampd("status").returncode == 3
+
+
+def test_burst_of_edits_coalesces_and_last_wins(
+    ampd_proc: AmpdProcess, ports: tuple[int, int]
+) -> None:
+    prom, met = ports
+    listen = f"127.0.0.1:{prom}"
+    ampd_proc.write_state(base_state(prom, met))
+    ampd_proc.start()
+    ampd_proc.wait_healthy()
+    before = len(ampd_proc.events("reconcile.summary"))
+    for i in range(50):
+        ampd_proc.write_state(base_state(prom, met, jobs=[{"job": f"j{i}", "targets": ["127.0.0.1:1"]}]))
+    ampd_proc.wait_spec()
+    wait_for("last edit live", lambda: scrape_jobs(listen) == {"prometheus", "ampd", "j49"})
+    passes = len(ampd_proc.events("reconcile.summary")) - before
+    assert 1 <= passes <= 15, passes
