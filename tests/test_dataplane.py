@@ -231,6 +231,7 @@ def agent_prometheus() -> Iterator[list[Prometheus]]:
 @pytest.mark.slow
 @pytest.mark.prometheus
 def test_end_to_end_sample_app_to_receiver_through_the_proxy(
+    *,
     aws_env: str,
     sample_app: SampleApp,
     dataplane: DataPlane,
@@ -255,7 +256,8 @@ def test_end_to_end_sample_app_to_receiver_through_the_proxy(
     assert float(result[0]["value"][1]) >= 1
     assert dataplane.rejected == {}
     assert (
-        proxy.metric("ampd_proxy_requests_total", {"path_kind": "remote_write", "code": "204"}) >= 1
+        proxy.wait_metric("ampd_proxy_requests_total", {"path_kind": "remote_write", "code": "204"})
+        >= 1
     )
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.credentials import CredentialProvider, RefreshableCredentials
+from multidict import CIMultiDict, CIMultiDictProxy
 from structlog.testing import capture_logs
 
 from ampd.gateways.sigv4 import Signer, SigningError
@@ -145,8 +146,6 @@ def test_signer_signs_for_aps_with_a_verifiable_signature(
     assert f"/{REGION}/aps/aws4_request" in auth
     assert "x-amz-security-token" in auth.split("SignedHeaders=")[1]
     assert headers["X-Amz-Security-Token"] == "session-token-value"
-    from multidict import CIMultiDict, CIMultiDictProxy
-
     verdict = verify_sigv4(
         "POST",
         "127.0.0.1:1",
@@ -284,7 +283,7 @@ def test_upstream_status_and_body_pass_through(
     reply = _post_write(proxy.url)
     assert (reply.status, reply.body) == (status, b"upstream says no")
     labels = {"path_kind": "remote_write", "code": str(status)}
-    assert proxy.metric("ampd_proxy_requests_total", labels) == 1
+    assert proxy.wait_metric("ampd_proxy_requests_total", labels) == 1
 
 
 def test_large_responses_stream_through_intact(
@@ -295,7 +294,9 @@ def test_large_responses_stream_through_intact(
     bare_dataplane.fault = (200, payload)
     reply = http_call("GET", proxy.url + QUERY_PATH + "?query=up")
     assert reply.status == 200 and reply.body == payload
-    assert proxy.metric("ampd_proxy_response_bytes_total") == len(payload)
+    assert proxy.wait_metric("ampd_proxy_response_bytes_total", at_least=len(payload)) == len(
+        payload
+    )
 
 
 def test_upstream_connections_are_reused(
@@ -364,20 +365,25 @@ def test_rotated_environment_credentials_are_picked_up(
     assert 0 < health["credentials"]["expires_in_seconds"] <= 12 * 60
 
 
-class _RotatingProvider(CredentialProvider):  # type: ignore[misc]  # botocore is untyped here
-    """A credential source the test controls, refreshed by botocore like an instance role."""
+class _RotatingProvider(CredentialProvider):
+    """A credential source the test controls, refreshed by botocore like an instance
+    role: each fetch hands out the newest key, valid for 20 minutes of ``now()``."""
 
     METHOD = "test-rotating"
 
     def __init__(self, keys: list[tuple[str, str, str]]) -> None:
         super().__init__()
         self.keys = keys  # (access key, secret, token); the last one is current
+        self.offset = dt.timedelta(0)
         self.fetches = 0
+
+    def now(self) -> dt.datetime:
+        return dt.datetime.now(dt.UTC) + self.offset
 
     def _fetch(self) -> dict[str, str]:
         self.fetches += 1
         key, secret, token = self.keys[-1]
-        expiry = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=20)
+        expiry = self.now() + dt.timedelta(minutes=20)
         return {
             "access_key": key,
             "secret_key": secret,
@@ -386,8 +392,15 @@ class _RotatingProvider(CredentialProvider):  # type: ignore[misc]  # botocore i
         }
 
     def load(self) -> RefreshableCredentials:
-        return RefreshableCredentials.create_from_metadata(
-            self._fetch(), refresh_using=self._fetch, method=self.METHOD
+        first = self._fetch()
+        return RefreshableCredentials(
+            first["access_key"],
+            first["secret_key"],
+            first["token"],
+            dt.datetime.fromisoformat(first["expiry_time"]),
+            refresh_using=self._fetch,
+            method=self.METHOD,
+            time_fetcher=self.now,
         )
 
 
@@ -408,19 +421,22 @@ def test_credentials_refreshed_before_expiry_keep_being_accepted(
     signer = Signer(REGION, session_factory=_session_with(provider))
     proxy = start_proxy(bare_dataplane.url, signer=signer)
     assert _post_write(proxy.url).status == 200
+    assert _post_write(proxy.url).status == 200
+    assert provider.fetches == 1  # valid for 20 minutes: not fetched again
 
-    # The role's next credentials, and the clock 10 minutes on: inside botocore's
-    # refresh window, so the next signature must use the new key.
+    # The role's next key appears and the old one stops verifying; 11 minutes later the
+    # current key is inside botocore's refresh window, so the next signature uses the new one.
     provider.keys.append(("ASIAAMPDROLE0000002", "role-secret-2", "token-2"))
     aws_keys["ASIAAMPDROLE0000002"] = "role-secret-2"
     del aws_keys["ASIAAMPDROLE0000001"]
-    creds = signer._credentials
-    assert isinstance(creds, RefreshableCredentials)
-    creds._expiry_time = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=10)
+    provider.offset = dt.timedelta(minutes=11)
     assert _post_write(proxy.url).status == 200
-    assert bare_dataplane.accepted_key_ids == ["ASIAAMPDROLE0000001", "ASIAAMPDROLE0000002"]
+    assert bare_dataplane.accepted_key_ids == ["ASIAAMPDROLE0000001"] * 2 + ["ASIAAMPDROLE0000002"]
     assert bare_dataplane.seen[-1].headers["x-amz-security-token"] == "token-2"
     assert provider.fetches == 2
+    health = http_call("GET", proxy.url + "/healthz").json()
+    assert health["credentials"]["method"] == "test-rotating"
+    assert health["credentials"]["access_key_id_suffix"] == "0002"
 
 
 # -- health, metrics, logs ------------------------------------------------------------
@@ -434,6 +450,8 @@ def test_healthz_and_metrics(
     reply = http_call("POST", proxy.url + WRITE_PATH, headers=remote_write.HEADERS, body=body)
     assert reply.status == 200
 
+    labels = {"path_kind": "remote_write", "code": "200"}
+    assert proxy.wait_metric("ampd_proxy_requests_total", labels) == 1
     health = http_call("GET", proxy.url + "/healthz")
     assert health.status == 200
     doc = health.json()
@@ -472,6 +490,7 @@ def test_logs_never_carry_credentials(
         assert _post_write(proxy.url).status == 200
         bare_dataplane.fault = (500, b"boom")
         assert _post_write(proxy.url, Authorization="client-secret-header").status == 500
+        proxy.wait_metric("ampd_proxy_requests_total", {"path_kind": "remote_write", "code": "500"})
     events = [e["event"] for e in logs]
     assert "proxy.listening" in events and events.count("proxy.request") == 2
     dumped = repr(logs)

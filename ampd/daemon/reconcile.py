@@ -48,7 +48,7 @@ log = structlog.get_logger()
 NATIVE_SIGV4_MIN = (2, 50, 0)
 STARTUP_GRACE = 30.0  # seconds a just-started process may take to become ready
 HEALTH_INTERVAL = 15.0  # local health and remote-write evidence are re-read this often
-PROGRESS_RECHECK = 2.0  # a pass follows this soon when something is still starting
+PROGRESS_RECHECK = 0.5  # a pass follows this soon when something is still starting
 AWS_PASS_TIMEOUT = 60.0
 
 

@@ -145,6 +145,14 @@ class Signer:
             raise SigningError(f"credentials from {creds.method} have no key")
         return Credentials(frozen.access_key, frozen.secret_key, frozen.token)
 
+    def needs_io(self) -> bool:
+        """Whether the next ``sign()`` may block: credentials not resolved yet, or due
+        for a refresh (IMDS, STS). When False, signing is pure CPU (tens of µs)."""
+        creds = self._credentials
+        if creds is None:
+            return True
+        return isinstance(creds, RefreshableCredentials) and creds.refresh_needed()
+
     def sign(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes
     ) -> dict[str, str]:

@@ -122,8 +122,10 @@ class SystemdRuntime:
         restarts = _int(props.get("NRestarts"))
         started_at = _wall_clock(_int(props.get("ExecMainStartTimestampMonotonic")))
         last_exit = _last_exit(props)
+        # Restarting over and over, or given up on (the unit's start limit): either way
+        # the process does not stay up. A unit that restarted before and now runs is not.
         crash_looping = props.get("Result") == "start-limit-hit" or (
-            props.get("SubState") == "auto-restart" and restarts >= _CRASH_LOOP_RESTARTS
+            not running and restarts >= _CRASH_LOOP_RESTARTS
         )
         troubled = not running or restarts > 0 or crash_looping
         return ProcessState(

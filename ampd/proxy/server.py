@@ -85,6 +85,8 @@ class RequestSigner(Protocol):
 
     def credential_status(self) -> CredentialStatus: ...
 
+    def needs_io(self) -> bool: ...
+
 
 def path_kind(path: str) -> str:
     """A low-cardinality label for a request path: remote_write, query, alertmanager,
@@ -314,11 +316,15 @@ class ProxyServer:
         url = self._upstream_url(request)
         headers = self._client_headers(request.headers)
         headers["Host"] = self._upstream.raw_authority
-        loop = asyncio.get_running_loop()
         try:
-            signed = await loop.run_in_executor(
-                self._executor, self.signer.sign, method, url, headers, body
-            )
+            if self.signer.needs_io():
+                # Resolving or refreshing credentials may wait on IMDS or STS.
+                loop = asyncio.get_running_loop()
+                signed = await loop.run_in_executor(
+                    self._executor, self.signer.sign, method, url, headers, body
+                )
+            else:
+                signed = self.signer.sign(method, url, headers, body)
         except SigningError as e:
             self.metrics.signing_errors.inc()
             self._done(kind, 503, started, method, path, error=str(e))

@@ -140,6 +140,8 @@ def _clean_loc(loc: Loc) -> Loc:
     skip_tag = False
     item_union = False  # a list whose items are a union: a tag follows the index
     for part in loc:
+        if part == "[key]":  # pydantic's marker for a dict key; the key itself is the place
+            continue
         if skip_tag:
             skip_tag = False
             if isinstance(part, str):
@@ -184,7 +186,8 @@ def _message(err: Any, loc: Loc) -> tuple[str, bool]:
     msg = str(err["msg"])
     msg = msg.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind == "string_pattern_mismatch" and loc and isinstance(loc[-1], str):
-        msg = f"{err.get('input')!r} is not a valid {loc[-1]}: {msg[:1].lower()}{msg[1:]}"
+        what = "key" if err["loc"][-1] == "[key]" else loc[-1]
+        msg = f"{err.get('input')!r} is not a valid {what}: {msg[:1].lower()}{msg[1:]}"
     return msg, False
 
 

@@ -66,7 +66,11 @@ _AMP_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
             r"^/workspaces/(?P<ws>[^/]+)/rulegroupsnamespaces/[^/]+$",
             "DescribeRuleGroupsNamespace",
         ),
-        ("PUT", r"^/workspaces/(?P<ws>[^/]+)/rulegroupsnamespaces/[^/]+$", "PutRuleGroupsNamespace"),
+        (
+            "PUT",
+            r"^/workspaces/(?P<ws>[^/]+)/rulegroupsnamespaces/[^/]+$",
+            "PutRuleGroupsNamespace",
+        ),
         (
             "DELETE",
             r"^/workspaces/(?P<ws>[^/]+)/rulegroupsnamespaces/[^/]+$",
@@ -82,7 +86,11 @@ _AMP_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
             r"^/workspaces/(?P<ws>[^/]+)/alertmanager/definition$",
             "CreateAlertManagerDefinition",
         ),
-        ("PUT", r"^/workspaces/(?P<ws>[^/]+)/alertmanager/definition$", "PutAlertManagerDefinition"),
+        (
+            "PUT",
+            r"^/workspaces/(?P<ws>[^/]+)/alertmanager/definition$",
+            "PutAlertManagerDefinition",
+        ),
         (
             "DELETE",
             r"^/workspaces/(?P<ws>[^/]+)/alertmanager/definition$",
@@ -190,7 +198,9 @@ class AwsEmulator:
         server.server_bind()
         server.server_activate()
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="aws-emulator", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, name="aws-emulator", daemon=True
+        )
         self._thread.start()
         return self
 
@@ -245,11 +255,14 @@ class AwsEmulator:
         """The next ``times`` calls get an InternalServerException with ``status``."""
         self._add(_Fault("error", operation, times, status=status))
 
-    def drop(self, operation: str | None, times: int | None = 1) -> None:
-        """The next ``times`` calls get their connection closed without a response."""
-        self._add(_Fault("drop", operation, times))
+    def drop(self, operation: str | None, times: int | None = 1, *, after: bool = False) -> None:
+        """The next ``times`` calls get their connection closed without a response;
+        with ``after=True`` the request is served first (the response is what is lost)."""
+        self._add(_Fault("drop_after" if after else "drop", operation, times))
 
-    def latency(self, seconds: float, operation: str | None = None, times: int | None = None) -> None:
+    def latency(
+        self, seconds: float, operation: str | None = None, times: int | None = None
+    ) -> None:
         self._add(_Fault("latency", operation, times, seconds=seconds))
 
     def deny(
@@ -282,11 +295,13 @@ class AwsEmulator:
         with self._lock:
             self._faults.append(fault)
 
-    def _take_faults(self, operation: str) -> list[_Fault]:
+    def _take_faults(self, operation: str, exclude: str | None = None) -> list[_Fault]:
         out: list[_Fault] = []
         with self._lock:
             for f in list(self._faults):
-                if f.operation not in (None, operation):
+                if f.operation not in (None, operation) or f.kind == exclude:
+                    continue
+                if exclude is None and f.kind != "drop_after":
                     continue
                 out.append(f)
                 if f.times is not None:
@@ -350,7 +365,7 @@ class AwsEmulator:
             endpoint_url=self.endpoint,
             region_name=region,
             aws_access_key_id="testing",
-            aws_secret_access_key="testing",  # noqa: S106 (moto accepts anything)
+            aws_secret_access_key="testing",
         )
 
 
@@ -359,7 +374,7 @@ class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "ampd-aws-emulator"
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 (stdlib name)
+    def log_message(self, format: str, *args: Any) -> None:
         return
 
     def do_GET(self) -> None:
@@ -442,7 +457,7 @@ class _Handler(BaseHTTPRequestHandler):
         action = (form.get("Action") or query.get("Action") or ["Unknown"])[0]
         return action, None
 
-    def _dispatch(
+    def _dispatch(  # noqa: PLR0917 (one request's parts, passed once)
         self,
         service: str,
         region: str,
@@ -453,7 +468,7 @@ class _Handler(BaseHTTPRequestHandler):
         status_box: list[int],
     ) -> None:
         em = self.emulator
-        for fault in em._take_faults(operation):
+        for fault in em._take_faults(operation, exclude="drop_after"):
             if fault.kind == "latency":
                 time.sleep(fault.seconds)
             elif fault.kind == "drop":
@@ -484,10 +499,17 @@ class _Handler(BaseHTTPRequestHandler):
                 code = "InternalServerException" if service == "aps" else "ServiceFailure"
                 self._error(service, fault.status, code, "emulated server error")
                 return
+        lose_response = any(f.kind == "drop_after" for f in em._take_faults(operation))
+        if lose_response:
+            self.wfile = _Discard()  # type: ignore[assignment]  # the response is to be lost
         if service == "aps":
             status_box[0] = self._amp(region, operation, ws_id, parsed, body)
         else:
             status_box[0] = self._forward(body)
+        if lose_response:
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     # -- AMP: what moto lacks -------------------------------------------------------------
 
@@ -505,9 +527,10 @@ class _Handler(BaseHTTPRequestHandler):
         if ws_id is not None:
             exists = ws_id in em._backend(region).workspaces
             if not exists:
-                if operation in ("DescribeWorkspaceConfiguration", "UpdateWorkspaceConfiguration") or (
-                    "AlertManager" in operation
-                ):
+                if operation in (
+                    "DescribeWorkspaceConfiguration",
+                    "UpdateWorkspaceConfiguration",
+                ) or ("AlertManager" in operation):
                     self._error("aps", 404, "ResourceNotFoundException", "Workspace not found")
                     return 404
             elif (
@@ -518,10 +541,8 @@ class _Handler(BaseHTTPRequestHandler):
                 message = f"Workspace {ws_id} is {em.workspace_status(ws_id)}"
                 self._error("aps", 409, "ConflictException", message)
                 return 409
-            if exists and operation in (
-                "DescribeWorkspaceConfiguration",
-                "UpdateWorkspaceConfiguration",
-            ) or "AlertManager" in operation:
+            local_ops = ("DescribeWorkspaceConfiguration", "UpdateWorkspaceConfiguration")
+            if exists and (operation in local_ops or "AlertManager" in operation):
                 return self._local_amp(operation, ws_id, body)
         if operation == "DeleteWorkspace" and ws_id is not None:
             status = self._forward(body)
@@ -624,7 +645,10 @@ class _Handler(BaseHTTPRequestHandler):
             elif operation == "DescribeAlertManagerDefinition":
                 if ws.alertmanager is None:
                     self._error(
-                        "aps", 404, "ResourceNotFoundException", "Alert manager definition not found"
+                        "aps",
+                        404,
+                        "ResourceNotFoundException",
+                        "Alert manager definition not found",
                     )
                     return 404
                 doc, status = {"alertManagerDefinition": dict(ws.alertmanager)}, 200
@@ -642,15 +666,25 @@ class _Handler(BaseHTTPRequestHandler):
             elif operation == "PutAlertManagerDefinition":
                 if ws.alertmanager is None:
                     self._error(
-                        "aps", 404, "ResourceNotFoundException", "Alert manager definition not found"
+                        "aps",
+                        404,
+                        "ResourceNotFoundException",
+                        "Alert manager definition not found",
                     )
                     return 404
-                ws.alertmanager = {**ws.alertmanager, "data": params.get("data", ""), "modifiedAt": now}
+                ws.alertmanager = {
+                    **ws.alertmanager,
+                    "data": params.get("data", ""),
+                    "modifiedAt": now,
+                }
                 doc, status = {"status": {"statusCode": "UPDATING"}}, 202
             else:  # DeleteAlertManagerDefinition
                 if ws.alertmanager is None:
                     self._error(
-                        "aps", 404, "ResourceNotFoundException", "Alert manager definition not found"
+                        "aps",
+                        404,
+                        "ResourceNotFoundException",
+                        "Alert manager definition not found",
                     )
                     return 404
                 ws.alertmanager = None
@@ -671,7 +705,13 @@ class _Handler(BaseHTTPRequestHandler):
     def _relay(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
         self.send_response(status)
         for k, v in headers:
-            if k.lower() not in ("content-length", "transfer-encoding", "connection", "server", "date"):
+            if k.lower() not in (
+                "content-length",
+                "transfer-encoding",
+                "connection",
+                "server",
+                "date",
+            ):
                 self.send_header(k, v)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
@@ -744,7 +784,7 @@ class _Handler(BaseHTTPRequestHandler):
             elif kind == "error":
                 em.fail(op, times, int(spec.get("status", 500)))
             elif kind == "drop":
-                em.drop(op, times)
+                em.drop(op, times, after=bool(spec.get("after", False)))
             elif kind == "latency":
                 em.latency(float(spec.get("seconds", 1.0)), op, times)
             elif kind == "deny":
@@ -759,6 +799,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {})
         else:
             self._json(404, {"message": f"no control endpoint {name!r}"})
+
+
+class _Discard:
+    """Stands in for the socket's write side when a response is to be lost."""
+
+    def write(self, data: bytes) -> int:
+        return len(data)
+
+    def flush(self) -> None:
+        return
 
 
 def _xml(text: str) -> str:

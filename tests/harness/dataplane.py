@@ -278,9 +278,10 @@ class DataPlane(ThreadedApp):
 
     ``credentials_lookup`` maps an access key id to its secret (a dict's ``get``, or the
     IMDS stand-in's ``secret_for``); ``workspaces`` is a set of known ids or a predicate.
-    Tests read ``accepted``, ``rejected`` (reason -> count), ``accepted_key_ids`` and
-    ``seen`` (and ``in_flight``); they may set ``tamper`` (every signature is wrong), ``fault`` ((status, body)
-    answered to accepted requests instead of forwarding) and ``delay`` (seconds).
+    Tests read ``accepted``, ``rejected`` (reason -> count), ``accepted_key_ids``,
+    ``seen`` and ``in_flight``; they may set ``tamper`` (every signature is wrong),
+    ``fault`` ((status, body) answered to accepted requests instead of forwarding),
+    ``delay`` (seconds before answering) and ``clock``.
     """
 
     name = "dataplane"

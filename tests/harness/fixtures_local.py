@@ -72,16 +72,29 @@ class AmpdProcess:
     def ampd(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [str(Path(sys.executable).parent / "ampd"), "--state", str(self.state_file), *args],
-            capture_output=True, text=True, env=self.env, timeout=120, check=check,
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=120,
+            check=check,
         )
 
     # ---- daemon ----------------------------------------------------------------------
     def start(self) -> None:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
-            [str(Path(sys.executable).parent / "ampd"), "--log-format", "json",
-             "--state", str(self.state_file), "run"],
-            env=self.env, stdout=log, stderr=log, stdin=subprocess.DEVNULL,
+            [
+                str(Path(sys.executable).parent / "ampd"),
+                "--log-format",
+                "json",
+                "--state",
+                str(self.state_file),
+                "run",
+            ],
+            env=self.env,
+            stdout=log,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
         )
         log.close()
 
@@ -132,17 +145,27 @@ class AmpdProcess:
         import hashlib
 
         want = hashlib.sha256(self.state_file.read_bytes()).hexdigest()
-        return dict(wait_for(
-            "a pass on the current state file",
-            lambda: (s := self.status()) and s["spec"]["sha256"] == want and s, timeout,
-        ))
+        return dict(
+            wait_for(
+                "a pass on the current state file",
+                lambda: (s := self.status()) and s["spec"]["sha256"] == want and s,
+                timeout,
+            )
+        )
 
     def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
-        return dict(wait_for(
-            "ampd Synced and Healthy",
-            lambda: (s := self.status()) and s["sync"] == "Synced" and s["health"] == "Healthy" and s,
-            timeout,
-        ))
+        return dict(
+            wait_for(
+                "ampd Synced and Healthy",
+                lambda: (
+                    (s := self.status())
+                    and s["sync"] == "Synced"
+                    and s["health"] == "Healthy"
+                    and s
+                ),
+                timeout,
+            )
+        )
 
     def wait_pass_after(self, t: float, timeout: float = 20.0) -> dict[str, Any]:
         """The first status written by a pass that started after wall-clock ``t``."""

@@ -16,7 +16,12 @@ import pytest
 
 from tests.harness.sysbox import REPO, SysBox, ensure_rootfs, unavailable_reason
 
-UNITS = ("ampd.service", "ampd-prometheus.service", "ampd-sigv4-proxy.service", "ampd-grafana.service")
+UNITS = (
+    "ampd.service",
+    "ampd-prometheus.service",
+    "ampd-sigv4-proxy.service",
+    "ampd-grafana.service",
+)
 CHILD_UNITS = UNITS[1:]
 
 

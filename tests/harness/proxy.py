@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from types import TracebackType
 from typing import Any, Self
 
@@ -52,6 +53,18 @@ class ThreadedProxy:
         assert self.server is not None
         value = self.server.registry.get_sample_value(name, labels or {})
         return value or 0.0
+
+    def wait_metric(
+        self, name: str, labels: dict[str, str] | None = None, at_least: float = 1.0
+    ) -> float:
+        """Poll a sample until it reaches ``at_least`` (the proxy counts a request just
+        after its last byte went out, so a client can be a moment ahead)."""
+        deadline = time.monotonic() + 5.0
+        while (value := self.metric(name, labels)) < at_least:
+            if time.monotonic() > deadline:
+                return value
+            time.sleep(0.01)
+        return value
 
     def __enter__(self) -> Self:
         return self.start()

@@ -22,9 +22,7 @@ def main() -> int:
     for op, arg in json.load(sys.stdin):
         try:
             if op in ("start", "restart"):
-                command = Command(
-                    name=arg["name"], argv=tuple(arg["argv"]), env=arg.get("env", {})
-                )
+                command = Command(name=arg["name"], argv=tuple(arg["argv"]), env=arg.get("env", {}))
                 getattr(runtime, op)(command)
                 results.append(None)
             elif op == "observe":

@@ -143,11 +143,11 @@ def apt_mirror() -> str:
         text = path.read_text(errors="replace")
         if path.suffix == ".sources":
             for stanza in re.split(r"\n\s*\n", text):
-                fields = dict(
-                    (k.strip().lower(), v.strip())
+                fields: dict[str, str] = {
+                    k.strip().lower(): v.strip()
                     for k, _, v in (ln.partition(":") for ln in stanza.splitlines())
                     if not k.startswith("#") and v
-                )
+                }
                 suites = fields.get("suites", "").split()
                 if SUITE in suites and "deb" in fields.get("types", "").split():
                     return fields.get("uris", "").split()[0]
@@ -155,8 +155,7 @@ def apt_mirror() -> str:
             for line in text.splitlines():
                 parts = line.split()
                 if len(parts) >= 3 and parts[0] == "deb" and SUITE in parts:
-                    uri = next(p for p in parts[1:] if not p.startswith("["))
-                    return uri
+                    return next(p for p in parts[1:] if not p.startswith("["))
     return "http://deb.debian.org/debian"
 
 
@@ -470,7 +469,7 @@ class SysBox:
         user: str | None = None,
         env: dict[str, str] | None = None,
         timeout: float = 30.0,
-        input: str | None = None,  # noqa: A002 - mirrors subprocess.run
+        input: str | None = None,
     ) -> Result:
         """Run argv inside the box (as root, or as ``user`` with its groups)."""
         assert self.pid is not None, "box is not running"

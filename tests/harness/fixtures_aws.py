@@ -1,0 +1,87 @@
+"""pytest fixtures for the AWS side: the emulator, IMDS, and an environment pointing at them.
+
+- ``aws_emulator``: the session's emulator (moto server + our layer), reset before each
+  test (resources, faults, recorded requests).
+- ``imds``: a fresh IMDSv2 stand-in per test.
+- ``aws_env``: environment for botocore: AWS_ENDPOINT_URL -> emulator, fake keys,
+  AWS_DEFAULT_REGION, AWS_EC2_METADATA_SERVICE_ENDPOINT -> the stand-in, and no profile
+  or shared config, so nothing can reach real AWS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness.aws_emulator import AwsEmulator
+from tests.harness.imds import ImdsServer
+
+REGION = "eu-west-1"
+DATA_PLANE_URL = "http://127.0.0.1:9/data-plane"
+
+_CLEARED = (
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_ROLE_ARN",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_EC2_METADATA_DISABLED",
+    "AWS_ENDPOINT_URL_AMP",
+    "AWS_ENDPOINT_URL_IAM",
+    "AWS_ENDPOINT_URL_STS",
+    "AWS_IGNORE_CONFIGURED_ENDPOINT_URLS",
+)
+
+
+@dataclass(frozen=True)
+class AwsEnv:
+    endpoint_url: str
+    region: str
+    imds_endpoint: str
+
+
+@pytest.fixture(scope="session")
+def aws_emulator_session() -> Iterator[AwsEmulator]:
+    em = AwsEmulator(data_plane_url=DATA_PLANE_URL).start()
+    try:
+        yield em
+    finally:
+        em.stop()
+
+
+@pytest.fixture
+def aws_emulator(aws_emulator_session: AwsEmulator) -> AwsEmulator:
+    aws_emulator_session.reset()
+    return aws_emulator_session
+
+
+@pytest.fixture
+def imds() -> Iterator[ImdsServer]:
+    server = ImdsServer(region=REGION).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def aws_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_emulator: AwsEmulator, imds: ImdsServer
+) -> AwsEnv:
+    for name in _CLEARED:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", aws_emulator.endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
+    monkeypatch.setenv("AWS_REGION", REGION)
+    monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    return AwsEnv(endpoint_url=aws_emulator.endpoint, region=REGION, imds_endpoint=imds.endpoint)

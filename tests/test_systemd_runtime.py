@@ -1,0 +1,246 @@
+"""SystemdRuntime with a fake systemctl: parsing, error mapping, cmd.json handling.
+
+The same runtime against a real systemd is tested in tests/test_systemd_box.py.
+"""
+
+from __future__ import annotations
+
+import configparser
+import json
+import os
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from ampd.errors import PermanentError, TemporaryError
+from ampd.gateways.paths import Paths
+from ampd.gateways.runtime import Command
+from ampd.gateways.systemd import Completed, SystemdRuntime, running_under_systemd
+
+UNITS = Path(__file__).resolve().parents[1] / "units"
+
+
+class FakeSystemd:
+    """Answers ``systemctl show`` from ``props``; records every other call."""
+
+    def __init__(self, **props: str) -> None:
+        self.props = {"LoadState": "loaded", "ActiveState": "inactive", **props}
+        self.calls: list[tuple[str, ...]] = []
+        self.fail: dict[str, Completed] = {}
+        self.journal = Completed(0, "", "")
+
+    def __call__(self, argv: Sequence[str], timeout: float) -> Completed:
+        if argv[0] == "journalctl":
+            return self.journal
+        verb = argv[3]
+        if verb == "show":
+            return Completed(0, "".join(f"{k}={v}\n" for k, v in self.props.items()), "")
+        self.calls.append(tuple(argv[3:]))
+        return self.fail.get(verb, Completed(0, "", ""))
+
+
+def running(pid: int = 42, started: float | None = None, restarts: int = 0) -> dict[str, str]:
+    mono = (time.monotonic() - (time.time() - (started or time.time()))) * 1_000_000
+    return {
+        "ActiveState": "active",
+        "SubState": "running",
+        "MainPID": str(pid),
+        "NRestarts": str(restarts),
+        "ExecMainCode": "0",
+        "ExecMainStatus": "0",
+        "ExecMainStartTimestampMonotonic": str(int(mono)),
+        "Result": "success",
+    }
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    return Paths(tmp_path / "state", tmp_path / "run")
+
+
+PROM = Command("prometheus", ("/usr/bin/prometheus", "--config.file=x"), {"A": "1"})
+
+
+def test_start_writes_the_command_then_starts_the_unit(paths: Paths) -> None:
+    fake = FakeSystemd()
+    SystemdRuntime(paths, run=fake).start(PROM)
+    body = json.loads((paths.generated / "prometheus.cmd.json").read_text())
+    assert body == {"argv": list(PROM.argv), "env": {"A": "1"}}
+    assert fake.calls == [("start", "ampd-prometheus.service")]
+
+
+def test_start_of_a_failed_unit_resets_it_first(paths: Paths) -> None:
+    fake = FakeSystemd(ActiveState="failed", Result="start-limit-hit")
+    SystemdRuntime(paths, run=fake).restart(PROM)
+    assert fake.calls == [
+        ("reset-failed", "ampd-prometheus.service"),
+        ("restart", "ampd-prometheus.service"),
+    ]
+
+
+def test_observe_running_unit_reports_the_command_it_was_started_with(paths: Paths) -> None:
+    fake = FakeSystemd()
+    runtime = SystemdRuntime(paths, run=fake)
+    runtime.start(PROM)
+    fake.props.update(running(started=time.time() + 0.5))
+    state = runtime.observe("prometheus")
+    assert state.running and state.pid == 42
+    assert state.command == PROM
+    assert state.last_stderr == ()  # healthy: the journal is not read
+
+
+def test_a_command_written_after_the_process_started_is_not_reported(paths: Paths) -> None:
+    # cmd.json rewritten, ampd died before the restart: the process runs something else.
+    fake = FakeSystemd(**running(started=time.time() - 60))
+    runtime = SystemdRuntime(paths, run=fake)
+    runtime.start(PROM)
+    assert runtime.observe("prometheus").command is None
+
+
+def test_rewriting_the_same_command_keeps_it_current(paths: Paths) -> None:
+    fake = FakeSystemd()
+    runtime = SystemdRuntime(paths, run=fake)
+    runtime.start(PROM)
+    cmd = paths.generated / "prometheus.cmd.json"
+    os.utime(cmd, (time.time() - 60, time.time() - 60))
+    fake.props.update(running(started=time.time() - 30))
+    runtime.restart(PROM)  # same bytes: the file is not touched
+    assert runtime.observe("prometheus").command == PROM
+
+
+@pytest.mark.parametrize(
+    ("props", "crash_looping", "last_exit"),
+    [
+        ({"ActiveState": "failed", "Result": "start-limit-hit"}, True, None),
+        (
+            {"ActiveState": "failed", "NRestarts": "5", "ExecMainCode": "1", "ExecMainStatus": "3"},
+            True,
+            3,
+        ),
+        (
+            {"ActiveState": "activating", "SubState": "auto-restart", "NRestarts": "1"},
+            False,
+            None,
+        ),
+        ({"ActiveState": "failed", "ExecMainCode": "2", "ExecMainStatus": "9"}, False, -9),
+    ],
+)
+def test_observe_classifies_a_dead_unit(
+    paths: Paths, props: dict[str, str], crash_looping: bool, last_exit: int | None
+) -> None:
+    fake = FakeSystemd(**props)
+    fake.journal = Completed(0, "level=error msg=boom\n\n", "")
+    state = SystemdRuntime(paths, run=fake).observe("prometheus")
+    assert state.running is False and state.pid is None
+    assert state.crash_looping is crash_looping
+    assert state.last_exit == last_exit
+    assert state.last_stderr == ("level=error msg=boom",)
+
+
+def test_restarted_but_now_running_is_not_crash_looping(paths: Paths) -> None:
+    state = SystemdRuntime(paths, run=FakeSystemd(**running(restarts=4))).observe("prometheus")
+    assert state.running and not state.crash_looping and state.restarts == 4
+
+
+def test_observe_a_unit_that_is_not_installed(paths: Paths) -> None:
+    state = SystemdRuntime(paths, run=FakeSystemd(LoadState="not-found")).observe("grafana")
+    assert state.running is False and state.command is None
+
+
+@pytest.mark.parametrize(
+    ("stderr", "error"),
+    [
+        (
+            "Failed to start ampd-grafana.service: Unit ampd-grafana.service not found.",
+            PermanentError,
+        ),
+        (
+            "Failed to start ampd-grafana.service: Interactive authentication required.",
+            PermanentError,
+        ),
+        ("Failed to start ampd-grafana.service: Access denied", PermanentError),
+        ("Job for ampd-grafana.service failed because the control process exited", TemporaryError),
+        ("Failed to connect to bus: No such file or directory", TemporaryError),
+    ],
+)
+def test_systemctl_failures_map_to_the_error_tree(
+    paths: Paths, stderr: str, error: type[Exception]
+) -> None:
+    fake = FakeSystemd()
+    fake.fail["start"] = Completed(1, "", stderr)
+    with pytest.raises(error):
+        SystemdRuntime(paths, run=fake).start(Command("grafana", ("/usr/sbin/grafana-server",)))
+
+
+def test_reload_of_a_stopped_unit_is_temporary(paths: Paths) -> None:
+    fake = FakeSystemd()
+    with pytest.raises(TemporaryError):
+        SystemdRuntime(paths, run=fake).reload("prometheus")
+    assert fake.calls == []
+    fake.props.update(running())
+    SystemdRuntime(paths, run=fake).reload("prometheus")
+    assert fake.calls == [("reload", "ampd-prometheus.service")]
+
+
+def test_only_its_own_processes(paths: Paths) -> None:
+    with pytest.raises(PermanentError):
+        SystemdRuntime(paths, run=FakeSystemd()).stop("dbus")
+
+
+def test_shutdown_leaves_every_unit_alone(paths: Paths) -> None:
+    fake = FakeSystemd(**running())
+    SystemdRuntime(paths, run=fake).shutdown()
+    assert fake.calls == []
+
+
+@pytest.mark.parametrize(
+    ("env", "booted", "expected"),
+    [
+        ({"INVOCATION_ID": "abc"}, True, True),
+        ({"NOTIFY_SOCKET": "/run/systemd/notify"}, True, True),
+        ({}, True, False),  # typed into a shell on a systemd host
+        ({"NOTIFY_SOCKET": "/run/notify"}, False, False),  # a container manager, not systemd
+    ],
+)
+def test_running_under_systemd(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], booted: bool, expected: bool
+) -> None:
+    monkeypatch.setattr(Path, "is_dir", lambda self: booted and str(self) == "/run/systemd/system")
+    assert running_under_systemd(env) is expected
+
+
+# -- the unit files themselves ----------------------------------------------------------------
+
+
+def unit(name: str) -> configparser.RawConfigParser:
+    parser = configparser.RawConfigParser(strict=False, interpolation=None)
+    parser.optionxform = str  # type: ignore[assignment,method-assign]
+    parser.read(UNITS / name)
+    return parser
+
+
+@pytest.mark.parametrize("name", ["prometheus", "sigv4-proxy", "grafana"])
+def test_child_units_survive_an_ampd_restart(name: str) -> None:
+    child = unit(f"ampd-{name}.service")
+    for key in ("PartOf", "BindsTo", "StopPropagatedFrom", "Requires", "Requisite"):
+        assert not child.has_option("Unit", key), key
+    assert child.get("Service", "ExecStart") == f"/usr/bin/ampd exec {name}"
+    assert child.get("Service", "User") == "ampd"
+    assert child.get("Service", "CapabilityBoundingSet") == ""
+    assert f"ampd-{name}.service" in (UNITS / "ampd.service").read_text()
+    assert f'"ampd-{name}.service"' in (UNITS / "50-ampd.rules").read_text()
+
+
+def test_ampd_unit_contract() -> None:
+    ampd = unit("ampd.service")
+    service = dict(ampd.items("Service"))
+    assert service["Type"] == "notify"
+    assert service["ExecReload"] == "/bin/kill -HUP $MAINPID"
+    assert service["Restart"] == "on-failure"
+    assert service["StateDirectory"] == "ampd"
+    assert service["RuntimeDirectory"] == "ampd"
+    assert service["User"] == "ampd"
+    assert service["ProtectSystem"] == "strict"
+    assert service["RestrictAddressFamilies"] == "AF_UNIX AF_INET AF_INET6"
