@@ -97,7 +97,7 @@ def converge(
 
 
 def test_no_aws_sections_is_cheap(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
 ) -> None:
     result = reconciler(tmp_path).reconcile(StateSpec(version=1), apply=True)
     assert result.plan.in_sync
@@ -106,7 +106,7 @@ def test_no_aws_sections_is_cheap(
 
 
 def test_empty_account_is_built_then_costs_nothing(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     rec = reconciler(tmp_path)
     spec = make_spec(rule_files)
@@ -182,7 +182,7 @@ def test_empty_account_is_built_then_costs_nothing(
 
 
 def test_plan_only_writes_nothing(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     result = reconciler(tmp_path).reconcile(make_spec(rule_files), apply=False)
     assert WS in {c.key for c in result.plan.changes}
@@ -193,7 +193,7 @@ def test_plan_only_writes_nothing(
 
 
 def test_drift_is_corrected(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     rec, first = converge(aws_emulator, tmp_path, rule_files)
     assert first.workspace is not None
@@ -219,7 +219,7 @@ def test_drift_is_corrected(
 
 @pytest.mark.parametrize("aws_opts", [{"drift": "report"}, {"mode": "observe"}])
 def test_drift_is_only_reported(
-    aws_env: AwsEnv,
+    aws_emulator_env: AwsEnv,
     aws_emulator: AwsEmulator,
     tmp_path: Path,
     rule_files: dict[str, Path],
@@ -243,7 +243,7 @@ def test_drift_is_only_reported(
 
 
 def test_workspace_deleted_out_of_band_is_recreated(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     rec, first = converge(aws_emulator, tmp_path, rule_files)
     assert first.workspace is not None
@@ -266,7 +266,7 @@ def test_workspace_deleted_out_of_band_is_recreated(
 
 
 def test_access_denied_on_one_resource_others_converge(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     aws_emulator.deny("CreateRuleGroupsNamespace")
     rec = reconciler(tmp_path)
@@ -296,7 +296,7 @@ def test_access_denied_on_one_resource_others_converge(
 
 @pytest.mark.parametrize("status", [400, 429, 500, 503])
 def test_throttling_and_server_errors_are_retried_later(
-    aws_env: AwsEnv,
+    aws_emulator_env: AwsEnv,
     aws_emulator: AwsEmulator,
     tmp_path: Path,
     rule_files: dict[str, Path],
@@ -327,7 +327,7 @@ def _closed_port() -> int:
 
 
 def test_unreachable_endpoint_fails_fast_and_keeps_last_workspace(
-    aws_env: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     Store(tmp_path / "ampd.json").save(
         StoredState(workspace_id="ws-known", extra={"aws_workspace": {"region": "eu-west-1"}})
@@ -343,7 +343,7 @@ def test_unreachable_endpoint_fails_fast_and_keeps_last_workspace(
 
 
 def test_dropped_connection_mid_pass_is_temporary(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     aws_emulator.drop("ListWorkspaces")
     rec = reconciler(tmp_path)
@@ -355,7 +355,7 @@ def test_dropped_connection_mid_pass_is_temporary(
 
 
 def test_lost_create_response_still_ends_with_one_workspace(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     # AWS creates the workspace but the response never arrives (as after a crash).
     aws_emulator.drop("CreateWorkspace", after=True)
@@ -373,7 +373,7 @@ def test_lost_create_response_still_ends_with_one_workspace(
 
 
 def test_creating_workspace_requeues_then_children_follow(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     aws_emulator.creation_delay(0.6)
     rec = reconciler(tmp_path)
@@ -401,7 +401,7 @@ def test_creating_workspace_requeues_then_children_follow(
 
 
 def test_creation_failed_is_degraded_and_not_retried(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     aws_emulator.fail_creations(1)
     rec = reconciler(tmp_path)
@@ -418,7 +418,7 @@ def test_creation_failed_is_degraded_and_not_retried(
 
 
 def test_kms_key_change_is_reported_not_applied(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     rec, _ = converge(aws_emulator, tmp_path, rule_files)
     spec = make_spec(rule_files).model_copy(
@@ -435,7 +435,7 @@ def test_kms_key_change_is_reported_not_applied(
 
 @pytest.mark.parametrize(("deletion", "deleted"), [("retain", False), ("delete", True)])
 def test_removed_rule_group_is_retained_or_deleted(
-    aws_env: AwsEnv,
+    aws_emulator_env: AwsEnv,
     aws_emulator: AwsEmulator,
     tmp_path: Path,
     rule_files: dict[str, Path],
@@ -463,7 +463,7 @@ def test_removed_rule_group_is_retained_or_deleted(
 
 
 def test_region_auto_comes_from_imds(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     spec = make_spec(rule_files, region="auto")
     result = AwsReconciler(make_gateway, Store(tmp_path / "ampd.json")).reconcile(spec, apply=True)
@@ -486,7 +486,7 @@ def test_rule_file_passes_promtool(rule_files: dict[str, Path]) -> None:
 
 @pytest.mark.slow
 def test_concurrent_processes_make_exactly_one_workspace(
-    aws_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
 ) -> None:
     procs = [
         subprocess.Popen(

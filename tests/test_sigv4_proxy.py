@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -571,3 +571,44 @@ def test_main_rejects_invalid_settings(tmp_path: Path) -> None:
         assert proxy_server.main(path) == 1
     assert logs[0]["event"] == "proxy.config_invalid"
     assert f"{path}: listen:" in logs[0]["error"]
+
+
+@pytest.fixture
+def moto_sts(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """moto in server mode answering STS on loopback; the environment points STS at it."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", f"http://127.0.0.1:{port}")
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+def _moto_assumed_secret(access_key_id: str) -> str | None:
+    from moto.sts.models import sts_backends
+
+    for account in sts_backends.values():
+        for backend in account.values():
+            for role in backend.assumed_roles:
+                if role.access_key_id == access_key_id:
+                    return str(role.secret_access_key)
+    return None
+
+
+def test_assume_role_signs_with_the_roles_credentials(
+    moto_sts: str, bare_dataplane: DataPlane, start_proxy: StartProxy
+) -> None:
+    role = "arn:aws:iam::123456789012:role/ampd-writer"
+    bare_dataplane.credentials_lookup = _moto_assumed_secret  # only assumed-role keys verify
+    proxy = start_proxy(bare_dataplane.url, signer=Signer(REGION, assume_role_arn=role))
+    assert _post_write(proxy.url).status == 200
+    (key_id,) = bare_dataplane.accepted_key_ids
+    assert key_id != KEY_ID
+    assert bare_dataplane.seen[0].headers["x-amz-security-token"]
+    health = http_call("GET", proxy.url + "/healthz").json()
+    assert health["credentials"]["method"] == "assume-role"
+    assert health["credentials"]["expires_in_seconds"] > 0

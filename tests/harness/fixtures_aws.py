@@ -3,7 +3,7 @@
 - ``aws_emulator``: the session's emulator (moto server + our layer), reset before each
   test (resources, faults, recorded requests).
 - ``imds``: a fresh IMDSv2 stand-in per test.
-- ``aws_env``: environment for botocore: AWS_ENDPOINT_URL -> emulator, fake keys,
+- ``aws_emulator_env``: environment for botocore: AWS_ENDPOINT_URL -> emulator, fake keys,
   AWS_DEFAULT_REGION, AWS_EC2_METADATA_SERVICE_ENDPOINT -> the stand-in, and no profile
   or shared config, so nothing can reach real AWS.
 """
@@ -71,7 +71,7 @@ def imds() -> Iterator[ImdsServer]:
 
 
 @pytest.fixture
-def aws_env(
+def aws_emulator_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, aws_emulator: AwsEmulator, imds: ImdsServer
 ) -> AwsEnv:
     for name in _CLEARED:
