@@ -8,13 +8,31 @@ import signal
 import statistics
 import tempfile
 import time
+from functools import partial
 from pathlib import Path
 
 from bench.report import write_section
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
-from tests.test_daemon_local import base_state, get_json, scrape_jobs
+from tests.test_daemon_local import base_state, get_json, resource, scrape_jobs
 
 ROUNDS = 10
+
+
+def ms(seconds: float) -> str:
+    return f"{seconds * 1000:.0f} ms"
+
+
+def config_has(listen: str, job: str) -> bool:
+    return f"job_name: {job}" in get_json(f"http://{listen}/api/v1/status/config")["data"]["yaml"]
+
+
+def job_live(listen: str, job: str) -> bool:
+    return job in scrape_jobs(listen)
+
+
+def replaced(proc: AmpdProcess, pid: int) -> bool:
+    r = proc.resource("process", "prometheus")
+    return r is not None and r["health"] == "Healthy" and r["message"] != f"pid {pid}"
 
 
 def main() -> None:
@@ -30,42 +48,44 @@ def main() -> None:
             live: list[float] = []
             for i in range(ROUNDS):
                 t0 = time.perf_counter()
-                proc.write_state(base_state(prom, met, jobs=[{"job": f"b{i}", "targets": ["127.0.0.1:1"]}]))
-                wait_for("config live", lambda i=i: f"job_name: b{i}" in get_json(
-                    f"http://{listen}/api/v1/status/config")["data"]["yaml"], 30, every=0.005)
+                proc.write_state(
+                    base_state(prom, met, jobs=[{"job": f"b{i}", "targets": ["127.0.0.1:1"]}])
+                )
+                wait_for("config live", partial(config_has, listen, f"b{i}"), 30, every=0.005)
                 live.append(time.perf_counter() - t0)
-                wait_for("job live", lambda i=i: f"b{i}" in scrape_jobs(listen), 30, every=0.01)
+                wait_for("job live", partial(job_live, listen, f"b{i}"), 30, every=0.01)
                 edits.append(time.perf_counter() - t0)
             restarts: list[float] = []
             for _ in range(3):
-                pid = int(proc.resource("process", "prometheus")["message"].split()[-1])  # type: ignore[index]
+                pid = int(resource(proc, "process", "prometheus")["message"].split()[-1])
                 t0 = time.perf_counter()
                 os.kill(pid, signal.SIGKILL)
-                wait_for("healthy again", lambda pid=pid: (r := proc.resource("process", "prometheus"))
-                         and r["health"] == "Healthy" and r["message"] != f"pid {pid}", 60, every=0.01)
+                wait_for("healthy again", partial(replaced, proc, pid), 60, every=0.01)
                 restarts.append(time.perf_counter() - t0)
             passes = [e["duration_ms"] for e in proc.events("reconcile.summary")]
         finally:
             proc.stop()
     q = statistics.quantiles(edits, n=20)
-    md = "\n".join([
-        "## Convergence (bench/bench_converge.py)",
-        "",
-        f"Real Prometheus {os.uname().machine}, supervisor runtime, {ROUNDS} edits.",
-        "",
-        "| measure | p50 | p95 | max |",
-        "|---|---|---|---|",
-        f"| state.yml edit -> new config live in Prometheus (/api/v1/status/config) | "
-        f"{statistics.median(live)*1000:.0f} ms | {statistics.quantiles(live, n=20)[18]*1000:.0f} ms "
-        f"| {max(live)*1000:.0f} ms |",
-        f"| state.yml edit -> new job in /api/v1/targets (Prometheus applies target "
-        f"changes at most every 5 s) | {statistics.median(edits)*1000:.0f} ms "
-        f"| {q[18]*1000:.0f} ms | {max(edits)*1000:.0f} ms |",
-        f"| kill -9 Prometheus -> Healthy again (3 rounds, backoff 1-2 s) | "
-        f"{statistics.median(restarts)*1000:.0f} ms | - | {max(restarts)*1000:.0f} ms |",
-        f"| reconcile pass duration ({len(passes)} passes) | {statistics.median(passes):.0f} ms | "
-        f"- | {max(passes):.0f} ms |",
-    ])
+    md = "\n".join(
+        [
+            "## Convergence (bench/bench_converge.py)",
+            "",
+            f"Real Prometheus {os.uname().machine}, supervisor runtime, {ROUNDS} edits.",
+            "",
+            "| measure | p50 | p95 | max |",
+            "|---|---|---|---|",
+            f"| state.yml edit -> new config live in Prometheus (/api/v1/status/config) | "
+            f"{ms(statistics.median(live))} | {ms(statistics.quantiles(live, n=20)[18])} "
+            f"| {ms(max(live))} |",
+            f"| state.yml edit -> new job in /api/v1/targets (Prometheus applies target "
+            f"changes at most every 5 s) | {statistics.median(edits) * 1000:.0f} ms "
+            f"| {q[18] * 1000:.0f} ms | {max(edits) * 1000:.0f} ms |",
+            f"| kill -9 Prometheus -> Healthy again (3 rounds, backoff 1-2 s) | "
+            f"{statistics.median(restarts) * 1000:.0f} ms | - | {max(restarts) * 1000:.0f} ms |",
+            f"| reconcile pass duration ({len(passes)} passes) | "
+            f"{statistics.median(passes):.0f} ms | - | {max(passes):.0f} ms |",
+        ]
+    )
     write_section("converge", md)
     print(md)
 

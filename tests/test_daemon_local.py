@@ -13,12 +13,22 @@ import pytest
 
 from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
 
-pytestmark = [pytest.mark.prometheus, pytest.mark.skipif(
-    not Path("/usr/bin/prometheus").exists(), reason="needs Debian's prometheus package")]
+pytestmark = [
+    pytest.mark.prometheus,
+    pytest.mark.skipif(
+        not Path("/usr/bin/prometheus").exists(), reason="needs Debian's prometheus package"
+    ),
+]
+
+
+def resource(proc: AmpdProcess, kind: str, name: str) -> dict[str, Any]:
+    found = proc.resource(kind, name)
+    assert found is not None, f"no {kind}/{name} in status"
+    return found
 
 
 def get_json(url: str) -> Any:
-    with urllib.request.urlopen(url, timeout=5) as r:  # noqa: S310 - loopback
+    with urllib.request.urlopen(url, timeout=5) as r:
         return json.loads(r.read())
 
 
@@ -27,8 +37,13 @@ def scrape_jobs(listen: str) -> set[str]:
     return {t["labels"]["job"] for t in data["data"]["activeTargets"]}
 
 
-def base_state(prom_port: int, metrics_port: int, *, mode: str = "agent",
-               jobs: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+def base_state(
+    prom_port: int,
+    metrics_port: int,
+    *,
+    mode: str = "agent",
+    jobs: list[dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     return {
         "version": 1,
         "stack": "test",
@@ -78,17 +93,19 @@ def test_mode_flip_restarts_prometheus(ampd_proc: AmpdProcess, ports: tuple[int,
     ampd_proc.wait_healthy()
     flags = get_json(f"http://{listen}/api/v1/status/flags")["data"]
     assert "agent" in flags.get("enable-feature", "")
-    pid_before = ampd_proc.resource("process", "prometheus")["message"]
+    pid_before = resource(ampd_proc, "process", "prometheus")["message"]
 
     ampd_proc.write_state(base_state(prom, met, mode="server"))
     status = ampd_proc.wait_spec()
-    assert any(c["key"] == "process/prometheus" and c["action"] == "restart"
-               for c in status["last_pass"]["changes"])
+    assert any(
+        c["key"] == "process/prometheus" and c["action"] == "restart"
+        for c in status["last_pass"]["changes"]
+    )
     ampd_proc.wait_healthy()
     flags = get_json(f"http://{listen}/api/v1/status/flags")["data"]
     assert "agent" not in flags.get("enable-feature", "")
     assert flags["storage.tsdb.path"].endswith("prometheus-server")
-    assert ampd_proc.resource("process", "prometheus")["message"] != pid_before
+    assert resource(ampd_proc, "process", "prometheus")["message"] != pid_before
     # server mode answers queries; agent mode does not
     assert get_json(f"http://{listen}/api/v1/query?query=up")["status"] == "success"
 
@@ -98,10 +115,17 @@ def test_killed_prometheus_is_restarted(ampd_proc: AmpdProcess, ports: tuple[int
     ampd_proc.write_state(base_state(prom, met))
     ampd_proc.start()
     ampd_proc.wait_healthy()
-    pid = int(ampd_proc.resource("process", "prometheus")["message"].split()[-1])
+    pid = int(resource(ampd_proc, "process", "prometheus")["message"].split()[-1])
     os.kill(pid, signal.SIGKILL)
-    wait_for("a new healthy prometheus", lambda: (r := ampd_proc.resource("process", "prometheus"))
-             and r["health"] == "Healthy" and r["message"] != f"pid {pid}", timeout=30)
+    wait_for(
+        "a new healthy prometheus",
+        lambda: (
+            (r := ampd_proc.resource("process", "prometheus"))
+            and r["health"] == "Healthy"
+            and r["message"] != f"pid {pid}"
+        ),
+        timeout=30,
+    )
     assert ampd_proc.events("process.exited")[0]["code"] == -9
 
 
@@ -134,8 +158,12 @@ def test_hand_edit_only_reported_with_drift_report(
     generated = ampd_proc.state_dir / "generated" / "prometheus.yml"
     edited = generated.read_bytes() + b"# a hand edit\n"
     generated.write_bytes(edited)
-    res = wait_for("file reported OutOfSync", lambda: (r := ampd_proc.resource("file", "prometheus.yml"))
-                   and r["sync"] == "OutOfSync" and r)
+    res = wait_for(
+        "file reported OutOfSync",
+        lambda: (
+            (r := ampd_proc.resource("file", "prometheus.yml")) and r["sync"] == "OutOfSync" and r
+        ),
+    )
     assert "drift reported" in res["message"]
     assert generated.read_bytes() == edited
     assert ampd_proc.events("drift.detected")[-1]["corrected"] is False
@@ -153,14 +181,16 @@ def test_garbage_state_keeps_old_config_live(
     generated = (ampd_proc.state_dir / "generated" / "prometheus.yml").read_bytes()
 
     ampd_proc.write_state("version: 1\nprometheus:\n  listen: [oops\n")
-    doc = wait_for("SpecValid=False", lambda: (s := ampd_proc.status()) and not s["spec"]["valid"] and s)
+    doc = wait_for(
+        "SpecValid=False", lambda: (s := ampd_proc.status()) and not s["spec"]["valid"] and s
+    )
     assert doc["spec"]["error"].startswith(f"{ampd_proc.state_file}:4:1: YAML syntax")
     assert "line 3, column 11" in doc["spec"]["error"]
     cond = ampd_proc.condition("SpecValid")
     assert cond is not None and cond["status"] == "False"
     assert (ampd_proc.state_dir / "generated" / "prometheus.yml").read_bytes() == generated
     wait_for("job app still live", lambda: "app" in scrape_jobs(listen))
-    assert ampd_proc.resource("process", "prometheus")["health"] == "Healthy"
+    assert resource(ampd_proc, "process", "prometheus")["health"] == "Healthy"
     human = ampd_proc.ampd("status")
     assert human.returncode == 3
     assert "INVALID" in human.stdout and "state.yml:4:1:" in human.stdout
@@ -168,7 +198,8 @@ def test_garbage_state_keeps_old_config_live(
     ampd_proc.write_state(base_state(prom, met))
     ampd_proc.wait_spec()
     wait_for("job app gone after the fix", lambda: "app" not in scrape_jobs(listen))
-    assert ampd_proc.status()["spec"]["valid"] is True
+    assert resource(ampd_proc, "file", "prometheus.yml")["sync"] == "Synced"
+    assert (ampd_proc.status() or {})["spec"]["valid"] is True
 
 
 def test_sigterm_leaves_no_process_behind(ampd_proc: AmpdProcess, ports: tuple[int, int]) -> None:
@@ -193,8 +224,13 @@ def test_crash_loop_is_degraded_with_stderr(
     state["prometheus"]["binary"] = str(broken)
     ampd_proc.write_state(state)
     ampd_proc.start()
-    res = wait_for("prometheus Degraded", lambda: (r := ampd_proc.resource("process", "prometheus"))
-                   and r["health"] == "Degraded" and r, timeout=40)
+    res = wait_for(
+        "prometheus Degraded",
+        lambda: (
+            (r := ampd_proc.resource("process", "prometheus")) and r["health"] == "Degraded" and r
+        ),
+        timeout=40,
+    )
     assert "crash-looping (exit 3)" in res["message"]
     assert "lock held" in res["message"]
     assert ampd_proc.ampd("status").returncode == 3
@@ -210,7 +246,9 @@ def test_burst_of_edits_coalesces_and_last_wins(
     ampd_proc.wait_healthy()
     before = len(ampd_proc.events("reconcile.summary"))
     for i in range(50):
-        ampd_proc.write_state(base_state(prom, met, jobs=[{"job": f"j{i}", "targets": ["127.0.0.1:1"]}]))
+        ampd_proc.write_state(
+            base_state(prom, met, jobs=[{"job": f"j{i}", "targets": ["127.0.0.1:1"]}])
+        )
     ampd_proc.wait_spec()
     wait_for("last edit live", lambda: scrape_jobs(listen) == {"prometheus", "ampd", "j49"})
     passes = len(ampd_proc.events("reconcile.summary")) - before

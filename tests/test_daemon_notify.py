@@ -38,31 +38,40 @@ class NotifySocket:
 
 @pytest.fixture(params=["path", "abstract"])
 def notify(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[NotifySocket]:
-    addr = str(tmp_path / "notify.sock") if request.param == "path" else f"@ampd-test-{time.time_ns()}"
+    addr = (
+        str(tmp_path / "notify.sock") if request.param == "path" else f"@ampd-test-{time.time_ns()}"
+    )
     s = NotifySocket(addr)
     yield s
     s.close()
 
 
 def test_ready_status_watchdog_and_reload(tmp_path: Path, notify: NotifySocket) -> None:
-    proc = AmpdProcess(tmp_path, env={
-        "NOTIFY_SOCKET": notify.address,
-        "WATCHDOG_USEC": "400000",
-        "AMPD_TEST_WEDGE_FILE": str(tmp_path / "wedge"),
-        # an AWS endpoint that never answers must not delay READY=1
-        "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
-    })
-    proc.write_state({
-        "version": 1,
-        "prometheus": {"enabled": False},
-        "metrics": {"listen": f"127.0.0.1:{free_port()}"},
-    })
+    proc = AmpdProcess(
+        tmp_path,
+        env={
+            "NOTIFY_SOCKET": notify.address,
+            "WATCHDOG_USEC": "400000",
+            "AMPD_TEST_WEDGE_FILE": str(tmp_path / "wedge"),
+            # an AWS endpoint that never answers must not delay READY=1
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        },
+    )
+    proc.write_state(
+        {
+            "version": 1,
+            "prometheus": {"enabled": False},
+            "metrics": {"listen": f"127.0.0.1:{free_port()}"},
+        }
+    )
     try:
         t0 = time.monotonic()
         proc.start()
         wait_for("READY=1", lambda: "READY=1" in notify.fields(), timeout=15)
         assert time.monotonic() - t0 < 15
-        wait_for("a STATUS= roll-up", lambda: any(f.startswith("STATUS=Synced") for f in notify.fields()))
+        wait_for(
+            "a STATUS= roll-up", lambda: any(f.startswith("STATUS=Synced") for f in notify.fields())
+        )
         wait_for("several WATCHDOG=1", lambda: notify.fields().count("WATCHDOG=1") >= 3)
 
         n_ready = notify.fields().count("READY=1")

@@ -17,6 +17,8 @@ from typing import Any
 import botocore.session
 import pytest
 from botocore.credentials import CredentialProvider, RefreshableCredentials
+from moto.server import ThreadedMotoServer
+from moto.sts.models import sts_backends
 from multidict import CIMultiDict, CIMultiDictProxy
 from structlog.testing import capture_logs
 
@@ -28,6 +30,7 @@ from tests.harness import remote_write
 from tests.harness.aio import Reply, free_port, http_call
 from tests.harness.dataplane import DataPlane, verify_sigv4
 from tests.harness.fixtures_dataplane import KEY_ID, REGION, SECRET, WORKSPACE_ID, StartProxy
+from tests.harness.imds import ImdsServer
 
 WRITE_PATH = f"/workspaces/{WORKSPACE_ID}/api/v1/remote_write"
 QUERY_PATH = f"/workspaces/{WORKSPACE_ID}/api/v1/query"
@@ -439,6 +442,35 @@ def test_credentials_refreshed_before_expiry_keep_being_accepted(
     assert health["credentials"]["access_key_id_suffix"] == "0002"
 
 
+def test_instance_role_credentials_from_imds_sign_with_their_session_token(
+    aws_env: str,
+    monkeypatch: pytest.MonkeyPatch,
+    bare_dataplane: DataPlane,
+    start_proxy: StartProxy,
+) -> None:
+    # (Rotation timing is covered above with a controlled clock: botocore stretches IMDS
+    # expiries that are less than 12-20 minutes away, so it cannot be forced from here.)
+    with ImdsServer(region=REGION) as imds:
+        for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_EC2_METADATA_DISABLED"):
+            monkeypatch.delenv(name)
+        monkeypatch.setenv("AWS_EC2_METADATA_SERVICE_ENDPOINT", imds.endpoint)
+        bare_dataplane.credentials_lookup = imds.secret_for
+        proxy = start_proxy(bare_dataplane.url)
+        assert _post_write(proxy.url).status == 200
+        role = imds.credentials
+        assert bare_dataplane.accepted_key_ids == [role.access_key_id]
+        assert bare_dataplane.seen[0].headers["x-amz-security-token"] == role.token
+        health = http_call("GET", proxy.url + "/healthz").json()["credentials"]
+        assert health["method"] == "iam-role"
+        assert health["access_key_id_suffix"] == role.access_key_id[-4:]
+        assert 5 * 3600 < health["expires_in_seconds"] <= 6 * 3600
+
+        imds.revoke(role.access_key_id)  # AWS would answer like this for a revoked key
+        reply = _post_write(proxy.url)
+        assert reply.status == 403
+        assert reply.json() == {"message": "The security token included in the request is invalid."}
+
+
 # -- health, metrics, logs ------------------------------------------------------------
 
 
@@ -576,8 +608,6 @@ def test_main_rejects_invalid_settings(tmp_path: Path) -> None:
 @pytest.fixture
 def moto_sts(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """moto in server mode answering STS on loopback; the environment points STS at it."""
-    from moto.server import ThreadedMotoServer
-
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
@@ -589,8 +619,6 @@ def moto_sts(aws_env: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def _moto_assumed_secret(access_key_id: str) -> str | None:
-    from moto.sts.models import sts_backends
-
     for account in sts_backends.values():
         for backend in account.values():
             for role in backend.assumed_roles:

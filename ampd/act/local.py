@@ -14,6 +14,7 @@ from ampd.gateways import promtool
 from ampd.gateways.files import atomic_write, remove
 from ampd.gateways.http import request
 from ampd.gateways.runtime import Runtime
+from ampd.plan.local import PROCESS_INPUTS
 from ampd.render.files import Rendered
 
 log = structlog.get_logger()
@@ -119,6 +120,4 @@ def apply_local(
 
 
 def _blocked_by(process: str, failed_files: set[str]) -> bool:
-    from ampd.plan.local import PROCESS_INPUTS
-
     return any(f in failed_files for f in PROCESS_INPUTS.get(process, {}))

@@ -19,6 +19,13 @@ def exec_process(name: str, paths: Paths) -> int:
     except (OSError, ValueError, KeyError, TypeError) as e:
         print(f"ampd exec {name}: cannot read {cmd_file}: {e}", file=sys.stderr)
         return 1
+    cwd = data.get("cwd")
+    if cwd:
+        try:
+            os.chdir(str(cwd))
+        except OSError as e:
+            print(f"ampd exec {name}: cannot chdir to {cwd}: {e}", file=sys.stderr)
+            return 1
     if not argv:
         print(f"ampd exec {name}: {cmd_file} has an empty argv", file=sys.stderr)
         return 1

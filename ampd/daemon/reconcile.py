@@ -180,7 +180,7 @@ class Reconciler:
         finally:
             structlog.contextvars.unbind_contextvars("reconcile_id")
 
-    def _pass(
+    def _pass(  # noqa: PLR0915 - the pass reads top to bottom: spec, AWS, files, processes
         self, rid: str, started: float, t0: float, apply: bool, aws_timeout: float
     ) -> PassSummary:
         self.load_spec()
@@ -199,8 +199,7 @@ class Reconciler:
         wake: float | None = None
         targets: int | None = None
         if self.loaded is None:
-            summary = self._summary(rid, started, t0, plan, outcomes, statuses, conds, None, wake)
-            return summary
+            return self._summary(rid, started, t0, plan, outcomes, statuses, conds, None, wake)
         spec = self.loaded.spec
 
         # AWS first: it tells the local side where the workspace is.
@@ -468,8 +467,9 @@ class Reconciler:
         self.errors = self.errors[-10:]
         resync = None
         if self.loaded is not None:
-            resync = now + min(HEALTH_INTERVAL,
-                               duration_seconds(self.loaded.spec.aws_or_default.resync))
+            resync = now + min(
+                HEALTH_INTERVAL, duration_seconds(self.loaded.spec.aws_or_default.resync)
+            )
         if any(s.health == Health.PROGRESSING for s in statuses):
             wake = now + PROGRESS_RECHECK if wake is None else min(wake, now + PROGRESS_RECHECK)
         next_at = min(x for x in (wake, resync) if x is not None) if (wake or resync) else None

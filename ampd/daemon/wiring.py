@@ -15,6 +15,8 @@ import structlog
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store
 from ampd.gateways.supervisor import Supervisor
+from ampd.observe.specfile import read_state_file
+from ampd.spec.load import load_spec
 
 log = structlog.get_logger()
 
@@ -32,9 +34,6 @@ def self_command() -> str:
 
 def _requested_runtime(state_path: Path) -> str:
     try:
-        from ampd.observe.specfile import read_state_file
-        from ampd.spec.load import load_spec
-
         return load_spec(read_state_file(state_path), str(state_path)).spec.runtime
     except Exception:
         return "auto"

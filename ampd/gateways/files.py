@@ -40,8 +40,8 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
+        Path(tmp).chmod(mode)
+        Path(tmp).replace(path)
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
             os.fsync(dfd)
@@ -49,7 +49,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
             os.close(dfd)
     except OSError as e:
         with contextlib.suppress(OSError):
-            os.unlink(tmp)
+            Path(tmp).unlink()
         if e.errno in (28, 122):  # ENOSPC, EDQUOT: may clear up
             raise TemporaryError(f"{path}: {e.strerror} while writing", delay=30) from e
         raise PermanentError(f"{path}: {e.strerror}") from e

@@ -67,7 +67,7 @@ def file_problems(loaded: LoadedSpec, *, run_promtool: bool = True) -> list[Prob
     ws = spec.workspace
     if ws is not None:
         for i, group in enumerate(ws.rule_groups):
-            loc = ("workspace", "rule_groups", i, "file")
+            loc: tuple[str | int, ...] = ("workspace", "rule_groups", i, "file")
             bad = _readable(group.file)
             if bad:
                 out.append(loaded.problem(loc, bad))

@@ -22,7 +22,9 @@ STATUS_SCHEMA = "ampd.status/v1"
 
 
 def iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    return (
+        None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds")
+    )
 
 
 def merge_conditions(
@@ -32,8 +34,8 @@ def merge_conditions(
     out = dict(previous)
     for c in current:
         old = previous.get(c.type)
-        changed = old is None or old.status != c.status
-        out[c.type] = replace(c, last_transition=now if changed else old.last_transition)
+        keep = old is not None and old.status == c.status
+        out[c.type] = replace(c, last_transition=old.last_transition if old and keep else now)
     return out
 
 

@@ -24,7 +24,7 @@ def proxy_enabled(spec: StateSpec) -> bool:
     return bool(spec.workspace is not None and (writes or grafana_via_proxy))
 
 
-def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:
+def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR0915 - one flat list of checks
     out: list[tuple[Loc, str]] = []
     listeners: list[tuple[Loc, str]] = []
     if spec.prometheus is not None and spec.prometheus.enabled:
@@ -125,15 +125,18 @@ def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:
             out.append((("iam", "reader", "trusted"), "trusts 'writer' but there is no iam.writer"))
         if spec.iam.reader.trusted == []:
             out.append((("iam", "reader", "trusted"), "nobody could assume the reader role"))
-    if spec.proxy is not None and spec.proxy.implementation == "aws-sigv4-proxy":
-        if spec.proxy.binary is None:
-            out.append(
-                (
-                    ("proxy", "binary"),
-                    "implementation: aws-sigv4-proxy needs binary: the path "
-                    "of the aws-sigv4-proxy executable",
-                )
+    if (
+        spec.proxy is not None
+        and spec.proxy.implementation == "aws-sigv4-proxy"
+        and spec.proxy.binary is None
+    ):
+        out.append(
+            (
+                ("proxy", "binary"),
+                "implementation: aws-sigv4-proxy needs binary: the path "
+                "of the aws-sigv4-proxy executable",
             )
+        )
     if aws.endpoint_url is not None and not aws.endpoint_url.startswith(("https://", "http://")):
         out.append((("aws", "endpoint_url"), "must be an http(s):// URL"))
     if aws.data_plane_url is not None and not aws.data_plane_url.startswith(

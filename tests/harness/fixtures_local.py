@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +144,6 @@ class AmpdProcess:
 
     def wait_spec(self, timeout: float = 20.0) -> dict[str, Any]:
         """The first status of a pass that ran on the state file as it is now."""
-        import hashlib
-
         want = hashlib.sha256(self.state_file.read_bytes()).hexdigest()
         return dict(
             wait_for(
@@ -169,7 +169,6 @@ class AmpdProcess:
 
     def wait_pass_after(self, t: float, timeout: float = 20.0) -> dict[str, Any]:
         """The first status written by a pass that started after wall-clock ``t``."""
-        from datetime import datetime
 
         def newer() -> dict[str, Any] | None:
             s = self.status()
