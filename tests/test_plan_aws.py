@@ -148,7 +148,7 @@ CASES: list[tuple[str, Desired, Any, dict[str, str], Policy, list[Action], list[
     [c[1:] for c in CASES],
     ids=[c[0] for c in CASES],
 )
-def test_plan_table(  # noqa: PLR0917 (parametrized columns)
+def test_plan_table(
     desired: Desired,
     observed: Any,
     applied: dict[str, str],

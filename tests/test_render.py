@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import subprocess
 from dataclasses import replace
@@ -475,14 +476,12 @@ Q = f"{BASE}/workspaces/ws-1234"
             {
                 "httpMethod": "POST",
                 "sigV4Auth": True,
-                "sigV4AuthType": "keys",
+                "sigV4AuthType": "credentials",
+                "sigV4Profile": "default",
                 "sigV4Region": "eu-west-1",
             },
-            {
-                "sigV4AccessKey": "$__file{/etc/ampd/grafana-keys.access_key_id}",
-                "sigV4SecretKey": "$__file{/etc/ampd/grafana-keys.secret_access_key}",
-            },
-            id="direct-keys-file-refs",
+            None,
+            id="direct-keys-credentials-file",
         ),
         pytest.param(
             {},
@@ -494,6 +493,7 @@ Q = f"{BASE}/workspaces/ws-1234"
                 "sigV4Auth": True,
                 "sigV4AuthType": "ec2_iam_role",
                 "sigV4Region": "eu-west-1",
+                "sigv4Service": "aps",
             },
             None,
             id="grafana-12-plugin",
@@ -569,8 +569,13 @@ def test_datasource(
     assert entry["editable"] is False
     assert entry["isDefault"] is True
     assert entry["name"] == "Amazon Managed Prometheus"
-    # Secrets never enter the provisioning file, only references to files.
-    assert "AKIA" not in rendered["grafana/provisioning/datasources/ampd.yaml"].decode()
+    # Keys never enter the provisioning file: Grafana's AWS SDK reads the credentials
+    # file named in its environment.
+    command = json.loads(rendered["grafana.cmd.json"])
+    if ds.get("auth") == "keys":
+        assert command["env"] == {"AWS_SHARED_CREDENTIALS_FILE": "/etc/ampd/grafana-keys"}
+    else:
+        assert command["env"] == {}
 
 
 def ini(data: bytes) -> dict[str, dict[str, str]]:
@@ -592,7 +597,7 @@ def ini(data: bytes) -> dict[str, dict[str, str]]:
         pytest.param({"auth": "default"}, "default,ec2_iam_role", "false", id="default"),
         pytest.param(
             {"auth": "keys", "credentials_file": "/etc/ampd/k"},
-            "default,ec2_iam_role,keys",
+            "credentials,default,ec2_iam_role",
             "false",
             id="keys",
         ),
@@ -609,8 +614,8 @@ def test_grafana_ini(ds: dict[str, Any], providers: str, assume: str) -> None:
         "assume_role_enabled": assume,
     }
     # The configured auth provider is always allowed, or Grafana refuses the data source.
-    assert s.grafana is not None
-    assert s.grafana.datasource.auth in providers.split(",")
+    auth_type = datasource(s, ctx())["datasources"][0]["jsonData"]["sigV4AuthType"]
+    assert auth_type in providers.split(",")
     assert sections["paths"]["provisioning"] == f"{STATE_DIR}/generated/grafana/provisioning"
     assert sections["analytics"]["reporting_enabled"] == "false"
 
@@ -626,35 +631,21 @@ def test_dashboard_provider_and_argv() -> None:
     )
     files = by_name(s, ctx())
     provider = yaml.safe_load(files["grafana/provisioning/dashboards/ampd.yaml"])
-    assert provider == {
-        "apiVersion": 1,
-        "providers": [
-            {
-                "name": "ampd",
-                "folder": "ampd",
-                "type": "file",
-                "disableDeletion": True,
-                "allowUiUpdates": False,
-                "options": {"path": f"{STATE_DIR}/generated/grafana/dashboards"},
-            },
-            {
-                "name": "user-0",
-                "folder": "",
-                "type": "file",
-                "disableDeletion": False,
-                "allowUiUpdates": False,
-                "options": {"path": "/etc/ampd/dashboards"},
-            },
-            {
-                "name": "user-1",
-                "folder": "",
-                "type": "file",
-                "disableDeletion": False,
-                "allowUiUpdates": False,
-                "options": {"path": "/srv/more"},
-            },
-        ],
-    }
+    assert provider["apiVersion"] == 1
+    rows = [
+        (p["name"], p["folder"], p["type"], p["disableDeletion"], p["options"]["path"])
+        for p in provider["providers"]
+    ]
+    assert rows == [
+        ("ampd", "ampd", "file", True, f"{STATE_DIR}/generated/grafana/dashboards"),
+        ("user-0", "", "file", False, "/etc/ampd/dashboards"),
+        ("user-1", "", "file", False, "/srv/more"),
+    ]
+    assert all(p["allowUiUpdates"] is False for p in provider["providers"])
+    # The dashboards ampd ships land where its own provider looks.
+    shipped = [n for n in files if n.startswith("grafana/dashboards/")]
+    assert shipped
+    assert all(n.endswith(".json") and json.loads(files[n]) for n in shipped)
     assert json.loads(files["grafana.cmd.json"]) == {
         "argv": [
             "/usr/sbin/grafana-server",
@@ -692,6 +683,7 @@ def test_dashboard_provider_and_argv() -> None:
             {"workspace": WS, "grafana": {"enabled": True}},
             [
                 "grafana.cmd.json",
+                "grafana/dashboards/*.json",
                 "grafana/grafana.ini",
                 "grafana/provisioning/dashboards/ampd.yaml",
                 "grafana/provisioning/datasources/ampd.yaml",
@@ -702,7 +694,9 @@ def test_dashboard_provider_and_argv() -> None:
 )
 def test_render_all_files(sections: dict[str, Any], names: list[str]) -> None:
     files = render_all(spec(**sections), ctx())
-    assert [f.name for f in files] == names
+    shipped = re.compile(r"^grafana/dashboards/[^/]+\.json$")
+    found = [("grafana/dashboards/*.json" if shipped.match(f.name) else f.name) for f in files]
+    assert list(dict.fromkeys(found)) == names  # sorted by name, shipped dashboards grouped
     for f in files:
         assert f.mode == 0o640
         assert f.sha256 == hashlib.sha256(f.data).hexdigest()

@@ -136,7 +136,7 @@ LINES = [
     (
         "aws-unreachable",
         {"conditions": {"AwsReachable": cond("AwsReachable", ConditionStatus.FALSE, "timeout")}},
-        "Synced · Healthy · AwsReachable=False: timeout",
+        "Synced · Degraded · AwsReachable=False: timeout",
     ),
     (
         "remote-write-not-flowing",
@@ -145,12 +145,20 @@ LINES = [
                 "RemoteWriteFlowing": cond("RemoteWriteFlowing", ConditionStatus.FALSE, "")
             }
         },
-        "Synced · Healthy · RemoteWriteFlowing=False: RemoteWriteFlowingReason",
+        "Synced · Degraded · RemoteWriteFlowing=False: RemoteWriteFlowingReason",
     ),
     (
-        "other-false-condition-is-not-a-top-problem",
-        {"conditions": {"WorkspaceActive": cond("WorkspaceActive", ConditionStatus.FALSE, "x")}},
+        "true-condition-is-no-problem",
+        {"conditions": {"AwsReachable": cond("AwsReachable", ConditionStatus.TRUE, "ok")}},
         "Synced · Healthy · ws-1234 · 3 targets · 0 drift · last pass 120 ms",
+    ),
+    (
+        "spec-error-beats-conditions",
+        {
+            "spec_error": "s.yml:1:1: x",
+            "conditions": {"AwsReachable": cond("AwsReachable", ConditionStatus.FALSE, "t")},
+        },
+        "OutOfSync · Degraded · state file invalid (keeping last good spec): s.yml:1:1: x",
     ),
     (
         "progressing",

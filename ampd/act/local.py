@@ -10,7 +10,7 @@ import structlog
 
 from ampd.core import Action, Change, Command, Kind, Outcome
 from ampd.errors import AmpdError, PermanentError, TemporaryError
-from ampd.gateways import promtool
+from ampd.gateways import grafana, promtool
 from ampd.gateways.files import atomic_write, remove
 from ampd.gateways.http import request
 from ampd.gateways.runtime import Runtime
@@ -37,6 +37,8 @@ def write_file(generated: Path, r: Rendered, promtool_path: str | None) -> None:
             remove(candidate)
         if not res.ok:
             raise PermanentError(f"generated prometheus.yml rejected by promtool: {res.output}")
+    if r.name == "grafana/grafana.ini":  # it reads the admin password through $__file{}
+        grafana.ensure_admin_password(generated.parent)
     atomic_write(target, r.data, r.mode)
 
 
@@ -50,13 +52,17 @@ def reload_process(name: str, runtime: Runtime, listen: str | None, command: Com
             raise TemporaryError(f"prometheus did not answer the reload: {res.body}", delay=2)
         raise PermanentError(f"prometheus refused the new configuration: {res.body.strip()}")
     if name == "grafana" and listen:
+        # Provisioning reloads need Grafana's server admin: the one ampd provisioned.
+        state_dir = grafana.state_dir_from_argv(command.argv)
+        password = grafana.admin_password(state_dir) if state_dir is not None else None
         for what in ("datasources", "dashboards"):
-            res = request(f"http://{listen}/api/admin/provisioning/{what}/reload", method="POST")
-            if res.status not in (200, 401, 403):
-                raise TemporaryError(f"grafana {what} reload answered {res.status}", delay=5)
-            if res.status in (401, 403):  # the admin API needs credentials: restart instead
+            status = grafana.reload_provisioning(listen, what, password)
+            if status in (401, 403):  # the admin password was changed by hand: restart instead
+                log.warning("grafana.reload.unauthorized", status=status, fallback="restart")
                 runtime.restart(command)
                 return
+            if status != 200:
+                raise TemporaryError(f"grafana {what} reload answered {status}", delay=5)
         return
     runtime.reload(name)
 

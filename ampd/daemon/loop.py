@@ -21,7 +21,13 @@ import watchfiles
 
 from ampd.daemon.metrics import Metrics
 from ampd.daemon.reconcile import Reconciler
-from ampd.daemon.wiring import make_aws, make_instance_facts, make_runtime, self_command
+from ampd.daemon.wiring import (
+    aws_call_counts,
+    make_aws,
+    make_instance_facts,
+    make_runtime,
+    self_command,
+)
 from ampd.errors import AmpdError
 from ampd.gateways.files import atomic_write
 from ampd.gateways.notify import Notifier
@@ -70,7 +76,7 @@ class Daemon:
             self_command=self_command(),
         )
         aws = rec.aws = make_aws(rec.store)
-        metrics = Metrics(getattr(aws, "api_call_counts", None))
+        metrics = Metrics(aws_call_counts() if aws is not None else None)
         rec.load_spec()
         if rec.loaded is not None and rec.loaded.spec.metrics.enabled:
             host, port = split_listen(rec.loaded.spec.metrics.listen)

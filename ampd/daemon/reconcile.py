@@ -27,7 +27,7 @@ from ampd.core import (
     SyncStatus,
 )
 from ampd.errors import SpecError
-from ampd.gateways import promtool
+from ampd.gateways import grafana, promtool
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store
@@ -47,7 +47,7 @@ log = structlog.get_logger()
 # Prometheus releases before this send remote_write without a signature when sigv4 is set.
 NATIVE_SIGV4_MIN = (2, 50, 0)
 STARTUP_GRACE = 30.0  # seconds a just-started process may take to become ready
-HEALTH_INTERVAL = 15.0  # local health and remote-write evidence are re-read this often
+HEALTH_INTERVAL = 10.0  # local health and remote-write evidence are re-read this often
 PROGRESS_RECHECK = 0.5  # a pass follows this soon when something is still starting
 AWS_PASS_TIMEOUT = 60.0
 
@@ -224,6 +224,7 @@ class Reconciler:
             workspace=self.facts.workspace if spec.workspace is not None else None,
             instance_labels=self._instance_labels(),
             prometheus_can_sign=self._prometheus_can_sign(spec),
+            grafana_major=grafana.grafana_major(spec.grafana.binary) if spec.grafana else None,
             python=self.self_command,
         )
         spec = self.effective_spec(spec, ctx)

@@ -61,6 +61,15 @@ def make_aws(store: Store) -> Any | None:
     return mod.AwsReconciler(gw.AwsGateway, store)
 
 
+def aws_call_counts() -> Callable[[], dict[tuple[str, str], int]] | None:
+    try:
+        gw = importlib.import_module("ampd.gateways.aws")
+    except ImportError:
+        return None
+    fn = getattr(gw, "api_call_counts", None)
+    return fn if callable(fn) else None
+
+
 def make_instance_facts() -> Callable[[], Mapping[str, str] | None] | None:
     try:
         imds = importlib.import_module("ampd.gateways.imds")

@@ -35,6 +35,8 @@ PROCESS_INPUTS: Mapping[str, Mapping[str, Action]] = {
         "grafana/grafana.ini": Action.RESTART,
         "grafana/provisioning/datasources/ampd.yaml": Action.RELOAD,
         "grafana/provisioning/dashboards/ampd.yaml": Action.RELOAD,
+        "grafana/dashboards/ampd-host.json": Action.RELOAD,
+        "grafana/dashboards/ampd.json": Action.RELOAD,
     },
 }
 

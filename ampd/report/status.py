@@ -19,6 +19,8 @@ from ampd.core import (
 )
 
 STATUS_SCHEMA = "ampd.status/v1"
+# A False here means metrics are not getting where they should: the host is Degraded.
+DEGRADING_CONDITIONS = ("RemoteWriteFlowing", "AwsReachable", "WorkspaceActive")
 
 
 def iso(ts: float | None) -> str | None:
@@ -81,6 +83,10 @@ def overall(summary: PassSummary) -> tuple[SyncStatus, Health]:
     if summary.spec_error is not None:
         sync = SyncStatus.OUT_OF_SYNC if sync == SyncStatus.SYNCED else sync
         health = Health.worst([health, Health.DEGRADED])
+    for ctype in DEGRADING_CONDITIONS:
+        c = summary.conditions.get(ctype)
+        if c is not None and c.status == ConditionStatus.FALSE:
+            health = Health.worst([health, Health.DEGRADED])
     return sync, health
 
 

@@ -62,10 +62,12 @@ def status_command(path: Path, *, as_json: bool) -> int:
     except ValueError as e:
         print(f"{path} is unreadable: {e}", file=sys.stderr)
         return NOT_RUNNING
-    if doc.get("schema") != STATUS_SCHEMA:
-        print(f"{path}: unknown status schema {doc.get('schema')!r}", file=sys.stderr)
+    if not isinstance(doc, dict) or doc.get("schema") != STATUS_SCHEMA:
+        schema = doc.get("schema") if isinstance(doc, dict) else None
+        print(f"{path}: unknown status schema {schema!r}", file=sys.stderr)
         return NOT_RUNNING
-    if not _alive(int(doc.get("pid", 0))):
+    pid = doc.get("pid")
+    if not isinstance(pid, int) or not _alive(pid):
         print(f"ampd is not running (pid {doc.get('pid')} in {path} is gone)", file=sys.stderr)
         return NOT_RUNNING
     if as_json:

@@ -17,6 +17,7 @@ from ruamel.yaml import YAML
 from ruamel.yaml.comments import CommentedMap, CommentedSeq
 from ruamel.yaml.constructor import DuplicateKeyError
 from ruamel.yaml.error import MarkedYAMLError, YAMLError
+from ruamel.yaml.reader import ReaderError
 
 from ampd.errors import Problem, SpecError
 from ampd.spec.checks import semantic_problems
@@ -208,8 +209,16 @@ def parse_yaml(text: str, file: str) -> Any:
         if e.context and ctx_mark is not None and mark is not ctx_mark:
             what += f" ({e.context} at line {ctx_mark.line + 1}, column {ctx_mark.column + 1})"
         raise SpecError([Problem(file, line, col, "", f"YAML syntax: {what}")]) from None
+    except ReaderError as e:  # a character YAML does not allow; it knows only the offset
+        line = text.count("\n", 0, e.position) + 1
+        col = e.position - (text.rfind("\n", 0, e.position) + 1) + 1
+        what = f"unacceptable character #x{e.character:04x}: {e.reason}"
+        raise SpecError([Problem(file, line, col, "", f"YAML syntax: {what}")]) from None
     except YAMLError as e:
-        raise SpecError([Problem(file, 1, 1, "", f"YAML syntax: {e}")]) from None
+        first = str(e).splitlines()[0] if str(e) else "invalid YAML"
+        raise SpecError([Problem(file, 1, 1, "", f"YAML syntax: {first}")]) from None
+    except RecursionError:
+        raise SpecError([Problem(file, 1, 1, "", "YAML syntax: nested too deeply")]) from None
 
 
 def load_spec(text: str, file: str) -> LoadedSpec:

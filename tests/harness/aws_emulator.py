@@ -457,7 +457,7 @@ class _Handler(BaseHTTPRequestHandler):
         action = (form.get("Action") or query.get("Action") or ["Unknown"])[0]
         return action, None
 
-    def _dispatch(  # noqa: PLR0917 (one request's parts, passed once)
+    def _dispatch(
         self,
         service: str,
         region: str,

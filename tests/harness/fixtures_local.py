@@ -69,7 +69,7 @@ class AmpdProcess:
             AMPD_RUNTIME="supervisor",
         )
         env.update(self.extra_env)
-        return env
+        return {k: v for k, v in env.items() if v != ""}  # "" in extra_env unsets
 
     def ampd(self, *args: str, check: bool = False) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
