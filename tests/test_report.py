@@ -520,3 +520,15 @@ def test_plan_json() -> None:
         "outcomes": [{"key": "file/prometheus.yml", "action": "create", "ok": True, "message": ""}],
     }
     assert plan_json(Plan())["in_sync"] is True
+
+
+@pytest.mark.parametrize("ctype", ["RemoteWriteFlowing", "AwsReachable", "WorkspaceActive"])
+def test_false_delivery_condition_degrades_health(ctype: str) -> None:
+    s = summary(conditions={ctype: cond(ctype, ConditionStatus.FALSE, "why")})
+    doc = status_document(s, pid=1, now=T0)
+    assert (doc["sync"], doc["health"]) == ("Synced", "Degraded")
+    assert exit_code(doc) == 3
+    healthy = status_document(
+        summary(conditions={ctype: cond(ctype, ConditionStatus.TRUE)}), pid=1, now=T0
+    )
+    assert exit_code(healthy) == 0

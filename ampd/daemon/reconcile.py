@@ -28,6 +28,7 @@ from ampd.core import (
 )
 from ampd.errors import SpecError
 from ampd.gateways import grafana, promtool
+from ampd.gateways.files import remove_tree
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store
@@ -138,7 +139,32 @@ class Reconciler:
             self.facts.instance_checked = True
             found = self.instance_facts()
             self.facts.instance_labels = dict(found or {})
+            self._check_instance(self.facts.instance_labels.get("instance_id"))
         return self.facts.instance_labels
+
+    def _check_instance(self, instance_id: str | None) -> None:
+        """An instance started from a baked image drops the state of the one that baked it:
+        last-applied hashes of local files and Prometheus' WAL/TSDB (its samples carry the
+        other instance's labels). Workspace id and clientToken are fleet-wide and stay."""
+        if instance_id is None:
+            return
+        previous = self.store.load().instance_id
+        if previous == instance_id:
+            return
+        if previous is not None:
+            log.warning("instance.changed", previous=previous, current=instance_id)
+            remove_tree(self.paths.state_dir / "data")
+
+        def upd(state: Any) -> None:
+            if previous is not None:
+                state.applied = {
+                    k: v
+                    for k, v in state.applied.items()
+                    if not k.startswith(Kind.FILE.value + "/")
+                }
+            state.instance_id = instance_id
+
+        self.store.update(upd)
 
     def _prometheus_can_sign(self, spec: StateSpec) -> bool:
         prom = spec.prometheus

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -53,6 +54,10 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
         if e.errno in (28, 122):  # ENOSPC, EDQUOT: may clear up
             raise TemporaryError(f"{path}: {e.strerror} while writing", delay=30) from e
         raise PermanentError(f"{path}: {e.strerror}") from e
+
+
+def remove_tree(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def remove(path: Path) -> None:
