@@ -96,8 +96,11 @@ def test_grafana_started_reloaded_restarted_and_stopped(
     }
     ampd_proc.write_state(state(grafana, metrics))
     ampd_proc.start()
-    res = wait_for("grafana healthy", lambda: (r := ampd_proc.resource("process", "grafana"))
-                   and r["health"] == "Healthy" and r, timeout=40)
+    res = wait_for(
+        "grafana healthy",
+        lambda: (r := ampd_proc.resource("process", "grafana")) and r["health"] == "Healthy" and r,
+        timeout=40,
+    )
     pid = int(res["message"].split()[-1])
     (first,) = wait_for("the stand-in started", lambda: starts(ampd_proc))
     assert first["pid"] == pid
@@ -121,7 +124,8 @@ def test_grafana_started_reloaded_restarted_and_stopped(
     assert ("process/grafana", "restart") not in actions
     reloads = [e for e in events(ampd_proc) if e["kind"] == "reload"]
     assert {(e["what"], e["ok"], e["pid"]) for e in reloads} == {
-        ("datasources", True, pid), ("dashboards", True, pid)
+        ("datasources", True, pid),
+        ("dashboards", True, pid),
     }
     names = [d["name"] for d in admin_get(f"127.0.0.1:{port}", "/api/datasources", password)]
     assert names == ["AMP renamed"]
@@ -130,13 +134,23 @@ def test_grafana_started_reloaded_restarted_and_stopped(
     # A settings change (the listen address is in grafana.ini) restarts it.
     port2 = free_port()
     ampd_proc.write_state(
-        state({**grafana, "listen": f"127.0.0.1:{port2}", "datasource": {"name": "AMP renamed"}},
-              metrics)
+        state(
+            {**grafana, "listen": f"127.0.0.1:{port2}", "datasource": {"name": "AMP renamed"}},
+            metrics,
+        )
     )
-    wait_for("a second start on the new port",
-             lambda: len(s := starts(ampd_proc)) == 2 and s[1]["listen"] == f"127.0.0.1:{port2}")
-    wait_for("grafana healthy on the new port", lambda: (r := ampd_proc.resource(
-        "process", "grafana")) and r["health"] == "Healthy" and r["message"] != f"pid {pid}")
+    wait_for(
+        "a second start on the new port",
+        lambda: len(s := starts(ampd_proc)) == 2 and s[1]["listen"] == f"127.0.0.1:{port2}",
+    )
+    wait_for(
+        "grafana healthy on the new port",
+        lambda: (
+            (r := ampd_proc.resource("process", "grafana"))
+            and r["health"] == "Healthy"
+            and r["message"] != f"pid {pid}"
+        ),
+    )
     assert answers(f"127.0.0.1:{port2}")
     assert not answers(f"127.0.0.1:{port}")
 
@@ -145,8 +159,13 @@ def test_grafana_started_reloaded_restarted_and_stopped(
     ampd_proc.write_state(state({**grafana, "enabled": False}, metrics))
     ampd_proc.wait_spec()
     wait_for("the stand-in stopped", lambda: not answers(f"127.0.0.1:{port2}"))
-    wait_for("its process gone", lambda: not Path(f"/proc/{new_pid}").exists()
-             or "Z" in Path(f"/proc/{new_pid}/stat").read_text().split()[2])
+    wait_for(
+        "its process gone",
+        lambda: (
+            not Path(f"/proc/{new_pid}").exists()
+            or "Z" in Path(f"/proc/{new_pid}/stat").read_text().split()[2]
+        ),
+    )
     assert ampd_proc.resource("process", "grafana") is None
 
 
@@ -160,40 +179,48 @@ def test_every_dashboard_query_runs_on_a_real_prometheus(
     ampd_proc.start()
     app = SampleApp()
     app.start()
+    port = free_port()
     config = (
         "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
         "scrape_configs:\n"
         f"  - job_name: app\n    static_configs: [{{targets: ['{app.target}']}}]\n"
         f"  - job_name: ampd\n    static_configs: [{{targets: ['127.0.0.1:{metrics}']}}]\n"
-        "  - job_name: prometheus\n    static_configs: [{targets: ['127.0.0.1:{port}']}]\n"
+        f"  - job_name: prometheus\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
     )
-    prom = Prometheus(config, mode="server", remote_write_receiver=False)
-    port = free_port()
-    prom.requested_port = port
-    prom.config = config.replace("{port}", str(port))
+    prom = Prometheus(config, mode="server", remote_write_receiver=False, port=port)
     try:
         prom.start()
         # two scrapes of everything, so rate() has something to work on
-        for expr in ("rate(ampd_demo_requests_total[1m])", "rate(ampd_reconcile_total[1m])",
-                     'ampd_aws_api_calls_total{code="OK"}'):
+        for expr in (
+            "rate(ampd_demo_requests_total[1m])",
+            "rate(ampd_reconcile_total[1m])",
+            'ampd_aws_api_calls_total{code="OK"}',
+        ):
             prom.wait_for(expr, timeout=30)
         end = time.time()
         checked = 0
         empty: list[str] = []
-        for expr in {e for e in _exprs()}:
+        for expr in sorted(set(_exprs())):
             q = expr.replace("$__rate_interval", "1m")
             assert "$" not in q, f"unresolved Grafana variable in {expr!r}"
-            data = prom.api("query_range", {"query": q, "start": str(end - 60), "end": str(end),
-                                            "step": "1"})
+            data = prom.api(
+                "query_range", {"query": q, "start": str(end - 60), "end": str(end), "step": "1"}
+            )
             assert data["resultType"] == "matrix"
             if not data["result"]:
                 empty.append(expr)
             checked += 1
         assert checked >= 20
         # The seed's series and ampd's own reach every panel that is about them.
-        for needle in ("ampd_demo_requests_total", "ampd_demo_temperature_celsius",
-                       "scrape_duration_seconds", "ampd_reconcile_total", "ampd_spec_valid",
-                       "ampd_aws_api_calls_total[", "ampd_build_info"):
+        for needle in (
+            "ampd_demo_requests_total",
+            "ampd_demo_temperature_celsius",
+            "scrape_duration_seconds",
+            "ampd_reconcile_total",
+            "ampd_spec_valid",
+            "ampd_aws_api_calls_total[",
+            "ampd_build_info",
+        ):
             assert not [e for e in empty if needle in e], (needle, empty)
     finally:
         prom.stop()
@@ -230,14 +257,23 @@ def test_real_grafana_loads_the_provisioning(
         grafana["homepath"] = homepath
     ampd_proc.write_state(state(grafana, metrics))
     ampd_proc.start()
-    wait_for("grafana healthy", lambda: (r := ampd_proc.resource("process", "grafana"))
-             and r["health"] == "Healthy", timeout=60)
+    wait_for(
+        "grafana healthy",
+        lambda: (r := ampd_proc.resource("process", "grafana")) and r["health"] == "Healthy",
+        timeout=60,
+    )
     password = (ampd_proc.state_dir / "secrets" / "grafana-admin-password").read_text().strip()
     listen = f"127.0.0.1:{port}"
-    ds = wait_for("the provisioned data source",
-                  lambda: admin_get(listen, "/api/datasources/uid/ampd-amp", password))
+    ds = wait_for(
+        "the provisioned data source",
+        lambda: admin_get(listen, "/api/datasources/uid/ampd-amp", password),
+    )
     assert ds["jsonData"]["sigV4Auth"] is True
-    found = wait_for("the bundled dashboards", lambda: {
-        d["uid"] for d in admin_get(listen, "/api/search?type=dash-db", password)
-    } >= {"ampd-host", "ampd-self"})
+    found = wait_for(
+        "the bundled dashboards",
+        lambda: (
+            {d["uid"] for d in admin_get(listen, "/api/search?type=dash-db", password)}
+            >= {"ampd-host", "ampd-self"}
+        ),
+    )
     assert found

@@ -27,11 +27,11 @@ ROLE = "arn:aws:iam::123456789012:role/reader"
 
 def render(grafana: dict[str, Any], major: int | None, **extra: Any) -> dict[str, bytes]:
     spec = StateSpec.model_validate(
-        {"version": 1, "workspace": {"alias": "a"}, "grafana": {"enabled": True, **grafana}}
-        | extra
+        {"version": 1, "workspace": {"alias": "a"}, "grafana": {"enabled": True, **grafana}} | extra
     )
-    ctx = RenderContext(source="/etc/ampd/state.yml", state_dir="/var/lib/ampd", workspace=WS,
-                        grafana_major=major)
+    ctx = RenderContext(
+        source="/etc/ampd/state.yml", state_dir="/var/lib/ampd", workspace=WS, grafana_major=major
+    )
     return {r.name: r.data for r in render_all(spec, ctx)}
 
 
@@ -106,9 +106,7 @@ def test_keys_come_from_the_credentials_file_never_the_generated_files() -> None
 
 
 def test_via_proxy_points_at_the_loopback_proxy_without_signing() -> None:
-    files = render(
-        {"datasource": {"via": "proxy"}}, 13, proxy={"listen": "127.0.0.1:8015"}
-    )
+    files = render({"datasource": {"via": "proxy"}}, 13, proxy={"listen": "127.0.0.1:8015"})
     ds = datasource(files)
     assert ds["type"] == "prometheus"  # the proxy signs: no plugin needed, even on 13
     assert ds["url"] == "http://127.0.0.1:8015/workspaces/ws-1"
@@ -128,19 +126,22 @@ def test_settings_listen_paths_and_admin() -> None:
     assert cp.getboolean("auth.anonymous", "enabled") is False
     cmd = json.loads(files["grafana.cmd.json"])
     assert cmd["argv"] == [
-        "/usr/sbin/grafana-server", "--config=/var/lib/ampd/generated/grafana/grafana.ini"
+        "/usr/sbin/grafana-server",
+        "--config=/var/lib/ampd/generated/grafana/grafana.ini",
     ]
     prov = yaml.safe_load(files["grafana/provisioning/dashboards/ampd.yaml"])
     paths = [p["options"]["path"] for p in prov["providers"]]
     assert paths == ["/var/lib/ampd/generated/grafana/dashboards", "/etc/ampd/dashboards/"]
-    assert all(p["type"] == "file" and isinstance(p["disableDeletion"], bool)
-               for p in prov["providers"])
+    assert all(
+        p["type"] == "file" and isinstance(p["disableDeletion"], bool) for p in prov["providers"]
+    )
 
 
 def test_single_grafana_binary_runs_the_server_subcommand() -> None:
     files = render({"binary": "/usr/share/grafana/bin/grafana"}, 12)
     assert json.loads(files["grafana.cmd.json"])["argv"][:2] == [
-        "/usr/share/grafana/bin/grafana", "server"
+        "/usr/share/grafana/bin/grafana",
+        "server",
     ]
 
 
@@ -158,9 +159,16 @@ def test_bundled_dashboards_are_rendered_and_use_the_datasource() -> None:
             assert p["targets"] and all(t["expr"] for t in p["targets"])
     assert uids == {"ampd-host", "ampd-self"}
     exprs = " ".join(dashboard_exprs())
-    for metric in ("ampd_demo_requests_total", "ampd_demo_temperature_celsius", "up",
-                   "scrape_duration_seconds", "ampd_reconcile_total", "ampd_drift_detected_total",
-                   "ampd_aws_api_calls_total", "prometheus_remote_storage_samples_total"):
+    for metric in (
+        "ampd_demo_requests_total",
+        "ampd_demo_temperature_celsius",
+        "up",
+        "scrape_duration_seconds",
+        "ampd_reconcile_total",
+        "ampd_drift_detected_total",
+        "ampd_aws_api_calls_total",
+        "prometheus_remote_storage_samples_total",
+    ):
         assert metric in exprs
 
 
@@ -194,17 +202,20 @@ def fake_binary(path: Path, script: str) -> str:
 
 
 def test_version_probe(tmp_path: Path) -> None:
-    old = fake_binary(tmp_path / "grafana-server",
-                      'echo "Version 10.4.2 (commit: abc, branch: HEAD)"')
+    old = fake_binary(
+        tmp_path / "grafana-server", 'echo "Version 10.4.2 (commit: abc, branch: HEAD)"'
+    )
     assert grafana_gw.grafana_version(old) == (10, 4, 2)
     (tmp_path / "new").mkdir()
-    new = fake_binary(tmp_path / "new" / "grafana",
-                      '[ "$1" = server ] && echo "Version 12.0.2 (commit: x)" || exit 2')
+    new = fake_binary(
+        tmp_path / "new" / "grafana",
+        '[ "$1" = server ] && echo "Version 12.0.2 (commit: x)" || exit 2',
+    )
     assert grafana_gw.grafana_major(new) == 12
     assert grafana_gw.grafana_major(str(tmp_path / "missing")) is None
     standin = fake_binary(
         tmp_path / "standin",
-        f'GRAFANA_STANDIN_VERSION=13.1.0 exec {sys.executable} '
+        f"GRAFANA_STANDIN_VERSION=13.1.0 exec {sys.executable} "
         f'{Path(__file__).parent / "harness" / "grafana_standin.py"} "$@"',
     )
     assert grafana_gw.grafana_version(standin) == (13, 1, 0)

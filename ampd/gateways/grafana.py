@@ -94,7 +94,7 @@ def state_dir_from_argv(argv: tuple[str, ...] | list[str]) -> Path | None:
 def reload_provisioning(listen: str, what: str, password: str | None, timeout: float = 10.0) -> int:
     """POST /api/admin/provisioning/<what>/reload as the provisioned admin; the HTTP status
     (0 when nothing answered)."""
-    req = urllib.request.Request(  # noqa: S310 - a loopback URL built by ampd
+    req = urllib.request.Request(
         f"http://{listen}/api/admin/provisioning/{what}/reload", method="POST", data=b""
     )
     if password is not None:

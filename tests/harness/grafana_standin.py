@@ -164,7 +164,7 @@ class Standin:
 class Handler(BaseHTTPRequestHandler):
     server: Server
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - the base's name
+    def log_message(self, format: str, *args: Any) -> None:
         pass
 
     def _send(self, status: int, body: Any) -> None:

@@ -38,6 +38,7 @@ class Stack:
         s.enter_context(self.imds)
         s.enter_context(self.receiver)
         s.enter_context(self.aws)
+        self.aws.reset()  # moto keeps its state per Python process: start from an empty account
         self.dataplane = DataPlane(
             self.imds.secret_for,
             lambda ws: ws in self.aws.workspace_ids(REGION),
