@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
-import importlib.util
+from collections.abc import Iterator
+
+import pytest
+import structlog
 
 pytest_plugins = [
-    name
-    for name in (
-        "tests.harness.fixtures_aws",
-        "tests.harness.fixtures_dataplane",
-        "tests.harness.fixtures_local",
-        "tests.harness.fixtures_systemd",
-    )
-    if importlib.util.find_spec(name) is not None
+    "tests.harness.fixtures_aws",
+    "tests.harness.fixtures_dataplane",
+    "tests.harness.fixtures_local",
+    "tests.harness.fixtures_systemd",
 ]
+
+
+@pytest.fixture(autouse=True)
+def _fresh_structlog() -> Iterator[None]:
+    """Tests that run the CLI in process configure structlog globally; undo it."""
+    yield
+    structlog.reset_defaults()

@@ -29,6 +29,7 @@ class Stack:
         self.receiver = Prometheus(mode="server", remote_write_receiver=True)
         self.aws = AwsEmulator()
         self.dataplane: DataPlane | None = None
+        self.static_keys: dict[str, str] = {}  # more keys the data plane accepts
         self.app = SampleApp()
         self.ampd = AmpdProcess(workdir)
         self._stack = contextlib.ExitStack()
@@ -40,7 +41,7 @@ class Stack:
         s.enter_context(self.aws)
         self.aws.reset()  # moto keeps its state per Python process: start from an empty account
         self.dataplane = DataPlane(
-            self.imds.secret_for,
+            lambda akid: self.static_keys.get(akid) or self.imds.secret_for(akid),
             lambda ws: ws in self.aws.workspace_ids(REGION),
             self.receiver.url,
             region=REGION,

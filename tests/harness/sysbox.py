@@ -156,7 +156,7 @@ def apt_mirror() -> str:
                 parts = line.split()
                 if len(parts) >= 3 and parts[0] == "deb" and SUITE in parts:
                     return next(p for p in parts[1:] if not p.startswith("["))
-    return "http://deb.debian.org/debian"
+    raise SysBoxUnavailable(f"no {SUITE} mirror in this machine's apt sources")
 
 
 def runtime_dependencies() -> list[str]:

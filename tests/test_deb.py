@@ -1,0 +1,328 @@
+"""The Debian package, end to end: build, lintian, signed apt repository, install into a
+fresh bookworm, boot it under a real systemd, upgrade, purge (docs/packaging.md).
+
+Slow (about two minutes with warm caches); marked ``deb``. Skips with the reason when
+this machine cannot build or boot (not root, no debootstrap, no cgroup2).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness.debroot import (
+    APT_ENV,
+    APT_UPDATE_TEST_REPO,
+    REPO_IN_ROOT,
+    AptRepo,
+    Build,
+    build_debs,
+    changelog_version,
+    chroot_sh,
+    debroot_unavailable_reason,
+    ensure_base_rootfs,
+    installed_root,
+    stat_of,
+)
+from tests.harness.sysbox import CACHE_DIR, SysBox, unavailable_reason
+
+pytestmark = [pytest.mark.deb, pytest.mark.slow]
+
+CHILDREN = ("ampd-prometheus.service", "ampd-sigv4-proxy.service", "ampd-grafana.service")
+
+
+@dataclass(frozen=True)
+class Installed:
+    root: Path
+    apt_output: str
+
+
+@pytest.fixture(scope="module")
+def builds() -> Iterator[tuple[Build, Build]]:
+    reason = debroot_unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"cannot build the package here: {reason}")
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    dist = Path(tempfile.mkdtemp(prefix=".dist-", dir=CACHE_DIR))
+    try:
+        first, second = build_debs([None, f"{changelog_version()}+2"], dist)
+        yield first, second
+    finally:
+        shutil.rmtree(dist, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def repo(builds: tuple[Build, Build]) -> Iterator[AptRepo]:
+    root = Path(tempfile.mkdtemp(prefix=".repo-", dir=CACHE_DIR))
+    apt_repo = AptRepo(root / "repo")
+    try:
+        apt_repo.publish([builds[0].deb])
+        yield apt_repo
+    finally:
+        apt_repo.close()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def installed(repo: AptRepo) -> Iterator[Installed]:
+    base = ensure_base_rootfs()
+    root = Path(tempfile.mkdtemp(prefix=".installed-", dir=CACHE_DIR))
+    try:
+        done = installed_root(base, repo, root)
+        yield Installed(root, done.stdout)
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def box(installed: Installed) -> Iterator[SysBox]:
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"cannot boot a systemd box here: {reason}")
+    booted = SysBox(installed.root)
+    booted.boot()
+    try:
+        yield booted
+    finally:
+        booted.close()
+
+
+def wait_for_status(box: SysBox, prefix: str, timeout: float = 30.0) -> dict[str, str]:
+    """Poll ampd.service until it is active and its STATUS= line starts with ``prefix``."""
+    props: dict[str, str] = {}
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        props = box.show("ampd.service", "ActiveState", "SubState", "StatusText", "InvocationID")
+        if props.get("ActiveState") == "active" and props.get("StatusText", "").startswith(prefix):
+            return props
+        time.sleep(0.1)
+    raise TimeoutError(f"ampd.service: {props}\n{box.journal('ampd.service')}")
+
+
+def box_stat(box: SysBox, path: str) -> str:
+    return box.run("stat", "-c", "%U %G %a", path).check().stdout.strip()
+
+
+# -- the package itself ---------------------------------------------------------------------
+
+
+def test_package_metadata_and_contents(builds: tuple[Build, Build], tmp_path: Path) -> None:
+    deb = builds[0].deb
+    fields = {
+        name: subprocess.run(
+            ["dpkg-deb", "--field", str(deb), name], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        for name in ("Package", "Architecture", "Depends", "Recommends")
+    }
+    arch = subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    assert fields["Package"] == "ampd"
+    assert fields["Architecture"] == arch
+    depends = [d.strip().split()[0] for d in fields["Depends"].split(",")]
+    assert {"python3.11", "libc6"} <= set(depends)
+    assert "systemd" in fields["Depends"]  # the sysusers snippet's alternative
+    assert "prometheus" in [r.strip() for r in fields["Recommends"].split(",")]
+
+    control = tmp_path / "control"
+    subprocess.run(["dpkg-deb", "--control", str(deb), str(control)], check=True)
+    assert (control / "conffiles").read_text().split() == ["/etc/ampd/state.yml"]
+
+    tree = tmp_path / "tree"
+    subprocess.run(["dpkg-deb", "--extract", str(deb), str(tree)], check=True)
+    venv = tree / "opt/venvs/ampd"
+    assert (venv / "bin/ampd").read_text().splitlines()[0] == "#!/opt/venvs/ampd/bin/python3"
+    assert sorted(p.name for p in (venv / "bin").iterdir()) == [
+        "ampd",
+        "python",
+        "python3",
+        "python3.11",
+    ]
+    assert (venv / "bin/python3.11").readlink() == Path("/usr/bin/python3.11")
+    assert (tree / "usr/bin/ampd").readlink() == Path("/opt/venvs/ampd/bin/ampd")
+    assert "/opt/venvs/ampd" in (venv / "pyvenv.cfg").read_text()
+    site = venv / "lib/python3.11/site-packages"
+    assert (site / "ampd/cli.py").exists()
+    assert list(site.glob("ampd/__pycache__/cli.cpython-311.pyc"))
+    # Runtime dependencies only: none of the dev extras.
+    dists = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
+    assert {"boto3", "pydantic", "aiohttp", "sdnotify"} <= dists
+    assert not dists & {"pytest", "mypy", "moto", "ruff", "pip", "setuptools"}
+    assert (tree / "usr/share/man/man8/ampd.8.gz").exists()
+    assert (tree / "usr/share/man/man5/state.yml.5.gz").exists()
+    for unit in ("ampd.service", *CHILDREN):
+        assert (tree / "lib/systemd/system" / unit).exists()
+    assert (tree / "usr/lib/sysusers.d/ampd.conf").exists()
+    assert (tree / "usr/share/polkit-1/rules.d/50-ampd.rules").exists()
+
+    upgrade = subprocess.run(
+        ["dpkg", "--compare-versions", builds[1].version, "gt", builds[0].version], check=False
+    )
+    assert upgrade.returncode == 0, (builds[0].version, builds[1].version)
+
+
+def test_lintian_reports_no_errors_or_warnings(builds: tuple[Build, Build]) -> None:
+    if shutil.which("lintian") is None:
+        pytest.fail("lintian is not installed (apt-get install lintian)")
+    done = subprocess.run(
+        ["lintian", "--fail-on", "error,warning", str(builds[0].deb)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    tags = [line for line in done.stdout.splitlines() if line[:2] in ("E:", "W:")]
+    assert done.returncode == 0 and not tags, done.stdout + done.stderr
+
+
+# -- installed from the signed repository into a fresh bookworm ---------------------------
+
+
+def test_apt_get_install_resolves_from_the_signed_repository(
+    installed: Installed, builds: tuple[Build, Build]
+) -> None:
+    assert f"Setting up ampd ({builds[0].version})" in installed.apt_output
+    status = chroot_sh(
+        installed.root,
+        "dpkg-query -W -f '${Package} ${Version} ${Status}\\n' ampd python3.11 prometheus",
+    ).stdout
+    lines = dict(line.split(" ", 1) for line in status.splitlines())
+    assert lines["ampd"] == f"{builds[0].version} install ok installed"
+    assert lines["python3.11"].endswith("install ok installed")  # resolved from the mirror
+    assert lines["prometheus"].endswith("install ok installed")  # Recommends
+
+
+def test_the_repository_signature_is_checked(installed: Installed, repo: AptRepo) -> None:
+    # The same repository, trusted to a key that did not sign it: apt must refuse it.
+    wrong = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    script = (
+        f"printf '%s' '{repo.sources_entry(keyring=wrong)}' > /tmp/wrong.sources; "
+        "mkdir -p /tmp/lists/partial; "
+        "apt-get update -o Dir::Etc::SourceList=/tmp/wrong.sources "
+        "-o Dir::Etc::SourceParts=- -o Dir::State::Lists=/tmp/lists 2>&1; "
+        "echo rc=$?; rm -rf /tmp/lists /tmp/wrong.sources"
+    )
+    out = chroot_sh(installed.root, script).stdout
+    assert "NO_PUBKEY" in out or "not signed" in out, out
+    assert f"file:{REPO_IN_ROOT}" in out
+
+
+def test_default_state_file_validates_as_the_ampd_user(installed: Installed) -> None:
+    out = chroot_sh(
+        installed.root,
+        "setpriv --reuid=ampd --regid=ampd --init-groups ampd validate /etc/ampd/state.yml",
+    ).stdout
+    assert out.strip() == "/etc/ampd/state.yml: valid"
+
+
+@pytest.mark.parametrize(
+    ("path", "want"),
+    [
+        ("/etc/ampd", ("root", "ampd", 0o750)),
+        ("/etc/ampd/state.yml", ("root", "ampd", 0o640)),
+        ("/opt/venvs/ampd", ("root", "root", 0o755)),
+        ("/opt/venvs/ampd/bin/ampd", ("root", "root", 0o755)),
+        ("/lib/systemd/system/ampd.service", ("root", "root", 0o644)),
+        ("/usr/lib/sysusers.d/ampd.conf", ("root", "root", 0o644)),
+        ("/usr/share/polkit-1/rules.d/50-ampd.rules", ("root", "root", 0o644)),
+    ],
+)
+def test_installed_owners_and_modes(
+    installed: Installed, path: str, want: tuple[str, str, int]
+) -> None:
+    assert stat_of(installed.root, path) == want
+
+
+def test_installed_user_and_enablement(installed: Installed) -> None:
+    root = installed.root
+    entry = next(
+        line.split(":")
+        for line in (root / "etc/passwd").read_text().splitlines()
+        if line.startswith("ampd:")
+    )
+    assert int(entry[2]) < 1000  # a system user
+    assert entry[5] == "/var/lib/ampd"
+    assert entry[6] in ("/usr/sbin/nologin", "/sbin/nologin")
+    wants = root / "etc/systemd/system/multi-user.target.wants/ampd.service"
+    assert wants.is_symlink()
+    for child in CHILDREN:  # started by ampd, never by the package
+        assert not list((root / "etc/systemd/system").glob(f"*/{child}"))
+    assert not (root / "usr/sbin/policy-rc.d").exists()
+    assert not (root / "var/lib/ampd").exists()  # systemd creates it (StateDirectory=)
+
+
+# -- booted under systemd ---------------------------------------------------------------------
+
+
+def test_boots_with_ampd_active_and_its_status_line(box: SysBox) -> None:
+    wait_for_status(box, "Synced · Healthy")
+    status = box.run("systemctl", "status", "--no-pager", "ampd.service").stdout
+    assert "Active: active (running)" in status
+    assert 'Status: "Synced · Healthy' in status
+    assert box.run("ampd", "status", user="ampd").returncode == 0
+    main_pid = box.show("ampd.service", "MainPID")["MainPID"]
+    assert box.run("ps", "-o", "user=", "-p", main_pid).check().stdout.strip() == "ampd"
+    assert box_stat(box, "/var/lib/ampd") == "ampd ampd 750"
+    for child in CHILDREN:
+        assert box.show(child, "ActiveState")["ActiveState"] == "inactive"
+
+
+def test_upgrade_keeps_the_edited_state_file_and_restarts_ampd(
+    box: SysBox, builds: tuple[Build, Build], repo: AptRepo
+) -> None:
+    before = wait_for_status(box, "Synced · Healthy")
+    state = box.read_file("/etc/ampd/state.yml")
+    edited = state.replace("127.0.0.1:9795", "127.0.0.1:9796") + "# edited by the operator\n"
+    assert edited != state
+    box.path("/etc/ampd/state.yml").write_text(edited)  # keeps owner and mode
+    assert box.run("ampd", "validate", "/etc/ampd/state.yml", user="ampd").returncode == 0
+
+    repo.publish([builds[0].deb, builds[1].deb])
+    repo.install_into(box.path("/"))
+    box.run(*APT_UPDATE_TEST_REPO, env=APT_ENV, timeout=120).check()
+    done = box.run("apt-get", "install", "-y", "ampd", env=APT_ENV, timeout=600).check()
+    assert f"Setting up ampd ({builds[1].version})" in done.stdout, done.stdout
+
+    version = box.run("dpkg-query", "-W", "-f", "${Version}", "ampd").check().stdout
+    assert version == builds[1].version
+    assert box.read_file("/etc/ampd/state.yml") == edited
+    assert box_stat(box, "/etc/ampd/state.yml") == "root ampd 640"
+    assert not box.path("/etc/ampd/state.yml.dpkg-dist").exists()
+
+    after = wait_for_status(box, "Synced · Healthy")
+    assert after["InvocationID"] != before["InvocationID"]  # restarted, once, cleanly:
+    props = box.show("ampd.service", "NRestarts", "Result")
+    assert props == {"NRestarts": "0", "Result": "success"}
+    log = box.run("journalctl", "--no-pager", "-o", "cat", "-u", "ampd.service").stdout
+    assert "Failed with result" not in log
+    status = json.loads(box.read_file("/run/ampd/status.json"))
+    assert status["spec"]["sha256"] == hashlib.sha256(edited.encode()).hexdigest()
+
+
+def test_purge_leaves_nothing_behind(box: SysBox) -> None:
+    wait_for_status(box, "Synced · Healthy")
+    box.run("apt-get", "purge", "-y", "ampd", env=APT_ENV, timeout=300).check()
+
+    assert box.show("ampd.service", "LoadState")["LoadState"] == "not-found"
+    assert box.run("pgrep", "-u", "ampd").returncode == 1  # nothing runs as ampd
+    found = box.sh(
+        "find / -xdev \\( -path /proc -o -path /sys -o -path /dev"
+        f" -o -path {REPO_IN_ROOT} -o -path /opt/ampd-src \\) -prune"
+        " -o -name '*ampd*' -print; find /run -name '*ampd*' -print",
+        timeout=120,
+    ).stdout.split()
+    # What the test put there to install from (its repository, key and sources entry).
+    ours = ("/etc/apt/keyrings/ampd-test.gpg", "/etc/apt/sources.list.d/ampd-test.sources")
+    left = [p for p in found if p not in ours and "_srv_ampd-repo_" not in p]
+    assert left == []
+    # Debian keeps system users on purge (files they own may live on elsewhere).
+    assert box.run("getent", "passwd", "ampd").returncode == 0
