@@ -272,6 +272,7 @@ def test_boots_with_ampd_active_and_its_status_line(box: SysBox) -> None:
     main_pid = box.show("ampd.service", "MainPID")["MainPID"]
     assert box.run("ps", "-o", "user=", "-p", main_pid).check().stdout.strip() == "ampd"
     assert box_stat(box, "/var/lib/ampd") == "ampd ampd 750"
+    assert box_stat(box, "/etc/ampd") == "root ampd 750"  # ConfigurationDirectory= kept it
     for child in CHILDREN:
         assert box.show(child, "ActiveState")["ActiveState"] == "inactive"
 

@@ -489,7 +489,21 @@ ROWS = [
         "workspace: {alias: a, retention_days: lots}\n",
         "workspace.retention_days",
         "valid integer",
+        "workspace: {alias: a, retention_days: 30}\n",
+    ),
+    (
+        "quoted-number",  # strict like the JSON Schema: a quoted number is a string
         "workspace: {alias: a, retention_days: '30'}\n",
+        "workspace.retention_days",
+        "valid integer",
+        "workspace: {alias: a, retention_days: 30}\n",
+    ),
+    (
+        "yes-is-not-a-boolean",  # YAML 1.2: yes is a string, and booleans are strict
+        "grafana: {enabled: yes}\n",
+        "grafana.enabled",
+        "valid boolean",
+        "grafana: {enabled: false}\n",
     ),
     (
         "string-is-date",

@@ -26,13 +26,15 @@ def command_from_rendered(r: Rendered) -> Command:
     return Command(name, tuple(data["argv"]), dict(data.get("env", {})))
 
 
-def write_file(generated: Path, r: Rendered, promtool_path: str | None) -> None:
+def write_file(
+    generated: Path, r: Rendered, promtool_path: str | None, *, agent: bool = False
+) -> None:
     target = generated / r.name
     if r.name == "prometheus.yml":
         candidate = generated / ".prometheus.yml.candidate"
         atomic_write(candidate, r.data, r.mode)
         try:
-            res = promtool.check_config(candidate, promtool_path)
+            res = promtool.check_config(candidate, promtool_path, agent=agent)
         finally:
             remove(candidate)
         if not res.ok:
@@ -79,6 +81,8 @@ def apply_local(
     """Files first (so processes see their new inputs), then processes."""
     outcomes: list[Outcome] = []
     failed_files: set[str] = set()
+    cmd = rendered.get("prometheus.cmd.json")
+    agent = cmd is not None and b"--enable-feature=agent" in cmd.data
     ordered = sorted(changes, key=lambda c: 0 if c.key.kind == Kind.FILE else 1)
     for change in ordered:
         name = change.key.name
@@ -87,7 +91,7 @@ def apply_local(
                 if change.action == Action.DELETE:
                     remove(generated / name)
                 else:
-                    write_file(generated, rendered[name], promtool_path)
+                    write_file(generated, rendered[name], promtool_path, agent=agent)
             elif change.key.kind == Kind.PROCESS:
                 if _blocked_by(name, failed_files):
                     outcomes.append(Outcome(change, False, "inputs failed to write; not touched"))

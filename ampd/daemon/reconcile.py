@@ -177,10 +177,26 @@ class Reconciler:
         return v is not None and v >= NATIVE_SIGV4_MIN
 
     def effective_spec(self, spec: StateSpec, ctx: RenderContext) -> StateSpec:
-        """``signing: auto`` that resolves to the proxy brings the proxy even without a
-        proxy section, with its defaults."""
-        if spec.proxy is None and signing_mode(spec, ctx) == "proxy" and spec.workspace is not None:
+        """Resolve ``signing: auto`` against the proxy: a Prometheus that cannot sign brings
+        the proxy even without a proxy section (with its defaults); one that signs natively
+        leaves an ``enabled: auto`` proxy off unless Grafana goes through it."""
+        mode = signing_mode(spec, ctx)
+        if spec.proxy is None and mode == "proxy" and spec.workspace is not None:
             return spec.model_copy(update={"proxy": ProxySpec()})
+        grafana_via_proxy = (
+            spec.grafana is not None
+            and spec.grafana.enabled
+            and spec.grafana.datasource.via == "proxy"
+        )
+        if (
+            spec.proxy is not None
+            and spec.proxy.enabled == "auto"
+            and mode == "native"
+            and not grafana_via_proxy
+        ):
+            return spec.model_copy(
+                update={"proxy": spec.proxy.model_copy(update={"enabled": False})}
+            )
         return spec
 
     # ---- AWS --------------------------------------------------------------------------

@@ -39,11 +39,11 @@ def _run(argv: list[str], stdin: str | None = None, timeout: float = 30.0) -> Ch
     return CheckResult(proc.returncode == 0, (proc.stdout + proc.stderr).strip())
 
 
-def check_config(path: Path, promtool: str | None = None) -> CheckResult:
+def check_config(path: Path, promtool: str | None = None, *, agent: bool = False) -> CheckResult:
     tool = promtool or find_promtool()
     if tool is None:
         raise PermanentError("promtool not found (apt install prometheus)")
-    return _run([tool, "check", "config", str(path)])
+    return _run([tool, "check", "config", *(["--agent"] if agent else []), str(path)])
 
 
 def check_rules(path: Path, promtool: str | None = None) -> CheckResult:

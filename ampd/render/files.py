@@ -127,7 +127,9 @@ def proxy_argv(spec: StateSpec, ctx: RenderContext) -> list[str]:
         assert spec.proxy.binary is not None
         settings = proxy_settings(spec, ctx)
         host, _, port = spec.proxy.listen.rpartition(":")
-        upstream_host = str(settings["upstream"]).split("://", 1)[-1]
+        scheme, _, upstream_host = str(settings["upstream"]).partition("://")
+        # --host pins the upstream (never the client's Host header); --port is the listen
+        # address, kept on loopback like the built-in proxy.
         argv = [
             spec.proxy.binary,
             "--name",
@@ -139,6 +141,8 @@ def proxy_argv(spec: StateSpec, ctx: RenderContext) -> list[str]:
             "--port",
             f"{host}:{port}",
         ]
+        if scheme == "http":
+            argv += ["--upstream-url-scheme", "http"]
         if spec.proxy.assume_role_arn:
             argv += ["--role-arn", spec.proxy.assume_role_arn]
         return argv

@@ -88,11 +88,22 @@ def dotted(loc: Sequence[str | int]) -> str:
     return out
 
 
-def _plain(node: Any) -> Any:
+MAX_NODES = 100_000  # a state file is small; aliases must not expand it without bound
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _plain(node: Any, budget: list[int] | None = None) -> Any:
+    budget = budget if budget is not None else [MAX_NODES]
+    budget[0] -= 1
+    if budget[0] < 0:
+        raise _TooLarge
     if isinstance(node, dict):
-        return {str(k) if not isinstance(k, str) else k: _plain(v) for k, v in node.items()}
+        return {str(k) if not isinstance(k, str) else k: _plain(v, budget) for k, v in node.items()}
     if isinstance(node, list):
-        return [_plain(v) for v in node]
+        return [_plain(v, budget) for v in node]
     return node
 
 
@@ -232,7 +243,12 @@ def load_spec(text: str, file: str) -> LoadedSpec:
     if not isinstance(doc, CommentedMap):
         raise SpecError([Problem(file, 1, 1, "", "the top level must be a mapping (key: value)")])
     try:
-        spec = StateSpec.model_validate(_plain(doc))
+        plain = _plain(doc)
+    except _TooLarge:
+        msg = f"more than {MAX_NODES} values once aliases are expanded; is this a state file?"
+        raise SpecError([Problem(file, 1, 1, "", msg)]) from None
+    try:
+        spec = StateSpec.model_validate(plain)
     except ValidationError as exc:
         problems: list[Problem] = []
         for err in exc.errors():

@@ -105,7 +105,9 @@ FilePath = Annotated[str, StringConstraints(min_length=1)]
 
 
 class Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False)
+    # strict: YAML already gives real types, so "yes" for a boolean or "15" for a number
+    # is a mistake (and the JSON Schema says so too)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class AwsSpec(Strict):

@@ -26,6 +26,7 @@ import hashlib
 import json
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -135,32 +136,33 @@ def build_debs(versions: Sequence[str | None], dist: Path) -> list[Build]:
         "AMPD_DIST": str(dist),
         "TMPDIR": str(dist),
     }
-    # The first build fills the wheelhouse cache; the others then only read it.
-    builds: list[Build] = []
-    pending: list[tuple[str | None, float, subprocess.Popen[str]]] = []
-    for i, version in enumerate(versions):
-        started = time.monotonic()
-        proc = subprocess.Popen(
-            [str(REPO / "scripts/build-deb")],
-            env={**env, **({"AMPD_DEB_VERSION": version} if version else {})},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
+    # scripts/build-deb serializes filling the wheelhouse cache; the rest runs in parallel.
+    pending = [
+        (
+            version,
+            time.monotonic(),
+            subprocess.Popen(
+                [str(REPO / "scripts/build-deb")],
+                env={**env, **({"AMPD_DEB_VERSION": version} if version else {})},
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+                start_new_session=True,  # its own process group, ended as one below
+            ),
         )
-        pending.append((version, started, proc))
-        if i == 0:
-            builds.append(_finish(*pending.pop()))
-    builds += [_finish(*p) for p in pending]
-    return builds
+        for version in versions
+    ]
+    try:
+        return [_finish(*p) for p in pending]
+    finally:
+        for _version, _started, proc in pending:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
 
 
 def _finish(version: str | None, started: float, proc: subprocess.Popen[str]) -> Build:
-    try:
-        out, err = proc.communicate(timeout=1200)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    out, err = proc.communicate(timeout=1200)
     if proc.returncode != 0:
         raise AssertionError(f"scripts/build-deb ({version}) exited {proc.returncode}:\n{err}")
     deb = Path(out.strip().splitlines()[-1])
@@ -324,6 +326,7 @@ def ensure_base_rootfs() -> Path:
                 link.unlink(missing_ok=True)
                 link.symlink_to("/dev/null")
             (tmp / "etc/machine-id").write_text("")
+            tmp.chmod(0o755)
             for entry in (tmp / "var/cache/apt/archives").glob("*.deb"):
                 entry.unlink()
             tmp.rename(final)
@@ -369,10 +372,11 @@ def chroot_sh(root: Path, script: str, timeout: float = 900) -> subprocess.Compl
 def installed_root(base: Path, repo: AptRepo, dest: Path) -> subprocess.CompletedProcess[str]:
     """Copy ``base`` to ``dest`` and ``apt-get install ampd`` there; returns apt's output."""
     copy_tree(base, dest)
+    dest.chmod(0o755)  # the root directory of a system, not a private temporary one
     repo.install_into(dest)
     return chroot_sh(
         dest,
-        "set -e; apt-get update -qq; apt-get install -y ampd 2>&1; apt-get clean",
+        "set -e; apt-get update -qq; apt-get install -y ampd 2>&1",
     )
 
 
