@@ -365,7 +365,7 @@ FLOWS = [
     (
         "accepted",
         [(prom(100), proxy({"200": 4}), "proxy"), (prom(250), proxy({"200": 9}), "proxy")],
-        (ConditionStatus.TRUE, "SamplesAccepted", "150 samples accepted since the last pass"),
+        (ConditionStatus.TRUE, "SamplesAccepted", "150 samples accepted since the last check"),
         False,
     ),
     (
@@ -377,7 +377,7 @@ FLOWS = [
         (
             ConditionStatus.FALSE,
             "SamplesRejected",
-            "100 samples failed, 0 retried since the last pass; upstream answered 3x HTTP 403 "
+            "100 samples failed, 0 retried since the last check; upstream answered 3x HTTP 403 "
             "(AMP refused the signature or the role lacks aps:RemoteWrite)",
         ),
         False,
@@ -403,13 +403,13 @@ FLOWS = [
     (
         "stalled",
         [(prom(100), None, "proxy"), (prom(100, pending=500), None, "proxy")],
-        (ConditionStatus.FALSE, "Stalled", "500 samples pending and none sent since the last pass"),
+        (ConditionStatus.FALSE, "Stalled", "500 samples pending and none sent since the last check"),
         False,
     ),
     (
         "counter-reset-after-restart",
         [(prom(10_000), None, "proxy"), (prom(40), None, "proxy")],
-        (ConditionStatus.TRUE, "SamplesAccepted", "40 samples accepted since the last pass"),
+        (ConditionStatus.TRUE, "SamplesAccepted", "40 samples accepted since the last check"),
         False,
     ),
     (
@@ -445,7 +445,7 @@ def test_flow_tracker_unanswered_scrape_keeps_the_baseline() -> None:
     tracker.observe(prom(100), None, signing="proxy")
     tracker.observe(None, None, signing="proxy")
     verdict = tracker.observe(prom(130), None, signing="proxy")
-    assert verdict.message == "30 samples accepted since the last pass"
+    assert verdict.message == "30 samples accepted since the last check"
 
 
 # ---------------------------------------------------------------------------------------
@@ -532,3 +532,18 @@ def test_false_delivery_condition_degrades_health(ctype: str) -> None:
         summary(conditions={ctype: cond(ctype, ConditionStatus.TRUE)}), pid=1, now=T0
     )
     assert exit_code(healthy) == 0
+
+
+def test_flow_tracker_needs_a_whole_window_of_silence_to_call_it_stalled() -> None:
+    tracker = FlowTracker(window=30.0)
+    first = tracker.observe(prom(100), None, signing="proxy", now=0.0)
+    assert first.status == ConditionStatus.TRUE
+    # Prometheus sends in batches: a few quiet seconds keep the last verdict
+    quiet = tracker.observe(prom(100, pending=50), None, signing="proxy", now=5.0)
+    assert (quiet.status, quiet.reason) == (ConditionStatus.TRUE, "SamplesAccepted")
+    stalled = tracker.observe(prom(100, pending=50), None, signing="proxy", now=31.0)
+    assert (stalled.status, stalled.reason) == (ConditionStatus.FALSE, "Stalled")
+    assert "in 31s" in stalled.message
+    # a failure is reported at once, whatever the window
+    failed = tracker.observe(prom(150, failed=50), None, signing="proxy", now=32.0)
+    assert (failed.status, failed.reason) == (ConditionStatus.FALSE, "SamplesRejected")

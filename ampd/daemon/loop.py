@@ -19,6 +19,7 @@ from pathlib import Path
 import structlog
 import watchfiles
 
+from ampd.core import Change, ResourceKey
 from ampd.daemon.metrics import Metrics
 from ampd.daemon.reconcile import Reconciler
 from ampd.daemon.wiring import (
@@ -32,7 +33,7 @@ from ampd.errors import AmpdError
 from ampd.gateways.files import atomic_write
 from ampd.gateways.notify import Notifier
 from ampd.gateways.paths import Paths
-from ampd.report.status import PassSummary, status_document
+from ampd.report.status import PassSummary, new_drift, status_document
 from ampd.spec.models import split_listen
 
 log = structlog.get_logger()
@@ -53,6 +54,7 @@ class Daemon:
         self.next_pass_at: float | None = None
         self.wedge_file = os.environ.get("AMPD_TEST_WEDGE_FILE")
         self.loop: asyncio.AbstractEventLoop | None = None
+        self.drift_seen: dict[ResourceKey, str] = {}
 
     def trigger(self, why: str) -> None:
         log.debug("trigger", why=why)
@@ -155,9 +157,10 @@ class Daemon:
         self.passes += 1
         self.next_pass_at = summary.next_pass_at
         now = time.time()
-        metrics.observe(summary, now)
+        fresh_drift, self.drift_seen = new_drift(self.drift_seen, summary.plan.drift)
+        metrics.observe(summary, now, fresh_drift)
         self._write_status(summary, now)
-        self._log_summary(summary)
+        self._log_summary(summary, fresh_drift)
         self.notifier.status(status_document(summary, pid=os.getpid(), now=now)["line"])
         if self.reload_requested:
             self.reload_requested = False
@@ -170,7 +173,7 @@ class Daemon:
         except AmpdError as e:
             log.error("status.write_failed", path=str(self.paths.status), error=str(e))
 
-    def _log_summary(self, s: PassSummary) -> None:
+    def _log_summary(self, s: PassSummary, fresh_drift: list[Change]) -> None:
         doc = status_document(s, pid=os.getpid(), now=time.time())
         log.info(
             "reconcile.summary",
@@ -185,7 +188,7 @@ class Daemon:
             spec_valid=s.spec_error is None,
             reconcile_id=s.reconcile_id,
         )
-        for change in s.plan.drift:
+        for change in fresh_drift:
             corrected = any(o.ok and o.change.key == change.key for o in s.outcomes)
             log.warning(
                 "drift.detected",

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import CounterMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ampd import __version__
-from ampd.core import Health, SyncStatus
+from ampd.core import Change, Health, SyncStatus
 from ampd.report.status import PassSummary
 
 
@@ -67,14 +67,14 @@ class Metrics:
         for outcome in ("ok", "partial", "error"):
             self.passes.labels(outcome)
 
-    def observe(self, s: PassSummary, end: float) -> None:
+    def observe(self, s: PassSummary, end: float, fresh_drift: Sequence[Change]) -> None:
         self.duration.observe(s.duration_s)
         outcome = "error" if s.spec_error else ("partial" if s.failed else "ok")
         self.passes.labels(outcome).inc()
         if outcome == "ok":
             self.last_success.set(end)
         self.spec_valid.set(0 if s.spec_error else 1)
-        for change in s.plan.drift:
+        for change in fresh_drift:
             self.drift.labels(change.key.kind.value).inc()
         self.sync.clear()
         self.health.clear()

@@ -476,7 +476,9 @@ class Reconciler:
         proxy_text = (
             observe_local.scrape(listens["sigv4-proxy"]) if "sigv4-proxy" in listens else None
         )
-        verdict = self.flow.observe(text, proxy_text, signing=signing_mode(spec, ctx))
+        verdict = self.flow.observe(
+            text, proxy_text, signing=signing_mode(spec, ctx), now=time.monotonic()
+        )
         if verdict.native_unsigned and not self.facts.native_failed:
             log.warning("remote_write.native_unsigned", detail=verdict.message)
             self.facts.native_failed = True

@@ -73,50 +73,80 @@ def _delta(new: float, old: float) -> float:
 
 
 class FlowTracker:
-    def __init__(self) -> None:
-        self.previous: Counters | None = None
+    """Compares counters with a baseline. Failures and accepted samples give a verdict at
+    once; "nothing was sent" needs a whole ``window`` of silence (Prometheus sends in
+    batches, so a short gap proves nothing). Between verdicts the last one stands."""
 
-    def observe(self, prom_text: str | None, proxy_text: str | None, *, signing: str) -> Verdict:
+    def __init__(self, window: float = 30.0) -> None:
+        self.window = window
+        self.previous: Counters | None = None  # the baseline
+        self.since: float | None = None  # when the baseline was taken
+        self.last: Verdict | None = None
+
+    def _rebase(self, counters: Counters, now: float | None, verdict: Verdict) -> Verdict:
+        self.previous, self.since, self.last = counters, now, verdict
+        return verdict
+
+    def observe(
+        self,
+        prom_text: str | None,
+        proxy_text: str | None,
+        *,
+        signing: str,
+        now: float | None = None,
+    ) -> Verdict:
+        """``now`` (seconds, any clock) enables the window; without it every call closes one."""
         if prom_text is None:
             return Verdict(
                 ConditionStatus.UNKNOWN, "NoMetrics", "Prometheus /metrics did not answer"
             )
-        now = read_counters(prom_text, proxy_text)
+        counters = read_counters(prom_text, proxy_text)
         before = self.previous or Counters(0, 0, 0, 0, {})
-        self.previous = now
-        sent = _delta(now.sent, before.sent)
-        failed = _delta(now.failed, before.failed)
-        retried = _delta(now.retried, before.retried)
+        if self.previous is None:
+            self.previous, self.since = Counters(0, 0, 0, 0, {}), now
+        sent = _delta(counters.sent, before.sent)
+        failed = _delta(counters.failed, before.failed)
+        retried = _delta(counters.retried, before.retried)
         ok = sent - failed - retried
         bad_codes = {
             code: _delta(v, before.upstream_codes.get(code, 0.0))
-            for code, v in now.upstream_codes.items()
+            for code, v in counters.upstream_codes.items()
             if not code.startswith("2")
         }
         bad_codes = {c: n for c, n in bad_codes.items() if n > 0}
         why = ", ".join(f"{int(n)}x HTTP {c}" for c, n in sorted(bad_codes.items()))
         if failed > 0 or (ok <= 0 and retried > 0):
-            detail = f"{int(failed)} samples failed, {int(retried)} retried since the last pass"
+            detail = f"{int(failed)} samples failed, {int(retried)} retried since the last check"
             if why:
                 detail += f"; upstream answered {why}"
             if "403" in bad_codes:
                 detail += " (AMP refused the signature or the role lacks aps:RemoteWrite)"
-            return Verdict(
+            verdict = Verdict(
                 ConditionStatus.FALSE,
                 "SamplesRejected",
                 detail,
                 native_unsigned=signing == "native" and ok <= 0,
             )
+            return self._rebase(counters, now, verdict)
         if ok > 0:
-            return Verdict(
+            verdict = Verdict(
                 ConditionStatus.TRUE,
                 "SamplesAccepted",
-                f"{int(ok)} samples accepted since the last pass",
+                f"{int(ok)} samples accepted since the last check",
             )
-        if now.pending > 0:
-            return Verdict(
+            return self._rebase(counters, now, verdict)
+        elapsed = None if now is None or self.since is None else now - self.since
+        if elapsed is not None and elapsed < self.window:
+            return self.last or Verdict(
+                ConditionStatus.UNKNOWN, "NoSamplesYet", "no samples sent yet"
+            )
+        if counters.pending > 0:
+            span = f"in {elapsed:.0f}s" if elapsed is not None else "since the last check"
+            verdict = Verdict(
                 ConditionStatus.FALSE,
                 "Stalled",
-                f"{int(now.pending)} samples pending and none sent since the last pass",
+                f"{int(counters.pending)} samples pending and none sent {span}",
             )
-        return Verdict(ConditionStatus.UNKNOWN, "NoSamplesYet", "no samples sent yet")
+            return self._rebase(counters, now, verdict)
+        verdict = Verdict(ConditionStatus.UNKNOWN, "NoSamplesYet", "no samples sent yet")
+        return self._rebase(counters, now, verdict)

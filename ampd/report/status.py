@@ -3,17 +3,20 @@ document (status.json, versioned), the one-line STATUS= roll-up, and exit codes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
 from ampd.core import (
+    Change,
     Condition,
     ConditionStatus,
     Health,
     Outcome,
     Plan,
+    ResourceKey,
     ResourceStatus,
     SyncStatus,
 )
@@ -192,3 +195,20 @@ def exit_code(doc: Mapping[str, Any]) -> int:
     if doc.get("sync") != "Synced" or doc.get("health") != "Healthy":
         return 2
     return 0
+
+
+def drift_signature(change: Change) -> str:
+    return json.dumps([change.before, change.after], sort_keys=True, default=str)
+
+
+def new_drift(
+    seen: Mapping[ResourceKey, str], drift: Sequence[Change]
+) -> tuple[list[Change], dict[ResourceKey, str]]:
+    """The drift not reported before (new, or changed again), and what is now seen.
+
+    Drift that is only reported (not corrected) stays in every plan; it is logged and
+    counted once, not once per pass. Drift that went away is forgotten.
+    """
+    now = {c.key: drift_signature(c) for c in drift}
+    fresh = [c for c in drift if seen.get(c.key) != now[c.key]]
+    return fresh, now

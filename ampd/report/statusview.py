@@ -47,7 +47,7 @@ def render_human(doc: dict[str, Any]) -> str:
         lines.append("last errors:")
         for e in doc["errors"][-5:]:
             lines.append(f"  {e['key']}: {e['message']}")
-    return "\n".join(lines) + "\n"
+    return "\n".join(line.rstrip() for line in lines) + "\n"
 
 
 def status_command(path: Path, *, as_json: bool) -> int:
