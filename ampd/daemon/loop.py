@@ -78,6 +78,7 @@ class Daemon:
             self_command=self_command(),
         )
         aws = rec.aws = make_aws(rec.store)
+        rec.on_aws_done = lambda: self._trigger_threadsafe("aws-done")
         metrics = Metrics(aws_call_counts() if aws is not None else None)
         rec.load_spec()
         if rec.loaded is not None and rec.loaded.spec.metrics.enabled:

@@ -50,7 +50,7 @@ NATIVE_SIGV4_MIN = (2, 50, 0)
 STARTUP_GRACE = 30.0  # seconds a just-started process may take to become ready
 HEALTH_INTERVAL = 10.0  # local health and remote-write evidence are re-read this often
 PROGRESS_RECHECK = 0.5  # a pass follows this soon when something is still starting
-AWS_PASS_TIMEOUT = 60.0
+AWS_PASS_TIMEOUT = 20.0  # well inside WatchdogSec: a pass must stay short
 
 
 @dataclass
@@ -95,6 +95,9 @@ class Reconciler:
         self.errors: list[dict[str, Any]] = []
         self._aws_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aws")
         self._aws_future: concurrent.futures.Future[Any] | None = None
+        self._aws_consumed = True
+        self._aws_waiting = False
+        self.on_aws_done: Callable[[], None] | None = None  # the daemon queues a pass
         self._restore_workspace()
 
     # ---- spec -------------------------------------------------------------------------
@@ -200,15 +203,56 @@ class Reconciler:
         return spec
 
     # ---- AWS --------------------------------------------------------------------------
-    def _aws_pass(self, spec: StateSpec, apply: bool, timeout: float) -> Any | None:
+    def _aws_pass(
+        self, spec: StateSpec, apply: bool, timeout: float
+    ) -> tuple[Any | None, list[Condition]]:
+        """The AWS side's result, never blocking the local side for more than ``timeout``.
+
+        A slow AWS pass goes on in its worker; the local side runs with the last known
+        workspace, and the result is used by the next pass (``on_aws_done`` queues one).
+        """
         if self.aws is None or (spec.workspace is None and spec.iam is None):
-            return None
-        if self._aws_future is None or self._aws_future.done():
-            self._aws_future = self._aws_pool.submit(self.aws.reconcile, spec, apply=apply)
+            return None, []
+        fut = self._aws_future
+        if fut is not None and fut.done() and not self._aws_consumed:
+            self._aws_consumed = True  # a slow pass finished in the background
+            return self._aws_outcome(fut), []
+        if fut is None or fut.done():
+            fut = self._aws_future = self._aws_pool.submit(self.aws.reconcile, spec, apply=apply)
+            self._aws_consumed = False
+            fut.add_done_callback(self._aws_finished)
+        self._aws_waiting = True
         try:
-            return self._aws_future.result(timeout=timeout)
+            result = fut.result(timeout=timeout)
         except concurrent.futures.TimeoutError:
-            log.warning("aws.pass.slow", timeout=timeout)
+            self._aws_waiting = False
+            log.warning("aws.pass.slow", waited_s=timeout)
+            return None, [
+                Condition(
+                    "AwsReachable",
+                    ConditionStatus.UNKNOWN,
+                    "Slow",
+                    f"the AWS pass is taking longer than {timeout:.0f}s; still running",
+                )
+            ]
+        except Exception:  # a bug in one side must not stop the other
+            self._aws_waiting = False
+            self._aws_consumed = True
+            return self._aws_outcome(fut), []
+        self._aws_waiting = False
+        self._aws_consumed = True
+        return result, []
+
+    def _aws_finished(self, _fut: concurrent.futures.Future[Any]) -> None:
+        # only a pass nobody waited for needs a new pass to pick its result up
+        if not self._aws_waiting and self.on_aws_done is not None:
+            self.on_aws_done()
+
+    def _aws_outcome(self, fut: concurrent.futures.Future[Any]) -> Any | None:
+        try:
+            return fut.result(timeout=0)
+        except Exception as e:
+            log.exception("aws.pass.crashed", error=str(e))
             return None
 
     # ---- the pass ---------------------------------------------------------------------
@@ -245,7 +289,8 @@ class Reconciler:
         spec = self.loaded.spec
 
         # AWS first: it tells the local side where the workspace is.
-        aws_result = self._aws_pass(spec, apply, aws_timeout)
+        aws_result, aws_conds = self._aws_pass(spec, apply, aws_timeout)
+        conds += aws_conds
         if aws_result is not None:
             plan = plan + aws_result.plan
             outcomes += list(aws_result.outcomes)
