@@ -352,8 +352,6 @@ def test_a_running_prometheus_survives_the_upgrade_and_goes_with_the_purge(
         box.read_file("/etc/ampd/state.yml") + LOCAL_PROMETHEUS
     )
     child = "ampd-prometheus.service"
-    box.write_file("/etc/systemd/system/ampd-prometheus.service.d/t.conf", "[Service]\nStateDirectory=ampd/data/prometheus-agent\n")
-    box.run("systemctl", "daemon-reload").check()
     deadline = time.monotonic() + 30
     while True:
         if "read-only file system" in box.journal(child):

@@ -22,13 +22,7 @@ import watchfiles
 from ampd.core import Change, ResourceKey
 from ampd.daemon.metrics import Metrics
 from ampd.daemon.reconcile import Reconciler
-from ampd.daemon.wiring import (
-    aws_call_counts,
-    make_aws,
-    make_instance_facts,
-    make_runtime,
-    self_command,
-)
+from ampd.daemon.wiring import api_call_counts, imds, make_aws, make_runtime, self_command
 from ampd.errors import AmpdError
 from ampd.gateways.files import atomic_write
 from ampd.gateways.notify import Notifier
@@ -74,12 +68,12 @@ class Daemon:
             self.state_path,
             self.paths,
             runtime,
-            instance_facts=make_instance_facts(),
+            instance_facts=imds.instance_labels,
             self_command=self_command(),
         )
-        aws = rec.aws = make_aws(rec.store)
+        rec.aws = make_aws(rec.store)
         rec.on_aws_done = lambda: self._trigger_threadsafe("aws-done")
-        metrics = Metrics(aws_call_counts() if aws is not None else None)
+        metrics = Metrics(api_call_counts)
         rec.load_spec()
         if rec.loaded is not None and rec.loaded.spec.metrics.enabled:
             host, port = split_listen(rec.loaded.spec.metrics.listen)

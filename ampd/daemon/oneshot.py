@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from ampd.daemon.reconcile import Reconciler
-from ampd.daemon.wiring import make_aws, make_instance_facts, make_runtime, self_command
+from ampd.daemon.wiring import imds, make_aws, make_runtime, self_command
 from ampd.gateways.files import atomic_write
 from ampd.gateways.paths import Paths
 from ampd.observe.specfile import load_and_check
@@ -24,7 +24,7 @@ def _reconciler(state: Path, paths: Paths) -> Reconciler:
         state,
         paths,
         runtime,
-        instance_facts=make_instance_facts(),
+        instance_facts=imds.instance_labels,
         self_command=self_command(),
         manage_processes=runtime.name != "supervisor",
     )

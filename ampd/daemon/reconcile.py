@@ -10,10 +10,11 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
+from ampd.act.aws import AwsResult
 from ampd.act.local import apply_local, command_from_rendered
 from ampd.core import (
     Condition,
@@ -53,6 +54,12 @@ PROGRESS_RECHECK = 0.5  # a pass follows this soon when something is still start
 AWS_PASS_TIMEOUT = 20.0  # well inside WatchdogSec: a pass must stay short
 
 
+class AwsSide(Protocol):
+    """What the pass needs of the AWS side (ampd.act.aws.AwsReconciler)."""
+
+    def reconcile(self, spec: StateSpec, *, apply: bool) -> AwsResult: ...
+
+
 @dataclass
 class Facts:
     """What the pass learned outside the spec, kept between passes."""
@@ -72,7 +79,7 @@ class Reconciler:
         paths: Paths,
         runtime: Runtime,
         *,
-        aws: Any | None = None,  # ampd.act.aws.AwsReconciler when the AWS side is present
+        aws: AwsSide | None = None,
         instance_facts: Callable[[], Mapping[str, str] | None] | None = None,
         self_command: str = "/usr/bin/ampd",
         manage_processes: bool = True,
@@ -94,7 +101,7 @@ class Reconciler:
         self.last_change: dict[ResourceKey, float] = {}
         self.errors: list[dict[str, Any]] = []
         self._aws_pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aws")
-        self._aws_future: concurrent.futures.Future[Any] | None = None
+        self._aws_future: concurrent.futures.Future[AwsResult] | None = None
         self._aws_consumed = True
         self._aws_waiting = False
         self.on_aws_done: Callable[[], None] | None = None  # the daemon queues a pass
@@ -205,7 +212,7 @@ class Reconciler:
     # ---- AWS --------------------------------------------------------------------------
     def _aws_pass(
         self, spec: StateSpec, apply: bool, timeout: float
-    ) -> tuple[Any | None, list[Condition]]:
+    ) -> tuple[AwsResult | None, list[Condition]]:
         """The AWS side's result, never blocking the local side for more than ``timeout``.
 
         A slow AWS pass goes on in its worker; the local side runs with the last known
@@ -243,12 +250,12 @@ class Reconciler:
         self._aws_consumed = True
         return result, []
 
-    def _aws_finished(self, _fut: concurrent.futures.Future[Any]) -> None:
+    def _aws_finished(self, _fut: concurrent.futures.Future[AwsResult]) -> None:
         # only a pass nobody waited for needs a new pass to pick its result up
         if not self._aws_waiting and self.on_aws_done is not None:
             self.on_aws_done()
 
-    def _aws_outcome(self, fut: concurrent.futures.Future[Any]) -> Any | None:
+    def _aws_outcome(self, fut: concurrent.futures.Future[AwsResult]) -> AwsResult | None:
         try:
             return fut.result(timeout=0)
         except Exception as e:
