@@ -14,6 +14,7 @@ from ampd.observe.specfile import load_and_check
 from ampd.render.context import RenderContext
 from ampd.render.files import render_all
 from ampd.report.plantext import plan_json, plan_text
+from ampd.report.status import PassSummary
 
 
 def _reconciler(state: Path, paths: Paths) -> Reconciler:
@@ -57,35 +58,40 @@ def render_command(state: Path, paths: Paths, out: Path | None) -> int:
     return 0
 
 
-def plan_command(state: Path, paths: Paths, *, as_json: bool, color: str) -> int:
+def _one_pass(
+    state: Path, paths: Paths, *, apply: bool, as_json: bool, color: bool
+) -> PassSummary | None:
+    """One pass, its plan (and outcomes) printed; None when the state file is invalid."""
     rec = _reconciler(state, paths)
-    summary = rec.run_pass(apply=False)
-    rec.close()
+    try:
+        summary = rec.run_pass(apply=apply)
+    finally:
+        rec.close()
     if summary.spec_error:
         print(summary.spec_error, file=sys.stderr)
-        return 1
-    use_color = color == "always" or (color == "auto" and sys.stdout.isatty())
+        return None
+    outcomes = summary.outcomes if apply else ()
     if as_json:
-        print(json.dumps(plan_json(summary.plan), indent=2, sort_keys=True))
+        print(json.dumps(plan_json(summary.plan, outcomes), indent=2, sort_keys=True))
     else:
-        sys.stdout.write(plan_text(summary.plan, color=use_color))
-    aws_errors = [o for o in summary.outcomes if not o.ok]
-    if aws_errors:
+        sys.stdout.write(plan_text(summary.plan, color=color, outcomes=outcomes))
+    return summary
+
+
+def plan_command(state: Path, paths: Paths, *, as_json: bool, color: str) -> int:
+    """0 in sync, 2 changes pending, 1 error (an invalid file, or AWS could not be read)."""
+    use_color = color == "always" or (color == "auto" and sys.stdout.isatty())
+    summary = _one_pass(state, paths, apply=False, as_json=as_json, color=use_color)
+    if summary is None or summary.failed:
         return 1
     return 0 if summary.plan.in_sync else 2
 
 
 def apply_command(state: Path, paths: Paths, *, as_json: bool) -> int:
-    rec = _reconciler(state, paths)
-    summary = rec.run_pass(apply=True)
-    rec.close()
-    if summary.spec_error:
-        print(summary.spec_error, file=sys.stderr)
+    """0 converged, 2 partly, 1 nothing could be done."""
+    summary = _one_pass(state, paths, apply=True, as_json=as_json, color=False)
+    if summary is None:
         return 1
-    if as_json:
-        print(json.dumps(plan_json(summary.plan, summary.outcomes), indent=2, sort_keys=True))
-    else:
-        sys.stdout.write(plan_text(summary.plan, color=False, outcomes=summary.outcomes))
     if summary.failed:
         return 2 if summary.applied else 1
     return 0

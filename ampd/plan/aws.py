@@ -280,6 +280,31 @@ def desired_workspace_children(spec: StateSpec, files: Mapping[str, bytes | None
     return DesiredSet(tuple(out), errors)
 
 
+def _role_policies(
+    role: str,
+    inline_name: str,
+    managed_name: str,
+    *,
+    scoped: bool,
+    document: Any,
+    managed: bool,
+    note: str,
+) -> list[Desired]:
+    """A role's permissions: our inline policy scoped to the workspace, or the AWS
+    managed policy attached, and the other one absent."""
+    inline = ResourceKey(Kind.IAM_POLICY, f"{role}/{inline_name}")
+    attached = ResourceKey(Kind.IAM_POLICY, f"{role}/{managed_name}")
+    if scoped:
+        return [
+            Desired(inline, {"document": document}, managed=managed, note=note),
+            Desired(attached, present=False, managed=managed, note=note),
+        ]
+    return [
+        Desired(attached, {"attached": True}, managed=managed, note=note),
+        Desired(inline, present=False, managed=managed, note=note),
+    ]
+
+
 def desired_iam(spec: StateSpec, *, account: str, ws_arn: str) -> DesiredSet:
     iam = spec.iam
     if iam is None:
@@ -300,16 +325,15 @@ def desired_iam(spec: StateSpec, *, account: str, ws_arn: str) -> DesiredSet:
                 note=note,
             )
         )
-        inline = ResourceKey(Kind.IAM_POLICY, f"{w.role_name}/{WRITER_INLINE}")
-        attached = ResourceKey(Kind.IAM_POLICY, f"{w.role_name}/{REMOTE_WRITE_MANAGED}")
-        if w.policy == "scoped":
-            out.append(
-                Desired(inline, {"document": writer_policy(ws_arn)}, managed=managed, note=note)
-            )
-            out.append(Desired(attached, present=False, managed=managed, note=note))
-        else:
-            out.append(Desired(attached, {"attached": True}, managed=managed, note=note))
-            out.append(Desired(inline, present=False, managed=managed, note=note))
+        out += _role_policies(
+            w.role_name,
+            WRITER_INLINE,
+            REMOTE_WRITE_MANAGED,
+            scoped=w.policy == "scoped",
+            document=writer_policy(ws_arn),
+            managed=managed,
+            note=note,
+        )
         if w.instance_profile is not None:
             out.append(
                 Desired(
@@ -335,16 +359,15 @@ def desired_iam(spec: StateSpec, *, account: str, ws_arn: str) -> DesiredSet:
                 note=note,
             )
         )
-        inline = ResourceKey(Kind.IAM_POLICY, f"{r.role_name}/{READER_INLINE}")
-        attached = ResourceKey(Kind.IAM_POLICY, f"{r.role_name}/{QUERY_MANAGED}")
-        if r.policy == "scoped":
-            out.append(
-                Desired(inline, {"document": reader_policy(ws_arn)}, managed=managed, note=note)
-            )
-            out.append(Desired(attached, present=False, managed=managed, note=note))
-        else:
-            out.append(Desired(attached, {"attached": True}, managed=managed, note=note))
-            out.append(Desired(inline, present=False, managed=managed, note=note))
+        out += _role_policies(
+            r.role_name,
+            READER_INLINE,
+            QUERY_MANAGED,
+            scoped=r.policy == "scoped",
+            document=reader_policy(ws_arn),
+            managed=managed,
+            note=note,
+        )
     return DesiredSet(tuple(out))
 
 
