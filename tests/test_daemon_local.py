@@ -104,7 +104,7 @@ def test_mode_flip_restarts_prometheus(ampd_proc: AmpdProcess, ports: tuple[int,
     ampd_proc.wait_healthy()
     flags = get_json(f"http://{listen}/api/v1/status/flags")["data"]
     assert "agent" not in flags.get("enable-feature", "")
-    assert flags["storage.tsdb.path"].endswith("prometheus-server")
+    assert flags["storage.tsdb.path"].endswith("prometheus/server")
     assert resource(ampd_proc, "process", "prometheus")["message"] != pid_before
     # server mode answers queries; agent mode does not
     assert get_json(f"http://{listen}/api/v1/query?query=up")["status"] == "success"

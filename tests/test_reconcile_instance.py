@@ -26,7 +26,7 @@ def make(tmp_path: Path, instance_id: str) -> tuple[Reconciler, Paths]:
 
 def test_new_instance_drops_per_instance_state(tmp_path: Path) -> None:
     paths = Paths(tmp_path / "lib", tmp_path / "run")
-    wal = paths.state_dir / "data" / "prometheus-agent" / "wal"
+    wal = paths.state_dir / "data" / "prometheus" / "agent" / "wal"
     wal.mkdir(parents=True)
     (wal / "00000001").write_bytes(b"samples of the baking instance")
     Store(paths.store).save(
@@ -51,7 +51,7 @@ def test_new_instance_drops_per_instance_state(tmp_path: Path) -> None:
 
 def test_same_instance_keeps_state(tmp_path: Path) -> None:
     paths = Paths(tmp_path / "lib", tmp_path / "run")
-    wal = paths.state_dir / "data" / "prometheus-agent"
+    wal = paths.state_dir / "data" / "prometheus" / "agent"
     wal.mkdir(parents=True)
     Store(paths.store).save(StoredState(instance_id="i-same", applied={"file/x": "1"}))
     rec, _ = make(tmp_path, "i-same")

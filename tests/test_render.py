@@ -306,18 +306,18 @@ def test_header_names_source_and_drift_policy(drift: str, verb: str) -> None:
     [
         pytest.param(
             {},
-            ["--enable-feature=agent", f"--storage.agent.path={STATE_DIR}/data/prometheus-agent"],
+            ["--enable-feature=agent", f"--storage.agent.path={STATE_DIR}/data/prometheus/agent"],
             id="agent",
         ),
         pytest.param(
             {"mode": "server"},
-            [f"--storage.tsdb.path={STATE_DIR}/data/prometheus-server"],
+            [f"--storage.tsdb.path={STATE_DIR}/data/prometheus/server"],
             id="server",
         ),
         pytest.param(
             {"mode": "server", "retention": "90d"},
             [
-                f"--storage.tsdb.path={STATE_DIR}/data/prometheus-server",
+                f"--storage.tsdb.path={STATE_DIR}/data/prometheus/server",
                 "--storage.tsdb.retention.time=90d",
             ],
             id="server-retention",

@@ -21,6 +21,11 @@ class Notifier:
         self.address: str | None = addr or None
         usec = os.environ.get("WATCHDOG_USEC")
         pid = os.environ.get("WATCHDOG_PID")
+        if address is None:
+            # like sd_notify(unset_environment=1): children must not inherit the socket
+            # (systemd refuses, and logs, notifications from anything but the main pid)
+            for name in ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"):
+                os.environ.pop(name, None)
         ours = pid is None or pid == str(os.getpid())
         self.watchdog_interval: float | None = (
             int(usec) / 1_000_000 / 2 if usec and usec.isdigit() and ours else None

@@ -89,7 +89,8 @@ def render_prometheus(spec: StateSpec, ctx: RenderContext) -> bytes:
 def prometheus_argv(spec: StateSpec, ctx: RenderContext) -> list[str]:
     prom = spec.prometheus
     assert prom is not None
-    data = f"{ctx.state_dir}/data/prometheus-{prom.mode}"
+    # under data/prometheus/: the directory ampd-prometheus.service may write
+    data = f"{ctx.state_dir}/data/prometheus/{prom.mode}"
     argv = [
         prom.binary,
         f"--config.file={ctx.state_dir}/generated/prometheus.yml",

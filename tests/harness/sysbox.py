@@ -223,6 +223,7 @@ def ensure_rootfs() -> Path:
             return final
         started = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=".rootfs-", dir=CACHE_DIR))
+        tmp.chmod(0o755)  # mkdtemp's 0700 would lock non-root users out of the root
         try:
             _log(f"building {final.name} from {apt_mirror()} (once; about a minute)")
             subprocess.run(
