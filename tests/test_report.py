@@ -403,7 +403,11 @@ FLOWS = [
     (
         "stalled",
         [(prom(100), None, "proxy"), (prom(100, pending=500), None, "proxy")],
-        (ConditionStatus.FALSE, "Stalled", "500 samples pending and none sent since the last check"),
+        (
+            ConditionStatus.FALSE,
+            "Stalled",
+            "500 samples pending and none sent since the last check",
+        ),
         False,
     ),
     (

@@ -112,6 +112,14 @@ class AmpdProcess:
                 self.proc.wait(5)
         return int(self.proc.returncode)
 
+    def print_log_tail(self, lines: int = 60) -> None:
+        if self.log_path.exists():
+            tail = self.log_path.read_text(errors="replace").splitlines()[-lines:]
+            print(f"--- last {len(tail)} lines of {self.log_path} ---", *tail, sep="\n")
+        status = self.status()
+        if status is not None:
+            print("--- status.json ---", json.dumps(status, indent=1)[:4000], sep="\n")
+
     def status(self) -> dict[str, Any] | None:
         try:
             data: dict[str, Any] = json.loads((self.runtime_dir / "status.json").read_text())
@@ -185,6 +193,7 @@ def ampd_proc(tmp_path: Path) -> Iterator[AmpdProcess]:
     proc = AmpdProcess(tmp_path)
     yield proc
     proc.stop()
+    proc.print_log_tail()  # pytest shows it only when the test failed
 
 
 def prometheus_pids(marker: str) -> list[int]:
