@@ -218,6 +218,13 @@ CASES: list[tuple[str, dict[str, Any], str, str, dict[str, Any]]] = [
         "must be an http(s):// URL",
         doc(aws={"data_plane_url": "http://127.0.0.1:9999"}),
     ),
+    (
+        "data-plane-url-path",
+        doc(aws={"data_plane_url": "https://vpce.example/prefix"}),
+        "aws.data_plane_url",
+        "must be scheme://host[:port] only",
+        doc(aws={"data_plane_url": "https://vpce.example/"}),
+    ),
 ]
 
 

@@ -85,6 +85,7 @@ class Reconciler:
         manage_processes: bool = True,
     ) -> None:
         self.manage_processes = manage_processes
+        self._tcp_probed: set[str] = set()  # processes without a health URL
         self.state_path = state_path
         self.paths = paths
         self.runtime = runtime
@@ -353,6 +354,8 @@ class Reconciler:
         local_plan = fplan + pplan
         plan = plan + local_plan
         listens = self._listens(spec) if self.manage_processes else {}
+        external_proxy = spec.proxy is not None and spec.proxy.implementation != "builtin"
+        self._tcp_probed = {"sigv4-proxy"} if external_proxy else set()
         if apply and local_plan.changes:
             local_outcomes = apply_local(
                 local_plan.changes,
@@ -480,7 +483,7 @@ class Reconciler:
                         )
                     )
                 continue
-            probe = observe_local.probe_health(name, listen)
+            probe = observe_local.probe_health(name, listen, tcp_only=name in self._tcp_probed)
             if probe.ok:
                 health, msg = Health.HEALTHY, f"pid {st.pid}"
             elif st.started_at is not None and time.time() - st.started_at < STARTUP_GRACE:
@@ -525,9 +528,9 @@ class Reconciler:
                 "Prometheus is not running",
             )
         text = observe_local.scrape(listens["prometheus"])
-        proxy_text = (
-            observe_local.scrape(listens["sigv4-proxy"]) if "sigv4-proxy" in listens else None
-        )
+        builtin_proxy = "sigv4-proxy" in listens and "sigv4-proxy" not in self._tcp_probed
+        # (an external aws-sigv4-proxy would sign and forward a /metrics request upstream)
+        proxy_text = observe_local.scrape(listens["sigv4-proxy"]) if builtin_proxy else None
         verdict = self.flow.observe(
             text, proxy_text, signing=signing_mode(spec, ctx), now=time.monotonic()
         )

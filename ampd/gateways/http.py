@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -24,3 +25,13 @@ def request(
         return HttpResult(e.code, e.read().decode("utf-8", "replace"))
     except (urllib.error.URLError, OSError, TimeoutError) as e:
         return HttpResult(0, str(getattr(e, "reason", e)))
+
+
+def tcp_listening(listen: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts connections on HOST:PORT (for servers with no health URL)."""
+    host, _, port = listen.rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ampd.core import ProcessState
 from ampd.gateways.files import read_bytes, sha256_bytes
-from ampd.gateways.http import request
+from ampd.gateways.http import request, tcp_listening
 from ampd.gateways.runtime import Runtime
 
 
@@ -38,7 +38,12 @@ class Probe:
     detail: str
 
 
-def probe_health(name: str, listen: str, timeout: float = 2.0) -> Probe:
+def probe_health(name: str, listen: str, timeout: float = 2.0, *, tcp_only: bool = False) -> Probe:
+    """GET the process' health URL; ``tcp_only`` for servers that have none (aws-sigv4-proxy
+    would sign and forward any path, so only its port is checked)."""
+    if tcp_only:
+        ok = tcp_listening(listen, timeout)
+        return Probe(ok, "accepting connections" if ok else f"not answering on {listen}")
     res = request(f"http://{listen}{HEALTH_PATHS[name]}", timeout=timeout)
     if res.status == 200:
         return Probe(True, "ready")

@@ -139,8 +139,16 @@ def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR091
         )
     if aws.endpoint_url is not None and not aws.endpoint_url.startswith(("https://", "http://")):
         out.append((("aws", "endpoint_url"), "must be an http(s):// URL"))
-    if aws.data_plane_url is not None and not aws.data_plane_url.startswith(
-        ("https://", "http://")
-    ):
-        out.append((("aws", "data_plane_url"), "must be an http(s):// URL"))
+    if aws.data_plane_url is not None:
+        scheme, sep, rest = aws.data_plane_url.partition("://")
+        if scheme not in ("http", "https") or not sep:
+            out.append((("aws", "data_plane_url"), "must be an http(s):// URL"))
+        elif "/" in rest.rstrip("/"):
+            out.append(
+                (
+                    ("aws", "data_plane_url"),
+                    "must be scheme://host[:port] only: the paths "
+                    "stay /workspaces/<id>/api/v1/..., as on AMP",
+                )
+            )
     return out

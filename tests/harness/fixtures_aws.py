@@ -20,7 +20,7 @@ from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.imds import ImdsServer
 
 REGION = "eu-west-1"
-DATA_PLANE_URL = "http://127.0.0.1:9/data-plane"
+DATA_PLANE_URL = "http://127.0.0.1:9"  # nothing listens: AWS tests need only the URLs
 
 _CLEARED = (
     "AWS_PROFILE",
