@@ -22,6 +22,13 @@ def ms(seconds: float) -> str:
     return f"{seconds * 1000:.0f} ms"
 
 
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
 def config_has(listen: str, job: str) -> bool:
     return f"job_name: {job}" in get_json(f"http://{listen}/api/v1/status/config")["data"]["yaml"]
 
@@ -63,6 +70,8 @@ def main() -> None:
                 wait_for("healthy again", partial(replaced, proc, pid), 60, every=0.01)
                 restarts.append(time.perf_counter() - t0)
             passes = [e["duration_ms"] for e in proc.events("reconcile.summary")]
+            assert proc.proc is not None
+            rss_mib = rss_kib(proc.proc.pid) / 1024
         finally:
             proc.stop()
     q = statistics.quantiles(edits, n=20)
@@ -82,6 +91,8 @@ def main() -> None:
             f"| {q[18] * 1000:.0f} ms | {max(edits) * 1000:.0f} ms |",
             f"| kill -9 Prometheus -> Healthy again (3 rounds, backoff 1-2 s) | "
             f"{statistics.median(restarts) * 1000:.0f} ms | - | {max(restarts) * 1000:.0f} ms |",
+            f"| ampd daemon resident memory after {ROUNDS} edits and 3 restarts | "
+            f"{rss_mib:.0f} MiB | - | - |",
             f"| reconcile pass duration ({len(passes)} passes) | "
             f"{statistics.median(passes):.0f} ms | - | {max(passes):.0f} ms |",
         ]

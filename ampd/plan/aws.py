@@ -280,8 +280,9 @@ def desired_workspace_children(spec: StateSpec, files: Mapping[str, bytes | None
     return DesiredSet(tuple(out), errors)
 
 
-def _role_policies(
+def _role_with_policies(
     role: str,
+    role_fields: dict[str, Any],
     inline_name: str,
     managed_name: str,
     *,
@@ -290,16 +291,19 @@ def _role_policies(
     managed: bool,
     note: str,
 ) -> list[Desired]:
-    """A role's permissions: our inline policy scoped to the workspace, or the AWS
+    """A role and its permissions: our inline policy scoped to the workspace, or the AWS
     managed policy attached, and the other one absent."""
+    out = [Desired(ResourceKey(Kind.IAM_ROLE, role), role_fields, managed=managed, note=note)]
     inline = ResourceKey(Kind.IAM_POLICY, f"{role}/{inline_name}")
     attached = ResourceKey(Kind.IAM_POLICY, f"{role}/{managed_name}")
     if scoped:
         return [
+            *out,
             Desired(inline, {"document": document}, managed=managed, note=note),
             Desired(attached, present=False, managed=managed, note=note),
         ]
     return [
+        *out,
         Desired(attached, {"attached": True}, managed=managed, note=note),
         Desired(inline, present=False, managed=managed, note=note),
     ]
@@ -316,17 +320,9 @@ def desired_iam(spec: StateSpec, *, account: str, ws_arn: str) -> DesiredSet:
         w = iam.writer
         managed = w.manage
         note = "" if managed else "iam.writer.manage is false"
-        role = ResourceKey(Kind.IAM_ROLE, w.role_name)
-        out.append(
-            Desired(
-                role,
-                {"trust": _trust({"Service": "ec2.amazonaws.com"}), "tags": tags},
-                managed=managed,
-                note=note,
-            )
-        )
-        out += _role_policies(
+        out += _role_with_policies(
             w.role_name,
+            {"trust": _trust({"Service": "ec2.amazonaws.com"}), "tags": tags},
             WRITER_INLINE,
             REMOTE_WRITE_MANAGED,
             scoped=w.policy == "scoped",
@@ -351,16 +347,9 @@ def desired_iam(spec: StateSpec, *, account: str, ws_arn: str) -> DesiredSet:
             f"arn:aws:iam::{account}:role/{writer_name}" if t == "writer" else t for t in r.trusted
         )
         trust = _trust({"AWS": principals} if principals else {"Service": "ec2.amazonaws.com"})
-        out.append(
-            Desired(
-                ResourceKey(Kind.IAM_ROLE, r.role_name),
-                {"trust": trust, "tags": tags},
-                managed=managed,
-                note=note,
-            )
-        )
-        out += _role_policies(
+        out += _role_with_policies(
             r.role_name,
+            {"trust": trust, "tags": tags},
             READER_INLINE,
             QUERY_MANAGED,
             scoped=r.policy == "scoped",
