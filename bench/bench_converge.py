@@ -74,7 +74,8 @@ def main() -> None:
             rss_mib = rss_kib(proc.proc.pid) / 1024
         finally:
             proc.stop()
-    q = statistics.quantiles(edits, n=20)
+    q = statistics.quantiles(edits, n=20, method="inclusive")
+    live_q = statistics.quantiles(live, n=20, method="inclusive")
     md = "\n".join(
         [
             "## Convergence (bench/bench_converge.py)",
@@ -84,7 +85,7 @@ def main() -> None:
             "| measure | p50 | p95 | max |",
             "|---|---|---|---|",
             f"| state.yml edit -> new config live in Prometheus (/api/v1/status/config) | "
-            f"{ms(statistics.median(live))} | {ms(statistics.quantiles(live, n=20)[18])} "
+            f"{ms(statistics.median(live))} | {ms(live_q[18])} "
             f"| {ms(max(live))} |",
             f"| state.yml edit -> new job in /api/v1/targets (Prometheus applies target "
             f"changes at most every 5 s) | {statistics.median(edits) * 1000:.0f} ms "
