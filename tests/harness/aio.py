@@ -11,11 +11,12 @@ import signal
 import socket
 import threading
 from collections.abc import Callable, Coroutine, Mapping
-from types import TracebackType
 from typing import Any, NamedTuple, Self, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
+
+from tests.harness.lifecycle import StartStop
 
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
@@ -59,7 +60,7 @@ class LoopThread:
             self.loop.close()
 
 
-class ThreadedApp:
+class ThreadedApp(StartStop):
     """An aiohttp application served on 127.0.0.1 from its own loop thread.
 
     Subclasses implement ``make_app()``; ``url``/``port`` are set once started.
@@ -114,17 +115,6 @@ class ThreadedApp:
             self._loop_thread.call(self._stop())
         self._loop_thread.stop()
         self._loop_thread = None
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
 
 def wait_for_signal() -> None:

@@ -41,6 +41,8 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.harness.lifecycle import StartStop
+
 ACCOUNT_ID = "123456789012"
 DEFAULT_PRINCIPAL = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/ampd-test/i-0123456789abcdef0"
 DEFAULT_RETENTION_DAYS = 150
@@ -149,7 +151,7 @@ class _State:
     fail_creations: int = 0
 
 
-class AwsEmulator:
+class AwsEmulator(StartStop):
     """moto server + our layer. ``endpoint`` is what AWS_ENDPOINT_URL should point at."""
 
     def __init__(
@@ -212,12 +214,6 @@ class AwsEmulator:
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
-
-    def __enter__(self) -> AwsEmulator:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def port(self) -> int:

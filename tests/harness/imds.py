@@ -28,6 +28,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.harness.lifecycle import StartStop
+
 MAX_TTL = 21600
 
 
@@ -43,7 +45,7 @@ class Credentials:
         return dt.datetime.fromtimestamp(self.expires_at, dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-class ImdsServer:
+class ImdsServer(StartStop):
     def __init__(
         self,
         *,
@@ -98,12 +100,6 @@ class ImdsServer:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
-
-    def __enter__(self) -> ImdsServer:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     @property
     def endpoint(self) -> str:

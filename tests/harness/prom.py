@@ -20,10 +20,10 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any, Literal, Self
 
 from tests.harness.aio import LOOPBACK, free_port, run_standalone
+from tests.harness.lifecycle import StartStop
 
 BINARY = "/usr/bin/prometheus"
 DEFAULT_CONFIG = "global:\n  scrape_interval: 15s\n"
@@ -37,7 +37,7 @@ def prometheus_available(binary: str = BINARY) -> bool:
     return Path(binary).is_file()
 
 
-class Prometheus:
+class Prometheus(StartStop):
     """One Prometheus process on a free 127.0.0.1 port, with its own data directory.
 
     ``mode="server"`` keeps a TSDB and (with ``remote_write_receiver``) accepts
@@ -158,17 +158,6 @@ class Prometheus:
     def stop(self) -> None:
         self._terminate()
         self._cleanup_dir()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     def logs(self) -> str:
         try:

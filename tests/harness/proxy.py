@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import time
-from types import TracebackType
 from typing import Any, Self
 
 from ampd.proxy.config import ProxyConfig
 from ampd.proxy.server import ProxyServer, RequestSigner
 from tests.harness.aio import LoopThread
+from tests.harness.lifecycle import StartStop
 
 
-class ThreadedProxy:
+class ThreadedProxy(StartStop):
     """Starts a ProxyServer on its own event loop thread; ``url`` once started."""
 
     def __init__(
@@ -65,14 +65,3 @@ class ThreadedProxy:
                 return value
             time.sleep(0.01)
         return value
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
