@@ -338,7 +338,9 @@ def test_unreachable_endpoint_fails_fast_and_keeps_last_workspace(
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
     started = time.monotonic()
     result = reconciler(tmp_path).reconcile(make_spec(rule_files), apply=True)
-    assert time.monotonic() - started < 3.0
+    # a refused connection answers at once; a pass that retried or waited on timeouts
+    # would take far longer than this bound (which leaves room for a loaded machine)
+    assert time.monotonic() - started < 8.0
     assert cond(result, "AwsReachable") is ConditionStatus.FALSE
     assert result.workspace is not None and result.workspace.id == "ws-known"
     assert result.workspace.remote_write_url.endswith("/workspaces/ws-known/api/v1/remote_write")
