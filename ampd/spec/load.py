@@ -26,6 +26,18 @@ from ampd.spec.models import StateSpec
 Loc = tuple[str | int, ...]
 
 
+_MISSING = object()
+
+
+def _step(node: Any, part: str | int) -> Any:
+    """The child of a YAML node, or _MISSING."""
+    if isinstance(node, CommentedMap) and part in node:
+        return node[part]
+    if isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+        return node[part]
+    return _MISSING
+
+
 @dataclass(frozen=True)
 class Positions:
     """Maps a field path to the (line, column) where the file says it, both 1-based."""
@@ -51,6 +63,15 @@ class Positions:
             else:
                 break
         return best
+
+    def contains(self, loc: Sequence[str | int]) -> bool:
+        """Whether the file itself says this field (rather than leaving it to a default)."""
+        node = self.root
+        for part in loc:
+            node = _step(node, part)
+            if node is _MISSING:
+                return False
+        return True
 
     def walk_keys(self) -> Iterator[tuple[Loc, Any]]:
         yield from _walk((), self.root)
@@ -259,7 +280,15 @@ def load_spec(text: str, file: str) -> LoadedSpec:
         raise SpecError(_dedupe(problems)) from None
     spec = resolve_relative(spec, str(PurePosixPath(file).parent))
     loaded = LoadedSpec(spec, file, positions, hashlib.sha256(text.encode()).hexdigest())
-    semantic = [loaded.problem(loc, msg) for loc, msg in semantic_problems(spec)]
+    semantic = [
+        loaded.problem(
+            loc,
+            msg
+            if positions.contains(loc)
+            else f"{msg} (this is the default value; set it in the file to change it)",
+        )
+        for loc, msg in semantic_problems(spec)
+    ]
     if semantic:
         raise SpecError(semantic)
     return loaded
