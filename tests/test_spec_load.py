@@ -832,7 +832,7 @@ def test_spec_is_frozen() -> None:
 
 
 def test_a_clash_with_a_default_says_it_is_the_default() -> None:
-    found = problems("version: 1\nprometheus:\n  listen: 127.0.0.1:9795\n  remote_write: null\n")
+    found = problems("prometheus:\n  listen: 127.0.0.1:9795\n  remote_write: null\n")
     assert [p.path for p in found] == ["metrics.listen"]
     assert "already used by prometheus.listen" in found[0].message
     assert "this is the default value" in found[0].message
@@ -840,7 +840,7 @@ def test_a_clash_with_a_default_says_it_is_the_default() -> None:
 
 def test_a_clash_in_the_file_has_no_default_note() -> None:
     found = problems(
-        "version: 1\nprometheus:\n  listen: 127.0.0.1:9000\n  remote_write: null\n"
+        "prometheus:\n  listen: 127.0.0.1:9000\n  remote_write: null\n"
         "metrics:\n  listen: 127.0.0.1:9000\n"
     )
     assert [(p.path, p.line) for p in found] == [("metrics.listen", 6)]
