@@ -176,32 +176,20 @@ def workspace_arn(region: str, account: str, workspace_id: str | None) -> str:
     return f"arn:aws:aps:{region}:{account}:workspace/{workspace_id or UNKNOWN_ID}"
 
 
-def writer_policy(ws_arn: str) -> dict[str, Any]:
+def _scoped_policy(sid: str, actions: list[str], ws_arn: str) -> dict[str, Any]:
+    """An inline policy allowing ``actions`` on this workspace only."""
     return {
         "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "AmpdRemoteWrite",
-                "Effect": "Allow",
-                "Action": ["aps:RemoteWrite"],
-                "Resource": ws_arn,
-            }
-        ],
+        "Statement": [{"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": ws_arn}],
     }
+
+
+def writer_policy(ws_arn: str) -> dict[str, Any]:
+    return _scoped_policy("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn)
 
 
 def reader_policy(ws_arn: str) -> dict[str, Any]:
-    return {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Sid": "AmpdQuery",
-                "Effect": "Allow",
-                "Action": list(READER_ACTIONS),
-                "Resource": ws_arn,
-            }
-        ],
-    }
+    return _scoped_policy("AmpdQuery", list(READER_ACTIONS), ws_arn)
 
 
 def _trust(principal: Mapping[str, Any]) -> dict[str, Any]:

@@ -31,9 +31,7 @@ import json
 import logging
 import os
 import re
-import signal
 import socket
-import sys
 import threading
 import time
 import urllib.parse
@@ -41,6 +39,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.harness.aio import run_standalone
 from tests.harness.lifecycle import StartStop
 
 ACCOUNT_ID = "123456789012"
@@ -818,23 +817,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data-plane-url", default=None)
     parser.add_argument("--creation-delay", type=float, default=0.0)
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
-    em = AwsEmulator(host=args.host, port=args.port, data_plane_url=args.data_plane_url).start()
-    em.creation_delay(args.creation_delay)
-    line = {
-        "endpoint": em.endpoint,
-        "moto_endpoint": em.moto_endpoint,
-        "data_plane_url": em.data_plane_url,
-        "account_id": ACCOUNT_ID,
-        "pid": os.getpid(),
-    }
-    sys.stdout.write(json.dumps(line) + "\n")
-    sys.stdout.flush()
-    stop.wait()
-    em.stop()
-    return 0
+    em = AwsEmulator(host=args.host, port=args.port, data_plane_url=args.data_plane_url)
+
+    def start() -> dict[str, Any]:
+        em.start()
+        em.creation_delay(args.creation_delay)
+        return {
+            "endpoint": em.endpoint,
+            "moto_endpoint": em.moto_endpoint,
+            "data_plane_url": em.data_plane_url,
+            "account_id": ACCOUNT_ID,
+            "pid": os.getpid(),
+        }
+
+    return run_standalone(start, em.stop)
 
 
 if __name__ == "__main__":

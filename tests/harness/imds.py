@@ -20,14 +20,13 @@ import datetime as dt
 import json
 import os
 import secrets
-import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.harness.aio import run_standalone
 from tests.harness.lifecycle import StartStop
 
 MAX_TTL = 21600
@@ -268,22 +267,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--instance-id", default="i-0123456789abcdef0")
     parser.add_argument("--role", default="ampd-writer")
     args = parser.parse_args(argv)
-    stop = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    signal.signal(signal.SIGINT, lambda *_: stop.set())
     server = ImdsServer(
         host=args.host,
         port=args.port,
         region=args.region,
         instance_id=args.instance_id,
         role=args.role or None,
-    ).start()
-    line = {"endpoint": server.endpoint, "region": server.region, "pid": os.getpid()}
-    sys.stdout.write(json.dumps(line) + "\n")
-    sys.stdout.flush()
-    stop.wait()
-    server.stop()
-    return 0
+    )
+
+    def start() -> dict[str, Any]:
+        server.start()
+        return {"endpoint": server.endpoint, "region": server.region, "pid": os.getpid()}
+
+    return run_standalone(start, server.stop)
 
 
 if __name__ == "__main__":
