@@ -69,7 +69,7 @@ def by_name(s: StateSpec, c: RenderContext) -> dict[str, bytes]:
 # ---------------------------------------------------------------------------------------
 # prometheus.yml variants: (id, spec sections, context changes, expected remote_write)
 
-QUEUE = {"capacity": 10000, "max_samples_per_send": 2000}
+QUEUE = {"capacity": 10000, "max_samples_per_send": 2000, "retry_on_http_429": True}
 VIA_PROXY = {
     "name": "amp",
     "url": "http://127.0.0.1:8005/workspaces/ws-1234/api/v1/remote_write",
@@ -136,7 +136,12 @@ VARIANTS: list[tuple[str, dict[str, Any], dict[str, Any], list[dict[str, Any]] |
         [
             {
                 **NATIVE,
-                "queue_config": {"capacity": 500, "max_samples_per_send": 100, "max_shards": 4},
+                "queue_config": {
+                    "capacity": 500,
+                    "max_samples_per_send": 100,
+                    "max_shards": 4,
+                    "retry_on_http_429": True,
+                },
             }
         ],
     ),

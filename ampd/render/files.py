@@ -86,6 +86,48 @@ def render_prometheus(spec: StateSpec, ctx: RenderContext) -> bytes:
     return text.encode()
 
 
+def _block(lines: list[str], header: str) -> list[str]:
+    """The line ``header`` and every following line indented deeper than it."""
+    for i, line in enumerate(lines):
+        if line.rstrip() == header:
+            depth = len(header) - len(header.lstrip())
+            out = [line]
+            for follow in lines[i + 1 :]:
+                if follow.strip() and len(follow) - len(follow.lstrip()) <= depth:
+                    break
+                out.append(follow)
+            while out and not out[-1].strip():
+                out.pop()
+            return out
+    return []
+
+
+def queue_sections(prometheus_yml: bytes) -> tuple[bytes, bytes]:
+    """The bytes of ``global.external_labels`` and of ``remote_write`` in a rendered
+    prometheus.yml (empty when absent).
+
+    Prometheus rebuilds its remote-write queue -- dropping what it held -- when either
+    changes on a reload; everything else (scrape jobs, intervals, the header) leaves the
+    queue alone. Both are rendered only from the workspace, the remote-write settings and
+    the labels, never from scrape jobs.
+    """
+    lines = prometheus_yml.decode().splitlines(keepends=True)
+    labels = "".join(_block(lines, "  external_labels:"))
+    remote_write = "".join(_block(lines, "remote_write:"))
+    return labels.encode(), remote_write.encode()
+
+
+def queue_fingerprint(prometheus_yml: bytes) -> str:
+    """sha256 over :func:`queue_sections`: equal fingerprints, same queue after a reload.
+    A reload that changes it makes Prometheus drop what its queue held, so wait for the
+    queue to drain first (``ampd.gateways.promqueue.wait_drained``)."""
+    labels, remote_write = queue_sections(prometheus_yml)
+    digest = hashlib.sha256()
+    for part in (labels, remote_write):
+        digest.update(len(part).to_bytes(8, "big") + part)
+    return digest.hexdigest()
+
+
 def prometheus_argv(spec: StateSpec, ctx: RenderContext) -> list[str]:
     prom = spec.prometheus
     assert prom is not None
