@@ -3,6 +3,7 @@ RELOADING=1/READY=1 around SIGHUP; a wedged loop stops the watchdog pings."""
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import time
@@ -91,3 +92,57 @@ def test_ready_status_watchdog_and_reload(tmp_path: Path, notify: NotifySocket) 
     finally:
         assert proc.stop() == 0
     assert "STOPPING=1" in notify.fields()
+
+
+def test_a_notify_socket_that_stops_draining_never_blocks_the_loop(
+    tmp_path: Path, notify: NotifySocket
+) -> None:
+    """#17: sendto() on a full notify socket used to block the loop, and SIGTERM was then
+    ignored until the socket went away. Nobody reads ``notify`` in this test."""
+    proc = AmpdProcess(
+        tmp_path,
+        env={
+            "NOTIFY_SOCKET": notify.address,
+            "WATCHDOG_USEC": "100000",  # a ping every 50 ms fills the queue within a second
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        },
+    )
+    proc.write_state(
+        {
+            "version": 1,
+            "prometheus": {"enabled": False},
+            "metrics": {"listen": f"127.0.0.1:{free_port()}"},
+        }
+    )
+
+    def events() -> list[str]:
+        lines = proc.log_path.read_text(errors="replace").splitlines()
+        return [json.loads(line).get("event", "") for line in lines if line.startswith("{")]
+
+    try:
+        proc.start()
+        wait_for("the daemon to drop a notification", lambda: "notify.dropped" in events())
+        # the loop still runs passes: a state edit is picked up and reported
+        first = wait_for("status.json", proc.status)
+        proc.write_state(
+            {
+                "version": 1,
+                "prometheus": {"enabled": False},
+                "metrics": {"listen": f"127.0.0.1:{free_port()}"},
+            }
+        )
+        wait_for(
+            "a pass after the edit",
+            lambda: (proc.status() or {}).get("generated_at") != first.get("generated_at"),
+        )
+    finally:
+        stopped_at = time.monotonic()
+        code = proc.stop(timeout=20)
+        took = time.monotonic() - stopped_at
+        if code != 0:
+            proc.print_log_tail()
+    assert code == 0
+    assert took < 15, f"SIGTERM took {took:.1f} s"
+    assert events().count("notify.dropped") >= 1
+    assert "daemon.stopping" in events()
+    assert len(notify.drain()) > 0  # READY=1 and the first pings did land

@@ -185,3 +185,72 @@ def test_listener_gone_after_start(short_dir: Path) -> None:
     with capture_logs() as logs:
         assert notifier.watchdog() is False
     assert len(logs) == 1
+
+
+# -- a notify socket that stops draining (#17) ---------------------------------------
+
+
+def _fill(listener: Listener) -> int:
+    """Queue datagrams on the listener until the kernel refuses one; nobody reads them."""
+    filler = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_NONBLOCK)
+    target = "\0" + listener.address[1:] if listener.address.startswith("@") else listener.address
+    queued = 0
+    try:
+        while queued < 100_000:
+            try:
+                filler.sendto(b"FILLER=1", target)
+            except BlockingIOError:
+                return queued
+            queued += 1
+    finally:
+        filler.close()
+    raise AssertionError("the notify socket never filled up")
+
+
+def test_a_full_socket_drops_and_counts_without_blocking(listener: Listener) -> None:
+    notifier = Notifier(listener.address)
+    queued = _fill(listener)
+    assert queued > 0
+    with capture_logs() as logs:
+        started = time.monotonic()
+        assert notifier.watchdog() is False
+        assert notifier.status("Synced · Healthy") is False
+        assert notifier.watchdog() is False
+        took = time.monotonic() - started
+    # A blocking send would never return here (nobody reads); a non-blocking one takes µs.
+    assert took < 1.0
+    assert (notifier.dropped, notifier.failed) == (3, 0)
+    # one warning for the whole streak, not one per datagram
+    assert [(e["event"], e["log_level"]) for e in logs] == [("notify.dropped", "warning")]
+    assert logs[0]["socket"] == listener.address
+
+    assert len(listener.messages()) == queued  # systemd catches up
+    with capture_logs() as logs:
+        assert notifier.watchdog() is True
+    # the last STATUS that was dropped rides along with the next datagram that goes out
+    assert listener.messages() == [["STATUS=Synced · Healthy", "WATCHDOG=1"]]
+    assert [e["event"] for e in logs] == ["notify.delivering_again"]
+    assert notifier.watchdog() is True
+    assert listener.messages() == [["WATCHDOG=1"]]  # delivered once, not forever
+    assert notifier.dropped == 3
+
+
+def test_a_dropped_ready_is_delivered_with_the_next_datagram(listener: Listener) -> None:
+    notifier = Notifier(listener.address)
+    _fill(listener)
+    assert notifier.ready("Unknown · starting") is False
+    assert notifier.status("Synced · Healthy") is False
+    listener.messages()
+    assert notifier.watchdog() is True
+    assert listener.messages() == [["READY=1", "STATUS=Synced · Healthy", "WATCHDOG=1"]]
+    assert notifier.dropped == 2
+
+
+def test_a_reload_or_stop_cancels_an_undelivered_ready(listener: Listener) -> None:
+    notifier = Notifier(listener.address)
+    _fill(listener)
+    assert notifier.ready("starting") is False
+    listener.messages()
+    assert notifier.stopping() is True
+    # READY=1 after STOPPING=1 would be a lie; the STATUS line is still the latest one
+    assert listener.messages() == [["STATUS=starting", "STOPPING=1"]]
