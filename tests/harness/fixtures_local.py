@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import http.client
 import json
 import os
 import signal
@@ -11,6 +12,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -28,17 +30,40 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 20.0, every: float = 0.1) -> Any:
-    """Poll ``fn`` until it returns something truthy; fail with ``what`` at the deadline."""
+# What "not yet" looks like while polling a process that is starting or restarting: a
+# refused or reset connection, a file not written yet, an HTTP error status. Anything else
+# (a KeyError, a JSON decode error, a failed assert) is a bug in the test or in ampd, and
+# is raised at once instead of being retried until the deadline.
+NOT_YET: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
+
+
+def wait_for(
+    what: str,
+    fn: Callable[[], Any],
+    timeout: float = 20.0,
+    every: float = 0.1,
+    not_yet: tuple[type[BaseException], ...] = NOT_YET,
+) -> Any:
+    """Poll ``fn`` until it returns something truthy; fail with ``what`` at the deadline.
+
+    Exceptions in ``not_yet`` count as "not yet" (the last one is shown at the deadline);
+    any other exception propagates immediately.
+    """
     deadline = time.monotonic() + timeout
     last: Any = None
-    while time.monotonic() < deadline:
-        with contextlib.suppress(Exception):
+    while True:
+        try:
             last = fn()
+        except not_yet as e:
+            last = e
+            if isinstance(e, urllib.error.HTTPError):
+                e.close()  # it holds the response's socket
+        else:
             if last:
                 return last
+        if time.monotonic() >= deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
         time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 class AmpdProcess:
@@ -121,10 +146,13 @@ class AmpdProcess:
             print("--- status.json ---", json.dumps(status, indent=1)[:4000], sep="\n")
 
     def status(self) -> dict[str, Any] | None:
+        """status.json, or None before ampd wrote it. ampd replaces it atomically
+        (temp file + rename), so a file that does not parse is a bug, never "not yet"."""
         try:
-            data: dict[str, Any] = json.loads((self.runtime_dir / "status.json").read_text())
-        except (FileNotFoundError, ValueError):
+            text = (self.runtime_dir / "status.json").read_text()
+        except FileNotFoundError:
             return None
+        data: dict[str, Any] = json.loads(text)
         return data
 
     def resource(self, kind: str, name: str) -> dict[str, Any] | None:
@@ -150,8 +178,45 @@ class AmpdProcess:
     def events(self, name: str) -> list[dict[str, Any]]:
         return [e for e in self.logs() if e.get("event") == name]
 
+    def log_mark(self) -> int:
+        """How many log lines ampd has written so far (for ``wait_applied``)."""
+        return (
+            len(self.log_path.read_text(errors="replace").splitlines())
+            if self.log_path.exists()
+            else 0
+        )
+
+    def applied_since(self, mark: int) -> set[tuple[str, str]]:
+        """(key, action) of every change ampd applied after log line ``mark``."""
+        lines = self.log_path.read_text(errors="replace").splitlines()[mark:]
+        out = set()
+        for line in lines:
+            with contextlib.suppress(ValueError):
+                e = json.loads(line)
+                if e.get("event") == "change.applied":
+                    out.add((str(e["key"]), str(e["action"])))
+        return out
+
+    def wait_applied(
+        self, mark: int, *expected: tuple[str, str], timeout: float = 20.0
+    ) -> set[tuple[str, str]]:
+        """Wait until ampd applied every ``expected`` (key, action) after log line ``mark``;
+        returns everything it applied since then. Unlike ``status()["last_pass"]``, the log
+        keeps a pass's changes when the next pass (set off by ampd's own write into
+        ``generated/``, say) overwrites status.json a moment later."""
+        want = set(expected)
+        return set(
+            wait_for(
+                f"ampd to apply {sorted(want)}",
+                lambda: (got := self.applied_since(mark)) >= want and got,
+                timeout,
+            )
+        )
+
     def wait_spec(self, timeout: float = 20.0) -> dict[str, Any]:
-        """The first status of a pass that ran on the state file as it is now."""
+        """A status written by a pass on the state file as it is now. Not necessarily the
+        first such pass: its ``last_pass`` may already describe a later one (use
+        ``wait_applied`` to see what a change of the state file made ampd do)."""
         want = hashlib.sha256(self.state_file.read_bytes()).hexdigest()
         return dict(
             wait_for(
