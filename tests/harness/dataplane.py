@@ -280,8 +280,10 @@ class DataPlane(ThreadedApp):
     IMDS stand-in's ``secret_for``); ``workspaces`` is a set of known ids or a predicate.
     Tests read ``accepted``, ``rejected`` (reason -> count), ``accepted_key_ids``,
     ``seen`` and ``in_flight``; they may set ``tamper`` (every signature is wrong),
-    ``fault`` ((status, body) answered to accepted requests instead of forwarding),
-    ``delay`` (seconds before answering) and ``clock``.
+    ``fault`` ((status, body) answered to accepted requests instead of forwarding, with
+    ``fault_headers``; or ``throttle()``/``unavailable()``/``healthy()``), ``delay``
+    (seconds before answering) and ``clock``; ``refuse_connections()`` closes the
+    listening socket (clients get ECONNREFUSED) until ``accept_connections()``.
     """
 
     name = "dataplane"
@@ -310,6 +312,9 @@ class DataPlane(ThreadedApp):
         self.clock = clock
         self.tamper = False
         self.fault: tuple[int, bytes] | None = None
+        self.fault_headers: dict[str, str] = {}
+        self.faulted = 0  # requests answered with ``fault``
+        self.refusing = False
         self.delay = 0.0
         self.in_flight = 0
         self._lock = threading.Lock()
@@ -324,6 +329,52 @@ class DataPlane(ThreadedApp):
 
     def remote_write_url(self, workspace_id: str) -> str:
         return f"{self.workspace_url(workspace_id)}/api/v1/remote_write"
+
+    # -- fault injection ----------------------------------------------------------------
+    def throttle(self, retry_after: float | None = 1.0) -> None:
+        """Answer every accepted request like a throttled workspace: HTTP 429 (AMP's
+        ThrottlingException body), with ``Retry-After`` in whole seconds when given."""
+        self.fault_headers = (
+            {"Retry-After": str(max(1, round(retry_after)))} if retry_after is not None else {}
+        )
+        self.fault_headers["x-amzn-ErrorType"] = "ThrottlingException"
+        self.fault = (429, b'{"message":"Rate exceeded"}')
+
+    def unavailable(self, status: int = 503) -> None:
+        """Answer every accepted request with a 5xx (ServiceUnavailable by default)."""
+        self.fault_headers = {"x-amzn-ErrorType": "ServiceUnavailableException"}
+        self.fault = (status, b'{"message":"Service Unavailable"}')
+
+    def healthy(self) -> None:
+        """Stop injecting answers (connections are left as they are)."""
+        self.fault = None
+        self.fault_headers = {}
+
+    def refuse_connections(self) -> None:
+        """Close the listening socket: new connections are refused, the port is kept."""
+        if not self.refusing:
+            self.run(self._stop_sites())
+            self.refusing = True
+
+    def accept_connections(self) -> None:
+        if self.refusing:
+            self.run(self._restart_site())
+            self.refusing = False
+
+    async def _stop_sites(self) -> None:
+        assert self._runner is not None
+        for site in list(self._runner.sites):
+            await site.stop()
+        # and drop open keep-alive connections, as a host that went away would
+        server = self._runner.server
+        for handler in list(server.connections) if server is not None else []:
+            handler.force_close()
+            if handler.transport is not None:
+                handler.transport.close()
+
+    async def _restart_site(self) -> None:
+        assert self._runner is not None
+        await web.TCPSite(self._runner, self.host, self.port).start()
 
     def reset(self) -> None:
         with self._lock:
@@ -411,7 +462,14 @@ class DataPlane(ThreadedApp):
             await asyncio.sleep(self.delay)
         if self.fault is not None:
             status, payload = self.fault
-            return web.Response(status=status, body=payload, content_type="text/plain")
+            with self._lock:
+                self.faulted += 1
+            return web.Response(
+                status=status,
+                body=payload,
+                content_type="text/plain",
+                headers=dict(self.fault_headers) or None,
+            )
         if _WRITE_RE.match(path):
             if request.method != "POST":
                 return _aws_error(405, "ValidationException", "remote_write takes POST")

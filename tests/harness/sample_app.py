@@ -1,6 +1,9 @@
 """A tiny application with a /metrics endpoint whose values change.
 
 ampd_demo_requests_total        counter, +1 on every request (scrapes included)
+ampd_demo_scrapes_total         counter, +1 on every /metrics request, before answering:
+                                scrape k reads k, so the values that reach a receiver
+                                say exactly which scrapes were lost on the way
 ampd_demo_temperature_celsius   gauge, drifts with time
 
 python -m tests.harness.sample_app --port 8080
@@ -34,11 +37,19 @@ class SampleApp(ThreadedApp):
         self.temperature = Gauge(
             "ampd_demo_temperature_celsius", "A made-up temperature", registry=self.registry
         )
+        self.scrapes_counter = Counter(
+            "ampd_demo_scrapes", "Scrapes of /metrics served", registry=self.registry
+        )
         self._started_at = time.monotonic()
 
     @property
     def target(self) -> str:
         return f"{self.host}:{self.port}"
+
+    @property
+    def scrapes(self) -> int:
+        """How many times /metrics has been served (the last value handed out)."""
+        return int(self.registry.get_sample_value("ampd_demo_scrapes_total") or 0)
 
     @property
     def metrics_url(self) -> str:
@@ -56,6 +67,7 @@ class SampleApp(ThreadedApp):
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self.requests.inc()
+        self.scrapes_counter.inc()
         t = time.monotonic() - self._started_at
         self.temperature.set(round(21.0 + 3.0 * math.sin(t / 30.0), 3))
         return web.Response(
