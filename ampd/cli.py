@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ampd.errors import AmpdError, SpecError
+
+if TYPE_CHECKING:
+    from ampd.gateways.paths import Paths
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -16,12 +21,17 @@ EXIT_CHANGES = 2
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ampd", description=__doc__)
-    p.add_argument("--state", help="state file (env AMPD_STATE, default /etc/ampd/state.yml)")
+    p.add_argument(
+        "--state",
+        help="state file, ssm:NAME or s3://BUCKET/KEY (env AMPD_STATE; /etc/ampd/state.yml)",
+    )
     p.add_argument("--log-format", choices=["json", "console", "auto"], default="auto")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("run", help="the daemon (what the unit runs)")
-    v = sub.add_parser("validate", help="check a state file; FILE:LINE:COL: messages")
+    v = sub.add_parser(
+        "validate", help="check a state file, ssm:NAME or s3://BUCKET/KEY; FILE:LINE:COL: messages"
+    )
     v.add_argument("file", nargs="?")
     v.add_argument("--no-promtool", action="store_true", help="skip promtool check rules")
     pl = sub.add_parser("plan", help="observe and plan once; change nothing (0 in sync, 2 pending)")
@@ -38,6 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("--out", help="directory (default: the state directory's generated/)")
     sub.add_parser("schema", help="JSON Schema of the state file")
     sub.add_parser("version", help="versions and runtime")
+    bk = sub.add_parser("bake", help="prepare an image: drop per-instance state, keep fleet facts")
+    bk.add_argument("--json", action="store_true")
+    bk.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
     ex = sub.add_parser("exec", help="exec a managed process from its generated command")
     ex.add_argument("name", choices=["prometheus", "sigv4-proxy", "grafana"])
     return p
@@ -76,12 +89,21 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{k}: {val}")
         return EXIT_OK
     if cmd == "validate":
-        from ampd.observe.specfile import load_and_check
+        from ampd.observe.specfile import load_and_check, open_source, source_name
 
-        path = Path(args.file) if args.file else state_file_from_env(args.state)
-        load_and_check(path, run_promtool=not args.no_promtool)
-        print(f"{path}: valid")
+        raw = args.file or args.state or str(state_file_from_env(None))
+        remote = source_name(raw)
+        if remote is not None:
+            load_and_check(open_source(remote, None, run_promtool=not args.no_promtool))
+            print(f"{remote}: valid")
+            return EXIT_OK
+        load_and_check(Path(raw), run_promtool=not args.no_promtool)
+        print(f"{raw}: valid")
         return EXIT_OK
+    if cmd == "bake":
+        from ampd.daemon.bake import bake_command
+
+        return bake_command(resolve_paths(), as_json=args.json, dry_run=args.dry_run)
     if cmd == "exec":
         from ampd.daemon.execproc import exec_process
 
@@ -95,7 +117,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ampd.report.statusview import status_command
 
         return status_command(resolve_paths().status, as_json=args.json)
-    state = state_file_from_env(args.state)
+    state = _state(args.state, cmd, resolve_paths())
     if cmd == "render":
         from ampd.daemon.oneshot import render_command
 
@@ -113,6 +135,21 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return run_daemon(state, resolve_paths())
     raise AssertionError(cmd)
+
+
+def _state(cli_value: str | None, cmd: str, paths: Paths) -> Path:
+    """The state path; an ``ssm:``/``s3://`` one is opened (and registered) here: ``run``
+    and ``apply`` keep its last good copy under the state directory, ``plan`` and
+    ``render`` only read that copy."""
+    from ampd.gateways.paths import state_file_from_env
+    from ampd.observe.specfile import open_source, source_name
+
+    raw = cli_value or os.environ.get("AMPD_STATE")
+    remote = source_name(raw) if raw else None
+    if remote is None:
+        return state_file_from_env(cli_value)
+    open_source(remote, paths.state_dir / "source", write_cache=cmd in {"run", "apply"})
+    return Path(remote)
 
 
 def dump_json(data: object) -> None:

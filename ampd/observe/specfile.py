@@ -3,6 +3,10 @@
 Referenced files must exist and be readable; rule files must pass ``promtool check rules``;
 the alert manager file must be YAML with a ``route``; a Grafana credentials file must not
 be readable by others.
+
+A state "path" may also be ``ssm:NAME`` or ``s3://BUCKET/KEY`` (:mod:`ampd.observe.source`):
+:func:`open_source` registers one (with its cache directory) and :func:`load_and_check` /
+:func:`read_state_file` given that name answer with its last good version.
 """
 
 from __future__ import annotations
@@ -16,10 +20,68 @@ from ruamel.yaml.error import YAMLError
 from ampd.errors import PermanentError, Problem, SpecError
 from ampd.gateways import promtool
 from ampd.gateways.files import read_text
+from ampd.gateways.statesource import SourceFetcher, parse_ref
+from ampd.observe.source import Fetcher, StateSource
 from ampd.spec.load import LoadedSpec, load_spec
 
+_SOURCES: dict[str, StateSource] = {}
 
-def read_state_file(path: Path) -> str:
+
+def source_name(path: Path | str) -> str | None:
+    """``ssm:NAME`` / ``s3://BUCKET/KEY`` when ``path`` names a remote state, else None.
+    (``Path("s3://b/k")`` reads back as ``s3:/b/k``; both spellings are understood.)"""
+    text = str(path)
+    if text.startswith("ssm:"):
+        return text
+    if text.startswith("s3:/"):
+        return "s3://" + text[4:].lstrip("/")
+    return None
+
+
+def open_source(
+    location: str,
+    cache_dir: Path | None,
+    *,
+    run_promtool: bool = True,
+    fetcher: Fetcher | None = None,
+    write_cache: bool = True,
+) -> StateSource:
+    """The StateSource for ``location`` (registered: later calls by name find it).
+
+    ``cache_dir`` None: no cache (validate); ``write_cache=False``: the cached copy is used
+    when the source is unreachable but nothing is written (plan, render)."""
+    name = source_name(location) or location
+    src = StateSource(
+        parse_ref(name),
+        cache_dir,
+        fetcher if fetcher is not None else SourceFetcher(),
+        validate=lambda loaded: file_problems(loaded, run_promtool=run_promtool),
+        write_cache=write_cache,
+    )
+    _SOURCES[name] = src
+    return src
+
+
+def state_source_for(path: Path | str | StateSource) -> StateSource | None:
+    """The registered source behind a state path (None for a local file)."""
+    if isinstance(path, StateSource):
+        return path
+    name = source_name(path)
+    if name is None:
+        return None
+    return _SOURCES.get(name) or open_source(name, None)
+
+
+def forget_sources() -> None:
+    """Drop every registered source (tests)."""
+    _SOURCES.clear()
+
+
+def read_state_file(path: Path | StateSource) -> str:
+    src = state_source_for(path)
+    if src is not None:
+        return src.text()
+    assert isinstance(path, Path)
     try:
         return read_text(path)
     except FileNotFoundError:
@@ -108,8 +170,14 @@ def file_problems(loaded: LoadedSpec, *, run_promtool: bool = True) -> list[Prob
     return out
 
 
-def load_and_check(path: Path, *, run_promtool: bool = True) -> LoadedSpec:
-    """The validated spec, or SpecError listing every problem of the file."""
+def load_and_check(path: Path | StateSource, *, run_promtool: bool = True) -> LoadedSpec:
+    """The validated spec, or SpecError listing every problem of the file.
+
+    For a remote source: its last good version (polling first when a poll is due)."""
+    src = state_source_for(path)
+    if src is not None:
+        return src.current()
+    assert isinstance(path, Path)
     loaded = load_spec(read_state_file(path), str(path))
     problems = file_problems(loaded, run_promtool=run_promtool)
     if problems:

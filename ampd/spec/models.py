@@ -273,6 +273,31 @@ class MetricsSpec(Strict):
     scrape: bool = True
 
 
+_LOCATION_RE = re.compile(r"^(ssm:[A-Za-z0-9_.\-/]+|s3://[a-z0-9][a-z0-9.\-]{1,62}/.+)$")
+
+
+def _check_location(text: str) -> str:
+    if not _LOCATION_RE.match(text) or text.endswith("/"):
+        raise ValueError(f"{text!r} is not a state location: use ssm:NAME or s3://BUCKET/KEY")
+    return text
+
+
+class StateSourceSpec(Strict):
+    """How ampd follows a state document held in SSM Parameter Store or S3."""
+
+    # looked at this often, with +-20 % jitter so a fleet does not poll in step
+    poll_interval: Duration = "60s"
+    # where the fleet's hosts read this state; with iam.writer managed, the writer role
+    # may read exactly this parameter or object (and the files named beside it)
+    location: Annotated[str, AfterValidator(_check_location)] | None = None
+
+    @model_validator(mode="after")
+    def _not_too_often(self) -> StateSourceSpec:
+        if duration_seconds(self.poll_interval) < 5:
+            raise ValueError("poll_interval must be at least 5s (Parameter Store rate limits)")
+        return self
+
+
 class StateSpec(Strict):
     version: Literal[1]
     stack: StackName = "default"
@@ -283,6 +308,7 @@ class StateSpec(Strict):
     proxy: ProxySpec | None = None
     grafana: GrafanaSpec | None = None
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
+    state_source: StateSourceSpec = Field(default_factory=StateSourceSpec)
     runtime: Literal["auto", "systemd", "supervisor"] = "auto"
 
     @property

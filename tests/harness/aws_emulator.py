@@ -102,7 +102,18 @@ _AMP_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("DELETE", r"^/tags/.+$", "UntagResource"),
     ]
 ]
-_READ_PREFIXES = ("Describe", "List", "Get")
+_READ_PREFIXES = ("Describe", "List", "Get", "Head")
+# services whose errors are JSON (aps: REST-JSON; ssm: JSON 1.1 with X-Amz-Target)
+_JSON_SERVICES = frozenset({"aps", "ssm"})
+# path-style S3: (method, has a key) -> operation, for recording and fault injection
+_S3_OPERATIONS = {
+    ("GET", True): "GetObject",
+    ("HEAD", True): "HeadObject",
+    ("PUT", True): "PutObject",
+    ("DELETE", True): "DeleteObject",
+    ("PUT", False): "CreateBucket",
+    ("GET", False): "ListObjects",
+}
 # Reads and deletes are allowed on a workspace that is not ACTIVE; other writes conflict.
 _ALLOWED_WHILE_BUSY = frozenset({"DeleteWorkspace"})
 _CREDENTIAL_RE = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/")
@@ -405,7 +416,11 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, json.dumps(doc).encode(), {"Content-Type": "application/json"})
 
     def _error(self, service: str, status: int, code: str, message: str) -> None:
-        if service == "aps":
+        if service == "s3":  # REST-XML, no envelope
+            xml = f"<Error><Code>{code}</Code><Message>{_xml(message)}</Message></Error>"
+            self._send(status, xml.encode(), {"Content-Type": "application/xml"})
+            return
+        if service in _JSON_SERVICES:
             body = json.dumps({"message": message, "__type": code}).encode()
             headers = {"Content-Type": "application/json", "x-amzn-ErrorType": code}
             self._send(status, body, headers)
@@ -447,6 +462,12 @@ class _Handler(BaseHTTPRequestHandler):
                 if hit:
                     return op, hit.groupdict().get("ws")
             return "Unknown", None
+        target = self.headers.get("X-Amz-Target", "")
+        if service in _JSON_SERVICES and target:  # e.g. AmazonSSM.GetParameters
+            return target.rpartition(".")[2], None
+        if service == "s3":
+            key = "/" in path.strip("/")
+            return _S3_OPERATIONS.get((method, key), "Unknown"), None
         form = urllib.parse.parse_qs(body.decode("utf-8", errors="replace"))
         query = urllib.parse.parse_qs(urllib.parse.urlsplit(self.path).query)
         action = (form.get("Action") or query.get("Action") or ["Unknown"])[0]
@@ -481,17 +502,17 @@ class _Handler(BaseHTTPRequestHandler):
                     f"resource: {resource} because no identity-based policy allows the "
                     f"{action} action"
                 )
-                code = "AccessDeniedException" if service == "aps" else "AccessDenied"
+                code = "AccessDeniedException" if service in _JSON_SERVICES else "AccessDenied"
                 self._error(service, 403, code, message)
                 return
             elif fault.kind == "throttle":
                 status_box[0] = fault.status
-                code = "ThrottlingException" if service == "aps" else "Throttling"
+                code = "ThrottlingException" if service in _JSON_SERVICES else "Throttling"
                 self._error(service, fault.status, code, "Rate exceeded")
                 return
             elif fault.kind == "error":
                 status_box[0] = fault.status
-                code = "InternalServerException" if service == "aps" else "ServiceFailure"
+                code = "InternalServerException" if service in _JSON_SERVICES else "ServiceFailure"
                 self._error(service, fault.status, code, "emulated server error")
                 return
         lose_response = any(f.kind == "drop_after" for f in em._take_faults(operation))

@@ -1,0 +1,450 @@
+"""A state document followed in SSM Parameter Store or S3, with a last good copy on disk.
+
+:class:`StateSource` is what the daemon holds instead of a path when ``--state`` is
+``ssm:NAME`` or ``s3://BUCKET/KEY``:
+
+- ``current()`` is the last good spec (``load_and_check`` calls it); the first call
+  fetches, later ones poll only when due. The spec's referenced files that live beside the
+  state (relative names: same SSM prefix / S3 key directory, or explicit ``ssm:``/``s3://``)
+  are fetched too and point at local copies; absolute paths stay local files.
+- ``poll()`` looks once (one ``GetParameters`` call for SSM); a new version is validated
+  exactly like a local file (errors ``ssm:/fleet/prod/ampd:LINE:COL: ...``) and, when
+  good, becomes current and is cached (mode 0600) under ``<state dir>/source/``.
+- A bad version is remembered by version and hash: not re-validated, not retried until
+  the document changes; ``StateSourceValid=False`` says where it is wrong, and the last
+  good spec keeps running. An unreachable source runs the cached copy
+  (``StateSourceReachable=False``).
+- ``next_poll_in()`` is the time to the next look: ``state_source.poll_interval`` (60 s)
+  with +-20 % jitter.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import structlog
+
+from ampd.core import Condition, ConditionStatus
+from ampd.errors import AmpdError, Problem, SpecError
+from ampd.gateways.files import atomic_write, read_bytes, remove
+from ampd.gateways.statesource import Fetched, SourceError, SourceRef, parse_ref, scratch_dir
+from ampd.spec.load import LoadedSpec, load_spec
+from ampd.spec.models import duration_seconds
+
+log = structlog.get_logger()
+
+JITTER = 0.2
+DEFAULT_INTERVAL = 60.0
+
+
+class Fetcher(Protocol):
+    def fetch(
+        self, refs: Sequence[SourceRef], known: Mapping[SourceRef, str]
+    ) -> dict[SourceRef, Fetched | SourceError]: ...
+
+
+Validate = Callable[[LoadedSpec], list[Problem]]
+
+
+@dataclass
+class _Doc:
+    ref: SourceRef
+    version: str
+    data: bytes
+
+
+@dataclass
+class _Good:
+    loaded: LoadedSpec
+    state: _Doc
+    files: dict[str, _Doc] = field(default_factory=dict)  # raw file value -> document
+
+    @property
+    def key(self) -> str:
+        return _combo_hash(self.state, self.files)
+
+
+def _combo_hash(state: _Doc, files: Mapping[str, _Doc]) -> str:
+    h = hashlib.sha256(state.data)
+    for raw, doc in sorted(files.items()):
+        h.update(b"\x1f" + raw.encode() + b"\x1e" + doc.data)
+    return h.hexdigest()
+
+
+def referenced_files(root: Any) -> list[tuple[tuple[str | int, ...], str]]:
+    """(field path, raw value) of every rule-group and alert-manager file the text names."""
+    out: list[tuple[tuple[str | int, ...], str]] = []
+    ws = root.get("workspace") if isinstance(root, dict) else None
+    if not isinstance(ws, dict):
+        return out
+    for i, group in enumerate(ws.get("rule_groups") or []):
+        if isinstance(group, dict) and isinstance(group.get("file"), str):
+            out.append((("workspace", "rule_groups", i, "file"), group["file"]))
+    am = ws.get("alertmanager")
+    if isinstance(am, dict) and isinstance(am.get("file"), str):
+        out.append((("workspace", "alertmanager", "file"), am["file"]))
+    return out
+
+
+def _remote_value(raw: str) -> bool:
+    return not raw.startswith("/")
+
+
+class StateSource:
+    """The spec from a remote document. Not thread-safe: the reconcile pass owns it."""
+
+    def __init__(
+        self,
+        location: str | SourceRef,
+        cache_dir: Path | None,
+        fetcher: Fetcher,
+        *,
+        validate: Validate,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        now: Callable[[], float] = time.time,
+        write_cache: bool = True,
+    ) -> None:
+        self.ref = location if isinstance(location, SourceRef) else parse_ref(location)
+        self.cache_dir = cache_dir  # None: no cache at all (validate)
+        self.write_cache = write_cache and cache_dir is not None  # False: plan, render
+        self._fetcher = fetcher
+        self._validate = validate
+        self._clock = clock
+        self._now = now
+        self._rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
+        self._good: _Good | None = None
+        self._bad: dict[str, str] = {}  # hash of a bad state + its files -> first error
+        self._seen: dict[SourceRef, _Doc] = {}  # the newest version of each document
+        self._seen_files: list[SourceRef] = []  # what the newest state names beside it
+        self._error: SpecError | None = None  # the newest version's problems, if any
+        self._unreachable: str | None = None  # why the last look failed to read
+        self._unreachable_reason = "Unreachable"
+        self._scratch: Path | None = None
+        self._due = 0.0  # clock value; 0: poll at first use
+        self._polls = 0
+        self.transitions: dict[str, float] = {}
+        if cache_dir is not None:
+            self._load_cache()
+
+    # -- the daemon's interface ---------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.ref)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __fspath__(self) -> str:
+        return str(self.absolute())
+
+    def absolute(self) -> Path:
+        """The local cached copy: what a file watcher watches (a new version lands there)."""
+        return (self.cache_dir or Path("/nonexistent")) / "state.yml"
+
+    def next_poll_in(self) -> float:
+        return max(0.0, self._due - self._clock())
+
+    def interval(self) -> float:
+        if self._good is None:
+            return DEFAULT_INTERVAL
+        return duration_seconds(self._good.loaded.spec.state_source.poll_interval)
+
+    def current(self) -> LoadedSpec:
+        """The last good spec (polling first when a poll is due); SpecError when there is
+        none: the one line says which source and why."""
+        if self._polls == 0 or self.next_poll_in() <= 0:
+            self.poll()
+        if self._good is not None:
+            return self._good.loaded
+        if self._error is not None:
+            raise self._error
+        raise _one(self.name, self._unreachable or "not fetched yet")
+
+    def text(self) -> str:
+        """The current good document's text (for callers that parse it themselves)."""
+        self.current()
+        assert self._good is not None
+        return self._good.state.data.decode()
+
+    def conditions(self) -> list[Condition]:
+        reach = (
+            Condition(
+                "StateSourceReachable",
+                ConditionStatus.FALSE,
+                self._unreachable_reason,
+                f"{self.name}: {self._unreachable}" + self._running(),
+            )
+            if self._unreachable
+            else Condition("StateSourceReachable", ConditionStatus.TRUE, "Fetched", self.name)
+        )
+        if self._error is not None:
+            first = str(self._error).splitlines()[0]
+            valid = Condition(
+                "StateSourceValid", ConditionStatus.FALSE, "Invalid", first + self._running()
+            )
+        elif self._good is not None:
+            valid = Condition(
+                "StateSourceValid",
+                ConditionStatus.TRUE,
+                "Valid",
+                f"{self.name} version {self._good.state.version}",
+            )
+        else:
+            valid = Condition("StateSourceValid", ConditionStatus.UNKNOWN, "NotFetched", "")
+        return [reach, valid]
+
+    def _running(self) -> str:
+        good = self._good
+        return f"; running the last good version ({good.state.version})" if good else ""
+
+    def poll(self) -> bool:
+        """Look once. True when a new good version became current."""
+        self._polls += 1
+        try:
+            return self._poll()
+        except SourceError as e:
+            return self._fetch_failed(e)
+        finally:  # the interval of the version now current
+            jitter = 1 + self._rng.uniform(-JITTER, JITTER)
+            self._due = self._clock() + self.interval() * jitter
+
+    # -- polling --------------------------------------------------------------------------
+
+    def _poll(self) -> bool:
+        refs = [self.ref, *self._seen_files]
+        known = {r: self._seen[r].version for r in refs if r in self._seen}
+        got = self._fetcher.fetch(refs, known)
+        for result in got.values():
+            if isinstance(result, SourceError) and result.unreachable:
+                raise result
+        self._unreachable = None
+        if all(isinstance(v, Fetched) and v.data is None for v in got.values()):
+            return False  # nothing changed since the last look
+        state = self._take(got[self.ref])
+        return self._consider(state, got)
+
+    def _take(self, result: Fetched | SourceError) -> _Doc:
+        """The document, from this fetch or (unchanged) from the last one seen."""
+        if isinstance(result, SourceError):
+            raise result
+        if result.data is None:
+            seen = self._seen[result.ref]
+            seen.version = result.version
+            return seen
+        doc = _Doc(result.ref, result.version, result.data)
+        self._seen[result.ref] = doc
+        return doc
+
+    def _consider(self, state: _Doc, got: Mapping[SourceRef, Fetched | SourceError]) -> bool:
+        try:
+            text = state.data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return self._reject(state, {}, _one(self.name, f"not UTF-8 text: {e.reason}"))
+        try:
+            loaded = load_spec(text, self.name)
+        except SpecError as e:
+            self._seen_files = []
+            return self._reject(state, {}, e)
+        files, problems = self._fetch_files(loaded, got)
+        key = _combo_hash(state, files)
+        good = self._good
+        if good is not None and key == good.key and not problems:
+            good.state.version = state.version  # same content under a new version
+            self._set_error(None)
+            return False
+        if key in self._bad and not problems:
+            return False  # the same content was found bad already: not re-validated
+        if not problems:
+            loaded = self._localized(loaded, files)
+            problems = self._validate(loaded)
+        if problems:
+            return self._reject(state, files, SpecError(problems))
+        self._accept(_Good(loaded, _Doc(state.ref, state.version, state.data), dict(files)))
+        return True
+
+    def _fetch_files(
+        self, loaded: LoadedSpec, got: Mapping[SourceRef, Fetched | SourceError]
+    ) -> tuple[dict[str, _Doc], list[Problem]]:
+        named = referenced_files(loaded.positions.root)
+        wanted = {raw: self.ref.beside(raw) for _loc, raw in named if _remote_value(raw)}
+        self._seen_files = sorted(set(wanted.values()))
+        fetched = dict(got)
+        missing = [r for r in self._seen_files if r not in got]
+        if missing:
+            known = {r: self._seen[r].version for r in missing if r in self._seen}
+            fetched.update(self._fetcher.fetch(missing, known))
+        files: dict[str, _Doc] = {}
+        problems: list[Problem] = []
+        for loc, raw in named:
+            ref = wanted.get(raw)
+            if ref is None:
+                continue
+            result = fetched[ref]
+            if isinstance(result, SourceError):
+                if result.unreachable:
+                    raise result
+                problems.append(loaded.problem(loc, str(result)))
+                continue
+            files[raw] = self._take(result)
+        return files, problems
+
+    def _localized(self, loaded: LoadedSpec, files: Mapping[str, _Doc]) -> LoadedSpec:
+        """The spec with remote file references pointing at local copies."""
+        spec = loaded.spec
+        ws = spec.workspace
+        if ws is None or not files:
+            return loaded
+        raw_by_loc = dict(referenced_files(loaded.positions.root))
+        local = {raw: self._write_file(doc) for raw, doc in files.items()}
+
+        def path_for(loc: tuple[str | int, ...], current: str) -> str:
+            raw = raw_by_loc.get(loc)
+            return str(local[raw]) if raw in local else current
+
+        groups = [
+            g.model_copy(update={"file": path_for(("workspace", "rule_groups", i, "file"), g.file)})
+            for i, g in enumerate(ws.rule_groups)
+        ]
+        am = ws.alertmanager
+        if am is not None:
+            am = am.model_copy(
+                update={"file": path_for(("workspace", "alertmanager", "file"), am.file)}
+            )
+        ws = ws.model_copy(update={"rule_groups": groups, "alertmanager": am})
+        return LoadedSpec(
+            spec.model_copy(update={"workspace": ws}), loaded.file, loaded.positions, loaded.sha256
+        )
+
+    def _files_dir(self) -> Path:
+        if self.cache_dir is not None and self.write_cache:
+            return self.cache_dir / "files"
+        if self._scratch is None:  # read-only use: copies only for the checks
+            self._scratch = scratch_dir()
+        return self._scratch
+
+    def _write_file(self, doc: _Doc) -> Path:
+        digest = hashlib.sha256(doc.data).hexdigest()[:16]
+        path = self._files_dir() / f"{digest}-{Path(doc.ref.name).name}"
+        if read_bytes(path) != doc.data:
+            atomic_write(path, doc.data, 0o600)
+        return path
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    def _accept(self, good: _Good) -> None:
+        first = self._good is None
+        self._good = good
+        self._set_error(None)
+        log.info(
+            "state_source.loaded",
+            source=self.name,
+            version=good.state.version,
+            sha256=good.loaded.sha256[:12],
+            first=first,
+        )
+        self._save_cache()
+
+    def _reject(self, state: _Doc, files: Mapping[str, _Doc], err: SpecError) -> bool:
+        self._bad[_combo_hash(state, files)] = str(err).splitlines()[0]
+        self._set_error(err)
+        (log.error if self.write_cache else log.debug)(
+            "state_source.invalid",
+            source=self.name,
+            version=state.version,
+            problems=[str(p) for p in err.problems],
+            running=self._good.state.version if self._good else None,
+        )
+        return False
+
+    def _fetch_failed(self, e: SourceError) -> bool:
+        self._unreachable = e.reason if e.ref == self.ref else str(e)
+        if e.unreachable:
+            self._unreachable_reason = "Unreachable"
+            (log.warning if self.write_cache else log.debug)(
+                "state_source.unreachable", source=self.name, error=str(e)
+            )
+            return False
+        self._unreachable_reason = "FetchFailed"  # missing, denied, too large
+        self._seen.pop(e.ref, None)  # a recreated parameter starts again at version 1
+        (log.error if self.write_cache else log.debug)(
+            "state_source.failed", source=self.name, error=str(e)
+        )
+        return False
+
+    def _set_error(self, err: SpecError | None) -> None:
+        self._error = err
+
+    # -- the cache ----------------------------------------------------------------------
+
+    def _save_cache(self) -> None:
+        if self.cache_dir is None or self._good is None or not self.write_cache:
+            return
+        good = self._good
+        meta = {
+            "source": self.name,
+            "version": good.state.version,
+            "sha256": good.loaded.sha256,
+            "files": {
+                raw: {"ref": str(d.ref), "version": d.version, "path": str(self._write_file(d))}
+                for raw, d in sorted(good.files.items())
+            },
+            "saved_at": self._now(),
+        }
+        try:
+            atomic_write(self.cache_dir / "state.yml", good.state.data, 0o600)
+            atomic_write(
+                self.cache_dir / "source.json",
+                json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n",
+                0o600,
+            )
+        except AmpdError as e:
+            log.error("state_source.cache_failed", source=self.name, error=str(e))
+            return
+        keep = {Path(str(v["path"])).name for v in meta["files"].values()}  # type: ignore[attr-defined]
+        files_dir = self.cache_dir / "files"
+        if files_dir.is_dir():
+            for p in files_dir.iterdir():
+                if p.name not in keep and not p.name.startswith("."):
+                    remove(p)
+
+    def _load_cache(self) -> None:
+        assert self.cache_dir is not None
+        raw_meta = read_bytes(self.cache_dir / "source.json")
+        data = read_bytes(self.cache_dir / "state.yml")
+        if raw_meta is None or data is None:
+            return
+        try:
+            meta = json.loads(raw_meta)
+            if meta.get("source") != self.name:
+                return  # a copy of another source: not ours to run
+            state = _Doc(self.ref, str(meta["version"]), data)
+            files: dict[str, _Doc] = {}
+            for raw, f in dict(meta.get("files", {})).items():
+                content = read_bytes(Path(f["path"]))
+                if content is None:
+                    return
+                files[raw] = _Doc(parse_ref(f["ref"]), str(f["version"]), content)
+            loaded = self._localized(load_spec(data.decode("utf-8"), self.name), files)
+        except (ValueError, KeyError, TypeError, AttributeError, SpecError) as e:
+            log.warning("state_source.cache_unusable", source=self.name, error=str(e))
+            return
+        if self._validate(loaded):
+            return
+        self._good = _Good(loaded, state, files)
+        self._seen = {state.ref: _Doc(state.ref, state.version, state.data)}
+        self._seen.update({d.ref: _Doc(d.ref, d.version, d.data) for d in files.values()})
+        self._seen_files = sorted({d.ref for d in files.values()})
+        log.info("state_source.cached", source=self.name, version=state.version)
+
+
+def _one(name: str, reason: str) -> SpecError:
+    return SpecError([Problem(name, 1, 1, "", reason)])
