@@ -1,11 +1,19 @@
-"""Write one benchmark's results into its own marked section of docs/benchmarks.md."""
+"""Write one benchmark's results into its own marked section of docs/benchmarks.md, and
+say on what they were measured."""
 
 from __future__ import annotations
 
+import functools
+import os
+import platform
 import re
+import subprocess
+import sys
+from datetime import UTC, datetime
 from pathlib import Path
 
-DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
+REPO = Path(__file__).resolve().parent.parent
+DOC = REPO / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEach section is rewritten by the benchmark named in it (`bench/`).\n"
 
 
@@ -22,3 +30,37 @@ def write_section(name: str, markdown: str) -> None:
     )
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(text)
+
+
+def _first_line(argv: list[str]) -> str:
+    try:
+        out = subprocess.run(argv, capture_output=True, text=True, timeout=10, check=False)
+    except OSError:
+        return "?"
+    return (out.stdout or out.stderr).strip().splitlines()[0] if out.stdout or out.stderr else "?"
+
+
+@functools.cache
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def environment() -> str:
+    """One line: when, on what machine, with which versions (beside every table)."""
+    prom = _first_line(["/usr/bin/prometheus", "--version"])
+    m = re.search(r"version (\S+)", prom)
+    commit = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
+    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
+    return (
+        f"*Measured {now} on {os.cpu_count()} CPUs ({_cpu_model()}), "
+        f"Linux {platform.release()}, Python {sys.version.split()[0]}, "
+        f"Prometheus {m.group(1) if m else prom}, ampd {commit}; the machine is shared, "
+        f"so figures are ratios against a baseline measured in the same run where one "
+        f"exists.*"
+    )
