@@ -184,8 +184,26 @@ def _scoped_policy(sid: str, actions: list[str], ws_arn: str) -> dict[str, Any]:
     }
 
 
-def writer_policy(ws_arn: str) -> dict[str, Any]:
-    return _scoped_policy("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn)
+def state_read_statement(location: str, ws_arn: str) -> dict[str, Any]:
+    """Read access to exactly the state document at ``location`` (``ssm:NAME`` or
+    ``s3://BUCKET/KEY``), in the workspace's partition, region and account."""
+    parts = ws_arn.split(":")
+    partition, region, account = parts[1], parts[3], parts[4]
+    if location.startswith("ssm:"):
+        name = location[4:]
+        resource = f"arn:{partition}:ssm:{region}:{account}:parameter/{name.lstrip('/')}"
+        actions = ["ssm:GetParameter", "ssm:GetParameters"]
+    else:
+        resource = f"arn:{partition}:s3:::{location.removeprefix('s3://')}"
+        actions = ["s3:GetObject"]
+    return {"Sid": "AmpdReadState", "Effect": "Allow", "Action": actions, "Resource": resource}
+
+
+def writer_policy(ws_arn: str, state_location: str | None = None) -> dict[str, Any]:
+    doc = _scoped_policy("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn)
+    if state_location is not None:
+        doc["Statement"].append(state_read_statement(state_location, ws_arn))
+    return doc
 
 
 def reader_policy(ws_arn: str) -> dict[str, Any]:
@@ -314,7 +332,7 @@ def desired_iam(spec: StateSpec, *, account: str, ws_arn: str) -> DesiredSet:
             WRITER_INLINE,
             REMOTE_WRITE_MANAGED,
             scoped=w.policy == "scoped",
-            document=writer_policy(ws_arn),
+            document=writer_policy(ws_arn, spec.state_source.location),
             managed=managed,
             note=note,
         )

@@ -1,0 +1,76 @@
+# A fleet AMI with ampd baked in: Debian 12, ampd from its apt repository, the state's
+# location in /etc/default/ampd, per-instance state dropped by `ampd bake` at the end.
+# Instances started from the image run ampd with their own identity (IMDS) and the same
+# state (SSM); the first pass on each renders everything with the new instance's labels.
+#
+#   packer build -var region=eu-west-1 -var state=ssm:/fleet/prod/ampd ampd-fleet.pkr.hcl
+#
+# Checked by tests/test_fleet_examples.py with Debian's `packer validate -syntax-only`.
+
+variable "region" {
+  type    = string
+  default = "eu-west-1"
+}
+
+variable "state" {
+  type        = string
+  default     = "ssm:/fleet/prod/ampd"
+  description = "where the fleet's hosts read their state: ssm:NAME or s3://BUCKET/KEY"
+}
+
+variable "apt_repository" {
+  type    = string
+  default = "deb [signed-by=/usr/share/keyrings/ampd.gpg] https://apt.example.com/ampd bookworm main"
+}
+
+variable "apt_key_file" {
+  type        = string
+  default     = "ampd.gpg"
+  description = "the ampd repository's signing key (binary keyring), beside this template"
+}
+
+source "amazon-ebs" "ampd-fleet" {
+  region        = var.region
+  instance_type = "t3.small"
+  ssh_username  = "admin"
+  ami_name      = "ampd-fleet-${formatdate("YYYYMMDD-hhmm", timestamp())}"
+  source_ami_filter {
+    filters = {
+      name                = "debian-12-amd64-*"
+      virtualization-type = "hvm"
+      root-device-type    = "ebs"
+    }
+    owners      = ["136693071363"] # Debian
+    most_recent = true
+  }
+  tags = {
+    "ampd:image" = "fleet"
+  }
+}
+
+build {
+  sources = ["source.amazon-ebs.ampd-fleet"]
+
+  provisioner "file" {
+    source      = var.apt_key_file
+    destination = "/tmp/ampd.gpg"
+  }
+
+  provisioner "shell" {
+    environment_vars = ["AMPD_STATE=${var.state}", "APT_REPOSITORY=${var.apt_repository}"]
+    inline = [
+      "set -eux",
+      "sudo install -m 0644 /tmp/ampd.gpg /usr/share/keyrings/ampd.gpg",
+      "echo \"$APT_REPOSITORY\" | sudo tee /etc/apt/sources.list.d/ampd.list",
+      "sudo apt-get update -q",
+      "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q ampd",
+      "echo \"AMPD_STATE=$AMPD_STATE\" | sudo tee /etc/default/ampd",
+      "sudo systemctl enable ampd.service",
+      # ampd may have run on the build instance: stop it (and its children), then drop
+      # what belongs to the build instance. bake keeps the workspace id, the clientToken
+      # and the cached copy of the state, and says what it removed.
+      "sudo systemctl stop ampd.service",
+      "sudo -u ampd env STATE_DIRECTORY=/var/lib/ampd RUNTIME_DIRECTORY=/run/ampd ampd bake",
+    ]
+  }
+}

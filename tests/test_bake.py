@@ -1,0 +1,123 @@
+"""``ampd bake``: per-instance state goes, fleet-wide facts stay; idempotent; refuses to
+run under a live daemon (it stops nothing)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ampd import cli
+from ampd.daemon.bake import bake
+from ampd.gateways.paths import Paths
+
+STORE = {
+    "workspace_id": "ws-fleet",
+    "client_token": "ampd-abc",
+    "instance_id": "i-0bake000000000000",
+    "applied": {
+        "file/prometheus.yml": "aa",
+        "file/proxy.json": "bb",
+        "aws.workspace/fleet": "cc",
+        "aws.iam_role/ampd-writer": "dd",
+    },
+    "workspace": {
+        "id": "ws-fleet",
+        "region": "eu-west-1",
+        "remote_write_url": "https://x/workspaces/ws-fleet/api/v1/remote_write",
+        "query_url": "https://x/workspaces/ws-fleet/api/v1/query",
+    },
+}
+
+
+def baked_host(tmp_path: Path) -> Paths:
+    paths = Paths(tmp_path / "state", tmp_path / "run")
+    sd = paths.state_dir
+    for rel in (
+        "data/prometheus/agent/wal/00000000",
+        "data/grafana/grafana.db",
+        "generated/prometheus.yml",
+        "generated/proxy.json",
+        "secrets/grafana-admin-password",
+        "source/state.yml",
+        "source/source.json",
+    ):
+        (sd / rel).parent.mkdir(parents=True, exist_ok=True)
+        (sd / rel).write_text("x")
+    paths.store.write_text(json.dumps(STORE))
+    paths.runtime_dir.mkdir(parents=True)
+    paths.status.write_text(json.dumps({"pid": 2**22 + 12345}))  # no such process
+    return paths
+
+
+def test_bake_drops_per_instance_state_and_keeps_fleet_facts(tmp_path: Path) -> None:
+    paths = baked_host(tmp_path)
+    report = bake(paths)
+    removed = " ".join(p for p, _ in report.removed)
+    for gone in ("data/", "generated/", "grafana-admin-password", "status.json", "instance_id"):
+        assert gone in removed
+    sd = paths.state_dir
+    assert not (sd / "data").exists()
+    assert not (sd / "generated").exists()
+    assert not (sd / "secrets/grafana-admin-password").exists()
+    assert not paths.status.exists()
+    assert (sd / "source/state.yml").read_text() == "x"  # the cached state copy stays
+    stored = json.loads(paths.store.read_text())
+    assert stored["instance_id"] is None
+    assert stored["workspace_id"] == "ws-fleet"
+    assert stored["client_token"] == "ampd-abc"
+    assert stored["applied"] == {"aws.workspace/fleet": "cc", "aws.iam_role/ampd-writer": "dd"}
+    assert stored["workspace"]["id"] == "ws-fleet"
+    kept = " ".join(report.kept)
+    assert "workspace ws-fleet" in kept
+    assert "clientToken" in kept
+    assert "source/" in kept
+
+
+def test_bake_is_idempotent(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    paths = baked_host(tmp_path)
+    bake(paths)
+    before = paths.store.read_bytes()
+    assert bake(paths).removed == []
+    assert paths.store.read_bytes() == before
+
+
+def test_dry_run_removes_nothing(tmp_path: Path) -> None:
+    paths = baked_host(tmp_path)
+    report = bake(paths, dry_run=True)
+    assert report.removed
+    assert (paths.state_dir / "data/prometheus/agent/wal/00000000").exists()
+    assert json.loads(paths.store.read_text())["instance_id"] == "i-0bake000000000000"
+
+
+def test_bake_refuses_while_the_daemon_runs(tmp_path: Path) -> None:
+    paths = baked_host(tmp_path)
+    with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as child:
+        try:
+            paths.status.write_text(json.dumps({"pid": child.pid}))
+            with pytest.raises(Exception, match=f"ampd is running \\(pid {child.pid}\\)"):
+                bake(paths)
+            assert (paths.state_dir / "data").exists()  # nothing touched, nothing stopped
+            assert child.poll() is None
+        finally:
+            child.kill()
+
+
+def test_cli_bake_says_what_it_removed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    paths = baked_host(tmp_path)
+    monkeypatch.setenv("STATE_DIRECTORY", str(paths.state_dir))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(paths.runtime_dir))
+    assert cli.main(["bake"]) == 0
+    out = capsys.readouterr().out
+    assert f"removed {paths.state_dir / 'data'}/" in out
+    assert "kept " in out and "clientToken" in out
+    assert cli.main(["bake", "--json"]) == 0
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["removed"] == []
+    assert cli.main(["bake"]) == 0
+    assert "nothing to remove" in capsys.readouterr().out
