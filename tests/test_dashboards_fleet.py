@@ -29,6 +29,7 @@ def dashboards() -> dict[str, dict[str, Any]]:
 def fleet_table() -> dict[str, Any]:
     d = dashboards()["ampd.json"]
     [table] = [p for p in d["panels"] if p["title"] == "Fleet: hosts"]
+    assert isinstance(table, dict)
     return table
 
 
