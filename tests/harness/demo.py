@@ -10,10 +10,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import signal
+import subprocess
 import sys
 import tempfile
 import threading
+import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
@@ -40,6 +44,59 @@ def signed_query(st: Stack, expr: str) -> Any:
 def flowing(st: Stack) -> bool:
     c = st.ampd.condition("RemoteWriteFlowing")
     return c is not None and c["status"] == "True"
+
+
+def status_command(st: Stack) -> str:
+    """``ampd status`` as typed in another terminal: the virtualenv's ampd, this demo's
+    state file and directories (a plain ``ampd status`` reads /run/ampd)."""
+    ampd = Path(sys.executable).parent / "ampd"
+    env = f"RUNTIME_DIRECTORY={shlex.quote(str(st.ampd.runtime_dir))} " + (
+        f"STATE_DIRECTORY={shlex.quote(str(st.ampd.state_dir))}"
+    )
+    return f"{env} " + shlex.join([str(ampd), "--state", str(st.ampd.state_file), "status"])
+
+
+def run_printed(command: str) -> subprocess.CompletedProcess[str]:
+    """Run ``command`` as a user would paste it: a shell with a plain environment."""
+    return subprocess.run(
+        ["/bin/sh", "-c", command],
+        env={
+            "PATH": "/usr/local/bin:/usr/bin:/bin",
+            "LANG": "C.UTF-8",
+            "HOME": os.environ.get("HOME", "/"),
+        },
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def status_line(st: Stack) -> str:
+    doc = st.ampd.status() or {}
+    assert st.dataplane is not None
+    return (
+        f"{time.strftime('%H:%M:%S')}  {doc.get('line', 'no status yet')}  ·  "
+        f"{st.dataplane.accepted} signed writes accepted"
+    )
+
+
+def live_status(st: Stack, stop: threading.Event, every: float = 3.0) -> None:
+    """One status line, rewritten in place every few seconds (a line each on a pipe)."""
+    tty = sys.stdout.isatty()
+    # Ctrl-C ends the loop (also where SIGINT came in ignored: a shell's `demo &`)
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    while True:
+        line = status_line(st)
+        print(f"\r\033[K{line}" if tty else line, end="" if tty else "\n", flush=True)
+        if stop.wait(every):
+            break
+        assert st.ampd.proc is not None
+        if (code := st.ampd.proc.poll()) is not None:
+            say(("\n" if tty else "") + f"ampd exited with {code}; its log: {st.ampd.log_path}")
+            return
+    if tty:
+        print()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -87,14 +144,23 @@ def main(argv: list[str] | None = None) -> int:
             f"The data plane accepted {st.dataplane.accepted} signed requests and rejected "
             f"{sum(st.dataplane.rejected.values())}."
         )
+        command = status_command(st)
+        say("")
+        say("In another terminal, this shows what the running ampd sees (add --json for all):")
+        say(f"  {command}")
+        checked = run_printed(command)
+        # 0/2/3: it read the running daemon's status (synced, progressing, degraded);
+        # 1 would be "not running" (the wrong directories) or an error
+        if checked.returncode == 1 or str(st.ampd.state_file) not in checked.stdout:
+            say(f"demo failed: the command above exited {checked.returncode}:")
+            say(checked.stdout + checked.stderr)
+            return 1
         if args.check:
+            say(f"(checked: the command above works as printed, exit {checked.returncode})")
             return 0
-        say("Running; edit the state file above and watch `ampd status`. Ctrl-C stops everything.")
-        try:
-            while not stop.wait(1.0):
-                pass
-        except KeyboardInterrupt:
-            pass
+        say(f"Edit {st.ampd.state_file} and watch it change. Ctrl-C stops everything.")
+        say("")
+        live_status(st, stop)
         say("stopping ...")
     return 0
 
