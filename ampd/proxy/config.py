@@ -2,7 +2,12 @@
 
     {"listen": "127.0.0.1:8005", "region": "us-east-1", "service": "aps",
      "upstream": "https://aps-workspaces.us-east-1.amazonaws.com",
-     "workspace_id": "ws-abc", "assume_role_arn": null, "allow_non_loopback": false}
+     "workspace_id": "ws-abc", "assume_role_arn": null, "allow_non_loopback": false,
+     "allowed_uids": null}
+
+``allowed_uids``: the local users whose connections are signed for, as uids or user
+names; null (or absent) means the proxy's own user, root, ``ampd`` and ``grafana``;
+``"any"`` switches the check off (anything that reaches the listener gets signatures).
 
 Every problem names the file and the field.
 """
@@ -24,6 +29,7 @@ __all__ = ["ProxyConfig", "ProxyConfigError", "load", "parse"]
 _REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
 _SERVICE_RE = re.compile(r"^[a-z0-9-]{1,64}$")
 _WORKSPACE_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+_USER_RE = re.compile(r"^[a-z_][a-z0-9_.-]{0,31}\$?$")
 _ARN_RE = re.compile(r"^arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}$")
 _FIELDS = (
     "listen",
@@ -33,6 +39,7 @@ _FIELDS = (
     "workspace_id",
     "assume_role_arn",
     "allow_non_loopback",
+    "allowed_uids",
 )
 _REQUIRED = ("listen", "region", "upstream")
 
@@ -57,6 +64,8 @@ class ProxyConfig:
     workspace_id: str | None = None
     assume_role_arn: str | None = None
     allow_non_loopback: bool = False
+    # uids and user names, None for the defaults, "any" for no check (see the docstring)
+    allowed_uids: tuple[int | str, ...] | str | None = None
 
     @property
     def listen(self) -> str:
@@ -134,6 +143,23 @@ def _optional_str(source: str, data: Mapping[str, object], name: str) -> str | N
     return value
 
 
+def _allowed_uids(source: str, value: object) -> tuple[int | str, ...] | str | None:
+    if value is None or value == "any":
+        return value
+    if not isinstance(value, list):
+        raise ProxyConfigError(
+            source, "allowed_uids", 'must be a list of uids and user names, null or "any"'
+        )
+    out: list[int | str] = []
+    for item in value:
+        uid = isinstance(item, int) and not isinstance(item, bool) and 0 <= item < 2**32 - 1
+        name = isinstance(item, str) and _USER_RE.match(item) is not None
+        if not (uid or name):
+            raise ProxyConfigError(source, "allowed_uids", f"{item!r} is not a uid or a user name")
+        out.append(item)
+    return tuple(out)
+
+
 def parse(data: object, source: str = "<proxy config>") -> ProxyConfig:
     """Validate an already-decoded settings document."""
     if not isinstance(data, Mapping):
@@ -172,6 +198,7 @@ def parse(data: object, source: str = "<proxy config>") -> ProxyConfig:
         workspace_id=workspace_id,
         assume_role_arn=role,
         allow_non_loopback=allow,
+        allowed_uids=_allowed_uids(source, data.get("allowed_uids")),
     )
 
 

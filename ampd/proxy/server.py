@@ -21,18 +21,25 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Protocol
-from urllib.parse import parse_qsl, quote, urlencode
 
 import aiohttp
 import structlog
 from aiohttp import web
-from multidict import CIMultiDict, CIMultiDictProxy
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from yarl import URL
 
 from ampd.gateways.sigv4 import CredentialStatus, Signer, SigningError
 from ampd.proxy.config import ProxyConfig, ProxyConfigError, load
+from ampd.proxy.metrics import ProxyMetrics
+from ampd.proxy.peers import OwnerLookup, PeerGate, resolve_allowed
+from ampd.proxy.routing import (
+    client_headers,
+    path_kind,
+    refusal,
+    response_headers,
+    upstream_url,
+)
 
 __all__ = ["ProxyServer", "RequestSigner", "main", "path_kind"]
 
@@ -42,38 +49,6 @@ SHUTDOWN_GRACE = 10.0  # seconds in-flight requests get after SIGTERM
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 _METHODS = frozenset({"GET", "POST", "HEAD"})
-_HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "proxy-connection",
-        "te",
-        "trailer",
-        "trailers",
-        "transfer-encoding",
-        "upgrade",
-    }
-)
-# Never forwarded from the client: the destination and the credentials are the proxy's.
-_CLIENT_DROP = _HOP_BY_HOP | {
-    "host",
-    "content-length",
-    "authorization",
-    "cookie",
-    "expect",
-    "forwarded",
-    "x-forwarded-for",
-    "x-forwarded-host",
-    "x-forwarded-proto",
-    "x-amz-date",
-    "x-amz-security-token",
-    "x-amz-content-sha256",
-}
-_QUERY_ENDPOINTS = frozenset(
-    {"query", "query_range", "query_exemplars", "series", "labels", "metadata"}
-)
 
 
 class RequestSigner(Protocol):
@@ -86,54 +61,6 @@ class RequestSigner(Protocol):
     def credential_status(self) -> CredentialStatus: ...
 
     def needs_io(self) -> bool: ...
-
-
-def path_kind(path: str) -> str:
-    """A low-cardinality label for a request path: remote_write, query, alertmanager,
-    rules or other."""
-    parts = path.strip("/").split("/")
-    if len(parts) < 3 or parts[0] != "workspaces":
-        return "other"
-    rest = parts[2:]
-    if rest[:2] == ["api", "v1"] and len(rest) >= 3:
-        if rest[2] == "remote_write":
-            return "remote_write"
-        if rest[2] in _QUERY_ENDPOINTS or (rest[2] == "label" and rest[-1] == "values"):
-            return "query"
-        if rest[2] in ("rules", "alerts"):
-            return "rules"
-    if rest[0] == "alertmanager":
-        return "alertmanager"
-    return "other"
-
-
-class _Metrics:
-    def __init__(self, registry: CollectorRegistry) -> None:
-        self.requests = Counter(
-            "ampd_proxy_requests",
-            "Requests handled by the signing proxy, by path kind and status code",
-            ["path_kind", "code"],
-            registry=registry,
-        )
-        self.request_bytes = Counter(
-            "ampd_proxy_request_bytes", "Request body bytes forwarded upstream", registry=registry
-        )
-        self.response_bytes = Counter(
-            "ampd_proxy_response_bytes",
-            "Response body bytes streamed back to clients",
-            registry=registry,
-        )
-        self.upstream_latency = Histogram(
-            "ampd_proxy_upstream_latency_seconds",
-            "Time from sending a signed request upstream to receiving its response headers",
-            buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
-            registry=registry,
-        )
-        self.signing_errors = Counter(
-            "ampd_proxy_signing_errors",
-            "Requests that could not be signed (no credentials, refresh failed)",
-            registry=registry,
-        )
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -155,16 +82,21 @@ class ProxyServer:
         shutdown_timeout: float = SHUTDOWN_GRACE,
         upstream_timeout: aiohttp.ClientTimeout = UPSTREAM_TIMEOUT,
         connection_limit: int = 64,
+        max_body_bytes: int = MAX_REQUEST_BYTES,
+        peer_owner: OwnerLookup | None = None,
     ) -> None:
         self.config = config
         self.signer: RequestSigner = signer or Signer(
             config.region, config.service, config.assume_role_arn
         )
         self.registry = registry or CollectorRegistry(auto_describe=True)
-        self.metrics = _Metrics(self.registry)
+        self.metrics = ProxyMetrics(self.registry)
         self._shutdown_timeout = shutdown_timeout
         self._upstream_timeout = upstream_timeout
         self._connection_limit = connection_limit
+        self._max_body = max_body_bytes
+        self._peer_owner = peer_owner
+        self.gate: PeerGate | None = None  # built by start(): resolving user names is I/O
         self._upstream = URL(config.upstream)
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
@@ -179,13 +111,19 @@ class ProxyServer:
         return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
     def app(self) -> web.Application:
-        app = web.Application(client_max_size=MAX_REQUEST_BYTES)
+        app = web.Application(client_max_size=self._max_body)
         app.router.add_get("/healthz", self._healthz)
         app.router.add_get("/metrics", self._metrics)
         app.router.add_route("*", "/{tail:.*}", self._forward)
         return app
 
     async def start(self) -> None:
+        allowed = resolve_allowed(self.config.allowed_uids)
+        self.gate = PeerGate(
+            allowed,
+            allow_remote=self.config.allow_non_loopback,
+            **({"owner": self._peer_owner} if self._peer_owner else {}),
+        )
         self._executor = ThreadPoolExecutor(max_workers=4, thread_name_prefix="ampd-sign")
         self._session = aiohttp.ClientSession(
             connector=aiohttp.TCPConnector(
@@ -218,6 +156,7 @@ class ProxyServer:
             workspace_id=self.config.workspace_id,
             region=self.config.region,
             service=self.config.service,
+            allowed_uids=sorted(allowed) if allowed is not None else "any",
             credentials_ok=status.ok,
             credentials_method=status.method,
             credentials_error=status.error,
@@ -257,36 +196,10 @@ class ProxyServer:
         )
 
     def _refusal(self, path: str) -> str | None:
-        segments = path.split("/")
-        if any(s in (".", "..") for s in segments):
-            return "dot segments are not allowed in paths"
-        ws = self.config.workspace_id
-        prefix = f"/workspaces/{ws}/" if ws else "/workspaces/"
-        if not path.startswith(prefix):
-            return f"only {prefix}... is forwarded by this proxy"
-        return None
+        return refusal(path, self.config.workspace_id)
 
     def _upstream_url(self, request: web.Request) -> str:
-        # Rebuilt from the decoded path and query with RFC 3986 encoding, so the URL
-        # that is signed is byte for byte the URL that is sent.
-        path = quote(request.path, safe="/-_.~")
-        pairs = parse_qsl(request.rel_url.raw_query_string, keep_blank_values=True)
-        query = urlencode(pairs, quote_via=quote)
-        return f"{self.config.upstream}{path}" + (f"?{query}" if query else "")
-
-    @staticmethod
-    def _client_headers(headers: CIMultiDictProxy[str]) -> dict[str, str]:
-        out: dict[str, str] = {}
-        for name, value in headers.items():
-            lname = name.lower()
-            if lname in _CLIENT_DROP or lname.startswith("x-amz-"):
-                continue
-            out[name] = f"{out[name]},{value}" if name in out else value
-        return out
-
-    @staticmethod
-    def _response_headers(headers: CIMultiDictProxy[str]) -> CIMultiDict[str]:
-        return CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in _HOP_BY_HOP)
+        return upstream_url(self.config.upstream, request.path, request.rel_url.raw_query_string)
 
     def _done(
         self, kind: str, status: int, started: float, method: str, path: str, **extra: object
@@ -301,20 +214,49 @@ class ProxyServer:
         else:
             log.debug("proxy.request", **fields, **extra)
 
+    def _refuse(
+        self,
+        reason: str,
+        status: int,
+        message: str,
+        started: float,
+        request: web.Request,
+        **extra: object,
+    ) -> web.Response:
+        self.metrics.refused.labels(reason=reason).inc()
+        self._done("refused", status, started, request.method, request.path, reason=reason, **extra)
+        return _text(status, message)
+
+    async def _read_body(self, request: web.Request) -> bytes | None:
+        """The whole body (the signature covers its hash), or None when it is larger than
+        the limit: one body per connection at a time, never more than the limit."""
+        length = request.content_length
+        if length is not None and length > self._max_body:
+            return None
+        try:
+            return await request.read()
+        except web.HTTPRequestEntityTooLarge:  # chunked, and past the limit
+            return None
+
     async def _forward(self, request: web.Request) -> web.StreamResponse:
         started = time.perf_counter()
+        refused = self._admit(request, started)
+        if refused is not None:
+            return refused
         method, path = request.method, request.path
-        if method not in _METHODS:
-            self._done("refused", 405, started, method, path)
-            return _text(405, f"method {method} is not forwarded")
-        refusal = self._refusal(path)
-        if refusal is not None:
-            self._done("refused", 403, started, method, path, reason=refusal)
-            return _text(403, refusal)
         kind = path_kind(path)
-        body = await request.read()
+        body = await self._read_body(request)
+        if body is None:
+            return self._refuse(
+                "too_large",
+                413,
+                f"request body larger than {self._max_body} bytes",
+                started,
+                request,
+                content_length=request.content_length,
+            )
         url = self._upstream_url(request)
-        headers = self._client_headers(request.headers)
+        headers = client_headers(request.headers)
         headers["Host"] = self._upstream.raw_authority
         try:
             if self.signer.needs_io():
@@ -334,8 +276,43 @@ class ProxyServer:
             log.exception("proxy.signing_failed", path=path)
             self._done(kind, 500, started, method, path, error=type(e).__name__)
             return _text(500, f"signing failed: {type(e).__name__}")
+        return await self._relay(request, kind, url, signed, body, started)
 
+    def _admit(self, request: web.Request, started: float) -> web.Response | None:
+        """A refusal (403 for a user or a path, 405 for a method), or None to go on."""
+        assert self.gate is not None, "start() not called"
+        verdict = self.gate.check(request.transport)
+        if verdict.reason is not None:
+            return self._refuse(
+                verdict.reason,
+                403,
+                "this proxy signs only for the local users it is configured to serve",
+                started,
+                request,
+                uid=verdict.uid,
+            )
+        if request.method not in _METHODS:
+            return self._refuse(
+                "method", 405, f"method {request.method} is not forwarded", started, request
+            )
+        refusal = self._refusal(request.path)
+        if refusal is not None:
+            return self._refuse("path", 403, refusal, started, request, detail=refusal)
+        return None
+
+    async def _relay(
+        self,
+        request: web.Request,
+        kind: str,
+        url: str,
+        signed: dict[str, str],
+        body: bytes,
+        started: float,
+    ) -> web.StreamResponse:
+        """Send the signed request; stream the upstream's answer back unchanged (status,
+        Retry-After and the other end-to-end headers, body)."""
         assert self._session is not None, "start() not called"
+        method, path = request.method, request.path
         self.metrics.request_bytes.inc(len(body))
         response: web.StreamResponse | None = None
         sent = 0
@@ -352,7 +329,7 @@ class ProxyServer:
                 response = web.StreamResponse(
                     status=upstream.status,
                     reason=upstream.reason,
-                    headers=self._response_headers(upstream.headers),
+                    headers=response_headers(upstream.headers),
                 )
                 await response.prepare(request)
                 async for chunk in upstream.content.iter_any():
