@@ -20,7 +20,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from bench.report import environment, write_section
+from bench.report import REPO, environment, write_section
 from tests.harness.fixtures_local import AmpdProcess, free_port
 from tests.test_daemon_local import base_state
 
@@ -97,9 +97,21 @@ asyncio.run(main())
 """
 
 
-def start_watcher(directory: str) -> subprocess.Popen[bytes]:
-    """watchfiles alone, with the daemon's settings, on an idle directory."""
-    return subprocess.Popen([sys.executable, "-c", WATCHER, directory])
+INOTIFY = """
+import asyncio, sys
+from pathlib import Path
+from ampd.gateways.inotify import watch
+async def main():
+    async for _ in watch([Path(sys.argv[1])], asyncio.Event()):
+        pass
+asyncio.run(main())
+"""
+
+
+def start_watcher(directory: str, code: str = WATCHER) -> subprocess.Popen[bytes]:
+    """A watcher alone on an idle directory: watchfiles with the daemon's settings, or
+    ampd.gateways.inotify."""
+    return subprocess.Popen([sys.executable, "-c", code, directory], cwd=REPO)
 
 
 def idle_state() -> dict[str, object]:
@@ -121,21 +133,24 @@ def measure_idle(window: float, env: dict[str, str]) -> dict[str, float]:
             assert proc.proc is not None
             pid, prom = proc.proc.pid, prometheus_pid(d)
             watcher = start_watcher(str(proc.state_file.parent))
-            time.sleep(5.0)  # past its imports
+            inotify = start_watcher(str(proc.state_file.parent), INOTIFY)
+            time.sleep(5.0)  # past their imports
             try:
                 w0, a0, p0 = cpu_seconds(watcher.pid), cpu_seconds(pid), cpu_seconds(prom)
-                t0 = time.monotonic()
+                i0, t0 = cpu_seconds(inotify.pid), time.monotonic()
                 time.sleep(window)
                 w1, a1, p1 = cpu_seconds(watcher.pid), cpu_seconds(pid), cpu_seconds(prom)
-                t1 = time.monotonic()
+                i1, t1 = cpu_seconds(inotify.pid), time.monotonic()
             finally:
-                watcher.kill()
-                watcher.wait()
+                for p in (watcher, inotify):
+                    p.kill()
+                    p.wait()
             passes = len(proc.events("reconcile.summary"))
             return {
                 "cpu_pct": (a1 - a0) / (t1 - t0) * 100,
                 "prom_cpu_pct": (p1 - p0) / (t1 - t0) * 100,
                 "watch_cpu_pct": (w1 - w0) / (t1 - t0) * 100,
+                "inotify_cpu_pct": (i1 - i0) / (t1 - t0) * 100,
                 "rss": rss_mib(pid),
                 "hwm": rss_mib(pid, "VmHWM"),
                 "window": t1 - t0,
@@ -216,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
             f"| CPU %, against watchfiles alone with the daemon's settings (debounce=50, "
             f"step=20) | {idle['cpu_pct']:.3f} % | {idle['watch_cpu_pct']:.3f} % "
             f"| {idle['cpu_pct'] / max(idle['watch_cpu_pct'], 1e-9):.2f}x | - |",
+            f"| CPU %, against ampd.gateways.inotify alone (asyncio reader, no thread) "
+            f"| {idle['cpu_pct']:.3f} % | {idle['inotify_cpu_pct']:.3f} % | - | - |",
             f"| resident memory (RSS) | {idle['rss']:.1f} MiB (peak {idle['hwm']:.1f}) "
             f"| bare `python3`: {base:.1f} MiB | {idle['rss'] / base:.1f}x "
             f"| < 50 MiB: {rss_ok} |",
