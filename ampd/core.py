@@ -168,3 +168,80 @@ class ProcessState:
     last_stderr: tuple[str, ...] = ()
     command: Command | None = None  # what it runs now, as far as the runtime knows
     backoff_until: float | None = None  # wall clock; no restart before this after a crash
+
+
+@dataclass(frozen=True)
+class WorkspaceRecord:
+    """Where the workspace is: enough to write to it and query it. Fleet-wide."""
+
+    id: str
+    region: str
+    remote_write_url: str
+    query_url: str
+    arn: str | None = None
+    alias: str | None = None
+
+    @property
+    def base_url(self) -> str:
+        """The data-plane origin, e.g. https://aps-workspaces.eu-west-1.amazonaws.com."""
+        return self.remote_write_url.split(f"/workspaces/{self.id}/", 1)[0]
+
+    @staticmethod
+    def at(
+        ws_id: str,
+        region: str,
+        *,
+        data_plane_url: str | None = None,
+        arn: str | None = None,
+        alias: str | None = None,
+    ) -> WorkspaceRecord:
+        """The record of workspace ``ws_id`` in ``region``: its URLs follow from both."""
+        base = (data_plane_url or f"https://aps-workspaces.{region}.amazonaws.com").rstrip("/")
+        api = f"{base}/workspaces/{ws_id}/api/v1"
+        return WorkspaceRecord(ws_id, region, f"{api}/remote_write", f"{api}/query", arn, alias)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "region": self.region,
+            "remote_write_url": self.remote_write_url,
+            "query_url": self.query_url,
+            "arn": self.arn,
+            "alias": self.alias,
+        }
+
+    @staticmethod
+    def from_json(data: Mapping[str, Any]) -> WorkspaceRecord | None:
+        try:
+            return WorkspaceRecord(
+                id=str(data["id"]),
+                region=str(data["region"]),
+                remote_write_url=str(data["remote_write_url"]),
+                query_url=str(data["query_url"]),
+                arn=str(data["arn"]) if data.get("arn") else None,
+                alias=str(data["alias"]) if data.get("alias") else None,
+            )
+        except (KeyError, TypeError):
+            return None
+
+
+@dataclass(frozen=True)
+class SideResult:
+    """What one side's reconcile returns (controller-runtime's ``Result``, widened).
+
+    ``unobserved`` lists what could not be read (AWS unreachable, access denied): a plan
+    that could not see everything is an error, not "in sync" and not "changes pending".
+    ``requeue_after`` is decided by the retry book, nowhere else.
+    """
+
+    plan: Plan = field(default_factory=Plan)
+    outcomes: tuple[Outcome, ...] = ()
+    statuses: tuple[ResourceStatus, ...] = ()
+    conditions: tuple[Condition, ...] = ()
+    requeue_after: float | None = None
+    unobserved: tuple[str, ...] = ()
+    workspace: WorkspaceRecord | None = None  # the AWS side: where the workspace is
+    targets: int | None = None  # the local side: Prometheus' active scrape targets
+
+    def condition(self, type_: str) -> Condition | None:
+        return next((c for c in self.conditions if c.type == type_), None)

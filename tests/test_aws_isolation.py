@@ -9,26 +9,26 @@ from typing import Any
 
 import pytest
 
-from ampd.act.aws import AwsResult
-from ampd.core import Condition, ConditionStatus
+from ampd.core import Condition, ConditionStatus, SideResult
 from ampd.daemon.reconcile import Reconciler
 from ampd.gateways.paths import Paths
 from ampd.gateways.supervisor import Supervisor
+from ampd.sides import Facts
 from ampd.spec.models import StateSpec
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
 
 
 class SlowAws:
-    """Stands in for AwsReconciler at the daemon's seam: blocks until released."""
+    """Stands in for the AWS side at the daemon's seam: blocks until released."""
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.calls = 0
 
-    def reconcile(self, spec: StateSpec, *, apply: bool) -> AwsResult:
+    def reconcile(self, spec: StateSpec, facts: Facts, *, apply: bool) -> SideResult:
         self.calls += 1
         self.release.wait(10)
-        return AwsResult(conditions=[Condition("AwsReachable", ConditionStatus.TRUE, "Connected")])
+        return SideResult(conditions=(Condition("AwsReachable", ConditionStatus.TRUE, "Connected"),))
 
 
 def test_slow_aws_pass_does_not_hold_the_local_side(tmp_path: Path) -> None:

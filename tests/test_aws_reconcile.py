@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 
-from ampd.act.aws import WORKSPACE_POLL, AwsReconciler, AwsResult
-from ampd.core import Action, ConditionStatus, Health, Kind, ResourceKey
+from ampd.core import Action, Condition, ConditionStatus, Health, Kind, ResourceKey
+from ampd.core import SideResult as AwsResult
 from ampd.gateways.aws import make_gateway
 from ampd.gateways.store import Store, StoredState
+from ampd.sides.aws import WORKSPACE_POLL
+from ampd.sides.aws import AwsSide as AwsReconciler
 from ampd.spec.models import StateSpec
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import DATA_PLANE_URL, AwsEnv
@@ -125,10 +127,10 @@ def test_empty_account_is_built_then_costs_nothing(
     }
     ws = first.workspace
     assert ws is not None
-    assert ws.status == "ACTIVE"
     assert ws.remote_write_url == f"{DATA_PLANE_URL}/workspaces/{ws.id}/api/v1/remote_write"
     assert ws.query_url == f"{DATA_PLANE_URL}/workspaces/{ws.id}/api/v1/query"
-    assert ws.prometheus_endpoint == f"{DATA_PLANE_URL}/workspaces/{ws.id}/"
+    ws_status = {s.key: s for s in first.statuses}[WS]
+    assert ws_status.details["prometheus_endpoint"] == f"{DATA_PLANE_URL}/workspaces/{ws.id}/"
     assert {c.type: c.status for c in first.conditions} == {
         "AwsReachable": ConditionStatus.TRUE,
         "WorkspaceActive": ConditionStatus.TRUE,
@@ -187,9 +189,10 @@ def test_plan_only_writes_nothing(
     result = reconciler(tmp_path).reconcile(make_spec(rule_files), apply=False)
     assert WS in {c.key for c in result.plan.changes}
     assert RG in {c.key for c in result.plan.changes}
-    assert result.outcomes == []
+    assert result.outcomes == ()
     assert aws_emulator.writes() == []
     assert aws_emulator.workspace_ids() == []
+    assert not (tmp_path / "ampd.json").exists()  # a plan remembers nothing either
 
 
 def test_drift_is_corrected(
@@ -206,7 +209,6 @@ def test_drift_is_corrected(
     result = rec.reconcile(make_spec(rule_files), apply=True, force_read=True)
     assert {c.key for c in result.plan.drift} == {WS, RG}
     assert {c.key for c in result.plan.changes} == {WS, RG}
-    assert {e.key for e in result.drift_events} == {WS, RG}
     assert failed(result) == []
     assert amp.describe_workspace(workspaceId=ws_id)["workspace"]["tags"]["team"] == "platform"
     group = amp.describe_rule_groups_namespace(workspaceId=ws_id, name="node")
@@ -312,7 +314,7 @@ def test_throttling_and_server_errors_are_retried_later(
     [bad] = [o for o in first.outcomes if o.change.key == WS]
     assert not bad.ok and not bad.permanent
     assert bad.retry_after is not None and 0 < bad.retry_after <= 300
-    assert first.retry_after is not None
+    assert first.requeue_after is not None
     assert cond(first, "AwsReachable") is ConditionStatus.TRUE
     assert aws_emulator.workspace_ids() == []
     second = rec.reconcile(spec, apply=True)
@@ -333,7 +335,7 @@ def test_unreachable_endpoint_fails_fast_and_keeps_last_workspace(
     rule_files: dict[str, Path],
 ) -> None:
     Store(tmp_path / "ampd.json").save(
-        StoredState(workspace_id="ws-known", extra={"aws_workspace": {"region": "eu-west-1"}})
+        StoredState(workspace_id="ws-known")
     )
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
     started = time.monotonic()
@@ -344,7 +346,7 @@ def test_unreachable_endpoint_fails_fast_and_keeps_last_workspace(
     assert cond(result, "AwsReachable") is ConditionStatus.FALSE
     assert result.workspace is not None and result.workspace.id == "ws-known"
     assert result.workspace.remote_write_url.endswith("/workspaces/ws-known/api/v1/remote_write")
-    assert result.retry_after is not None and result.retry_after > 0
+    assert result.requeue_after is not None and result.requeue_after > 0
 
 
 def test_dropped_connection_mid_pass_is_temporary(
@@ -388,8 +390,12 @@ def test_creating_workspace_requeues_then_children_follow(
     rec = reconciler(tmp_path)
     spec = make_spec(rule_files)
     first = rec.reconcile(spec, apply=True)
-    assert first.workspace is not None and first.workspace.status == "CREATING"
-    assert first.retry_after == WORKSPACE_POLL
+    assert first.workspace is not None
+    assert (
+        "CREATING"
+        in (first.condition("WorkspaceActive") or Condition("", ConditionStatus.UNKNOWN)).message
+    )
+    assert first.requeue_after == WORKSPACE_POLL
     assert cond(first, "WorkspaceActive") is ConditionStatus.FALSE
     by_key = {s.key: s for s in first.statuses}
     assert by_key[RG].health is Health.PROGRESSING
@@ -400,7 +406,7 @@ def test_creating_workspace_requeues_then_children_follow(
     result = first
     while time.monotonic() < deadline:
         result = rec.reconcile(spec, apply=True)
-        if result.workspace is not None and result.workspace.status == "ACTIVE":
+        if cond(result, "WorkspaceActive") is ConditionStatus.TRUE:
             break
         time.sleep(0.1)
     assert failed(result) == []
@@ -416,7 +422,7 @@ def test_creation_failed_is_degraded_and_not_retried(
     rec = reconciler(tmp_path)
     spec = make_spec(rule_files)
     first = rec.reconcile(spec, apply=True)
-    assert first.workspace is not None and first.workspace.status == "CREATION_FAILED"
+    assert first.workspace is not None
     c = first.condition("WorkspaceActive")
     assert c is not None and c.status is ConditionStatus.FALSE and "CREATION_FAILED" in c.message
     again = rec.reconcile(spec, apply=True, force_read=True)

@@ -526,29 +526,6 @@ Q = f"{BASE}/workspaces/ws-1234"
             None,
             id="via-proxy-unsigned",
         ),
-        pytest.param(
-            {"via": "proxy"},
-            {"workspace": None},
-            "prometheus",
-            "http://127.0.0.1:8005/workspaces/pending",
-            {"httpMethod": "POST"},
-            None,
-            id="via-proxy-no-workspace-yet",
-        ),
-        pytest.param(
-            {},
-            {"workspace": None},
-            "prometheus",
-            "https://pending.invalid",
-            {
-                "httpMethod": "POST",
-                "sigV4Auth": True,
-                "sigV4AuthType": "ec2_iam_role",
-                "sigV4Region": "auto",
-            },
-            None,
-            id="direct-no-workspace-yet",
-        ),
     ],
 )
 def test_datasource(
@@ -581,6 +558,15 @@ def test_datasource(
         assert command["env"] == {"AWS_SHARED_CREDENTIALS_FILE": "/etc/ampd/grafana-keys"}
     else:
         assert command["env"] == {}
+
+
+@pytest.mark.parametrize("ds", [{}, {"via": "proxy"}], ids=["direct", "via-proxy"])
+def test_no_workspace_yet_provisions_no_data_source(ds: dict[str, Any]) -> None:
+    s = spec(workspace=WS, proxy={}, grafana={"enabled": True, "datasource": ds})
+    rendered = by_name(s, ctx(workspace=None))
+    provisioned = yaml.safe_load(rendered["grafana/provisioning/datasources/ampd.yaml"])
+    assert provisioned == {"apiVersion": 1, "datasources": []}  # nothing fake
+    assert b"pending" not in rendered["grafana/provisioning/datasources/ampd.yaml"]
 
 
 def ini(data: bytes) -> dict[str, dict[str, str]]:

@@ -133,14 +133,14 @@ CASES: list[tuple[str, dict[str, Any], str, str, dict[str, Any]]] = [
     ),
     (
         "remote-write-needs-workspace",
-        doc(prometheus={}),
+        doc(prometheus={"remote_write": {}}),
         "prometheus.remote_write",
         "remote_write needs a workspace section",
         doc(prometheus={"remote_write": None}),
     ),
     (
         "remote-write-ignored-when-disabled",
-        doc(prometheus={}),
+        doc(prometheus={"remote_write": {"signing": "auto"}}),
         "prometheus.remote_write",
         "set remote_write: null for a local-only Prometheus",
         doc(prometheus={"enabled": False}),

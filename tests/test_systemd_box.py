@@ -270,3 +270,41 @@ def test_real_ampd_runs_reloads_and_is_restarted_by_the_watchdog(ampd_box: SysBo
     box.wait_for("ampd.service", ActiveState="inactive")
     assert unit_processes(box, "ampd.service") == []
     assert not box.path("/run/ampd").exists()
+
+
+def _journal_json(box: SysBox, *args: str) -> list[dict[str, Any]]:
+    done = box.run("journalctl", "--no-pager", "-o", "json", *args).check()
+    return [json.loads(line) for line in done.stdout.splitlines() if line.strip()]
+
+
+def test_real_ampd_logs_native_journal_entries_with_priorities(ampd_box: SysBox) -> None:
+    box = ampd_box
+    box.write_file("/etc/ampd/state.yml", "version: 1\nstack: [not, a, name]\n", mode=0o640)
+    box.run("chgrp", "ampd", "/etc/ampd/state.yml").check()
+    box.run("systemctl", "start", "ampd.service", timeout=90).check()
+    box.wait_for("ampd.service", ActiveState="active", SubState="running")
+
+    def entries(*match: str) -> list[dict[str, Any]]:
+        return _journal_json(box, "-u", "ampd.service", *match)
+
+    problems = poll("spec.invalid at priority err", lambda: entries("-p", "warning"), 30)
+    invalid = [e for e in problems if e.get("AMPD_EVENT") == "spec.invalid"]
+    assert invalid, problems
+    assert invalid[0]["PRIORITY"] == "3"
+    assert invalid[0]["MESSAGE"].startswith("spec.invalid")
+    assert "/etc/ampd/state.yml:2:" in invalid[0]["AMPD_PROBLEMS"]
+    # -p warning lists exactly the problems: nothing at info or debug
+    assert all(int(e["PRIORITY"]) <= 4 for e in problems), problems
+    summaries = poll(
+        "a pass summary",
+        lambda: entries("AMPD_EVENT=reconcile.summary"),
+        30,
+    )
+    assert summaries[0]["PRIORITY"] == "6"
+    assert re.fullmatch(r"[0-9a-f]{12}", summaries[0]["RECONCILE_ID"])
+    assert summaries[0]["SYSLOG_IDENTIFIER"] == "ampd"
+    assert summaries[0]["AMPD_SPEC_VALID"] == "false"
+    # `systemctl status` shows people a short line, not raw JSON
+    shown = box.run("systemctl", "status", "--no-pager", "-n", "20", "ampd.service").stdout
+    assert "reconcile.summary" in shown and '{"' not in shown, shown
+    box.run("systemctl", "stop", "ampd.service", timeout=60).check()

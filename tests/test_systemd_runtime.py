@@ -63,11 +63,19 @@ def paths(tmp_path: Path) -> Paths:
 PROM = Command("prometheus", ("/usr/bin/prometheus", "--config.file=x"), {"A": "1"})
 
 
-def test_start_writes_the_command_then_starts_the_unit(paths: Paths) -> None:
+def write_cmd(paths: Paths, command: Command) -> Path:
+    """What the local side writes before it starts a process (the one writer)."""
+    path = paths.generated / f"{command.name}.cmd.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    body = {"argv": list(command.argv), "env": dict(command.env)}
+    path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def test_start_starts_the_unit_and_never_writes_the_command(paths: Paths) -> None:
     fake = FakeSystemd()
     SystemdRuntime(paths, run=fake).start(PROM)
-    body = json.loads((paths.generated / "prometheus.cmd.json").read_text())
-    assert body == {"argv": list(PROM.argv), "env": {"A": "1"}}
+    assert not (paths.generated / "prometheus.cmd.json").exists()
     assert fake.calls == [("start", "ampd-prometheus.service")]
 
 
@@ -83,6 +91,7 @@ def test_start_of_a_failed_unit_resets_it_first(paths: Paths) -> None:
 def test_observe_running_unit_reports_the_command_it_was_started_with(paths: Paths) -> None:
     fake = FakeSystemd()
     runtime = SystemdRuntime(paths, run=fake)
+    write_cmd(paths, PROM)
     runtime.start(PROM)
     fake.props.update(running(started=time.time() + 0.5))
     state = runtime.observe("prometheus")
@@ -95,6 +104,7 @@ def test_a_command_written_after_the_process_started_is_not_reported(paths: Path
     # cmd.json rewritten, ampd died before the restart: the process runs something else.
     fake = FakeSystemd(**running(started=time.time() - 60))
     runtime = SystemdRuntime(paths, run=fake)
+    write_cmd(paths, PROM)
     runtime.start(PROM)
     assert runtime.observe("prometheus").command is None
 
@@ -102,8 +112,8 @@ def test_a_command_written_after_the_process_started_is_not_reported(paths: Path
 def test_rewriting_the_same_command_keeps_it_current(paths: Paths) -> None:
     fake = FakeSystemd()
     runtime = SystemdRuntime(paths, run=fake)
+    cmd = write_cmd(paths, PROM)
     runtime.start(PROM)
-    cmd = paths.generated / "prometheus.cmd.json"
     os.utime(cmd, (time.time() - 60, time.time() - 60))
     fake.props.update(running(started=time.time() - 30))
     runtime.restart(PROM)  # same bytes: the file is not touched

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import assert_never
 
 import structlog
 
@@ -69,62 +71,121 @@ def reload_process(name: str, runtime: Runtime, listen: str | None, command: Com
     runtime.reload(name)
 
 
-def apply_local(
-    changes: Sequence[Change],
-    rendered: Mapping[str, Rendered],
-    generated: Path,
-    runtime: Runtime,
-    commands: Mapping[str, Command],
-    listens: Mapping[str, str],
-    promtool_path: str | None,
-) -> list[Outcome]:
-    """Files first (so processes see their new inputs), then processes."""
+@dataclass(frozen=True)
+class LocalTargets:
+    """What local changes act on: the rendered files, where they go, the runtime."""
+
+    rendered: Mapping[str, Rendered]
+    generated: Path
+    runtime: Runtime
+    commands: Mapping[str, Command]
+    listens: Mapping[str, str]
+    promtool_path: str | None
+
+    @property
+    def agent(self) -> bool:
+        cmd = self.rendered.get("prometheus.cmd.json")
+        return cmd is not None and b"--enable-feature=agent" in cmd.data
+
+
+def _refuse(change: Change) -> PermanentError:
+    return PermanentError(
+        f"{change.key}: action {change.action.value} does not apply to {change.key.kind.value}"
+    )
+
+
+def _file_change(change: Change, t: LocalTargets) -> None:
+    name = change.key.name
+    match change.action:
+        case Action.CREATE | Action.UPDATE | Action.REPLACE:
+            write_file(t.generated, t.rendered[name], t.promtool_path, agent=t.agent)
+        case Action.DELETE:
+            remove(t.generated / name)
+        case Action.NOOP:
+            pass
+        case Action.RESTART | Action.RELOAD:
+            raise _refuse(change)
+        case _ as never:
+            assert_never(never)
+
+
+def _process_change(change: Change, t: LocalTargets) -> None:
+    name = change.key.name
+    match change.action:
+        case Action.CREATE:
+            t.runtime.start(t.commands[name])
+        case Action.DELETE:
+            t.runtime.stop(name)
+        case Action.RESTART | Action.REPLACE:
+            t.runtime.restart(t.commands[name])
+        case Action.RELOAD:
+            reload_process(name, t.runtime, t.listens.get(name), t.commands[name])
+        case Action.NOOP:
+            pass
+        case Action.UPDATE:
+            raise _refuse(change)  # a process is reloaded or restarted, never "updated"
+        case _ as never:
+            assert_never(never)
+
+
+def apply_change(change: Change, t: LocalTargets) -> None:
+    """One local change, through the gateways; raises what the gateway raised."""
+    kind = change.key.kind
+    match kind:
+        case Kind.FILE:
+            _file_change(change, t)
+        case Kind.PROCESS:
+            _process_change(change, t)
+        case (
+            Kind.WORKSPACE
+            | Kind.WORKSPACE_CONFIGURATION
+            | Kind.LOGGING
+            | Kind.RULE_GROUP
+            | Kind.ALERTMANAGER
+            | Kind.IAM_ROLE
+            | Kind.IAM_POLICY
+            | Kind.INSTANCE_PROFILE
+        ):
+            raise PermanentError(f"{change.key} is not a local resource")
+        case _ as never:
+            assert_never(never)
+
+
+def apply_local(changes: Sequence[Change], t: LocalTargets) -> list[Outcome]:
+    """Files first (so processes see their new inputs), then processes. Every failure
+    becomes an outcome, whatever was raised: one resource never stops the others."""
     outcomes: list[Outcome] = []
     failed_files: set[str] = set()
-    cmd = rendered.get("prometheus.cmd.json")
-    agent = cmd is not None and b"--enable-feature=agent" in cmd.data
     ordered = sorted(changes, key=lambda c: 0 if c.key.kind == Kind.FILE else 1)
     for change in ordered:
         name = change.key.name
+        if change.key.kind == Kind.PROCESS and _blocked_by(name, failed_files):
+            outcomes.append(Outcome(change, False, "inputs failed to write; not touched"))
+            continue
         try:
-            if change.key.kind == Kind.FILE:
-                if change.action == Action.DELETE:
-                    remove(generated / name)
-                else:
-                    write_file(generated, rendered[name], promtool_path, agent=agent)
-            elif change.key.kind == Kind.PROCESS:
-                if _blocked_by(name, failed_files):
-                    outcomes.append(Outcome(change, False, "inputs failed to write; not touched"))
-                    continue
-                if change.action == Action.CREATE:
-                    runtime.start(commands[name])
-                elif change.action == Action.DELETE:
-                    runtime.stop(name)
-                elif change.action == Action.RESTART:
-                    runtime.restart(commands[name])
-                elif change.action == Action.RELOAD:
-                    reload_process(name, runtime, listens.get(name), commands[name])
-            else:
-                continue
+            apply_change(change, t)
         except TemporaryError as e:
-            if change.key.kind == Kind.FILE:
-                failed_files.add(name)
-            outcomes.append(Outcome(change, False, str(e), retry_after=e.delay))
-            log.warning(
-                "change.failed", key=str(change.key), action=change.action.value, error=str(e)
-            )
-            continue
+            outcome = Outcome(change, False, str(e), retry_after=e.delay)
         except (AmpdError, OSError) as e:
-            if change.key.kind == Kind.FILE:
-                failed_files.add(name)
-            outcomes.append(Outcome(change, False, str(e), permanent=True))
-            log.error(
-                "change.failed", key=str(change.key), action=change.action.value, error=str(e)
+            outcome = Outcome(change, False, str(e), permanent=True)
+        except Exception as e:  # a gateway bug must not end the pass; it is reported
+            log.exception("change.crashed", key=str(change.key), action=change.action.value)
+            outcome = Outcome(change, False, f"unexpected error: {e!r}", retry_after=5.0)
+        else:
+            outcomes.append(Outcome(change, True))
+            log.info(
+                "change.applied",
+                key=str(change.key),
+                action=change.action.value,
+                reason=change.reason,
             )
             continue
-        outcomes.append(Outcome(change, True))
-        log.info(
-            "change.applied", key=str(change.key), action=change.action.value, reason=change.reason
+        if change.key.kind == Kind.FILE:
+            failed_files.add(name)
+        outcomes.append(outcome)
+        level = log.warning if outcome.retry_after is not None else log.error
+        level(
+            "change.failed", key=str(change.key), action=change.action.value, error=outcome.message
         )
     return outcomes
 

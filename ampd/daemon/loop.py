@@ -14,7 +14,9 @@ import os
 import signal
 import sys
 import time
+import traceback
 from pathlib import Path
+from typing import Any
 
 import structlog
 import watchfiles
@@ -24,7 +26,7 @@ from ampd.daemon.metrics import Metrics
 from ampd.daemon.reconcile import Reconciler
 from ampd.daemon.wiring import api_call_counts, imds, make_aws, make_runtime, self_command
 from ampd.errors import AmpdError
-from ampd.gateways.files import atomic_write
+from ampd.gateways.files import atomic_write, read_bytes, sha256_bytes
 from ampd.gateways.notify import Notifier
 from ampd.gateways.paths import Paths
 from ampd.report.status import PassSummary, new_drift, status_document
@@ -49,9 +51,11 @@ class Daemon:
         self.wedge_file = os.environ.get("AMPD_TEST_WEDGE_FILE")
         self.loop: asyncio.AbstractEventLoop | None = None
         self.drift_seen: dict[ResourceKey, str] = {}
+        self.why: set[str] = set()  # the triggers coalesced into the next pass
 
     def trigger(self, why: str) -> None:
         log.debug("trigger", why=why)
+        self.why.add(why)
         self.dirty.set()
 
     def _trigger_threadsafe(self, why: str) -> None:
@@ -71,7 +75,7 @@ class Daemon:
             instance_facts=imds.instance_labels,
             self_command=self_command(),
         )
-        rec.aws = make_aws(rec.store)
+        rec.aws = make_aws(rec.store, rec.book)
         rec.on_aws_done = lambda: self._trigger_threadsafe("aws-done")
         metrics = Metrics(api_call_counts)
         rec.load_spec()
@@ -139,37 +143,49 @@ class Daemon:
                 continue
             await asyncio.sleep(DEBOUNCE)  # coalesce a burst of triggers into one pass
             self.dirty.clear()
-            await self._one_pass(rec, metrics)
+            why, self.why = self.why or {"timer"}, set()
+            await self._one_pass(rec, metrics, sorted(why))
             await asyncio.sleep(MIN_PASS_GAP)
 
-    async def _one_pass(self, rec: Reconciler, metrics: Metrics) -> None:
+    async def _one_pass(self, rec: Reconciler, metrics: Metrics, why: list[str]) -> None:
+        if self.reload_requested:
+            rec.book.forget_permanent()  # an operator's reload retries what was given up on
         try:
             summary = await asyncio.to_thread(rec.run_pass)
-        except AmpdError as e:
-            log.error("reconcile.failed", error=str(e))
-            self.next_pass_at = time.time() + 5
+        except Exception as e:  # the loop never dies: report, back off, try again
+            delay = rec.book.failed_temporarily("pass")
+            log.error(
+                "reconcile.crashed",
+                error=f"{type(e).__name__}: {e}",
+                traceback=traceback.format_exc(),
+                retry_after=round(delay, 2),
+            )
+            self.next_pass_at = time.time() + delay
+            self.notifier.status(f"Unknown · Degraded · reconcile pass failed: {e}"[:400])
             return
+        rec.book.succeeded("pass")
         self.passes += 1
         self.next_pass_at = summary.next_pass_at
         now = time.time()
         fresh_drift, self.drift_seen = new_drift(self.drift_seen, summary.plan.drift)
+        doc = status_document(summary, pid=os.getpid(), now=now)  # once per pass
         metrics.observe(summary, now, fresh_drift)
-        self._write_status(summary, now)
-        self._log_summary(summary, fresh_drift)
-        self.notifier.status(status_document(summary, pid=os.getpid(), now=now)["line"])
+        self._write_status(doc)
+        self._log_summary(summary, doc, fresh_drift, why)
+        self.notifier.status(doc["line"])
         if self.reload_requested:
             self.reload_requested = False
             self.notifier.ready()
 
-    def _write_status(self, summary: PassSummary, now: float) -> None:
-        doc = status_document(summary, pid=os.getpid(), now=now)
+    def _write_status(self, doc: dict[str, Any]) -> None:
         try:
             atomic_write(self.paths.status, json.dumps(doc, indent=2).encode() + b"\n", 0o640)
-        except AmpdError as e:
+        except (AmpdError, OSError) as e:
             log.error("status.write_failed", path=str(self.paths.status), error=str(e))
 
-    def _log_summary(self, s: PassSummary, fresh_drift: list[Change]) -> None:
-        doc = status_document(s, pid=os.getpid(), now=time.time())
+    def _log_summary(
+        self, s: PassSummary, doc: dict[str, Any], fresh_drift: list[Change], why: list[str]
+    ) -> None:
         log.info(
             "reconcile.summary",
             generation=s.spec_generation,
@@ -182,11 +198,13 @@ class Daemon:
             health=doc["health"],
             spec_valid=s.spec_error is None,
             reconcile_id=s.reconcile_id,
+            triggers=why[:10],  # what queued this pass (for people; the pass ignores it)
         )
         for change in fresh_drift:
             corrected = any(o.ok and o.change.key == change.key for o in s.outcomes)
             log.warning(
                 "drift.detected",
+                key=str(change.key),
                 kind=change.key.kind.value,
                 name=change.key.name,
                 fields=[d.field for d in change.diffs],
@@ -213,7 +231,11 @@ class Daemon:
                     yield_on_timeout=True,
                     rust_timeout=2000,
                 ):
-                    hit = [p for _, p in changes if self._interesting(Path(p), targets)]
+                    hit = [
+                        p
+                        for _, p in changes
+                        if self._interesting(Path(p), targets) and not self._own_write(rec, Path(p))
+                    ]
                     if hit:
                         self.trigger("file:" + hit[0])
                     new_targets = self._watch_targets(rec)
@@ -222,6 +244,13 @@ class Daemon:
             except (OSError, RuntimeError) as e:
                 log.warning("watch.failed", error=str(e))
                 await asyncio.sleep(1)
+
+    def _own_write(self, rec: Reconciler, path: Path) -> bool:
+        """ampd's own write into generated/ needs no pass; a hand edit there does."""
+        if self.paths.generated not in path.parents:
+            return False
+        data = read_bytes(path) if path.is_file() else None
+        return rec.own_writes.is_own(path, sha256_bytes(data) if data is not None else None)
 
     def _gen_dirs(self) -> set[str]:
         gen = self.paths.generated

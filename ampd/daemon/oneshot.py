@@ -1,4 +1,10 @@
-"""One-shot commands: ``render``, ``plan``, ``apply --once``."""
+"""One-shot commands: ``render``, ``plan``, ``apply --once``.
+
+``plan`` and ``render`` go through the same code as the daemon and write nothing but
+what they are asked for: ``plan`` nothing at all (its store is read-only by type),
+``render`` only the generated files, into ``--out`` (or the generated directory). What
+they could not know they say on stderr.
+"""
 
 from __future__ import annotations
 
@@ -10,14 +16,15 @@ from ampd.daemon.reconcile import Reconciler
 from ampd.daemon.wiring import imds, make_aws, make_runtime, self_command
 from ampd.gateways.files import atomic_write
 from ampd.gateways.paths import Paths
+from ampd.gateways.store import StoreView
 from ampd.observe.specfile import load_and_check
-from ampd.render.context import RenderContext
-from ampd.render.files import render_all
 from ampd.report.plantext import plan_json, plan_text
 from ampd.report.status import PassSummary
+from ampd.sides.facts import FactFinder, render_context
+from ampd.sides.local import render_files
 
 
-def _reconciler(state: Path, paths: Paths) -> Reconciler:
+def _reconciler(state: Path, paths: Paths, *, apply: bool) -> Reconciler:
     runtime = make_runtime(state, lambda _name: None)
     # Under the supervisor runtime a one-shot command cannot own long-lived processes:
     # it reconciles AWS and files, and leaves processes to the daemon.
@@ -28,31 +35,24 @@ def _reconciler(state: Path, paths: Paths) -> Reconciler:
         instance_facts=imds.instance_labels,
         self_command=self_command(),
         manage_processes=runtime.name != "supervisor",
+        read_only=not apply,
     )
-    rec.aws = make_aws(rec.store)
+    rec.aws = make_aws(rec.store, rec.book)
     return rec
 
 
 def render_command(state: Path, paths: Paths, out: Path | None) -> int:
     loaded = load_and_check(state)
-    rec = Reconciler(
-        state,
-        paths,
-        make_runtime(state, lambda _n: None),
-        instance_facts=None,
-        self_command=self_command(),
-        manage_processes=False,
+    finder = FactFinder(StoreView(paths.store), imds.instance_labels)
+    facts = finder.gather(loaded.spec)
+    for note in facts.notes:
+        print(f"ampd render: {note}; the parts that need it are left out", file=sys.stderr)
+    ctx = render_context(
+        loaded.spec, facts, source=state, state_dir=paths.state_dir, python=self_command()
     )
+    _, rendered = render_files(loaded.spec, ctx)
     target = out or paths.generated
-    ctx = RenderContext(
-        source=str(state),
-        state_dir=str(paths.state_dir),
-        workspace=rec.facts.workspace if loaded.spec.workspace is not None else None,
-        prometheus_can_sign=rec._prometheus_can_sign(loaded.spec),
-        python=self_command(),
-    )
-    spec = rec.effective_spec(loaded.spec, ctx)
-    for r in render_all(spec, ctx):
+    for r in rendered.values():
         atomic_write(target / r.name, r.data, r.mode)
         print(target / r.name)
     return 0
@@ -62,7 +62,7 @@ def _one_pass(
     state: Path, paths: Paths, *, apply: bool, as_json: bool, color: bool
 ) -> PassSummary | None:
     """One pass, its plan (and outcomes) printed; None when the state file is invalid."""
-    rec = _reconciler(state, paths)
+    rec = _reconciler(state, paths, apply=apply)
     try:
         summary = rec.run_pass(apply=apply)
     finally:
@@ -70,6 +70,8 @@ def _one_pass(
     if summary.spec_error:
         print(summary.spec_error, file=sys.stderr)
         return None
+    for what in summary.unobserved:
+        print(f"ampd: could not read {what}", file=sys.stderr)
     outcomes = summary.outcomes if apply else ()
     if as_json:
         print(json.dumps(plan_json(summary.plan, outcomes), indent=2, sort_keys=True))
@@ -79,10 +81,12 @@ def _one_pass(
 
 
 def plan_command(state: Path, paths: Paths, *, as_json: bool, color: str) -> int:
-    """0 in sync, 2 changes pending, 1 error (an invalid file, or AWS could not be read)."""
+    """0 in sync, 2 changes pending, 1 error: an invalid file, or something that could
+    not be read (AWS unreachable, denied, throttled) — a plan that did not see
+    everything is no plan."""
     use_color = color == "always" or (color == "auto" and sys.stdout.isatty())
     summary = _one_pass(state, paths, apply=False, as_json=as_json, color=use_color)
-    if summary is None or summary.failed:
+    if summary is None or summary.failed or summary.unobserved:
         return 1
     return 0 if summary.plan.in_sync else 2
 
@@ -92,6 +96,6 @@ def apply_command(state: Path, paths: Paths, *, as_json: bool) -> int:
     summary = _one_pass(state, paths, apply=True, as_json=as_json, color=False)
     if summary is None:
         return 1
-    if summary.failed:
+    if summary.failed or summary.unobserved:
         return 2 if summary.applied else 1
     return 0

@@ -8,15 +8,16 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from ampd.act.aws import AwsReconciler
 from ampd.errors import SpecError
 from ampd.gateways import imds
 from ampd.gateways.aws import AwsGateway, api_call_counts
 from ampd.gateways.runtime import Runtime
-from ampd.gateways.store import Store
+from ampd.gateways.store import StoreView
 from ampd.gateways.supervisor import Supervisor
 from ampd.gateways.systemd import SystemdRuntime, running_under_systemd
 from ampd.observe.specfile import read_state_file
+from ampd.plan.retry import RetryBook
+from ampd.sides.aws import AwsSide
 from ampd.spec.load import load_spec
 
 
@@ -45,8 +46,8 @@ def make_runtime(state_path: Path, on_exit: Callable[[str], None]) -> Runtime:
     return Supervisor(on_exit=on_exit)
 
 
-def make_aws(store: Store) -> AwsReconciler:
-    return AwsReconciler(AwsGateway, store)
+def make_aws(store: StoreView, book: RetryBook) -> AwsSide:
+    return AwsSide(AwsGateway, store, book)
 
 
 __all__ = [

@@ -21,10 +21,9 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ampd.errors import PermanentError, TemporaryError
-from ampd.gateways.files import atomic_write, read_bytes
+from ampd.gateways.files import read_bytes
 from ampd.gateways.paths import Paths, resolve_paths
 from ampd.gateways.runtime import PROCESS_NAMES, Command, ProcessState
 
@@ -198,14 +197,14 @@ class SystemdRuntime:
     # -- acting
 
     def start(self, command: Command) -> None:
+        # The unit runs ``ampd exec NAME``, which reads NAME.cmd.json: the local side wrote
+        # it (files before processes); this runtime never writes it a second time.
         unit = unit_name(command.name)
-        self._write_command(command)
         self._clear_failed(unit)
         self._systemctl_call("start", unit)
 
     def restart(self, command: Command) -> None:
         unit = unit_name(command.name)
-        self._write_command(command)
         self._clear_failed(unit)
         self._systemctl_call("restart", unit)
 
@@ -228,15 +227,6 @@ class SystemdRuntime:
 
     def _cmd_path(self, name: str) -> Path:
         return self._paths.generated / f"{name}.cmd.json"
-
-    def _write_command(self, command: Command) -> None:
-        body: dict[str, Any] = {"argv": list(command.argv), "env": dict(command.env)}
-        if command.cwd is not None:
-            body["cwd"] = command.cwd
-        data = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
-        path = self._cmd_path(command.name)
-        if read_bytes(path) != data:
-            atomic_write(path, data, mode=0o640)
 
     def _clear_failed(self, unit: str) -> None:
         # A unit that hit its start limit refuses every start until this is done.

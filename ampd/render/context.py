@@ -5,20 +5,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from ampd.core import WorkspaceRecord
 
-@dataclass(frozen=True)
-class WorkspaceFacts:
-    id: str
-    region: str
-    remote_write_url: str
-    query_url: str
-    arn: str | None = None
-
-    @property
-    def base_url(self) -> str:
-        """The data-plane origin, e.g. https://aps-workspaces.eu-west-1.amazonaws.com."""
-        marker = f"/workspaces/{self.id}/"
-        return self.remote_write_url.split(marker, 1)[0]
+WorkspaceFacts = WorkspaceRecord  # one typed record of where the workspace is
 
 
 @dataclass(frozen=True)

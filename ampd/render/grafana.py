@@ -93,19 +93,22 @@ def datasource(spec: StateSpec, ctx: RenderContext) -> dict[str, Any]:
     assert spec.grafana is not None
     ds = spec.grafana.datasource
     ws = ctx.workspace
-    ws_path = f"/workspaces/{ws.id}" if ws else "/workspaces/pending"
+    if ws is None:
+        # Nothing fake: until the workspace is known there is no data source to provision.
+        return {"apiVersion": 1, "datasources": []}
+    ws_path = f"/workspaces/{ws.id}"
     json_data: dict[str, Any] = {"httpMethod": "POST"}
     if ds.via == "proxy" and spec.proxy is not None:
         # The loopback proxy signs; Grafana sends plain requests to it.
         url = _proxy_origin(spec) + ws_path
         ds_type = "prometheus"
     else:
-        url = ws.query_url.removesuffix("/api/v1/query") if ws else "https://pending.invalid"
+        url = ws.query_url.removesuffix("/api/v1/query")
         ds_type = AMP_PLUGIN if uses_plugin(spec, ctx) else "prometheus"
         json_data |= {
             "sigV4Auth": True,
             "sigV4AuthType": auth_type(spec),
-            "sigV4Region": ws.region if ws else spec.aws_or_default.region,
+            "sigV4Region": ws.region,
         }
         if ds.auth == "keys":
             json_data["sigV4Profile"] = "default"

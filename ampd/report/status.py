@@ -23,7 +23,13 @@ from ampd.core import (
 
 STATUS_SCHEMA = "ampd.status/v1"
 # A False here means metrics are not getting where they should: the host is Degraded.
-DEGRADING_CONDITIONS = ("RemoteWriteFlowing", "AwsReachable", "WorkspaceActive")
+DEGRADING_CONDITIONS = (
+    "RemoteWriteFlowing",
+    "AwsReachable",
+    "WorkspaceActive",
+    "AwsSideHealthy",
+    "LocalSideHealthy",
+)
 
 
 def iso(ts: float | None) -> str | None:
@@ -70,6 +76,7 @@ class PassSummary:
     next_pass_at: float | None
     runtime: str
     errors: Sequence[Mapping[str, Any]] = field(default_factory=list)
+    unobserved: Sequence[str] = field(default_factory=list)  # what could not be read
 
     @property
     def applied(self) -> int:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -310,6 +310,21 @@ class StateSpec(Strict):
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     state_source: StateSourceSpec = Field(default_factory=StateSourceSpec)
     runtime: Literal["auto", "systemd", "supervisor"] = "auto"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_write_follows_context(cls, data: Any) -> Any:
+        """``prometheus.remote_write`` left out is on exactly when there is a workspace to
+        write to (its URL follows from the workspace, or ``aws.data_plane_url`` and its
+        id). A Prometheus-only file is valid as it is."""
+        if not isinstance(data, dict):
+            return data
+        prom = data.get("prometheus")
+        if not isinstance(prom, dict) or "remote_write" in prom:
+            return data
+        if data.get("workspace") is not None:
+            return data
+        return {**data, "prometheus": {**prom, "remote_write": None}}
 
     @property
     def aws_or_default(self) -> AwsSpec:

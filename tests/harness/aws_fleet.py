@@ -15,7 +15,7 @@ import threading
 import time
 from pathlib import Path
 
-from ampd.act.aws import AwsReconciler
+from ampd.sides.aws import AwsSide
 from ampd.gateways.aws import make_gateway
 from ampd.gateways.store import Store
 from ampd.spec.models import StateSpec
@@ -35,7 +35,7 @@ def fleet_spec(stack: str = "fleet", alias: str = "fleet-metrics") -> StateSpec:
 def run_creator(store_path: Path, deadline: float) -> tuple[str | None, float, int]:
     """One host's ``ampd apply --once`` loop: (workspace id, seconds, passes)."""
     started = time.monotonic()
-    rec = AwsReconciler(make_gateway, Store(store_path))
+    rec = AwsSide(make_gateway, Store(store_path))
     spec = fleet_spec()
     passes = 0
     while time.monotonic() < deadline:

@@ -1,0 +1,571 @@
+"""The AWS side: one level-based pass over the workspace, its children and IAM.
+
+::
+
+    workspace:  find (id, stored id, alias + this stack's tags) -> plan -> create/update
+    children:   configuration, logging, rule groups, alert manager, IAM -> plan -> act
+
+Every failure becomes an :class:`~ampd.core.Outcome`; one failing resource never stops
+unrelated ones. A network failure ends the pass at once (``AwsReachable=False``) and the
+last known workspace is still reported, so the local pipeline keeps running. When to
+try again is the retry book's to say. With ``apply=False`` nothing is written: not AWS,
+not ampd.json (the side holds only a :class:`StoreView` for reading then).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ampd.act.aws import Target, apply_change, create_workspace, update_workspace
+from ampd.core import (
+    Action,
+    Change,
+    Health,
+    Kind,
+    Outcome,
+    Plan,
+    ResourceKey,
+    ResourceStatus,
+    SideResult,
+    SyncStatus,
+    WorkspaceRecord,
+)
+from ampd.errors import AmpdError, PermanentError, TemporaryError
+from ampd.gateways import imds
+from ampd.gateways.aws import AwsGateway, AwsUnreachable, Identity
+from ampd.gateways.aws import configured_region as _configured_region
+from ampd.gateways.store import Store, StoredState, StoreView
+from ampd.observe.aws import (
+    ObservedCache,
+    WorkspaceLookup,
+    find_workspace,
+    read_children,
+    read_spec_files,
+    workspace_live,
+)
+from ampd.plan.aws import (
+    TRANSITIONAL,
+    Desired,
+    Live,
+    Unreadable,
+    client_token,
+    desired_iam,
+    desired_workspace,
+    desired_workspace_children,
+    fingerprint,
+    parse_key,
+    plan_resources,
+    policy_from_spec,
+    workspace_arn,
+    workspace_key,
+)
+from ampd.plan.retry import RetryBook
+from ampd.report.aws import (
+    AwsSnapshot,
+    aws_conditions,
+    in_sync_keys,
+    reported_keys,
+    resource_status,
+    unobserved,
+    unreachable_conditions,
+    workspace_record,
+)
+from ampd.sides.facts import Facts
+from ampd.spec.models import StateSpec, duration_seconds
+
+__all__ = ["WORKSPACE_POLL", "AwsSide", "GatewayFactory", "default_region"]
+
+log = structlog.get_logger()
+
+GatewayFactory = Callable[[str, str | None], AwsGateway]
+
+WORKSPACE_POLL = 5.0  # CREATING/UPDATING: look again soon
+REACHABILITY = "aws.reachability"
+_AMP_CHILDREN = frozenset(
+    {Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.RULE_GROUP, Kind.ALERTMANAGER}
+)
+
+
+def default_region() -> str | None:
+    """Region for ``aws.region: auto``: instance metadata first, then botocore's config."""
+    return imds.region() or _configured_region()
+
+
+def _spec_fingerprint(spec: StateSpec, files: Mapping[str, bytes | None]) -> str:
+    h = hashlib.sha256()
+    h.update(spec.stack.encode())
+    for part in (spec.aws, spec.workspace, spec.iam):
+        h.update(b"\x1f" + (part.model_dump_json().encode() if part is not None else b"-"))
+    for path, data in sorted(files.items()):
+        h.update(b"\x1f" + path.encode() + b"\x1e" + (data if data is not None else b"-"))
+    return h.hexdigest()
+
+
+@dataclass
+class _Pass:
+    """Working state of one pass."""
+
+    spec: StateSpec
+    region: str
+    identity: Identity
+    stored: StoredState
+    writer: Store | None  # None: a plan, which writes nothing
+    desired: dict[ResourceKey, Desired] = field(default_factory=dict)
+    observed: dict[ResourceKey, Live | Unreadable | None] = field(default_factory=dict)
+    errors: dict[ResourceKey, str] = field(default_factory=dict)
+    waiting: dict[ResourceKey, str] = field(default_factory=dict)
+    plan: Plan = field(default_factory=Plan)
+    outcomes: list[Outcome] = field(default_factory=list)
+    workspace: Live | None = None
+
+    @property
+    def apply(self) -> bool:
+        return self.writer is not None and self.spec.aws_or_default.mode == "manage"
+
+
+class AwsSide:
+    """One AWS pass at a time; synchronous (the daemon runs it in a worker thread)."""
+
+    def __init__(
+        self,
+        gateway_factory: GatewayFactory,
+        store: StoreView,
+        book: RetryBook | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        region_resolver: Callable[[], str | None] = default_region,
+        wall_clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._factory = gateway_factory
+        self._store = store
+        self._book = book or RetryBook()
+        self._clock = clock
+        self._wall = wall_clock
+        self._region_resolver = region_resolver
+        self._auto_region: str | None = None
+        self._gateways: dict[tuple[str, str | None], AwsGateway] = {}
+        self._identities: dict[tuple[str, str | None], Identity] = {}
+        self._cache = ObservedCache()
+        self._lock = threading.Lock()
+
+    # -- the facade ---------------------------------------------------------------------
+
+    def reconcile(
+        self, spec: StateSpec, facts: Facts | None = None, *, apply: bool, force_read: bool = False
+    ) -> SideResult:
+        if spec.workspace is None and spec.iam is None:
+            return SideResult()
+        writer = self._store if apply and isinstance(self._store, Store) else None
+        with self._lock:
+            started = self._clock()
+            result = self._reconcile(spec, facts, writer, force_read=force_read)
+            log.debug(
+                "aws.pass",
+                apply=writer is not None,
+                changes=len(result.plan.changes),
+                drift=len(result.plan.drift),
+                failed=sum(1 for o in result.outcomes if not o.ok),
+                workspace=result.workspace.id if result.workspace else None,
+                requeue_after=result.requeue_after,
+                duration_ms=round((self._clock() - started) * 1000, 1),
+            )
+            return result
+
+    # -- one pass -----------------------------------------------------------------------
+
+    def _region(self, spec: StateSpec, facts: Facts | None) -> str | None:
+        region = spec.aws_or_default.region
+        if region != "auto":
+            return region
+        if facts is not None and facts.instance_labels.get("region"):
+            return facts.instance_labels["region"]
+        if self._auto_region is None:
+            self._auto_region = self._region_resolver()
+        return self._auto_region
+
+    def _gateway(self, region: str, endpoint: str | None) -> AwsGateway:
+        key = (region, endpoint)
+        if key not in self._gateways:
+            self._gateways[key] = self._factory(region, endpoint)
+        return self._gateways[key]
+
+    def _identity(self, gw: AwsGateway, region: str, endpoint: str | None) -> Identity:
+        key = (region, endpoint)
+        if key not in self._identities:
+            self._identities[key] = gw.identity()
+        return self._identities[key]
+
+    def _reconcile(
+        self, spec: StateSpec, facts: Facts | None, writer: Store | None, *, force_read: bool
+    ) -> SideResult:
+        aws = spec.aws_or_default
+        stored = self._store.load()
+        region = self._region(spec, facts)
+        if region is None:
+            err = PermanentError(
+                "aws.region is auto but there is no instance metadata and no AWS_REGION: "
+                "set aws.region"
+            )
+            return self._unreachable(spec, stored, None, err)
+        files = read_spec_files(spec)
+        fp = _spec_fingerprint(spec, files)
+        now = self._clock()
+        taken = self._cache.taken_at
+        expired = taken is None or now - taken >= duration_seconds(aws.resync)
+        if force_read or expired or self._cache.fingerprint != fp:
+            self._cache.clear()
+            self._cache.fingerprint = fp
+            self._cache.taken_at = now
+        if force_read:
+            self._book.forget_permanent()
+        try:
+            gw = self._gateway(region, aws.endpoint_url)
+            identity = self._identity(gw, region, aws.endpoint_url)
+        except AmpdError as e:
+            return self._unreachable(spec, stored, region, e)
+        p = _Pass(spec, region, identity, stored, writer)
+        try:
+            self._workspace_phase(gw, p)
+            self._children_phase(gw, p, files)
+        except AwsUnreachable as e:
+            self._cache.clear()
+            return self._unreachable(spec, self._store.load(), region, e)
+        self._book.succeeded(REACHABILITY)
+        return self._result(p)
+
+    # -- phase 1: the workspace ---------------------------------------------------------
+
+    def _workspace_phase(self, gw: AwsGateway, p: _Pass) -> None:
+        spec = p.spec
+        key = workspace_key(spec)
+        if spec.workspace is None:
+            self._workspace_orphan(gw, p)
+            return
+        desired = desired_workspace(spec)
+        assert desired is not None
+        p.desired[key] = desired
+        cached = self._cache.workspace
+        if self._cache.workspace_read and (cached is None or cached.status not in TRANSITIONAL):
+            lookup = WorkspaceLookup(cached)
+        else:
+            try:
+                lookup = find_workspace(gw, spec, p.stored.workspace_id)
+            except AwsUnreachable:
+                raise
+            except (PermanentError, TemporaryError) as e:
+                lookup = WorkspaceLookup(Unreadable(key, str(e), isinstance(e, PermanentError)))
+            if not isinstance(lookup.live, Unreadable):
+                self._cache.workspace = lookup.live
+                self._cache.workspace_read = lookup.live is None or (
+                    lookup.live.status not in TRANSITIONAL
+                )
+        p.observed[key] = lookup.live
+        plan = plan_resources([desired], p.observed, p.stored.applied, policy_from_spec(spec))
+        p.plan = p.plan + plan
+        p.workspace = lookup.live if isinstance(lookup.live, Live) else None
+        if p.workspace is not None:
+            self._remember_workspace(p, p.workspace)
+        if p.apply:
+            for change in plan.changes:
+                self._run(p, change, lambda c: self._apply_workspace(gw, p, c, lookup))
+
+    def _workspace_orphan(self, gw: AwsGateway, p: _Pass) -> None:
+        """The workspace section was removed: report (retain) or delete what is ours."""
+        key = workspace_key(p.spec)
+        if str(key) not in p.stored.applied or not p.stored.workspace_id:
+            return
+        try:
+            w = gw.describe_workspace(p.stored.workspace_id)
+        except AwsUnreachable:
+            raise
+        except AmpdError:
+            return
+        if w is None:
+            p.stored.applied.pop(str(key), None)
+            return
+        live = workspace_live(key, w)
+        p.workspace = live
+        plan = plan_resources([], {}, p.stored.applied, policy_from_spec(p.spec), [live])
+        p.plan = p.plan + plan
+        if p.apply:
+            for change in plan.changes:
+                self._run(p, change, lambda c: apply_change(gw, c, self._target(p)))
+
+    def _apply_workspace(
+        self, gw: AwsGateway, p: _Pass, change: Change, lookup: WorkspaceLookup
+    ) -> None:
+        ws = p.spec.workspace
+        assert ws is not None and p.writer is not None
+        if change.action is Action.CREATE:
+            token = client_token(
+                p.spec.stack, ws.alias or "", p.region, p.identity.account, lookup.deleted_id or ""
+            )
+            # Persisted before the call: a crash between request and response retries with
+            # the same token, and AWS answers with the same workspace.
+            p.stored.client_token = token
+            self._persist(p)
+            tags = dict(change.after["tags"]) if change.after else {}
+            live = workspace_live(
+                change.key, create_workspace(gw, ws.alias, tags, token, ws.kms_key_arn)
+            )
+            p.workspace = live
+            p.observed[change.key] = live
+            self._remember_workspace(p, live)
+            self._cache.workspace = live
+            self._cache.workspace_read = live.status not in TRANSITIONAL
+            return
+        assert p.workspace is not None
+        p.workspace = update_workspace(gw, p.workspace, change)
+        self._cache.workspace = p.workspace
+
+    def _remember_workspace(self, p: _Pass, live: Live) -> None:
+        ws_id = str(live.details["id"])
+        record = WorkspaceRecord.at(
+            ws_id,
+            p.region,
+            data_plane_url=p.spec.aws_or_default.data_plane_url,
+            arn=str(live.details.get("arn") or "") or None,
+            alias=live.fields.get("alias"),
+        )
+        if p.stored.workspace_id != ws_id or p.stored.workspace != record:
+            p.stored.workspace_id = ws_id
+            p.stored.workspace = record
+            self._persist(p)
+
+    def _target(self, p: _Pass) -> Target:
+        ws = p.workspace
+        return Target(
+            str(ws.details["id"]) if ws is not None else "",
+            str(ws.details.get("arn") or "") if ws is not None else "",
+            p.spec.stack,
+        )
+
+    # -- phase 2: everything that hangs off the workspace, and IAM ---------------------
+
+    def _children_phase(self, gw: AwsGateway, p: _Pass, files: Mapping[str, bytes | None]) -> None:
+        spec = p.spec
+        ws_live = p.workspace if p.spec.workspace is not None else None
+        active = ws_live is not None and ws_live.status == "ACTIVE"
+        ws_arn = (
+            str(ws_live.details["arn"])
+            if ws_live is not None
+            else workspace_arn(p.region, p.identity.account, None)
+        )
+        children = desired_workspace_children(spec, files)
+        iam = desired_iam(spec, account=p.identity.account, ws_arn=ws_arn)
+        p.errors.update(children.errors)
+        to_read: list[Desired] = list(iam.resources)
+        ws_key = workspace_key(spec)
+        ws_observed = p.observed.get(ws_key)
+        for d in children.resources:
+            p.desired[d.key] = d
+            if ws_live is None:
+                if isinstance(ws_observed, Unreadable) or spec.workspace is None:
+                    p.waiting[d.key] = "the workspace could not be read"
+                else:
+                    p.observed[d.key] = None  # no workspace yet: everything is to be created
+            elif not active:
+                p.waiting[d.key] = f"waiting for the workspace ({ws_live.status})"
+            else:
+                to_read.append(d)
+        for d in iam.resources:
+            p.desired[d.key] = d
+        applied_keys = [k for k in (parse_key(s) for s in p.stored.applied) if k is not None]
+        if not active:
+            applied_keys = [k for k in applied_keys if k.kind not in _AMP_CHILDREN]
+        observed, orphans = read_children(
+            gw,
+            stack=spec.stack,
+            workspace=ws_live if active else None,
+            desired=to_read,
+            previously_applied=applied_keys,
+            cache=self._cache,
+        )
+        p.observed.update(observed)
+        for key, value in observed.items():
+            if value is None and key not in p.desired:
+                p.stored.applied.pop(str(key), None)  # gone: nothing left to remember
+        planned = [d for d in p.desired.values() if d.key != ws_key and d.key not in p.waiting]
+        plan = plan_resources(
+            planned, p.observed, p.stored.applied, policy_from_spec(spec), orphans
+        )
+        p.plan = p.plan + plan
+        if not p.apply:
+            return
+        failed: set[ResourceKey] = {o.change.key for o in p.outcomes if not o.ok}
+        for change in plan.changes:
+            blocker = self._blocked_by(change.key, failed, p)
+            if blocker is not None:
+                p.outcomes.append(Outcome(change, ok=False, message=f"waiting for {blocker}"))
+                failed.add(change.key)
+                continue
+            if change.key.kind in _AMP_CHILDREN and ws_live is None:
+                continue
+            if not self._run(p, change, lambda c: apply_change(gw, c, self._target(p))):
+                failed.add(change.key)
+
+    def _blocked_by(self, key: ResourceKey, failed: set[ResourceKey], p: _Pass) -> str | None:
+        if key.kind in _AMP_CHILDREN and workspace_key(p.spec) in failed:
+            return str(workspace_key(p.spec))
+        if key.kind is Kind.IAM_POLICY:
+            role = ResourceKey(Kind.IAM_ROLE, key.name.partition("/")[0])
+            if role in failed:
+                return str(role)
+        if key.kind is Kind.INSTANCE_PROFILE:
+            d = p.desired.get(key)
+            for name in (d.fields.get("roles") or []) if d else []:
+                role = ResourceKey(Kind.IAM_ROLE, name)
+                if role in failed:
+                    return str(role)
+        return None
+
+    # -- running one change -------------------------------------------------------------
+
+    def _run(self, p: _Pass, change: Change, effect: Callable[[Change], None]) -> bool:
+        key = change.key
+        desired = p.desired.get(key)
+        fp = fingerprint(desired) if desired is not None else f"delete:{change.action}"
+        remembered = self._book.blocked(key, fp)
+        if remembered is not None:
+            message = f"not retried until the state file changes: {remembered}"
+            p.outcomes.append(Outcome(change, ok=False, permanent=True, message=message))
+            return False
+        try:
+            effect(change)
+        except AwsUnreachable:
+            raise
+        except PermanentError as e:
+            self._book.failed_permanently(key, fp, str(e))
+            log.error("aws.change.failed", key=str(key), action=change.action.value, error=str(e))
+            p.outcomes.append(Outcome(change, ok=False, message=str(e), permanent=True))
+            return False
+        except TemporaryError as e:
+            delay = self._book.failed_temporarily(key, e.delay)
+            log.warning(
+                "aws.change.failed",
+                key=str(key),
+                action=change.action.value,
+                error=str(e),
+                retry_after=round(delay, 2),
+            )
+            p.outcomes.append(Outcome(change, ok=False, message=str(e), retry_after=delay))
+            return False
+        self._book.succeeded(key)
+        log.info("aws.change.applied", key=str(key), action=change.action.value)
+        p.outcomes.append(Outcome(change, ok=True, message=change.reason))
+        self._after_change(p, change, desired, fp)
+        return True
+
+    def _after_change(self, p: _Pass, change: Change, desired: Desired | None, fp: str) -> None:
+        key = change.key
+        if change.action is Action.DELETE:
+            self._cache.resources[key] = None
+            p.stored.applied.pop(str(key), None)
+            p.observed[key] = None
+        else:
+            if desired is not None:
+                p.stored.applied[str(key)] = fp
+            if key.kind is not Kind.WORKSPACE:
+                fields = dict(change.after or {})
+                self._cache.resources[key] = Live(key, fields, dict(fields.get("tags") or {}))
+                if key.kind is Kind.RULE_GROUP and self._cache.rule_group_tags is not None:
+                    self._cache.rule_group_tags[key.name] = dict(fields.get("tags") or {})
+                if key.kind is Kind.IAM_POLICY and key.name.partition("/")[2].startswith("arn:"):
+                    role, _, arn = key.name.partition("/")
+                    self._cache.roles_attached.setdefault(role, []).append(arn)
+        self._persist(p)
+
+    def _persist(self, p: _Pass) -> None:
+        """Write the AWS side's part of ampd.json, leaving the local side's part alone.
+        A plan has no writer and persists nothing."""
+        if p.writer is None:
+            return
+        mine = p.stored
+
+        def aws_part(s: StoredState) -> tuple[Any, ...]:
+            applied = {k: v for k, v in s.applied.items() if k.startswith("aws.")}
+            return (s.workspace_id, s.client_token, applied, s.workspace)
+
+        def merge(s: StoredState) -> None:
+            s.workspace_id = mine.workspace_id
+            s.client_token = mine.client_token
+            s.workspace = mine.workspace
+            for k in [k for k in s.applied if k.startswith("aws.")]:
+                del s.applied[k]
+            s.applied.update({k: v for k, v in mine.applied.items() if k.startswith("aws.")})
+
+        with p.writer.lock:
+            if aws_part(p.writer.load()) != aws_part(mine):
+                p.writer.update(merge)
+
+    # -- results ------------------------------------------------------------------------
+
+    def _unreachable(
+        self, spec: StateSpec, stored: StoredState, region: str | None, e: AmpdError
+    ) -> SideResult:
+        permanent = isinstance(e, PermanentError)
+        delay = None if permanent else self._book.failed_temporarily(REACHABILITY, _delay(e))
+        log.warning("aws.unreachable", error=str(e), retry_after=delay)
+        workspace = stored.workspace
+        if workspace is None and stored.workspace_id and region is not None:
+            workspace = WorkspaceRecord.at(
+                stored.workspace_id, region, data_plane_url=spec.aws_or_default.data_plane_url
+            )
+        reason = "RegionUnknown" if region is None else ("Denied" if permanent else "Unreachable")
+        key = workspace_key(spec)
+        status = ResourceStatus(key, SyncStatus.UNKNOWN, Health.UNKNOWN, str(e))
+        return SideResult(
+            conditions=tuple(unreachable_conditions(reason, str(e))),
+            statuses=(status,),
+            workspace=workspace if spec.workspace is not None else None,
+            requeue_after=delay,
+            unobserved=(f"AWS: {e}",),
+        )
+
+    def _result(self, p: _Pass) -> SideResult:
+        snap = AwsSnapshot(
+            spec=p.spec,
+            region=p.region,
+            desired=p.desired,
+            observed=p.observed,
+            errors=p.errors,
+            waiting=p.waiting,
+            plan=p.plan,
+            outcomes=tuple(p.outcomes),
+            workspace=p.workspace if p.spec.workspace is not None else None,
+            now=self._wall(),
+        )
+        statuses = [resource_status(snap, key) for key in reported_keys(snap)]
+        if p.writer is not None:
+            for key in in_sync_keys(snap):
+                p.stored.applied[str(key)] = fingerprint(p.desired[key])
+            self._persist(p)
+        hints: list[float] = []
+        ws = snap.workspace
+        if ws is not None and ws.status in TRANSITIONAL:
+            hints.append(WORKSPACE_POLL)
+        if any(k.kind in _AMP_CHILDREN for k in p.waiting):
+            hints.append(WORKSPACE_POLL)
+        for value in p.observed.values():
+            if isinstance(value, Unreadable) and not value.permanent:
+                hints.append(self._book.failed_temporarily(value.key))
+        return SideResult(
+            plan=p.plan,
+            outcomes=tuple(p.outcomes),
+            statuses=tuple(statuses),
+            conditions=tuple(aws_conditions(snap, statuses)),
+            requeue_after=RetryBook.requeue_after(p.outcomes, hints),
+            unobserved=tuple(unobserved(snap)),
+            workspace=workspace_record(snap),
+        )
+
+
+def _delay(e: AmpdError) -> float:
+    return e.delay if isinstance(e, TemporaryError) else 5.0

@@ -1,0 +1,334 @@
+"""The local side: generated files and the processes that read them.
+
+Render every file from the spec and the facts, compare with what is on disk and what
+ampd last wrote, start/stop/restart/reload processes whose inputs changed, then read
+health and remote-write evidence. With ``apply=False`` nothing is touched: no file, no
+process, no ampd.json, no wipe of a baked instance's data.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
+from pathlib import Path
+
+import structlog
+
+from ampd.act.local import LocalTargets, apply_local, command_from_rendered
+from ampd.core import (
+    Change,
+    Condition,
+    ConditionStatus,
+    Health,
+    Kind,
+    Outcome,
+    Plan,
+    ProcessState,
+    ResourceKey,
+    SideResult,
+)
+from ampd.gateways import promtool
+from ampd.gateways.files import remove_tree, sha256_bytes
+from ampd.gateways.paths import Paths
+from ampd.gateways.runtime import Runtime
+from ampd.gateways.store import Store, StoredState, StoreView
+from ampd.observe import local as observe_local
+from ampd.plan.local import PROCESS_INPUTS, DesiredFile, plan_files, plan_processes
+from ampd.plan.retry import RetryBook
+from ampd.render.context import RenderContext
+from ampd.render.files import Rendered, render_all, signing_mode
+from ampd.report.flow import FlowTracker
+from ampd.report.local import HealthProbe, LocalSnapshot, local_statuses
+from ampd.sides.facts import Facts, effective_spec, render_context
+from ampd.spec.checks import proxy_enabled
+from ampd.spec.models import StateSpec
+
+log = structlog.get_logger()
+
+PROGRESS_RECHECK = 0.5  # a pass follows this soon when something is still starting
+FILE_PREFIX = Kind.FILE.value + "/"
+
+
+class OwnWrites:
+    """The bytes ampd itself last wrote to each generated file, so that the watcher can
+    tell ampd's own writes (no pass needed) from a hand edit (drift)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._sha: dict[Path, str | None] = {}
+
+    def note(self, path: Path, sha: str | None) -> None:
+        with self._lock:
+            self._sha[path] = sha
+
+    def is_own(self, path: Path, current_sha: str | None) -> bool:
+        with self._lock:
+            return path in self._sha and self._sha[path] == current_sha
+
+
+class LocalSide:
+    def __init__(
+        self,
+        paths: Paths,
+        runtime: Runtime,
+        store: StoreView,
+        book: RetryBook | None = None,
+        *,
+        state_path: Path | str,
+        self_command: str = "/usr/bin/ampd",
+        manage_processes: bool = True,
+        own_writes: OwnWrites | None = None,
+    ) -> None:
+        self.paths = paths
+        self.runtime = runtime
+        self._store = store
+        self._book = book or RetryBook()
+        self.state_path = state_path
+        self.self_command = self_command
+        self.manage_processes = manage_processes
+        self.own_writes = own_writes or OwnWrites()
+        self.flow = FlowTracker()
+        self.native_failed = False
+        self.last_change: dict[ResourceKey, float] = {}
+
+    def context(self, spec: StateSpec, facts: Facts) -> RenderContext:
+        return render_context(
+            spec,
+            facts,
+            source=self.state_path,
+            state_dir=self.paths.state_dir,
+            python=self.self_command,
+        )
+
+    def render(self, spec: StateSpec, facts: Facts) -> tuple[StateSpec, dict[str, Rendered]]:
+        """The effective spec and every generated file, exactly as the daemon writes them."""
+        return render_files(spec, self.context(spec, facts))
+
+    def reconcile(self, spec: StateSpec, facts: Facts, *, apply: bool) -> SideResult:
+        now = time.time()
+        writer = self._store if apply and isinstance(self._store, Store) else None
+        if writer is not None:
+            self._check_instance(writer, facts.instance_id)
+        if self.native_failed:
+            facts = replace(facts, native_failed=True)
+        ctx = self.context(spec, facts)
+        spec, rendered = self.render(spec, facts)
+        stored = self._store.load()
+        fplan = self._plan_files(spec, rendered, stored)
+        commands = {
+            r.name.removesuffix(".cmd.json"): command_from_rendered(r)
+            for r in rendered.values()
+            if r.name.endswith(".cmd.json")
+        }
+        observed: dict[str, ProcessState] = {}
+        pplan, pwake = Plan(), None
+        if self.manage_processes:
+            names = sorted(set(commands) | set(PROCESS_INPUTS))
+            observed = observe_local.observe_processes(self.runtime, names)
+            pplan, pwake = plan_processes(commands, observed, fplan.changes, now=now)
+        plan = fplan + pplan
+        listens = _listens(spec) if self.manage_processes else {}
+        targets = LocalTargets(
+            rendered,
+            self.paths.generated,
+            self.runtime,
+            commands,
+            listens,
+            promtool.find_promtool(spec.prometheus.binary if spec.prometheus else None),
+        )
+        outcomes: list[Outcome] = []
+        if writer is not None and plan.changes:
+            outcomes = self._apply(plan, targets, writer, now)
+            if self.manage_processes:
+                observed = observe_local.observe_processes(self.runtime, sorted(observed))
+        external_proxy = spec.proxy is not None and spec.proxy.implementation != "builtin"
+        probes = {
+            name: self._probe(name, listen, tcp_only=external_proxy and name == "sigv4-proxy")
+            for name, listen in listens.items()
+            if (st := observed.get(name)) is not None and st.running
+        }
+        snap = LocalSnapshot(
+            files=sorted(rendered),
+            plan=plan,
+            outcomes=outcomes,
+            applied=writer is not None,
+            processes=observed,
+            listens=listens,
+            probes=probes,
+            last_change=self.last_change,
+            now=now,
+        )
+        statuses = local_statuses(snap)
+        conditions = []
+        flow = self._remote_write_condition(spec, ctx, listens, observed, external_proxy)
+        if flow is not None:
+            conditions.append(flow)
+        hints = [pwake - now] if pwake is not None else []
+        if any(s.health == Health.PROGRESSING for s in statuses):
+            hints.append(PROGRESS_RECHECK)
+        prom_up = spec.prometheus is not None and spec.prometheus.enabled and "prometheus" in probes
+        return SideResult(
+            plan=plan,
+            outcomes=tuple(outcomes),
+            statuses=tuple(statuses),
+            conditions=tuple(conditions),
+            requeue_after=RetryBook.requeue_after(outcomes, hints),
+            targets=_targets(listens.get("prometheus")) if prom_up else None,
+        )
+
+    # -- planning and acting ------------------------------------------------------------
+
+    def _plan_files(
+        self, spec: StateSpec, rendered: Mapping[str, Rendered], stored: StoredState
+    ) -> Plan:
+        names = set(rendered) | {
+            k.removeprefix(FILE_PREFIX) for k in stored.applied if k.startswith(FILE_PREFIX)
+        }
+        on_disk = observe_local.observe_files(self.paths.generated, sorted(names))
+        return plan_files(
+            [DesiredFile(r.name, r.sha256) for r in rendered.values()],
+            on_disk,
+            stored.applied,
+            correct_drift=spec.aws_or_default.drift == "correct",
+        )
+
+    def _apply(self, plan: Plan, t: LocalTargets, writer: Store, now: float) -> list[Outcome]:
+        """Act on the plan's changes, through the retry book: a file that failed for good
+        on these exact bytes is not written again until its content changes."""
+        todo, outcomes = [], []
+        for change in plan.changes:
+            reason = self._book.blocked(change.key, _fingerprint(change, t.rendered))
+            if reason is not None:
+                msg = f"not retried until its inputs change: {reason}"
+                outcomes.append(Outcome(change, False, msg, permanent=True))
+            else:
+                todo.append(change)
+        for done in apply_local(todo, t):
+            outcomes.append(self._book_outcome(done, t.rendered, now))
+        self._record_applied(outcomes, t.rendered, writer)
+        return outcomes
+
+    def _book_outcome(self, o: Outcome, rendered: Mapping[str, Rendered], now: float) -> Outcome:
+        key = o.change.key
+        if o.ok:
+            self._book.succeeded(key)
+            self.last_change[key] = now
+            return o
+        if o.permanent and key.kind is Kind.FILE:
+            self._book.failed_permanently(key, _fingerprint(o.change, rendered), o.message)
+            return o
+        # temporary, or a process that may come back by itself (its binary restored)
+        base = o.retry_after if o.retry_after is not None else 5.0
+        return replace(o, retry_after=self._book.failed_temporarily(key, base))
+
+    def _record_applied(
+        self, outcomes: Sequence[Outcome], rendered: Mapping[str, Rendered], writer: Store
+    ) -> None:
+        done = [o.change for o in outcomes if o.ok and o.change.key.kind == Kind.FILE]
+        for change in done:
+            r = rendered.get(change.key.name)
+            path = self.paths.generated / change.key.name
+            self.own_writes.note(path, r.sha256 if r is not None and change.after else None)
+        if not done:
+            return
+
+        def upd(state: StoredState) -> None:
+            for change in done:
+                k = str(change.key)
+                if change.key.name in rendered and change.after is not None:
+                    state.applied[k] = rendered[change.key.name].sha256
+                else:
+                    state.applied.pop(k, None)
+
+        writer.update(upd)
+
+    def _check_instance(self, writer: Store, instance_id: str | None) -> None:
+        """An instance started from a baked image drops the state of the one that baked it:
+        last-applied hashes of local files and Prometheus' WAL/TSDB (its samples carry the
+        other instance's labels). Workspace id and clientToken are fleet-wide and stay."""
+        if instance_id is None:
+            return
+        previous = writer.load().instance_id
+        if previous == instance_id:
+            return
+        if previous is not None:
+            log.warning("instance.changed", previous=previous, current=instance_id)
+            remove_tree(self.paths.state_dir / "data")
+
+        def upd(state: StoredState) -> None:
+            if previous is not None:
+                state.applied = {
+                    k: v for k, v in state.applied.items() if not k.startswith(FILE_PREFIX)
+                }
+            state.instance_id = instance_id
+
+        writer.update(upd)
+
+    # -- observing ----------------------------------------------------------------------
+
+    def _probe(self, name: str, listen: str, *, tcp_only: bool) -> HealthProbe:
+        p = observe_local.probe_health(name, listen, tcp_only=tcp_only)
+        return HealthProbe(p.ok, p.detail)
+
+    def _remote_write_condition(
+        self,
+        spec: StateSpec,
+        ctx: RenderContext,
+        listens: Mapping[str, str],
+        observed: Mapping[str, ProcessState],
+        external_proxy: bool,
+    ) -> Condition | None:
+        prom = spec.prometheus
+        if prom is None or not prom.enabled or prom.remote_write is None:
+            return None
+        if ctx.workspace is None:
+            msg = "the workspace is not known yet"
+            return Condition("RemoteWriteFlowing", ConditionStatus.UNKNOWN, "NoWorkspace", msg)
+        st = observed.get("prometheus")
+        if st is None or not st.running or "prometheus" not in listens:
+            msg = "Prometheus is not running"
+            return Condition("RemoteWriteFlowing", ConditionStatus.FALSE, "PrometheusDown", msg)
+        text = observe_local.scrape(listens["prometheus"])
+        builtin_proxy = "sigv4-proxy" in listens and not external_proxy
+        # (an external aws-sigv4-proxy would sign and forward a /metrics request upstream)
+        proxy_text = observe_local.scrape(listens["sigv4-proxy"]) if builtin_proxy else None
+        verdict = self.flow.observe(
+            text, proxy_text, signing=signing_mode(spec, ctx), now=time.monotonic()
+        )
+        if verdict.native_unsigned and not self.native_failed:
+            log.warning("remote_write.native_unsigned", detail=verdict.message)
+            self.native_failed = True
+        return Condition("RemoteWriteFlowing", verdict.status, verdict.reason, verdict.message)
+
+
+def render_files(spec: StateSpec, ctx: RenderContext) -> tuple[StateSpec, dict[str, Rendered]]:
+    """The one way generated files are made: the daemon, ``plan`` and ``render`` use it."""
+    eff = effective_spec(spec, ctx)
+    return eff, {r.name: r for r in render_all(eff, ctx)}
+
+
+def _fingerprint(change: Change, rendered: Mapping[str, Rendered]) -> str:
+    key = change.key
+    if key.kind is Kind.FILE and key.name in rendered:
+        return rendered[key.name].sha256
+    return sha256_bytes(f"{key}:{change.action.value}".encode())
+
+
+def _listens(spec: StateSpec) -> dict[str, str]:
+    out: dict[str, str] = {}
+    if spec.prometheus is not None and spec.prometheus.enabled:
+        out["prometheus"] = spec.prometheus.listen
+    if spec.proxy is not None and proxy_enabled(spec):
+        out["sigv4-proxy"] = spec.proxy.listen
+    if spec.grafana is not None and spec.grafana.enabled:
+        out["grafana"] = spec.grafana.listen
+    return out
+
+
+def _targets(listen: str | None) -> int | None:
+    if listen is None:
+        return None
+    text = observe_local.scrape(listen, "/api/v1/targets?state=active")
+    return None if text is None else text.count('"scrapeUrl"')
