@@ -61,6 +61,31 @@ def fleet_state(mode: str, workspace_id: str | None = None) -> str:
 # -- one host ---------------------------------------------------------------------------------
 
 
+class HostSession:
+    """A host's own credentials over one shared boto3 session: every client this host
+    makes signs with its own access key, while the service models are loaded once per
+    process (a boto3 session per host would spend the machine on loading JSON)."""
+
+    _lock = threading.Lock()
+
+    def __init__(self, base: Any, access_key: str) -> None:
+        self._base = base
+        self._key = access_key
+        self.region_name = REGION
+
+    def client(self, service: str, **kwargs: Any) -> Any:
+        with self._lock:  # boto3 sessions are not thread-safe; clients are
+            return self._base.client(
+                service,
+                aws_access_key_id=self._key,
+                aws_secret_access_key="testing",  # noqa: S106 (the emulator's fake credentials)
+                **kwargs,
+            )
+
+
+_BASE: list[Any] = []
+
+
 def _aws_side(store_path: Path, session: Any) -> Any:
     """This host's AWS side, signing with its own identity."""
     from ampd.gateways.aws import AwsGateway  # noqa: PLC0415 (worker process only)
@@ -87,11 +112,10 @@ def boot_host(index: int, root: Path, deadline: float) -> dict[str, Any]:
     started = time.monotonic()
     host = root / f"host-{os.getpid()}-{index}"
     host.mkdir(parents=True)
-    session = boto3.session.Session(
-        aws_access_key_id=f"AKIDHOST{os.getpid():06d}{index:04d}",
-        aws_secret_access_key="testing",  # noqa: S106 (the emulator's fake credentials)
-        region_name=REGION,
-    )
+    with HostSession._lock:
+        if not _BASE:
+            _BASE.append(boto3.session.Session(region_name=REGION))
+    session = HostSession(_BASE[0], f"AKIDHOST{os.getpid():06d}{index:04d}")
     (host / "instance-id").write_text(f"i-{os.getpid():08x}{index:09x}")
     src = StateSource(
         f"ssm:{PARAMETER}",
@@ -272,9 +296,15 @@ def run(args: argparse.Namespace) -> int:
             for _ in range(args.processes)
         ]
         results: list[dict[str, Any]] = []
-        for p in procs:
-            out, _ = p.communicate(timeout=args.timeout + 120)
-            results += json.loads(out.strip().splitlines()[-1])
+        try:
+            for p in procs:
+                out, _ = p.communicate(timeout=args.timeout + 120)
+                results += json.loads(out.strip().splitlines()[-1])
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
         wall = time.monotonic() - started
         requests = em.requests
         workspaces = em.workspace_ids()

@@ -4,6 +4,7 @@ version by hash, run the cached copy when the source is unreachable."""
 
 from __future__ import annotations
 
+import json
 import random
 import stat
 import time
@@ -324,3 +325,20 @@ def test_load_and_check_accepts_a_registered_source_by_name(ssm: Any, tmp_path: 
     assert state_source_for(Path(f"ssm:{NAME}")) is src
     assert load_and_check(Path(f"ssm:{NAME}")).spec.stack == "fleet"
     assert state_source_for(Path("/etc/ampd/state.yml")) is None
+
+
+def test_cli_apply_caches_the_state_and_plan_writes_nothing(
+    ssm: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    put(ssm, GOOD)
+    monkeypatch.setenv("STATE_DIRECTORY", str(tmp_path / "state"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))
+    monkeypatch.setenv("AMPD_STATE", f"ssm:{NAME}")
+    monkeypatch.setenv("AMPD_RUNTIME", "supervisor")
+    assert cli.main(["plan"]) == 0
+    assert not (tmp_path / "state" / "source").exists()  # plan writes nothing
+    forget_sources()
+    assert cli.main(["apply"]) == 0
+    cached = tmp_path / "state" / "source" / "state.yml"
+    assert cached.read_text() == GOOD
+    assert json.loads((tmp_path / "state" / "source" / "source.json").read_text())["version"] == "1"
