@@ -60,7 +60,8 @@ def environment() -> str:
     return (
         f"*Measured {now} on {os.cpu_count()} CPUs ({_cpu_model()}), "
         f"Linux {platform.release()}, Python {sys.version.split()[0]}, "
-        f"Prometheus {m.group(1) if m else prom}, ampd {commit}; the machine is shared, "
+        f"Prometheus {m.group(1) if m else prom}, ampd {commit}, load average "
+        f"{os.getloadavg()[0]:.1f} at the end; the machine is shared, "
         f"so figures are ratios against a baseline measured in the same run where one "
         f"exists.*"
     )
