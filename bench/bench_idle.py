@@ -187,6 +187,93 @@ def import_profile(env: dict[str, str]) -> tuple[list[tuple[str, float, int]], f
     return rows, total
 
 
+LAZY = {
+    "boto3 (+ botocore, urllib3, s3transfer, jmespath, dateutil)": (
+        "boto3",
+        "botocore",
+        "urllib3",
+        "s3transfer",
+        "jmespath",
+        "dateutil",
+    ),
+    "jinja2 (+ markupsafe)": ("jinja2", "markupsafe"),
+    "pydantic (+ pydantic_core)": ("pydantic", "pydantic_core", "annotated_types"),
+    "watchfiles (+ anyio)": ("watchfiles", "anyio"),
+    "prometheus_client": ("prometheus_client",),
+    "structlog": ("structlog",),
+    "ruamel.yaml": ("ruamel",),
+}
+REIMPORT = """
+import importlib, sys, time
+drop = set(sys.argv[2].split(",")) - {""}
+for name in open(sys.argv[1]).read().split():
+    if name.split(".")[0] in drop or name.split(".")[0] == "ampd" or name.startswith("__"):
+        continue
+    try:
+        importlib.import_module(name)
+    except Exception:
+        pass
+print(flush=True)
+time.sleep(60)
+"""
+
+
+STDLIB = set(sys.stdlib_module_names)
+
+
+def rss_mib_bare() -> float:
+    return bare_python_rss()
+
+
+def lazy_savings(env: dict[str, str]) -> list[tuple[str, float]]:
+    """MiB saved if the daemon did not import a package family at start: RSS of a bare
+    interpreter importing every non-ampd module ``ampd run`` imports, with and without
+    the family."""
+    listing = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; b = set(sys.modules); import ampd.cli, ampd.daemon.loop; "
+            "print(' '.join(sorted(set(sys.modules) - b)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+        cwd=REPO,
+    ).stdout
+    with tempfile.NamedTemporaryFile("w", suffix=".txt") as f:
+        f.write(listing)
+        f.flush()
+
+        def rss(drop: tuple[str, ...]) -> float:
+            p = subprocess.Popen(
+                [sys.executable, "-c", REIMPORT, f.name, ",".join(drop)],
+                stdout=subprocess.PIPE,
+                env={**os.environ, **env},
+            )
+            try:
+                assert p.stdout is not None
+                p.stdout.readline()
+                return rss_mib(p.pid)
+            finally:
+                p.kill()
+                p.wait()
+
+        full = rss(())
+        own = bare_python_rss("import ampd.cli, ampd.daemon.loop", env) - full
+        stdlib_only = rss(tuple({m.split(".")[0] for m in listing.split()} - STDLIB))
+        out = [(label, full - rss(family)) for label, family in LAZY.items()]
+        out.append(("ampd's own modules", own))
+        out.append(
+            (
+                "the standard library modules alone (ssl, asyncio, email, ...)",
+                stdlib_only - rss_mib_bare(),
+            )
+        )
+        return out
+
+
 def package_rss(base: float, env: dict[str, str]) -> list[tuple[str, float]]:
     out = [
         ("everything `ampd run` imports", bare_python_rss("import ampd.daemon.loop", env) - base)
@@ -208,6 +295,7 @@ def main(argv: list[str] | None = None) -> None:
         base = bare_python_rss()
         imports, import_ms = import_profile(env)
         rss_by_pkg = package_rss(base, env)
+        savings = lazy_savings(env)
     cpu_ratio = idle["cpu_pct"] / max(idle["prom_cpu_pct"], 1e-9)
     cpu_ok = "met" if idle["cpu_pct"] < 0.1 else "**missed**"
     rss_ok = "met" if idle["rss"] < 50 else "**missed**"
@@ -245,6 +333,11 @@ def main(argv: list[str] | None = None) -> None:
             "| package | + RSS alone |",
             "|---|---:|",
             *[f"| {p} | {mib:.1f} MiB |" for p, mib in rss_by_pkg],
+            "",
+            "What each package family weighs in the daemon -- the saving if it were not "
+            "imported at start (RSS of every non-ampd module `ampd run` imports, with and "
+            "without the family; boto3 and jinja2 are needed only by passes, not to reach "
+            "READY=1): " + "; ".join(f"{label}: {mib:.1f} MiB" for label, mib in savings) + ".",
             "",
             "| package | import time | modules |",
             "|---|---:|---:|",
