@@ -30,7 +30,7 @@ from typing import Any
 from ampd.gateways.promqueue import QueueSnapshot, read_queues, wait_drained
 from bench.report import environment, write_section
 from tests.harness.fixtures_local import wait_for
-from tests.harness.loss import Phase, received_values, runs
+from tests.harness.loss import Phase, failed_scrapes, received_values, runs
 from tests.harness.stack import Stack
 
 
@@ -51,6 +51,7 @@ class Run:
     phases: list[Phase] = field(default_factory=list)
     queues: list[tuple[QueueSnapshot | None, QueueSnapshot | None]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    walls: list[tuple[float, float]] = field(default_factory=list)
 
     @property
     def scrapes(self) -> int:
@@ -58,7 +59,9 @@ class Run:
 
     def phase(self, name: str, body: Callable[[], str | None]) -> None:
         q0, first, t0 = read_queues(self.listen), self.scrapes, time.monotonic()
+        wall0 = time.time()
         note = body()
+        self.walls.append((wall0, time.time()))
         self.phases.append(Phase(name, first, self.scrapes, time.monotonic() - t0))
         self.queues.append((q0, read_queues(self.listen)))
         self.notes.append(note or "")
@@ -198,13 +201,14 @@ def main(argv: list[str] | None = None) -> None:
             every=0.5,
         )
         values = received_values(stack.receiver, selector, window)
+        at_source = [failed_scrapes(stack.receiver, selector, a, b) for a, b in run.walls]
         stack.ampd.stop()
     rows = []
-    for p, pair, note in zip(run.phases, run.queues, run.notes, strict=True):
+    for p, pair, note, src in zip(run.phases, run.queues, run.notes, at_source, strict=True):
         missing = p.missing(values)
         rows.append(
             f"| {p.name} | {p.seconds:.0f} s | {note} | {p.expected} | {p.received(values)} "
-            f"| **{p.lost(values)}** | {runs(missing) or '-'} | {counters(pair)} |"
+            f"| **{p.lost(values)}** | {runs(missing) or '-'} | {src} | {counters(pair)} |"
         )
     md = "\n".join(
         [
@@ -220,8 +224,9 @@ def main(argv: list[str] | None = None) -> None:
             environment(),
             "",
             "| phase | length | what happened | expected | received | lost "
-            "| lost scrapes (counter values) | Prometheus retried / failed / dropped |",
-            "|---|---:|---|---:|---:|---:|---|---|",
+            "| lost scrapes (counter values) | of which failed at the source (up=0) "
+            "| Prometheus retried / failed / dropped |",
+            "|---|---:|---|---:|---:|---:|---|---:|---|",
             *rows,
             "",
             f"Queue drained after the last phase: {drained.drained} in "

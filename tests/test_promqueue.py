@@ -132,7 +132,7 @@ def test_down_then_up(agent_down: tuple[Prometheus, int]) -> None:
 
     held = wait_drained(listen, 1.0)
     assert not held.drained
-    assert 1.0 <= held.waited_s < 5.0
+    assert 1.0 <= held.waited_s < 10.0  # bounded: the timeout plus one slow read
     assert held.pending_at_end is not None and held.pending_at_end > 0
     snap = read_queues(listen)
     assert snap is not None

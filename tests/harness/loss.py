@@ -18,6 +18,18 @@ def received_values(receiver: Prometheus, selector: str, window_s: int) -> set[i
     return {int(float(v)) for series in data["result"] for _, v in series["values"]}
 
 
+def failed_scrapes(receiver: Prometheus, selector: str, start: float, end: float) -> int:
+    """Scrapes that failed at the source (``up == 0``) between wall-clock ``start`` and
+    ``end``: the app counted them, Prometheus got no sample, remote write never had it."""
+    data = receiver.api("query", {"query": f"up{{{selector}}}[3600s]"})
+    return sum(
+        1
+        for series in data["result"]
+        for t, v in series["values"]
+        if start <= float(t) <= end and float(v) == 0
+    )
+
+
 @dataclass(frozen=True)
 class Phase:
     name: str
