@@ -28,6 +28,7 @@ class Upstream(ThreadedApp):
         super().__init__()
         self.answers: list[tuple[int, dict[str, str], bytes]] = []
         self.bodies: list[bytes] = []
+        self.hosts: list[str] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self.delay = 0.0
@@ -37,6 +38,7 @@ class Upstream(ThreadedApp):
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
             try:
+                self.hosts.append(request.headers.get("Host", ""))
                 self.bodies.append(await request.read())
                 await asyncio.sleep(self.delay)
                 status, headers, body = self.answers.pop(0) if self.answers else (200, {}, b"")
@@ -161,3 +163,16 @@ def test_pipelined_requests_go_upstream_one_at_a_time(
     assert reply.count(b"HTTP/1.1 200 OK") == 3
     assert upstream.bodies == bodies  # in order
     assert upstream.max_in_flight == 1
+
+
+def test_an_http_proxy_from_the_environment_is_used(
+    aws_env: str, monkeypatch: pytest.MonkeyPatch, start_proxy: StartProxy, upstream: Upstream
+) -> None:
+    """HTTP(S)_PROXY is read once at start (not per request), and still honoured."""
+    for name in ("NO_PROXY", "no_proxy", "HTTPS_PROXY", "https_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", upstream.url)  # the stand-in plays the forward proxy
+    proxy = start_proxy("http://127.0.0.1:9")  # never reached directly
+    for _ in range(2):
+        assert _write(proxy.url)[0] == 200
+    assert upstream.hosts == ["127.0.0.1:9", "127.0.0.1:9"]

@@ -86,6 +86,18 @@ def _signing_key(secret_key: str, day: str, region: str, service: str) -> bytes:
     return key
 
 
+_stamps: tuple[int, str] = (0, "")
+
+
+def _stamp_now() -> str:
+    """The X-Amz-Date of this second (formatted once per second)."""
+    global _stamps  # noqa: PLW0603 -- a one-entry cache; a race only formats twice
+    second = int(time.time())
+    if _stamps[0] != second:
+        _stamps = (second, time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(second)))
+    return _stamps[1]
+
+
 def botocore_headers(
     creds: Credentials,
     service: str,
@@ -119,7 +131,7 @@ def sigv4_headers(
         low in _SLOW_PATH for _, low, _ in lowered
     ):
         return botocore_headers(creds, service, region, method, url, headers, body)
-    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    stamp = now.strftime("%Y%m%dT%H%M%SZ") if now is not None else _stamp_now()
     drop = {"authorization", "x-amz-date"} | ({"x-amz-security-token"} if token else set())
     out = {name: value for name, low, value in lowered if low not in drop}
     out["X-Amz-Date"] = stamp

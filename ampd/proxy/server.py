@@ -25,6 +25,7 @@ from typing import Protocol
 import aiohttp
 import structlog
 from aiohttp import web
+from aiohttp.helpers import get_env_proxy_for_url
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
 from prometheus_client.exposition import generate_latest
 from yarl import URL
@@ -101,6 +102,8 @@ class ProxyServer:
         self._runner: web.AppRunner | None = None
         self._session: aiohttp.ClientSession | None = None
         self._executor: ThreadPoolExecutor | None = None
+        self._via: URL | None = None  # an HTTP(S) proxy on the way to the upstream
+        self._via_auth: aiohttp.BasicAuth | None = None
         self.address: tuple[str, int] | None = None
 
     @property
@@ -132,8 +135,14 @@ class ProxyServer:
             timeout=self._upstream_timeout,
             auto_decompress=False,
             cookie_jar=aiohttp.DummyCookieJar(),
-            trust_env=True,  # HTTPS_PROXY / NO_PROXY, as private subnets may need
+            # HTTPS_PROXY / NO_PROXY (private subnets may need them) are read once, below:
+            # trust_env=True would look them up, and ~/.netrc, in a thread per request.
+            trust_env=False,
         )
+        try:
+            self._via, self._via_auth = get_env_proxy_for_url(self._upstream)
+        except LookupError:
+            self._via, self._via_auth = None, None
         self._runner = web.AppRunner(
             self.app(), access_log=None, shutdown_timeout=self._shutdown_timeout
         )
@@ -324,6 +333,8 @@ class ProxyServer:
                 headers=signed,
                 data=body if body else None,
                 allow_redirects=False,
+                proxy=self._via,
+                proxy_auth=self._via_auth,
             ) as upstream:
                 self.metrics.upstream_latency.observe(time.perf_counter() - sent_at)
                 response = web.StreamResponse(
