@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import stat
 from pathlib import Path
@@ -33,7 +34,7 @@ from ampd.plan.retry import RetryBook
 from ampd.report.status import overall
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import AwsEnv
-from tests.harness.fixtures_local import AmpdProcess, free_port
+from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
 
 
 class FlakyRuntime:
@@ -290,7 +291,7 @@ def test_render_equals_what_the_daemon_writes_for_a_pinned_workspace(
     assert rendered == written
     config = yaml.safe_load(rendered["prometheus.yml"])
     assert config["remote_write"], "the pinned workspace's URL is known without AWS"
-    assert f"/workspaces/{ws_id}/" in rendered["proxy.json"].decode()
+    assert json.loads(rendered["proxy.json"])["workspace_id"] == ws_id
     assert b"pending" not in rendered["grafana/provisioning/datasources/ampd.yaml"]
     assert config["global"]["external_labels"]["instance_id"] == "i-0123456789abcdef0"
 
@@ -312,3 +313,39 @@ def test_render_says_what_it_cannot_know(tmp_path: Path, aws_emulator_env: AwsEn
     config = yaml.safe_load((tmp_path / "out" / "prometheus.yml").read_text())
     assert "remote_write" not in config  # nothing fake
     assert not (p.state_dir / "ampd.json").exists()
+
+
+@pytest.mark.skipif(not Path("/usr/bin/prometheus").exists(), reason="needs prometheus")
+def test_one_pass_per_edit_ampd_own_writes_queue_none(tmp_path: Path) -> None:
+    p = AmpdProcess(tmp_path)
+    state: dict[str, Any] = {
+        "version": 1,
+        "prometheus": {"listen": f"127.0.0.1:{free_port()}", "scrape_interval": "1s"},
+        "metrics": {"enabled": False},
+        "runtime": "supervisor",
+    }
+    p.write_state(state)
+    p.start()
+    try:
+        p.wait_healthy(60)
+        mark = p.log_mark()
+        state["prometheus"]["scrape_configs"] = [{"job": "extra", "targets": ["127.0.0.1:9"]}]
+        p.write_state(state)
+        p.wait_applied(mark, ("file/prometheus.yml", "update"), timeout=30)
+
+        def summaries() -> list[dict[str, Any]]:
+            return [e for e in p.logs()[mark:] if e.get("event") == "reconcile.summary"]
+
+        # a fence: the next timer pass (at most 10 s later) comes after any event the
+        # watcher could have delivered for ampd's own write into generated/
+        wait_for(
+            "a timer pass after the edit",
+            lambda: any("timer" in s["triggers"] for s in summaries()),
+            30,
+        )
+        triggers = [t for s in summaries() for t in s["triggers"]]
+        assert not [t for t in triggers if "/generated/" in t], triggers
+        by_edit = [s for s in summaries() if any(str(p.state_file) in t for t in s["triggers"])]
+        assert len(by_edit) == 1, summaries()
+    finally:
+        assert p.stop() == 0

@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, assert_never
 
-from ampd.core import Action, Change, Kind
+from ampd.act.actions import by_action
+from ampd.core import Change, Kind
 from ampd.errors import PermanentError
 from ampd.gateways.aws import AwsGateway
 from ampd.plan.aws import Live
@@ -27,12 +28,6 @@ class Target:
     workspace_id: str
     workspace_arn: str
     stack: str
-
-
-def _refuse(change: Change) -> PermanentError:
-    return PermanentError(
-        f"{change.key}: action {change.action.value} does not apply to {change.key.kind.value}"
-    )
 
 
 def create_workspace(
@@ -88,172 +83,127 @@ def apply_change(gw: AwsGateway, change: Change, target: Target) -> None:
 
 
 def _workspace(gw: AwsGateway, change: Change, target: Target) -> None:
-    match change.action:
-        case Action.DELETE:
-            gw.delete_workspace(target.workspace_id)
-        case Action.NOOP:
-            pass
-        case Action.CREATE | Action.UPDATE | Action.REPLACE | Action.RESTART | Action.RELOAD:
-            raise _refuse(change)  # create/update go through create_/update_workspace
-        case _ as never:
-            assert_never(never)
+    # create and update go through create_workspace / update_workspace (they need the
+    # clientToken and the live view); only a delete lands here
+    by_action(change, delete=lambda: gw.delete_workspace(target.workspace_id))
 
 
 def _configuration(gw: AwsGateway, change: Change, target: Target) -> None:
-    match change.action:
-        case Action.CREATE | Action.UPDATE | Action.REPLACE:
-            after = change.after or {}
-            gw.update_workspace_configuration(target.workspace_id, int(after["retention_days"]))
-        case Action.NOOP:
-            pass
-        case Action.DELETE | Action.RESTART | Action.RELOAD:
-            raise _refuse(change)  # a workspace always has a configuration
-        case _ as never:
-            assert_never(never)
+    def put() -> None:
+        after = change.after or {}
+        gw.update_workspace_configuration(target.workspace_id, int(after["retention_days"]))
+
+    by_action(change, create=put, update=put)  # a workspace always has a configuration
 
 
 def _logging(gw: AwsGateway, change: Change, target: Target) -> None:
-    after = change.after or {}
-    match change.action:
-        case Action.CREATE:
-            gw.create_logging(target.workspace_id, str(after["log_group_arn"]))
-        case Action.UPDATE | Action.REPLACE:
-            gw.update_logging(target.workspace_id, str(after["log_group_arn"]))
-        case Action.DELETE:
-            gw.delete_logging(target.workspace_id)
-        case Action.NOOP:
-            pass
-        case Action.RESTART | Action.RELOAD:
-            raise _refuse(change)
-        case _ as never:
-            assert_never(never)
+    ws, arn = target.workspace_id, str((change.after or {}).get("log_group_arn"))
+    by_action(
+        change,
+        create=lambda: gw.create_logging(ws, arn),
+        update=lambda: gw.update_logging(ws, arn),
+        delete=lambda: gw.delete_logging(ws),
+    )
 
 
 def _alertmanager(gw: AwsGateway, change: Change, target: Target) -> None:
-    after = change.after or {}
-    match change.action:
-        case Action.CREATE:
-            gw.create_alertmanager(target.workspace_id, str(after["data"]).encode())
-        case Action.UPDATE | Action.REPLACE:
-            gw.put_alertmanager(target.workspace_id, str(after["data"]).encode())
-        case Action.DELETE:
-            gw.delete_alertmanager(target.workspace_id)
-        case Action.NOOP:
-            pass
-        case Action.RESTART | Action.RELOAD:
-            raise _refuse(change)
-        case _ as never:
-            assert_never(never)
+    ws, data = target.workspace_id, str((change.after or {}).get("data")).encode()
+    by_action(
+        change,
+        create=lambda: gw.create_alertmanager(ws, data),
+        update=lambda: gw.put_alertmanager(ws, data),
+        delete=lambda: gw.delete_alertmanager(ws),
+    )
 
 
 def _rule_group(gw: AwsGateway, change: Change, target: Target) -> None:
     key, after = change.key, change.after or {}
     diffs = {d.field: d for d in change.diffs}
     ws_id = target.workspace_id
-    match change.action:
-        case Action.CREATE:
-            gw.create_rule_group(ws_id, key.name, str(after["data"]).encode(), after["tags"])
-        case Action.UPDATE | Action.REPLACE:
-            if "data" in diffs:
-                gw.put_rule_group(ws_id, key.name, str(after["data"]).encode())
-            if "tags" in diffs:
-                arn = (
-                    target.workspace_arn.replace(":workspace/", ":rulegroupsnamespace/")
-                    + "/"
-                    + key.name
-                )
-                _retag(
-                    diffs["tags"].before or {},
-                    diffs["tags"].after or {},
-                    lambda tags: gw.tag_resource(arn, tags),
-                    lambda keys: gw.untag_resource(arn, keys),
-                )
-        case Action.DELETE:
-            gw.delete_rule_group(ws_id, key.name)
-        case Action.NOOP:
-            pass
-        case Action.RESTART | Action.RELOAD:
-            raise _refuse(change)
-        case _ as never:
-            assert_never(never)
+
+    def update() -> None:
+        if "data" in diffs:
+            gw.put_rule_group(ws_id, key.name, str(after["data"]).encode())
+        if "tags" in diffs:
+            arn = target.workspace_arn.replace(":workspace/", ":rulegroupsnamespace/")
+            _retag(
+                diffs["tags"].before or {},
+                diffs["tags"].after or {},
+                lambda tags: gw.tag_resource(f"{arn}/{key.name}", tags),
+                lambda keys: gw.untag_resource(f"{arn}/{key.name}", keys),
+            )
+
+    by_action(
+        change,
+        create=lambda: gw.create_rule_group(
+            ws_id, key.name, str(after["data"]).encode(), after["tags"]
+        ),
+        update=update,
+        delete=lambda: gw.delete_rule_group(ws_id, key.name),
+    )
 
 
 def _role(gw: AwsGateway, change: Change, target: Target) -> None:
     name, after = change.key.name, change.after or {}
     diffs = {d.field: d for d in change.diffs}
-    match change.action:
-        case Action.CREATE:
-            description = f"Managed by ampd (stack {target.stack})"
-            gw.create_role(name, after["trust"], after["tags"], description)
-        case Action.UPDATE | Action.REPLACE:
-            if "trust" in diffs:
-                gw.update_trust_policy(name, after["trust"])
-            if "tags" in diffs:
-                _retag(
-                    diffs["tags"].before or {},
-                    diffs["tags"].after or {},
-                    lambda tags: gw.tag_role(name, tags),
-                    lambda keys: gw.untag_role(name, keys),
-                )
-        case Action.DELETE:
-            gw.delete_role(name)
-        case Action.NOOP:
-            pass
-        case Action.RESTART | Action.RELOAD:
-            raise _refuse(change)
-        case _ as never:
-            assert_never(never)
+
+    def update() -> None:
+        if "trust" in diffs:
+            gw.update_trust_policy(name, after["trust"])
+        if "tags" in diffs:
+            _retag(
+                diffs["tags"].before or {},
+                diffs["tags"].after or {},
+                lambda tags: gw.tag_role(name, tags),
+                lambda keys: gw.untag_role(name, keys),
+            )
+
+    description = f"Managed by ampd (stack {target.stack})"
+    by_action(
+        change,
+        create=lambda: gw.create_role(name, after["trust"], after["tags"], description),
+        update=update,
+        delete=lambda: gw.delete_role(name),
+    )
 
 
 def _policy(gw: AwsGateway, change: Change) -> None:
     role, _, policy = change.key.name.partition("/")
-    managed = policy.startswith("arn:")
-    match change.action:
-        case Action.CREATE | Action.UPDATE | Action.REPLACE:
-            if managed:
-                gw.attach_policy(role, policy)
-            else:
-                gw.put_inline_policy(role, policy, (change.after or {})["document"])
-        case Action.DELETE:
-            if managed:
-                gw.detach_policy(role, policy)
-            else:
-                gw.delete_inline_policy(role, policy)
-        case Action.NOOP:
-            pass
-        case Action.RESTART | Action.RELOAD:
-            raise _refuse(change)
-        case _ as never:
-            assert_never(never)
+    if policy.startswith("arn:"):  # a managed policy: attached, not written
+        put = lambda: gw.attach_policy(role, policy)  # noqa: E731
+        by_action(change, create=put, update=put, delete=lambda: gw.detach_policy(role, policy))
+        return
+
+    def write() -> None:
+        gw.put_inline_policy(role, policy, (change.after or {})["document"])
+
+    by_action(
+        change, create=write, update=write, delete=lambda: gw.delete_inline_policy(role, policy)
+    )
 
 
 def _instance_profile(gw: AwsGateway, change: Change) -> None:
     name, after = change.key.name, change.after or {}
-    diffs = {d.field for d in change.diffs}
-    have: list[str] = []
-    match change.action:
-        case Action.CREATE:
-            gw.create_instance_profile(name, after["tags"])
-        case Action.UPDATE | Action.REPLACE:
-            have = list((change.before or {}).get("roles") or [])
-            if "tags" in diffs:
-                gw.tag_instance_profile(name, after["tags"])
-        case Action.DELETE:
-            gw.delete_instance_profile(name)
-            return
-        case Action.NOOP:
-            return
-        case Action.RESTART | Action.RELOAD:
-            raise _refuse(change)
-        case _ as never:
-            assert_never(never)
     want = list(after.get("roles") or [])
-    for role in have:
-        if role not in want:
-            gw.remove_role_from_instance_profile(name, role)
-    for role in want:
-        if role not in have:
-            gw.add_role_to_instance_profile(name, role)
+
+    def roles(have: list[str]) -> None:
+        for role in have:
+            if role not in want:
+                gw.remove_role_from_instance_profile(name, role)
+        for role in want:
+            if role not in have:
+                gw.add_role_to_instance_profile(name, role)
+
+    def create() -> None:
+        gw.create_instance_profile(name, after["tags"])
+        roles([])
+
+    def update() -> None:
+        if "tags" in {d.field for d in change.diffs}:
+            gw.tag_instance_profile(name, after["tags"])
+        roles(list((change.before or {}).get("roles") or []))
+
+    by_action(change, create=create, update=update, delete=lambda: gw.delete_instance_profile(name))
 
 
 def _retag(

@@ -10,7 +10,8 @@ from typing import assert_never
 
 import structlog
 
-from ampd.core import Action, Change, Command, Kind, Outcome
+from ampd.act.actions import by_action
+from ampd.core import Change, Command, Kind, Outcome
 from ampd.errors import AmpdError, PermanentError, TemporaryError
 from ampd.gateways import grafana, promtool
 from ampd.gateways.files import atomic_write, remove
@@ -88,44 +89,25 @@ class LocalTargets:
         return cmd is not None and b"--enable-feature=agent" in cmd.data
 
 
-def _refuse(change: Change) -> PermanentError:
-    return PermanentError(
-        f"{change.key}: action {change.action.value} does not apply to {change.key.kind.value}"
-    )
-
-
 def _file_change(change: Change, t: LocalTargets) -> None:
     name = change.key.name
-    match change.action:
-        case Action.CREATE | Action.UPDATE | Action.REPLACE:
-            write_file(t.generated, t.rendered[name], t.promtool_path, agent=t.agent)
-        case Action.DELETE:
-            remove(t.generated / name)
-        case Action.NOOP:
-            pass
-        case Action.RESTART | Action.RELOAD:
-            raise _refuse(change)
-        case _ as never:
-            assert_never(never)
+
+    def write() -> None:
+        write_file(t.generated, t.rendered[name], t.promtool_path, agent=t.agent)
+
+    by_action(change, create=write, update=write, delete=lambda: remove(t.generated / name))
 
 
 def _process_change(change: Change, t: LocalTargets) -> None:
+    # a process is started, stopped, restarted or reloaded; it is never "updated"
     name = change.key.name
-    match change.action:
-        case Action.CREATE:
-            t.runtime.start(t.commands[name])
-        case Action.DELETE:
-            t.runtime.stop(name)
-        case Action.RESTART | Action.REPLACE:
-            t.runtime.restart(t.commands[name])
-        case Action.RELOAD:
-            reload_process(name, t.runtime, t.listens.get(name), t.commands[name])
-        case Action.NOOP:
-            pass
-        case Action.UPDATE:
-            raise _refuse(change)  # a process is reloaded or restarted, never "updated"
-        case _ as never:
-            assert_never(never)
+    by_action(
+        change,
+        create=lambda: t.runtime.start(t.commands[name]),
+        delete=lambda: t.runtime.stop(name),
+        restart=lambda: t.runtime.restart(t.commands[name]),
+        reload=lambda: reload_process(name, t.runtime, t.listens.get(name), t.commands[name]),
+    )
 
 
 def apply_change(change: Change, t: LocalTargets) -> None:

@@ -18,8 +18,6 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any
 
 import structlog
 
@@ -27,21 +25,17 @@ from ampd.act.aws import Target, apply_change, create_workspace, update_workspac
 from ampd.core import (
     Action,
     Change,
-    Health,
     Kind,
     Outcome,
-    Plan,
     ResourceKey,
-    ResourceStatus,
     SideResult,
-    SyncStatus,
     WorkspaceRecord,
 )
 from ampd.errors import AmpdError, PermanentError, TemporaryError
 from ampd.gateways import imds
 from ampd.gateways.aws import AwsGateway, AwsUnreachable, Identity
 from ampd.gateways.aws import configured_region as _configured_region
-from ampd.gateways.store import Store, StoredState, StoreView
+from ampd.gateways.store import Store, StoreView
 from ampd.observe.aws import (
     ObservedCache,
     WorkspaceLookup,
@@ -59,7 +53,6 @@ from ampd.plan.aws import (
     desired_iam,
     desired_workspace,
     desired_workspace_children,
-    fingerprint,
     parse_key,
     plan_resources,
     policy_from_spec,
@@ -67,15 +60,15 @@ from ampd.plan.aws import (
     workspace_key,
 )
 from ampd.plan.retry import RetryBook
-from ampd.report.aws import (
-    AwsSnapshot,
-    aws_conditions,
-    in_sync_keys,
-    reported_keys,
-    resource_status,
-    unobserved,
-    unreachable_conditions,
-    workspace_record,
+from ampd.sides.aws_run import (
+    AMP_CHILDREN,
+    REACHABILITY,
+    WORKSPACE_POLL,
+    AwsPass,
+    ChangeRunner,
+    pass_result,
+    persist,
+    unreachable_result,
 )
 from ampd.sides.facts import Facts
 from ampd.spec.models import StateSpec, duration_seconds
@@ -85,12 +78,6 @@ __all__ = ["WORKSPACE_POLL", "AwsSide", "GatewayFactory", "default_region"]
 log = structlog.get_logger()
 
 GatewayFactory = Callable[[str, str | None], AwsGateway]
-
-WORKSPACE_POLL = 5.0  # CREATING/UPDATING: look again soon
-REACHABILITY = "aws.reachability"
-_AMP_CHILDREN = frozenset(
-    {Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.RULE_GROUP, Kind.ALERTMANAGER}
-)
 
 
 def default_region() -> str | None:
@@ -106,28 +93,6 @@ def _spec_fingerprint(spec: StateSpec, files: Mapping[str, bytes | None]) -> str
     for path, data in sorted(files.items()):
         h.update(b"\x1f" + path.encode() + b"\x1e" + (data if data is not None else b"-"))
     return h.hexdigest()
-
-
-@dataclass
-class _Pass:
-    """Working state of one pass."""
-
-    spec: StateSpec
-    region: str
-    identity: Identity
-    stored: StoredState
-    writer: Store | None  # None: a plan, which writes nothing
-    desired: dict[ResourceKey, Desired] = field(default_factory=dict)
-    observed: dict[ResourceKey, Live | Unreadable | None] = field(default_factory=dict)
-    errors: dict[ResourceKey, str] = field(default_factory=dict)
-    waiting: dict[ResourceKey, str] = field(default_factory=dict)
-    plan: Plan = field(default_factory=Plan)
-    outcomes: list[Outcome] = field(default_factory=list)
-    workspace: Live | None = None
-
-    @property
-    def apply(self) -> bool:
-        return self.writer is not None and self.spec.aws_or_default.mode == "manage"
 
 
 class AwsSide:
@@ -153,6 +118,7 @@ class AwsSide:
         self._gateways: dict[tuple[str, str | None], AwsGateway] = {}
         self._identities: dict[tuple[str, str | None], Identity] = {}
         self._cache = ObservedCache()
+        self._runner = ChangeRunner(self._book, self._cache)
         self._lock = threading.Lock()
 
     # -- the facade ---------------------------------------------------------------------
@@ -213,7 +179,7 @@ class AwsSide:
                 "aws.region is auto but there is no instance metadata and no AWS_REGION: "
                 "set aws.region"
             )
-            return self._unreachable(spec, stored, None, err)
+            return unreachable_result(self._book, spec, stored, None, err)
         files = read_spec_files(spec)
         fp = _spec_fingerprint(spec, files)
         now = self._clock()
@@ -229,20 +195,20 @@ class AwsSide:
             gw = self._gateway(region, aws.endpoint_url)
             identity = self._identity(gw, region, aws.endpoint_url)
         except AmpdError as e:
-            return self._unreachable(spec, stored, region, e)
-        p = _Pass(spec, region, identity, stored, writer)
+            return unreachable_result(self._book, spec, stored, region, e)
+        p = AwsPass(spec, region, identity, stored, writer)
         try:
             self._workspace_phase(gw, p)
             self._children_phase(gw, p, files)
         except AwsUnreachable as e:
             self._cache.clear()
-            return self._unreachable(spec, self._store.load(), region, e)
+            return unreachable_result(self._book, spec, self._store.load(), region, e)
         self._book.succeeded(REACHABILITY)
-        return self._result(p)
+        return pass_result(p, self._book, self._wall())
 
     # -- phase 1: the workspace ---------------------------------------------------------
 
-    def _workspace_phase(self, gw: AwsGateway, p: _Pass) -> None:
+    def _workspace_phase(self, gw: AwsGateway, p: AwsPass) -> None:
         spec = p.spec
         key = workspace_key(spec)
         if spec.workspace is None:
@@ -274,9 +240,9 @@ class AwsSide:
             self._remember_workspace(p, p.workspace)
         if p.apply:
             for change in plan.changes:
-                self._run(p, change, lambda c: self._apply_workspace(gw, p, c, lookup))
+                self._runner.run(p, change, lambda c: self._apply_workspace(gw, p, c, lookup))
 
-    def _workspace_orphan(self, gw: AwsGateway, p: _Pass) -> None:
+    def _workspace_orphan(self, gw: AwsGateway, p: AwsPass) -> None:
         """The workspace section was removed: report (retain) or delete what is ours."""
         key = workspace_key(p.spec)
         if str(key) not in p.stored.applied or not p.stored.workspace_id:
@@ -296,10 +262,10 @@ class AwsSide:
         p.plan = p.plan + plan
         if p.apply:
             for change in plan.changes:
-                self._run(p, change, lambda c: apply_change(gw, c, self._target(p)))
+                self._runner.run(p, change, lambda c: apply_change(gw, c, self._target(p)))
 
     def _apply_workspace(
-        self, gw: AwsGateway, p: _Pass, change: Change, lookup: WorkspaceLookup
+        self, gw: AwsGateway, p: AwsPass, change: Change, lookup: WorkspaceLookup
     ) -> None:
         ws = p.spec.workspace
         assert ws is not None and p.writer is not None
@@ -310,7 +276,7 @@ class AwsSide:
             # Persisted before the call: a crash between request and response retries with
             # the same token, and AWS answers with the same workspace.
             p.stored.client_token = token
-            self._persist(p)
+            persist(p)
             tags = dict(change.after["tags"]) if change.after else {}
             live = workspace_live(
                 change.key, create_workspace(gw, ws.alias, tags, token, ws.kms_key_arn)
@@ -325,7 +291,7 @@ class AwsSide:
         p.workspace = update_workspace(gw, p.workspace, change)
         self._cache.workspace = p.workspace
 
-    def _remember_workspace(self, p: _Pass, live: Live) -> None:
+    def _remember_workspace(self, p: AwsPass, live: Live) -> None:
         ws_id = str(live.details["id"])
         record = WorkspaceRecord.at(
             ws_id,
@@ -337,9 +303,9 @@ class AwsSide:
         if p.stored.workspace_id != ws_id or p.stored.workspace != record:
             p.stored.workspace_id = ws_id
             p.stored.workspace = record
-            self._persist(p)
+            persist(p)
 
-    def _target(self, p: _Pass) -> Target:
+    def _target(self, p: AwsPass) -> Target:
         ws = p.workspace
         return Target(
             str(ws.details["id"]) if ws is not None else "",
@@ -349,7 +315,9 @@ class AwsSide:
 
     # -- phase 2: everything that hangs off the workspace, and IAM ---------------------
 
-    def _children_phase(self, gw: AwsGateway, p: _Pass, files: Mapping[str, bytes | None]) -> None:
+    def _children_phase(
+        self, gw: AwsGateway, p: AwsPass, files: Mapping[str, bytes | None]
+    ) -> None:
         spec = p.spec
         ws_live = p.workspace if p.spec.workspace is not None else None
         active = ws_live is not None and ws_live.status == "ACTIVE"
@@ -379,7 +347,7 @@ class AwsSide:
             p.desired[d.key] = d
         applied_keys = [k for k in (parse_key(s) for s in p.stored.applied) if k is not None]
         if not active:
-            applied_keys = [k for k in applied_keys if k.kind not in _AMP_CHILDREN]
+            applied_keys = [k for k in applied_keys if k.kind not in AMP_CHILDREN]
         observed, orphans = read_children(
             gw,
             stack=spec.stack,
@@ -406,13 +374,13 @@ class AwsSide:
                 p.outcomes.append(Outcome(change, ok=False, message=f"waiting for {blocker}"))
                 failed.add(change.key)
                 continue
-            if change.key.kind in _AMP_CHILDREN and ws_live is None:
+            if change.key.kind in AMP_CHILDREN and ws_live is None:
                 continue
-            if not self._run(p, change, lambda c: apply_change(gw, c, self._target(p))):
+            if not self._runner.run(p, change, lambda c: apply_change(gw, c, self._target(p))):
                 failed.add(change.key)
 
-    def _blocked_by(self, key: ResourceKey, failed: set[ResourceKey], p: _Pass) -> str | None:
-        if key.kind in _AMP_CHILDREN and workspace_key(p.spec) in failed:
+    def _blocked_by(self, key: ResourceKey, failed: set[ResourceKey], p: AwsPass) -> str | None:
+        if key.kind in AMP_CHILDREN and workspace_key(p.spec) in failed:
             return str(workspace_key(p.spec))
         if key.kind is Kind.IAM_POLICY:
             role = ResourceKey(Kind.IAM_ROLE, key.name.partition("/")[0])
@@ -425,147 +393,3 @@ class AwsSide:
                 if role in failed:
                     return str(role)
         return None
-
-    # -- running one change -------------------------------------------------------------
-
-    def _run(self, p: _Pass, change: Change, effect: Callable[[Change], None]) -> bool:
-        key = change.key
-        desired = p.desired.get(key)
-        fp = fingerprint(desired) if desired is not None else f"delete:{change.action}"
-        remembered = self._book.blocked(key, fp)
-        if remembered is not None:
-            message = f"not retried until the state file changes: {remembered}"
-            p.outcomes.append(Outcome(change, ok=False, permanent=True, message=message))
-            return False
-        try:
-            effect(change)
-        except AwsUnreachable:
-            raise
-        except PermanentError as e:
-            self._book.failed_permanently(key, fp, str(e))
-            log.error("aws.change.failed", key=str(key), action=change.action.value, error=str(e))
-            p.outcomes.append(Outcome(change, ok=False, message=str(e), permanent=True))
-            return False
-        except TemporaryError as e:
-            delay = self._book.failed_temporarily(key, e.delay)
-            log.warning(
-                "aws.change.failed",
-                key=str(key),
-                action=change.action.value,
-                error=str(e),
-                retry_after=round(delay, 2),
-            )
-            p.outcomes.append(Outcome(change, ok=False, message=str(e), retry_after=delay))
-            return False
-        self._book.succeeded(key)
-        log.info("aws.change.applied", key=str(key), action=change.action.value)
-        p.outcomes.append(Outcome(change, ok=True, message=change.reason))
-        self._after_change(p, change, desired, fp)
-        return True
-
-    def _after_change(self, p: _Pass, change: Change, desired: Desired | None, fp: str) -> None:
-        key = change.key
-        if change.action is Action.DELETE:
-            self._cache.resources[key] = None
-            p.stored.applied.pop(str(key), None)
-            p.observed[key] = None
-        else:
-            if desired is not None:
-                p.stored.applied[str(key)] = fp
-            if key.kind is not Kind.WORKSPACE:
-                fields = dict(change.after or {})
-                self._cache.resources[key] = Live(key, fields, dict(fields.get("tags") or {}))
-                if key.kind is Kind.RULE_GROUP and self._cache.rule_group_tags is not None:
-                    self._cache.rule_group_tags[key.name] = dict(fields.get("tags") or {})
-                if key.kind is Kind.IAM_POLICY and key.name.partition("/")[2].startswith("arn:"):
-                    role, _, arn = key.name.partition("/")
-                    self._cache.roles_attached.setdefault(role, []).append(arn)
-        self._persist(p)
-
-    def _persist(self, p: _Pass) -> None:
-        """Write the AWS side's part of ampd.json, leaving the local side's part alone.
-        A plan has no writer and persists nothing."""
-        if p.writer is None:
-            return
-        mine = p.stored
-
-        def aws_part(s: StoredState) -> tuple[Any, ...]:
-            applied = {k: v for k, v in s.applied.items() if k.startswith("aws.")}
-            return (s.workspace_id, s.client_token, applied, s.workspace)
-
-        def merge(s: StoredState) -> None:
-            s.workspace_id = mine.workspace_id
-            s.client_token = mine.client_token
-            s.workspace = mine.workspace
-            for k in [k for k in s.applied if k.startswith("aws.")]:
-                del s.applied[k]
-            s.applied.update({k: v for k, v in mine.applied.items() if k.startswith("aws.")})
-
-        with p.writer.lock:
-            if aws_part(p.writer.load()) != aws_part(mine):
-                p.writer.update(merge)
-
-    # -- results ------------------------------------------------------------------------
-
-    def _unreachable(
-        self, spec: StateSpec, stored: StoredState, region: str | None, e: AmpdError
-    ) -> SideResult:
-        permanent = isinstance(e, PermanentError)
-        delay = None if permanent else self._book.failed_temporarily(REACHABILITY, _delay(e))
-        log.warning("aws.unreachable", error=str(e), retry_after=delay)
-        workspace = stored.workspace
-        if workspace is None and stored.workspace_id and region is not None:
-            workspace = WorkspaceRecord.at(
-                stored.workspace_id, region, data_plane_url=spec.aws_or_default.data_plane_url
-            )
-        reason = "RegionUnknown" if region is None else ("Denied" if permanent else "Unreachable")
-        key = workspace_key(spec)
-        status = ResourceStatus(key, SyncStatus.UNKNOWN, Health.UNKNOWN, str(e))
-        return SideResult(
-            conditions=tuple(unreachable_conditions(reason, str(e))),
-            statuses=(status,),
-            workspace=workspace if spec.workspace is not None else None,
-            requeue_after=delay,
-            unobserved=(f"AWS: {e}",),
-        )
-
-    def _result(self, p: _Pass) -> SideResult:
-        snap = AwsSnapshot(
-            spec=p.spec,
-            region=p.region,
-            desired=p.desired,
-            observed=p.observed,
-            errors=p.errors,
-            waiting=p.waiting,
-            plan=p.plan,
-            outcomes=tuple(p.outcomes),
-            workspace=p.workspace if p.spec.workspace is not None else None,
-            now=self._wall(),
-        )
-        statuses = [resource_status(snap, key) for key in reported_keys(snap)]
-        if p.writer is not None:
-            for key in in_sync_keys(snap):
-                p.stored.applied[str(key)] = fingerprint(p.desired[key])
-            self._persist(p)
-        hints: list[float] = []
-        ws = snap.workspace
-        if ws is not None and ws.status in TRANSITIONAL:
-            hints.append(WORKSPACE_POLL)
-        if any(k.kind in _AMP_CHILDREN for k in p.waiting):
-            hints.append(WORKSPACE_POLL)
-        for value in p.observed.values():
-            if isinstance(value, Unreadable) and not value.permanent:
-                hints.append(self._book.failed_temporarily(value.key))
-        return SideResult(
-            plan=p.plan,
-            outcomes=tuple(p.outcomes),
-            statuses=tuple(statuses),
-            conditions=tuple(aws_conditions(snap, statuses)),
-            requeue_after=RetryBook.requeue_after(p.outcomes, hints),
-            unobserved=tuple(unobserved(snap)),
-            workspace=workspace_record(snap),
-        )
-
-
-def _delay(e: AmpdError) -> float:
-    return e.delay if isinstance(e, TemporaryError) else 5.0

@@ -1,0 +1,228 @@
+"""Running one AWS change, and remembering what was applied.
+
+:class:`ChangeRunner` asks the retry book first (a change that failed for good on these
+same inputs is not tried again), runs the effect, turns what it raised into an
+:class:`~ampd.core.Outcome`, records the outcome in the book, patches the observed cache
+and persists the AWS side's part of ampd.json — unless the pass is a plan, which has no
+writer and persists nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from ampd.core import (
+    Action,
+    Change,
+    Health,
+    Kind,
+    Outcome,
+    Plan,
+    ResourceKey,
+    ResourceStatus,
+    SideResult,
+    SyncStatus,
+    WorkspaceRecord,
+)
+from ampd.errors import AmpdError, PermanentError, TemporaryError
+from ampd.gateways.aws import AwsUnreachable, Identity
+from ampd.gateways.store import Store, StoredState
+from ampd.observe.aws import ObservedCache
+from ampd.plan.aws import TRANSITIONAL, Desired, Live, Unreadable, fingerprint, workspace_key
+from ampd.plan.retry import RetryBook
+from ampd.report.aws import (
+    AwsSnapshot,
+    aws_conditions,
+    in_sync_keys,
+    reported_keys,
+    resource_status,
+    unobserved,
+    unreachable_conditions,
+    workspace_record,
+)
+from ampd.spec.models import StateSpec
+
+log = structlog.get_logger()
+
+WORKSPACE_POLL = 5.0  # CREATING/UPDATING: look again soon
+REACHABILITY = "aws.reachability"
+AMP_CHILDREN = frozenset(
+    {Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.RULE_GROUP, Kind.ALERTMANAGER}
+)
+
+
+@dataclass
+class AwsPass:
+    """Working state of one pass."""
+
+    spec: StateSpec
+    region: str
+    identity: Identity
+    stored: StoredState
+    writer: Store | None  # None: a plan, which writes nothing
+    desired: dict[ResourceKey, Desired] = field(default_factory=dict)
+    observed: dict[ResourceKey, Live | Unreadable | None] = field(default_factory=dict)
+    errors: dict[ResourceKey, str] = field(default_factory=dict)
+    waiting: dict[ResourceKey, str] = field(default_factory=dict)
+    plan: Plan = field(default_factory=Plan)
+    outcomes: list[Outcome] = field(default_factory=list)
+    workspace: Live | None = None
+
+    @property
+    def apply(self) -> bool:
+        return self.writer is not None and self.spec.aws_or_default.mode == "manage"
+
+
+class ChangeRunner:
+    def __init__(self, book: RetryBook, cache: ObservedCache) -> None:
+        self._book = book
+        self._cache = cache
+
+    def run(self, p: AwsPass, change: Change, effect: Callable[[Change], None]) -> bool:
+        key = change.key
+        desired = p.desired.get(key)
+        fp = fingerprint(desired) if desired is not None else f"delete:{change.action}"
+        remembered = self._book.blocked(key, fp)
+        if remembered is not None:
+            message = f"not retried until the state file changes: {remembered}"
+            p.outcomes.append(Outcome(change, ok=False, permanent=True, message=message))
+            return False
+        try:
+            effect(change)
+        except AwsUnreachable:
+            raise
+        except PermanentError as e:
+            self._book.failed_permanently(key, fp, str(e))
+            log.error("aws.change.failed", key=str(key), action=change.action.value, error=str(e))
+            p.outcomes.append(Outcome(change, ok=False, message=str(e), permanent=True))
+            return False
+        except TemporaryError as e:
+            delay = self._book.failed_temporarily(key, e.delay)
+            log.warning(
+                "aws.change.failed",
+                key=str(key),
+                action=change.action.value,
+                error=str(e),
+                retry_after=round(delay, 2),
+            )
+            p.outcomes.append(Outcome(change, ok=False, message=str(e), retry_after=delay))
+            return False
+        self._book.succeeded(key)
+        log.info("aws.change.applied", key=str(key), action=change.action.value)
+        p.outcomes.append(Outcome(change, ok=True, message=change.reason))
+        self._after_change(p, change, desired, fp)
+        return True
+
+    def _after_change(self, p: AwsPass, change: Change, desired: Desired | None, fp: str) -> None:
+        key = change.key
+        if change.action is Action.DELETE:
+            self._cache.resources[key] = None
+            p.stored.applied.pop(str(key), None)
+            p.observed[key] = None
+        else:
+            if desired is not None:
+                p.stored.applied[str(key)] = fp
+            if key.kind is not Kind.WORKSPACE:
+                fields = dict(change.after or {})
+                self._cache.resources[key] = Live(key, fields, dict(fields.get("tags") or {}))
+                if key.kind is Kind.RULE_GROUP and self._cache.rule_group_tags is not None:
+                    self._cache.rule_group_tags[key.name] = dict(fields.get("tags") or {})
+                if key.kind is Kind.IAM_POLICY and key.name.partition("/")[2].startswith("arn:"):
+                    role, _, arn = key.name.partition("/")
+                    self._cache.roles_attached.setdefault(role, []).append(arn)
+        persist(p)
+
+
+def persist(p: AwsPass) -> None:
+    """Write the AWS side's part of ampd.json, leaving the local side's part alone.
+    A plan has no writer and persists nothing."""
+    if p.writer is None:
+        return
+    mine = p.stored
+
+    def aws_part(s: StoredState) -> tuple[Any, ...]:
+        applied = {k: v for k, v in s.applied.items() if k.startswith("aws.")}
+        return (s.workspace_id, s.client_token, applied, s.workspace)
+
+    def merge(s: StoredState) -> None:
+        s.workspace_id = mine.workspace_id
+        s.client_token = mine.client_token
+        s.workspace = mine.workspace
+        for k in [k for k in s.applied if k.startswith("aws.")]:
+            del s.applied[k]
+        s.applied.update({k: v for k, v in mine.applied.items() if k.startswith("aws.")})
+
+    with p.writer.lock:
+        if aws_part(p.writer.load()) != aws_part(mine):
+            p.writer.update(merge)
+
+
+def unreachable_result(
+    book: RetryBook, spec: StateSpec, stored: StoredState, region: str | None, e: AmpdError
+) -> SideResult:
+    """AWS could not be reached (or asked at all): the last known workspace, and why."""
+    permanent = isinstance(e, PermanentError)
+    delay = None if permanent else book.failed_temporarily(REACHABILITY, _delay(e))
+    log.warning("aws.unreachable", error=str(e), retry_after=delay)
+    workspace = stored.workspace
+    if workspace is None and stored.workspace_id and region is not None:
+        workspace = WorkspaceRecord.at(
+            stored.workspace_id, region, data_plane_url=spec.aws_or_default.data_plane_url
+        )
+    reason = "RegionUnknown" if region is None else ("Denied" if permanent else "Unreachable")
+    key = workspace_key(spec)
+    status = ResourceStatus(key, SyncStatus.UNKNOWN, Health.UNKNOWN, str(e))
+    return SideResult(
+        conditions=tuple(unreachable_conditions(reason, str(e))),
+        statuses=(status,),
+        workspace=workspace if spec.workspace is not None else None,
+        requeue_after=delay,
+        unobserved=(f"AWS: {e}",),
+    )
+
+
+def pass_result(p: AwsPass, book: RetryBook, now: float) -> SideResult:
+    """Statuses, conditions and the requeue of a pass that reached AWS."""
+    snap = AwsSnapshot(
+        spec=p.spec,
+        region=p.region,
+        desired=p.desired,
+        observed=p.observed,
+        errors=p.errors,
+        waiting=p.waiting,
+        plan=p.plan,
+        outcomes=tuple(p.outcomes),
+        workspace=p.workspace if p.spec.workspace is not None else None,
+        now=now,
+    )
+    statuses = [resource_status(snap, key) for key in reported_keys(snap)]
+    if p.writer is not None:
+        for key in in_sync_keys(snap):
+            p.stored.applied[str(key)] = fingerprint(p.desired[key])
+        persist(p)
+    hints: list[float] = []
+    ws = snap.workspace
+    if ws is not None and ws.status in TRANSITIONAL:
+        hints.append(WORKSPACE_POLL)
+    if any(k.kind in AMP_CHILDREN for k in p.waiting):
+        hints.append(WORKSPACE_POLL)
+    for value in p.observed.values():
+        if isinstance(value, Unreadable) and not value.permanent:
+            hints.append(book.failed_temporarily(value.key))
+    return SideResult(
+        plan=p.plan,
+        outcomes=tuple(p.outcomes),
+        statuses=tuple(statuses),
+        conditions=tuple(aws_conditions(snap, statuses)),
+        requeue_after=RetryBook.requeue_after(p.outcomes, hints),
+        unobserved=tuple(unobserved(snap)),
+        workspace=workspace_record(snap),
+    )
+
+
+def _delay(e: AmpdError) -> float:
+    return e.delay if isinstance(e, TemporaryError) else 5.0
