@@ -121,6 +121,9 @@ class _VariantSigner(Signer):
 
     kind = "botocore"
 
+    def needs_io(self) -> bool:
+        return False if self.kind == "none" else super().needs_io()
+
     def sign(
         self, method: str, url: str, headers: Mapping[str, str], body: bytes
     ) -> dict[str, str]:
