@@ -342,3 +342,16 @@ def test_cli_apply_caches_the_state_and_plan_writes_nothing(
     cached = tmp_path / "state" / "source" / "state.yml"
     assert cached.read_text() == GOOD
     assert json.loads((tmp_path / "state" / "source" / "source.json").read_text())["version"] == "1"
+
+
+def test_an_unreadable_source_is_looked_at_again_soon(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, aws_emulator_env: AwsEnv
+) -> None:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")
+    src = source(f"ssm:{NAME}", None)
+    waits = []
+    for _ in range(4):
+        src.poll()
+        waits.append(src.next_poll_in())
+    assert 1.5 < waits[0] < 2.5
+    assert 12 < waits[3] < 20  # 2 s, 4 s, 8 s, 16 s, +-20 %

@@ -42,7 +42,7 @@ __all__ = [
 MAX_BYTES = 256 * 1024  # a state document or a file it names; SSM itself allows 8 KiB
 SSM_BATCH = 10  # GetParameters takes at most 10 names
 CONNECT_TIMEOUT = 2.0
-READ_TIMEOUT = 5.0
+READ_TIMEOUT = 10.0
 
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "403", "Forbidden"})
 _MISSING = frozenset({"ParameterNotFound", "NoSuchKey", "NoSuchBucket", "404", "NotFound"})

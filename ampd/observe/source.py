@@ -15,26 +15,36 @@
   good spec keeps running. An unreachable source runs the cached copy
   (``StateSourceReachable=False``).
 - ``next_poll_in()`` is the time to the next look: ``state_source.poll_interval`` (60 s)
-  with +-20 % jitter.
+  with +-20 % jitter; after a look that could not read the source, 2 s, 4 s, 8 s, ...
+  (jittered, never longer than the interval).
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import structlog
 
 from ampd.core import Condition, ConditionStatus
 from ampd.errors import AmpdError, Problem, SpecError
-from ampd.gateways.files import atomic_write, read_bytes, remove
+from ampd.gateways.files import atomic_write, read_bytes
 from ampd.gateways.statesource import Fetched, SourceError, SourceRef, parse_ref, scratch_dir
+from ampd.observe.sourcedocs import (
+    Doc,
+    Good,
+    combo_hash,
+    load_cache,
+    localized,
+    referenced_files,
+    remote_value,
+    save_cache,
+)
 from ampd.spec.load import LoadedSpec, load_spec
 from ampd.spec.models import duration_seconds
 
@@ -42,6 +52,7 @@ log = structlog.get_logger()
 
 JITTER = 0.2
 DEFAULT_INTERVAL = 60.0
+RETRY_BASE = 2.0  # an unreadable source is looked at again after 2 s, 4 s, ... (capped)
 
 
 class Fetcher(Protocol):
@@ -53,52 +64,9 @@ class Fetcher(Protocol):
 Validate = Callable[[LoadedSpec], list[Problem]]
 
 
-@dataclass
-class _Doc:
-    ref: SourceRef
-    version: str
-    data: bytes
-
-
-@dataclass
-class _Good:
-    loaded: LoadedSpec
-    state: _Doc
-    files: dict[str, _Doc] = field(default_factory=dict)  # raw file value -> document
-
-    @property
-    def key(self) -> str:
-        return _combo_hash(self.state, self.files)
-
-
-def _combo_hash(state: _Doc, files: Mapping[str, _Doc]) -> str:
-    h = hashlib.sha256(state.data)
-    for raw, doc in sorted(files.items()):
-        h.update(b"\x1f" + raw.encode() + b"\x1e" + doc.data)
-    return h.hexdigest()
-
-
-def referenced_files(root: Any) -> list[tuple[tuple[str | int, ...], str]]:
-    """(field path, raw value) of every rule-group and alert-manager file the text names."""
-    out: list[tuple[tuple[str | int, ...], str]] = []
-    ws = root.get("workspace") if isinstance(root, dict) else None
-    if not isinstance(ws, dict):
-        return out
-    for i, group in enumerate(ws.get("rule_groups") or []):
-        if isinstance(group, dict) and isinstance(group.get("file"), str):
-            out.append((("workspace", "rule_groups", i, "file"), group["file"]))
-    am = ws.get("alertmanager")
-    if isinstance(am, dict) and isinstance(am.get("file"), str):
-        out.append((("workspace", "alertmanager", "file"), am["file"]))
-    return out
-
-
-def _remote_value(raw: str) -> bool:
-    return not raw.startswith("/")
-
-
 class StateSource:
-    """The spec from a remote document. Not thread-safe: the reconcile pass owns it."""
+    """The spec from a remote document. ``poll``/``current`` may be called from different
+    threads (a loop's timer and the pass): one look at a time."""
 
     def __init__(
         self,
@@ -120,9 +88,9 @@ class StateSource:
         self._clock = clock
         self._now = now
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
-        self._good: _Good | None = None
+        self._good: Good | None = None
         self._bad: dict[str, str] = {}  # hash of a bad state + its files -> first error
-        self._seen: dict[SourceRef, _Doc] = {}  # the newest version of each document
+        self._seen: dict[SourceRef, Doc] = {}  # the newest version of each document
         self._seen_files: list[SourceRef] = []  # what the newest state names beside it
         self._error: SpecError | None = None  # the newest version's problems, if any
         self._unreachable: str | None = None  # why the last look failed to read
@@ -130,6 +98,8 @@ class StateSource:
         self._scratch: Path | None = None
         self._due = 0.0  # clock value; 0: poll at first use
         self._polls = 0
+        self._failures = 0  # looks in a row that could not read the source
+        self._lock = threading.RLock()
         self.transitions: dict[str, float] = {}
         if cache_dir is not None:
             self._load_cache()
@@ -161,12 +131,13 @@ class StateSource:
     def current(self) -> LoadedSpec:
         """The last good spec (polling first when a poll is due); SpecError when there is
         none: the one line says which source and why."""
-        if self._polls == 0 or self.next_poll_in() <= 0:
-            self.poll()
-        if self._good is not None:
-            return self._good.loaded
-        if self._error is not None:
-            raise self._error
+        with self._lock:
+            if self._polls == 0 or self.next_poll_in() <= 0:
+                self.poll()
+            if self._good is not None:
+                return self._good.loaded
+            if self._error is not None:
+                raise self._error
         raise _one(self.name, self._unreachable or "not fetched yet")
 
     def text(self) -> str:
@@ -208,14 +179,21 @@ class StateSource:
 
     def poll(self) -> bool:
         """Look once. True when a new good version became current."""
-        self._polls += 1
-        try:
-            return self._poll()
-        except SourceError as e:
-            return self._fetch_failed(e)
-        finally:  # the interval of the version now current
-            jitter = 1 + self._rng.uniform(-JITTER, JITTER)
-            self._due = self._clock() + self.interval() * jitter
+        with self._lock:
+            self._polls += 1
+            try:
+                return self._poll()
+            except SourceError as e:
+                return self._fetch_failed(e)
+            finally:  # the interval of the version now current; sooner after a failure
+                jitter = 1 + self._rng.uniform(-JITTER, JITTER)
+                wait = self.interval()
+                if self._unreachable is not None:
+                    self._failures += 1
+                    wait = min(wait, RETRY_BASE * 2 ** min(self._failures - 1, 10))
+                else:
+                    self._failures = 0
+                self._due = self._clock() + wait * jitter
 
     # -- polling --------------------------------------------------------------------------
 
@@ -232,7 +210,7 @@ class StateSource:
         state = self._take(got[self.ref])
         return self._consider(state, got)
 
-    def _take(self, result: Fetched | SourceError) -> _Doc:
+    def _take(self, result: Fetched | SourceError) -> Doc:
         """The document, from this fetch or (unchanged) from the last one seen."""
         if isinstance(result, SourceError):
             raise result
@@ -240,11 +218,11 @@ class StateSource:
             seen = self._seen[result.ref]
             seen.version = result.version
             return seen
-        doc = _Doc(result.ref, result.version, result.data)
+        doc = Doc(result.ref, result.version, result.data)
         self._seen[result.ref] = doc
         return doc
 
-    def _consider(self, state: _Doc, got: Mapping[SourceRef, Fetched | SourceError]) -> bool:
+    def _consider(self, state: Doc, got: Mapping[SourceRef, Fetched | SourceError]) -> bool:
         try:
             text = state.data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -255,7 +233,7 @@ class StateSource:
             self._seen_files = []
             return self._reject(state, {}, e)
         files, problems = self._fetch_files(loaded, got)
-        key = _combo_hash(state, files)
+        key = combo_hash(state, files)
         good = self._good
         if good is not None and key == good.key and not problems:
             good.state.version = state.version  # same content under a new version
@@ -268,21 +246,21 @@ class StateSource:
             problems = self._validate(loaded)
         if problems:
             return self._reject(state, files, SpecError(problems))
-        self._accept(_Good(loaded, _Doc(state.ref, state.version, state.data), dict(files)))
+        self._accept(Good(loaded, Doc(state.ref, state.version, state.data), dict(files)))
         return True
 
     def _fetch_files(
         self, loaded: LoadedSpec, got: Mapping[SourceRef, Fetched | SourceError]
-    ) -> tuple[dict[str, _Doc], list[Problem]]:
+    ) -> tuple[dict[str, Doc], list[Problem]]:
         named = referenced_files(loaded.positions.root)
-        wanted = {raw: self.ref.beside(raw) for _loc, raw in named if _remote_value(raw)}
+        wanted = {raw: self.ref.beside(raw) for _loc, raw in named if remote_value(raw)}
         self._seen_files = sorted(set(wanted.values()))
         fetched = dict(got)
         missing = [r for r in self._seen_files if r not in got]
         if missing:
             known = {r: self._seen[r].version for r in missing if r in self._seen}
             fetched.update(self._fetcher.fetch(missing, known))
-        files: dict[str, _Doc] = {}
+        files: dict[str, Doc] = {}
         problems: list[Problem] = []
         for loc, raw in named:
             ref = wanted.get(raw)
@@ -297,32 +275,8 @@ class StateSource:
             files[raw] = self._take(result)
         return files, problems
 
-    def _localized(self, loaded: LoadedSpec, files: Mapping[str, _Doc]) -> LoadedSpec:
-        """The spec with remote file references pointing at local copies."""
-        spec = loaded.spec
-        ws = spec.workspace
-        if ws is None or not files:
-            return loaded
-        raw_by_loc = dict(referenced_files(loaded.positions.root))
-        local = {raw: self._write_file(doc) for raw, doc in files.items()}
-
-        def path_for(loc: tuple[str | int, ...], current: str) -> str:
-            raw = raw_by_loc.get(loc)
-            return str(local[raw]) if raw in local else current
-
-        groups = [
-            g.model_copy(update={"file": path_for(("workspace", "rule_groups", i, "file"), g.file)})
-            for i, g in enumerate(ws.rule_groups)
-        ]
-        am = ws.alertmanager
-        if am is not None:
-            am = am.model_copy(
-                update={"file": path_for(("workspace", "alertmanager", "file"), am.file)}
-            )
-        ws = ws.model_copy(update={"rule_groups": groups, "alertmanager": am})
-        return LoadedSpec(
-            spec.model_copy(update={"workspace": ws}), loaded.file, loaded.positions, loaded.sha256
-        )
+    def _localized(self, loaded: LoadedSpec, files: Mapping[str, Doc]) -> LoadedSpec:
+        return localized(loaded, {raw: self._write_file(doc) for raw, doc in files.items()})
 
     def _files_dir(self) -> Path:
         if self.cache_dir is not None and self.write_cache:
@@ -331,7 +285,7 @@ class StateSource:
             self._scratch = scratch_dir()
         return self._scratch
 
-    def _write_file(self, doc: _Doc) -> Path:
+    def _write_file(self, doc: Doc) -> Path:
         digest = hashlib.sha256(doc.data).hexdigest()[:16]
         path = self._files_dir() / f"{digest}-{Path(doc.ref.name).name}"
         if read_bytes(path) != doc.data:
@@ -340,7 +294,7 @@ class StateSource:
 
     # -- outcomes -----------------------------------------------------------------------
 
-    def _accept(self, good: _Good) -> None:
+    def _accept(self, good: Good) -> None:
         first = self._good is None
         self._good = good
         self._set_error(None)
@@ -353,8 +307,8 @@ class StateSource:
         )
         self._save_cache()
 
-    def _reject(self, state: _Doc, files: Mapping[str, _Doc], err: SpecError) -> bool:
-        self._bad[_combo_hash(state, files)] = str(err).splitlines()[0]
+    def _reject(self, state: Doc, files: Mapping[str, Doc], err: SpecError) -> bool:
+        self._bad[combo_hash(state, files)] = str(err).splitlines()[0]
         self._set_error(err)
         (log.error if self.write_cache else log.debug)(
             "state_source.invalid",
@@ -389,59 +343,28 @@ class StateSource:
         if self.cache_dir is None or self._good is None or not self.write_cache:
             return
         good = self._good
-        meta = {
-            "source": self.name,
-            "version": good.state.version,
-            "sha256": good.loaded.sha256,
-            "files": {
-                raw: {"ref": str(d.ref), "version": d.version, "path": str(self._write_file(d))}
-                for raw, d in sorted(good.files.items())
-            },
-            "saved_at": self._now(),
-        }
+        paths = {raw: self._write_file(d) for raw, d in good.files.items()}
         try:
-            atomic_write(self.cache_dir / "state.yml", good.state.data, 0o600)
-            atomic_write(
-                self.cache_dir / "source.json",
-                json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n",
-                0o600,
-            )
+            save_cache(self.cache_dir, self.name, good, paths, self._now())
         except AmpdError as e:
             log.error("state_source.cache_failed", source=self.name, error=str(e))
-            return
-        keep = {Path(str(v["path"])).name for v in meta["files"].values()}  # type: ignore[attr-defined]
-        files_dir = self.cache_dir / "files"
-        if files_dir.is_dir():
-            for p in files_dir.iterdir():
-                if p.name not in keep and not p.name.startswith("."):
-                    remove(p)
 
     def _load_cache(self) -> None:
         assert self.cache_dir is not None
-        raw_meta = read_bytes(self.cache_dir / "source.json")
-        data = read_bytes(self.cache_dir / "state.yml")
-        if raw_meta is None or data is None:
-            return
         try:
-            meta = json.loads(raw_meta)
-            if meta.get("source") != self.name:
-                return  # a copy of another source: not ours to run
-            state = _Doc(self.ref, str(meta["version"]), data)
-            files: dict[str, _Doc] = {}
-            for raw, f in dict(meta.get("files", {})).items():
-                content = read_bytes(Path(f["path"]))
-                if content is None:
-                    return
-                files[raw] = _Doc(parse_ref(f["ref"]), str(f["version"]), content)
-            loaded = self._localized(load_spec(data.decode("utf-8"), self.name), files)
+            found = load_cache(self.cache_dir, self.ref)
+            if found is None:
+                return
+            state, files = found
+            loaded = self._localized(load_spec(state.data.decode("utf-8"), self.name), files)
         except (ValueError, KeyError, TypeError, AttributeError, SpecError) as e:
             log.warning("state_source.cache_unusable", source=self.name, error=str(e))
             return
         if self._validate(loaded):
             return
-        self._good = _Good(loaded, state, files)
-        self._seen = {state.ref: _Doc(state.ref, state.version, state.data)}
-        self._seen.update({d.ref: _Doc(d.ref, d.version, d.data) for d in files.values()})
+        self._good = Good(loaded, state, files)
+        self._seen = {state.ref: Doc(state.ref, state.version, state.data)}
+        self._seen.update({d.ref: Doc(d.ref, d.version, d.data) for d in files.values()})
         self._seen_files = sorted({d.ref for d in files.values()})
         log.info("state_source.cached", source=self.name, version=state.version)
 

@@ -1,0 +1,142 @@
+"""The documents of a remote state: the state and the files it names beside it, the hash
+that identifies a combination of them, the spec pointed at local copies, and the cached
+last good copy on disk (``<state dir>/source/``: ``state.yml``, ``source.json``,
+``files/``, all mode 0600)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ampd.gateways.files import atomic_write, read_bytes, remove
+from ampd.gateways.statesource import SourceRef, parse_ref
+from ampd.spec.load import LoadedSpec
+
+Loc = tuple[str | int, ...]
+
+
+@dataclass
+class Doc:
+    ref: SourceRef
+    version: str  # SSM Version, S3 ETag
+    data: bytes
+
+
+@dataclass
+class Good:
+    """A version that passed every check: what runs."""
+
+    loaded: LoadedSpec
+    state: Doc
+    files: dict[str, Doc] = field(default_factory=dict)  # raw file value -> document
+
+    @property
+    def key(self) -> str:
+        return combo_hash(self.state, self.files)
+
+
+def combo_hash(state: Doc, files: Mapping[str, Doc]) -> str:
+    """Identifies a state together with the files it names (a bad one is skipped by it)."""
+    h = hashlib.sha256(state.data)
+    for raw, doc in sorted(files.items()):
+        h.update(b"\x1f" + raw.encode() + b"\x1e" + doc.data)
+    return h.hexdigest()
+
+
+def referenced_files(root: Any) -> list[tuple[Loc, str]]:
+    """(field path, raw value) of every rule-group and alert-manager file the text names."""
+    out: list[tuple[Loc, str]] = []
+    ws = root.get("workspace") if isinstance(root, dict) else None
+    if not isinstance(ws, dict):
+        return out
+    for i, group in enumerate(ws.get("rule_groups") or []):
+        if isinstance(group, dict) and isinstance(group.get("file"), str):
+            out.append((("workspace", "rule_groups", i, "file"), group["file"]))
+    am = ws.get("alertmanager")
+    if isinstance(am, dict) and isinstance(am.get("file"), str):
+        out.append((("workspace", "alertmanager", "file"), am["file"]))
+    return out
+
+
+def remote_value(raw: str) -> bool:
+    """A relative name (beside the state) or an explicit ssm:/s3:// one; an absolute path
+    is a local file (baked into the image)."""
+    return not raw.startswith("/")
+
+
+def localized(loaded: LoadedSpec, local: Mapping[str, Path]) -> LoadedSpec:
+    """The spec with remote file references (raw value -> local copy) made local."""
+    spec = loaded.spec
+    ws = spec.workspace
+    if ws is None or not local:
+        return loaded
+    raw_by_loc = dict(referenced_files(loaded.positions.root))
+
+    def path_for(loc: Loc, current: str) -> str:
+        raw = raw_by_loc.get(loc)
+        return str(local[raw]) if raw is not None and raw in local else current
+
+    groups = [
+        g.model_copy(update={"file": path_for(("workspace", "rule_groups", i, "file"), g.file)})
+        for i, g in enumerate(ws.rule_groups)
+    ]
+    am = ws.alertmanager
+    if am is not None:
+        am = am.model_copy(
+            update={"file": path_for(("workspace", "alertmanager", "file"), am.file)}
+        )
+    ws = ws.model_copy(update={"rule_groups": groups, "alertmanager": am})
+    return LoadedSpec(
+        spec.model_copy(update={"workspace": ws}), loaded.file, loaded.positions, loaded.sha256
+    )
+
+
+def save_cache(
+    cache_dir: Path, name: str, good: Good, paths: Mapping[str, Path], saved_at: float
+) -> None:
+    """Write the good version and the index of its files; drop copies nothing names."""
+    meta = {
+        "source": name,
+        "version": good.state.version,
+        "sha256": good.loaded.sha256,
+        "files": {
+            raw: {"ref": str(d.ref), "version": d.version, "path": str(paths[raw])}
+            for raw, d in sorted(good.files.items())
+        },
+        "saved_at": saved_at,
+    }
+    atomic_write(cache_dir / "state.yml", good.state.data, 0o600)
+    atomic_write(
+        cache_dir / "source.json",
+        json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n",
+        0o600,
+    )
+    keep = {p.name for p in paths.values()}
+    files_dir = cache_dir / "files"
+    if files_dir.is_dir():
+        for p in files_dir.iterdir():
+            if p.name not in keep and not p.name.startswith("."):
+                remove(p)
+
+
+def load_cache(cache_dir: Path, ref: SourceRef) -> tuple[Doc, dict[str, Doc]] | None:
+    """The cached copy of ``ref`` and its files; None when there is none (or it is the
+    copy of another source). Raises ValueError/KeyError/TypeError when it is unreadable."""
+    raw_meta = read_bytes(cache_dir / "source.json")
+    data = read_bytes(cache_dir / "state.yml")
+    if raw_meta is None or data is None:
+        return None
+    meta = json.loads(raw_meta)
+    if meta.get("source") != str(ref):
+        return None  # a copy of another source: not ours to run
+    files: dict[str, Doc] = {}
+    for raw, f in dict(meta.get("files", {})).items():
+        content = read_bytes(Path(f["path"]))
+        if content is None:
+            return None
+        files[raw] = Doc(parse_ref(f["ref"]), str(f["version"]), content)
+    return Doc(ref, str(meta["version"]), data), files
