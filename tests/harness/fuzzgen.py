@@ -15,7 +15,7 @@
 
 Limits keep one case in milliseconds (a 5,000-deep document takes ampd seconds to refuse):
 strings up to 8 KiB (200 characters in fields that name files: ampd looks them up), nesting
-up to 50, alias bombs up to ~8,000 values, integers up to ``MAX_INT_DIGITS`` digits. The
+up to 30, alias bombs up to ~8,000 values, integers up to ``MAX_INT_DIGITS`` digits. The
 1,500-deep document and the full billion laughs have their own tests.
 """
 
@@ -37,7 +37,7 @@ SCHEMA: dict[str, Any] = json.loads((REPO / "config" / "state.schema.json").read
 
 # CPython refuses to turn longer digit strings into int (sys.get_int_max_str_digits()).
 MAX_INT_DIGITS = 4000
-MAX_DEPTH = 50
+MAX_DEPTH = 30
 MAX_STRING = 8 * 1024
 
 Doc = dict[str, Any]
