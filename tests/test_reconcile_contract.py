@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 import yaml
 
 from ampd.act import aws as aws_act
@@ -23,6 +24,7 @@ from ampd.core import (
     Kind,
     ProcessState,
     ResourceKey,
+    SideResult,
 )
 from ampd.daemon.loop import Daemon
 from ampd.daemon.reconcile import Reconciler
@@ -166,12 +168,12 @@ def test_executors_refuse_pairs_outside_their_kind(tmp_path: Path) -> None:
     with pytest.raises(PermanentError, match="not a local resource"):
         local_act.apply_change(Change(ResourceKey(Kind.RULE_GROUP, "x"), Action.CREATE), targets)
     target = aws_act.Target("ws-1", "arn:aws:aps:eu-west-1:1:workspace/ws-1", "s")
+    no_gateway: Any = None  # neither call may reach the gateway
     with pytest.raises(PermanentError, match="not an AWS resource"):
-        aws_act.apply_change(None, Change(ResourceKey(Kind.FILE, "x"), Action.CREATE), target)  # type: ignore[arg-type]
+        aws_act.apply_change(no_gateway, Change(ResourceKey(Kind.FILE, "x"), Action.CREATE), target)
     with pytest.raises(PermanentError, match="does not apply"):
-        aws_act.apply_change(
-            None, Change(ResourceKey(Kind.RULE_GROUP, "x"), Action.RESTART), target
-        )  # type: ignore[arg-type]
+        restart = Change(ResourceKey(Kind.RULE_GROUP, "x"), Action.RESTART)
+        aws_act.apply_change(no_gateway, restart, target)
 
 
 def test_a_local_failure_outcome_is_reported_not_raised(tmp_path: Path) -> None:
@@ -349,3 +351,26 @@ def test_one_pass_per_edit_ampd_own_writes_queue_none(tmp_path: Path) -> None:
         assert len(by_edit) == 1, summaries()
     finally:
         assert p.stop() == 0
+
+
+def test_aws_side_log_lines_carry_the_pass_reconcile_id(tmp_path: Path) -> None:
+    class LoggingAws:
+        def reconcile(self, spec: Any, facts: Any, *, apply: bool) -> Any:
+            structlog.get_logger().info("aws.side.says.hello")
+            return SideResult()
+
+    capture = structlog.testing.LogCapture()
+    structlog.configure(processors=[structlog.contextvars.merge_contextvars, capture])
+    try:
+        state = write(
+            tmp_path / "state.yml",
+            {"version": 1, "workspace": {"alias": "a"}, "metrics": {"enabled": False}},
+        )
+        rec = Reconciler(state, Paths(tmp_path / "lib", tmp_path / "run"), FlakyRuntime())
+        rec.aws = LoggingAws()
+        summary = rec.run_pass(apply=False)
+        rec.close()
+    finally:
+        structlog.reset_defaults()
+    [hello] = [e for e in capture.entries if e["event"] == "aws.side.says.hello"]
+    assert hello["reconcile_id"] == summary.reconcile_id  # logged from the worker thread
