@@ -15,6 +15,7 @@ AMP. An unreachable upstream is a 502, a timeout a 504, missing credentials a 50
 from __future__ import annotations
 
 import asyncio
+import logging
 import signal
 import time
 from collections.abc import Mapping
@@ -26,7 +27,7 @@ import aiohttp
 import structlog
 from aiohttp import web
 from aiohttp.helpers import get_env_proxy_for_url
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
 from prometheus_client.exposition import generate_latest
 from yarl import URL
 
@@ -62,6 +63,14 @@ class RequestSigner(Protocol):
     def credential_status(self) -> CredentialStatus: ...
 
     def needs_io(self) -> bool: ...
+
+
+def _debug_enabled(logger: object) -> bool:
+    """False when debug lines are filtered out (structlog's filtering loggers say so)."""
+    is_enabled_for = getattr(logger, "is_enabled_for", None)
+    if is_enabled_for is None:
+        return True
+    return bool(is_enabled_for(logging.DEBUG))
 
 
 def _text(status: int, message: str) -> web.Response:
@@ -105,6 +114,11 @@ class ProxyServer:
         self._via: URL | None = None  # an HTTP(S) proxy on the way to the upstream
         self._via_auth: aiohttp.BasicAuth | None = None
         self.address: tuple[str, int] | None = None
+        # bound once start() runs (after logging is configured): a lazy structlog proxy
+        # rebuilds its logger on every call, ~15 µs a request for a filtered debug line
+        self._log: structlog.typing.FilteringBoundLogger = log
+        self._debug = True
+        self._counted: dict[tuple[str, int], Counter] = {}
 
     @property
     def url(self) -> str:
@@ -121,6 +135,8 @@ class ProxyServer:
         return app
 
     async def start(self) -> None:
+        self._log = log.bind()
+        self._debug = _debug_enabled(self._log)
         allowed = resolve_allowed(self.config.allowed_uids)
         self.gate = PeerGate(
             allowed,
@@ -213,15 +229,21 @@ class ProxyServer:
     def _done(
         self, kind: str, status: int, started: float, method: str, path: str, **extra: object
     ) -> None:
-        self.metrics.requests.labels(path_kind=kind, code=str(status)).inc()
+        counter = self._counted.get((kind, status))
+        if counter is None:
+            counter = self.metrics.requests.labels(path_kind=kind, code=str(status))
+            self._counted[(kind, status)] = counter
+        counter.inc()
+        if status < 400 and not self._debug:
+            return  # the common case: no log line, and nothing built for one
         ms = round((time.perf_counter() - started) * 1000, 2)
         fields = {"method": method, "path": path, "path_kind": kind, "status": status, "ms": ms}
         if status >= 500:
-            log.warning("proxy.request", **fields, **extra)
+            self._log.warning("proxy.request", **fields, **extra)
         elif status >= 400:
-            log.info("proxy.request", **fields, **extra)
+            self._log.info("proxy.request", **fields, **extra)
         else:
-            log.debug("proxy.request", **fields, **extra)
+            self._log.debug("proxy.request", **fields, **extra)
 
     def _refuse(
         self,
