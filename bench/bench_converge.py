@@ -369,8 +369,8 @@ def main(argv: list[str] | None = None) -> None:
             "|---|---:|---:|---:|---:|---:|---:|---:|",
             f"| edit -> config live | {ms(p50)} | {ms(p95)} | {ms(max(live))} | {ms(b50)} "
             f"| {ms(b95)} | {p50 / b50:.1f}x | {p95 / b95:.1f}x |",
-            f"| projected: ampd's own steps with the recommendations below (inotify, no "
-            f"extra debounce, no promtool on the hot path), one process "
+            f"| projected: ampd's own steps with the recommended changes (inotify, no "
+            f"extra debounce, no promtool on the hot path), in a process of its own "
             f"| {ms(statistics.median(proj))} | {ms(q95(proj))} | {ms(max(proj))} "
             f"| {ms(b50)} | {ms(b95)} | {statistics.median(proj) / b50:.1f}x "
             f"| {q95(proj) / b95:.1f}x |",
