@@ -4,12 +4,17 @@ Local clients (Prometheus remote_write, Grafana) send plain HTTP to loopback; th
 signs each request with the host's AWS credentials and forwards it to ONE configured
 upstream. The client's Host header and absolute-form request targets are never used to
 pick a destination, so the proxy is not an open signer for the instance role; with a
-workspace id configured only ``/workspaces/<id>/...`` is forwarded.
+workspace id configured only ``/workspaces/<id>/...`` is forwarded, and only for the
+local users allowed to use it (ampd.proxy.peers).
 
 Request bodies (small snappy protobufs, query forms) are read whole because the
-signature covers their hash; responses are streamed back. Upstream status codes and
-bodies pass through unchanged, so Prometheus retries 429 and 5xx as it would against
-AMP. An unreachable upstream is a 502, a timeout a 504, missing credentials a 503.
+signature covers their hash, up to ``max_body_bytes`` (413 beyond, before anything is
+signed); a connection's requests are handled one after the other, so the proxy holds at
+most one body per connection and keeps no queue of its own. Responses are streamed
+back. Upstream status codes, bodies and end-to-end headers (``Retry-After`` among them)
+pass through unchanged and nothing is retried here, so Prometheus sees 429 and 5xx
+exactly as AMP sent them and decides itself. An unreachable upstream is a 502, a timeout
+a 504, missing credentials a 503.
 """
 
 from __future__ import annotations
