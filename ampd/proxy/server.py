@@ -9,8 +9,10 @@ local users allowed to use it (ampd.proxy.peers).
 
 Request bodies (small snappy protobufs, query forms) are read whole because the
 signature covers their hash, up to ``max_body_bytes`` (413 beyond, before anything is
-signed); a connection's requests are handled one after the other, so the proxy holds at
-most one body per connection and keeps no queue of its own. Responses are streamed
+signed). A connection's requests are forwarded one after the other: one body per
+connection in flight and no queue in the proxy (a client that pipelines gets aiohttp's
+bounded read-ahead: at most 32 parsed requests, reading paused past 128 KiB of unread
+body; Prometheus and Grafana do not pipeline). Responses are streamed
 back. Upstream status codes, bodies and end-to-end headers (``Retry-After`` among them)
 pass through unchanged and nothing is retried here, so Prometheus sees 429 and 5xx
 exactly as AMP sent them and decides itself. An unreachable upstream is a 502, a timeout
