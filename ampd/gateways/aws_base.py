@@ -1,0 +1,244 @@
+"""The AWS gateway's one call path: clients, error translation, call counts.
+
+The typed API is in ``ampd.gateways.aws`` (AMP) and ``ampd.gateways.aws_iam`` (IAM).
+
+Every call goes through :meth:`AwsGateway._call`, which
+
+- counts it per ``(operation, code)`` (``api_call_counts()``, exported by the daemon as
+  ``ampd_aws_api_calls_total``),
+- turns botocore's exceptions into ampd's error tree:
+
+      throttling, HTTP 429, 5xx, ConflictException   -> TemporaryError(delay)
+      connection refused/reset/timed out             -> AwsUnreachable (a TemporaryError)
+      AccessDenied                                   -> AccessDenied (a PermanentError that
+                                                        names the action and the principal)
+      validation, quota, anything else               -> PermanentError
+      ResourceNotFoundException / NoSuchEntity       -> ``None`` from describe/get methods
+
+botocore's own retries are off (one attempt): scheduling and backoff are decided by the
+reconciler, in one place. Timeouts are short so a pass never hangs on AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import boto3
+import botocore.exceptions
+import structlog
+from botocore.config import Config
+
+from ampd.errors import PermanentError, TemporaryError
+
+if TYPE_CHECKING:
+    from mypy_boto3_amp.client import PrometheusServiceClient
+    from mypy_boto3_iam.client import IAMClient
+    from mypy_boto3_sts.client import STSClient
+
+__all__ = [
+    "AccessDenied",
+    "AwsBase",
+    "AwsUnreachable",
+    "Identity",
+    "api_call_counts",
+    "reset_api_call_counts",
+]
+
+log = structlog.get_logger()
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 10.0
+
+THROTTLE_DELAY = 2.0
+SERVER_ERROR_DELAY = 1.0
+NETWORK_DELAY = 5.0
+CONFLICT_DELAY = 5.0
+
+_THROTTLING_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "RequestThrottled",
+        "EC2ThrottledException",
+    }
+)
+_DENIED_CODES = frozenset(
+    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException"}
+)
+_NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchEntity", "NotFoundException"})
+_CREDENTIAL_CODES = frozenset(
+    {"InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch"}
+)
+_IAM_PREFIX = {"amp": "aps", "iam": "iam", "sts": "sts"}
+_DENIED_RE = re.compile(
+    r"(?:User|Principal):?\s+(?P<principal>\S+)\s+is not authorized to perform:?\s+"
+    r"(?P<action>[\w-]+:[\w*]+)"
+)
+
+
+class AwsUnreachable(TemporaryError):
+    """The endpoint could not be reached at all (refused, reset, timed out, DNS)."""
+
+
+class AccessDenied(PermanentError):
+    """AWS refused an action to the principal; names both."""
+
+    def __init__(self, action: str, principal: str, detail: str) -> None:
+        self.action = action
+        self.principal = principal
+        super().__init__(f"AccessDenied: {principal} is not allowed to call {action} ({detail})")
+
+
+@dataclass(frozen=True)
+class Identity:
+    account: str
+    arn: str
+
+
+_counts: Counter[tuple[str, str]] = Counter()
+_counts_lock = threading.Lock()
+
+
+def api_call_counts() -> dict[tuple[str, str], int]:
+    """Calls made so far by every gateway in this process, per (operation, code)."""
+    with _counts_lock:
+        return dict(_counts)
+
+
+def reset_api_call_counts() -> None:
+    with _counts_lock:
+        _counts.clear()
+
+
+def _count(operation: str, code: str) -> None:
+    with _counts_lock:
+        _counts[(operation, code)] += 1
+
+
+def policy_json(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def bind(fn: Callable[..., T], kwargs: Mapping[str, Any]) -> Callable[[], T]:
+    frozen = dict(kwargs)
+    return lambda: fn(**frozen)
+
+
+def tag_dict(tags: list[Any] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags or []}
+
+
+class AwsBase:
+    """Clients of one region and the one call path every API method goes through."""
+
+    def __init__(
+        self,
+        region: str,
+        endpoint_url: str | None = None,
+        *,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        self.region = region
+        session = session or boto3.session.Session(region_name=region)
+        config = Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            user_agent_extra="ampd",
+        )
+        self._amp: PrometheusServiceClient = session.client(
+            "amp", region_name=region, endpoint_url=endpoint_url, config=config
+        )
+        self._iam: IAMClient = session.client("iam", region_name=region, config=config)
+        self._sts: STSClient = session.client("sts", region_name=region, config=config)
+        self._principal: str | None = None
+
+    # -- the one call path --------------------------------------------------------------
+
+    def _call(self, service: str, operation: str, fn: Callable[[], T]) -> T:
+        try:
+            result = fn()
+        except botocore.exceptions.ClientError as e:
+            err = e.response.get("Error", {})
+            code = str(err.get("Code") or "Unknown")
+            message = str(err.get("Message") or err.get("message") or e)
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            _count(operation, code)
+            raise self._translate(service, operation, code, message, status) from e
+        except (
+            botocore.exceptions.EndpointConnectionError,
+            botocore.exceptions.ConnectTimeoutError,
+            botocore.exceptions.ConnectionClosedError,
+            botocore.exceptions.ReadTimeoutError,
+            botocore.exceptions.ProxyConnectionError,
+            botocore.exceptions.HTTPClientError,
+        ) as e:
+            _count(operation, "NetworkError")
+            raise AwsUnreachable(f"{operation}: {e}", delay=NETWORK_DELAY) from e
+        except botocore.exceptions.NoCredentialsError as e:
+            _count(operation, "NoCredentials")
+            raise TemporaryError(
+                f"{operation}: no AWS credentials (env, shared config or instance role)",
+                delay=30.0,
+            ) from e
+        except botocore.exceptions.BotoCoreError as e:
+            _count(operation, type(e).__name__)
+            raise PermanentError(f"{operation}: {e}") from e
+        _count(operation, "OK")
+        return result
+
+    def _translate(
+        self, service: str, operation: str, code: str, message: str, status: int
+    ) -> Exception:
+        where = f"{operation}: {code}: {message}"
+        if code in _THROTTLING_CODES or status == 429:
+            return TemporaryError(where, delay=THROTTLE_DELAY)
+        if code in _DENIED_CODES or (status == 403 and code not in _CREDENTIAL_CODES):
+            m = _DENIED_RE.search(message)
+            action = m.group("action") if m else f"{_IAM_PREFIX.get(service, service)}:{operation}"
+            principal = m.group("principal") if m else (self._principal or "the caller")
+            return AccessDenied(action, principal, message)
+        if code in _CREDENTIAL_CODES:
+            return TemporaryError(where, delay=30.0)
+        if status >= 500 or code in {"InternalServerException", "ServiceUnavailable"}:
+            return TemporaryError(where, delay=SERVER_ERROR_DELAY)
+        if code == "ConflictException":
+            return TemporaryError(where, delay=CONFLICT_DELAY)
+        return PermanentError(where)
+
+    def _get(self, service: str, operation: str, fn: Callable[[], T]) -> T | None:
+        """A describe/get call whose 'not found' means None."""
+        try:
+            return self._call(service, operation, fn)
+        except PermanentError as e:
+            cause = e.__cause__
+            if isinstance(cause, botocore.exceptions.ClientError):
+                code = cause.response.get("Error", {}).get("Code")
+                if code in _NOT_FOUND_CODES:
+                    return None
+            raise
+
+    # -- STS --------------------------------------------------------------------------------
+
+    def identity(self) -> Identity:
+        r = self._call("sts", "GetCallerIdentity", self._sts.get_caller_identity)
+        self._principal = r["Arn"]
+        return Identity(account=r["Account"], arn=r["Arn"])

@@ -1,0 +1,190 @@
+"""IAM through the AWS gateway: roles, inline and managed policies, instance profiles."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from ampd.gateways.aws_base import AwsBase, policy_json, tag_dict, tag_list
+
+
+class IamApi(AwsBase):
+    # -- IAM roles and policies -------------------------------------------------------------
+
+    def get_role(self, name: str) -> dict[str, Any] | None:
+        """Arn, trust policy (``AssumeRolePolicyDocument``, a dict) and ``Tags`` (a dict)."""
+        r = self._get("iam", "GetRole", lambda: self._iam.get_role(RoleName=name))
+        if r is None:
+            return None
+        role: dict[str, Any] = dict(r["Role"])
+        role["Tags"] = tag_dict(role.get("Tags"))
+        return role
+
+    def create_role(
+        self, name: str, trust: Mapping[str, Any], tags: Mapping[str, str], description: str
+    ) -> str:
+        r = self._call(
+            "iam",
+            "CreateRole",
+            lambda: self._iam.create_role(
+                RoleName=name,
+                AssumeRolePolicyDocument=policy_json(trust),
+                Description=description,
+                Tags=tag_list(tags),  # type: ignore[arg-type]
+            ),
+        )
+        return r["Role"]["Arn"]
+
+    def update_trust_policy(self, name: str, trust: Mapping[str, Any]) -> None:
+        self._call(
+            "iam",
+            "UpdateAssumeRolePolicy",
+            lambda: self._iam.update_assume_role_policy(
+                RoleName=name, PolicyDocument=policy_json(trust)
+            ),
+        )
+
+    def tag_role(self, name: str, tags: Mapping[str, str]) -> None:
+        self._call(
+            "iam",
+            "TagRole",
+            lambda: self._iam.tag_role(RoleName=name, Tags=tag_list(tags)),  # type: ignore[arg-type]
+        )
+
+    def untag_role(self, name: str, keys: list[str]) -> None:
+        self._call("iam", "UntagRole", lambda: self._iam.untag_role(RoleName=name, TagKeys=keys))
+
+    def delete_role(self, name: str) -> None:
+        """Deletes the role after detaching everything that would block it."""
+        for policy in self.list_inline_policies(name):
+            self.delete_inline_policy(name, policy)
+        for arn in self.list_attached_policies(name):
+            self.detach_policy(name, arn)
+        r = self._call(
+            "iam",
+            "ListInstanceProfilesForRole",
+            lambda: self._iam.list_instance_profiles_for_role(RoleName=name),
+        )
+        for profile in r.get("InstanceProfiles", []):
+            self.remove_role_from_instance_profile(profile["InstanceProfileName"], name)
+        self._call("iam", "DeleteRole", lambda: self._iam.delete_role(RoleName=name))
+
+    def get_inline_policy(self, role: str, policy: str) -> dict[str, Any] | None:
+        r = self._get(
+            "iam",
+            "GetRolePolicy",
+            lambda: self._iam.get_role_policy(RoleName=role, PolicyName=policy),
+        )
+        if r is None:
+            return None
+        doc = r["PolicyDocument"]
+        return dict(json.loads(doc)) if isinstance(doc, str) else dict(doc)
+
+    def list_inline_policies(self, role: str) -> list[str]:
+        r = self._call(
+            "iam", "ListRolePolicies", lambda: self._iam.list_role_policies(RoleName=role)
+        )
+        return list(r.get("PolicyNames", []))
+
+    def put_inline_policy(self, role: str, policy: str, doc: Mapping[str, Any]) -> None:
+        self._call(
+            "iam",
+            "PutRolePolicy",
+            lambda: self._iam.put_role_policy(
+                RoleName=role, PolicyName=policy, PolicyDocument=policy_json(doc)
+            ),
+        )
+
+    def delete_inline_policy(self, role: str, policy: str) -> None:
+        self._call(
+            "iam",
+            "DeleteRolePolicy",
+            lambda: self._iam.delete_role_policy(RoleName=role, PolicyName=policy),
+        )
+
+    def list_attached_policies(self, role: str) -> list[str]:
+        r = self._call(
+            "iam",
+            "ListAttachedRolePolicies",
+            lambda: self._iam.list_attached_role_policies(RoleName=role),
+        )
+        return [p["PolicyArn"] for p in r.get("AttachedPolicies", [])]
+
+    def attach_policy(self, role: str, arn: str) -> None:
+        self._call(
+            "iam",
+            "AttachRolePolicy",
+            lambda: self._iam.attach_role_policy(RoleName=role, PolicyArn=arn),
+        )
+
+    def detach_policy(self, role: str, arn: str) -> None:
+        self._call(
+            "iam",
+            "DetachRolePolicy",
+            lambda: self._iam.detach_role_policy(RoleName=role, PolicyArn=arn),
+        )
+
+    # -- IAM instance profiles --------------------------------------------------------------
+
+    def get_instance_profile(self, name: str) -> dict[str, Any] | None:
+        """Arn, ``Roles`` (role names) and ``Tags`` (a dict)."""
+        r = self._get(
+            "iam",
+            "GetInstanceProfile",
+            lambda: self._iam.get_instance_profile(InstanceProfileName=name),
+        )
+        if r is None:
+            return None
+        profile = r["InstanceProfile"]
+        return {
+            "Arn": profile["Arn"],
+            "Roles": [role["RoleName"] for role in profile.get("Roles", [])],
+            "Tags": tag_dict(list(profile.get("Tags", []))),
+        }
+
+    def create_instance_profile(self, name: str, tags: Mapping[str, str]) -> None:
+        self._call(
+            "iam",
+            "CreateInstanceProfile",
+            lambda: self._iam.create_instance_profile(
+                InstanceProfileName=name,
+                Tags=tag_list(tags),  # type: ignore[arg-type]
+            ),
+        )
+
+    def tag_instance_profile(self, name: str, tags: Mapping[str, str]) -> None:
+        self._call(
+            "iam",
+            "TagInstanceProfile",
+            lambda: self._iam.tag_instance_profile(
+                InstanceProfileName=name,
+                Tags=tag_list(tags),  # type: ignore[arg-type]
+            ),
+        )
+
+    def add_role_to_instance_profile(self, name: str, role: str) -> None:
+        self._call(
+            "iam",
+            "AddRoleToInstanceProfile",
+            lambda: self._iam.add_role_to_instance_profile(InstanceProfileName=name, RoleName=role),
+        )
+
+    def remove_role_from_instance_profile(self, name: str, role: str) -> None:
+        self._call(
+            "iam",
+            "RemoveRoleFromInstanceProfile",
+            lambda: self._iam.remove_role_from_instance_profile(
+                InstanceProfileName=name, RoleName=role
+            ),
+        )
+
+    def delete_instance_profile(self, name: str) -> None:
+        profile = self.get_instance_profile(name)
+        for role in profile["Roles"] if profile else []:
+            self.remove_role_from_instance_profile(name, role)
+        self._call(
+            "iam",
+            "DeleteInstanceProfile",
+            lambda: self._iam.delete_instance_profile(InstanceProfileName=name),
+        )
