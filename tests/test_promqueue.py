@@ -13,7 +13,13 @@ import pytest
 import yaml
 
 from ampd.gateways.http import HttpResult
-from ampd.gateways.promqueue import Drained, parse, read_queues, wait_drained
+from ampd.gateways.promqueue import (
+    Drained,
+    drain_before_reload,
+    parse,
+    read_queues,
+    wait_drained,
+)
 from ampd.render.context import RenderContext, WorkspaceFacts
 from ampd.render.files import queue_fingerprint, render_prometheus
 from ampd.spec.load import load_spec
@@ -87,6 +93,20 @@ def test_sent_past_the_mark_is_drained_even_with_new_samples_pending() -> None:
     )
     assert res.drained
     assert res.pending_at_end == 17  # appended after the wait began: not waited for
+
+
+def test_drain_only_when_the_reload_rebuilds_the_queue() -> None:
+    base = b"global:\n  external_labels:\n    a: 1\nremote_write:\n  - url: x\n"
+    jobs = base + b"scrape_configs:\n  - job_name: b\n"
+    labels = base.replace(b"a: 1", b"a: 2")
+    drained = METRICS_242.replace("} 204\n", "} 0\n")
+    fetch = _fake([drained])
+    assert drain_before_reload("127.0.0.1:1", base, jobs, 5.0, fetch=fetch) is None
+    assert drain_before_reload("127.0.0.1:1", None, base, 5.0, fetch=fetch) is None
+    res = drain_before_reload("127.0.0.1:1", base, labels, 5.0, fetch=fetch)
+    assert res is not None and res.drained and res.pending_at_end == 0
+    restart = drain_before_reload("127.0.0.1:1", base, b"", 5.0, fetch=fetch)
+    assert restart is not None and restart.drained
 
 
 def test_nothing_listening_is_nothing_to_drain() -> None:
