@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ampd.observe.specfile import load_and_check
-from ampd.plan.aws import desired_iam, state_read_statement, writer_policy
+from ampd.plan.aws_desired import desired_iam, state_read_statement, writer_policy
 
 REPO = Path(__file__).resolve().parents[1]
 USER_DATA = REPO / "config/cloud-init/user-data.yml"

@@ -14,13 +14,15 @@ from ampd.plan.aws import (
     Unreadable,
     ampd_tags,
     canonical,
+    fingerprint,
+    parse_key,
+    plan_resources,
+)
+from ampd.plan.aws_desired import (
     client_token,
     desired_iam,
     desired_workspace,
     desired_workspace_children,
-    fingerprint,
-    parse_key,
-    plan_resources,
 )
 from ampd.spec.models import StateSpec
 

@@ -49,15 +49,17 @@ from ampd.plan.aws import (
     Desired,
     Live,
     Unreadable,
+    parse_key,
+    plan_resources,
+    policy_from_spec,
+    workspace_key,
+)
+from ampd.plan.aws_desired import (
     client_token,
     desired_iam,
     desired_workspace,
     desired_workspace_children,
-    parse_key,
-    plan_resources,
-    policy_from_spec,
     workspace_arn,
-    workspace_key,
 )
 from ampd.plan.retry import RetryBook
 from ampd.sides.aws_run import (
