@@ -129,8 +129,8 @@ def boot_host(index: int, root: Path, deadline: float) -> dict[str, Any]:
     while time.monotonic() < deadline:
         try:
             spec = src.current().spec
-        except Exception as e:  # reported, then retried like the daemon does
-            time.sleep(0.5)
+        except Exception as e:  # reported, then retried when the source says
+            time.sleep(max(0.2, src.next_poll_in()))
             last_error = str(e)
             continue
         passes += 1
@@ -138,7 +138,8 @@ def boot_host(index: int, root: Path, deadline: float) -> dict[str, Any]:
         if result.workspace is not None and all(o.ok for o in result.outcomes):
             workspace = result.workspace.id
             break
-        time.sleep(min(0.2 * passes, 1.0))
+        # when to look again is the AWS side's to say (its retry book), as in the daemon
+        time.sleep(result.requeue_after or min(0.2 * passes, 1.0))
     else:
         last_error = "deadline"
     out = {
@@ -204,7 +205,12 @@ def steady_state_reads(hosts: int, hours: float = 1.0) -> tuple[float, int]:
         for i in range(hosts)
     ]
     for s in sources:
-        s.current()
+        for _ in range(30):  # the emulator may still be busy with the boot's stragglers
+            try:
+                s.current()
+                break
+            except Exception:
+                time.sleep(1)
     base = fetcher.calls
     end = hours * 3600
     while True:

@@ -16,7 +16,7 @@
   (``StateSourceReachable=False``).
 - ``next_poll_in()`` is the time to the next look: ``state_source.poll_interval`` (60 s)
   with +-20 % jitter; after a look that could not read the source, 2 s, 4 s, 8 s, ...
-  (jittered, never longer than the interval).
+  (+-50 % jitter, never longer than the interval).
 """
 
 from __future__ import annotations
@@ -189,8 +189,10 @@ class StateSource:
                 jitter = 1 + self._rng.uniform(-JITTER, JITTER)
                 wait = self.interval()
                 if self._unreachable is not None:
+                    # spread widely: a fleet that boots together must not retry together
                     self._failures += 1
                     wait = min(wait, RETRY_BASE * 2 ** min(self._failures - 1, 10))
+                    jitter = self._rng.uniform(0.5, 1.5)
                 else:
                     self._failures = 0
                 self._due = self._clock() + wait * jitter
