@@ -5,19 +5,23 @@ loop is bounded in count and time."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import importlib
 import json
 import sys
 import time
-from collections.abc import Mapping
+import timeit
+from collections.abc import Callable, Mapping
 from multiprocessing.connection import Connection
 from pathlib import Path
 
 from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
-from ampd.gateways.sigv4 import Signer, botocore_headers
+from ampd.gateways.sigv4 import Signer, botocore_headers, sigv4_headers
 from ampd.proxy.config import load
 from ampd.proxy.server import ProxyServer
+from tests.harness import remote_write
 
 LOOPBACK = "127.0.0.1"
 WARMUP = 5  # unmeasured requests per connection before a phase
@@ -75,8 +79,12 @@ async def _load(
     latencies: list[float] = []
     errors: list[str] = []
     remaining = total
-    deadline = time.monotonic() + seconds
+    deadline = float("inf")  # set when the measured part starts, after the warm-up
     start = asyncio.Event()
+    warmed: list[int] = []
+
+    def ready() -> int:
+        return len(warmed)
 
     async def one(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         writer.write(request)
@@ -92,6 +100,7 @@ async def _load(
         reader, writer = await asyncio.open_connection(LOOPBACK, port)
         for _ in range(WARMUP):  # warm the connection and the proxy's credentials
             await one(reader, writer)
+        warmed.append(1)
         await start.wait()
         while remaining > 0 and time.monotonic() < deadline:
             remaining -= 1
@@ -101,7 +110,12 @@ async def _load(
         writer.close()
 
     workers = [asyncio.create_task(worker()) for _ in range(concurrency)]
-    await asyncio.sleep(0.2)
+    warm_until = time.monotonic() + 60
+    while any(not w.done() for w in workers) and ready() < concurrency:
+        if time.monotonic() > warm_until:
+            break
+        await asyncio.sleep(0.05)
+    deadline = time.monotonic() + seconds
     started = time.perf_counter()
     start.set()
     await asyncio.gather(*workers)
@@ -136,6 +150,38 @@ class _VariantSigner(Signer):
             auth(creds, self.service, self.region).add_auth(request)
             return {k: str(v) for k, v in request.headers.items()}
         return botocore_headers(creds, self.service, self.region, method, url, headers, body)
+
+
+def sign_costs(body: bytes, repeat: int = 7, number: int = 300) -> dict[str, float]:
+    """µs per signature of one remote-write request, best of ``repeat`` timings (the best
+    is the least disturbed by whatever else runs), for each signer that is installed."""
+    creds = Credentials("AKIAAMPDBENCH0000001", "bench-secret", "bench-session-token")
+    url = "https://aps-workspaces.us-east-1.amazonaws.com/workspaces/ws-bench/api/v1/remote_write"
+    headers = {"Host": "aps-workspaces.us-east-1.amazonaws.com", **remote_write.HEADERS}
+    signers: dict[str, Callable[[], object]] = {
+        "ampd (sigv4_headers)": lambda: sigv4_headers(
+            creds, "aps", "us-east-1", "POST", url, headers, body
+        ),
+        "botocore SigV4Auth": lambda: botocore_headers(
+            creds, "aps", "us-east-1", "POST", url, headers, body
+        ),
+        "SHA-256 of the body alone": lambda: hashlib.sha256(body).hexdigest(),
+    }
+    try:
+        crt = importlib.import_module("botocore.crt.auth").CrtSigV4Auth
+
+        def crt_sign() -> object:
+            request = AWSRequest(method="POST", url=url, headers=dict(headers), data=body)
+            crt(creds, "aps", "us-east-1").add_auth(request)
+            return request.headers
+
+        signers["botocore CRT (awscrt)"] = crt_sign
+    except ImportError:
+        pass
+    return {
+        name: min(timeit.repeat(fn, number=number, repeat=repeat)) / number * 1e6
+        for name, fn in signers.items()
+    }
 
 
 def serve_variant(config_path: Path, signer_kind: str, loop_kind: str) -> int:
