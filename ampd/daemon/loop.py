@@ -19,13 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import structlog
-import watchfiles
 
 from ampd.core import Change, ResourceKey
 from ampd.daemon.metrics import Metrics
 from ampd.daemon.reconcile import Reconciler
 from ampd.daemon.wiring import api_call_counts, imds, make_aws, make_runtime, self_command
 from ampd.errors import AmpdError
+from ampd.gateways import inotify
 from ampd.gateways.files import atomic_write, read_bytes, sha256_bytes
 from ampd.gateways.notify import Notifier
 from ampd.gateways.paths import Paths
@@ -34,7 +34,7 @@ from ampd.spec.models import split_listen
 
 log = structlog.get_logger()
 
-DEBOUNCE = 0.05  # seconds to let a burst of edits settle before a pass
+DEBOUNCE = 0.005  # the watcher gathers a burst itself; this only lets signals coalesce
 MIN_PASS_GAP = 0.1
 
 
@@ -52,6 +52,8 @@ class Daemon:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.drift_seen: dict[ResourceKey, str] = {}
         self.why: set[str] = set()  # the triggers coalesced into the next pass
+        self._rewatch = asyncio.Event()  # set: the watcher starts over with new targets
+        self._watched: set[Path] = set()
 
     def trigger(self, why: str) -> None:
         log.debug("trigger", why=why)
@@ -176,6 +178,8 @@ class Daemon:
         if self.reload_requested:
             self.reload_requested = False
             self.notifier.ready()
+        if self._watch_targets(rec) != self._watched:
+            self._rewatch.set()  # the spec names other files now
 
     def _write_status(self, doc: dict[str, Any]) -> None:
         try:
@@ -215,33 +219,24 @@ class Daemon:
             )
 
     async def _watch(self, rec: Reconciler) -> None:
+        """inotify on the state file's directory, the files it names and generated/.
+        Watched anew whenever a pass changes the set of files the spec names."""
         while not self.stopping.is_set():
-            targets = self._watch_targets(rec)
-            dirs = sorted({str(p.parent) for p in targets if p.parent.exists()} | self._gen_dirs())
-            if not dirs:
-                await asyncio.sleep(1)
-                continue
+            targets = self._watched = self._watch_targets(rec)
+            dirs = sorted({p.parent for p in targets if p.parent.exists()} | self._gen_dirs())
+            self._rewatch = asyncio.Event()
             try:
-                async for changes in watchfiles.awatch(
-                    *dirs,
-                    stop_event=self.stopping,
-                    debounce=50,
-                    step=20,
-                    recursive=True,
-                    yield_on_timeout=True,
-                    rust_timeout=2000,
-                ):
-                    hit = [
-                        p
-                        for _, p in changes
-                        if self._interesting(Path(p), targets) and not self._own_write(rec, Path(p))
-                    ]
-                    if hit:
-                        self.trigger("file:" + hit[0])
-                    new_targets = self._watch_targets(rec)
-                    if new_targets != targets:
-                        break  # the set of referenced files changed: watch anew
-            except (OSError, RuntimeError) as e:
+                events = inotify.watch(dirs, self._rewatch)
+                async with contextlib.aclosing(events):
+                    async for changes in events:
+                        hit = [
+                            p
+                            for p in sorted(changes)
+                            if self._interesting(p, targets) and not self._own_write(rec, p)
+                        ]
+                        if hit:
+                            self.trigger(f"file:{hit[0]}")
+            except OSError as e:
                 log.warning("watch.failed", error=str(e))
                 await asyncio.sleep(1)
 
@@ -252,10 +247,10 @@ class Daemon:
         data = read_bytes(path) if path.is_file() else None
         return rec.own_writes.is_own(path, sha256_bytes(data) if data is not None else None)
 
-    def _gen_dirs(self) -> set[str]:
+    def _gen_dirs(self) -> set[Path]:
         gen = self.paths.generated
         gen.mkdir(parents=True, exist_ok=True)
-        return {str(gen)}
+        return {gen}
 
     def _interesting(self, path: Path, targets: set[Path]) -> bool:
         if path.name.startswith(".") and path.name.endswith((".tmp", ".candidate")):

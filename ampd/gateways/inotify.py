@@ -19,7 +19,7 @@ import ctypes
 import ctypes.util
 import os
 import struct
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncGenerator, Iterable
 from pathlib import Path
 
 IN_MODIFY = 0x002
@@ -153,7 +153,7 @@ async def watch(
     *,
     settle: float = 0.005,
     recursive: bool = True,
-) -> AsyncIterator[set[Path]]:
+) -> AsyncGenerator[set[Path], None]:
     """Yield the paths that changed under ``directories`` until ``stop`` is set."""
     ino = Inotify(recursive=recursive)
     loop = asyncio.get_running_loop()

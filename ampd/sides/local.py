@@ -18,6 +18,7 @@ import structlog
 
 from ampd.act.local import LocalTargets, apply_local, command_from_rendered
 from ampd.core import (
+    Action,
     Change,
     Condition,
     ConditionStatus,
@@ -29,8 +30,8 @@ from ampd.core import (
     ResourceKey,
     SideResult,
 )
-from ampd.gateways import promtool
-from ampd.gateways.files import remove_tree, sha256_bytes
+from ampd.gateways import promqueue, promtool
+from ampd.gateways.files import read_bytes, remove_tree, sha256_bytes
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoredState, StoreView
@@ -48,6 +49,7 @@ from ampd.spec.models import StateSpec
 log = structlog.get_logger()
 
 PROGRESS_RECHECK = 0.5  # a pass follows this soon when something is still starting
+DRAIN_TIMEOUT = 15.0  # longest wait for the remote-write queue before it is rebuilt
 FILE_PREFIX = Kind.FILE.value + "/"
 
 
@@ -140,6 +142,7 @@ class LocalSide:
         )
         outcomes: list[Outcome] = []
         if writer is not None and plan.changes:
+            self._drain_first(plan, targets, observed)
             outcomes = self._apply(plan, targets, writer, now)
             if self.manage_processes:
                 observed = observe_local.observe_processes(self.runtime, sorted(observed))
@@ -205,10 +208,45 @@ class LocalSide:
                 outcomes.append(Outcome(change, False, msg, permanent=True))
             else:
                 todo.append(change)
+        for change in todo:  # before the write: the watcher may see the rename at once
+            if change.key.kind is Kind.FILE:
+                r = t.rendered.get(change.key.name) if change.after is not None else None
+                self.own_writes.note(t.generated / change.key.name, r.sha256 if r else None)
         for done in apply_local(todo, t):
             outcomes.append(self._book_outcome(done, t.rendered, now))
         self._record_applied(outcomes, t.rendered, writer)
         return outcomes
+
+    def _drain_first(
+        self, plan: Plan, t: LocalTargets, observed: Mapping[str, ProcessState]
+    ) -> None:
+        """Before a reload that rebuilds Prometheus' remote-write queue (new workspace or
+        external labels), or a restart/stop it cannot avoid, wait (bounded) until what the
+        queue holds has been sent: the new queue starts reading the WAL from "now"."""
+        st = observed.get("prometheus")
+        listen = t.listens.get("prometheus")
+        if st is None or not st.running or listen is None:
+            return
+        actions = {
+            c.action for c in plan.changes if c.key == ResourceKey(Kind.PROCESS, "prometheus")
+        }
+        ends_queue = bool(actions & {Action.RESTART, Action.DELETE, Action.REPLACE})
+        new = t.rendered.get("prometheus.yml")
+        if not ends_queue and (Action.RELOAD not in actions or new is None):
+            return
+        running = read_bytes(self.paths.generated / "prometheus.yml")
+        drained = promqueue.drain_before_reload(
+            listen, running, b"" if ends_queue or new is None else new.data, DRAIN_TIMEOUT
+        )
+        if drained is not None:
+            log_at = log.info if drained.drained else log.warning
+            log_at(
+                "remote_write.drain",
+                drained=drained.drained,
+                waited_s=round(drained.waited_s, 3),
+                pending_at_end=drained.pending_at_end,
+                reason="restart" if ends_queue else "queue rebuilt by the reload",
+            )
 
     def _book_outcome(self, o: Outcome, rendered: Mapping[str, Rendered], now: float) -> Outcome:
         key = o.change.key
@@ -227,10 +265,6 @@ class LocalSide:
         self, outcomes: Sequence[Outcome], rendered: Mapping[str, Rendered], writer: Store
     ) -> None:
         done = [o.change for o in outcomes if o.ok and o.change.key.kind == Kind.FILE]
-        for change in done:
-            r = rendered.get(change.key.name)
-            path = self.paths.generated / change.key.name
-            self.own_writes.note(path, r.sha256 if r is not None and change.after else None)
         if not done:
             return
 
