@@ -1,10 +1,11 @@
-"""``ampd validate`` against 10,000 generated state files and what can stand in their place.
+"""``ampd validate`` against generated state files and what can stand in their place.
 
 Every case: no traceback, exit 0 or 1, and on 1 every line of stderr is a problem of the
 form ``FILE:LINE:COL: message``. The documents come from the JSON Schema and are then
-broken (tests/harness/fuzzgen.py). The run is derandomized, so CI sees the same 10,000
-cases every time; ``AMPD_FUZZ_EXAMPLES`` changes the count (and ``AMPD_FUZZ_SEED`` the cases)
-for a longer local run.
+broken (tests/harness/fuzzgen.py). The run is derandomized, so CI sees the same cases
+every time: 6,000 of them, about 50 s of CPU on this project's 2-core machine (~9 ms a
+case, mostly ruamel's round-trip parser). ``AMPD_FUZZ_EXAMPLES=10000`` is the figure in
+docs/reliability.md; ``AMPD_FUZZ_SEED=n`` draws other cases.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from ampd.errors import AmpdError, SpecError
 from ampd.observe.specfile import load_and_check
 from tests.harness.fuzzgen import KINDS, make_fs_case, state_files
 
-EXAMPLES = int(os.environ.get("AMPD_FUZZ_EXAMPLES", "10000"))
+EXAMPLES = int(os.environ.get("AMPD_FUZZ_EXAMPLES", "6000"))
 SEED = int(os.environ.get("AMPD_FUZZ_SEED", "0"))
 FUZZ = settings(
     max_examples=EXAMPLES,
@@ -67,9 +68,7 @@ def validate(path: Path) -> tuple[int, str, str]:
     return 0, f"{path}: valid\n", ""
 
 
-def test_ten_thousand_generated_state_files(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_generated_state_files(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     path = tmp_path / "state.yml"
     seen: Counter[str] = Counter()
     exits: Counter[int] = Counter()
