@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from tests.harness.fixtures_local import wait_for
 from tests.harness.stack import Stack
@@ -82,4 +83,30 @@ def test_rejected_signatures_surface_as_not_flowing(stack: Stack) -> None:
         assert status.returncode != 0
     finally:
         stack.dataplane.tamper = False
+    wait_for("flowing again", lambda: flowing(stack, "True"), timeout=60)
+
+
+def test_a_label_change_waits_for_the_queue_a_job_change_does_not(stack: Stack) -> None:
+    wait_for("RemoteWriteFlowing=True", lambda: flowing(stack, "True"), timeout=90)
+    proc = stack.ampd
+
+    def drains(mark: int) -> list[dict[str, Any]]:
+        return [e for e in proc.logs()[mark:] if e.get("event") == "remote_write.drain"]
+
+    original = proc.state_file.read_text()
+    state = yaml.safe_load(original)
+    mark = proc.log_mark()
+    state["prometheus"]["scrape_configs"].append({"job": "more", "targets": ["127.0.0.1:9"]})
+    proc.write_state(state)
+    proc.wait_applied(mark, ("file/prometheus.yml", "update"), timeout=30)
+    assert drains(mark) == []  # scrape jobs only: the queue is kept, nothing to wait for
+
+    mark = proc.log_mark()
+    state["prometheus"]["external_labels"] = {"cluster": "demo-2"}
+    proc.write_state(state)
+    proc.wait_applied(mark, ("file/prometheus.yml", "update"), timeout=60)
+    [drain] = drains(mark)
+    assert drain["drained"] is True and drain["reason"] == "queue rebuilt by the reload"
+    assert drain["waited_s"] < 15
+    proc.write_state(original)  # leave the module's stack as the other tests expect
     wait_for("flowing again", lambda: flowing(stack, "True"), timeout=60)

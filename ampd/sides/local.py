@@ -224,8 +224,10 @@ class LocalSide:
         external labels), or a restart/stop it cannot avoid, wait (bounded) until what the
         queue holds has been sent: the new queue starts reading the WAL from "now"."""
         st = observed.get("prometheus")
-        listen = t.listens.get("prometheus")
-        if st is None or not st.running or listen is None:
+        if st is None or not st.running:
+            return
+        listen = _running_listen(st) or t.listens.get("prometheus")  # where it runs now
+        if listen is None:
             return
         actions = {
             c.action for c in plan.changes if c.key == ResourceKey(Kind.PROCESS, "prometheus")
@@ -348,6 +350,13 @@ def _fingerprint(change: Change, rendered: Mapping[str, Rendered]) -> str:
     if key.kind is Kind.FILE and key.name in rendered:
         return rendered[key.name].sha256
     return sha256_bytes(f"{key}:{change.action.value}".encode())
+
+
+def _running_listen(st: ProcessState) -> str | None:
+    for arg in st.command.argv if st.command is not None else ():
+        if arg.startswith("--web.listen-address="):
+            return arg.partition("=")[2]
+    return None
 
 
 def _listens(spec: StateSpec) -> dict[str, str]:
