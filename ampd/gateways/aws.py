@@ -11,8 +11,6 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-import boto3
-
 from ampd.gateways.aws_base import (
     AccessDenied,
     AwsUnreachable,
@@ -247,6 +245,8 @@ class AwsGateway(IamApi):
 
 def configured_region() -> str | None:
     """The region botocore's own chain would use (AWS_REGION, AWS_DEFAULT_REGION, config)."""
+    import boto3  # noqa: PLC0415 (lazy: see AwsBase.__init__)
+
     return boto3.session.Session().region_name or os.environ.get("AWS_REGION") or None
 
 

@@ -29,14 +29,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
-import boto3
-import botocore.exceptions
 import structlog
-from botocore.config import Config
 
 from ampd.errors import PermanentError, TemporaryError
 
 if TYPE_CHECKING:
+    import boto3
     from mypy_boto3_amp.client import PrometheusServiceClient
     from mypy_boto3_iam.client import IAMClient
     from mypy_boto3_sts.client import STSClient
@@ -157,6 +155,11 @@ class AwsBase:
         session: boto3.session.Session | None = None,
     ) -> None:
         self.region = region
+        # boto3 and botocore are imported on the first AWS pass, not at start-up: they
+        # are most of ampd's memory and start-up time, and many hosts never call AWS.
+        import boto3  # noqa: PLC0415 (lazy, see above)
+        from botocore.config import Config  # noqa: PLC0415 (lazy, see above)
+
         session = session or boto3.session.Session(region_name=region)
         config = Config(
             connect_timeout=CONNECT_TIMEOUT,
@@ -174,6 +177,8 @@ class AwsBase:
     # -- the one call path --------------------------------------------------------------
 
     def _call(self, service: str, operation: str, fn: Callable[[], T]) -> T:
+        import botocore.exceptions  # noqa: PLC0415 (loaded with the clients; cached)
+
         try:
             result = fn()
         except botocore.exceptions.ClientError as e:
@@ -226,6 +231,8 @@ class AwsBase:
 
     def _get(self, service: str, operation: str, fn: Callable[[], T]) -> T | None:
         """A describe/get call whose 'not found' means None."""
+        import botocore.exceptions  # noqa: PLC0415 (loaded with the clients; cached)
+
         try:
             return self._call(service, operation, fn)
         except PermanentError as e:
