@@ -15,7 +15,7 @@
   good spec keeps running. An unreachable source runs the cached copy
   (``StateSourceReachable=False``).
 - ``next_poll_in()`` is the time to the next look: ``state_source.poll_interval`` (60 s)
-  with +-20 % jitter; after a look that could not read the source, 2 s, 4 s, 8 s, ...
+  with +-20 % jitter; after a look that could not read the source, 5 s, 10 s, 20 s, ...
   (+-50 % jitter, never longer than the interval).
 """
 
@@ -52,7 +52,7 @@ log = structlog.get_logger()
 
 JITTER = 0.2
 DEFAULT_INTERVAL = 60.0
-RETRY_BASE = 2.0  # an unreadable source is looked at again after 2 s, 4 s, ... (capped)
+RETRY_BASE = 5.0  # an unreadable source is looked at again after 5 s, 10 s, ... (capped)
 
 
 class Fetcher(Protocol):
