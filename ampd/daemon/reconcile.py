@@ -20,10 +20,11 @@ import structlog
 from ampd.core import Condition, ConditionStatus, Plan, SideResult
 from ampd.daemon.awsworker import AwsWorker, crashed
 from ampd.errors import SpecError
+from ampd.gateways.files import inputs_fingerprint
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoreView
-from ampd.observe.specfile import load_and_check
+from ampd.observe.specfile import load_and_check, source_name
 from ampd.plan.retry import RetryBook
 from ampd.report.status import PassSummary, merge_conditions
 from ampd.sides import Facts, Side
@@ -75,6 +76,7 @@ class Reconciler:
         self.loaded: LoadedSpec | None = None
         self.generation = 0
         self.spec_error: str | None = None
+        self._inputs_key: str | None = None
         self.conditions: dict[str, Condition] = {}
         self.facts = Facts()
         self.errors: list[dict[str, object]] = []
@@ -101,7 +103,28 @@ class Reconciler:
             self.worker.on_done = fn
 
     # ---- spec -------------------------------------------------------------------------
+    def _inputs(self) -> list[Path]:
+        """The state file and every file it names (as last loaded)."""
+        out = [self.state_path]
+        spec = self.loaded.spec if self.loaded is not None else None
+        if spec is not None and spec.workspace is not None:
+            out += [Path(g.file) for g in spec.workspace.rule_groups]
+            if spec.workspace.alertmanager is not None:
+                out.append(Path(spec.workspace.alertmanager.file))
+        if spec is not None and spec.grafana is not None:
+            out += [Path(d) for d in spec.grafana.dashboards]
+            if spec.grafana.datasource.credentials_file:
+                out.append(Path(spec.grafana.datasource.credentials_file))
+        return out
+
     def load_spec(self) -> None:
+        """Load and check the state file, unless neither it nor a file it names changed
+        since the last time (no YAML, no ``promtool check rules`` on an idle pass)."""
+        local = source_name(self.state_path) is None
+        key = inputs_fingerprint(self._inputs()) if local else None
+        if key is not None and key == self._inputs_key:
+            return
+        self._inputs_key = key
         try:
             loaded = load_and_check(self.state_path)
         except SpecError as e:

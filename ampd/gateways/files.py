@@ -24,6 +24,21 @@ def read_bytes(path: Path) -> bytes | None:
         return None
 
 
+def inputs_fingerprint(paths: list[Path]) -> str:
+    """Changes whenever one of ``paths`` is written, replaced, created or removed (its
+    size, mtime and inode), without reading them: what a pass may skip re-checking."""
+    h = hashlib.sha256()
+    for p in paths:
+        try:
+            st = p.stat()
+            h.update(
+                f"{p}\0{st.st_size}\0{st.st_mtime_ns}\0{st.st_ino}\0{st.st_ctime_ns}\n".encode()
+            )
+        except OSError as e:
+            h.update(f"{p}\0{type(e).__name__}\n".encode())
+    return h.hexdigest()
+
+
 def read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
