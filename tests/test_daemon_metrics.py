@@ -23,6 +23,8 @@ FAMILIES = [
     "ampd_last_successful_reconcile_timestamp_seconds",
     "ampd_build_info",
     "ampd_spec_valid",
+    "ampd_notify_dropped_total",
+    "ampd_notify_failed_total",
 ]
 
 

@@ -79,7 +79,7 @@ class Daemon:
         )
         rec.aws = make_aws(rec.store, rec.book)
         rec.on_aws_done = lambda: self._trigger_threadsafe("aws-done")
-        metrics = Metrics(api_call_counts)
+        metrics = Metrics(api_call_counts, notifier=self.notifier)
         rec.load_spec()
         if rec.loaded is not None and rec.loaded.spec.metrics.enabled:
             host, port = split_listen(rec.loaded.spec.metrics.listen)

@@ -10,6 +10,7 @@ from prometheus_client.registry import Collector
 
 from ampd import __version__
 from ampd.core import Change, Health, SyncStatus
+from ampd.gateways.notify import Notifier
 from ampd.report.status import PassSummary
 
 
@@ -28,8 +29,31 @@ class _AwsCalls(Collector):
         yield fam
 
 
+class _Notify(Collector):
+    def __init__(self, notifier: Notifier | None) -> None:
+        self.notifier = notifier
+
+    def collect(self) -> Iterator[Metric]:
+        n = self.notifier
+        dropped = CounterMetricFamily(
+            "ampd_notify_dropped",
+            "sd_notify datagrams dropped: the notify socket was full (EAGAIN/ENOBUFS)",
+        )
+        dropped.add_metric([], n.dropped if n is not None else 0)
+        yield dropped
+        failed = CounterMetricFamily(
+            "ampd_notify_failed", "sd_notify datagrams not sent for another reason"
+        )
+        failed.add_metric([], n.failed if n is not None else 0)
+        yield failed
+
+
 class Metrics:
-    def __init__(self, aws_calls: Callable[[], dict[tuple[str, str], int]] | None = None) -> None:
+    def __init__(
+        self,
+        aws_calls: Callable[[], dict[tuple[str, str], int]] | None = None,
+        notifier: Notifier | None = None,
+    ) -> None:
         r = self.registry = CollectorRegistry()
         self.duration = Histogram(
             "ampd_reconcile_duration_seconds",
@@ -64,6 +88,7 @@ class Metrics:
         info = Gauge("ampd_build_info", "ampd's version", ["version"], registry=r)
         info.labels(__version__).set(1)
         r.register(_AwsCalls(aws_calls))
+        r.register(_Notify(notifier))
         for outcome in ("ok", "partial", "error"):
             self.passes.labels(outcome)
 
