@@ -39,7 +39,7 @@ from typing import Any
 
 from bench.report import environment
 from tests.harness.aws_emulator import AwsEmulator
-from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids
+from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
 from tests.harness.imds import ImdsServer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -253,6 +253,10 @@ def daemon_trials(n: int, rng: random.Random, rig: Rig, deadline: float = float(
     proc.start()
 
     def settled() -> None:
+        # status.json outlives a killed daemon: wait for the one the new daemon writes
+        assert proc.proc is not None
+        pid = proc.proc.pid
+        wait_for("status from this daemon", lambda: (proc.status() or {}).get("pid") == pid, 60)
         proc.wait_spec(timeout=60)
         proc.wait_healthy(timeout=60)
 
