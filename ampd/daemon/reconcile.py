@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from ampd.core import Condition, ConditionStatus, Plan, SideResult
+from ampd.core import Condition, ConditionStatus, Health, Plan, SideResult, SyncStatus
 from ampd.daemon.awsworker import AwsWorker, crashed
 from ampd.errors import SpecError
 from ampd.gateways.files import inputs_fingerprint
@@ -35,7 +35,8 @@ from ampd.spec.models import duration_seconds
 
 log = structlog.get_logger()
 
-HEALTH_INTERVAL = 10.0  # local health and remote-write evidence are re-read this often
+HEALTH_INTERVAL = 10.0  # health and remote-write evidence, while anything is not in line
+IDLE_INTERVAL = 30.0  # the same, while everything is Synced and Healthy
 AWS_PASS_TIMEOUT = 20.0  # well inside WatchdogSec: a pass must stay short
 
 
@@ -196,9 +197,9 @@ class Reconciler:
         self.errors = self.errors[-10:]
         waits = [r.requeue_after for r in results if r.requeue_after is not None]
         if self.loaded is not None:
-            waits.append(
-                min(HEALTH_INTERVAL, duration_seconds(self.loaded.spec.aws_or_default.resync))
-            )
+            resync = duration_seconds(self.loaded.spec.aws_or_default.resync)
+            settled = self.spec_error is None and not outcomes and _in_line(results)
+            waits.append(min(IDLE_INTERVAL if settled else HEALTH_INTERVAL, resync))
         plan = Plan()
         for r in results:
             plan = plan + r.plan
@@ -236,6 +237,14 @@ class Reconciler:
     def close(self) -> None:
         if self.worker is not None:
             self.worker.close()
+
+
+def _in_line(results: Sequence[SideResult]) -> bool:
+    """Everything Synced and Healthy, and no condition False or Unknown."""
+    statuses = [s for r in results for s in r.statuses]
+    conditions = [c for r in results for c in r.conditions]
+    synced = all(s.sync is SyncStatus.SYNCED and s.health is Health.HEALTHY for s in statuses)
+    return synced and all(c.status is ConditionStatus.TRUE for c in conditions)
 
 
 def _healthy_unless_crashed(side: str, result: SideResult) -> SideResult:
