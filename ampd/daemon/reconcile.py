@@ -24,7 +24,7 @@ from ampd.gateways.files import inputs_fingerprint
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoreView
-from ampd.observe.specfile import load_and_check, source_name
+from ampd.observe.specfile import load_and_check, source_name, state_source_for
 from ampd.plan.retry import RetryBook
 from ampd.report.status import PassSummary, merge_conditions
 from ampd.sides import Facts, Side
@@ -189,6 +189,9 @@ class Reconciler:
             "" if spec_ok else (self.spec_error or "").splitlines()[0],
         )
         conds = [spec_cond] + [c for r in results for c in r.conditions]
+        source = state_source_for(self.state_path)  # ssm: or s3:// (None: a local file)
+        if source is not None:
+            conds += source.conditions()
         self.conditions = merge_conditions(self.conditions, conds, now)
         outcomes = [o for r in results for o in r.outcomes]
         for o in outcomes:
@@ -200,6 +203,8 @@ class Reconciler:
             resync = duration_seconds(self.loaded.spec.aws_or_default.resync)
             settled = self.spec_error is None and not outcomes and _in_line(results)
             waits.append(min(IDLE_INTERVAL if settled else HEALTH_INTERVAL, resync))
+        if source is not None:
+            waits.append(source.next_poll_in())
         plan = Plan()
         for r in results:
             plan = plan + r.plan
@@ -213,7 +218,7 @@ class Reconciler:
             outcomes=outcomes,
             statuses=[s for r in results for s in r.statuses],
             conditions=dict(self.conditions),
-            spec_file=str(self.state_path),
+            spec_file=source.name if source is not None else str(self.state_path),
             spec_generation=self.generation,
             spec_sha256=self.loaded.sha256 if self.loaded else None,
             spec_error=self.spec_error,

@@ -18,6 +18,7 @@ import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 
 import structlog
 
@@ -25,6 +26,7 @@ from ampd.act.aws import Target, apply_change, create_workspace, update_workspac
 from ampd.core import (
     Action,
     Change,
+    Condition,
     Kind,
     Outcome,
     ResourceKey,
@@ -44,6 +46,7 @@ from ampd.observe.aws import (
     read_spec_files,
     workspace_live,
 )
+from ampd.observe.writecheck import observe_role_check
 from ampd.plan.aws import (
     TRANSITIONAL,
     Desired,
@@ -121,6 +124,7 @@ class AwsSide:
         self._identities: dict[tuple[str, str | None], Identity] = {}
         self._cache = ObservedCache()
         self._runner = ChangeRunner(self._book, self._cache)
+        self._observe_checked: dict[tuple[str, str | None], Condition] = {}
         self._lock = threading.Lock()
 
     # -- the facade ---------------------------------------------------------------------
@@ -206,7 +210,19 @@ class AwsSide:
             self._cache.clear()
             return unreachable_result(self._book, spec, self._store.load(), region, e)
         self._book.succeeded(REACHABILITY)
-        return pass_result(p, self._book, self._wall())
+        result = pass_result(p, self._book, self._wall())
+        if spec.aws_or_default.mode == "observe" and writer is not None:
+            result = replace(result, conditions=(*result.conditions, self._observe_check(gw, p)))
+        return result
+
+    def _observe_check(self, gw: AwsGateway, p: AwsPass) -> Condition:
+        """An observe host's role must not be able to write the control plane: checked
+        once per identity and workspace (it costs two calls), never from a plan."""
+        ws_id = str(p.workspace.details["id"]) if p.workspace is not None else None
+        key = (p.identity.arn, ws_id)
+        if key not in self._observe_checked:
+            self._observe_checked[key] = observe_role_check(gw, ws_id)
+        return self._observe_checked[key]
 
     # -- phase 1: the workspace ---------------------------------------------------------
 
