@@ -29,7 +29,9 @@ class Problem:
 
     def __str__(self) -> str:
         where = f"{self.file}:{self.line}:{self.column}"
-        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        text = f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+        # one problem, one line: a line break in a value or a file name is shown escaped
+        return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 class SpecError(AmpdError):

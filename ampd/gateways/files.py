@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import os
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -37,6 +38,28 @@ def inputs_fingerprint(paths: list[Path]) -> str:
         except OSError as e:
             h.update(f"{p}\0{type(e).__name__}\n".encode())
     return h.hexdigest()
+
+
+def file_kind(path: Path) -> str:
+    """ "file", "directory", "missing", "fifo", "socket", "device" or "other", without
+    opening it (stat follows symlinks; a loop or a too-long name raises OSError)."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "missing"
+    except NotADirectoryError:
+        return "missing"
+    if stat.S_ISREG(mode):
+        return "file"
+    if stat.S_ISDIR(mode):
+        return "directory"
+    if stat.S_ISFIFO(mode):
+        return "fifo"
+    if stat.S_ISSOCK(mode):
+        return "socket"
+    if stat.S_ISCHR(mode) or stat.S_ISBLK(mode):
+        return "device"
+    return "other"
 
 
 def read_text(path: Path) -> str:

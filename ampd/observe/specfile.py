@@ -19,7 +19,7 @@ from ruamel.yaml.error import YAMLError
 
 from ampd.errors import PermanentError, Problem, SpecError
 from ampd.gateways import promtool
-from ampd.gateways.files import read_text
+from ampd.gateways.files import file_kind, read_text
 from ampd.gateways.statesource import SourceFetcher, parse_ref
 from ampd.observe.source import Fetcher, StateSource
 from ampd.spec.load import LoadedSpec, load_spec
@@ -83,6 +83,9 @@ def read_state_file(path: Path | StateSource) -> str:
         return src.text()
     assert isinstance(path, Path)
     try:
+        kind = file_kind(path)  # never open a FIFO or a device: a read could block forever
+        if kind not in ("file", "missing", "directory"):
+            raise SpecError([Problem(str(path), 1, 1, "", f"not a regular file ({kind})")])
         return read_text(path)
     except FileNotFoundError:
         raise SpecError([Problem(str(path), 1, 1, "", "no such file")]) from None
@@ -92,19 +95,26 @@ def read_state_file(path: Path | StateSource) -> str:
         raise SpecError([Problem(str(path), 1, 1, "", f"not UTF-8 text: {e.reason}")]) from None
     except IsADirectoryError:
         raise SpecError([Problem(str(path), 1, 1, "", "is a directory")]) from None
+    except OSError as e:  # a symlink loop, a name too long, an I/O error
+        raise SpecError(
+            [Problem(str(path), 1, 1, "", f"cannot be read: {e.strerror or e}")]
+        ) from None
 
 
 def _readable(path: str) -> str | None:
     p = Path(path)
-    if not p.exists():
-        return f"{path}: no such file"
-    if not p.is_file():
-        return f"{path}: not a regular file"
     try:
+        kind = file_kind(p)
+        if kind == "missing":
+            return f"{path}: no such file"
+        if kind != "file":
+            return f"{path}: not a regular file ({kind})"
         with p.open("rb"):
             pass
     except PermissionError:
         return f"{path}: permission denied"
+    except OSError as e:  # a symlink loop, a name too long
+        return f"{path}: cannot be read: {e.strerror or e}"
     return None
 
 
@@ -155,7 +165,12 @@ def file_problems(loaded: LoadedSpec, *, run_promtool: bool = True) -> list[Prob
     g = spec.grafana
     if g is not None:
         for i, d in enumerate(g.dashboards):
-            if not Path(d).exists():
+            try:
+                missing = file_kind(Path(d)) == "missing"
+            except OSError as e:
+                out.append(loaded.problem(("grafana", "dashboards", i), f"{d}: {e.strerror or e}"))
+                continue
+            if missing:
                 out.append(
                     loaded.problem(("grafana", "dashboards", i), f"{d}: no such file or directory")
                 )

@@ -49,19 +49,17 @@ class Positions:
         best = (1, 1)
         for i, part in enumerate(loc):
             last = i == len(loc) - 1
-            if isinstance(node, CommentedMap) and part in node:
-                if last and key:
-                    line, col = node.lc.key(part)
+            try:
+                if isinstance(node, CommentedMap) and part in node:
+                    pos = node.lc.key(part) if last and key else node.lc.value(part)
+                elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
+                    pos = node.lc.item(part)
                 else:
-                    line, col = node.lc.value(part)
-                best = (line + 1, col + 1)
-                node = node[part]
-            elif isinstance(node, CommentedSeq) and isinstance(part, int) and part < len(node):
-                line, col = node.lc.item(part)
-                best = (line + 1, col + 1)
-                node = node[part]
-            else:
+                    break
+                best = (pos[0] + 1, pos[1] + 1)
+            except (TypeError, IndexError, KeyError):  # a node without positions (!!omap)
                 break
+            node = node[part]
         return best
 
     def contains(self, loc: Sequence[str | int]) -> bool:
@@ -251,6 +249,8 @@ def parse_yaml(text: str, file: str) -> Any:
         raise SpecError([Problem(file, 1, 1, "", f"YAML syntax: {first}")]) from None
     except RecursionError:
         raise SpecError([Problem(file, 1, 1, "", "YAML syntax: nested too deeply")]) from None
+    except (ValueError, TypeError, OverflowError) as e:  # e.g. an integer of 5,000 digits
+        raise SpecError([Problem(file, 1, 1, "", f"YAML value not accepted: {e}")]) from None
 
 
 def load_spec(text: str, file: str) -> LoadedSpec:
