@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -133,11 +133,13 @@ def apply_change(change: Change, t: LocalTargets) -> None:
             assert_never(never)
 
 
-def apply_local(changes: Sequence[Change], t: LocalTargets) -> list[Outcome]:
+def apply_local(
+    changes: Sequence[Change], t: LocalTargets, not_written: Iterable[str] = ()
+) -> list[Outcome]:
     """Files first (so processes see their new inputs), then processes. Every failure
     becomes an outcome, whatever was raised: one resource never stops the others."""
     outcomes: list[Outcome] = []
-    failed_files: set[str] = set()
+    failed_files: set[str] = set(not_written)  # a process never reloads on an unwritten input
     ordered = sorted(changes, key=lambda c: 0 if c.key.kind == Kind.FILE else 1)
     for change in ordered:
         name = change.key.name

@@ -24,6 +24,7 @@ from ampd.gateways.files import inputs_fingerprint
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoreView
+from ampd.observe.aws import read_spec_files
 from ampd.observe.specfile import load_and_check, source_name, state_source_for
 from ampd.plan.retry import RetryBook
 from ampd.report.status import PassSummary, merge_conditions
@@ -78,6 +79,7 @@ class Reconciler:
         self.generation = 0
         self.spec_error: str | None = None
         self._inputs_key: str | None = None
+        self.spec_files: dict[str, bytes | None] | None = None
         self.conditions: dict[str, Condition] = {}
         self.facts = Facts()
         self.errors: list[dict[str, object]] = []
@@ -134,6 +136,7 @@ class Reconciler:
             log.error("spec.invalid", file=str(self.state_path), problems=problems)
             return
         self.spec_error = None
+        self.spec_files = read_spec_files(loaded.spec)  # as validated: what AWS may get
         if self.loaded is None or loaded.sha256 != self.loaded.sha256:
             self.generation += 1
             log.info("spec.loaded", file=str(self.state_path), generation=self.generation)
@@ -159,6 +162,7 @@ class Reconciler:
         except Exception as e:  # a broken probe must not stop the pass
             log.error("facts.failed", error=str(e), traceback=traceback.format_exc())
             facts = self.facts
+        facts = replace(facts, spec_files=self.spec_files)
         results: list[SideResult] = []
         if self.worker is not None and (spec.workspace is not None or spec.iam is not None):
             aws = self.worker.result(spec, facts, apply=apply, timeout=aws_timeout)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import os
 import shutil
@@ -72,8 +73,11 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
     A full disk or a read-only directory raises PermanentError/TemporaryError and leaves
     the old file exactly as it was.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        raise _write_error(path, e) from e
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -89,9 +93,15 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
     except OSError as e:
         with contextlib.suppress(OSError):
             Path(tmp).unlink()
-        if e.errno in (28, 122):  # ENOSPC, EDQUOT: may clear up
-            raise TemporaryError(f"{path}: {e.strerror} while writing", delay=30) from e
-        raise PermanentError(f"{path}: {e.strerror}") from e
+        raise _write_error(path, e) from e
+
+
+def _write_error(path: Path, e: OSError) -> Exception:
+    # A full disk, a quota, a read-only mount or a changed mode: an operator fixes them,
+    # and the write is tried again (with backoff) until they have.
+    if e.errno in (errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EACCES, errno.EPERM):
+        return TemporaryError(f"{path}: {e.strerror} while writing", delay=30)
+    return PermanentError(f"{path}: {e.strerror}")
 
 
 def remove_tree(path: Path) -> None:

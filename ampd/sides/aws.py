@@ -186,7 +186,10 @@ class AwsSide:
                 "set aws.region"
             )
             return unreachable_result(self._book, spec, stored, None, err)
-        files = read_spec_files(spec)
+        if facts is not None and facts.spec_files is not None:
+            files = dict(facts.spec_files)
+        else:
+            files = read_spec_files(spec)
         fp = _spec_fingerprint(spec, files)
         now = self._clock()
         taken = self._cache.taken_at

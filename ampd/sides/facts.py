@@ -32,6 +32,9 @@ class Facts:
     prometheus_version: tuple[int, int, int] | None = None
     grafana_major: int | None = None
     native_failed: bool = False  # this Prometheus claimed to sign, and did not
+    # the bytes of the rule and alert manager files as they were validated: the AWS side
+    # pushes these, never a file that turned invalid after the last good load
+    spec_files: Mapping[str, bytes | None] | None = None
     notes: tuple[str, ...] = ()  # what could not be known, for people
 
     @property

@@ -212,7 +212,8 @@ class LocalSide:
             if change.key.kind is Kind.FILE:
                 r = t.rendered.get(change.key.name) if change.after is not None else None
                 self.own_writes.note(t.generated / change.key.name, r.sha256 if r else None)
-        for done in apply_local(todo, t):
+        held = [o.change.key.name for o in outcomes if o.change.key.kind is Kind.FILE]
+        for done in apply_local(todo, t, held):
             outcomes.append(self._book_outcome(done, t.rendered, now))
         self._record_applied(outcomes, t.rendered, writer)
         return outcomes
