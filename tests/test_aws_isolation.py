@@ -28,7 +28,9 @@ class SlowAws:
     def reconcile(self, spec: StateSpec, facts: Facts, *, apply: bool) -> SideResult:
         self.calls += 1
         self.release.wait(10)
-        return SideResult(conditions=(Condition("AwsReachable", ConditionStatus.TRUE, "Connected"),))
+        return SideResult(
+            conditions=(Condition("AwsReachable", ConditionStatus.TRUE, "Connected"),)
+        )
 
 
 def test_slow_aws_pass_does_not_hold_the_local_side(tmp_path: Path) -> None:

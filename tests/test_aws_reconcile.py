@@ -334,9 +334,7 @@ def test_unreachable_endpoint_fails_fast_and_keeps_last_workspace(
     tmp_path: Path,
     rule_files: dict[str, Path],
 ) -> None:
-    Store(tmp_path / "ampd.json").save(
-        StoredState(workspace_id="ws-known")
-    )
+    Store(tmp_path / "ampd.json").save(StoredState(workspace_id="ws-known"))
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
     started = time.monotonic()
     result = reconciler(tmp_path).reconcile(make_spec(rule_files), apply=True)
@@ -525,10 +523,16 @@ def test_concurrent_processes_make_exactly_one_workspace(
         for _ in range(4)
     ]
     ids: list[str | None] = []
-    for p in procs:
-        out, _ = p.communicate(timeout=120)
-        assert p.returncode == 0
-        ids += json.loads(out.strip().splitlines()[-1])["ids"]
+    try:
+        for p in procs:
+            out, _ = p.communicate(timeout=120)
+            assert p.returncode == 0
+            ids += json.loads(out.strip().splitlines()[-1])["ids"]
+    finally:
+        for p in procs:  # on a timeout too: no process and no pipe is left to the GC
+            if p.poll() is None:
+                p.kill()
+            p.communicate()
     assert len(ids) == 32
     assert None not in ids
     assert len(set(ids)) == 1

@@ -71,11 +71,11 @@ def test_scrape_job_added_then_removed(ampd_proc: AmpdProcess, ports: tuple[int,
     ampd_proc.wait_healthy()
     wait_for("self-scrape jobs", lambda: scrape_jobs(listen) == {"prometheus", "ampd"})
 
+    mark = ampd_proc.log_mark()
     ampd_proc.write_state(base_state(prom, met, jobs=[{"job": "app", "targets": ["127.0.0.1:1"]}]))
-    status = ampd_proc.wait_spec()
-    actions = {(c["key"], c["action"]) for c in status["last_pass"]["changes"]}
-    assert ("file/prometheus.yml", "update") in actions
-    assert ("process/prometheus", "reload") in actions
+    ampd_proc.wait_applied(
+        mark, ("file/prometheus.yml", "update"), ("process/prometheus", "reload")
+    )
     wait_for("job app live", lambda: "app" in scrape_jobs(listen))
 
     ampd_proc.write_state(base_state(prom, met))
@@ -95,12 +95,9 @@ def test_mode_flip_restarts_prometheus(ampd_proc: AmpdProcess, ports: tuple[int,
     assert "agent" in flags.get("enable-feature", "")
     pid_before = resource(ampd_proc, "process", "prometheus")["message"]
 
+    mark = ampd_proc.log_mark()
     ampd_proc.write_state(base_state(prom, met, mode="server"))
-    status = ampd_proc.wait_spec()
-    assert any(
-        c["key"] == "process/prometheus" and c["action"] == "restart"
-        for c in status["last_pass"]["changes"]
-    )
+    ampd_proc.wait_applied(mark, ("process/prometheus", "restart"))
     ampd_proc.wait_healthy()
     flags = get_json(f"http://{listen}/api/v1/status/flags")["data"]
     assert "agent" not in flags.get("enable-feature", "")

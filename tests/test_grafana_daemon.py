@@ -117,10 +117,9 @@ def test_grafana_started_reloaded_restarted_and_stopped(
     password = password_file.read_text().strip()
 
     # A data source change is reloaded through the admin API: same process.
+    mark = ampd_proc.log_mark()
     ampd_proc.write_state(state({**grafana, "datasource": {"name": "AMP renamed"}}, metrics))
-    status = ampd_proc.wait_spec()
-    actions = {(c["key"], c["action"]) for c in status["last_pass"]["changes"]}
-    assert ("process/grafana", "reload") in actions
+    actions = ampd_proc.wait_applied(mark, ("process/grafana", "reload"))
     assert ("process/grafana", "restart") not in actions
     reloads = [e for e in events(ampd_proc) if e["kind"] == "reload"]
     assert {(e["what"], e["ok"], e["pid"]) for e in reloads} == {

@@ -160,8 +160,6 @@ def test_bundled_dashboards_are_rendered_and_use_the_datasource() -> None:
     assert uids == {"ampd-host", "ampd-self"}
     exprs = " ".join(dashboard_exprs())
     for metric in (
-        "ampd_demo_requests_total",
-        "ampd_demo_temperature_celsius",
         "up",
         "scrape_duration_seconds",
         "ampd_reconcile_total",
