@@ -240,8 +240,8 @@ def failing_file(rig: Rig, words: tuple[str, ...]) -> dict[str, Any]:
 
 
 def test_state_dir_read_only(rig: Rig) -> None:
-    """A read-only directory is a permanent error: reported, the old file and Prometheus
-    kept; it is retried on the operator's reload (SIGHUP) once the directory is writable."""
+    """A read-only directory is reported, the old file and Prometheus kept; the write is
+    retried with backoff until the directory is writable again (SIGHUP retries at once)."""
     pid = rig.start()
     generated = rig.proc.state_dir / "generated"
     before = (generated / "prometheus.yml").read_bytes()
