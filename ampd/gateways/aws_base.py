@@ -88,6 +88,21 @@ _DENIED_RE = re.compile(
 )
 
 
+def network_errors() -> tuple[type[Exception], ...]:
+    """botocore's "the endpoint could not be reached" exceptions (refused, reset, timed out,
+    DNS, proxy); loaded with botocore, not at import."""
+    import botocore.exceptions as bx  # noqa: PLC0415 (lazy, see AwsBase.__init__)
+
+    return (
+        bx.EndpointConnectionError,
+        bx.ConnectTimeoutError,
+        bx.ConnectionClosedError,
+        bx.ReadTimeoutError,
+        bx.ProxyConnectionError,
+        bx.HTTPClientError,
+    )
+
+
 class AwsUnreachable(TemporaryError):
     """The endpoint could not be reached at all (refused, reset, timed out, DNS)."""
 
@@ -188,14 +203,7 @@ class AwsBase:
             status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
             _count(operation, code)
             raise self._translate(service, operation, code, message, status) from e
-        except (
-            botocore.exceptions.EndpointConnectionError,
-            botocore.exceptions.ConnectTimeoutError,
-            botocore.exceptions.ConnectionClosedError,
-            botocore.exceptions.ReadTimeoutError,
-            botocore.exceptions.ProxyConnectionError,
-            botocore.exceptions.HTTPClientError,
-        ) as e:
+        except network_errors() as e:
             _count(operation, "NetworkError")
             raise AwsUnreachable(f"{operation}: {e}", delay=NETWORK_DELAY) from e
         except botocore.exceptions.NoCredentialsError as e:

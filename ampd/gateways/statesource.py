@@ -28,6 +28,7 @@ from botocore.config import Config
 
 from ampd.errors import AmpdError
 from ampd.gateways import imds
+from ampd.gateways.aws_base import network_errors
 
 __all__ = [
     "MAX_BYTES",
@@ -145,16 +146,6 @@ def _client_error(ref: SourceRef, e: botocore.exceptions.ClientError) -> SourceE
     return SourceError(ref, f"{code}: {message}" if message else code)
 
 
-_NETWORK = (
-    botocore.exceptions.EndpointConnectionError,
-    botocore.exceptions.ConnectTimeoutError,
-    botocore.exceptions.ConnectionClosedError,
-    botocore.exceptions.ReadTimeoutError,
-    botocore.exceptions.ProxyConnectionError,
-    botocore.exceptions.HTTPClientError,
-)
-
-
 def _checked(ref: SourceRef, data: bytes) -> bytes:
     if len(data) > MAX_BYTES:
         raise SourceError(ref, f"too large: {len(data)} bytes (at most {MAX_BYTES})")
@@ -210,7 +201,7 @@ class SourceFetcher:
             )
         except botocore.exceptions.ClientError as e:
             return {r: _client_error(r, e) for r in refs}
-        except _NETWORK as e:
+        except network_errors() as e:
             return {r: SourceError(r, f"unreachable: {e}", unreachable=True) for r in refs}
         except botocore.exceptions.NoCredentialsError:
             why = "no AWS credentials (env, shared config or instance role)"
@@ -246,7 +237,7 @@ class SourceFetcher:
             if etag and code in {"304", "NotModified"}:
                 return Fetched(ref, etag, None)
             return _client_error(ref, e)
-        except _NETWORK as e:
+        except network_errors() as e:
             return SourceError(ref, f"unreachable: {e}", unreachable=True)
         except botocore.exceptions.NoCredentialsError:
             why = "no AWS credentials (env, shared config or instance role)"
@@ -261,7 +252,7 @@ class SourceFetcher:
             data = _checked(ref, body.read(MAX_BYTES + 1))
         except SourceError as e:
             return e
-        except _NETWORK as e:
+        except network_errors() as e:
             return SourceError(ref, f"unreachable: {e}", unreachable=True)
         finally:
             body.close()

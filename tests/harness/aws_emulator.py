@@ -32,6 +32,7 @@ import logging
 import os
 import re
 import socket
+import sys
 import threading
 import time
 import urllib.parse
@@ -161,6 +162,19 @@ class _State:
     fail_creations: int = 0
 
 
+class _QuietServer(ThreadingHTTPServer):
+    """A client that hangs up (a dropped-connection fault, a timed-out caller) is normal
+    here: no traceback on stderr, where it would mix with what a test reads."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        exc = sys.exc_info()[1]
+        if isinstance(exc, (ConnectionError, TimeoutError)):
+            return
+        super().handle_error(request, client_address)
+
+
 class AwsEmulator(StartStop):
     """moto server + our layer. ``endpoint`` is what AWS_ENDPOINT_URL should point at."""
 
@@ -203,7 +217,7 @@ class AwsEmulator(StartStop):
             pass
 
         Handler.emulator = emulator
-        server = ThreadingHTTPServer((self.host, self._port), Handler, bind_and_activate=False)
+        server = _QuietServer((self.host, self._port), Handler, bind_and_activate=False)
         server.daemon_threads = True
         server.request_queue_size = 1024
         server.allow_reuse_address = True
