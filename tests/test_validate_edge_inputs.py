@@ -103,3 +103,16 @@ def test_a_referenced_file_name_too_long(tmp_path: Path, field: str) -> None:
     res = validate(path)
     assert_contract(path, res)
     assert res.returncode == 1
+
+
+def test_a_nul_byte_in_a_referenced_file_name(tmp_path: Path) -> None:
+    """A file name no file can have (a NUL byte) is a problem with a position."""
+    path = tmp_path / "state.yml"
+    path.write_text(
+        'version: 1\nworkspace:\n  alias: a\n  rule_groups: [{name: n, file: "/tmp/a\\0b.yml"}]\n'
+        'grafana: {dashboards: ["/tmp/d\\0.json"]}\n'
+    )
+    res = validate(path)
+    assert_contract(path, res)
+    assert res.returncode == 1
+    assert "rule_groups" in res.stderr and "dashboards" in res.stderr

@@ -46,10 +46,10 @@ def file_kind(path: Path) -> str:
     opening it (stat follows symlinks; a loop or a too-long name raises OSError)."""
     try:
         mode = path.stat().st_mode
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return "missing"
-    except NotADirectoryError:
-        return "missing"
+    except ValueError:  # a NUL byte in the name: no such file can exist
+        return "invalid name"
     if stat.S_ISREG(mode):
         return "file"
     if stat.S_ISDIR(mode):

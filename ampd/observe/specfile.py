@@ -166,7 +166,7 @@ def file_problems(loaded: LoadedSpec, *, run_promtool: bool = True) -> list[Prob
     if g is not None:
         for i, d in enumerate(g.dashboards):
             try:
-                missing = file_kind(Path(d)) == "missing"
+                missing = file_kind(Path(d)) in ("missing", "invalid name")
             except OSError as e:
                 out.append(loaded.problem(("grafana", "dashboards", i), f"{d}: {e.strerror or e}"))
                 continue

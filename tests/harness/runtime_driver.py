@@ -11,18 +11,30 @@ from pathlib import Path
 from typing import Any
 
 from ampd.errors import AmpdError
+from ampd.gateways.files import atomic_write, read_bytes
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Command
 from ampd.gateways.systemd import SystemdRuntime
 
 
+def write_command(generated: Path, command: Command) -> None:
+    """What ampd's local side does before it starts a child: NAME.cmd.json, the file the
+    child unit's ``ampd exec NAME`` reads (the runtime itself never writes it)."""
+    body: dict[str, Any] = {"argv": list(command.argv), "env": dict(command.env)}
+    data = (json.dumps(body, indent=2, sort_keys=True) + "\n").encode()
+    if read_bytes(generated / f"{command.name}.cmd.json") != data:
+        atomic_write(generated / f"{command.name}.cmd.json", data, mode=0o640)
+
+
 def main() -> int:
-    runtime = SystemdRuntime(Paths(Path("/var/lib/ampd"), Path("/run/ampd")))
+    paths = Paths(Path("/var/lib/ampd"), Path("/run/ampd"))
+    runtime = SystemdRuntime(paths)
     results: list[Any] = []
     for op, arg in json.load(sys.stdin):
         try:
             if op in ("start", "restart"):
                 command = Command(name=arg["name"], argv=tuple(arg["argv"]), env=arg.get("env", {}))
+                write_command(paths.generated, command)
                 getattr(runtime, op)(command)
                 results.append(None)
             elif op == "observe":

@@ -20,10 +20,15 @@ import time
 from pathlib import Path
 from types import FrameType
 
+from ampd.gateways.paths import resolve_paths
 from ampd.gateways.runtime import PROCESS_NAMES, Command
 from ampd.gateways.systemd import SystemdRuntime
+from tests.harness.runtime_driver import write_command
 
 _flags = {"hup": False, "term": False}
+
+
+GENERATED = resolve_paths().generated  # $STATE_DIRECTORY/generated, as ampd uses it
 
 
 def notify(message: str) -> None:
@@ -54,9 +59,11 @@ def reconcile(runtime: SystemdRuntime) -> int:
                 print(f"stopped {name}", flush=True)
             continue
         if not state.running:
+            write_command(GENERATED, command)
             runtime.start(command)
             print(f"started {name}", flush=True)
         elif state.command != command:
+            write_command(GENERATED, command)
             runtime.restart(command)
             print(f"restarted {name}", flush=True)
         running += 1
