@@ -116,7 +116,7 @@ class LocalSide:
         if self.native_failed:
             facts = replace(facts, native_failed=True)
         ctx = self.context(spec, facts)
-        spec, rendered = self.render(spec, facts)
+        spec, rendered = render_files(spec, ctx)
         stored = self._store.load()
         fplan = self._plan_files(spec, rendered, stored)
         commands = {
