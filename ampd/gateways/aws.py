@@ -14,6 +14,7 @@ from typing import Any
 from ampd.gateways.aws_base import (
     AccessDenied,
     AwsUnreachable,
+    CredentialsRejected,
     Identity,
     api_call_counts,
     bind,
@@ -25,6 +26,7 @@ __all__ = [
     "AccessDenied",
     "AwsGateway",
     "AwsUnreachable",
+    "CredentialsRejected",
     "Identity",
     "api_call_counts",
     "make_gateway",

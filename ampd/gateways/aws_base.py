@@ -10,6 +10,11 @@ Every call goes through :meth:`AwsGateway._call`, which
 
       throttling, HTTP 429, 5xx, ConflictException   -> TemporaryError(delay)
       connection refused/reset/timed out             -> AwsUnreachable (a TemporaryError)
+      expired/unknown credentials, clock skew        -> CredentialsRejected (an
+                                                        AwsUnreachable whose ``reason`` says
+                                                        which: the pass ends, the gateway is
+                                                        rebuilt so the credential chain is
+                                                        read again)
       AccessDenied                                   -> AccessDenied (a PermanentError that
                                                         names the action and the principal)
       validation, quota, anything else               -> PermanentError
@@ -43,6 +48,7 @@ __all__ = [
     "AccessDenied",
     "AwsBase",
     "AwsUnreachable",
+    "CredentialsRejected",
     "Identity",
     "api_call_counts",
     "reset_api_call_counts",
@@ -59,6 +65,7 @@ THROTTLE_DELAY = 2.0
 SERVER_ERROR_DELAY = 1.0
 NETWORK_DELAY = 5.0
 CONFLICT_DELAY = 5.0
+CREDENTIALS_DELAY = 10.0
 
 _THROTTLING_CODES = frozenset(
     {
@@ -78,9 +85,14 @@ _DENIED_CODES = frozenset(
     {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException"}
 )
 _NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchEntity", "NotFoundException"})
-_CREDENTIAL_CODES = frozenset(
-    {"InvalidClientTokenId", "ExpiredToken", "ExpiredTokenException", "SignatureDoesNotMatch"}
-)
+_EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+_CREDENTIAL_CODES = _EXPIRED_CODES | {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "InvalidSignatureException",
+    "RequestTimeTooSkewed",
+}
 _IAM_PREFIX = {"amp": "aps", "iam": "iam", "sts": "sts"}
 _DENIED_RE = re.compile(
     r"(?:User|Principal):?\s+(?P<principal>\S+)\s+is not authorized to perform:?\s+"
@@ -105,6 +117,27 @@ def network_errors() -> tuple[type[Exception], ...]:
 
 class AwsUnreachable(TemporaryError):
     """The endpoint could not be reached at all (refused, reset, timed out, DNS)."""
+
+
+class CredentialsRejected(AwsUnreachable):
+    """AWS answered but did not accept the request's credentials: ``reason`` is
+    ``ClockSkew`` (the signature's time is more than 5 minutes off AWS's clock),
+    ``CredentialsExpired`` (the session token was rotated out) or ``CredentialsInvalid``."""
+
+    def __init__(self, reason: str, message: str, delay: float) -> None:
+        self.reason = reason
+        super().__init__(message, delay=delay)
+
+
+def credentials_rejected(code: str, message: str, where: str) -> CredentialsRejected:
+    skewed = ("Signature expired", "Signature not yet current")
+    if code == "RequestTimeTooSkewed" or any(w in message for w in skewed):
+        hint = "the host's clock is more than 5 minutes off AWS's (check chrony/NTP)"
+        return CredentialsRejected("ClockSkew", f"{where} ({hint})", CREDENTIALS_DELAY)
+    if code in _EXPIRED_CODES:
+        hint = "AWS credentials expired; fresh ones are read from the credential chain"
+        return CredentialsRejected("CredentialsExpired", f"{where} ({hint})", CREDENTIALS_DELAY)
+    return CredentialsRejected("CredentialsInvalid", where, CREDENTIALS_DELAY)
 
 
 class AccessDenied(PermanentError):
@@ -224,13 +257,13 @@ class AwsBase:
         where = f"{operation}: {code}: {message}"
         if code in _THROTTLING_CODES or status == 429:
             return TemporaryError(where, delay=THROTTLE_DELAY)
+        if code in _CREDENTIAL_CODES:
+            return credentials_rejected(code, message, where)
         if code in _DENIED_CODES or (status == 403 and code not in _CREDENTIAL_CODES):
             m = _DENIED_RE.search(message)
             action = m.group("action") if m else f"{_IAM_PREFIX.get(service, service)}:{operation}"
             principal = m.group("principal") if m else (self._principal or "the caller")
             return AccessDenied(action, principal, message)
-        if code in _CREDENTIAL_CODES:
-            return TemporaryError(where, delay=30.0)
         if status >= 500 or code in {"InternalServerException", "ServiceUnavailable"}:
             return TemporaryError(where, delay=SERVER_ERROR_DELAY)
         if code == "ConflictException":

@@ -35,7 +35,7 @@ from ampd.core import (
 )
 from ampd.errors import AmpdError, PermanentError, TemporaryError
 from ampd.gateways import imds
-from ampd.gateways.aws import AwsGateway, AwsUnreachable, Identity
+from ampd.gateways.aws import AwsGateway, AwsUnreachable, CredentialsRejected, Identity
 from ampd.gateways.aws import configured_region as _configured_region
 from ampd.gateways.store import Store, StoreView
 from ampd.observe.aws import (
@@ -168,6 +168,13 @@ class AwsSide:
             self._gateways[key] = self._factory(region, endpoint)
         return self._gateways[key]
 
+    def _forget_credentials(self, region: str, endpoint: str | None, e: AmpdError) -> None:
+        """Rejected credentials: the next pass builds a new gateway, whose session reads
+        the credential chain again (a rotated shared file, new instance-role keys)."""
+        if isinstance(e, CredentialsRejected):
+            self._gateways.pop((region, endpoint), None)
+            self._identities.pop((region, endpoint), None)
+
     def _identity(self, gw: AwsGateway, region: str, endpoint: str | None) -> Identity:
         key = (region, endpoint)
         if key not in self._identities:
@@ -204,6 +211,7 @@ class AwsSide:
             gw = self._gateway(region, aws.endpoint_url)
             identity = self._identity(gw, region, aws.endpoint_url)
         except AmpdError as e:
+            self._forget_credentials(region, aws.endpoint_url, e)
             return unreachable_result(self._book, spec, stored, region, e)
         p = AwsPass(spec, region, identity, stored, writer)
         try:
@@ -211,6 +219,7 @@ class AwsSide:
             self._children_phase(gw, p, files)
         except AwsUnreachable as e:
             self._cache.clear()
+            self._forget_credentials(region, aws.endpoint_url, e)
             return unreachable_result(self._book, spec, self._store.load(), region, e)
         self._book.succeeded(REACHABILITY)
         result = pass_result(p, self._book, self._wall())

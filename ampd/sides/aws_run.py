@@ -29,7 +29,7 @@ from ampd.core import (
     WorkspaceRecord,
 )
 from ampd.errors import AmpdError, PermanentError, TemporaryError
-from ampd.gateways.aws import AwsUnreachable, Identity
+from ampd.gateways.aws import AwsUnreachable, CredentialsRejected, Identity
 from ampd.gateways.store import Store, StoredState
 from ampd.observe.aws import ObservedCache
 from ampd.plan.aws import TRANSITIONAL, Desired, Live, Unreadable, fingerprint, workspace_key
@@ -174,6 +174,8 @@ def unreachable_result(
             stored.workspace_id, region, data_plane_url=spec.aws_or_default.data_plane_url
         )
     reason = "RegionUnknown" if region is None else ("Denied" if permanent else "Unreachable")
+    if isinstance(e, CredentialsRejected):
+        reason = e.reason
     key = workspace_key(spec)
     status = ResourceStatus(key, SyncStatus.UNKNOWN, Health.UNKNOWN, str(e))
     return SideResult(

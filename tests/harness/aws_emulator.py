@@ -14,6 +14,10 @@ namespaces and logging, and IAM/STS. It lacks, and this layer adds:
 Everything else is forwarded to moto. Fault injection (per operation, e.g.
 ``"CreateWorkspace"`` or ``"CreateRole"``): throttling (400 ThrottlingException or 429),
 5xx, dropped connections, added latency, AccessDenied naming the action and principal.
+Credentials: ``expire_token(token)`` answers ExpiredToken(Exception) to every call signed
+with that session token; ``skew(seconds)`` moves the emulator's clock, and a request whose
+``X-Amz-Date`` is more than 5 minutes off it is refused as AWS does (RequestTimeTooSkewed
+from S3, "Signature expired" from the others).
 Every request is recorded (service, operation, HTTP method) so tests can count writes.
 
 Standalone: ``python -m tests.harness.aws_emulator --port P --data-plane-url URL`` prints
@@ -25,6 +29,7 @@ controls are reachable over HTTP under ``/_emulator/`` (``GET requests``, ``POST
 from __future__ import annotations
 
 import argparse
+import calendar
 import contextlib
 import http.client
 import json
@@ -117,6 +122,7 @@ _S3_OPERATIONS = {
 }
 # Reads and deletes are allowed on a workspace that is not ACTIVE; other writes conflict.
 _ALLOWED_WHILE_BUSY = frozenset({"DeleteWorkspace"})
+_MAX_SKEW = 300.0  # SigV4: a signature more than 5 minutes off the server's clock is refused
 _CREDENTIAL_RE = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/")
 _IAM_ACTION_PREFIX = {"aps": "aps", "iam": "iam", "sts": "sts"}
 
@@ -193,6 +199,8 @@ class AwsEmulator(StartStop):
         self._create_lock = threading.Lock()
         self._state = _State()
         self._faults: list[_Fault] = []
+        self._expired_tokens: set[str] = set()
+        self._skew = 0.0
         self._requests: list[Recorded] = []
         self._moto: Any = None
         self._moto_addr: tuple[str, int] = ("127.0.0.1", 0)
@@ -264,6 +272,8 @@ class AwsEmulator(StartStop):
             self._state = _State()
             self._faults.clear()
             self._requests.clear()
+            self._expired_tokens.clear()
+            self._skew = 0.0
 
     # -- fault injection ----------------------------------------------------------------
 
@@ -300,6 +310,44 @@ class AwsEmulator(StartStop):
     def clear_faults(self) -> None:
         with self._lock:
             self._faults.clear()
+
+    def expire_token(self, session_token: str) -> None:
+        """Every later call signed with ``session_token`` is refused as expired."""
+        with self._lock:
+            self._expired_tokens.add(session_token)
+
+    def skew(self, seconds: float) -> None:
+        """The emulator's clock runs ``seconds`` ahead of the host's (0: in step)."""
+        with self._lock:
+            self._skew = seconds
+
+    def _credential_fault(self, service: str, headers: Any) -> tuple[str, str] | None:
+        """(code, message) when AWS would refuse the request's signature, else None."""
+        with self._lock:
+            expired = headers.get("X-Amz-Security-Token") in self._expired_tokens
+            now = time.time() + self._skew
+        if expired:
+            code = "ExpiredTokenException" if service in _JSON_SERVICES else "ExpiredToken"
+            return code, "The security token included in the request is expired"
+        stamp = headers.get("X-Amz-Date")
+        if not stamp:
+            return None
+        try:
+            signed = calendar.timegm(time.strptime(stamp, "%Y%m%dT%H%M%SZ"))
+        except ValueError:
+            return None
+        if abs(now - signed) <= _MAX_SKEW:
+            return None
+        server = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime(now))
+        if service == "s3":
+            return "RequestTimeTooSkewed", (
+                "The difference between the request time and the current time is too large."
+            )
+        message = f"Signature expired: {stamp} is now earlier than {server} ({server} - 5 min.)"
+        if signed > now:
+            message = f"Signature not yet current: {stamp} is still later than {server}"
+        code = "InvalidSignatureException" if service in _JSON_SERVICES else "SignatureDoesNotMatch"
+        return code, message
 
     def creation_delay(self, seconds: float) -> None:
         """New workspaces stay CREATING this long before they become ACTIVE."""
@@ -498,6 +546,11 @@ class _Handler(BaseHTTPRequestHandler):
         status_box: list[int],
     ) -> None:
         em = self.emulator
+        refused = em._credential_fault(service, self.headers)
+        if refused is not None:
+            status_box[0] = 403
+            self._error(service, 403, *refused)
+            return
         for fault in em._take_faults(operation, exclude="drop_after"):
             if fault.kind == "latency":
                 time.sleep(fault.seconds)
