@@ -101,13 +101,15 @@ def _aws_side(store_path: Path, session: Any) -> Any:
     return AwsSide(factory, Store(store_path))
 
 
-def boot_host(index: int, root: Path, deadline: float) -> dict[str, Any]:
-    """One host's boot: state from SSM, then AWS passes until converged."""
+def boot_host(index: int, root: Path, deadline: float, metadata: dict[str, str]) -> dict[str, Any]:
+    """One host's boot: instance facts (IMDSv2), state from SSM, then AWS passes until
+    converged."""
     import boto3  # noqa: PLC0415
 
     from ampd.gateways.statesource import SourceFetcher  # noqa: PLC0415
     from ampd.observe.source import StateSource  # noqa: PLC0415
     from ampd.observe.specfile import file_problems  # noqa: PLC0415
+    from ampd.sides.facts import Facts  # noqa: PLC0415
 
     started = time.monotonic()
     host = root / f"host-{os.getpid()}-{index}"
@@ -116,7 +118,11 @@ def boot_host(index: int, root: Path, deadline: float) -> dict[str, Any]:
         if not _BASE:
             _BASE.append(boto3.session.Session(region_name=REGION))
     session = HostSession(_BASE[0], f"AKIDHOST{os.getpid():06d}{index:04d}")
-    (host / "instance-id").write_text(f"i-{os.getpid():08x}{index:09x}")
+    instance_id = f"i-{os.getpid():08x}{index:09x}"
+    (host / "instance-id").write_text(instance_id)
+    # What the daemon's FactFinder reads from IMDSv2 (the identity document: account,
+    # region, ...; link-local, not a control-plane call), with this host's instance id.
+    facts = Facts(instance_labels={**metadata, "instance_id": instance_id})
     src = StateSource(
         f"ssm:{PARAMETER}",
         host / "source",
@@ -134,7 +140,7 @@ def boot_host(index: int, root: Path, deadline: float) -> dict[str, Any]:
             last_error = str(e)
             continue
         passes += 1
-        result = side.reconcile(spec, apply=True, force_read=passes > 1)
+        result = side.reconcile(spec, facts, apply=True, force_read=passes > 1)
         if result.workspace is not None and all(o.ok for o in result.outcomes):
             workspace = result.workspace.id
             break
@@ -162,6 +168,16 @@ def worker(args: argparse.Namespace) -> int:
         AWS_DEFAULT_REGION=REGION,
         AWS_EC2_METADATA_DISABLED="true",
     )
+    from ampd.gateways import imds  # noqa: PLC0415
+    from tests.harness.imds import ImdsServer  # noqa: PLC0415
+
+    # One IMDSv2 stand-in per worker process, read once through ampd's own client (a
+    # hundred threads of one process at it at once would run into its 1 s timeout, which
+    # no real host does: each has its own IMDS).
+    with ImdsServer(instance_id=f"i-{os.getpid():017x}", region=REGION) as server:
+        metadata = dict(imds.instance_labels(server.endpoint, timeout=10.0) or {})
+    if "account_id" not in metadata:
+        raise SystemExit("the IMDS stand-in's identity document has no account id")
     deadline = time.monotonic() + args.timeout
     results: list[dict[str, Any]] = []
     lock = threading.Lock()
@@ -169,7 +185,7 @@ def worker(args: argparse.Namespace) -> int:
 
     def one(i: int) -> None:
         start.wait()
-        r = boot_host(i, Path(args.dir), deadline)
+        r = boot_host(i, Path(args.dir), deadline, metadata)
         with lock:
             results.append(r)
 

@@ -98,7 +98,9 @@ class WorkspaceLookup:
 
 
 def find_workspace(gw: AwsGateway, spec: StateSpec, stored_id: str | None) -> WorkspaceLookup:
-    """By ``workspace.id``; else the stored id; else by alias among this stack's workspaces."""
+    """By ``workspace.id``; else the stored id; else by alias among this stack's workspaces.
+    One call when the workspace is there: DescribeWorkspace for an id, else one
+    ListWorkspaces by alias (its summaries are enough)."""
     ws = spec.workspace
     assert ws is not None
     key = workspace_key(spec)
@@ -127,10 +129,10 @@ def find_workspace(gw: AwsGateway, spec: StateSpec, stored_id: str | None) -> Wo
     ]
     if not candidates:
         return WorkspaceLookup(None, deleted)
-    # Every host picks the same one: the oldest, ties broken by id.
+    # Every host picks the same one: the oldest, ties broken by id. The summary carries
+    # everything a Live needs (alias, tags, status, ARN, KMS key): no DescribeWorkspace.
     first = min(candidates, key=lambda s: (str(s.get("createdAt", "")), str(s["workspaceId"])))
-    w = gw.describe_workspace(str(first["workspaceId"]))
-    return WorkspaceLookup(workspace_live(key, w) if w is not None else None, deleted)
+    return WorkspaceLookup(workspace_live(key, first), deleted)
 
 
 def _read_one(

@@ -91,3 +91,39 @@ def observe_role_check(gateway: WriteProbes, workspace_id: str | None) -> Condit
         "ReadOnly",
         "this host's role cannot write the AMP or IAM control plane",
     )
+
+
+# Not at boot: a fleet that boots together would add two calls per host to the boot's
+# budget (docs/fleet.md: at most 2, the state read included). The probes run on the
+# first pass this long after the host's first observe pass (the resync timer brings one).
+DEFERRED_BY = 120.0
+
+
+class RoleCheckSchedule:
+    """Runs :func:`observe_role_check` once per (identity, workspace), on the first pass
+    at least ``delay`` seconds after the first one; until then the condition is Unknown
+    with reason ``NotCheckedYet``."""
+
+    def __init__(self, clock: Callable[[], float], delay: float = DEFERRED_BY) -> None:
+        self._clock = clock
+        self._delay = delay
+        self._first: float | None = None
+        self._done: dict[tuple[str, str | None], Condition] = {}
+
+    def condition(self, gateway: WriteProbes, who: str, workspace_id: str | None) -> Condition:
+        key = (who, workspace_id)
+        if key in self._done:
+            return self._done[key]
+        now = self._clock()
+        if self._first is None:
+            self._first = now
+        if now - self._first < self._delay:
+            return Condition(
+                CONDITION,
+                ConditionStatus.UNKNOWN,
+                "NotCheckedYet",
+                f"checked on the first pass {self._delay:.0f} s after start "
+                "(two probe calls, kept out of the fleet's boot)",
+            )
+        self._done[key] = observe_role_check(gateway, workspace_id)
+        return self._done[key]

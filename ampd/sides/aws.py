@@ -46,7 +46,7 @@ from ampd.observe.aws import (
     read_spec_files,
     workspace_live,
 )
-from ampd.observe.writecheck import observe_role_check
+from ampd.observe.writecheck import DEFERRED_BY, RoleCheckSchedule
 from ampd.plan.aws import (
     TRANSITIONAL,
     Desired,
@@ -112,6 +112,7 @@ class AwsSide:
         *,
         region_resolver: Callable[[], str | None] = default_region,
         wall_clock: Callable[[], float] = time.time,
+        role_check_delay: float = DEFERRED_BY,
     ) -> None:
         self._factory = gateway_factory
         self._store = store
@@ -124,7 +125,7 @@ class AwsSide:
         self._identities: dict[tuple[str, str | None], Identity] = {}
         self._cache = ObservedCache()
         self._runner = ChangeRunner(self._book, self._cache)
-        self._observe_checked: dict[tuple[str, str | None], Condition] = {}
+        self._role_check = RoleCheckSchedule(clock, role_check_delay)
         self._lock = threading.Lock()
 
     # -- the facade ---------------------------------------------------------------------
@@ -175,10 +176,20 @@ class AwsSide:
             self._gateways.pop((region, endpoint), None)
             self._identities.pop((region, endpoint), None)
 
-    def _identity(self, gw: AwsGateway, region: str, endpoint: str | None) -> Identity:
-        key = (region, endpoint)
+    def _identity(
+        self, gw: AwsGateway, region: str, spec: StateSpec, facts: Facts | None
+    ) -> Identity:
+        """The account, without a call where instance metadata already says it: an observe
+        host takes it from the instance identity document (IMDSv2); a manager asks STS,
+        whose answer is the account of the credentials in use, so that its clientToken is
+        the one every other manager of the stack derives."""
+        key = (region, spec.aws_or_default.endpoint_url)
         if key not in self._identities:
-            self._identities[key] = gw.identity()
+            account = facts.instance_labels.get("account_id") if facts is not None else None
+            if spec.aws_or_default.mode == "observe" and account:
+                self._identities[key] = Identity(account=account, arn="")
+            else:
+                self._identities[key] = gw.identity()
         return self._identities[key]
 
     def _reconcile(
@@ -209,7 +220,7 @@ class AwsSide:
             self._book.forget_permanent()
         try:
             gw = self._gateway(region, aws.endpoint_url)
-            identity = self._identity(gw, region, aws.endpoint_url)
+            identity = self._identity(gw, region, spec, facts)
         except AmpdError as e:
             self._forget_credentials(region, aws.endpoint_url, e)
             return unreachable_result(self._book, spec, stored, region, e)
@@ -229,12 +240,9 @@ class AwsSide:
 
     def _observe_check(self, gw: AwsGateway, p: AwsPass) -> Condition:
         """An observe host's role must not be able to write the control plane: checked
-        once per identity and workspace (it costs two calls), never from a plan."""
+        once per identity and workspace, not at boot (two calls), never from a plan."""
         ws_id = str(p.workspace.details["id"]) if p.workspace is not None else None
-        key = (p.identity.arn, ws_id)
-        if key not in self._observe_checked:
-            self._observe_checked[key] = observe_role_check(gw, ws_id)
-        return self._observe_checked[key]
+        return self._role_check.condition(gw, p.identity.arn or p.identity.account, ws_id)
 
     # -- phase 1: the workspace ---------------------------------------------------------
 
