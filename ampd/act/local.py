@@ -1,20 +1,28 @@
-"""Apply local changes: write generated files (validated, atomically), drive processes."""
+"""Apply local changes: write generated files (validated, atomically), drive processes.
+
+A new prometheus.yml is checked before it is swapped in: by ``promtool check config`` when
+Prometheus will (re)start on it, and by the running Prometheus itself when it only reloads
+-- a reload that fails applies nothing (Prometheus keeps the configuration it runs), and
+ampd then puts the previous file back. That keeps a Go process per check off the path of
+an edit. Either way a rejected file is reported and not retried until its content changes.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import assert_never
 
 import structlog
 
 from ampd.act.actions import by_action
-from ampd.core import Change, Command, Kind, Outcome
+from ampd.core import Action, Change, Command, Kind, Outcome, ResourceKey
 from ampd.errors import AmpdError, PermanentError, TemporaryError
 from ampd.gateways import grafana, promtool
-from ampd.gateways.files import atomic_write, remove
+from ampd.gateways.files import atomic_write, read_bytes, remove
 from ampd.gateways.http import request
 from ampd.gateways.runtime import Runtime
 from ampd.plan.local import PROCESS_INPUTS
@@ -30,10 +38,17 @@ def command_from_rendered(r: Rendered) -> Command:
 
 
 def write_file(
-    generated: Path, r: Rendered, promtool_path: str | None, *, agent: bool = False
+    generated: Path,
+    r: Rendered,
+    promtool_path: str | None,
+    *,
+    agent: bool = False,
+    reload_checks: bool = False,
 ) -> None:
+    """Write one generated file. ``reload_checks``: a running Prometheus reloads this
+    prometheus.yml next and is its check (see the module docstring)."""
     target = generated / r.name
-    if r.name == "prometheus.yml":
+    if r.name == "prometheus.yml" and not reload_checks:
         candidate = generated / ".prometheus.yml.candidate"
         atomic_write(candidate, r.data, r.mode)
         try:
@@ -82,6 +97,8 @@ class LocalTargets:
     commands: Mapping[str, Command]
     listens: Mapping[str, str]
     promtool_path: str | None
+    # prometheus.yml as it was before this pass wrote it: put back if the reload rejects it
+    previous: dict[str, bytes | None] = field(default_factory=dict)
 
     @property
     def agent(self) -> bool:
@@ -89,11 +106,19 @@ class LocalTargets:
         return cmd is not None and b"--enable-feature=agent" in cmd.data
 
 
-def _file_change(change: Change, t: LocalTargets) -> None:
+def _file_change(change: Change, t: LocalTargets, reload_checks: bool = False) -> None:
     name = change.key.name
 
     def write() -> None:
-        write_file(t.generated, t.rendered[name], t.promtool_path, agent=t.agent)
+        if reload_checks and name == PROM_YML:
+            t.previous[name] = read_bytes(t.generated / name)
+        write_file(
+            t.generated,
+            t.rendered[name],
+            t.promtool_path,
+            agent=t.agent,
+            reload_checks=reload_checks and name == PROM_YML,
+        )
 
     by_action(change, create=write, update=write, delete=lambda: remove(t.generated / name))
 
@@ -110,12 +135,26 @@ def _process_change(change: Change, t: LocalTargets) -> None:
     )
 
 
-def apply_change(change: Change, t: LocalTargets) -> None:
+PROM_YML = "prometheus.yml"
+PROM = ResourceKey(Kind.PROCESS, "prometheus")
+
+
+def reload_checks(changes: Sequence[Change]) -> bool:
+    """The running Prometheus is the check of a new prometheus.yml: it is updated, and
+    Prometheus is only reloaded (not started, restarted or stopped) in the same pass."""
+    prom = {c.action for c in changes if c.key == PROM}
+    updated = any(
+        c.key == ResourceKey(Kind.FILE, PROM_YML) and c.action is Action.UPDATE for c in changes
+    )
+    return updated and prom == {Action.RELOAD}
+
+
+def apply_change(change: Change, t: LocalTargets, reload_checks: bool = False) -> None:
     """One local change, through the gateways; raises what the gateway raised."""
     kind = change.key.kind
     match kind:
         case Kind.FILE:
-            _file_change(change, t)
+            _file_change(change, t, reload_checks)
         case Kind.PROCESS:
             _process_change(change, t)
         case (
@@ -141,13 +180,14 @@ def apply_local(
     outcomes: list[Outcome] = []
     failed_files: set[str] = set(not_written)  # a process never reloads on an unwritten input
     ordered = sorted(changes, key=lambda c: 0 if c.key.kind == Kind.FILE else 1)
+    checked_by_reload = reload_checks(changes)
     for change in ordered:
         name = change.key.name
         if change.key.kind == Kind.PROCESS and _blocked_by(name, failed_files):
             outcomes.append(Outcome(change, False, "inputs failed to write; not touched"))
             continue
         try:
-            apply_change(change, t)
+            apply_change(change, t, checked_by_reload)
         except TemporaryError as e:
             outcome = Outcome(change, False, str(e), retry_after=e.delay)
         except (AmpdError, OSError) as e:
@@ -166,12 +206,37 @@ def apply_local(
             continue
         if change.key.kind == Kind.FILE:
             failed_files.add(name)
+        if checked_by_reload and change.key == PROM:  # the new file stays only if it took
+            outcomes = _put_back(outcomes, t, outcome)
         outcomes.append(outcome)
         level = log.warning if outcome.retry_after is not None else log.error
         level(
             "change.failed", key=str(change.key), action=change.action.value, error=outcome.message
         )
     return outcomes
+
+
+def _put_back(outcomes: list[Outcome], t: LocalTargets, failed: Outcome) -> list[Outcome]:
+    """The reload of a new prometheus.yml failed, and Prometheus runs the old one: put the
+    old file back (so a restart starts what runs now) and report the file as failed, for
+    good if Prometheus rejected it, else to be tried again."""
+    target = t.generated / PROM_YML
+    old = t.previous.get(PROM_YML)
+    if old is not None:
+        atomic_write(target, old, t.rendered[PROM_YML].mode)
+        with contextlib.suppress(AmpdError, OSError):  # clears "last reload failed"
+            reload_process(
+                "prometheus", t.runtime, t.listens.get("prometheus"), t.commands["prometheus"]
+            )
+    log.warning("change.rolled_back", key=f"file/{PROM_YML}", restored=old is not None)
+    what = "rejected by" if failed.permanent else "not loaded by"
+    message = f"generated prometheus.yml {what} the running Prometheus: {failed.message}"
+    return [
+        replace(failed, change=o.change, message=message)
+        if o.change.key == ResourceKey(Kind.FILE, PROM_YML)
+        else o
+        for o in outcomes
+    ]
 
 
 def _blocked_by(process: str, failed_files: set[str]) -> bool:

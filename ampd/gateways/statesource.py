@@ -20,15 +20,14 @@ import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
-
-import boto3
-import botocore.exceptions
-from botocore.config import Config
+from typing import TYPE_CHECKING, Any, Literal
 
 from ampd.errors import AmpdError
 from ampd.gateways import imds
 from ampd.gateways.aws_base import network_errors
+
+if TYPE_CHECKING:
+    import botocore.exceptions
 
 __all__ = [
     "MAX_BYTES",
@@ -146,6 +145,13 @@ def _client_error(ref: SourceRef, e: botocore.exceptions.ClientError) -> SourceE
     return SourceError(ref, f"{code}: {message}" if message else code)
 
 
+def _exceptions() -> Any:
+    """botocore.exceptions, loaded on the first remote read (not at import)."""
+    import botocore.exceptions as bx  # noqa: PLC0415
+
+    return bx
+
+
 def _checked(ref: SourceRef, data: bytes) -> bytes:
     if len(data) > MAX_BYTES:
         raise SourceError(ref, f"too large: {len(data)} bytes (at most {MAX_BYTES})")
@@ -165,6 +171,9 @@ class SourceFetcher:
     def _client(self, service: Literal["ssm", "s3"]) -> Any:
         with self._lock:
             if service not in self._clients:
+                import boto3  # noqa: PLC0415 (lazy: a file-only daemon never loads it)
+                from botocore.config import Config  # noqa: PLC0415
+
                 session = self._session or boto3.session.Session()
                 region = self._region or session.region_name or imds.region() or "us-east-1"
                 config = Config(
@@ -195,18 +204,19 @@ class SourceFetcher:
         self, refs: Sequence[SourceRef], known: Mapping[SourceRef, str]
     ) -> dict[SourceRef, Fetched | SourceError]:
         self.calls += 1
+        bx = _exceptions()
         try:
             resp = self._client("ssm").get_parameters(
                 Names=[r.name for r in refs], WithDecryption=True
             )
-        except botocore.exceptions.ClientError as e:
+        except bx.ClientError as e:
             return {r: _client_error(r, e) for r in refs}
         except network_errors() as e:
             return {r: SourceError(r, f"unreachable: {e}", unreachable=True) for r in refs}
-        except botocore.exceptions.NoCredentialsError:
+        except bx.NoCredentialsError:
             why = "no AWS credentials (env, shared config or instance role)"
             return {r: SourceError(r, why, unreachable=True) for r in refs}
-        except botocore.exceptions.BotoCoreError as e:
+        except bx.BotoCoreError as e:
             return {r: SourceError(r, str(e)) for r in refs}
         by_name = {p["Name"]: p for p in resp.get("Parameters", [])}
         out: dict[SourceRef, Fetched | SourceError] = {}
@@ -227,22 +237,23 @@ class SourceFetcher:
 
     def _s3(self, ref: SourceRef, etag: str | None) -> Fetched | SourceError:
         self.calls += 1
+        bx = _exceptions()
         args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.name}
         if etag:
             args["IfNoneMatch"] = etag
         try:
             resp = self._client("s3").get_object(**args)
-        except botocore.exceptions.ClientError as e:
+        except bx.ClientError as e:
             code, _ = _code(e)
             if etag and code in {"304", "NotModified"}:
                 return Fetched(ref, etag, None)
             return _client_error(ref, e)
         except network_errors() as e:
             return SourceError(ref, f"unreachable: {e}", unreachable=True)
-        except botocore.exceptions.NoCredentialsError:
+        except bx.NoCredentialsError:
             why = "no AWS credentials (env, shared config or instance role)"
             return SourceError(ref, why, unreachable=True)
-        except botocore.exceptions.BotoCoreError as e:
+        except bx.BotoCoreError as e:
             return SourceError(ref, str(e))
         body = resp["Body"]
         try:
