@@ -29,6 +29,7 @@ from ampd.gateways import inotify
 from ampd.gateways.files import atomic_write, read_bytes, sha256_bytes
 from ampd.gateways.notify import Notifier
 from ampd.gateways.paths import Paths
+from ampd.observe.specfile import state_source_for
 from ampd.report.status import PassSummary, new_drift, status_document
 from ampd.spec.models import split_listen
 
@@ -152,6 +153,9 @@ class Daemon:
     async def _one_pass(self, rec: Reconciler, metrics: Metrics, why: list[str]) -> None:
         if self.reload_requested:
             rec.book.forget_permanent()  # an operator's reload retries what was given up on
+            source = state_source_for(rec.state_path)
+            if source is not None:
+                source.look_now()  # and looks at an ssm:/s3:// state at once
         try:
             summary = await asyncio.to_thread(rec.run_pass)
         except Exception as e:  # the loop never dies: report, back off, try again

@@ -14,6 +14,7 @@
   the document changes; ``StateSourceValid=False`` says where it is wrong, and the last
   good spec keeps running. An unreachable source runs the cached copy
   (``StateSourceReachable=False``).
+- ``look_now()`` (SIGHUP) makes the next pass look at once.
 - ``next_poll_in()`` is the time to the next look: ``state_source.poll_interval`` (60 s)
   with +-20 % jitter; after a look that could not read the source, 5 s, 10 s, 20 s, ...
   (+-50 % jitter, never longer than the interval).
@@ -122,6 +123,12 @@ class StateSource:
 
     def next_poll_in(self) -> float:
         return max(0.0, self._due - self._clock())
+
+    def look_now(self) -> None:
+        """The next ``current()`` looks at the source (an operator's reload: a version just
+        published goes live without waiting for the poll interval)."""
+        with self._lock:
+            self._due = 0.0
 
     def interval(self) -> float:
         if self._good is None:
