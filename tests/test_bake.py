@@ -13,6 +13,11 @@ import pytest
 from ampd import cli
 from ampd.daemon.bake import bake
 from ampd.gateways.paths import Paths
+from tests.harness.fixtures_aws import AwsEnv
+from tests.harness.fixtures_local import AmpdProcess, free_port
+from tests.harness.imds import ImdsServer
+from tests.test_plan_contract import snapshot
+from tests.test_plan_contract import state as plan_contract_state
 
 STORE = {
     "workspace_id": "ws-fleet",
@@ -121,3 +126,31 @@ def test_cli_bake_says_what_it_removed(
     assert doc["removed"] == []
     assert cli.main(["bake"]) == 0
     assert "nothing to remove" in capsys.readouterr().out
+
+
+def test_plan_after_bake_on_a_new_instance_shows_its_labels(
+    tmp_path: Path, aws_emulator_env: AwsEnv, imds: ImdsServer
+) -> None:
+    """Bake on instance A, boot the image as instance B: ``ampd plan`` says prometheus.yml
+    is to be written with B's instance_id (exit 2), and writes nothing."""
+    imds.instance_id = "i-0aaaaaaaaaaaaaaa1"
+    p = AmpdProcess(tmp_path)
+    p.write_state(plan_contract_state(free_port()))
+    applied = p.ampd("apply", "--once")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    generated = p.state_dir / "generated" / "prometheus.yml"
+    assert "i-0aaaaaaaaaaaaaaa1" in generated.read_text()
+    baked = p.ampd("bake")
+    assert baked.returncode == 0, baked.stdout + baked.stderr
+    assert not generated.exists()
+
+    imds.instance_id = "i-0bbbbbbbbbbbbbbb2"  # an instance started from the image
+    before = snapshot(p.tmp)
+    res = p.ampd("plan")
+    assert snapshot(p.tmp) == before  # plan wrote nothing
+    assert res.returncode == 2, (res.returncode, res.stdout, res.stderr)
+    block = res.stdout.split("file/prometheus.yml", 1)[1].split("\n+ ", 1)[0]
+    assert 'external_labels: {"instance_id": null} -> {"instance_id": "i-0bbbbbbbbbbbbbbb2"}' in (
+        block
+    ), res.stdout
+    assert "i-0aaaaaaaaaaaaaaa1" not in res.stdout

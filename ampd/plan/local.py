@@ -11,8 +11,9 @@ once its backoff has passed.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from ampd.core import (
     Action,
@@ -168,3 +169,60 @@ def plan_processes(
         elif Action.RELOAD in needed:
             changes.append(Change(key, Action.RELOAD, reason="configuration changed"))
     return Plan(tuple(changes), (), tuple(skipped)), wake
+
+
+def external_labels(prometheus_yml: bytes | None) -> dict[str, str] | None:
+    """``global.external_labels`` of a generated prometheus.yml (None: no file, or none
+    there). These are the labels every sample this host ships carries (instance_id, ...)."""
+    if prometheus_yml is None:
+        return None
+    labels = _labels(prometheus_yml)
+    return dict(labels) if labels is not None else None
+
+
+@functools.lru_cache(maxsize=8)  # a pass asks for the file on disk and the new one
+def _labels(prometheus_yml: bytes) -> tuple[tuple[str, str], ...] | None:
+    from ruamel.yaml import YAML  # noqa: PLC0415 (only plans that touch prometheus.yml)
+    from ruamel.yaml.error import YAMLError  # noqa: PLC0415
+
+    try:
+        doc = YAML(typ="safe", pure=True).load(_global_section(prometheus_yml))
+    except YAMLError:
+        return None
+    labels = (doc.get("global") or {}).get("external_labels") if isinstance(doc, dict) else None
+    return tuple((str(k), str(v)) for k, v in labels.items()) if isinstance(labels, dict) else None
+
+
+def _global_section(data: bytes) -> bytes:
+    """The top-level ``global:`` block in block style (how ampd writes it), so that a pass
+    parses a few lines, not every scrape job; the whole text when there is no such block."""
+    out: list[bytes] = []
+    for line in data.splitlines(keepends=True):
+        top = line[:1] not in (b" ", b"\t", b"#", b"\n", b"\r", b"")
+        if top and out:
+            break
+        if out or (top and line.rstrip() == b"global:"):
+            out.append(line)
+    return b"".join(out) or data
+
+
+def with_label_diff(plan: Plan, before: bytes | None, after: bytes | None) -> Plan:
+    """prometheus.yml's change shows which instance labels change, beside its sha256: a
+    host started from an image sees its own instance_id where the baking host's was."""
+    if before == after:
+        return plan
+    old, new = external_labels(before) or {}, external_labels(after) or {}
+    changed = sorted(k for k in {*old, *new} if old.get(k) != new.get(k))
+    if not changed:
+        return plan
+    key = file_key("prometheus.yml")
+    extra = FieldDiff(
+        "external_labels",
+        {k: old.get(k) for k in changed},  # only the labels that change, so they show
+        {k: new.get(k) for k in changed},
+    )
+
+    def add(changes: tuple[Change, ...]) -> tuple[Change, ...]:
+        return tuple(replace(c, diffs=(*c.diffs, extra)) if c.key == key else c for c in changes)
+
+    return Plan(add(plan.changes), add(plan.drift), plan.skipped)

@@ -36,7 +36,13 @@ from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoredState, StoreView
 from ampd.observe import local as observe_local
-from ampd.plan.local import PROCESS_INPUTS, DesiredFile, plan_files, plan_processes
+from ampd.plan.local import (
+    PROCESS_INPUTS,
+    DesiredFile,
+    plan_files,
+    plan_processes,
+    with_label_diff,
+)
 from ampd.plan.retry import RetryBook
 from ampd.render.context import RenderContext
 from ampd.render.files import Rendered, render_all, signing_mode
@@ -190,12 +196,17 @@ class LocalSide:
             k.removeprefix(FILE_PREFIX) for k in stored.applied if k.startswith(FILE_PREFIX)
         }
         on_disk = observe_local.observe_files(self.paths.generated, sorted(names))
-        return plan_files(
+        plan = plan_files(
             [DesiredFile(r.name, r.sha256) for r in rendered.values()],
             on_disk,
             stored.applied,
             correct_drift=spec.aws_or_default.drift == "correct",
         )
+        prom = rendered.get("prometheus.yml")
+        if any(c.key.name == "prometheus.yml" for c in (*plan.changes, *plan.drift)):
+            live = read_bytes(self.paths.generated / "prometheus.yml")
+            plan = with_label_diff(plan, live, prom.data if prom is not None else None)
+        return plan
 
     def _apply(self, plan: Plan, t: LocalTargets, writer: Store, now: float) -> list[Outcome]:
         """Act on the plan's changes, through the retry book: a file that failed for good
