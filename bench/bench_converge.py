@@ -4,8 +4,9 @@ goes.
 ampd: write state.yml, poll the real Prometheus' /api/v1/status/config until the new job
 is in it. Bare: write prometheus.yml (temp file + rename), POST /-/reload, poll the same
 way, against a Prometheus of its own. Stages come from ampd's own log of each edit
-(spec.loaded, change.applied) and from timing each step alone (watchfiles with the
-daemon's settings, spec load, render, promtool, reload).
+(spec.loaded, change.applied) and from timing each step alone (the inotify watcher, spec
+load, render, promtool -- which runs only when Prometheus will start on a new file -- and
+reload).
 
     python -m bench.bench_converge [--rounds 20]
 """
@@ -20,7 +21,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 import urllib.request
 from collections.abc import Callable
@@ -29,10 +29,9 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-import watchfiles
 import yaml
 
-from bench.report import REPO, environment, write_section
+from bench.report import environment, write_section
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
 from tests.harness.prom import Prometheus
 from tests.test_daemon_local import base_state, get_json, resource
@@ -70,7 +69,7 @@ def stages(proc: AmpdProcess, edits: list[tuple[float, float]]) -> dict[str, lis
     """Per edit, from ampd's debug log: edit -> watcher trigger -> spec loaded ->
     prometheus.yml checked, rendered and written -> reload sent -> config seen live."""
     events = [e for e in proc.logs() if "timestamp" in e]
-    names = ["watch (watchfiles)", "debounce + spec load", "check + render + write", "reload"]
+    names = ["watch (inotify)", "debounce + spec load", "check + render + write", "reload"]
     out: dict[str, list[float]] = {n: [] for n in [*names, "reload -> seen live"]}
     for t0, t1 in edits:
         window = [e for e in events if t0 <= _ts(e) <= t1 + 0.5]
@@ -174,64 +173,6 @@ def bare_rounds(rounds: int) -> tuple[list[float], float, list[float]]:
     return live, started, reloads
 
 
-def projected_daemon(d: str, config: str, listen: str) -> None:
-    """The projected pipeline, run in its own process (``--projected-daemon``)."""
-    from ampd.gateways.files import atomic_write  # noqa: PLC0415 - bench-only imports
-    from ampd.gateways.http import request  # noqa: PLC0415
-    from ampd.gateways.inotify import watch  # noqa: PLC0415
-    from ampd.render.context import RenderContext  # noqa: PLC0415
-    from ampd.render.files import render_prometheus  # noqa: PLC0415
-    from ampd.spec.load import load_spec  # noqa: PLC0415
-
-    state = Path(d, "state.yml")
-    ctx = RenderContext(str(state), d)
-
-    def apply() -> None:
-        spec = load_spec(state.read_text(), str(state)).spec
-        atomic_write(Path(config), render_prometheus(spec, ctx), 0o640)
-        request(f"http://{listen}/-/reload", method="POST", timeout=10.0)
-
-    async def run() -> None:
-        print("ready", flush=True)
-        async for paths in watch([Path(d)], asyncio.Event()):
-            if state in paths:
-                apply()
-
-    asyncio.run(run())
-
-
-def projected_rounds(rounds: int) -> list[float]:
-    """ampd's own steps with the recommended changes, in a process of their own: the
-    inotify watcher (no extra debounce), load_spec, render, atomic write, POST
-    /-/reload -- no promtool on the hot path. Measured like ampd and the bare script."""
-    port = free_port()
-    listen = f"127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory() as d, Prometheus(prom_yml(listen, []), port=port) as p:
-        state = Path(d, "state.yml")
-        argv = [sys.executable, "-m", "bench.bench_converge", "--projected-daemon"]
-        child = subprocess.Popen(
-            [*argv, d, str(p.config_path), listen], stdout=subprocess.PIPE, cwd=REPO
-        )
-        live: list[float] = []
-        try:
-            assert child.stdout is not None
-            child.stdout.readline()
-            time.sleep(0.3)
-            for i in range(rounds):
-                data = base_state(port, free_port(), jobs=[{"job": f"b{i}", "targets": ["h:1"]}])
-                t0 = time.perf_counter()
-                tmp = state.with_suffix(".tmp")
-                tmp.write_text(yaml.safe_dump(data))
-                tmp.replace(state)
-                wait_for("config live", partial(config_has, listen, f"b{i}"), 30, every=0.002)
-                live.append(time.perf_counter() - t0)
-                time.sleep(0.3)
-        finally:
-            child.kill()
-            child.wait()
-    return live
-
-
 def timed(fn: Callable[[], object], n: int = 20) -> float:
     xs = []
     for _ in range(n):
@@ -243,37 +184,6 @@ def timed(fn: Callable[[], object], n: int = 20) -> float:
 
 def _more(got: list[float], seen: int) -> bool:
     return len(got) > seen
-
-
-def watch_latency(debounce: int, step: int, n: int = 10) -> float:
-    """Median time from a rename into a watched directory to watchfiles reporting it."""
-    with tempfile.TemporaryDirectory() as d:
-        got: list[float] = []
-        stop = threading.Event()
-        ready = threading.Event()
-
-        async def watch() -> None:
-            ready.set()
-            async for _ in watchfiles.awatch(
-                d, debounce=debounce, step=step, stop_event=stop, rust_timeout=500
-            ):
-                got.append(time.perf_counter())
-
-        th = threading.Thread(target=asyncio.run, args=(watch(),), daemon=True)
-        th.start()
-        ready.wait()
-        time.sleep(0.5)
-        lat = []
-        for i in range(n):
-            seen = len(got)
-            t0 = time.perf_counter()
-            _swap(d, i)
-            wait_for("event", partial(_more, got, seen), 5, every=0.001)
-            lat.append(got[seen] - t0)
-            time.sleep(0.2)
-        stop.set()
-        th.join(5)
-    return statistics.median(lat)
 
 
 def _swap(d: str, i: int) -> None:
@@ -323,14 +233,12 @@ def component_times() -> dict[str, float]:
         argv = ["promtool", "check", "config", "--agent", str(path)]
         promtool = timed(lambda: subprocess.run(argv, capture_output=True, check=True), 10)
     return {
-        "watchfiles, daemon settings (debounce=50, step=20)": watch_latency(50, 20),
-        "watchfiles, debounce=10 step=5": watch_latency(10, 5),
         "ampd.gateways.inotify (asyncio reader, 5 ms settle)": inotify_latency(),
         "load_spec (YAML + pydantic + checks)": timed(
             lambda: load_spec(text, "/etc/ampd/state.yml")
         ),
         "render_all": timed(lambda: render_all(spec, ctx)),
-        "promtool check config (a Go process per check)": promtool,
+        "promtool check config (only before a start or restart, not on a reload)": promtool,
     }
 
 
@@ -338,14 +246,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.bench_converge")
     parser.add_argument("--rounds", type=int, default=20)
     parser.add_argument("--no-doc", action="store_true")
-    parser.add_argument("--projected-daemon", nargs=3, metavar=("DIR", "CONFIG", "LISTEN"))
     args = parser.parse_args(argv)
-    if args.projected_daemon:
-        projected_daemon(*args.projected_daemon)
-        return
     bare, prom_start, reloads = bare_rounds(args.rounds)
     live, st, restarts, _ = ampd_rounds(args.rounds)
-    proj = projected_rounds(args.rounds)
     comps = component_times()
     p50, p95, b50, b95 = statistics.median(live), q95(live), statistics.median(bare), q95(bare)
     verdict = (
@@ -369,11 +272,6 @@ def main(argv: list[str] | None = None) -> None:
             "|---|---:|---:|---:|---:|---:|---:|---:|",
             f"| edit -> config live | {ms(p50)} | {ms(p95)} | {ms(max(live))} | {ms(b50)} "
             f"| {ms(b95)} | {p50 / b50:.1f}x | {p95 / b95:.1f}x |",
-            f"| projected: ampd's own steps with the recommended changes (inotify, no "
-            f"extra debounce, no promtool on the hot path), in a process of its own "
-            f"| {ms(statistics.median(proj))} | {ms(q95(proj))} | {ms(max(proj))} "
-            f"| {ms(b50)} | {ms(b95)} | {statistics.median(proj) / b50:.1f}x "
-            f"| {q95(proj) / b95:.1f}x |",
             f"| kill -9 Prometheus -> Healthy again (3 rounds; bare: Prometheus start -> "
             f"ready) | {ms(statistics.median(restarts))} | - | {ms(max(restarts))} "
             f"| {ms(prom_start)} | - | {statistics.median(restarts) / prom_start:.1f}x | - |",
