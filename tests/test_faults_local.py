@@ -14,7 +14,10 @@ from typing import Any
 
 import pytest
 
+from ampd.gateways.imds import TIMEOUT as IMDS_TIMEOUT
+from ampd.sides.facts import IMDS_RETRY
 from tests.harness.fixtures_local import prometheus_pids, wait_for
+from tests.harness.imds import ImdsServer
 from tests.test_faults import Rig, rig
 from tests.test_faults_aws import proxy_up, with_proxy
 
@@ -94,3 +97,38 @@ def test_crash_looping_server_is_backed_off_and_heals(rig: Rig, tmp_path: Path) 
     assert rig.prom_ready()
     assert proxy_up(port)
     rig.proc.wait_healthy(timeout=60)
+
+
+def test_imds_slower_than_its_timeout(rig: Rig, imds: ImdsServer) -> None:
+    """IMDS answers after 3 s (ampd waits 1 s): passes go on without it, instance labels are
+    left out and ``InstanceMetadata=False`` says why; once IMDS answers in time the labels
+    come in by themselves (a reload of the same Prometheus)."""
+    imds.delay = IMDS_TIMEOUT + 2
+    with_proxy(rig)
+    base = rig.state
+
+    def state() -> dict[str, Any]:
+        doc = base()
+        doc["prometheus"]["instance_labels"] = ["instance_id"]
+        doc["prometheus"]["remote_write"] = {"signing": "proxy"}
+        return doc
+
+    rig.state = state  # type: ignore[method-assign]  # instance labels need remote_write
+    rig.write()
+    rig.proc.start()
+    cond = rig.condition("InstanceMetadata", "False", timeout=90)
+    assert "did not answer in time" in cond["message"]
+    generated = rig.proc.state_dir / "generated" / "prometheus.yml"
+    wait_for("prometheus.yml written", generated.exists, timeout=60)
+    assert imds.instance_id not in generated.read_text()
+    wait_for("Prometheus up", lambda: len(prometheus_pids(str(rig.proc.state_dir))) == 1, 60)
+    pid = rig.prom_pid()
+    n = len(rig.proc.events("reconcile.summary"))
+    wait_for("3 more passes", lambda: len(rig.proc.events("reconcile.summary")) >= n + 3, 60)
+    slowest = max(float(e["duration_ms"]) for e in rig.proc.events("reconcile.summary"))
+    assert slowest < 15_000, f"a pass took {slowest:.0f} ms"  # never hung on IMDS
+    imds.delay = 0.0
+    rig.condition("InstanceMetadata", "True", timeout=IMDS_RETRY + 60)
+    wait_for("the label live", lambda: imds.instance_id in generated.read_text(), 60)
+    assert rig.prom_pid() == pid
+    assert rig.prom_ready()

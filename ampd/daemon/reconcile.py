@@ -192,7 +192,7 @@ class Reconciler:
             "Valid" if spec_ok else "Invalid",
             "" if spec_ok else (self.spec_error or "").splitlines()[0],
         )
-        conds = [spec_cond] + [c for r in results for c in r.conditions]
+        conds = [spec_cond, *self.facts.conditions] + [c for r in results for c in r.conditions]
         source = state_source_for(self.state_path)  # ssm: or s3:// (None: a local file)
         if source is not None:
             conds += source.conditions()

@@ -8,11 +8,12 @@ known it says so in ``Facts.notes`` instead of inventing a value.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-from ampd.core import WorkspaceRecord
+from ampd.core import Condition, ConditionStatus, WorkspaceRecord
 from ampd.gateways import grafana, promtool
 from ampd.gateways.store import StoreView
 from ampd.render.context import RenderContext
@@ -23,6 +24,7 @@ from ampd.spec.models import ProxySpec, StateSpec
 NATIVE_SIGV4_MIN = (2, 50, 0)
 
 InstanceFacts = Callable[[], Mapping[str, str] | None]
+IMDS_RETRY = 30.0  # seconds between two asks of an IMDS that did not answer in time
 
 
 @dataclass(frozen=True)
@@ -36,6 +38,7 @@ class Facts:
     # pushes these, never a file that turned invalid after the last good load
     spec_files: Mapping[str, bytes | None] | None = None
     notes: tuple[str, ...] = ()  # what could not be known, for people
+    conditions: tuple[Condition, ...] = ()  # InstanceMetadata, when the spec needs IMDS
 
     @property
     def instance_id(self) -> str | None:
@@ -86,10 +89,17 @@ def known_workspace(
 class FactFinder:
     """Gathers :class:`Facts`; caches what cannot change while ampd runs."""
 
-    def __init__(self, store: StoreView, instance_facts: InstanceFacts | None) -> None:
+    def __init__(
+        self,
+        store: StoreView,
+        instance_facts: InstanceFacts | None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._store = store
         self._instance_facts = instance_facts
         self._labels: Mapping[str, str] | None = None
+        self._clock = clock
+        self._imds_retry_at: float | None = None  # set while IMDS has not answered
         self._prom: tuple[str, tuple[int, int, int] | None] | None = None
         self.native_failed = False
 
@@ -97,7 +107,28 @@ class FactFinder:
         if self._labels is None:
             found = self._instance_facts() if self._instance_facts is not None else None
             self._labels = dict(found or {})
+            if not found and self._instance_facts is not None:
+                self._imds_retry_at = self._clock() + IMDS_RETRY
         return self._labels
+
+    def _imds_condition(self, spec: StateSpec) -> tuple[Condition, ...]:
+        """When the spec needs instance metadata (instance labels) and IMDS did not answer
+        in time: ask again every IMDS_RETRY seconds, and say so meanwhile."""
+        wanted = spec.prometheus is not None and spec.prometheus.instance_labels
+        if not wanted or self._instance_facts is None:
+            return ()
+        if self._imds_retry_at is not None and self._clock() >= self._imds_retry_at:
+            self._labels = None  # ask again
+            self.instance_labels()
+            if self._labels:
+                self._imds_retry_at = None
+        if self._imds_retry_at is None:
+            return (Condition("InstanceMetadata", ConditionStatus.TRUE, "Answered"),)
+        msg = (
+            "instance metadata (IMDSv2) did not answer in time or is not there; instance "
+            f"labels are left out until it does (asked again every {IMDS_RETRY:.0f}s)"
+        )
+        return (Condition("InstanceMetadata", ConditionStatus.FALSE, "Unreachable", msg),)
 
     def prometheus_version(self, spec: StateSpec) -> tuple[int, int, int] | None:
         prom = spec.prometheus
@@ -108,6 +139,8 @@ class FactFinder:
         return self._prom[1]
 
     def gather(self, spec: StateSpec) -> Facts:
+        self.instance_labels()
+        conditions = self._imds_condition(spec)
         labels = self.instance_labels()
         workspace, note = known_workspace(spec, self._store.load().workspace, labels.get("region"))
         return Facts(
@@ -117,6 +150,7 @@ class FactFinder:
             grafana_major=grafana.grafana_major(spec.grafana.binary) if spec.grafana else None,
             native_failed=self.native_failed,
             notes=(note,) if note else (),
+            conditions=conditions,
         )
 
 

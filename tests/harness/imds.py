@@ -5,6 +5,7 @@
 - ``meta-data/instance-id``, ``placement/availability-zone``, ``placement/region``,
   ``instance-type``, ``ami-id``, ``dynamic/instance-identity/document``,
   ``meta-data/iam/security-credentials/`` and ``.../<role>`` (with ``Expiration``).
+- ``delay`` (seconds) holds every answer that long (an IMDS slower than its clients' timeout).
 - ``rotate()`` issues new keys; ``secret_for(access_key_id)`` knows every key ever issued
   (a SigV4-verifying server looks secrets up there) until it is revoked or, with
   ``reject_expired``, has expired.
@@ -71,6 +72,7 @@ class ImdsServer(StartStop):
         self.role = role
         self.credential_lifetime = credential_lifetime
         self.reject_expired = reject_expired
+        self.delay = 0.0
         self._lock = threading.Lock()
         self._tokens: dict[str, float] = {}
         self._issued: dict[str, Credentials] = {}
@@ -232,6 +234,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.imds.requests.append((self.command, self.path, status))
 
     def do_PUT(self) -> None:
+        if self.imds.delay:
+            time.sleep(self.imds.delay)
         length = int(self.headers.get("Content-Length") or 0)
         if length:
             self.rfile.read(length)
@@ -249,6 +253,8 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(200, token, x_aws_ec2_metadata_token_ttl_seconds=raw)
 
     def do_GET(self) -> None:
+        if self.imds.delay:
+            time.sleep(self.imds.delay)
         if not self.path.startswith("/latest/"):
             self._send(404, "Not Found")
             return
