@@ -19,7 +19,6 @@ import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 import urllib.request
@@ -91,24 +90,7 @@ def stages(proc: AmpdProcess, edits: list[tuple[float, float]]) -> dict[str, lis
 class DebugAmpd(AmpdProcess):
     """``ampd run`` with debug logging (the watcher's trigger events)."""
 
-    def start(self) -> None:
-        with self.log_path.open("ab") as log:
-            self.proc = subprocess.Popen(
-                [
-                    str(Path(sys.executable).parent / "ampd"),
-                    "--log-format",
-                    "json",
-                    "--log-level",
-                    "debug",
-                    "--state",
-                    str(self.state_file),
-                    "run",
-                ],
-                env=self.env,
-                stdout=log,
-                stderr=log,
-                stdin=subprocess.DEVNULL,
-            )
+    log_level = "debug"
 
 
 def ampd_rounds(rounds: int) -> tuple[list[float], dict[str, list[float]], list[float], float]:

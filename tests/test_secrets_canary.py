@@ -11,8 +11,6 @@ source is pointed at the canary credentials file.
 from __future__ import annotations
 
 import secrets
-import subprocess
-import sys
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,25 +39,7 @@ CANARIES = {
 class DebugAmpd(AmpdProcess):
     """``ampd --log-level debug run``: the most a log can say."""
 
-    def start(self) -> None:
-        log = self.log_path.open("ab")
-        self.proc = subprocess.Popen(
-            [
-                str(Path(sys.executable).parent / "ampd"),
-                "--log-format",
-                "json",
-                "--log-level",
-                "debug",
-                "--state",
-                str(self.state_file),
-                "run",
-            ],
-            env=self.env,
-            stdout=log,
-            stderr=log,
-            stdin=subprocess.DEVNULL,
-        )
-        log.close()
+    log_level = "debug"
 
 
 @pytest.fixture

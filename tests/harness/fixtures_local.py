@@ -67,6 +67,8 @@ def wait_for(
 
 
 class AmpdProcess:
+    log_level: str | None = None  # e.g. "debug": ``ampd --log-level debug run``
+
     def __init__(self, tmp: Path, env: dict[str, str] | None = None) -> None:
         self.tmp = tmp
         self.state_file = tmp / "etc" / "state.yml"
@@ -114,6 +116,7 @@ class AmpdProcess:
                 str(Path(sys.executable).parent / "ampd"),
                 "--log-format",
                 "json",
+                *(("--log-level", self.log_level) if self.log_level else ()),
                 "--state",
                 str(self.state_file),
                 "run",
