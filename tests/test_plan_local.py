@@ -5,7 +5,15 @@ from __future__ import annotations
 import pytest
 
 from ampd.core import Action, Change, Command, FieldDiff, Kind, ProcessState, ResourceKey
-from ampd.plan.local import DesiredFile, file_key, plan_files, plan_processes, process_key
+from ampd.plan.local import (
+    UNFINISHED,
+    DesiredFile,
+    file_key,
+    plan_files,
+    plan_processes,
+    process_key,
+    unrecorded_files,
+)
 
 A, B, C = "a" * 64, "b" * 64, "c" * 64
 NAME = "prometheus.yml"
@@ -309,3 +317,33 @@ def test_earliest_backoff_wakes_and_others_proceed() -> None:
     assert [(str(c.key), c.action) for c in plan.changes] == [
         ("process/sigv4-proxy", Action.RESTART)
     ]
+
+
+# -- a pass that wrote files and was killed before it recorded them (kill -9) ---------------
+
+
+def test_unrecorded_files_are_those_on_disk_as_desired_but_not_in_the_store() -> None:
+    desired = [DesiredFile(NAME, B), DesiredFile("prometheus.cmd.json", A)]
+    on_disk = {NAME: B, "prometheus.cmd.json": A}
+    assert unrecorded_files(desired, on_disk, {KEY: A, "file/prometheus.cmd.json": A}) == (NAME,)
+    assert unrecorded_files(desired, on_disk, {KEY: B, "file/prometheus.cmd.json": A}) == ()
+    assert unrecorded_files(desired, {NAME: A}, {KEY: A}) == ()  # a change, not unrecorded
+    # a store lost or rebuilt: everything that already matches is taken again once
+    assert unrecorded_files(desired, on_disk, {}) == ("prometheus.cmd.json", NAME)
+
+
+@pytest.mark.parametrize(
+    ("file", "action"), [(NAME, Action.RELOAD), ("prometheus.cmd.json", Action.RESTART)]
+)
+def test_a_running_process_takes_inputs_an_unfinished_pass_wrote(file: str, action: Action) -> None:
+    plan, _ = plan_processes(
+        {"prometheus": CMD}, {"prometheus": running()}, [], now=NOW, unrecorded=[file]
+    )
+    assert [(c.action, c.reason) for c in plan.changes] == [(action, UNFINISHED)]
+    # not running: started as always; a reason from this pass' own changes wins
+    plan, _ = plan_processes({"prometheus": CMD}, {}, [], now=NOW, unrecorded=[file])
+    assert [c.action for c in plan.changes] == [Action.CREATE]
+    plan, _ = plan_processes(
+        {"prometheus": CMD}, {"prometheus": running()}, changed(NAME), now=NOW, unrecorded=[file]
+    )
+    assert [c.reason for c in plan.changes] == ["configuration changed"]

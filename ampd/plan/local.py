@@ -12,7 +12,7 @@ once its backoff has passed.
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from ampd.core import (
@@ -40,6 +40,9 @@ PROCESS_INPUTS: Mapping[str, Mapping[str, Action]] = {
         "grafana/dashboards/ampd.json": Action.RELOAD,
     },
 }
+
+
+UNFINISHED = "inputs written by a pass that did not finish"
 
 
 def file_key(name: str) -> ResourceKey:
@@ -104,14 +107,32 @@ def plan_files(
     return Plan(tuple(changes), tuple(drift))
 
 
+def unrecorded_files(
+    desired: Sequence[DesiredFile], on_disk: Mapping[str, str | None], applied: Mapping[str, str]
+) -> tuple[str, ...]:
+    """Files that already hold their desired bytes while ampd.json records other bytes (or
+    none): a pass wrote them and ended (kill -9, power loss) before it recorded them, and
+    maybe before it reloaded or restarted the process that reads them. Not a file change,
+    but their processes are reloaded or restarted once more, and the record completed."""
+    return tuple(
+        sorted(
+            f.name
+            for f in desired
+            if on_disk.get(f.name) == f.sha256 and applied.get(str(file_key(f.name))) != f.sha256
+        )
+    )
+
+
 def plan_processes(
     desired: Mapping[str, Command],
     observed: Mapping[str, ProcessState],
     file_changes: Sequence[Change],
     *,
     now: float,
+    unrecorded: Collection[str] = (),
 ) -> tuple[Plan, float | None]:
-    """Process changes, and the wall-clock time a backoff asks to be woken at (if any)."""
+    """Process changes, and the wall-clock time a backoff asks to be woken at (if any).
+    ``unrecorded``: inputs written by a pass that did not finish (see unrecorded_files)."""
     changes: list[Change] = []
     skipped: list[Skipped] = []
     wake: float | None = None
@@ -153,6 +174,7 @@ def plan_processes(
             continue
         assert state is not None
         needed = {PROCESS_INPUTS.get(name, {}).get(f) for f in touched} - {None}
+        unfinished = {PROCESS_INPUTS.get(name, {}).get(f) for f in unrecorded} - {None}
         if state.command is not None and tuple(state.command.argv) != tuple(want.argv):
             changes.append(
                 Change(
@@ -168,6 +190,9 @@ def plan_processes(
             changes.append(Change(key, Action.RESTART, reason="settings changed"))
         elif Action.RELOAD in needed:
             changes.append(Change(key, Action.RELOAD, reason="configuration changed"))
+        elif unfinished:
+            action = Action.RESTART if Action.RESTART in unfinished else Action.RELOAD
+            changes.append(Change(key, action, reason=UNFINISHED))
     return Plan(tuple(changes), (), tuple(skipped)), wake
 
 

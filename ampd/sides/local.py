@@ -41,6 +41,7 @@ from ampd.plan.local import (
     DesiredFile,
     plan_files,
     plan_processes,
+    unrecorded_files,
     with_label_diff,
 )
 from ampd.plan.retry import RetryBook
@@ -124,7 +125,7 @@ class LocalSide:
         ctx = self.context(spec, facts)
         spec, rendered = render_files(spec, ctx)
         stored = self._store.load()
-        fplan = self._plan_files(spec, rendered, stored)
+        fplan, unrecorded = self._plan_files(spec, rendered, stored)
         commands = {
             r.name.removesuffix(".cmd.json"): command_from_rendered(r)
             for r in rendered.values()
@@ -135,7 +136,9 @@ class LocalSide:
         if self.manage_processes:
             names = sorted(set(commands) | set(PROCESS_INPUTS))
             observed = observe_local.observe_processes(self.runtime, names)
-            pplan, pwake = plan_processes(commands, observed, fplan.changes, now=now)
+            pplan, pwake = plan_processes(
+                commands, observed, fplan.changes, now=now, unrecorded=unrecorded
+            )
         plan = fplan + pplan
         listens = _listens(spec) if self.manage_processes else {}
         targets = LocalTargets(
@@ -152,6 +155,8 @@ class LocalSide:
             outcomes = self._apply(plan, targets, writer, now)
             if self.manage_processes:
                 observed = observe_local.observe_processes(self.runtime, sorted(observed))
+        if writer is not None and unrecorded:
+            self._record_unrecorded(unrecorded, rendered, outcomes, writer)
         external_proxy = spec.proxy is not None and spec.proxy.implementation != "builtin"
         probes = {
             name: self._probe(name, listen, tcp_only=external_proxy and name == "sigv4-proxy")
@@ -191,13 +196,15 @@ class LocalSide:
 
     def _plan_files(
         self, spec: StateSpec, rendered: Mapping[str, Rendered], stored: StoredState
-    ) -> Plan:
+    ) -> tuple[Plan, tuple[str, ...]]:
+        """The file changes, and the files a pass wrote without recording them."""
         names = set(rendered) | {
             k.removeprefix(FILE_PREFIX) for k in stored.applied if k.startswith(FILE_PREFIX)
         }
         on_disk = observe_local.observe_files(self.paths.generated, sorted(names))
+        desired = [DesiredFile(r.name, r.sha256) for r in rendered.values()]
         plan = plan_files(
-            [DesiredFile(r.name, r.sha256) for r in rendered.values()],
+            desired,
             on_disk,
             stored.applied,
             correct_drift=spec.aws_or_default.drift == "correct",
@@ -206,7 +213,7 @@ class LocalSide:
         if any(c.key.name == "prometheus.yml" for c in (*plan.changes, *plan.drift)):
             live = read_bytes(self.paths.generated / "prometheus.yml")
             plan = with_label_diff(plan, live, prom.data if prom is not None else None)
-        return plan
+        return plan, unrecorded_files(desired, on_disk, stored.applied)
 
     def _apply(self, plan: Plan, t: LocalTargets, writer: Store, now: float) -> list[Outcome]:
         """Act on the plan's changes, through the retry book: a file that failed for good
@@ -289,6 +296,28 @@ class LocalSide:
                     state.applied[k] = rendered[change.key.name].sha256
                 else:
                     state.applied.pop(k, None)
+
+        writer.update(upd)
+
+    def _record_unrecorded(
+        self,
+        names: Sequence[str],
+        rendered: Mapping[str, Rendered],
+        outcomes: Sequence[Outcome],
+        writer: Store,
+    ) -> None:
+        """Complete ampd.json for files an unfinished pass wrote, once the processes that
+        read them took them (a failed reload or restart leaves them for the next pass)."""
+        failed = {
+            o.change.key.name for o in outcomes if not o.ok and o.change.key.kind is Kind.PROCESS
+        }
+        done = [n for n in names if not any(n in PROCESS_INPUTS.get(p, {}) for p in failed)]
+        if not done:
+            return
+
+        def upd(state: StoredState) -> None:
+            for name in done:
+                state.applied[FILE_PREFIX + name] = rendered[name].sha256
 
         writer.update(upd)
 
