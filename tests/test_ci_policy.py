@@ -60,11 +60,18 @@ def test_outside_ci_a_skip_is_a_skip(
     assert result.ret == 0
 
 
+# scripts/test runs pytest with two xdist workers: the rule must hold there too
+WORKERS = pytest.mark.parametrize(
+    "workers", [[], ["-n", "2", "--dist", "loadfile"]], ids=["serial", "xdist"]
+)
+
+
+@WORKERS
 def test_under_ci_every_unlisted_skip_fails(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
 ) -> None:
     monkeypatch.setenv("CI", "true")
-    result = project.runpytest_subprocess("-p", "no:cacheprovider")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", *workers)
     # a skipif mark skips in setup: that shows as an error, the others as failures
     result.assert_outcomes(passed=1, failed=3, errors=1)
     assert result.ret == 1
@@ -103,14 +110,15 @@ def test_a_parametrized_test_is_allowed_as_a_whole(
     result.assert_outcomes(passed=1, skipped=2, failed=1, errors=1)
 
 
+@WORKERS
 def test_under_ci_a_module_skipped_at_collection_fails(
-    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+    project: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, workers: list[str]
 ) -> None:
     monkeypatch.setenv("CI", "true")
     project.makepyfile(
         test_module="import pytest\npytest.skip('whole module', allow_module_level=True)\n"
     )
-    result = project.runpytest_subprocess("-p", "no:cacheprovider", "test_module.py")
+    result = project.runpytest_subprocess("-p", "no:cacheprovider", *workers, "test_module.py")
     assert result.ret != 0
     result.stdout.fnmatch_lines(["*test_module.py*not listed in tests/skips-allowed.txt*"])
 
