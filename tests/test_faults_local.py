@@ -124,7 +124,7 @@ def test_imds_slower_than_its_timeout(rig: Rig, imds: ImdsServer) -> None:
     wait_for("Prometheus up", lambda: len(prometheus_pids(str(rig.proc.state_dir))) == 1, 60)
     pid = rig.prom_pid()
     n = len(rig.proc.events("reconcile.summary"))
-    wait_for("3 more passes", lambda: len(rig.proc.events("reconcile.summary")) >= n + 3, 60)
+    wait_for("another pass", lambda: len(rig.proc.events("reconcile.summary")) >= n + 1, 60)
     slowest = max(float(e["duration_ms"]) for e in rig.proc.events("reconcile.summary"))
     assert slowest < 15_000, f"a pass took {slowest:.0f} ms"  # never hung on IMDS
     imds.delay = 0.0
