@@ -4,6 +4,7 @@ run under a live daemon (it stops nothing)."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,17 @@ def test_plan_after_bake_on_a_new_instance_shows_its_labels(
         block
     ), res.stdout
     assert "i-0aaaaaaaaaaaaaaa1" not in res.stdout
+
+
+def test_bake_as_root_keeps_the_owner_of_ampd_json(tmp_path: Path) -> None:
+    """``sudo ampd bake`` rewrites ampd.json; the ampd user must still own it, or the
+    instances started from the image cannot read it."""
+    paths = baked_host(tmp_path)
+    owner = (4242, 4243) if os.geteuid() == 0 else (os.getuid(), os.getgid())
+    if os.geteuid() == 0:
+        os.chown(paths.store, *owner)
+    bake(paths)
+    st = paths.store.stat()
+    assert (st.st_uid, st.st_gid) == owner
+    assert st.st_mode & 0o777 == 0o600
+    assert json.loads(paths.store.read_text())["instance_id"] is None

@@ -67,6 +67,18 @@ def read_text(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def _keep_owner(path: Path, tmp: Path) -> None:
+    """Run as root (``sudo ampd bake``, ``sudo ampd apply``), a rewrite keeps the owner of
+    the file it replaces: ampd.json owned by root would lock the ampd user out."""
+    if os.geteuid() != 0:
+        return
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        return
+    os.chown(tmp, st.st_uid, st.st_gid)
+
+
 def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
     """Write ``data`` so that readers see the old file or the new one, never a mix.
 
@@ -84,6 +96,7 @@ def atomic_write(path: Path, data: bytes, mode: int = 0o640) -> None:
             fh.flush()
             os.fsync(fh.fileno())
         Path(tmp).chmod(mode)
+        _keep_owner(path, Path(tmp))
         Path(tmp).replace(path)
         dfd = os.open(path.parent, os.O_RDONLY)
         try:
