@@ -16,22 +16,21 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from ampd.core import Change, ResourceKey
-from ampd.daemon.metrics import Metrics
-from ampd.daemon.reconcile import Reconciler
-from ampd.daemon.wiring import api_call_counts, imds, make_aws, make_runtime, self_command
 from ampd.errors import AmpdError
 from ampd.gateways import inotify
 from ampd.gateways.files import atomic_write, read_bytes, sha256_bytes
 from ampd.gateways.notify import Notifier
 from ampd.gateways.paths import Paths
-from ampd.observe.specfile import state_source_for
-from ampd.report.status import PassSummary, new_drift, status_document
-from ampd.spec.models import split_listen
+
+if TYPE_CHECKING:  # the rest is imported after READY=1 (see Daemon.run)
+    from ampd.core import Change, ResourceKey
+    from ampd.daemon.metrics import Metrics
+    from ampd.daemon.reconcile import Reconciler
+    from ampd.report.status import PassSummary
 
 log = structlog.get_logger()
 
@@ -66,7 +65,28 @@ class Daemon:
             self.loop.call_soon_threadsafe(self.trigger, why)
 
     async def run(self) -> int:
+        """Signals first, then READY=1, then the heavy part of start-up (the spec's models,
+        the runtime, the AWS side: most of start-up is importing them). systemd sees a
+        started daemon at once; its status says the first pass is pending."""
         self.loop = asyncio.get_running_loop()
+        for sig, handler in (
+            (signal.SIGTERM, self.stopping.set),
+            (signal.SIGINT, self.stopping.set),
+            (signal.SIGHUP, self._on_hup),
+        ):
+            self.loop.add_signal_handler(sig, handler)
+        self.notifier.ready("Unknown · starting · first pass pending")
+        from ampd.daemon.metrics import Metrics  # noqa: PLC0415 (after READY=1)
+        from ampd.daemon.reconcile import Reconciler  # noqa: PLC0415
+        from ampd.daemon.wiring import (  # noqa: PLC0415
+            api_call_counts,
+            imds,
+            make_aws,
+            make_runtime,
+            self_command,
+        )
+        from ampd.spec.models import split_listen  # noqa: PLC0415
+
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
         runtime = make_runtime(
             self.state_path, lambda name: self._trigger_threadsafe(f"exit:{name}")
@@ -90,15 +110,8 @@ class Daemon:
                 log.error(
                     "metrics.listen_failed", listen=rec.loaded.spec.metrics.listen, error=str(e)
                 )
-        for sig, handler in (
-            (signal.SIGTERM, self.stopping.set),
-            (signal.SIGINT, self.stopping.set),
-            (signal.SIGHUP, self._on_hup),
-        ):
-            self.loop.add_signal_handler(sig, handler)
         watcher = asyncio.create_task(self._watch(rec))
         self.dirty.set()
-        self.notifier.ready("Unknown · starting · first pass pending")
         log.info(
             "daemon.ready",
             state=str(self.state_path),
@@ -153,6 +166,8 @@ class Daemon:
     async def _one_pass(self, rec: Reconciler, metrics: Metrics, why: list[str]) -> None:
         if self.reload_requested:
             rec.book.forget_permanent()  # an operator's reload retries what was given up on
+            from ampd.observe.specfile import state_source_for  # noqa: PLC0415
+
             source = state_source_for(rec.state_path)
             if source is not None:
                 source.look_now()  # and looks at an ssm:/s3:// state at once
@@ -172,6 +187,8 @@ class Daemon:
         rec.book.succeeded("pass")
         self.passes += 1
         self.next_pass_at = summary.next_pass_at
+        from ampd.report.status import new_drift, status_document  # noqa: PLC0415 (loaded)
+
         now = time.time()
         fresh_drift, self.drift_seen = new_drift(self.drift_seen, summary.plan.drift)
         doc = status_document(summary, pid=os.getpid(), now=now)  # once per pass
