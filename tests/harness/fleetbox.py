@@ -205,7 +205,7 @@ def package_hash() -> str:
 def ensure_installed_root() -> Path:
     """bookworm with the package built from this tree installed; cached by its hash."""
     dest = CACHE_DIR / f"fleet-installed-{package_hash()}"
-    if (dest / "usr/bin/ampd").exists():
+    if (dest / "var/lib/dpkg/info/ampd.list").exists():  # installed (usr/bin/ampd: a link)
         return dest
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     base = ensure_base_rootfs()
