@@ -142,12 +142,14 @@ def _state(cli_value: str | None, cmd: str, paths: Paths) -> Path:
     and ``apply`` keep its last good copy under the state directory, ``plan`` and
     ``render`` only read that copy."""
     from ampd.gateways.paths import state_file_from_env
-    from ampd.observe.specfile import open_source, source_name
 
     raw = cli_value or os.environ.get("AMPD_STATE")
-    remote = source_name(raw) if raw else None
-    if remote is None:
+    if not raw or not raw.startswith(("ssm:", "s3:/")):  # a file: no loader imported here
         return state_file_from_env(cli_value)
+    from ampd.observe.specfile import open_source, source_name
+
+    remote = source_name(raw)
+    assert remote is not None
     open_source(remote, paths.state_dir / "source", write_cache=cmd in {"run", "apply"})
     return Path(remote)
 
