@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ampd.errors import AmpdError
-from ampd.gateways import inotify
+from ampd.gateways import inotify, memory
 from ampd.gateways.files import atomic_write, read_bytes, sha256_bytes
 from ampd.gateways.notify import Notifier
 from ampd.gateways.paths import Paths
@@ -69,6 +69,7 @@ class Daemon:
         the runtime, the AWS side: most of start-up is importing them). systemd sees a
         started daemon at once; its status says the first pass is pending."""
         self.loop = asyncio.get_running_loop()
+        memory.limit_arenas()
         for sig, handler in (
             (signal.SIGTERM, self.stopping.set),
             (signal.SIGINT, self.stopping.set),
@@ -201,6 +202,7 @@ class Daemon:
             self.notifier.ready()
         if self._watch_targets(rec) != self._watched:
             self._rewatch.set()  # the spec names other files now
+        memory.trim()  # idle RSS is what a pass needs, not what the busiest pass took
 
     def _write_status(self, doc: dict[str, Any]) -> None:
         try:
