@@ -3,9 +3,11 @@
 The package built from this tree is installed into a bookworm tree (cached,
 tests/harness/fleetbox.py). A baking host boots it with ``AMPD_STATE=ssm:/fleet/prod/ampd``
 in ``/etc/default/ampd``, runs its first pass with its own IMDS identity, is stopped and
-``ampd bake``d; its ``/var/lib/ampd`` goes into the image. Three instances then boot from
-copies of that image at once (three systemd boxes, each an overlay over the image), each
-answered by its own IMDSv2 identity, all reading the same SSM state from one AWS emulator.
+``ampd bake``d; what it leaves in ``/var/lib/ampd`` goes into the image. Three instances
+then boot from that image at once (three systemd boxes, each with its own overlay: the
+image is a small top layer -- /etc/default/ampd, the network wait, the baked
+/var/lib/ampd -- over the installed tree), each answered by its own IMDSv2 identity, all
+reading the same SSM state from one AWS emulator.
 
 How the boxes reach the emulator: each box has its own network namespace; the test links
 it to its own namespace with a veth pair (``HUB`` = 10.231.0.1 on the test's side, a /32
@@ -18,8 +20,8 @@ box's address (every instance uses the same IMDS address, as on EC2). The image'
 The fleet's state is ``aws.mode: observe`` and the workspace exists before the fleet boots
 (made by "the manager", here the test): exactly one workspace, whatever the hosts do.
 
-Slow (a package build and install when this tree changed, then about a minute); skips
-with the reason when this machine cannot build the package or boot a box.
+About 15 s, plus about 90 s to build and install the package when a packaged file
+changed; skips with the reason when this machine cannot build the package or boot a box.
 """
 
 from __future__ import annotations
