@@ -131,6 +131,7 @@ def boot_host(index: int, root: Path, deadline: float, metadata: dict[str, str])
     )
     side = _aws_side(host / "ampd.json", session)
     passes = 0
+    source_failures: list[str] = []
     workspace = None
     while time.monotonic() < deadline:
         try:
@@ -138,6 +139,7 @@ def boot_host(index: int, root: Path, deadline: float, metadata: dict[str, str])
         except Exception as e:  # reported, then retried when the source says
             time.sleep(max(0.2, src.next_poll_in()))
             last_error = str(e)
+            source_failures.append("timeout" if "timeout" in last_error.lower() else "other")
             continue
         passes += 1
         result = side.reconcile(spec, facts, apply=True, force_read=passes > 1)
@@ -153,6 +155,7 @@ def boot_host(index: int, root: Path, deadline: float, metadata: dict[str, str])
         "seconds": round(time.monotonic() - started, 4),
         "passes": passes,
         "cached": (host / "source" / "state.yml").exists(),
+        "source_failures": source_failures,
     }
     if workspace is None:
         out["error"] = last_error
@@ -194,7 +197,10 @@ def worker(args: argparse.Namespace) -> int:
         t.start()
     for t in threads:
         t.join()
-    sys.stdout.write(json.dumps(results) + "\n")
+    from ampd.gateways.aws import api_call_counts  # noqa: PLC0415
+
+    codes = [[op, code, n] for (op, code), n in api_call_counts().items()]
+    sys.stdout.write(json.dumps({"hosts": results, "aws_codes": codes}) + "\n")
     return 0
 
 
@@ -318,10 +324,14 @@ def run(args: argparse.Namespace) -> int:
             for _ in range(args.processes)
         ]
         results: list[dict[str, Any]] = []
+        aws_codes: Counter[str] = Counter()
         try:
             for p in procs:
                 out, _ = p.communicate(timeout=args.timeout + 120)
-                results += json.loads(out.strip().splitlines()[-1])
+                got = json.loads(out.strip().splitlines()[-1])
+                results += got["hosts"]
+                for op, code, n in got["aws_codes"]:
+                    aws_codes[f"{op} {code}"] += n
         finally:
             for p in procs:
                 if p.poll() is None:
@@ -341,6 +351,15 @@ def run(args: argparse.Namespace) -> int:
     ssm_calls = by_service["ssm"] / total
     ok = len(workspaces) == 1 and converged == total and len({i for i in ids if i}) == 1
     q = statistics.quantiles(seconds, n=100, method="inclusive") if len(seconds) > 1 else [0.0] * 99
+    failed_reads = Counter(f for r in results for f in r["source_failures"])
+    failed_aws = {k: n for k, n in aws_codes.items() if not k.endswith(" OK")}
+    retried = (
+        ", ".join(
+            [f"ssm:GetParameters {kind} {n}" for kind, n in sorted(failed_reads.items())]
+            + [f"{k} {n}" for k, n in sorted(failed_aws.items())]
+        )
+        or "none"
+    )
     top = ", ".join(f"{op} {n / total:.2f}" for op, n in by_op.most_common())
     md = "\n".join(
         [
@@ -365,6 +384,8 @@ def run(args: argparse.Namespace) -> int:
             f"| control-plane calls per host (SSM reads included; goal <= 2) | **{calls:.2f}** |",
             f"| of which SSM reads per host at boot | {ssm_calls:.2f} |",
             f"| calls per host by operation | {top} |",
+            "| calls made again because the first went unanswered or failed (client side) | "
+            f"{retried} |",
             f"| SSM reads per host per hour, steady state (60 s +-20 %) | {per_hour:.1f} |",
             f"| time until all converged | {wall:.1f} s |",
             f"| per host p50 / p95 / max | {q[49]:.2f} / {q[94]:.2f} / {max(seconds):.2f} s |",
