@@ -4,8 +4,10 @@ Runs the AWS emulator (moto server mode + the test layer) on loopback, puts the 
 state in SSM Parameter Store, and starts PROCESSES worker processes with THREADS hosts
 each. Every host has its own identity (its own access key, so its own SigV4 signatures,
 and its own instance id), its own state directory and ampd.json, and boots like ampd does:
-fetch the state (``ssm:/fleet/prod/ampd``, validated, cached), then AWS passes until the
-workspace is known and every change succeeded.
+instance facts from IMDSv2 (the identity document, from a stand-in per worker process: the
+account and region, not a control-plane call), the state (``ssm:/fleet/prod/ampd``,
+validated, cached), then AWS passes until the workspace is known and every change
+succeeded.
 
 - ``--mode manage``: every host's state is ``aws.mode: manage`` (the worst case: every
   host may create the workspace; the clientToken makes it one).
