@@ -122,7 +122,7 @@ def test_a_rejected_reload_puts_the_old_file_back_and_fails_for_good(
 
 
 def test_an_unanswered_reload_puts_the_old_file_back_to_try_again(tmp_path: Path) -> None:
-    promtool, counter = counting_promtool(tmp_path)
+    promtool, _ = counting_promtool(tmp_path)
     t = targets(tmp_path, "127.0.0.1:9", promtool)  # nothing listens
     out = by_key(local_act.apply_local(EDIT, t))
     assert not out[FILE].ok and not out[FILE].permanent
