@@ -14,7 +14,6 @@ not ampd.json (the side holds only a :class:`StoreView` for reading then).
 
 from __future__ import annotations
 
-import hashlib
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -73,6 +72,7 @@ from ampd.sides.aws_run import (
     ChangeRunner,
     pass_result,
     persist,
+    spec_fingerprint,
     unreachable_result,
 )
 from ampd.sides.facts import Facts
@@ -88,16 +88,6 @@ GatewayFactory = Callable[[str, str | None], AwsGateway]
 def default_region() -> str | None:
     """Region for ``aws.region: auto``: instance metadata first, then botocore's config."""
     return imds.region() or _configured_region()
-
-
-def _spec_fingerprint(spec: StateSpec, files: Mapping[str, bytes | None]) -> str:
-    h = hashlib.sha256()
-    h.update(spec.stack.encode())
-    for part in (spec.aws, spec.workspace, spec.iam):
-        h.update(b"\x1f" + (part.model_dump_json().encode() if part is not None else b"-"))
-    for path, data in sorted(files.items()):
-        h.update(b"\x1f" + path.encode() + b"\x1e" + (data if data is not None else b"-"))
-    return h.hexdigest()
 
 
 class AwsSide:
@@ -208,7 +198,7 @@ class AwsSide:
             files = dict(facts.spec_files)
         else:
             files = read_spec_files(spec)
-        fp = _spec_fingerprint(spec, files)
+        fp = spec_fingerprint(spec, files)
         now = self._clock()
         taken = self._cache.taken_at
         expired = taken is None or now - taken >= duration_seconds(aws.resync)

@@ -9,7 +9,8 @@ writer and persists nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import hashlib
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -228,3 +229,14 @@ def pass_result(p: AwsPass, book: RetryBook, now: float) -> SideResult:
 
 def _delay(e: AmpdError) -> float:
     return e.delay if isinstance(e, TemporaryError) else 5.0
+
+
+def spec_fingerprint(spec: StateSpec, files: Mapping[str, bytes | None]) -> str:
+    """What the AWS side's cached reads depend on: the spec's AWS parts and named files."""
+    h = hashlib.sha256()
+    h.update(spec.stack.encode())
+    for part in (spec.aws, spec.workspace, spec.iam):
+        h.update(b"\x1f" + (part.model_dump_json().encode() if part is not None else b"-"))
+    for path, data in sorted(files.items()):
+        h.update(b"\x1f" + path.encode() + b"\x1e" + (data if data is not None else b"-"))
+    return h.hexdigest()
