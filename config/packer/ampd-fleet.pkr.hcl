@@ -65,6 +65,9 @@ build {
       "sudo apt-get update -q",
       "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q ampd",
       "echo \"AMPD_STATE=$AMPD_STATE\" | sudo tee /etc/default/ampd",
+      # Debian's prometheus.service (ampd Recommends the package) would hold :9090, the
+      # port ampd's Prometheus listens on by default
+      "sudo systemctl disable --now prometheus.service || true",
       "sudo systemctl enable ampd.service",
       # ampd may have run on the build instance: stop it (and its children), then drop
       # what belongs to the build instance. bake keeps the workspace id, the clientToken
