@@ -31,7 +31,7 @@ import boto3
 import pytest
 import structlog
 import yaml
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given, seed
 
 from ampd.cli import main
 from ampd.errors import AmpdError, SpecError
@@ -39,19 +39,11 @@ from ampd.gateways.statesource import SourceFetcher
 from ampd.observe.specfile import forget_sources, load_and_check, open_source
 from tests.harness.fixtures_aws import AwsEnv
 from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
-from tests.harness.fuzzgen import KINDS, state_file, state_files
+from tests.harness.fuzzgen import KINDS, SEED, fuzz_settings, state_file, state_files
 
 EXAMPLES = int(os.environ.get("AMPD_SOURCE_FUZZ_EXAMPLES", "300"))
 DAEMON_CASES = int(os.environ.get("AMPD_SOURCE_DAEMON_FUZZ_CASES", "50"))
-SEED = int(os.environ.get("AMPD_FUZZ_SEED", "0"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    derandomize=SEED == 0,
-    deadline=None,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-    print_blob=True,
-)
+FUZZ = fuzz_settings(EXAMPLES)
 CLI_EVERY = 25
 BUCKET = "fuzz-states"
 SSM_MAX = 8192  # characters, advanced tier

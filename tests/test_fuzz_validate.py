@@ -21,23 +21,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, seed, settings
+from hypothesis import given, seed
 
 from ampd.cli import main
 from ampd.errors import AmpdError, SpecError
 from ampd.observe.specfile import load_and_check
-from tests.harness.fuzzgen import KINDS, make_fs_case, state_files
+from tests.harness.fuzzgen import KINDS, SEED, fuzz_settings, make_fs_case, state_files
 
 EXAMPLES = int(os.environ.get("AMPD_FUZZ_EXAMPLES", "6000"))
-SEED = int(os.environ.get("AMPD_FUZZ_SEED", "0"))
-FUZZ = settings(
-    max_examples=EXAMPLES,
-    derandomize=SEED == 0,
-    deadline=None,
-    database=None,
-    suppress_health_check=list(HealthCheck),
-    print_blob=True,
-)
+FUZZ = fuzz_settings(EXAMPLES)
 CLI_EVERY = 25  # every 25th case also goes through ampd.cli.main
 AMPD = str(Path(sys.executable).parent / "ampd")
 

@@ -30,7 +30,24 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
+
+# AMPD_FUZZ_SEED=n draws other cases; 0 (the default) is the same cases on every run.
+SEED = int(os.environ.get("AMPD_FUZZ_SEED", "0"))
+
+
+def fuzz_settings(examples: int) -> settings:
+    """Hypothesis settings for the fuzz tests: ``examples`` cases, reproducible by SEED."""
+    return settings(
+        max_examples=examples,
+        derandomize=SEED == 0,
+        deadline=None,
+        database=None,
+        suppress_health_check=list(HealthCheck),
+        print_blob=True,
+    )
+
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMA: dict[str, Any] = json.loads((REPO / "config" / "state.schema.json").read_text())
