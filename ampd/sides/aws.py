@@ -34,7 +34,7 @@ from ampd.core import (
 )
 from ampd.errors import AmpdError, PermanentError, TemporaryError
 from ampd.gateways import imds
-from ampd.gateways.aws import AwsGateway, AwsUnreachable, CredentialsRejected, Identity
+from ampd.gateways.aws import AwsGateway, AwsUnreachable
 from ampd.gateways.aws import configured_region as _configured_region
 from ampd.gateways.store import Store, StoreView
 from ampd.observe.aws import (
@@ -75,14 +75,13 @@ from ampd.sides.aws_run import (
     spec_fingerprint,
     unreachable_result,
 )
+from ampd.sides.aws_sessions import GatewayFactory, Sessions
 from ampd.sides.facts import Facts
 from ampd.spec.models import StateSpec, duration_seconds
 
 __all__ = ["WORKSPACE_POLL", "AwsSide", "GatewayFactory", "default_region"]
 
 log = structlog.get_logger()
-
-GatewayFactory = Callable[[str, str | None], AwsGateway]
 
 
 def default_region() -> str | None:
@@ -104,15 +103,13 @@ class AwsSide:
         wall_clock: Callable[[], float] = time.time,
         role_check_delay: float = DEFERRED_BY,
     ) -> None:
-        self._factory = gateway_factory
         self._store = store
         self._book = book or RetryBook()
         self._clock = clock
         self._wall = wall_clock
         self._region_resolver = region_resolver
         self._auto_region: str | None = None
-        self._gateways: dict[tuple[str, str | None], AwsGateway] = {}
-        self._identities: dict[tuple[str, str | None], Identity] = {}
+        self._sessions = Sessions(gateway_factory)
         self._cache = ObservedCache()
         self._runner = ChangeRunner(self._book, self._cache)
         self._role_check = RoleCheckSchedule(clock, role_check_delay)
@@ -153,35 +150,6 @@ class AwsSide:
             self._auto_region = self._region_resolver()
         return self._auto_region
 
-    def _gateway(self, region: str, endpoint: str | None) -> AwsGateway:
-        key = (region, endpoint)
-        if key not in self._gateways:
-            self._gateways[key] = self._factory(region, endpoint)
-        return self._gateways[key]
-
-    def _forget_credentials(self, region: str, endpoint: str | None, e: AmpdError) -> None:
-        """Rejected credentials: the next pass builds a new gateway, whose session reads
-        the credential chain again (a rotated shared file, new instance-role keys)."""
-        if isinstance(e, CredentialsRejected):
-            self._gateways.pop((region, endpoint), None)
-            self._identities.pop((region, endpoint), None)
-
-    def _identity(
-        self, gw: AwsGateway, region: str, spec: StateSpec, facts: Facts | None
-    ) -> Identity:
-        """The account, without a call where instance metadata already says it: an observe
-        host takes it from the instance identity document (IMDSv2); a manager asks STS,
-        whose answer is the account of the credentials in use, so that its clientToken is
-        the one every other manager of the stack derives."""
-        key = (region, spec.aws_or_default.endpoint_url)
-        if key not in self._identities:
-            account = facts.instance_labels.get("account_id") if facts is not None else None
-            if spec.aws_or_default.mode == "observe" and account:
-                self._identities[key] = Identity(account=account, arn="")
-            else:
-                self._identities[key] = gw.identity()
-        return self._identities[key]
-
     def _reconcile(
         self, spec: StateSpec, facts: Facts | None, writer: Store | None, *, force_read: bool
     ) -> SideResult:
@@ -209,10 +177,10 @@ class AwsSide:
         if force_read:
             self._book.forget_permanent()
         try:
-            gw = self._gateway(region, aws.endpoint_url)
-            identity = self._identity(gw, region, spec, facts)
+            gw = self._sessions.gateway(region, aws.endpoint_url)
+            identity = self._sessions.identity(gw, region, spec, facts)
         except AmpdError as e:
-            self._forget_credentials(region, aws.endpoint_url, e)
+            self._sessions.forget_credentials(region, aws.endpoint_url, e)
             return unreachable_result(self._book, spec, stored, region, e)
         p = AwsPass(spec, region, identity, stored, writer)
         try:
@@ -220,7 +188,7 @@ class AwsSide:
             self._children_phase(gw, p, files)
         except AwsUnreachable as e:
             self._cache.clear()
-            self._forget_credentials(region, aws.endpoint_url, e)
+            self._sessions.forget_credentials(region, aws.endpoint_url, e)
             return unreachable_result(self._book, spec, self._store.load(), region, e)
         self._book.succeeded(REACHABILITY)
         result = pass_result(p, self._book, self._wall())
