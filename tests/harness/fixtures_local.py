@@ -191,30 +191,40 @@ class AmpdProcess:
 
     def applied_since(self, mark: int) -> set[tuple[str, str]]:
         """(key, action) of every change ampd applied after log line ``mark``."""
+        return self._applied_since(mark)[0]
+
+    def _applied_since(self, mark: int) -> tuple[set[tuple[str, str]], set[str], set[str]]:
+        """What was applied after log line ``mark``, by which passes (reconcile ids), and
+        which passes have ended (their summary line: status.json was written before it)."""
         lines = self.log_path.read_text(errors="replace").splitlines()[mark:]
-        out = set()
+        out: set[tuple[str, str]] = set()
+        passes: set[str] = set()
+        ended: set[str] = set()
         for line in lines:
             with contextlib.suppress(ValueError):
                 e = json.loads(line)
                 if e.get("event") == "change.applied":
                     out.add((str(e["key"]), str(e["action"])))
-        return out
+                    passes.add(str(e.get("reconcile_id")))
+                elif e.get("event") == "reconcile.summary":
+                    ended.add(str(e.get("reconcile_id")))
+        return out, passes, ended
 
     def wait_applied(
         self, mark: int, *expected: tuple[str, str], timeout: float = 20.0
     ) -> set[tuple[str, str]]:
-        """Wait until ampd applied every ``expected`` (key, action) after log line ``mark``;
-        returns everything it applied since then. Unlike ``status()["last_pass"]``, the log
-        keeps a pass's changes when the next pass (set off by ampd's own write into
+        """Wait until ampd applied every ``expected`` (key, action) after log line ``mark``
+        and the passes that did so have ended (so status.json is theirs or later); returns
+        everything it applied since then. Unlike ``status()["last_pass"]``, the log keeps a
+        pass's changes when the next pass (set off by ampd's own write into
         ``generated/``, say) overwrites status.json a moment later."""
         want = set(expected)
-        return set(
-            wait_for(
-                f"ampd to apply {sorted(want)}",
-                lambda: (got := self.applied_since(mark)) >= want and got,
-                timeout,
-            )
-        )
+
+        def done() -> set[tuple[str, str]] | None:
+            got, passes, ended = self._applied_since(mark)
+            return got if got >= want and passes <= ended else None
+
+        return set(wait_for(f"ampd to apply {sorted(want)}", done, timeout))
 
     def wait_spec(self, timeout: float = 20.0) -> dict[str, Any]:
         """A status written by a pass on the state file as it is now. Not necessarily the
