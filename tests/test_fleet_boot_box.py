@@ -145,6 +145,9 @@ def test_three_instances_boot_from_one_baked_image(installed: Path, links: list[
     boxes: list[SysBox] = []
     pool = ThreadPoolExecutor(len(FLEET))
     with AwsEmulator(host=HUB) as em:
+        # moto keeps its resources per process: what an earlier test of this process left
+        # (its emulator is reset only when a test uses it) would be counted here too
+        em.reset()
         hub.start()
         try:
             em.client("ssm").put_parameter(
