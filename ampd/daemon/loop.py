@@ -65,9 +65,9 @@ class Daemon:
             self.loop.call_soon_threadsafe(self.trigger, why)
 
     async def run(self) -> int:
-        """Signals first, then READY=1, then the heavy part of start-up (the spec's models,
-        the runtime, the AWS side: most of start-up is importing them). systemd sees a
-        started daemon at once; its status says the first pass is pending."""
+        """Signals, the spec loaded, READY=1; then the rest of start-up (the runtime, the
+        AWS side, what a pass renders with: most of it is importing them). Its status says
+        the first pass is pending."""
         self.loop = asyncio.get_running_loop()
         memory.limit_arenas()
         for sig, handler in (
@@ -76,6 +76,7 @@ class Daemon:
             (signal.SIGHUP, self._on_hup),
         ):
             self.loop.add_signal_handler(sig, handler)
+        self._read_spec()
         self.notifier.ready("Unknown · starting · first pass pending")
         from ampd.daemon.metrics import Metrics  # noqa: PLC0415 (after READY=1)
         from ampd.daemon.reconcile import Reconciler  # noqa: PLC0415
@@ -130,6 +131,17 @@ class Daemon:
             await asyncio.to_thread(runtime.shutdown)
             rec.close()
         return 0
+
+    def _read_spec(self) -> None:
+        """READY=1 comes once the spec is loaded: parsed and checked against the schema
+        here (a broken one is reported by the first pass, and ampd still starts). The
+        runtime, the AWS side and the rest of a pass are imported after READY=1."""
+        from ampd.errors import SpecError  # noqa: PLC0415
+        from ampd.observe.specfile import read_state_file  # noqa: PLC0415
+        from ampd.spec.load import load_spec  # noqa: PLC0415
+
+        with contextlib.suppress(SpecError, OSError, ValueError):
+            load_spec(read_state_file(self.state_path), str(self.state_path))
 
     def _on_hup(self) -> None:
         self.reload_requested = True
