@@ -31,7 +31,7 @@ import boto3
 import pytest
 import structlog
 import yaml
-from hypothesis import given, seed
+from hypothesis import given
 
 from ampd.cli import main
 from ampd.errors import AmpdError, SpecError
@@ -39,7 +39,7 @@ from ampd.gateways.statesource import SourceFetcher
 from ampd.observe.specfile import forget_sources, load_and_check, open_source
 from tests.harness.fixtures_aws import AwsEnv
 from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
-from tests.harness.fuzzgen import KINDS, SEED, fuzz_settings, state_file, state_files
+from tests.harness.fuzzgen import KINDS, SEED, fuzz_settings, run_timed, state_file, state_files
 
 EXAMPLES = int(os.environ.get("AMPD_SOURCE_FUZZ_EXAMPLES", "300"))
 DAEMON_CASES = int(os.environ.get("AMPD_SOURCE_DAEMON_FUZZ_CASES", "50"))
@@ -132,11 +132,7 @@ def test_generated_states_through_ssm_and_s3(aws_emulator_env: AwsEnv) -> None:
         seen[kind] += 1
         exits[rc] += 1
 
-    if SEED:
-        one = seed(SEED)(one)
-    wall, cpu = time.monotonic(), time.process_time()
-    one()
-    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    wall, cpu = run_timed(one)
     total = seen["ssm"] + seen["s3"]
     print(
         f"\nsource fuzz: {total} cases ({seen['ssm']} ssm, {seen['s3']} s3), {wall:.1f} s wall,"

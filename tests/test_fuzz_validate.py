@@ -15,18 +15,17 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hypothesis import given, seed
+from hypothesis import given
 
 from ampd.cli import main
 from ampd.errors import AmpdError, SpecError
 from ampd.observe.specfile import load_and_check
-from tests.harness.fuzzgen import KINDS, SEED, fuzz_settings, make_fs_case, state_files
+from tests.harness.fuzzgen import KINDS, fuzz_settings, make_fs_case, run_timed, state_files
 
 EXAMPLES = int(os.environ.get("AMPD_FUZZ_EXAMPLES", "6000"))
 FUZZ = fuzz_settings(EXAMPLES)
@@ -79,11 +78,7 @@ def test_generated_state_files(tmp_path: Path, capsys: pytest.CaptureFixture[str
         seen[kind] += 1
         exits[rc] += 1
 
-    if SEED:
-        one = seed(SEED)(one)
-    wall, cpu = time.monotonic(), time.process_time()
-    one()
-    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+    wall, cpu = run_timed(one)
     with capsys.disabled():
         print(
             f"\nvalidate fuzz: {sum(seen.values())} cases, {wall:.1f} s wall, {cpu:.1f} s CPU;"

@@ -139,7 +139,7 @@ PROM_YML = "prometheus.yml"
 PROM = ResourceKey(Kind.PROCESS, "prometheus")
 
 
-def reload_checks(changes: Sequence[Change]) -> bool:
+def reload_is_the_check(changes: Sequence[Change]) -> bool:
     """The running Prometheus is the check of a new prometheus.yml: it is updated, and
     Prometheus is only reloaded (not started, restarted or stopped) in the same pass."""
     prom = {c.action for c in changes if c.key == PROM}
@@ -180,7 +180,7 @@ def apply_local(
     outcomes: list[Outcome] = []
     failed_files: set[str] = set(not_written)  # a process never reloads on an unwritten input
     ordered = sorted(changes, key=lambda c: 0 if c.key.kind == Kind.FILE else 1)
-    checked_by_reload = reload_checks(changes)
+    checked_by_reload = reload_is_the_check(changes)
     for change in ordered:
         name = change.key.name
         if change.key.kind == Kind.PROCESS and _blocked_by(name, failed_files):

@@ -25,16 +25,26 @@ import json
 import os
 import random
 import string
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import yaml
-from hypothesis import HealthCheck, settings
+from hypothesis import HealthCheck, seed, settings
 from hypothesis import strategies as st
 
 # AMPD_FUZZ_SEED=n draws other cases; 0 (the default) is the same cases on every run.
 SEED = int(os.environ.get("AMPD_FUZZ_SEED", "0"))
+
+
+def run_timed(test: Callable[[], None]) -> tuple[float, float]:
+    """Run a Hypothesis test (seeded by SEED when it is set): wall and CPU seconds."""
+    if SEED:
+        test = seed(SEED)(test)
+    wall, cpu = time.monotonic(), time.process_time()
+    test()
+    return time.monotonic() - wall, time.process_time() - cpu
 
 
 def fuzz_settings(examples: int) -> settings:
