@@ -495,7 +495,6 @@ class _Handler(BaseHTTPRequestHandler):
         self._send(status, xml.encode(), {"Content-Type": "text/xml"})
 
     def _handle(self) -> None:
-        em = self.emulator
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parsed = urllib.parse.urlsplit(self.path)
@@ -508,12 +507,27 @@ class _Handler(BaseHTTPRequestHandler):
         service = m.group(3) if m else "unknown"
         operation, ws_id = self._operation(service, self.command, parsed.path, body)
         status_box = [0]
+        # Recorded when the status line is produced (send_response), before the client can
+        # see an answer: a test that reads the log right after its call returns finds it.
+        self._unrecorded = (service, operation, parsed.path)
         try:
             self._dispatch(service, region, operation, ws_id, parsed, body, status_box)
         finally:
-            em._record(
-                Recorded(service, operation, self.command, status_box[0], parsed.path, time.time())
+            self._record_now(status_box[0])
+
+    _unrecorded: tuple[str, str, str] | None = None
+
+    def _record_now(self, status: int) -> None:
+        pending, self._unrecorded = self._unrecorded, None
+        if pending is not None:
+            service, operation, path = pending
+            self.emulator._record(
+                Recorded(service, operation, self.command, status, path, time.time())
             )
+
+    def send_response(self, code: int, message: str | None = None) -> None:
+        self._record_now(code)
+        super().send_response(code, message)
 
     def _operation(
         self, service: str, method: str, path: str, body: bytes
@@ -556,6 +570,7 @@ class _Handler(BaseHTTPRequestHandler):
                 time.sleep(fault.seconds)
             elif fault.kind == "drop":
                 status_box[0] = -1
+                self._record_now(-1)  # before the client sees the connection close
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)

@@ -224,6 +224,7 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: str, ctype: str = "text/plain", **headers: str) -> None:
         data = body.encode()
+        self.imds.requests.append((self.command, self.path, status))  # before the answer
         self.send_response(status)
         self.send_header("Content-Type", ctype)
         self.send_header("Content-Length", str(len(data)))
@@ -231,7 +232,6 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(k.replace("_", "-"), v)
         self.end_headers()
         self.wfile.write(data)
-        self.imds.requests.append((self.command, self.path, status))
 
     def do_PUT(self) -> None:
         if self.imds.delay:
