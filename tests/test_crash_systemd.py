@@ -28,14 +28,14 @@ import random
 import shutil
 import time
 from collections import Counter
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 import yaml
 
 from ampd.plan.local import UNFINISHED
+from tests.harness.fixtures_systemd import poll
 from tests.harness.sysbox import SysBox
 
 pytestmark = [
@@ -56,20 +56,6 @@ STORE = "/var/lib/ampd/ampd.json"
 STATUS = "/run/ampd/status.json"
 BINARIES = ("prometheus", "promtool")
 KILL = "systemctl kill -s SIGKILL --kill-whom=main ampd.service"
-
-T = TypeVar("T")
-
-
-def poll(what: str, check: Callable[[], T | None], timeout: float, why: Callable[[], str]) -> T:
-    """check() until it returns something truthy, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}\n{why()}")
-        time.sleep(0.1)
 
 
 def state_text(jobs: list[str]) -> str:

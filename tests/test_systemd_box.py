@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from typing import Any
 
 import pytest
@@ -19,6 +18,7 @@ from tests.harness.fixtures_systemd import (
     WEDGE_FILE,
     drive,
     install_standin,
+    poll,
     prepare_state_dir,
     set_wedge_hook,
     unit_processes,
@@ -52,17 +52,6 @@ def exposure(box: SysBox, unit: str) -> float:
     match = re.search(r"Overall exposure level for \S+: ([0-9.]+)", out)
     assert match, out
     return float(match.group(1))
-
-
-def poll(what: str, check: Any, timeout: float = 20.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise TimeoutError(what)
-        time.sleep(0.05)
 
 
 # -- unit files ------------------------------------------------------------------------------

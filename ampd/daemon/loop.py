@@ -76,7 +76,7 @@ class Daemon:
             (signal.SIGHUP, self._on_hup),
         ):
             self.loop.add_signal_handler(sig, handler)
-        self._read_spec()
+        requested_runtime = self._read_spec()
         self.notifier.ready("Unknown · starting · first pass pending")
         from ampd.daemon.metrics import Metrics  # noqa: PLC0415 (after READY=1)
         from ampd.daemon.reconcile import Reconciler  # noqa: PLC0415
@@ -91,7 +91,9 @@ class Daemon:
 
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
         runtime = make_runtime(
-            self.state_path, lambda name: self._trigger_threadsafe(f"exit:{name}")
+            self.state_path,
+            lambda name: self._trigger_threadsafe(f"exit:{name}"),
+            requested_runtime,
         )
         rec = Reconciler(
             self.state_path,
@@ -132,16 +134,18 @@ class Daemon:
             rec.close()
         return 0
 
-    def _read_spec(self) -> None:
+    def _read_spec(self) -> str:
         """READY=1 comes once the spec is loaded: parsed and checked against the schema
         here (a broken one is reported by the first pass, and ampd still starts). The
-        runtime, the AWS side and the rest of a pass are imported after READY=1."""
+        runtime, the AWS side and the rest of a pass are imported after READY=1.
+        Returns the spec's ``runtime`` ("auto" when the file is broken or missing)."""
         from ampd.errors import SpecError  # noqa: PLC0415
         from ampd.observe.specfile import read_state_file  # noqa: PLC0415
         from ampd.spec.load import load_spec  # noqa: PLC0415
 
         with contextlib.suppress(SpecError, OSError, ValueError):
-            load_spec(read_state_file(self.state_path), str(self.state_path))
+            return load_spec(read_state_file(self.state_path), str(self.state_path)).spec.runtime
+        return "auto"
 
     def _on_hup(self) -> None:
         self.reload_requested = True

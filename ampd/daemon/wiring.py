@@ -39,8 +39,11 @@ def _requested_runtime(state_path: Path) -> str:
         return "auto"
 
 
-def make_runtime(state_path: Path, on_exit: Callable[[str], None]) -> Runtime:
-    wanted = os.environ.get("AMPD_RUNTIME") or _requested_runtime(state_path)
+def make_runtime(
+    state_path: Path, on_exit: Callable[[str], None], requested: str | None = None
+) -> Runtime:
+    """``requested`` is the spec's ``runtime`` when the caller has already loaded it."""
+    wanted = os.environ.get("AMPD_RUNTIME") or requested or _requested_runtime(state_path)
     if wanted == "systemd" or (wanted == "auto" and running_under_systemd()):
         return SystemdRuntime()
     return Supervisor(on_exit=on_exit)

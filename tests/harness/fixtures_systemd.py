@@ -8,9 +8,10 @@ the reason when this machine cannot boot a box (not root, no cgroup2, no deboots
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -118,3 +119,25 @@ def unit_processes(box: SysBox, unit: str) -> list[str]:
         return procs.read_text().split()
     except FileNotFoundError:
         return []
+
+
+T = TypeVar("T")
+
+
+def poll(
+    what: str,
+    check: Callable[[], T | None],
+    timeout: float = 20.0,
+    why: Callable[[], str] | None = None,
+) -> T:
+    """check() until it returns something truthy, at most ``timeout`` seconds; on a
+    timeout the assertion names ``what`` and, when given, ``why()`` (the box's state)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = f"\n{why()}" if why is not None else ""
+            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
+        time.sleep(0.05)
