@@ -127,6 +127,23 @@ _CREDENTIAL_RE = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/")
 _IAM_ACTION_PREFIX = {"aps": "aps", "iam": "iam", "sts": "sts"}
 
 
+def _keep_only_amp_managed_policies() -> None:
+    """moto builds its IAM backend, with all ~1,600 AWS managed policies it knows, after
+    every reset, on the first request that follows (about 0.3 s of one core, several
+    seconds on a loaded machine: enough to run a client into its read timeout). ampd
+    attaches only the Amazon Prometheus ones, so only those are kept."""
+    import moto.iam.models as iam_models  # noqa: PLC0415 (heavy import, on demand)
+    from moto.iam.aws_managed_policies import aws_managed_policies_data  # noqa: PLC0415
+
+    catalogue = json.loads(aws_managed_policies_data)
+    kept = {name: doc for name, doc in catalogue.items() if name.startswith(_MANAGED_KEPT)}
+    # the name moto's IAM backend reads the catalogue from
+    iam_models.aws_managed_policies_data = json.dumps(kept)  # type: ignore[attr-defined]
+
+
+_MANAGED_KEPT = "AmazonPrometheus"
+
+
 @dataclass(frozen=True)
 class Recorded:
     service: str  # signing name: aps, iam, sts
@@ -214,6 +231,7 @@ class AwsEmulator(StartStop):
         os.environ["MOTO_IAM_LOAD_MANAGED_POLICIES"] = "true"
         os.environ.setdefault("MOTO_ALLOW_NONEXISTENT_REGION", "true")
         logging.getLogger("werkzeug").setLevel(logging.ERROR)
+        _keep_only_amp_managed_policies()
         from moto.server import ThreadedMotoServer  # noqa: PLC0415 (heavy import, on demand)
 
         self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
