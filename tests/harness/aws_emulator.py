@@ -524,14 +524,13 @@ class _Handler(BaseHTTPRequestHandler):
         region = m.group(2) if m else "us-east-1"
         service = m.group(3) if m else "unknown"
         operation, ws_id = self._operation(service, self.command, parsed.path, body)
-        status_box = [0]
         # Recorded when the status line is produced (send_response), before the client can
         # see an answer: a test that reads the log right after its call returns finds it.
         self._unrecorded = (service, operation, parsed.path)
         try:
-            self._dispatch(service, region, operation, ws_id, parsed, body, status_box)
+            self._dispatch(service, region, operation, ws_id, parsed, body)
         finally:
-            self._record_now(status_box[0])
+            self._record_now(0)  # no answer was sent (an error in the emulator itself)
 
     _unrecorded: tuple[str, str, str] | None = None
 
@@ -575,26 +574,22 @@ class _Handler(BaseHTTPRequestHandler):
         ws_id: str | None,
         parsed: urllib.parse.SplitResult,
         body: bytes,
-        status_box: list[int],
     ) -> None:
         em = self.emulator
         refused = em._credential_fault(service, self.headers)
         if refused is not None:
-            status_box[0] = 403
             self._error(service, 403, *refused)
             return
         for fault in em._take_faults(operation, exclude="drop_after"):
             if fault.kind == "latency":
                 time.sleep(fault.seconds)
             elif fault.kind == "drop":
-                status_box[0] = -1
                 self._record_now(-1)  # before the client sees the connection close
                 self.close_connection = True
                 with contextlib.suppress(OSError):
                     self.connection.shutdown(socket.SHUT_RDWR)
                 return
             elif fault.kind == "deny":
-                status_box[0] = 403
                 action = f"{_IAM_ACTION_PREFIX.get(service, service)}:{operation}"
                 resource = f"arn:aws:{service}:{region}:{ACCOUNT_ID}:*"
                 message = (
@@ -606,12 +601,10 @@ class _Handler(BaseHTTPRequestHandler):
                 self._error(service, 403, code, message)
                 return
             elif fault.kind == "throttle":
-                status_box[0] = fault.status
                 code = "ThrottlingException" if service in _JSON_SERVICES else "Throttling"
                 self._error(service, fault.status, code, "Rate exceeded")
                 return
             elif fault.kind == "error":
-                status_box[0] = fault.status
                 code = "InternalServerException" if service in _JSON_SERVICES else "ServiceFailure"
                 self._error(service, fault.status, code, "emulated server error")
                 return
@@ -619,9 +612,9 @@ class _Handler(BaseHTTPRequestHandler):
         if lose_response:
             self.wfile = _Discard()  # type: ignore[assignment]  # the response is to be lost
         if service == "aps":
-            status_box[0] = self._amp(region, operation, ws_id, parsed, body)
+            self._amp(region, operation, ws_id, parsed, body)
         else:
-            status_box[0] = self._forward(body)
+            self._forward(body)
         if lose_response:
             self.close_connection = True
             with contextlib.suppress(OSError):
