@@ -1,8 +1,11 @@
-"""The Debian package, end to end: build, lintian, signed apt repository, install into a
-fresh bookworm, boot it under a real systemd, upgrade, purge (docs/packaging.md).
+"""The Debian package, end to end, for each supported release (Debian 12 and 13): build
+with that release's python3, lintian, one signed apt repository with a suite per release,
+install into a fresh tree of that release, boot it under that release's systemd (252, 257),
+upgrade, purge (docs/packaging.md).
 
-Slow (about two minutes with warm caches); marked ``deb``. Skips with the reason when
-this machine cannot build or boot (not root, no debootstrap, no cgroup2).
+Slow (a few minutes with warm caches; the first run also debootstraps a tree and a build
+tree per release); marked ``deb``. Skips with the reason when this machine cannot build or
+boot (not root, no debootstrap, no cgroup2).
 """
 
 from __future__ import annotations
@@ -19,11 +22,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.aptrepo import APT_UPDATE_TEST_REPO, REPO_IN_ROOT, AptRepo
 from tests.harness.debroot import (
     APT_ENV,
-    APT_UPDATE_TEST_REPO,
-    REPO_IN_ROOT,
-    AptRepo,
     Build,
     build_debs,
     changelog_version,
@@ -33,52 +34,64 @@ from tests.harness.debroot import (
     installed_root,
     stat_of,
 )
+from tests.harness.releases import RELEASES, Release
 from tests.harness.sysbox import CACHE_DIR, SysBox, unavailable_reason
 
 pytestmark = [pytest.mark.deb, pytest.mark.slow]
 
 CHILDREN = ("ampd-prometheus.service", "ampd-sigv4-proxy.service", "ampd-grafana.service")
+Builds = dict[str, tuple[Build, Build]]  # release codename -> (first, upgrade)
 
 
 @dataclass(frozen=True)
 class Installed:
+    release: Release
     root: Path
     apt_output: str
 
 
 @pytest.fixture(scope="module")
-def builds() -> Iterator[tuple[Build, Build]]:
+def builds() -> Iterator[Builds]:
+    """Two versions (the second for the upgrade) for every release, built in parallel."""
     reason = debroot_unavailable_reason()
     if reason is not None:
         pytest.skip(f"cannot build the package here: {reason}")
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     dist = Path(tempfile.mkdtemp(prefix=".dist-", dir=CACHE_DIR))
     try:
-        first, second = build_debs([None, f"{changelog_version()}+2"], dist)
-        yield first, second
+        jobs = [(r, v) for r in RELEASES for v in (None, f"{changelog_version()}+2")]
+        done = build_debs(jobs, dist)
+        yield {r.codename: (done[2 * i], done[2 * i + 1]) for i, r in enumerate(RELEASES)}
     finally:
         shutil.rmtree(dist, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
-def repo(builds: tuple[Build, Build]) -> Iterator[AptRepo]:
+def repo(builds: Builds) -> Iterator[AptRepo]:
+    """One signed repository, a suite per release, each with its release's first build."""
     root = Path(tempfile.mkdtemp(prefix=".repo-", dir=CACHE_DIR))
     apt_repo = AptRepo(root / "repo")
     try:
-        apt_repo.publish([builds[0].deb])
+        apt_repo.publish({name: [first.deb] for name, (first, _) in builds.items()})
         yield apt_repo
     finally:
         apt_repo.close()
         shutil.rmtree(root, ignore_errors=True)
 
 
+@pytest.fixture(scope="module", params=RELEASES, ids=lambda r: r.codename)
+def release(request: pytest.FixtureRequest) -> Release:
+    chosen: Release = request.param
+    return chosen
+
+
 @pytest.fixture(scope="module")
-def installed(repo: AptRepo) -> Iterator[Installed]:
-    base = ensure_base_rootfs()
-    root = Path(tempfile.mkdtemp(prefix=".installed-", dir=CACHE_DIR))
+def installed(repo: AptRepo, release: Release) -> Iterator[Installed]:
+    base = ensure_base_rootfs(release)
+    root = Path(tempfile.mkdtemp(prefix=f".installed-{release.codename}-", dir=CACHE_DIR))
     try:
-        done = installed_root(base, repo, root)
-        yield Installed(root, done.stdout)
+        done = installed_root(base, repo, root, release)
+        yield Installed(release, root, done.stdout)
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -91,6 +104,8 @@ def box(installed: Installed) -> Iterator[SysBox]:
     booted = SysBox(installed.root)
     booted.boot()
     try:
+        version = booted.run("systemctl", "--version").check().stdout.split()[1]
+        assert version == str(installed.release.systemd), version  # that release's systemd
         yield booted
     finally:
         booted.close()
@@ -108,13 +123,16 @@ def wait_for_status(box: SysBox, prefix: str, timeout: float = 30.0) -> dict[str
     raise TimeoutError(f"ampd.service: {props}\n{box.journal('ampd.service')}")
 
 
-def upgrade(box: SysBox, builds: tuple[Build, Build], repo: AptRepo) -> None:
-    """Publish the second build next to the first and ``apt-get install ampd`` in the box."""
-    repo.publish([builds[0].deb, builds[1].deb])
-    repo.install_into(box.path("/"))
+def upgrade(box: SysBox, builds: Builds, release: Release, repo: AptRepo) -> None:
+    """Publish the release's second build next to its first and ``apt-get install ampd``."""
+    suites = {name: [first.deb] for name, (first, _) in builds.items()}
+    first, second = builds[release.codename]
+    suites[release.codename] = [first.deb, second.deb]
+    repo.publish(suites)
+    repo.install_into(box.path("/"), release.codename)
     box.run(*APT_UPDATE_TEST_REPO, env=APT_ENV, timeout=120).check()
     done = box.run("apt-get", "install", "-y", "ampd", env=APT_ENV, timeout=600).check()
-    assert f"Setting up ampd ({builds[1].version})" in done.stdout, done.stdout
+    assert f"Setting up ampd ({second.version})" in done.stdout, done.stdout
 
 
 def box_stat(box: SysBox, path: str) -> str:
@@ -124,8 +142,10 @@ def box_stat(box: SysBox, path: str) -> str:
 # -- the package itself ---------------------------------------------------------------------
 
 
-def test_package_metadata_and_contents(builds: tuple[Build, Build], tmp_path: Path) -> None:
-    deb = builds[0].deb
+def test_package_metadata_and_contents(builds: Builds, release: Release, tmp_path: Path) -> None:
+    first, second = builds[release.codename]
+    deb = first.deb
+    py = release.python  # built with that release's python3, found, not written down
     fields = {
         name: subprocess.run(
             ["dpkg-deb", "--field", str(deb), name], capture_output=True, text=True, check=True
@@ -138,7 +158,8 @@ def test_package_metadata_and_contents(builds: tuple[Build, Build], tmp_path: Pa
     assert fields["Package"] == "ampd"
     assert fields["Architecture"] == arch
     depends = [d.strip().split()[0] for d in fields["Depends"].split(",")]
-    assert {"python3.11", "libc6"} <= set(depends)
+    assert {py, "libc6"} <= set(depends)
+    assert first.version.endswith(release.deb_suffix), first.version
     assert "systemd" in fields["Depends"]  # the sysusers snippet's alternative
     assert "prometheus" in [r.strip() for r in fields["Recommends"].split(",")]
 
@@ -154,14 +175,15 @@ def test_package_metadata_and_contents(builds: tuple[Build, Build], tmp_path: Pa
         "ampd",
         "python",
         "python3",
-        "python3.11",
+        py,
     ]
-    assert (venv / "bin/python3.11").readlink() == Path("/usr/bin/python3.11")
+    assert (venv / f"bin/{py}").readlink() == Path(f"/usr/bin/{py}")
     assert (tree / "usr/bin/ampd").readlink() == Path("/opt/venvs/ampd/bin/ampd")
     assert "/opt/venvs/ampd" in (venv / "pyvenv.cfg").read_text()
-    site = venv / "lib/python3.11/site-packages"
+    site = venv / f"lib/{py}/site-packages"
     assert (site / "ampd/cli.py").exists()
-    assert list(site.glob("ampd/__pycache__/cli.cpython-311.pyc"))
+    tag = py.replace("python", "cpython-").replace(".", "")
+    assert list(site.glob(f"ampd/__pycache__/cli.{tag}.pyc")), tag
     # Runtime dependencies only: none of the dev extras.
     dists = {p.name.split("-")[0].lower() for p in site.glob("*.dist-info")}
     assert {"boto3", "pydantic", "aiohttp", "sdnotify"} <= dists
@@ -174,16 +196,16 @@ def test_package_metadata_and_contents(builds: tuple[Build, Build], tmp_path: Pa
     assert (tree / "usr/share/polkit-1/rules.d/50-ampd.rules").exists()
 
     upgrade = subprocess.run(
-        ["dpkg", "--compare-versions", builds[1].version, "gt", builds[0].version], check=False
+        ["dpkg", "--compare-versions", second.version, "gt", first.version], check=False
     )
-    assert upgrade.returncode == 0, (builds[0].version, builds[1].version)
+    assert upgrade.returncode == 0, (first.version, second.version)
 
 
-def test_lintian_reports_no_errors_or_warnings(builds: tuple[Build, Build]) -> None:
+def test_lintian_reports_no_errors_or_warnings(builds: Builds, release: Release) -> None:
     if shutil.which("lintian") is None:
         pytest.fail("lintian is not installed (apt-get install lintian)")
     done = subprocess.run(
-        ["lintian", "--fail-on", "error,warning", str(builds[0].deb)],
+        ["lintian", "--fail-on", "error,warning", str(builds[release.codename][0].deb)],
         capture_output=True,
         text=True,
         timeout=600,
@@ -197,24 +219,51 @@ def test_lintian_reports_no_errors_or_warnings(builds: tuple[Build, Build]) -> N
 
 
 def test_apt_get_install_resolves_from_the_signed_repository(
-    installed: Installed, builds: tuple[Build, Build]
+    installed: Installed, builds: Builds
 ) -> None:
-    assert f"Setting up ampd ({builds[0].version})" in installed.apt_output
+    first = builds[installed.release.codename][0]
+    py = installed.release.python
+    assert f"Setting up ampd ({first.version})" in installed.apt_output
     status = chroot_sh(
         installed.root,
-        "dpkg-query -W -f '${Package} ${Version} ${Status}\\n' ampd python3.11 prometheus",
+        f"dpkg-query -W -f '${{Package}} ${{Version}} ${{Status}}\\n' ampd {py} prometheus",
     ).stdout
     lines = dict(line.split(" ", 1) for line in status.splitlines())
-    assert lines["ampd"] == f"{builds[0].version} install ok installed"
-    assert lines["python3.11"].endswith("install ok installed")  # resolved from the mirror
+    assert lines["ampd"] == f"{first.version} install ok installed"
+    assert lines[py].endswith("install ok installed")  # resolved from the mirror
     assert lines["prometheus"].endswith("install ok installed")  # Recommends
+
+
+def test_one_repository_carries_a_suite_per_release(repo: AptRepo, builds: Builds) -> None:
+    """dists/bookworm and dists/trixie, each signed, each listing only its release's build."""
+    assert set(repo.suites) == {r.codename for r in RELEASES}
+    arch = subprocess.run(
+        ["dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    ).stdout.strip()
+    for r in RELEASES:
+        dist = repo.root / "dists" / r.codename
+        verified = subprocess.run(
+            ["gpgv", "--keyring", str(repo.keyring), str(dist / "InRelease")],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert verified.returncode == 0, verified.stderr
+        assert f"Codename: {r.codename}" in (dist / "Release").read_text()
+        packages = (dist / "main" / f"binary-{arch}" / "Packages").read_text()
+        versions = [
+            ln.split(": ", 1)[1] for ln in packages.splitlines() if ln.startswith("Version:")
+        ]
+        assert versions == [builds[r.codename][0].version], (r.codename, versions)
+        assert versions[0].endswith(r.deb_suffix)
 
 
 def test_the_repository_signature_is_checked(installed: Installed, repo: AptRepo) -> None:
     # The same repository, trusted to a key that did not sign it: apt must refuse it.
     wrong = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    entry = repo.sources_entry(installed.release.codename, keyring=wrong)
     script = (
-        f"printf '%s' '{repo.sources_entry(keyring=wrong)}' > /tmp/wrong.sources; "
+        f"printf '%s' '{entry}' > /tmp/wrong.sources; "
         "mkdir -p /tmp/lists/partial; "
         "apt-get update -o Dir::Etc::SourceList=/tmp/wrong.sources "
         "-o Dir::Etc::SourceParts=- -o Dir::State::Lists=/tmp/lists 2>&1; "
@@ -288,7 +337,7 @@ def test_boots_with_ampd_active_and_its_status_line(box: SysBox) -> None:
 
 
 def test_upgrade_keeps_the_edited_state_file_and_restarts_ampd(
-    box: SysBox, builds: tuple[Build, Build], repo: AptRepo
+    box: SysBox, builds: Builds, release: Release, repo: AptRepo
 ) -> None:
     before = wait_for_status(box, "Synced · Healthy")
     state = box.read_file("/etc/ampd/state.yml")
@@ -297,10 +346,10 @@ def test_upgrade_keeps_the_edited_state_file_and_restarts_ampd(
     box.path("/etc/ampd/state.yml").write_text(edited)  # keeps owner and mode
     assert box.run("ampd", "validate", "/etc/ampd/state.yml", user="ampd").returncode == 0
 
-    upgrade(box, builds, repo)
+    upgrade(box, builds, release, repo)
 
     version = box.run("dpkg-query", "-W", "-f", "${Version}", "ampd").check().stdout
-    assert version == builds[1].version
+    assert version == builds[release.codename][1].version
     assert box.read_file("/etc/ampd/state.yml") == edited
     assert box_stat(box, "/etc/ampd/state.yml") == "root ampd 640"
     assert not box.path("/etc/ampd/state.yml.dpkg-dist").exists()
@@ -345,7 +394,7 @@ prometheus:
 
 
 def test_a_running_prometheus_survives_the_upgrade_and_goes_with_the_purge(
-    box: SysBox, builds: tuple[Build, Build], repo: AptRepo
+    box: SysBox, builds: Builds, release: Release, repo: AptRepo
 ) -> None:
     wait_for_status(box, "Synced · Healthy")
     box.path("/etc/ampd/state.yml").write_text(
@@ -364,7 +413,7 @@ def test_a_running_prometheus_survives_the_upgrade_and_goes_with_the_purge(
         time.sleep(0.1)
     before = box.show(child, "MainPID", "InvocationID")
 
-    upgrade(box, builds, repo)
+    upgrade(box, builds, release, repo)
     wait_for_status(box, "Synced · Healthy")
     assert box.show(child, "MainPID", "InvocationID") == before  # never restarted
 

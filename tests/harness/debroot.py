@@ -1,18 +1,19 @@
-"""The Debian package under test: build it, publish it, install it into a fresh bookworm.
+"""The Debian package under test: build it for each release, install it into a fresh tree.
 
-- ``build_debs()`` runs ``scripts/build-deb`` (the documented build command) once per
-  version, in parallel, into a temporary ``dist``; the wheelhouse is cached under
-  ``/var/cache/ampd-test`` by ``scripts/build-deb`` itself (``AMPD_BUILD_CACHE``).
-- ``AptRepo`` is a local apt repository signed with a key generated in a temporary
-  ``GNUPGHOME`` (``apt-ftparchive``, ``InRelease`` and ``Release.gpg``). It is read
-  through ``file:`` and checked against that key (``Signed-By:``), like any mirror.
-- ``ensure_base_rootfs()`` is a debootstrapped bookworm (minbase + systemd, dbus, procps;
-  no Python) cached under ``/var/cache/ampd-test/debroot-<hash>``, built in a temporary
-  directory and renamed into place. ``installed_root()`` copies it and runs
-  ``apt-get install ampd`` in a chroot: ampd from the test repository, everything else
-  from the Debian mirror this machine uses (downloaded packages are cached too).
-- The installed tree is booted with ``tests/harness/sysbox.py`` (``SysBox(root)``):
-  the box's overlay keeps the tree itself unchanged, so every test boots it afresh.
+- ``build_debs(release, versions, dist)`` runs ``scripts/build-deb`` (the documented build
+  command) once per version, in parallel: on this machine for its own release, and for the
+  other release inside a cached build tree of that release (``ensure_build_root()``:
+  minbase + the build dependencies), so that each .deb is built with its own release's
+  python3. The wheelhouse is cached under ``/var/cache/ampd-test`` by ``scripts/build-deb``
+  itself (``AMPD_BUILD_CACHE``, keyed by the interpreter too). Tests never install a
+  package on this machine: ``AMPD_NO_APT=1`` makes build-deb fail instead.
+- ``ensure_base_rootfs(release)`` is a debootstrapped tree of that release (minbase +
+  systemd, dbus, procps; no Python) cached under ``/var/cache/ampd-test/debroot-<hash>``,
+  built in a temporary directory and renamed into place. ``installed_root()`` copies it
+  and runs ``apt-get install ampd`` in a chroot: ampd from the test repository
+  (``tests/harness/aptrepo.py``), everything else from the Debian mirror this machine uses.
+- The installed tree is booted with ``tests/harness/sysbox.py`` (``SysBox(root)``), under
+  that release's own systemd; the box's overlay keeps the tree itself unchanged.
 
 Every chroot command runs in its own mount namespace (``unshare --mount``): its bind
 mounts vanish with it, whatever happens to the test.
@@ -30,46 +31,53 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
-from tests.harness.sysbox import BOX_PATH, CACHE_DIR, MASKED_UNITS, REPO, SUITE, apt_mirror
+from tests.harness.aptrepo import AptRepo
+from tests.harness.cmd import run_checked
+from tests.harness.releases import Release, UnknownRelease, debian_mirror, host_release
+from tests.harness.sysbox import BOX_PATH, CACHE_DIR, MASKED_UNITS, REPO
 
 BASE_PACKAGES = ("systemd", "systemd-sysv", "libpam-systemd", "dbus", "procps")
+# What scripts/build-deb needs in a build tree (debian/control's Build-Depends and the
+# tools it runs); it checks them itself with dpkg-checkbuilddeps.
+BUILD_PACKAGES = (
+    "build-essential",
+    "dpkg-dev",
+    "debhelper",
+    "python3",
+    "python3-venv",
+    "ca-certificates",
+)
 # Bump when the way the base tree is put together changes (the package list is hashed).
-BASE_RECIPE = "1"
-REPO_IN_ROOT = "/srv/ampd-repo"
-KEYRING_IN_ROOT = "/etc/apt/keyrings/ampd-test.gpg"
-SOURCES_IN_ROOT = "/etc/apt/sources.list.d/ampd-test.sources"
-REPO_SUITE = "stable"
+BASE_RECIPE = "2"
+BUILD_RECIPE = "1"
+SRC_IN_BUILD = "/srv/ampd-src"
+DIST_IN_BUILD = "/srv/dist"
+CACHE_IN_BUILD = "/var/cache/ampd-build"
 APT_ENV = {
     "PATH": BOX_PATH,
     "LANG": "C.UTF-8",
     "DEBIAN_FRONTEND": "noninteractive",
     "APT_LISTCHANGES_FRONTEND": "none",
 }
-# apt-get update for the test repository alone (the Debian mirror is not needed, and in a
-# box, which has only loopback, not reachable).
-APT_UPDATE_TEST_REPO = (
-    "apt-get",
-    "update",
-    "-qq",
-    f"-o=Dir::Etc::SourceList={SOURCES_IN_ROOT}",
-    "-o=Dir::Etc::SourceParts=-",
-    "-o=APT::Get::List-Cleanup=0",
-)
+_run = run_checked
 
 
 def debroot_unavailable_reason() -> str | None:
     """Why the package cannot be built and installed here, or None when it can."""
     if os.geteuid() != 0:
-        return "needs root (dpkg-buildpackage's apt step, debootstrap, chroot)"
-    for tool in ("debootstrap", "unshare", "chroot", "apt-get"):
-        if shutil.which(tool) is None:
-            return f"needs {tool} on the host"
-    if not Path("/usr/bin/python3.11").exists():
-        return "needs Debian's /usr/bin/python3.11"
+        return "needs root (debootstrap, chroot, mounts)"
+    for tool in ("debootstrap", "unshare", "chroot", "apt-get", "dpkg-buildpackage"):
+        if shutil.which(tool, path=BOX_PATH) is None:
+            return f"needs {tool} on the host (scripts/bootstrap installs it)"
+    try:
+        host_release()
+        debian_mirror()
+    except UnknownRelease as e:
+        return str(e)
     return None
 
 
@@ -85,32 +93,6 @@ def _locked(name: str) -> Iterator[None]:
         yield
 
 
-def _run(
-    argv: Sequence[str],
-    *,
-    cwd: Path | None = None,
-    env: Mapping[str, str] | None = None,
-    timeout: float = 600,
-    stdout: int | None = subprocess.PIPE,
-) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(
-        list(argv),
-        cwd=cwd,
-        env=dict(env) if env is not None else None,
-        stdout=stdout,
-        stderr=subprocess.PIPE,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    if proc.returncode != 0:
-        raise AssertionError(
-            f"{' '.join(argv)} exited {proc.returncode}\n"
-            f"stdout:\n{(proc.stdout or '')[-4000:]}\nstderr:\n{proc.stderr[-4000:]}"
-        )
-    return proc
-
-
 # -- building -------------------------------------------------------------------------------
 
 
@@ -118,6 +100,7 @@ def _run(
 class Build:
     deb: Path
     version: str
+    release: Release
     seconds: float
 
 
@@ -126,197 +109,154 @@ def changelog_version() -> str:
     return out.stdout.strip()
 
 
-def build_debs(versions: Sequence[str | None], dist: Path) -> list[Build]:
-    """``scripts/build-deb`` once per version (None: debian/changelog's), in parallel."""
+def _network_env() -> dict[str, str]:
+    names = ("http_proxy", "https_proxy", "no_proxy", "HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY")
+    return {k: os.environ[k] for k in names if k in os.environ}
+
+
+_BUILD_IN_ROOT = r"""
+set -eu
+mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
+mount --bind /dev "$R/dev"
+mount -t proc proc "$R/proc"
+mount --bind -o ro "$SRC" "$R$SRC_IN_BUILD"
+mount --bind "$DIST" "$R$DIST_IN_BUILD"
+mount --bind "$CACHE" "$R$CACHE_IN_BUILD"
+# the host's network settings, over the tree's own files (the cached tree stays as it is)
+mount --bind -o ro /etc/resolv.conf "$R/etc/resolv.conf"
+if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
+  mount --bind -o ro /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
+fi
+exec chroot "$R" /usr/bin/env -i HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 PATH="$BOX_PATH" \
+  AMPD_NO_APT=1 AMPD_BUILD_CACHE="$CACHE_IN_BUILD" AMPD_DIST="$DIST_IN_BUILD" $EXTRA \
+  "$SRC_IN_BUILD/scripts/build-deb"
+"""
+
+
+def _build_command(
+    release: Release, version: str | None, dist: Path
+) -> tuple[list[str], dict[str, str]]:
+    extra = {**_network_env(), **({"AMPD_DEB_VERSION": version} if version else {})}
+    if release == host_release():
+        env = {
+            "PATH": BOX_PATH,
+            "LANG": "C.UTF-8",
+            "HOME": str(dist),
+            "AMPD_BUILD_CACHE": str(CACHE_DIR),
+            "AMPD_DIST": str(dist),
+            "TMPDIR": str(dist),
+            "AMPD_NO_APT": "1",
+            **extra,
+        }
+        return [str(REPO / "scripts/build-deb")], env
+    root = ensure_build_root(release)
     env = {
         "PATH": BOX_PATH,
-        "LANG": "C.UTF-8",
-        "HOME": str(dist),
-        "AMPD_BUILD_CACHE": str(CACHE_DIR),
-        "AMPD_DIST": str(dist),
-        "TMPDIR": str(dist),
+        "R": str(root),
+        "SRC": str(REPO),
+        "DIST": str(dist),
+        "CACHE": str(CACHE_DIR),
+        "SRC_IN_BUILD": SRC_IN_BUILD,
+        "DIST_IN_BUILD": DIST_IN_BUILD,
+        "CACHE_IN_BUILD": CACHE_IN_BUILD,
+        "BOX_PATH": BOX_PATH,
+        "EXTRA": " ".join(f"{k}={v}" for k, v in extra.items()),
     }
+    argv = [
+        "unshare",
+        "--mount",
+        "--fork",
+        "--propagation",
+        "private",
+        "/bin/sh",
+        "-c",
+        _BUILD_IN_ROOT,
+    ]
+    return argv, env
+
+
+def build_debs(jobs: Sequence[tuple[Release, str | None]], dist: Path) -> list[Build]:
+    """``scripts/build-deb`` once per (release, version) (None: debian/changelog's), all in
+    parallel; the .debs land in ``dist``, the results come in the order asked."""
+    dist.mkdir(parents=True, exist_ok=True)
+    commands = [
+        (release, version, *_build_command(release, version, dist)) for release, version in jobs
+    ]
     # scripts/build-deb serializes filling the wheelhouse cache; the rest runs in parallel.
     pending = [
         (
+            release,
             version,
             time.monotonic(),
             subprocess.Popen(
-                [str(REPO / "scripts/build-deb")],
-                env={**env, **({"AMPD_DEB_VERSION": version} if version else {})},
+                argv,
+                env=env,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 text=True,
                 start_new_session=True,  # its own process group, ended as one below
             ),
         )
-        for version in versions
+        for release, version, argv, env in commands
     ]
     try:
-        return [_finish(*p) for p in pending]
+        return [_finish(dist, *p) for p in pending]
     finally:
-        for _version, _started, proc in pending:
+        for _release, _version, _started, proc in pending:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
 
 
-def _finish(version: str | None, started: float, proc: subprocess.Popen[str]) -> Build:
-    out, err = proc.communicate(timeout=1200)
+def _finish(
+    dist: Path, release: Release, version: str | None, started: float, proc: subprocess.Popen[str]
+) -> Build:
+    out, err = proc.communicate(timeout=1500)
     if proc.returncode != 0:
-        raise AssertionError(f"scripts/build-deb ({version}) exited {proc.returncode}:\n{err}")
-    deb = Path(out.strip().splitlines()[-1])
+        raise AssertionError(
+            f"scripts/build-deb ({release.codename}, {version}) exited {proc.returncode}:\n{err}"
+        )
+    deb = dist / Path(out.strip().splitlines()[-1]).name
     real_version = _run(["dpkg-deb", "--field", str(deb), "Version"]).stdout.strip()
-    return Build(deb, real_version, time.monotonic() - started)
+    return Build(deb, real_version, release, time.monotonic() - started)
 
 
-# -- a signed apt repository -------------------------------------------------------------------
+# -- the base root file system and the build tree -----------------------------------------------
 
 
-@dataclass
-class AptRepo:
-    """A signed apt repository in ``root`` (``dists/stable/main``, ``pool/``)."""
-
-    root: Path
-    gnupghome: Path = field(init=False)
-    fingerprint: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.gnupghome = Path(tempfile.mkdtemp(prefix="ampd-gnupg-"))
-        self.gnupghome.chmod(0o700)
-        self._gpg(
-            "--passphrase",
-            "",
-            "--quick-generate-key",
-            "ampd test repository <ampd-test@localhost>",
-            "ed25519",
-            "sign",
-            "1d",
-        )
-        listing = self._gpg("--with-colons", "--list-secret-keys").stdout
-        self.fingerprint = next(
-            line.split(":")[9] for line in listing.splitlines() if line.startswith("fpr:")
-        )
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.keyring.write_bytes(
-            subprocess.run(
-                ["gpg", "--export", self.fingerprint],
-                env=self._gpg_env(),
-                capture_output=True,
-                check=True,
-            ).stdout
-        )
-
-    @property
-    def keyring(self) -> Path:
-        return self.root / "ampd-test.gpg"
-
-    def _gpg_env(self) -> dict[str, str]:
-        return {"PATH": BOX_PATH, "GNUPGHOME": str(self.gnupghome), "LANG": "C.UTF-8"}
-
-    def _gpg(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return _run(
-            ["gpg", "--batch", "--yes", "--pinentry-mode", "loopback", *args],
-            env=self._gpg_env(),
-        )
-
-    def publish(self, debs: Sequence[Path]) -> None:
-        """Make ``debs`` (and nothing else) what the repository offers, freshly signed."""
-        pool = self.root / "pool"
-        shutil.rmtree(pool, ignore_errors=True)
-        shutil.rmtree(self.root / "dists", ignore_errors=True)
-        pool.mkdir()
-        for deb in debs:
-            shutil.copy2(deb, pool / deb.name)
-        arch = _run(["dpkg", "--print-architecture"]).stdout.strip()
-        dist = self.root / "dists" / REPO_SUITE
-        binary = dist / "main" / f"binary-{arch}"
-        binary.mkdir(parents=True)
-        packages = _run(["apt-ftparchive", "packages", "pool"], cwd=self.root).stdout
-        (binary / "Packages").write_text(packages)
-        _run(["gzip", "-9nk", str(binary / "Packages")])
-        release = _run(
-            [
-                "apt-ftparchive",
-                "-o=APT::FTPArchive::Release::Origin=ampd-test",
-                "-o=APT::FTPArchive::Release::Label=ampd-test",
-                f"-o=APT::FTPArchive::Release::Suite={REPO_SUITE}",
-                f"-o=APT::FTPArchive::Release::Codename={REPO_SUITE}",
-                f"-o=APT::FTPArchive::Release::Architectures={arch}",
-                "-o=APT::FTPArchive::Release::Components=main",
-                "release",
-                str(dist),
-            ]
-        ).stdout
-        (dist / "Release").write_text(release)
-        user = ["--local-user", self.fingerprint]
-        self._gpg(*user, "--clearsign", "--output", str(dist / "InRelease"), str(dist / "Release"))
-        self._gpg(
-            *user,
-            "--armor",
-            "--detach-sign",
-            "--output",
-            str(dist / "Release.gpg"),
-            str(dist / "Release"),
-        )
-
-    def sources_entry(self, keyring: str = KEYRING_IN_ROOT) -> str:
-        return (
-            f"Types: deb\nURIs: file:{REPO_IN_ROOT}\nSuites: {REPO_SUITE}\n"
-            f"Components: main\nSigned-By: {keyring}\n"
-        )
-
-    def install_into(self, root: Path) -> None:
-        """Copy the repository, its key and its sources entry into a root file system."""
-        target = root / REPO_IN_ROOT.lstrip("/")
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(self.root, target)
-        keyring = root / KEYRING_IN_ROOT.lstrip("/")
-        keyring.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(self.keyring, keyring)
-        (root / SOURCES_IN_ROOT.lstrip("/")).write_text(self.sources_entry())
-
-    def close(self) -> None:
-        subprocess.run(
-            ["gpgconf", "--kill", "all"],
-            env=self._gpg_env(),
-            capture_output=True,
-            check=False,
-            timeout=30,
-        )
-        shutil.rmtree(self.gnupghome, ignore_errors=True)
-
-
-# -- the base root file system ----------------------------------------------------------------
-
-
-def base_rootfs_path() -> Path:
+def _tree_path(kind: str, release: Release, packages: Sequence[str], recipe: str) -> Path:
     key = hashlib.sha256(
-        json.dumps([BASE_PACKAGES, SUITE, apt_mirror(), BASE_RECIPE]).encode()
+        json.dumps([list(packages), release.codename, debian_mirror(), recipe]).encode()
     ).hexdigest()[:16]
-    return CACHE_DIR / f"debroot-{key}"
+    return CACHE_DIR / f"{kind}-{release.codename}-{key}"
 
 
-def ensure_base_rootfs() -> Path:
-    """A minimal bookworm with systemd and no Python, built once (about a minute)."""
-    final = base_rootfs_path()
+def base_rootfs_path(release: Release | None = None) -> Path:
+    return _tree_path("debroot", release or host_release(), BASE_PACKAGES, BASE_RECIPE)
+
+
+def ensure_base_rootfs(release: Release | None = None) -> Path:
+    """A minimal tree of ``release`` (default: this machine's) with systemd and no Python,
+    built once (about a minute)."""
+    release = release or host_release()
+    final = base_rootfs_path(release)
     if (final / "etc/os-release").exists():
         return final
-    with _locked("debroot"):
+    with _locked(f"debroot-{release.codename}"):
         if (final / "etc/os-release").exists():
             return final
         started = time.monotonic()
         tmp = Path(tempfile.mkdtemp(prefix=".debroot-", dir=CACHE_DIR))
         try:
-            _log(f"building {final.name} from {apt_mirror()} (once)")
+            _log(f"building {final.name} from {debian_mirror()} (once)")
             _run(
                 [
                     "debootstrap",
                     "--variant=minbase",
                     f"--include={','.join(BASE_PACKAGES)}",
-                    SUITE,
+                    release.codename,
                     str(tmp),
-                    apt_mirror(),
+                    debian_mirror(),
                 ],
                 timeout=1800,
                 stdout=subprocess.DEVNULL,
@@ -329,6 +269,36 @@ def ensure_base_rootfs() -> Path:
             tmp.chmod(0o755)
             for entry in (tmp / "var/cache/apt/archives").glob("*.deb"):
                 entry.unlink()
+            tmp.rename(final)
+            _log(f"built {final.name} in {time.monotonic() - started:.0f} s")
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def ensure_build_root(release: Release) -> Path:
+    """The base tree of ``release`` plus what scripts/build-deb needs, built once."""
+    final = _tree_path("buildroot", release, BASE_PACKAGES + BUILD_PACKAGES, BUILD_RECIPE)
+    if (final / "usr/bin/dpkg-buildpackage").exists():
+        return final
+    base = ensure_base_rootfs(release)
+    with _locked(f"buildroot-{release.codename}"):
+        if (final / "usr/bin/dpkg-buildpackage").exists():
+            return final
+        started = time.monotonic()
+        tmp = Path(tempfile.mkdtemp(prefix=".buildroot-", dir=CACHE_DIR))
+        try:
+            _log(f"building {final.name} (once)")
+            copy_tree(base, tmp)
+            tmp.chmod(0o755)
+            chroot_sh(
+                tmp,
+                "set -e; apt-get update -qq; "
+                f"apt-get install -y -qq --no-install-recommends {' '.join(BUILD_PACKAGES)}",
+                timeout=1800,
+            )
+            for inside in (SRC_IN_BUILD, DIST_IN_BUILD, CACHE_IN_BUILD):
+                (tmp / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
             tmp.rename(final)
             _log(f"built {final.name} in {time.monotonic() - started:.0f} s")
         finally:
@@ -369,11 +339,15 @@ def chroot_sh(root: Path, script: str, timeout: float = 900) -> subprocess.Compl
         )
 
 
-def installed_root(base: Path, repo: AptRepo, dest: Path) -> subprocess.CompletedProcess[str]:
-    """Copy ``base`` to ``dest`` and ``apt-get install ampd`` there; returns apt's output."""
+def installed_root(
+    base: Path, repo: AptRepo, dest: Path, release: Release | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Copy ``base`` (a tree of ``release``, default this machine's) to ``dest`` and
+    ``apt-get install ampd`` there from the repository's suite of that release; returns
+    apt's output."""
     copy_tree(base, dest)
     dest.chmod(0o755)  # the root directory of a system, not a private temporary one
-    repo.install_into(dest)
+    repo.install_into(dest, (release or host_release()).codename)
     return chroot_sh(
         dest,
         "set -e; apt-get update -qq; apt-get install -y ampd 2>&1",

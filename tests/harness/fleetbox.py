@@ -19,7 +19,7 @@ instances reach the regional endpoints and their own 169.254.169.254:
   there: ampd starts with its network, as on an instance.
 - ``layered(top, base)``: an image as a small top layer (what the platform team adds,
   then what baking left) over the installed tree, which is never copied or changed.
-- ``ensure_installed_root()`` is the bookworm tree with the .deb installed (apt-get, as
+- ``ensure_installed_root()`` is this machine's release's tree with the .deb installed (apt-get, as
   tests/test_deb.py does it), cached under ``/var/cache/ampd-test/fleet-installed-<hash>``
   where the hash covers every file that goes into the package.
 """
@@ -35,13 +35,10 @@ from dataclasses import dataclass, field
 from http.server import ThreadingHTTPServer
 from pathlib import Path
 
-from tests.harness.debroot import (
-    AptRepo,
-    build_debs,
-    ensure_base_rootfs,
-    installed_root,
-)
+from tests.harness.aptrepo import AptRepo
+from tests.harness.debroot import build_debs, ensure_base_rootfs, installed_root
 from tests.harness.imds import ImdsServer, _Handler
+from tests.harness.releases import host_release
 from tests.harness.sysbox import CACHE_DIR, REPO, SysBox
 
 HUB = "10.231.0.1"
@@ -203,7 +200,8 @@ def package_hash() -> str:
 
 
 def ensure_installed_root() -> Path:
-    """bookworm with the package built from this tree installed; cached by its hash."""
+    """This machine's release with the package built from this tree installed; cached by
+    its hash."""
     dest = CACHE_DIR / f"fleet-installed-{package_hash()}"
     if (dest / "var/lib/dpkg/info/ampd.list").exists():  # installed (usr/bin/ampd: a link)
         return dest
@@ -212,10 +210,11 @@ def ensure_installed_root() -> Path:
     work = Path(tempfile.mkdtemp(prefix=".fleet-", dir=CACHE_DIR))
     try:
         (work / "dist").mkdir()
-        [build] = build_debs([None], work / "dist")
+        release = host_release()
+        [build] = build_debs([(release, None)], work / "dist")
         repo = AptRepo(work / "repo")
         try:
-            repo.publish([build.deb])
+            repo.publish({release.codename: [build.deb]})
             installed_root(base, repo, work / "root")
         finally:
             repo.close()

@@ -1,12 +1,14 @@
-"""A real systemd (Debian 12, v252) booted as PID 1 in a namespace container.
+"""A real systemd booted as PID 1 in a namespace container: this machine's own Debian
+release (12: systemd 252, 13: systemd 257), so that the box's python3 is the checkout's.
 
 How a box is made:
 
-1. ``ensure_rootfs()`` debootstraps a minimal bookworm (systemd, dbus, polkitd, python3)
-   once, with a virtualenv at ``/opt/venvs/ampd`` holding ampd's dependencies (installed
-   offline from a wheelhouse built on the host), ``/usr/bin/ampd``, and a ``.pth`` that
-   puts ``/opt/ampd-src`` (the checkout, bind-mounted read-only at boot) on its path. It
-   is cached under ``/var/cache/ampd-test/rootfs-<hash>``; the hash covers the package
+1. ``ensure_rootfs()`` debootstraps a minimal tree of this machine's release (systemd,
+   dbus, polkitd, python3) once, with a virtualenv at ``/opt/venvs/ampd`` holding ampd's
+   dependencies (installed offline from a wheelhouse built on the host), ``/usr/bin/ampd``,
+   and a ``.pth`` that puts ``/opt/ampd-src`` (the checkout, bind-mounted read-only at
+   boot) on its path. It is cached under ``/var/cache/ampd-test/rootfs-<suite>-<hash>``;
+   the hash covers the package
    list, the mirror, the dependency list and ``ROOTFS_RECIPE``. It is built in a temporary
    directory and renamed into place, so a half-built tree is never used.
 2. ``SysBox.boot()`` creates a child cgroup under the caller's own cgroup2 cgroup, moves a
@@ -33,7 +35,6 @@ import fcntl
 import hashlib
 import json
 import os
-import re
 import secrets
 import shlex
 import shutil
@@ -47,8 +48,9 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness.releases import UnknownRelease, debian_mirror, host_release
+
 CACHE_DIR = Path(os.environ.get("AMPD_TEST_CACHE", "/var/cache/ampd-test"))
-SUITE = "bookworm"
 PACKAGES = (
     "systemd",
     "systemd-sysv",
@@ -136,27 +138,10 @@ def cgroup2_parent() -> Path:
 
 def apt_mirror() -> str:
     """The Debian mirror this machine's apt uses (one-line or deb822 sources)."""
-    files = [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*"))]
-    for path in files:
-        if not path.is_file():
-            continue
-        text = path.read_text(errors="replace")
-        if path.suffix == ".sources":
-            for stanza in re.split(r"\n\s*\n", text):
-                fields: dict[str, str] = {
-                    k.strip().lower(): v.strip()
-                    for k, _, v in (ln.partition(":") for ln in stanza.splitlines())
-                    if not k.startswith("#") and v
-                }
-                suites = fields.get("suites", "").split()
-                if SUITE in suites and "deb" in fields.get("types", "").split():
-                    return fields.get("uris", "").split()[0]
-        else:
-            for line in text.splitlines():
-                parts = line.split()
-                if len(parts) >= 3 and parts[0] == "deb" and SUITE in parts:
-                    return next(p for p in parts[1:] if not p.startswith("["))
-    raise SysBoxUnavailable(f"no {SUITE} mirror in this machine's apt sources")
+    try:
+        return debian_mirror()
+    except UnknownRelease as e:
+        raise SysBoxUnavailable(str(e)) from e
 
 
 def runtime_dependencies() -> list[str]:
@@ -194,7 +179,17 @@ def ensure_wheelhouse(deps: Sequence[str]) -> Path:
         tmp = Path(tempfile.mkdtemp(prefix=".wheels-", dir=CACHE_DIR))
         try:
             subprocess.run(
-                [sys.executable, "-m", "pip", "wheel", "--quiet", "--wheel-dir", str(tmp), *deps],
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "wheel",
+                    "--quiet",
+                    "--use-pep517",  # sdists (sdnotify) build without the `wheel` package
+                    "--wheel-dir",
+                    str(tmp),
+                    *deps,
+                ],
                 check=True,
                 timeout=900,
             )
@@ -206,13 +201,13 @@ def ensure_wheelhouse(deps: Sequence[str]) -> Path:
 
 def rootfs_path() -> Path:
     mirror = apt_mirror()
-    return (
-        CACHE_DIR / f"rootfs-{_key(PACKAGES, SUITE, mirror, runtime_dependencies(), ROOTFS_RECIPE)}"
-    )
+    suite = host_release().codename
+    key = _key(PACKAGES, suite, mirror, runtime_dependencies(), ROOTFS_RECIPE)
+    return CACHE_DIR / f"rootfs-{suite}-{key}"
 
 
 def ensure_rootfs() -> Path:
-    """The cached bookworm rootfs, built on first use (about a minute)."""
+    """The cached rootfs of this machine's release, built on first use (about a minute)."""
     final = rootfs_path()
     if (final / "etc/os-release").exists():
         return final
@@ -231,7 +226,7 @@ def ensure_rootfs() -> Path:
                     "debootstrap",
                     "--variant=minbase",
                     f"--include={','.join(PACKAGES)}",
-                    SUITE,
+                    host_release().codename,
                     str(tmp),
                     apt_mirror(),
                 ],
