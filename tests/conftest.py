@@ -19,6 +19,7 @@ pytest_plugins = [
     "tests.harness.fixtures_aws",
     "tests.harness.fixtures_dataplane",
     "tests.harness.fixtures_local",
+    "tests.harness.fixtures_prombin",
     "tests.harness.fixtures_systemd",
 ]
 
