@@ -12,6 +12,8 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from tests.harness import prombins
+
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "benchmarks.md"
 HEADER = "# Benchmarks\n\nEach section is rewritten by the benchmark named in it (`bench/`).\n"
@@ -53,14 +55,15 @@ def _cpu_model() -> str:
 
 def environment() -> str:
     """One line: when, on what machine, with which versions (beside every table)."""
-    prom = _first_line(["/usr/bin/prometheus", "--version"])
-    m = re.search(r"version (\S+)", prom)
+    # the host's Prometheus, the one the benchmarks run: 2.42 on Debian 12, 2.53 on 13
+    found = prombins.probe(prombins.HOST_BINARY, prombins.host_codename() or "?")
+    prom = f"{found.build} (Debian {found.release})" if found else "not installed"
     commit = _first_line(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"])
     now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return (
         f"*Measured {now} on {os.cpu_count()} CPUs ({_cpu_model()}), "
         f"Linux {platform.release()}, Python {sys.version.split()[0]}, "
-        f"Prometheus {m.group(1) if m else prom}, ampd {commit}, load average "
+        f"Prometheus {prom}, ampd {commit}, load average "
         f"{os.getloadavg()[0]:.1f} at the end; the machine is shared, "
         f"so figures are ratios against a baseline measured in the same run where one "
         f"exists.*"

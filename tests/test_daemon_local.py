@@ -12,12 +12,11 @@ from typing import Any
 import pytest
 
 from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
+from tests.harness.prombins import HOST_BINARY, PromBin
 
 pytestmark = [
     pytest.mark.prometheus,
-    pytest.mark.skipif(
-        not Path("/usr/bin/prometheus").exists(), reason="needs Debian's prometheus package"
-    ),
+    pytest.mark.skipif(not HOST_BINARY.exists(), reason="needs Debian's prometheus package"),
 ]
 
 
@@ -43,11 +42,14 @@ def base_state(
     *,
     mode: str = "agent",
     jobs: list[dict[str, Any]] | None = None,
+    binary: Path | None = None,
 ) -> dict[str, Any]:
+    """``binary``: a Prometheus other than the spec's default (/usr/bin/prometheus)."""
     return {
         "version": 1,
         "stack": "test",
         "prometheus": {
+            **({"binary": str(binary)} if binary else {}),
             "listen": f"127.0.0.1:{prom_port}",
             "mode": mode,
             "scrape_interval": "1s",
@@ -63,32 +65,41 @@ def ports() -> tuple[int, int]:
     return free_port(), free_port()
 
 
-def test_scrape_job_added_then_removed(ampd_proc: AmpdProcess, ports: tuple[int, int]) -> None:
+def test_scrape_job_added_then_removed(
+    ampd_proc: AmpdProcess, ports: tuple[int, int], prometheus_bin: PromBin
+) -> None:
+    """A scrape-job edit is a reload of the same agent-mode process, on each version."""
     prom, met = ports
     listen = f"127.0.0.1:{prom}"
-    ampd_proc.write_state(base_state(prom, met))
+    binary = prometheus_bin.binary
+    ampd_proc.write_state(base_state(prom, met, binary=binary))
     ampd_proc.start()
     ampd_proc.wait_healthy()
     wait_for("self-scrape jobs", lambda: scrape_jobs(listen) == {"prometheus", "ampd"})
 
     mark = ampd_proc.log_mark()
-    ampd_proc.write_state(base_state(prom, met, jobs=[{"job": "app", "targets": ["127.0.0.1:1"]}]))
+    app = [{"job": "app", "targets": ["127.0.0.1:1"]}]
+    ampd_proc.write_state(base_state(prom, met, jobs=app, binary=binary))
     ampd_proc.wait_applied(
         mark, ("file/prometheus.yml", "update"), ("process/prometheus", "reload")
     )
     wait_for("job app live", lambda: "app" in scrape_jobs(listen))
 
-    ampd_proc.write_state(base_state(prom, met))
+    ampd_proc.write_state(base_state(prom, met, binary=binary))
     ampd_proc.wait_spec()
     wait_for("job app gone", lambda: "app" not in scrape_jobs(listen))
     # the reloads kept the same Prometheus process
     assert len(ampd_proc.events("process.started")) == 1
 
 
-def test_mode_flip_restarts_prometheus(ampd_proc: AmpdProcess, ports: tuple[int, int]) -> None:
+def test_mode_flip_restarts_prometheus(
+    ampd_proc: AmpdProcess, ports: tuple[int, int], prometheus_bin: PromBin
+) -> None:
+    """Agent to server is a restart (new flags), on each version."""
     prom, met = ports
     listen = f"127.0.0.1:{prom}"
-    ampd_proc.write_state(base_state(prom, met, mode="agent"))
+    binary = prometheus_bin.binary
+    ampd_proc.write_state(base_state(prom, met, mode="agent", binary=binary))
     ampd_proc.start()
     ampd_proc.wait_healthy()
     flags = get_json(f"http://{listen}/api/v1/status/flags")["data"]
@@ -96,7 +107,7 @@ def test_mode_flip_restarts_prometheus(ampd_proc: AmpdProcess, ports: tuple[int,
     pid_before = resource(ampd_proc, "process", "prometheus")["message"]
 
     mark = ampd_proc.log_mark()
-    ampd_proc.write_state(base_state(prom, met, mode="server"))
+    ampd_proc.write_state(base_state(prom, met, mode="server", binary=binary))
     ampd_proc.wait_applied(mark, ("process/prometheus", "restart"))
     ampd_proc.wait_healthy()
     flags = get_json(f"http://{listen}/api/v1/status/flags")["data"]

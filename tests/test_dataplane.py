@@ -23,7 +23,9 @@ from tests.harness import remote_write
 from tests.harness.aio import Reply, http_call
 from tests.harness.dataplane import MSG_MISMATCH, MSG_MISSING, MSG_UNKNOWN_KEY, DataPlane
 from tests.harness.fixtures_dataplane import KEY_ID, REGION, SECRET, WORKSPACE_ID, StartProxy
+from tests.harness.fixtures_local import wait_for
 from tests.harness.prom import Prometheus
+from tests.harness.prombins import PromBin
 from tests.harness.sample_app import SampleApp
 
 REPO = Path(__file__).resolve().parent.parent
@@ -240,9 +242,12 @@ def test_end_to_end_sample_app_to_receiver_through_the_proxy(
     receiver_prometheus: Prometheus,
     start_proxy: StartProxy,
     agent_prometheus: list[Prometheus],
+    prometheus_bin: PromBin,
 ) -> None:
+    """An agent of each supported version, through the signing proxy."""
     proxy = start_proxy(dataplane.url)
-    agent = Prometheus(_agent_config(sample_app, f"{proxy.url}{WRITE_PATH}"), mode="agent").start()
+    config = _agent_config(sample_app, f"{proxy.url}{WRITE_PATH}")
+    agent = Prometheus(config, mode="agent", binary=str(prometheus_bin.binary)).start()
     agent_prometheus.append(agent)
 
     selector = f'ampd_demo_requests_total{{instance="{sample_app.target}"}}'
@@ -265,33 +270,36 @@ def test_end_to_end_sample_app_to_receiver_through_the_proxy(
 
 @pytest.mark.slow
 @pytest.mark.prometheus
-def test_prometheus_2_42_native_sigv4_sends_no_authorization(
-    sample_app: SampleApp, bare_dataplane: DataPlane, agent_prometheus: list[Prometheus]
+def test_the_sigv4_block_signs_only_on_a_prometheus_that_can(
+    sample_app: SampleApp,
+    bare_dataplane: DataPlane,
+    agent_prometheus: list[Prometheus],
+    prometheus_bin: PromBin,
 ) -> None:
-    """DESIGN §6: the evidence `signing: auto` relies on to choose the proxy."""
-    version = subprocess.run(
-        ["/usr/bin/prometheus", "--version"], capture_output=True, text=True, check=True
-    )
-    if "version 2.42." not in version.stdout + version.stderr:
-        pytest.skip("this evidence is about Debian 12's Prometheus 2.42")
+    """DESIGN §6, the evidence `signing: auto` relies on: with `sigv4` set, Debian 12's
+    2.42 sends remote_write without an Authorization header (403, samples dropped);
+    Debian 13's 2.53 signs, and the data plane accepts."""
     sigv4 = f"    sigv4: {{region: {REGION}, access_key: {KEY_ID}, secret_key: {SECRET}}}\n"
     config = _agent_config(sample_app, bare_dataplane.remote_write_url(WORKSPACE_ID))
-    agent = Prometheus(config.rstrip("\n") + "\n" + sigv4, mode="agent").start()
+    agent = Prometheus(
+        config.rstrip("\n") + "\n" + sigv4, mode="agent", binary=str(prometheus_bin.binary)
+    ).start()
     agent_prometheus.append(agent)
 
-    deadline = time.monotonic() + 30
-    while not bare_dataplane.seen and time.monotonic() < deadline:
-        time.sleep(0.1)
-    assert bare_dataplane.seen, "Prometheus never sent a remote-write request"
+    wait_for("a remote-write request", lambda: bare_dataplane.seen, timeout=30)
     first = bare_dataplane.seen[0]
-    assert "authorization" not in first.headers
-    assert first.verdict.message == "Missing Authentication Token"
-    assert bare_dataplane.accepted == 0
-    # A 403 is not retried: the samples are dropped.
-    deadline = time.monotonic() + 15
-    while agent.own_metric("prometheus_remote_storage_samples_failed_total") == 0:
-        assert time.monotonic() < deadline, "no failed samples reported"
-        time.sleep(0.2)
+    if prometheus_bin.can_sign:
+        assert first.headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={KEY_ID}/")
+        assert first.verdict.reason == "accepted" and first.status == 200
+        assert bare_dataplane.accepted_key_ids[0] == KEY_ID
+        assert bare_dataplane.rejected == {}
+    else:
+        assert "authorization" not in first.headers
+        assert first.verdict.message == "Missing Authentication Token"
+        assert bare_dataplane.accepted == 0
+        # A 403 is not retried: the samples are dropped.
+        failed = "prometheus_remote_storage_samples_failed_total"
+        wait_for("failed samples reported", lambda: agent.own_metric(failed) > 0, timeout=15)
 
 
 # -- standalone stand-ins ----------------------------------------------------------------

@@ -1,6 +1,7 @@
-"""ampd.gateways.promqueue against a real Prometheus 2.42 in agent mode whose remote-write
-target is down, then up; and the queue-rebuild rule it exists for, on the real binary:
-a scrape-only reload keeps the queue, an external-labels change rebuilds it."""
+"""ampd.gateways.promqueue against a real Prometheus in agent mode (each supported version:
+Debian 12's 2.42, Debian 13's 2.53) whose remote-write target is down, then up; and the
+queue-rebuild rule it exists for, on the real binaries: a scrape-only reload keeps the
+queue, an external-labels change rebuilds it."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from ampd.spec.load import load_spec
 from tests.harness.aio import free_port
 from tests.harness.fixtures_local import wait_for
 from tests.harness.prom import Prometheus
+from tests.harness.prombins import PromBin
 
 pytestmark = pytest.mark.prometheus
 
@@ -133,11 +135,12 @@ def _agent_config(listen: str, target: str) -> str:
 
 
 @pytest.fixture
-def agent_down() -> Iterator[tuple[Prometheus, int]]:
+def agent_down(prometheus_bin: PromBin) -> Iterator[tuple[Prometheus, int]]:
     """An agent-mode Prometheus writing to a port where nothing listens yet."""
     port, target = free_port(), free_port()
     config = _agent_config(f"127.0.0.1:{port}", f"127.0.0.1:{target}")
-    with Prometheus(config, mode="agent", port=port) as agent:
+    binary = str(prometheus_bin.binary)
+    with Prometheus(config, mode="agent", port=port, binary=binary) as agent:
         yield agent, target
 
 
@@ -199,7 +202,9 @@ def stops(p: Prometheus) -> int:
     return p.logs().count("Stopping remote storage...")
 
 
-def test_scrape_only_reload_keeps_the_queue_label_change_rebuilds_it() -> None:
+def test_scrape_only_reload_keeps_the_queue_label_change_rebuilds_it(
+    prometheus_bin: PromBin,
+) -> None:
     port, target = free_port(), free_port()
     listen, upstream = f"127.0.0.1:{port}", f"127.0.0.1:{target}"
     labels = {"external_labels": {"cluster": "a"}}
@@ -211,7 +216,8 @@ def test_scrape_only_reload_keeps_the_queue_label_change_rebuilds_it() -> None:
     assert queue_fingerprint(first) == queue_fingerprint(jobs_edit)
     assert queue_fingerprint(first) != queue_fingerprint(label_edit)
 
-    with Prometheus(first.decode(), mode="agent", port=port) as agent:
+    binary = str(prometheus_bin.binary)
+    with Prometheus(first.decode(), mode="agent", port=port, binary=binary) as agent:
         wait_for("samples pending", lambda: (s := read_queues(listen)) and s.pending > 0, 60)
         before = read_queues(listen)
         assert before is not None

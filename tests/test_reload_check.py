@@ -11,14 +11,19 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from ampd.act import local as local_act
 from ampd.core import Action, Change, Command, Kind, Outcome, ResourceKey
 from ampd.render.files import Rendered
+from tests.harness.prom import Prometheus
+from tests.harness.prombins import PromBin
 from tests.test_reconcile_contract import FlakyRuntime
 
 OLD = b"global:\n  scrape_interval: 15s\n"
 NEW = b"global:\n  scrape_interval: 30s\n"
+# valid YAML that Prometheus refuses to load (the regexp does not compile)
+BAD = NEW + b'scrape_configs:\n  - job_name: a\n    relabel_configs: [{regex: "("}]\n'
 FILE = ResourceKey(Kind.FILE, "prometheus.yml")
 PROC = ResourceKey(Kind.PROCESS, "prometheus")
 
@@ -70,14 +75,14 @@ def counting_promtool(tmp_path: Path) -> tuple[str, Path]:
     return str(tool), counter
 
 
-def targets(tmp_path: Path, listen: str, promtool: str) -> local_act.LocalTargets:
+def targets(tmp_path: Path, listen: str, promtool: str, new: bytes = NEW) -> local_act.LocalTargets:
     generated = tmp_path / "generated"
     generated.mkdir(exist_ok=True)
     (generated / "prometheus.yml").write_bytes(OLD)
     runtime: Any = FlakyRuntime()
     cmd = Command("prometheus", ("prometheus",))
     return local_act.LocalTargets(
-        {"prometheus.yml": Rendered("prometheus.yml", NEW)},
+        {"prometheus.yml": Rendered("prometheus.yml", new)},
         generated,
         runtime,
         {"prometheus": cmd},
@@ -142,3 +147,36 @@ def test_promtool_still_checks_what_prometheus_will_start_on(
     assert counter.read_text().count("x") == 1
     assert (t.generated / "prometheus.yml").read_bytes() == OLD  # never swapped in
     assert stub.calls == 0
+
+
+def running_interval(prom: Prometheus) -> str:
+    """The scrape interval of the configuration the Prometheus process runs."""
+    config = yaml.safe_load(prom.api("status/config")["yaml"])
+    interval: str = config["global"]["scrape_interval"]
+    return interval
+
+
+@pytest.mark.prometheus
+def test_each_prometheus_version_is_the_check_it_stands_for(
+    tmp_path: Path, prometheus_bin: PromBin
+) -> None:
+    """The stub's answers, from the real binary of each supported release: a file it
+    refuses is a 500 and it keeps running the old one; a good one is a 200 and runs."""
+    generated = tmp_path / "generated"
+    binary = str(prometheus_bin.binary)
+    with Prometheus(OLD.decode(), mode="agent", binary=binary, workdir=generated) as prom:
+        promtool, counter = counting_promtool(tmp_path)
+        listen = f"127.0.0.1:{prom.port}"
+
+        out = by_key(local_act.apply_local(EDIT, targets(tmp_path, listen, promtool, BAD)))
+        assert not out[FILE].ok and out[FILE].permanent
+        assert "rejected by the running Prometheus" in out[FILE].message
+        assert "error parsing regexp" in out[FILE].message
+        assert (generated / "prometheus.yml").read_bytes() == OLD
+        assert running_interval(prom) == "15s"
+        assert prom.own_metric("prometheus_config_last_reload_successful") == 1  # put back
+
+        out = by_key(local_act.apply_local(EDIT, targets(tmp_path, listen, promtool)))
+        assert out[FILE].ok and out[PROC].ok
+        assert running_interval(prom) == "30s"
+        assert not counter.exists()

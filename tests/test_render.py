@@ -6,7 +6,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import shutil
 import subprocess
 from dataclasses import replace
 from pathlib import Path
@@ -27,6 +26,7 @@ from ampd.render.files import (
 from ampd.render.grafana import AMP_PLUGIN, DATASOURCE_UID, datasource, grafana_ini
 from ampd.spec.load import load_spec
 from ampd.spec.models import StateSpec
+from tests.harness.prombins import PromBin
 
 STATE = "/etc/ampd/state.yml"
 STATE_DIR = "/var/lib/ampd"
@@ -41,9 +41,6 @@ ROLE = "arn:aws:iam::111122223333:role/ampd-writer"
 READER = "arn:aws:iam::111122223333:role/ampd-reader"
 WS = {"alias": "w"}
 INSTANCE = {"instance_id": "i-0abc", "availability_zone": "eu-west-1a", "region": "eu-west-1"}
-
-PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(PROMTOOL is None, reason="needs promtool")
 
 
 def spec(**sections: Any) -> StateSpec:
@@ -208,18 +205,18 @@ def test_remote_write(
     assert data.get("remote_write") == remote_write
 
 
-@needs_promtool
 @pytest.mark.parametrize(
     ("sections", "changes"), [pytest.param(v[1], v[2], id=v[0]) for v in VARIANTS]
 )
 def test_promtool_accepts_every_variant(
-    tmp_path: Path, sections: dict[str, Any], changes: dict[str, Any]
+    tmp_path: Path, sections: dict[str, Any], changes: dict[str, Any], prometheus_bin: PromBin
 ) -> None:
+    """Each supported release's promtool (2.42 and 2.53) accepts every variant."""
     s = spec(**sections)
     assert s.prometheus is not None
     path = tmp_path / "prometheus.yml"
     path.write_bytes(render_prometheus(s, ctx(**changes)))
-    argv = [str(PROMTOOL), "check", "config"]
+    argv = [str(prometheus_bin.promtool), "check", "config"]
     if s.prometheus.mode == "agent":
         argv.append("--agent")
     res = subprocess.run([*argv, str(path)], capture_output=True, text=True, check=False)
