@@ -190,8 +190,10 @@ def test_package_metadata_and_contents(builds: Builds, release: Release, tmp_pat
     assert not dists & {"pytest", "mypy", "moto", "ruff", "pip", "setuptools"}
     assert (tree / "usr/share/man/man8/ampd.8.gz").exists()
     assert (tree / "usr/share/man/man5/state.yml.5.gz").exists()
+    # Debian 13's debhelper installs units under /usr/lib (merged /usr), 12's under /lib
+    units = tree / ("usr/lib" if release.number >= 13 else "lib") / "systemd/system"
     for unit in ("ampd.service", *CHILDREN):
-        assert (tree / "lib/systemd/system" / unit).exists()
+        assert (units / unit).exists(), units / unit
     assert (tree / "usr/lib/sysusers.d/ampd.conf").exists()
     assert (tree / "usr/share/polkit-1/rules.d/50-ampd.rules").exists()
 

@@ -48,14 +48,16 @@ def test_an_apt_shim_fails_and_names_the_test(name: str, tmp_path: Path) -> None
 def test_the_dpkg_shim_refuses_installs_and_passes_queries(tmp_path: Path) -> None:
     shims = write_shims(tmp_path / "noapt")
     refused = subprocess.run(
-        [str(shims / "dpkg"), "-i", "/nonexistent.deb"], capture_output=True, text=True
+        [str(shims / "dpkg"), "-i", "/nonexistent.deb"], capture_output=True, text=True, check=False
     )
     assert refused.returncode == 2
     assert "test_the_dpkg_shim_refuses_installs" in refused.stderr
     arch = subprocess.run(
-        [str(shims / "dpkg"), "--print-architecture"], capture_output=True, text=True
+        [str(shims / "dpkg"), "--print-architecture"], capture_output=True, text=True, check=True
     )
-    real = subprocess.run(["/usr/bin/dpkg", "--print-architecture"], capture_output=True, text=True)
+    real = subprocess.run(
+        ["/usr/bin/dpkg", "--print-architecture"], capture_output=True, text=True, check=True
+    )
     assert arch.returncode == 0 and arch.stdout == real.stdout != ""
 
 

@@ -19,8 +19,9 @@ variable "state" {
 }
 
 variable "apt_repository" {
-  type    = string
-  default = "deb [signed-by=/usr/share/keyrings/ampd.gpg] https://apt.example.com/ampd bookworm main"
+  type        = string
+  default     = "deb [signed-by=/usr/share/keyrings/ampd.gpg] https://apt.example.com/ampd"
+  description = "the ampd repository; the provisioner adds the image's suite (bookworm or trixie) and main"
 }
 
 variable "apt_key_file" {
@@ -61,7 +62,7 @@ build {
     inline = [
       "set -eux",
       "sudo install -m 0644 /tmp/ampd.gpg /usr/share/keyrings/ampd.gpg",
-      "echo \"$APT_REPOSITORY\" | sudo tee /etc/apt/sources.list.d/ampd.list",
+      "echo \"$APT_REPOSITORY $(. /etc/os-release && echo $VERSION_CODENAME) main\" | sudo tee /etc/apt/sources.list.d/ampd.list",
       "sudo apt-get update -q",
       "sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -q ampd",
       "echo \"AMPD_STATE=$AMPD_STATE\" | sudo tee /etc/default/ampd",

@@ -17,7 +17,7 @@ from pathlib import Path
 REFUSED = ("apt-get", "apt", "aptitude")
 MESSAGE = (
     "no test may install or remove packages on this machine (called by "
-    '${PYTEST_CURRENT_TEST:-a process outside any test}): scripts/test installs what the '
+    "${PYTEST_CURRENT_TEST:-a process outside any test}): scripts/test installs what the "
     "suite needs before pytest starts"
 )
 APT_SHIM = f"""#!/bin/sh
@@ -52,4 +52,4 @@ def _write(path: Path, text: str) -> None:
 
 
 if __name__ == "__main__":
-    print(write_shims(Path(sys.argv[1]).resolve()))  # noqa: T201 - the caller reads the path
+    print(write_shims(Path(sys.argv[1]).resolve()))  # the caller reads the path
