@@ -9,6 +9,7 @@ shims must be in effect; the shims themselves are checked here in any case.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -18,6 +19,7 @@ import pytest
 from tests.harness.noapt import REFUSED, write_shims
 
 REPO = Path(__file__).resolve().parents[1]
+PIP_BUILD = re.compile(r'\bpip"?\s+(install|wheel)\b')
 
 
 def test_under_ci_the_suite_runs_with_the_apt_shims_first_on_path() -> None:
@@ -83,3 +85,25 @@ def test_build_deb_with_no_apt_fails_instead_of_installing(tmp_path: Path) -> No
     assert done.returncode == 1, done.stderr
     assert "ampd-no-such-build-dependency" in done.stderr
     assert "AMPD_NO_APT=1 forbids" in done.stderr
+
+
+def _logical_lines(text: str) -> list[str]:
+    return text.replace("\\\n", " ").splitlines()
+
+
+def test_every_pip_build_in_the_scripts_uses_pep517_or_only_wheels() -> None:
+    """An sdist (sdnotify) built the legacy way fails on a venv without `wheel` (Debian 12's)
+    and works where pip has a cached wheel: every pip that may build uses PEP 517, or
+    installs offline from wheels only (--no-index)."""
+    files = [*sorted((REPO / "scripts").iterdir()), REPO / "debian/rules"]
+    checked = 0
+    for path in files:
+        for line in _logical_lines(path.read_text()):
+            if line.lstrip().startswith("#"):
+                continue
+            if PIP_BUILD.search(line):
+                checked += 1
+                assert "--use-pep517" in line or "--no-index" in line or "PIP_OFFLINE" in line, (
+                    f"{path.name}: {line.strip()}"
+                )
+    assert checked >= 3  # bootstrap, build-deb, debian/rules
