@@ -3,10 +3,13 @@ and the version probe against small executables."""
 
 from __future__ import annotations
 
+import base64
 import configparser
 import json
 import stat
+import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,10 @@ from ampd.render.context import RenderContext, WorkspaceFacts
 from ampd.render.files import render_all
 from ampd.render.grafana import AMP_PLUGIN, bundled_dashboards
 from ampd.spec.models import StateSpec
+from tests.harness.fixtures_local import free_port, wait_for
 from tests.harness.grafana_standin import check_datasource
+
+STANDIN = Path(__file__).parent / "harness" / "grafana_standin.py"
 
 BASE = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1"
 WS = WorkspaceFacts("ws-1", "eu-west-1", f"{BASE}/api/v1/remote_write", f"{BASE}/api/v1/query")
@@ -217,3 +223,63 @@ def test_version_probe(tmp_path: Path) -> None:
         f'{Path(__file__).parent / "harness" / "grafana_standin.py"} "$@"',
     )
     assert grafana_gw.grafana_version(standin) == (13, 1, 0)
+
+
+def test_provisioned_values_reach_grafana_literally_never_expanded(tmp_path: Path) -> None:
+    """Grafana interpolates every provisioning value ($VAR, ${VAR}, $__env{}, $__file{});
+    ampd writes $ as $$, so a hostile data source name or dashboard path is shown as
+    written, and the admin password file it names stays unread. The stand-in expands
+    as Grafana does (tests/harness/grafana_standin.py: interpolate)."""
+    state_dir = tmp_path / "state"
+    secret = grafana_gw.ensure_admin_password(state_dir)
+    name = (
+        f"$__file{{{state_dir}/secrets/grafana-admin-password}} $HOME ${{PATH}} $__env{{HOME}} $$"
+    )
+    dashboards = tmp_path / "dash$HOME"
+    dashboards.mkdir()
+    (dashboards / "d.json").write_text(json.dumps({"uid": "u1", "title": "mine"}))
+    port = free_port()
+    spec = StateSpec.model_validate(
+        {
+            "version": 1,
+            "workspace": {"alias": "a"},
+            "grafana": {
+                "enabled": True,
+                "listen": f"127.0.0.1:{port}",
+                "datasource": {"name": name},
+                "dashboards": [str(dashboards)],
+            },
+        }
+    )
+    ctx = RenderContext(
+        source="/etc/ampd/state.yml", state_dir=str(state_dir), workspace=WS, grafana_major=11
+    )
+    for r in render_all(spec, ctx):
+        out = state_dir / "generated" / r.name
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(r.data)
+    ini_path = state_dir / "generated" / "grafana" / "grafana.ini"
+    log = tmp_path / "standin.log"
+    with log.open("wb") as err:
+        proc = subprocess.Popen([sys.executable, str(STANDIN), f"--config={ini_path}"], stderr=err)
+    try:
+        token = base64.b64encode(f"admin:{secret}".encode()).decode()
+
+        def get(path: str) -> Any:
+            req = urllib.request.Request(f"http://127.0.0.1:{port}{path}")
+            req.add_header("Authorization", f"Basic {token}")
+            try:
+                with urllib.request.urlopen(req, timeout=2) as resp:
+                    return json.loads(resp.read())
+            except OSError:
+                assert proc.poll() is None, log.read_text()
+                return None
+
+        listed = wait_for("the stand-in's data source list", lambda: get("/api/datasources"))
+        assert [ds["name"] for ds in listed] == [name]
+        assert secret not in json.dumps(listed)
+        found = get("/api/search")
+        assert {"uid": "u1", "title": "mine", "folder": ""} in found
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)

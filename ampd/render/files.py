@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
@@ -22,12 +23,30 @@ def _env() -> Environment:
     without importing jinja2 (about 2 MiB and tens of ms of start-up)."""
     from jinja2 import Environment, PackageLoader, StrictUndefined  # noqa: PLC0415 - lazy
 
-    return Environment(
+    env = Environment(
         loader=PackageLoader("ampd.render", "templates"),
         undefined=StrictUndefined,
-        autoescape=False,  # noqa: S701 - YAML and INI, not HTML; values go through tojson
+        autoescape=False,  # noqa: S701 - YAML and INI, not HTML; values go through yaml_str
         keep_trailing_newline=True,
     )
+    env.filters["yaml_str"] = lambda value: yaml_json(value).decode()
+    return env
+
+
+# What a YAML parser refuses to read literally (outside YAML's printable set: C0 and C1
+# controls, surrogates, U+FFFE/U+FFFF), what YAML 1.1 parsers such as Prometheus' read as a
+# line break (NEL, U+2028, U+2029), and the byte order mark. Everything else -- characters
+# outside the BMP too -- is written as UTF-8: a \ud83d\ude00 pair is JSON, but not YAML.
+_YAML_UNSAFE = re.compile(
+    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]"
+)
+
+
+def yaml_json(data: Any) -> bytes:
+    """``data`` as JSON that YAML parsers read back as the same value (JSON is YAML when
+    its text stays inside YAML's printable characters); sorted keys, stable bytes."""
+    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
+    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@
 
 It reads the ini as Grafana does (``[server] http_addr/http_port``, ``[paths] data/
 provisioning``, ``[security] admin_user/admin_password`` with ``$__file{}`` expansion --
-a missing file is fatal, as in Grafana), loads the provisioning files and checks the
+a missing file is fatal, as in Grafana), loads the provisioning files -- interpolating
+every string value as Grafana's provisioning does (:func:`interpolate`) -- and checks the
 data sources against Grafana's documented format (``sigV4Auth`` must be a boolean, a
 SigV4 data source needs ``sigV4AuthType`` and ``sigV4Region``, ...). A bad file at start
 is fatal; at reload it answers 400 and keeps the old state.
@@ -54,6 +55,46 @@ def expand(value: str) -> str:
             raise ProvisioningError(f"$__file{{{m.group(1)}}}: {e.strerror}") from None
 
     return _FILE_RE.sub(one, value)
+
+
+_PROVIDER_RE = re.compile(r"\$__(\w+)\{([^}]*)\}")
+_ENV_RE = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z0-9_]+)|([*#$@!?\-]))")
+
+
+def _expand_part(part: str) -> str:
+    """One ``$$``-free piece: ``$__env{NAME}``, ``$__file{PATH}`` (Grafana's
+    setting.ExpandVar), then ``$NAME``/``${NAME}`` from the environment (Go's
+    os.ExpandEnv: an unset name is empty)."""
+
+    def provider(m: re.Match[str]) -> str:
+        kind, arg = m.group(1), m.group(2)
+        if kind == "env":
+            return os.environ.get(arg, "")
+        if kind == "file":
+            try:
+                return Path(arg).read_text().strip()
+            except OSError as e:
+                raise ProvisioningError(f"$__file{{{arg}}}: {e.strerror}") from None
+        raise ProvisioningError(f"$__{kind}{{...}}: no such provider")
+
+    expanded = _PROVIDER_RE.sub(provider, part)
+
+    def env(m: re.Match[str]) -> str:
+        return os.environ.get(m.group(1) or m.group(2) or m.group(3), "")
+
+    return _ENV_RE.sub(env, expanded)
+
+
+def interpolate(value: Any) -> Any:
+    """Grafana's provisioning interpolation of every string value (never of keys), after
+    pkg/services/provisioning/values: split on ``$$``, expand each piece, join with ``$``."""
+    if isinstance(value, str):
+        return "$".join(_expand_part(p) for p in value.split("$$"))
+    if isinstance(value, dict):
+        return {k: interpolate(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [interpolate(v) for v in value]
+    return value
 
 
 def check_datasource(ds: Any, allowed: set[str]) -> list[str]:
@@ -119,7 +160,7 @@ class Standin:
         docs = []
         for f in sorted(folder.glob("*.y*ml")) if folder.is_dir() else []:
             try:
-                docs.append(yaml.safe_load(f.read_text()))
+                docs.append(interpolate(yaml.safe_load(f.read_text())))
             except yaml.YAMLError as e:
                 raise ProvisioningError(f"{f}: {e}") from None
         return docs
