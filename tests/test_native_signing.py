@@ -30,7 +30,7 @@ def test_auto_signs_natively_only_with_a_prometheus_that_can_sign(
         st.ampd.extra_env.update(
             AWS_ACCESS_KEY_ID="AKIDNATIVETEST0001", AWS_SECRET_ACCESS_KEY="native-secret"
         )
-        state = st.state()
+        state = st.state(signing="auto")
         state["prometheus"]["binary"] = str(prometheus_bin.binary)
         assert state["prometheus"]["remote_write"]["signing"] == "auto"
         st.ampd.write_state(state)

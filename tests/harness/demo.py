@@ -24,6 +24,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from botocore.auth import SigV4Auth
+from botocore.awsrequest import AWSRequest
+from botocore.credentials import Credentials
 
 from tests.harness.fixtures_local import wait_for
 from tests.harness.stack import Stack
@@ -33,12 +36,38 @@ def say(text: str) -> None:
     print(text, flush=True)
 
 
+DEMO_QUERY_KEY = ("AKIDAMPDDEMOQUERY001", "demo-query-secret")  # what a Grafana would hold
+
+
 def signed_query(st: Stack, expr: str) -> Any:
+    """A PromQL query through the signed path: through ampd's proxy when it runs one, or,
+    when Prometheus signs remote_write itself (Debian 13's 2.53) and no proxy is needed,
+    signed here with SigV4 as Grafana's data source signs it."""
+    assert st.dataplane is not None
     ws = (st.ampd.status() or {})["workspace"]["id"]
-    proxy = json.loads((st.ampd.state_dir / "generated" / "proxy.json").read_text())["listen"]
-    url = f"http://{proxy}/workspaces/{ws}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
-    with urllib.request.urlopen(url, timeout=10) as r:
+    query = "/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+    proxy_json = st.ampd.state_dir / "generated" / "proxy.json"
+    if proxy_json.exists():
+        proxy = json.loads(proxy_json.read_text())["listen"]
+        with urllib.request.urlopen(f"http://{proxy}/workspaces/{ws}{query}", timeout=10) as r:
+            return json.loads(r.read())
+    akid, secret = DEMO_QUERY_KEY
+    st.static_keys[akid] = secret
+    request = AWSRequest(method="GET", url=f"{st.dataplane.url}/workspaces/{ws}{query}")
+    SigV4Auth(Credentials(akid, secret), "aps", st.dataplane.region).add_auth(request)
+    prepared = request.prepare()
+    req = urllib.request.Request(prepared.url, headers=dict(prepared.headers.items()))
+    with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
+
+
+def query_path(st: Stack) -> str:
+    if (st.ampd.state_dir / "generated" / "proxy.json").exists():
+        return "curl 'http://<proxy>/workspaces/<id>/api/v1/query?query=ampd_demo_requests_total'"
+    return (
+        "GET <data plane>/workspaces/<id>/api/v1/query?query=ampd_demo_requests_total"
+        "  (SigV4-signed, as Grafana signs it; Prometheus signs its own writes here)"
+    )
 
 
 def flowing(st: Stack) -> bool:
@@ -111,12 +140,12 @@ def main(argv: list[str] | None = None) -> int:
         say(f"IMDSv2 stand-in   {st.imds.endpoint}")
         say(f"AMP data plane    {st.dataplane.url}  (verifies SigV4, stores in {st.receiver.url})")
         say(f"sample app        {st.app.metrics_url}")
-        st.ampd.write_state(st.state())
+        st.ampd.write_state(st.state(signing="auto"))
         say(f"state file        {st.ampd.state_file}")
         say(f"ampd log          {st.ampd.log_path}")
         say("")
         say("--- state.yml (config/state.example.yml, pointed at the stand-ins) ---")
-        say(yaml.safe_dump(st.state(), sort_keys=False).rstrip())
+        say(yaml.safe_dump(st.state(signing="auto"), sort_keys=False).rstrip())
         say("")
         st.ampd.start()
         say("ampd run started; waiting for samples to arrive in the workspace ...")
@@ -136,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
         say("$ ampd status")
         say(st.ampd.ampd("status").stdout.rstrip())
         say("")
-        say("$ curl 'http://<proxy>/workspaces/<id>/api/v1/query?query=ampd_demo_requests_total'")
+        say(f"$ {query_path(st)}")
         for series in res:
             say(f"  {json.dumps(series['metric'], sort_keys=True)} = {series['value'][1]}")
         say("")

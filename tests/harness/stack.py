@@ -69,8 +69,13 @@ class Stack:
         s.callback(self.ampd.stop)
         return self
 
-    def state(self, **overrides: Any) -> dict[str, Any]:
-        """config/state.example.yml, pointed at the stand-ins and at free ports."""
+    def state(self, *, signing: str = "proxy", **overrides: Any) -> dict[str, Any]:
+        """config/state.example.yml, pointed at the stand-ins and at free ports.
+
+        ``signing`` is ``proxy`` unless a caller asks for another: what the tests of the
+        signed path exercise is ampd's proxy, on either release (with ``auto``, Debian 13's
+        Prometheus 2.53 would sign natively and no proxy would run). The demo and the
+        tests of ``auto`` itself pass ``signing="auto"``, the example file's own value."""
         assert self.dataplane is not None
         data: dict[str, Any] = yaml.safe_load((REPO / "config" / "state.example.yml").read_text())
         data["stack"] = "demo"
@@ -86,6 +91,7 @@ class Stack:
         prom["external_labels"] = {"cluster": "demo"}
         prom["scrape_configs"] = [{"job": "app", "targets": [self.app.target], "interval": "1s"}]
         prom["remote_write"]["queue"] = {"capacity": 10000, "max_samples_per_send": 500}
+        prom["remote_write"]["signing"] = signing
         data["proxy"]["listen"] = f"127.0.0.1:{free_port()}"
         data["grafana"]["enabled"] = False  # Grafana is not packaged by Debian
         data["metrics"]["listen"] = f"127.0.0.1:{free_port()}"
