@@ -25,6 +25,10 @@ def _parser() -> argparse.ArgumentParser:
         "--state",
         help="state file, ssm:NAME or s3://BUCKET/KEY (env AMPD_STATE; /etc/ampd/state.yml)",
     )
+    p.add_argument(
+        "--region",
+        help="region of an ssm:/s3:// state (default: AWS_REGION, AWS_DEFAULT_REGION, IMDS)",
+    )
     p.add_argument("--log-format", choices=["json", "console", "auto"], default="auto")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -40,6 +44,11 @@ def _parser() -> argparse.ArgumentParser:
     ap = sub.add_parser("apply", help="one reconcile pass, then exit (0 converged, 2 partly)")
     ap.add_argument("--once", action="store_true", help="accepted for clarity; apply is one pass")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--accept",
+        metavar="VERSION",
+        help="apply this version of an ssm:/s3:// state although the guard holds it",
+    )
     st = sub.add_parser("status", help="the running daemon's status (0 ok, 2 drift, 3 degraded)")
     st.add_argument("--json", action="store_true")
     pr = sub.add_parser("proxy", help="the SigV4 signing proxy alone")
@@ -94,7 +103,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         raw = args.file or args.state or str(state_file_from_env(None))
         remote = source_name(raw)
         if remote is not None:
-            load_and_check(open_source(remote, None, run_promtool=not args.no_promtool))
+            src = open_source(remote, None, run_promtool=not args.no_promtool, region=args.region)
+            load_and_check(src)
             print(f"{remote}: valid")
             return EXIT_OK
         load_and_check(Path(raw), run_promtool=not args.no_promtool)
@@ -117,7 +127,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ampd.report.statusview import status_command
 
         return status_command(resolve_paths().status, as_json=args.json)
-    state = _state(args.state, cmd, resolve_paths())
+    accept = args.accept if cmd == "apply" else None
+    state = _state(args.state, cmd, resolve_paths(), args.region, accept)
     if cmd == "render":
         from ampd.daemon.oneshot import render_command
 
@@ -137,20 +148,33 @@ def _dispatch(args: argparse.Namespace) -> int:
     raise AssertionError(cmd)
 
 
-def _state(cli_value: str | None, cmd: str, paths: Paths) -> Path:
+def _state(
+    cli_value: str | None,
+    cmd: str,
+    paths: Paths,
+    region: str | None = None,
+    accept: str | None = None,
+) -> Path:
     """The state path; an ``ssm:``/``s3://`` one is opened (and registered) here: ``run``
     and ``apply`` keep its last good copy under the state directory, ``plan`` and
-    ``render`` only read that copy."""
+    ``render`` only read that copy. ``apply --accept VERSION`` records that the operator
+    accepts that version (held by the destructive-change guard) before it looks."""
     from ampd.gateways.paths import state_file_from_env
 
     raw = cli_value or os.environ.get("AMPD_STATE")
     if not raw or not raw.startswith(("ssm:", "s3:/")):  # a file: no loader imported here
+        if accept is not None:
+            raise AmpdError("--accept is for an ssm:/s3:// state; a local file is applied as is")
         return state_file_from_env(cli_value)
     from ampd.observe.specfile import open_source, source_name
 
     remote = source_name(raw)
     assert remote is not None
-    open_source(remote, paths.state_dir / "source", write_cache=cmd in {"run", "apply"})
+    src = open_source(
+        remote, paths.state_dir / "source", write_cache=cmd in {"run", "apply"}, region=region
+    )
+    if accept is not None:
+        src.accept(accept)
     return Path(remote)
 
 

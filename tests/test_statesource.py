@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import stat
 import time
 from collections.abc import Iterator
@@ -116,15 +117,33 @@ def test_parse_ref_rejects_incomplete(text: str) -> None:
     ("base", "relative", "expected"),
     [
         ("ssm:/fleet/prod/ampd", "rules/node.yml", "ssm:/fleet/prod/rules/node.yml"),
-        ("ssm:/fleet/prod/ampd", "../shared/am.yml", "ssm:/fleet/shared/am.yml"),
+        ("ssm:/fleet/prod/ampd", "./am.yml", "ssm:/fleet/prod/am.yml"),
         ("ssm:ampd-prod", "ampd-rules", "ssm:ampd-rules"),
         ("s3://b-1/fleet/state.yml", "rules/node.yml", "s3://b-1/fleet/rules/node.yml"),
         ("s3://b-1/state.yml", "am.yml", "s3://b-1/am.yml"),
-        ("s3://b-1/fleet/state.yml", "ssm:/x/y", "ssm:/x/y"),
     ],
 )
 def test_files_beside_the_state(base: str, relative: str, expected: str) -> None:
     assert str(parse_ref(base).beside(relative)) == expected
+
+
+@pytest.mark.parametrize(
+    ("base", "relative", "why"),
+    [
+        ("ssm:/fleet/prod/ampd", "../../prod/db/password", "'..' would leave"),
+        ("ssm:/fleet/prod/ampd", "rules/../../db", "'..' would leave"),
+        ("ssm:/fleet/prod/ampd", "/prod/db/password", "an absolute name"),
+        ("ssm:/fleet/prod/ampd", "ssm:/prod/db/password", "not another ssm:/s3:// name"),
+        ("ssm:/fleet/prod/ampd", "s3://other/am.yml", "not another ssm:/s3:// name"),
+        ("ssm:ampd-prod", "prod/db", "only flat names"),
+        ("s3://b-1/fleet/state.yml", "ssm:/x/y", "not another ssm:/s3:// name"),
+        ("s3://b-1/fleet/state.yml", "../secret.yml", "'..' would leave"),
+        ("s3://b-1/fleet/state.yml", "rules//x.yml", "empty segment"),
+    ],
+)
+def test_files_outside_the_prefix_are_refused(base: str, relative: str, why: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(why)):
+        parse_ref(base).beside(relative)
 
 
 # -- ampd validate -------------------------------------------------------------------------

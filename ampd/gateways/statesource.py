@@ -14,10 +14,12 @@ the reason (missing, denied, too large, unreachable, throttled, not UTF-8).
 
 from __future__ import annotations
 
+import os
 import posixpath
 import tempfile
 import threading
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -32,17 +34,23 @@ if TYPE_CHECKING:
 __all__ = [
     "MAX_BYTES",
     "Fetched",
+    "NoRegion",
     "SourceError",
     "SourceFetcher",
     "SourceRef",
+    "give_to_owner_of",
+    "outside_prefix",
     "parse_ref",
     "scratch_dir",
+    "source_region",
 ]
 
 MAX_BYTES = 256 * 1024  # a state document or a file it names; SSM itself allows 8 KiB
 SSM_BATCH = 10  # GetParameters takes at most 10 names
 CONNECT_TIMEOUT = 2.0
 READ_TIMEOUT = 10.0
+IMDS_ATTEMPTS = 4  # 1 s each, 0.5 s, 1 s, 2 s apart: a slow IMDS at boot is waited for
+IMDS_BACKOFF = 0.5
 
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "403", "Forbidden"})
 _MISSING = frozenset({"ParameterNotFound", "NoSuchKey", "NoSuchBucket", "404", "NotFound"})
@@ -72,19 +80,58 @@ class SourceRef:
     def remote(self) -> bool:
         return self.kind != "file"
 
-    def beside(self, relative: str) -> SourceRef:
-        """A document named relative to this one: same SSM prefix, same S3 key directory."""
-        if relative.startswith(("ssm:", "s3://")):
-            return parse_ref(relative)
-        if self.kind == "ssm" and "/" not in self.name:
-            # a flat parameter name: siblings are flat too, or fully qualified
-            name = relative if "/" not in relative else "/" + relative.lstrip("/")
-            return SourceRef("ssm", posixpath.normpath(name))
-        base = posixpath.dirname(self.name)
-        joined = posixpath.normpath(posixpath.join(base, relative))
+    @property
+    def prefix(self) -> str:
+        """Where the files this document names must live: its SSM path (``/fleet/prod/``;
+        empty for a flat name) or its S3 key prefix (``fleet/``; empty at the top)."""
+        if self.kind == "file":
+            return ""
+        head, sep, _ = self.name.rpartition("/")
+        return head + sep
+
+    def describe_prefix(self) -> str:
+        if self.kind == "ssm":
+            return f"ssm:{self.prefix}" if self.prefix else "the flat parameter names"
         if self.kind == "s3":
-            joined = joined.lstrip("/")
+            return f"s3://{self.bucket}/{self.prefix}"
+        return self.name
+
+    def beside(self, relative: str) -> SourceRef:
+        """A document named relative to this one, inside its prefix (same SSM path, same
+        S3 key directory). ValueError (one line, says why) for a name that would leave
+        the prefix: ``..``, an absolute name, or an explicit ``ssm:``/``s3://`` one."""
+        problem = outside_prefix(self, relative)
+        if problem is not None:
+            raise ValueError(problem)
+        joined = self.prefix + posixpath.normpath(relative)
         return SourceRef(self.kind, joined, self.bucket)
+
+
+def outside_prefix(ref: SourceRef, relative: str) -> str | None:
+    """Why ``relative`` (a file named by the remote document ``ref``) would be read from
+    outside ``ref``'s own prefix, or None when it stays inside. Pure: nothing is fetched."""
+    where = ref.describe_prefix()
+    if relative.startswith(("ssm:", "s3:")):
+        return (
+            f"{relative}: a remote state may only name files beside it (under {where}),"
+            " not another ssm:/s3:// name"
+        )
+    if relative.startswith("/"):
+        return (
+            f"{relative}: an absolute name is not allowed in a remote state;"
+            f" name the file relative to it (read from {where})"
+        )
+    parts = relative.split("/")
+    if ".." in parts:
+        return f"{relative}: '..' would leave the state's prefix ({where})"
+    if not relative or any(p == "" for p in parts) or posixpath.normpath(relative) == ".":
+        return f"{relative!r}: not a file name (an empty segment)"
+    if ref.kind == "ssm" and not ref.prefix and "/" in relative:
+        return (
+            f"{relative}: beside the flat parameter {ref.name} only flat names are read"
+            " (a name with '/' is another hierarchy)"
+        )
+    return None
 
 
 def parse_ref(text: str) -> SourceRef:
@@ -105,10 +152,19 @@ def parse_ref(text: str) -> SourceRef:
 class SourceError(AmpdError):
     """A document could not be fetched. ``reason`` is short; ``str()`` names the source."""
 
-    def __init__(self, ref: SourceRef, reason: str, *, unreachable: bool = False) -> None:
+    def __init__(
+        self,
+        ref: SourceRef,
+        reason: str,
+        *,
+        unreachable: bool = False,
+        condition_reason: str = "",
+    ) -> None:
         self.ref = ref
         self.reason = reason
         self.unreachable = unreachable  # network, throttling, credentials: may clear up
+        # the StateSourceReachable reason ("NoRegion"); empty: Unreachable / FetchFailed
+        self.condition_reason = condition_reason
         super().__init__(f"{ref}: {reason}")
 
 
@@ -158,15 +214,64 @@ def _checked(ref: SourceRef, data: bytes) -> bytes:
     return data
 
 
-class SourceFetcher:
-    """Reads documents from SSM and S3. Clients are made on first use, once per service."""
+class NoRegion(AmpdError):
+    """No region for the state source's client (no --region, no AWS_REGION, no IMDS)."""
 
-    def __init__(self, region: str | None = None, *, session: Any = None) -> None:
+
+def source_region(
+    explicit: str | None,
+    configured: str | None,
+    *,
+    imds_region: Callable[[], str | None] = imds.region,
+    sleep: Callable[[float], None] = time.sleep,
+    attempts: int = IMDS_ATTEMPTS,
+) -> str:
+    """The region the SSM/S3 client is made for: ``--region``, ``AWS_REGION``,
+    ``AWS_DEFAULT_REGION`` (or the shared config's, ``configured``), else IMDS, asked up to
+    ``attempts`` times with backoff. NoRegion otherwise: never a guessed default, which
+    would read another region's parameter of the same name."""
+    for region in (
+        explicit,
+        os.environ.get("AWS_REGION"),
+        os.environ.get("AWS_DEFAULT_REGION"),
+        configured,
+    ):
+        if region:
+            return region
+    imds_off = os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true"
+    for i in range(0 if imds_off else attempts):
+        region = imds_region()
+        if region:
+            return region
+        if i + 1 < attempts:
+            sleep(IMDS_BACKOFF * 2**i)
+    why = "instance metadata is disabled" if imds_off else f"IMDS did not answer ({attempts} tries)"
+    raise NoRegion(
+        f"no region for the state source: pass --region, set AWS_REGION, or run on EC2 ({why})"
+    )
+
+
+class SourceFetcher:
+    """Reads documents from SSM and S3. Clients are made on first use, once per service,
+    for the region :func:`source_region` finds (not made, and asked again at the next
+    fetch, while there is none)."""
+
+    def __init__(
+        self,
+        region: str | None = None,
+        *,
+        session: Any = None,
+        imds_region: Callable[[], str | None] = imds.region,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
         self._region = region
         self._session = session
+        self._imds_region = imds_region
+        self._sleep = sleep
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
         self.calls = 0  # API requests made, for tests and benchmarks
+        self.region: str | None = None  # the region the clients were made for
 
     def _client(self, service: Literal["ssm", "s3"]) -> Any:
         with self._lock:
@@ -175,7 +280,12 @@ class SourceFetcher:
                 from botocore.config import Config  # noqa: PLC0415
 
                 session = self._session or boto3.session.Session()
-                region = self._region or session.region_name or imds.region() or "us-east-1"
+                region = self.region or source_region(
+                    self._region,
+                    session.region_name,
+                    imds_region=self._imds_region,
+                    sleep=self._sleep,
+                )
                 config = Config(
                     connect_timeout=CONNECT_TIMEOUT,
                     read_timeout=READ_TIMEOUT,
@@ -183,7 +293,19 @@ class SourceFetcher:
                     user_agent_extra="ampd",
                 )
                 self._clients[service] = session.client(service, region_name=region, config=config)
+                self.region = region
             return self._clients[service]
+
+    def _client_or_error(
+        self, service: Literal["ssm", "s3"], refs: Sequence[SourceRef]
+    ) -> Any | dict[SourceRef, Fetched | SourceError]:
+        try:
+            return self._client(service)
+        except NoRegion as e:
+            return {
+                r: SourceError(r, str(e), unreachable=True, condition_reason="NoRegion")
+                for r in refs
+            }
 
     def fetch(
         self, refs: Sequence[SourceRef], known: Mapping[SourceRef, str]
@@ -203,12 +325,13 @@ class SourceFetcher:
     def _ssm(
         self, refs: Sequence[SourceRef], known: Mapping[SourceRef, str]
     ) -> dict[SourceRef, Fetched | SourceError]:
+        client = self._client_or_error("ssm", refs)
+        if isinstance(client, dict):
+            return client
         self.calls += 1
         bx = _exceptions()
         try:
-            resp = self._client("ssm").get_parameters(
-                Names=[r.name for r in refs], WithDecryption=True
-            )
+            resp = client.get_parameters(Names=[r.name for r in refs], WithDecryption=True)
         except bx.ClientError as e:
             return {r: _client_error(r, e) for r in refs}
         except network_errors() as e:
@@ -236,13 +359,16 @@ class SourceFetcher:
         return out
 
     def _s3(self, ref: SourceRef, etag: str | None) -> Fetched | SourceError:
+        client = self._client_or_error("s3", [ref])
+        if isinstance(client, dict):
+            return client[ref]
         self.calls += 1
         bx = _exceptions()
         args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.name}
         if etag:
             args["IfNoneMatch"] = etag
         try:
-            resp = self._client("s3").get_object(**args)
+            resp = client.get_object(**args)
         except bx.ClientError as e:
             code, _ = _code(e)
             if etag and code in {"304", "NotModified"}:
@@ -268,6 +394,22 @@ class SourceFetcher:
         finally:
             body.close()
         return Fetched(ref, str(resp.get("ETag", "")), data)
+
+
+def give_to_owner_of(owner_of: Path, *paths: Path) -> None:
+    """Run as root (``sudo ampd apply --once``), hand what was written under the state
+    directory to that directory's owner (the ``ampd`` user), so that the daemon can read
+    and replace it. Nothing to do for anyone else. OSError when it cannot be done."""
+    if os.geteuid() != 0:
+        return
+    st = owner_of.stat()
+    for p in paths:
+        try:
+            mine = p.lstat()
+        except FileNotFoundError:
+            continue
+        if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid):
+            os.lchown(p, st.st_uid, st.st_gid)
 
 
 def scratch_dir() -> Path:

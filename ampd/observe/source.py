@@ -27,6 +27,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -35,17 +36,29 @@ import structlog
 from ampd.core import Condition, ConditionStatus
 from ampd.errors import AmpdError, Problem, SpecError
 from ampd.gateways.files import atomic_write, read_bytes
-from ampd.gateways.statesource import Fetched, SourceError, SourceRef, parse_ref, scratch_dir
+from ampd.gateways.statesource import (
+    Fetched,
+    SourceError,
+    SourceRef,
+    give_to_owner_of,
+    parse_ref,
+    scratch_dir,
+)
 from ampd.observe.sourcedocs import (
     Doc,
     Good,
+    bare_version,
     combo_hash,
     load_cache,
+    local_name,
     localized,
+    read_acceptance,
     referenced_files,
-    remote_value,
     save_cache,
+    why,
+    write_acceptance,
 )
+from ampd.plan.guard import destructive_changes
 from ampd.spec.load import LoadedSpec, load_spec
 from ampd.spec.models import duration_seconds
 
@@ -63,6 +76,22 @@ class Fetcher(Protocol):
 
 
 Validate = Callable[[LoadedSpec], list[Problem]]
+
+
+@dataclass(frozen=True)
+class Held:
+    """A valid version the destructive-change guard keeps off this running host."""
+
+    version: str
+    reasons: tuple[str, ...]
+
+
+class LocalCopyFailed(AmpdError):
+    """A fetched file could not be written where the checks and Prometheus read it."""
+
+    def __init__(self, raw: str, where: Path, cause: BaseException) -> None:
+        self.raw = raw
+        super().__init__(f"{raw}: cannot keep a local copy under {where}: {why(cause)}")
 
 
 class StateSource:
@@ -96,6 +125,10 @@ class StateSource:
         self._error: SpecError | None = None  # the newest version's problems, if any
         self._unreachable: str | None = None  # why the last look failed to read
         self._unreachable_reason = "Unreachable"
+        self._error_reason = "Invalid"  # or LocalCopyFailed: tried again with backoff
+        self._local_failed = False
+        self._held: Held | None = None  # a destructive version not applied
+        self._cache_problem: str | None = None  # the cached copy cannot be read or written
         self._scratch: Path | None = None
         self._due = 0.0  # clock value; 0: poll at first use
         self._polls = 0
@@ -167,7 +200,10 @@ class StateSource:
         if self._error is not None:
             first = str(self._error).splitlines()[0]
             valid = Condition(
-                "StateSourceValid", ConditionStatus.FALSE, "Invalid", first + self._running()
+                "StateSourceValid",
+                ConditionStatus.FALSE,
+                self._error_reason,
+                first + self._running(),
             )
         elif self._good is not None:
             valid = Condition(
@@ -178,7 +214,56 @@ class StateSource:
             )
         else:
             valid = Condition("StateSourceValid", ConditionStatus.UNKNOWN, "NotFetched", "")
-        return [reach, valid]
+        return [reach, valid, self._held_condition(), *self._cache_condition()]
+
+    def _held_condition(self) -> Condition:
+        held = self._held
+        if held is None:
+            return Condition("StateSourceHeld", ConditionStatus.FALSE, "NotHeld", "")
+        v = bare_version(held.version)
+        return Condition(
+            "StateSourceHeld",
+            ConditionStatus.TRUE,
+            "Destructive",
+            f"{self.name} version {v} held: {'; '.join(held.reasons)}{self._running()};"
+            f" to apply it, publish it with rollout: {{allow_destructive: true}}"
+            f" or run: ampd apply --accept {v}",
+        )
+
+    def _cache_condition(self) -> list[Condition]:
+        if not self.write_cache:
+            return []
+        if self._cache_problem is not None:
+            return [
+                Condition(
+                    "StateSourceCached", ConditionStatus.FALSE, "CacheFailed", self._cache_problem
+                )
+            ]
+        return [Condition("StateSourceCached", ConditionStatus.TRUE, "Cached", "")]
+
+    def accept(self, version: str) -> None:
+        """Record that an operator accepts ``version`` (``ampd apply --accept``): the
+        destructive-change guard lets exactly that version through, here and in the
+        daemon that shares the cache directory."""
+        if self.cache_dir is None:
+            raise AmpdError(f"{self.name}: no state directory to record the acceptance in")
+        try:
+            path = write_acceptance(self.cache_dir, self.name, version, self._now())
+            self._hand_over(self.cache_dir, path)
+        except OSError as e:
+            raise AmpdError(f"{self.name}: cannot record the acceptance: {why(e)}") from e
+        log.info("state_source.accepted", source=self.name, version=bare_version(version))
+
+    def _accepted(self, version: str) -> bool:
+        if self.cache_dir is None:
+            return False
+        try:
+            return read_acceptance(self.cache_dir, self.name) == bare_version(version)
+        except OSError:
+            return False
+
+    def held(self) -> Held | None:
+        return self._held
 
     def _running(self) -> str:
         good = self._good
@@ -195,7 +280,7 @@ class StateSource:
             finally:  # the interval of the version now current; sooner after a failure
                 jitter = 1 + self._rng.uniform(-JITTER, JITTER)
                 wait = self.interval()
-                if self._unreachable is not None:
+                if self._unreachable is not None or self._local_failed:
                     # spread widely: a fleet that boots together must not retry together
                     self._failures += 1
                     wait = min(wait, RETRY_BASE * 2 ** min(self._failures - 1, 10))
@@ -215,6 +300,9 @@ class StateSource:
                 raise result
         self._unreachable = None
         if all(isinstance(v, Fetched) and v.data is None for v in got.values()):
+            held = self._held  # an operator may have accepted it since the last look
+            if held is not None and self._accepted(held.version) and self.ref in self._seen:
+                return self._consider(self._seen[self.ref], got)
             return False  # nothing changed since the last look
         state = self._take(got[self.ref])
         return self._consider(state, got)
@@ -232,6 +320,9 @@ class StateSource:
         return doc
 
     def _consider(self, state: Doc, got: Mapping[SourceRef, Fetched | SourceError]) -> bool:
+        self._held = None  # a newer version (or this one, accepted) is decided anew
+        self._local_failed = False
+        self._error_reason = "Invalid"
         try:
             text = state.data.decode("utf-8")
         except UnicodeDecodeError as e:
@@ -251,26 +342,61 @@ class StateSource:
         if key in self._bad and not problems:
             return False  # the same content was found bad already: not re-validated
         if not problems:
-            loaded = self._localized(loaded, files)
+            try:
+                loaded = self._localized(loaded, files)
+            except LocalCopyFailed as e:
+                return self._copy_failed(state, loaded, e)
             problems = self._validate(loaded)
         if problems:
             return self._reject(state, files, SpecError(problems))
+        reasons = self._destructive(loaded, state)
+        if reasons:
+            return self._hold(state, reasons)
         self._accept(Good(loaded, Doc(state.ref, state.version, state.data), dict(files)))
         return True
+
+    def _destructive(self, loaded: LoadedSpec, state: Doc) -> list[str]:
+        """Why this valid version must not replace the one running (empty: it may)."""
+        good = self._good
+        if good is None:
+            return []  # nothing runs yet: nothing to take away
+        reasons = destructive_changes(good.loaded.spec, loaded.spec)
+        if not reasons:
+            return []
+        how = None
+        if loaded.spec.rollout.allow_destructive:
+            how = "rollout.allow_destructive"
+        elif self._accepted(state.version):
+            how = "ampd apply --accept"
+        if how is not None:
+            log.warning(
+                "state_source.destructive_accepted",
+                source=self.name,
+                version=state.version,
+                changes=reasons,
+                by=how,
+            )
+            return []
+        return reasons
 
     def _fetch_files(
         self, loaded: LoadedSpec, got: Mapping[SourceRef, Fetched | SourceError]
     ) -> tuple[dict[str, Doc], list[Problem]]:
         named = referenced_files(loaded.positions.root)
-        wanted = {raw: self.ref.beside(raw) for _loc, raw in named if remote_value(raw)}
+        files: dict[str, Doc] = {}
+        problems: list[Problem] = []
+        wanted: dict[str, SourceRef] = {}
+        for loc, raw in named:  # only names inside the state's own prefix are asked for
+            try:
+                wanted[raw] = self.ref.beside(raw)
+            except ValueError as e:
+                problems.append(loaded.problem(loc, str(e)))
         self._seen_files = sorted(set(wanted.values()))
         fetched = dict(got)
         missing = [r for r in self._seen_files if r not in got]
         if missing:
             known = {r: self._seen[r].version for r in missing if r in self._seen}
             fetched.update(self._fetcher.fetch(missing, known))
-        files: dict[str, Doc] = {}
-        problems: list[Problem] = []
         for loc, raw in named:
             ref = wanted.get(raw)
             if ref is None:
@@ -285,7 +411,15 @@ class StateSource:
         return files, problems
 
     def _localized(self, loaded: LoadedSpec, files: Mapping[str, Doc]) -> LoadedSpec:
-        return localized(loaded, {raw: self._write_file(doc) for raw, doc in files.items()})
+        """The spec pointing at local copies; LocalCopyFailed when one cannot be written
+        (a full disk, a directory the daemon may not write, a name too long)."""
+        paths: dict[str, Path] = {}
+        for raw, doc in files.items():
+            try:
+                paths[raw] = self._write_file(doc)
+            except (OSError, AmpdError) as e:
+                raise LocalCopyFailed(raw, self._files_dir(), e) from e
+        return localized(loaded, paths)
 
     def _files_dir(self) -> Path:
         if self.cache_dir is not None and self.write_cache:
@@ -296,10 +430,17 @@ class StateSource:
 
     def _write_file(self, doc: Doc) -> Path:
         digest = hashlib.sha256(doc.data).hexdigest()[:16]
-        path = self._files_dir() / f"{digest}-{Path(doc.ref.name).name}"
+        path = self._files_dir() / local_name(digest, doc.ref.name)
         if read_bytes(path) != doc.data:
             atomic_write(path, doc.data, 0o600)
+        if self.write_cache and self.cache_dir is not None:
+            self._hand_over(self.cache_dir, path.parent, path)
         return path
+
+    def _hand_over(self, *paths: Path) -> None:
+        """As root, give what was written under the state directory to its owner."""
+        assert self.cache_dir is not None
+        give_to_owner_of(self.cache_dir.parent, *paths)
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -328,10 +469,40 @@ class StateSource:
         )
         return False
 
+    def _hold(self, state: Doc, reasons: list[str]) -> bool:
+        self._held = Held(state.version, tuple(reasons))
+        self._set_error(None)
+        (log.error if self.write_cache else log.debug)(
+            "state_source.held",
+            source=self.name,
+            version=state.version,
+            changes=reasons,
+            running=self._good.state.version if self._good else None,
+        )
+        return False
+
+    def _copy_failed(self, state: Doc, loaded: LoadedSpec, e: LocalCopyFailed) -> bool:
+        """Not this version's fault: reported like a bad version (the running one stays)
+        but looked at again, with backoff, until the copies can be written."""
+        loc = {raw: loc for loc, raw in referenced_files(loaded.positions.root)}.get(e.raw)
+        problem = (
+            loaded.problem(loc, f"{e}; trying again")
+            if loc is not None
+            else Problem(self.name, 1, 1, "", f"{e}; trying again")
+        )
+        self._set_error(SpecError([problem]))
+        self._error_reason = "LocalCopyFailed"
+        self._local_failed = True
+        self._seen.pop(state.ref, None)  # the next look fetches and considers it again
+        (log.error if self.write_cache else log.debug)(
+            "state_source.copy_failed", source=self.name, version=state.version, error=str(e)
+        )
+        return False
+
     def _fetch_failed(self, e: SourceError) -> bool:
         self._unreachable = e.reason if e.ref == self.ref else str(e)
         if e.unreachable:
-            self._unreachable_reason = "Unreachable"
+            self._unreachable_reason = e.condition_reason or "Unreachable"
             (log.warning if self.write_cache else log.debug)(
                 "state_source.unreachable", source=self.name, error=str(e)
             )
@@ -352,11 +523,16 @@ class StateSource:
         if self.cache_dir is None or self._good is None or not self.write_cache:
             return
         good = self._good
-        paths = {raw: self._write_file(d) for raw, d in good.files.items()}
+        cache = self.cache_dir
         try:
-            save_cache(self.cache_dir, self.name, good, paths, self._now())
-        except AmpdError as e:
-            log.error("state_source.cache_failed", source=self.name, error=str(e))
+            paths = {raw: self._write_file(d) for raw, d in good.files.items()}
+            save_cache(cache, self.name, good, paths, self._now())
+            self._hand_over(cache, cache / "state.yml", cache / "source.json")
+        except (AmpdError, OSError) as e:
+            self._cache_problem = f"cannot write the last good copy under {cache}: {why(e)}"
+            log.error("state_source.cache_failed", source=self.name, error=self._cache_problem)
+            return
+        self._cache_problem = None
 
     def _load_cache(self) -> None:
         assert self.cache_dir is not None
@@ -369,13 +545,31 @@ class StateSource:
         except (ValueError, KeyError, TypeError, AttributeError, SpecError) as e:
             log.warning("state_source.cache_unusable", source=self.name, error=str(e))
             return
-        if self._validate(loaded):
+        except (OSError, AmpdError) as e:  # e.g. left by root (sudo ampd apply), mode 0600
+            self._cache_problem = (
+                f"cannot read the last good copy under {self.cache_dir}: {why(e)}"
+                " (written by another user? chown it to the user ampd runs as)"
+            )
+            log.error("state_source.cache_unreadable", source=self.name, error=self._cache_problem)
+            return
+        outside = [
+            raw for _loc, raw in referenced_files(loaded.positions.root) if _outside(self.ref, raw)
+        ]
+        if outside or self._validate(loaded):
             return
         self._good = Good(loaded, state, files)
         self._seen = {state.ref: Doc(state.ref, state.version, state.data)}
         self._seen.update({d.ref: Doc(d.ref, d.version, d.data) for d in files.values()})
         self._seen_files = sorted({d.ref for d in files.values()})
         log.info("state_source.cached", source=self.name, version=state.version)
+
+
+def _outside(ref: SourceRef, raw: str) -> bool:
+    try:
+        ref.beside(raw)
+    except ValueError:
+        return True
+    return False
 
 
 def _one(name: str, reason: str) -> SpecError:

@@ -1,10 +1,12 @@
 """The documents of a remote state: the state and the files it names beside it, the hash
 that identifies a combination of them, the spec pointed at local copies, and the cached
 last good copy on disk (``<state dir>/source/``: ``state.yml``, ``source.json``,
-``files/``, all mode 0600)."""
+``files/``, all mode 0600; ``accepted.json``: the version an operator accepted with
+``ampd apply --accept``)."""
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 from collections.abc import Mapping
@@ -62,10 +64,50 @@ def referenced_files(root: Any) -> list[tuple[Loc, str]]:
     return out
 
 
-def remote_value(raw: str) -> bool:
-    """A relative name (beside the state) or an explicit ssm:/s3:// one; an absolute path
-    is a local file (baked into the image)."""
-    return not raw.startswith("/")
+LOCAL_NAME_MAX = 96  # characters of a file's own name kept in its local copy's name
+
+
+def local_name(digest: str, remote_name: str) -> str:
+    """The local copy's file name: the content digest and (a bounded part of) the remote
+    name, so that an SSM or S3 name of any length stays a valid local name."""
+    base = remote_name.rsplit("/", 1)[-1][:LOCAL_NAME_MAX].lstrip(".") or "file"
+    return f"{digest}-{base}"
+
+
+def why(e: BaseException) -> str:
+    """An OS error (or one a gateway wrapped) as ``strerror (ENAME)``."""
+    os_err = e if isinstance(e, OSError) else e.__cause__
+    if isinstance(os_err, OSError) and os_err.errno:
+        name = errno.errorcode.get(os_err.errno, str(os_err.errno))
+        return f"{os_err.strerror} ({name})"
+    return str(e)
+
+
+def bare_version(version: str) -> str:
+    """A version as an operator types it: an S3 ETag without its quotes."""
+    return version.strip().strip('"')
+
+
+def read_acceptance(cache_dir: Path, name: str) -> str | None:
+    """The version of ``name`` an operator accepted (``ampd apply --accept``), if any."""
+    raw = read_bytes(cache_dir / "accepted.json")
+    if raw is None:
+        return None
+    try:
+        doc = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(doc, dict) or doc.get("source") != name:
+        return None
+    version = doc.get("version")
+    return bare_version(version) if isinstance(version, str) else None
+
+
+def write_acceptance(cache_dir: Path, name: str, version: str, at: float) -> Path:
+    path = cache_dir / "accepted.json"
+    doc = {"source": name, "version": bare_version(version), "accepted_at": at}
+    atomic_write(path, json.dumps(doc, sort_keys=True).encode() + b"\n", 0o600)
+    return path
 
 
 def localized(loaded: LoadedSpec, local: Mapping[str, Path]) -> LoadedSpec:

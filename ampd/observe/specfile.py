@@ -45,16 +45,18 @@ def open_source(
     run_promtool: bool = True,
     fetcher: Fetcher | None = None,
     write_cache: bool = True,
+    region: str | None = None,
 ) -> StateSource:
     """The StateSource for ``location`` (registered: later calls by name find it).
 
     ``cache_dir`` None: no cache (validate); ``write_cache=False``: the cached copy is used
-    when the source is unreachable but nothing is written (plan, render)."""
+    when the source is unreachable but nothing is written (plan, render). ``region``:
+    ``--region`` (else AWS_REGION, AWS_DEFAULT_REGION, IMDS; never a guessed one)."""
     name = source_name(location) or location
     src = StateSource(
         parse_ref(name),
         cache_dir,
-        fetcher if fetcher is not None else SourceFetcher(),
+        fetcher if fetcher is not None else SourceFetcher(region),
         validate=lambda loaded: file_problems(loaded, run_promtool=run_promtool),
         write_cache=write_cache,
     )

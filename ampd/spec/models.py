@@ -298,6 +298,14 @@ class StateSourceSpec(Strict):
         return self
 
 
+class RolloutSpec(Strict):
+    """How a remote (ssm:/s3://) state may change a running host."""
+
+    # a version that stops Prometheus, drops remote_write or the workspace, or more than
+    # half of the scrape jobs is held on running hosts unless it says so here
+    allow_destructive: bool = False
+
+
 class StateSpec(Strict):
     version: Literal[1]
     stack: StackName = "default"
@@ -309,6 +317,7 @@ class StateSpec(Strict):
     grafana: GrafanaSpec | None = None
     metrics: MetricsSpec = Field(default_factory=MetricsSpec)
     state_source: StateSourceSpec = Field(default_factory=StateSourceSpec)
+    rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     runtime: Literal["auto", "systemd", "supervisor"] = "auto"
 
     @model_validator(mode="before")
