@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from ampd.core import ConditionStatus
 from ampd.daemon.reconcile import Reconciler
 from ampd.daemon.wiring import imds, make_aws, make_runtime, self_command
 from ampd.gateways.files import atomic_write
@@ -72,6 +73,11 @@ def _one_pass(
         return None
     for what in summary.unobserved:
         print(f"ampd: could not read {what}", file=sys.stderr)
+    for ctype in ("StateSourceHeld", "StateSourceValid", "StateSourceCached"):
+        c = summary.conditions.get(ctype)  # a remote state's version not taken, and why
+        bad = ConditionStatus.TRUE if ctype == "StateSourceHeld" else ConditionStatus.FALSE
+        if c is not None and c.status == bad:
+            print(f"ampd: {ctype}: {c.message or c.reason}", file=sys.stderr)
     outcomes = summary.outcomes if apply else ()
     if as_json:
         print(json.dumps(plan_json(summary.plan, outcomes), indent=2, sort_keys=True))

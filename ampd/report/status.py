@@ -177,6 +177,13 @@ def _worst_problem(summary: PassSummary) -> str | None:
     for c in summary.conditions.values():
         if c.status == ConditionStatus.FALSE and c.type in ("AwsReachable", "RemoteWriteFlowing"):
             return f"{c.type}=False: {c.message or c.reason}"
+    held = summary.conditions.get("StateSourceHeld")
+    if held is not None and held.status == ConditionStatus.TRUE:
+        return f"StateSourceHeld: {held.message}"
+    for ctype in ("StateSourceValid", "StateSourceCached"):
+        source = summary.conditions.get(ctype)
+        if source is not None and source.status == ConditionStatus.FALSE:
+            return f"{ctype}=False: {source.message or source.reason}"
     return None
 
 
