@@ -27,13 +27,12 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
 import structlog
 
-from ampd.core import Condition, ConditionStatus
+from ampd.core import Condition
 from ampd.errors import AmpdError, Problem, SpecError
 from ampd.gateways.files import atomic_write, read_bytes
 from ampd.gateways.statesource import (
@@ -58,6 +57,7 @@ from ampd.observe.sourcedocs import (
     why,
     write_acceptance,
 )
+from ampd.observe.sourcestatus import Held, LocalCopyFailed, SourceView, source_conditions
 from ampd.plan.guard import destructive_changes
 from ampd.spec.load import LoadedSpec, load_spec
 from ampd.spec.models import duration_seconds
@@ -76,22 +76,6 @@ class Fetcher(Protocol):
 
 
 Validate = Callable[[LoadedSpec], list[Problem]]
-
-
-@dataclass(frozen=True)
-class Held:
-    """A valid version the destructive-change guard keeps off this running host."""
-
-    version: str
-    reasons: tuple[str, ...]
-
-
-class LocalCopyFailed(AmpdError):
-    """A fetched file could not be written where the checks and Prometheus read it."""
-
-    def __init__(self, raw: str, where: Path, cause: BaseException) -> None:
-        self.raw = raw
-        super().__init__(f"{raw}: cannot keep a local copy under {where}: {why(cause)}")
 
 
 class StateSource:
@@ -187,59 +171,20 @@ class StateSource:
         return self._good.state.data.decode()
 
     def conditions(self) -> list[Condition]:
-        reach = (
-            Condition(
-                "StateSourceReachable",
-                ConditionStatus.FALSE,
-                self._unreachable_reason,
-                f"{self.name}: {self._unreachable}" + self._running(),
+        good = self._good
+        return source_conditions(
+            SourceView(
+                name=self.name,
+                good_version=good.state.version if good is not None else None,
+                unreachable=self._unreachable,
+                unreachable_reason=self._unreachable_reason,
+                error=self._error,
+                error_reason=self._error_reason,
+                held=self._held,
+                write_cache=self.write_cache,
+                cache_problem=self._cache_problem,
             )
-            if self._unreachable
-            else Condition("StateSourceReachable", ConditionStatus.TRUE, "Fetched", self.name)
         )
-        if self._error is not None:
-            first = str(self._error).splitlines()[0]
-            valid = Condition(
-                "StateSourceValid",
-                ConditionStatus.FALSE,
-                self._error_reason,
-                first + self._running(),
-            )
-        elif self._good is not None:
-            valid = Condition(
-                "StateSourceValid",
-                ConditionStatus.TRUE,
-                "Valid",
-                f"{self.name} version {self._good.state.version}",
-            )
-        else:
-            valid = Condition("StateSourceValid", ConditionStatus.UNKNOWN, "NotFetched", "")
-        return [reach, valid, self._held_condition(), *self._cache_condition()]
-
-    def _held_condition(self) -> Condition:
-        held = self._held
-        if held is None:
-            return Condition("StateSourceHeld", ConditionStatus.FALSE, "NotHeld", "")
-        v = bare_version(held.version)
-        return Condition(
-            "StateSourceHeld",
-            ConditionStatus.TRUE,
-            "Destructive",
-            f"{self.name} version {v} held: {'; '.join(held.reasons)}{self._running()};"
-            f" to apply it, publish it with rollout: {{allow_destructive: true}}"
-            f" or run: ampd apply --accept {v}",
-        )
-
-    def _cache_condition(self) -> list[Condition]:
-        if not self.write_cache:
-            return []
-        if self._cache_problem is not None:
-            return [
-                Condition(
-                    "StateSourceCached", ConditionStatus.FALSE, "CacheFailed", self._cache_problem
-                )
-            ]
-        return [Condition("StateSourceCached", ConditionStatus.TRUE, "Cached", "")]
 
     def accept(self, version: str) -> None:
         """Record that an operator accepts ``version`` (``ampd apply --accept``): the
