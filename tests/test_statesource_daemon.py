@@ -81,3 +81,49 @@ def test_daemon_follows_an_ssm_state_and_keeps_the_last_good_one(
         assert (proc.state_dir / "source").is_dir()  # the last good copy is cached
     finally:
         assert proc.stop() == 0
+
+
+def test_daemon_holds_a_destructive_version_until_it_is_acknowledged(
+    tmp_path: Path, aws_emulator_env: AwsEnv
+) -> None:
+    """Issue 22: a valid push that would stop Prometheus is held on a running host;
+    `ampd status` and STATUS= (the status document's line) say so; the acknowledged
+    document is applied."""
+    ssm = boto3.client("ssm")
+    port = free_port()
+    jobs = [{"job": "node", "targets": ["127.0.0.1:9"]}]
+    ssm.put_parameter(Name=NAME, Value=state(port, jobs), Type="SecureString", Overwrite=True)
+    proc = AmpdProcess(tmp_path, env={"AMPD_STATE": f"ssm:{NAME}"})
+    proc.state_file = Path(f"ssm:{NAME}")
+    proc.start()
+    try:
+        wait_for("Healthy", lambda: (s := proc.status()) and s["health"] == "Healthy", 90)
+        [pid] = prometheus_pids(str(proc.state_dir))
+        generated = proc.state_dir / "generated" / "prometheus.yml"
+        before = generated.read_text()
+        stop = yaml.safe_load(state(port, jobs))
+        stop["prometheus"]["enabled"] = False
+        ssm.put_parameter(
+            Name=NAME, Value=yaml.safe_dump(stop), Type="SecureString", Overwrite=True
+        )
+        held = wait_for(
+            "StateSourceHeld=True", lambda: condition(proc, "StateSourceHeld", "True"), 60
+        )
+        assert held["message"].startswith(f"ssm:{NAME} version 2 held: stops Prometheus")
+        line = wait_for(
+            "the held version in STATUS=",
+            lambda: (s := proc.status()) and "StateSourceHeld" in s["line"] and s["line"],
+            30,
+        )
+        assert "ampd apply --accept 2" in line
+        assert generated.read_text() == before  # the last good version keeps running
+        assert prometheus_pids(str(proc.state_dir)) == [pid]
+
+        stop["rollout"] = {"allow_destructive": True}
+        ssm.put_parameter(
+            Name=NAME, Value=yaml.safe_dump(stop), Type="SecureString", Overwrite=True
+        )
+        wait_for("StateSourceHeld=False", lambda: condition(proc, "StateSourceHeld", "False"), 60)
+        wait_for("Prometheus stopped", lambda: not prometheus_pids(str(proc.state_dir)), 60)
+    finally:
+        assert proc.stop() == 0
