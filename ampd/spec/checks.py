@@ -9,6 +9,10 @@ from ampd.spec.models import StateSpec, split_listen
 
 Loc = tuple[str | int, ...]
 
+# The scrape jobs ampd renders itself (ampd/render/templates/prometheus.yml.j2): Prometheus
+# refuses a configuration with two jobs of one name.
+BUILTIN_JOBS = ("prometheus", "ampd")
+
 
 def proxy_enabled(spec: StateSpec) -> bool:
     """Whether the signing proxy runs: explicitly, or because something goes through it."""
@@ -108,6 +112,25 @@ def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR091
             and (spec.proxy.enabled is False)
         ):
             out.append((("proxy", "enabled"), "remote_write signing: proxy needs the proxy on"))
+    if prom is not None:
+        for i, job in enumerate(prom.scrape_configs):
+            if job.job in BUILTIN_JOBS:
+                out.append(
+                    (
+                        ("prometheus", "scrape_configs", i, "job"),
+                        f"{job.job!r} is the name of a job ampd adds itself "
+                        f"({', '.join(BUILTIN_JOBS)}); choose another name",
+                    )
+                )
+            for k, target in enumerate(job.targets):
+                if "/" in target:  # Prometheus' config check: "... is not a valid hostname"
+                    out.append(
+                        (
+                            ("prometheus", "scrape_configs", i, "targets", k),
+                            f"target {target!r}: a host name has no '/' (Prometheus refuses "
+                            "it); the path goes in metrics_path",
+                        )
+                    )
     if prom is not None and prom.instance_labels and prom.remote_write is None:
         out.append(
             (

@@ -253,6 +253,25 @@ def parse_yaml(text: str, file: str) -> Any:
         raise SpecError([Problem(file, 1, 1, "", f"YAML value not accepted: {e}")]) from None
 
 
+def _surrogates(node: Any, loc: Loc = ()) -> Iterator[tuple[Loc, bool, str]]:
+    """(place, at a key, the code point) of every lone UTF-16 surrogate: YAML's ``\\u``
+    escapes take code points, so ``"\\ud83d\\ude00"`` is two halves, not an emoji, and
+    no UTF-8 file (prometheus.yml, Grafana's provisioning) can carry them."""
+    if isinstance(node, str):
+        bad = next((c for c in node if "\ud800" <= c <= "\udfff"), None)
+        if bad is not None:
+            yield loc, False, bad
+    elif isinstance(node, dict):
+        for k, v in node.items():
+            if isinstance(k, str) and any("\ud800" <= c <= "\udfff" for c in k):
+                bad = next(c for c in k if "\ud800" <= c <= "\udfff")
+                yield (*loc, k), True, bad
+            yield from _surrogates(v, (*loc, k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _surrogates(v, (*loc, i))
+
+
 def load_spec(text: str, file: str) -> LoadedSpec:
     """Validate ``text``; raise SpecError with every problem found, in file order."""
     doc = parse_yaml(text, file)
@@ -268,6 +287,18 @@ def load_spec(text: str, file: str) -> LoadedSpec:
     except _TooLarge:
         msg = f"more than {MAX_NODES} values once aliases are expanded; is this a state file?"
         raise SpecError([Problem(file, 1, 1, "", msg)]) from None
+    halves = [
+        Problem(
+            file,
+            *positions.find(loc, key=at_key),
+            dotted(loc),
+            f"contains U+{ord(c):04X}, half of a UTF-16 surrogate pair; write the "
+            "character itself (the file is UTF-8), e.g. \U0001f642 rather than \\ud83d\\ude42",
+        )
+        for loc, at_key, c in _surrogates(plain)
+    ]
+    if halves:
+        raise SpecError(halves)
     try:
         spec = StateSpec.model_validate(plain)
     except ValidationError as exc:
