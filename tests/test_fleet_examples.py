@@ -4,6 +4,7 @@ and ampd itself; the managing example grants the writer exactly the fleet's para
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -20,8 +21,14 @@ WS_ARN = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-1"
 
 
 def tool(name: str) -> str:
-    found = shutil.which(name)
-    assert found, f"{name} is not installed: scripts/bootstrap installs it (apt-get install {name})"
+    """The tool on PATH, or unpacked into the test cache by scripts/test (Debian 13 has no
+    packer package: there it is Debian 12's binary, fetched by scripts/fetch-debs)."""
+    cache = Path(os.environ.get("AMPD_TEST_CACHE") or "/var/cache/ampd-test")
+    found = shutil.which(name) or next(
+        (str(p) for p in sorted(cache.glob(f"*/root/usr/bin/{name}")) if os.access(p, os.X_OK)),
+        None,
+    )
+    assert found, f"{name} is not installed: scripts/test installs it before the tests start"
     return found
 
 
