@@ -32,10 +32,11 @@ import pytest
 import structlog
 import yaml
 from hypothesis import given
+from hypothesis import strategies as st
 
 from ampd.cli import main
 from ampd.errors import AmpdError, SpecError
-from ampd.gateways.statesource import SourceFetcher
+from ampd.gateways.statesource import SourceFetcher, parse_ref
 from ampd.observe.specfile import forget_sources, load_and_check, open_source
 from tests.harness.fixtures_aws import AwsEnv
 from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
@@ -141,6 +142,37 @@ def test_generated_states_through_ssm_and_s3(aws_emulator_env: AwsEnv) -> None:
     assert total >= EXAMPLES
     assert seen["ssm"] > EXAMPLES // 4 and seen["s3"] > EXAMPLES // 4
     assert exits[0] > 0 and exits[1] > 0
+
+
+_PIECES = st.sampled_from(
+    ["..", ".", "", "rules", "node.yml", "ssm:", "s3:", "/", "//", "prod", "db", "~", "%2e%2e"]
+)
+
+
+@FUZZ
+@given(
+    base=st.sampled_from(
+        ["ssm:/fleet/prod/ampd", "ssm:ampd-prod", "s3://cfg/fleet/state.yml", "s3://cfg/s.yml"]
+    ),
+    parts=st.lists(_PIECES, min_size=1, max_size=6),
+    sep=st.sampled_from(["/", ""]),
+)
+def test_a_named_file_never_leaves_the_state_prefix(base: str, parts: list[str], sep: str) -> None:
+    """Issue 22: whatever a remote state names, the document read stays under its prefix
+    (or the name is refused with a reason)."""
+    raw = sep.join(parts)
+    ref = parse_ref(base)
+    try:
+        got = ref.beside(raw)
+    except ValueError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    assert (got.kind, got.bucket) == (ref.kind, ref.bucket)
+    assert got.name.startswith(ref.prefix)
+    assert ".." not in got.name.split("/")
+    assert not got.name.endswith("/") and got.name != ref.prefix
+    if ref.kind == "ssm" and not ref.prefix:
+        assert "/" not in got.name
 
 
 # -- a running daemon following ssm: ----------------------------------------------------------
