@@ -31,7 +31,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -235,75 +235,72 @@ def base_rootfs_path(release: Release | None = None) -> Path:
     return _tree_path("debroot", release or host_release(), BASE_PACKAGES, BASE_RECIPE)
 
 
-def ensure_base_rootfs(release: Release | None = None) -> Path:
-    """A minimal tree of ``release`` (default: this machine's) with systemd and no Python,
-    built once (about a minute)."""
-    release = release or host_release()
-    final = base_rootfs_path(release)
-    if (final / "etc/os-release").exists():
+def _cached_tree(final: Path, marker: str, fill: Callable[[Path], None]) -> Path:
+    """``final`` if it holds ``marker``; else built once by ``fill`` in a temporary
+    directory and renamed into place (a half-built tree is never used), under a lock."""
+    if (final / marker).exists():
         return final
-    with _locked(f"debroot-{release.codename}"):
-        if (final / "etc/os-release").exists():
+    with _locked(final.name.rsplit("-", 1)[0]):
+        if (final / marker).exists():
             return final
         started = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix=".debroot-", dir=CACHE_DIR))
+        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}-", dir=CACHE_DIR))
         try:
-            _log(f"building {final.name} from {debian_mirror()} (once)")
-            _run(
-                [
-                    "debootstrap",
-                    "--variant=minbase",
-                    f"--include={','.join(BASE_PACKAGES)}",
-                    release.codename,
-                    str(tmp),
-                    debian_mirror(),
-                ],
-                timeout=1800,
-                stdout=subprocess.DEVNULL,
-            )
-            for unit in MASKED_UNITS:
-                link = tmp / "etc/systemd/system" / unit
-                link.unlink(missing_ok=True)
-                link.symlink_to("/dev/null")
-            (tmp / "etc/machine-id").write_text("")
-            tmp.chmod(0o755)
-            for entry in (tmp / "var/cache/apt/archives").glob("*.deb"):
-                entry.unlink()
+            _log(f"building {final.name} (once)")
+            fill(tmp)
+            tmp.chmod(0o755)  # the root directory of a system, not a private temporary one
             tmp.rename(final)
             _log(f"built {final.name} in {time.monotonic() - started:.0f} s")
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def ensure_base_rootfs(release: Release | None = None) -> Path:
+    """A minimal tree of ``release`` (default: this machine's) with systemd and no Python,
+    built once (about a minute)."""
+    release = release or host_release()
+
+    def fill(tmp: Path) -> None:
+        _run(
+            [
+                "debootstrap",
+                "--variant=minbase",
+                f"--include={','.join(BASE_PACKAGES)}",
+                release.codename,
+                str(tmp),
+                debian_mirror(),
+            ],
+            timeout=1800,
+            stdout=subprocess.DEVNULL,
+        )
+        for unit in MASKED_UNITS:
+            link = tmp / "etc/systemd/system" / unit
+            link.unlink(missing_ok=True)
+            link.symlink_to("/dev/null")
+        (tmp / "etc/machine-id").write_text("")
+        for entry in (tmp / "var/cache/apt/archives").glob("*.deb"):
+            entry.unlink()
+
+    return _cached_tree(base_rootfs_path(release), "etc/os-release", fill)
 
 
 def ensure_build_root(release: Release) -> Path:
     """The base tree of ``release`` plus what scripts/build-deb needs, built once."""
     final = _tree_path("buildroot", release, BASE_PACKAGES + BUILD_PACKAGES, BUILD_RECIPE)
-    if (final / "usr/bin/dpkg-buildpackage").exists():
-        return final
-    base = ensure_base_rootfs(release)
-    with _locked(f"buildroot-{release.codename}"):
-        if (final / "usr/bin/dpkg-buildpackage").exists():
-            return final
-        started = time.monotonic()
-        tmp = Path(tempfile.mkdtemp(prefix=".buildroot-", dir=CACHE_DIR))
-        try:
-            _log(f"building {final.name} (once)")
-            copy_tree(base, tmp)
-            tmp.chmod(0o755)
-            chroot_sh(
-                tmp,
-                "set -e; apt-get update -qq; "
-                f"apt-get install -y -qq --no-install-recommends {' '.join(BUILD_PACKAGES)}",
-                timeout=1800,
-            )
-            for inside in (SRC_IN_BUILD, DIST_IN_BUILD, CACHE_IN_BUILD):
-                (tmp / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
-            tmp.rename(final)
-            _log(f"built {final.name} in {time.monotonic() - started:.0f} s")
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return final
+
+    def fill(tmp: Path) -> None:
+        copy_tree(ensure_base_rootfs(release), tmp)
+        chroot_sh(
+            tmp,
+            "set -e; apt-get update -qq; "
+            f"apt-get install -y -qq --no-install-recommends {' '.join(BUILD_PACKAGES)}",
+            timeout=1800,
+        )
+        for inside in (SRC_IN_BUILD, DIST_IN_BUILD, CACHE_IN_BUILD):
+            (tmp / inside.lstrip("/")).mkdir(parents=True, exist_ok=True)
+
+    return _cached_tree(final, "usr/bin/dpkg-buildpackage", fill)
 
 
 def copy_tree(src: Path, dest: Path) -> None:
