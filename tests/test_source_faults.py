@@ -23,7 +23,7 @@ import pytest
 from ampd import cli
 from ampd.gateways import files as gw_files
 from ampd.gateways.statesource import SourceFetcher
-from ampd.observe import source as source_module
+from ampd.observe import sourcecopies
 from ampd.observe.source import StateSource
 from ampd.observe.specfile import file_problems, forget_sources
 from tests.harness.fixtures_aws import AwsEnv
@@ -134,7 +134,7 @@ def test_a_write_fault_keeps_the_running_version_and_is_tried_again(
         e = OSError(code, os.strerror(code), str(path))
         raise gw_files._write_error(path, e) from e
 
-    monkeypatch.setattr(source_module, "atomic_write", failing)
+    monkeypatch.setattr(sourcecopies, "atomic_write", failing)
     assert look(src) is False
     assert src.current().spec.stack == "fleet"  # still running the last good version
     valid = cond(src, "StateSourceValid")

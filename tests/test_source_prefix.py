@@ -5,6 +5,7 @@ other parameter WithDecryption) was ever asked for."""
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Iterator
@@ -165,3 +166,39 @@ def test_s3_reads_only_keys_under_the_state_prefix(
     paths = [r.path for r in aws_emulator.requests]
     assert paths and all("/fleet/" in p for p in paths), paths  # the emulator's own log
     assert sorted(asked.s3) == [f"{BUCKET}/fleet/rules/node.yml", f"{BUCKET}/fleet/state.yml"]
+
+
+def test_a_cached_copy_naming_a_file_outside_the_prefix_is_not_run(
+    aws_emulator_env: AwsEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy cached by an older ampd, which read ``../`` names, is not run at boot."""
+    cache = tmp_path / "source"
+    (cache / "files").mkdir(parents=True)
+    rules = cache / "files" / "0123456789abcdef-password"
+    rules.write_text((REPO / "config/rules/node.yml").read_text())
+    state = (
+        "version: 1\nstack: fleet\nprometheus:\n  enabled: false\nworkspace:\n  alias: w\n"
+        "  rule_groups:\n    - name: a\n      file: ../../prod/db/password\n"
+    )
+    (cache / "state.yml").write_text(state)
+    meta = {
+        "source": f"ssm:{NAME}",
+        "version": "3",
+        "sha256": "",
+        "saved_at": 0,
+        "files": {
+            "../../prod/db/password": {"ref": f"ssm:{SECRET}", "version": "1", "path": str(rules)}
+        },
+    }
+    (cache / "source.json").write_text(json.dumps(meta))
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:9")  # the source is unreachable
+    asked = NamesAsked()
+    src = StateSource(
+        f"ssm:{NAME}",
+        cache,
+        SourceFetcher(session=asked.session),
+        validate=lambda loaded: file_problems(loaded, run_promtool=False),
+    )
+    with pytest.raises(SpecError, match="unreachable"):
+        src.current()
+    assert [n for n, _ in asked.ssm] == [NAME]  # the cached names are not polled either

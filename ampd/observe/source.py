@@ -4,9 +4,14 @@
 ``ssm:NAME`` or ``s3://BUCKET/KEY``:
 
 - ``current()`` is the last good spec (``load_and_check`` calls it); the first call
-  fetches, later ones poll only when due. The spec's referenced files that live beside the
-  state (relative names: same SSM prefix / S3 key directory, or explicit ``ssm:``/``s3://``)
-  are fetched too and point at local copies; absolute paths stay local files.
+  fetches, later ones poll only when due. The files the spec names are fetched from
+  beside the state, inside its own SSM path / S3 key prefix (``..``, absolute names and
+  other ``ssm:``/``s3://`` names are refused with their position), and point at local
+  copies; a copy that cannot be written is reported (LocalCopyFailed) and tried again.
+- A valid version that would take Prometheus, remote_write, the workspace or most scrape
+  jobs away from a running host is held (:mod:`ampd.plan.guard`,
+  ``StateSourceHeld=True``) until it says ``rollout: {allow_destructive: true}`` or an
+  operator accepts that version (:meth:`StateSource.accept`).
 - ``poll()`` looks once (one ``GetParameters`` call for SSM); a new version is validated
   exactly like a local file (errors ``ssm:/fleet/prod/ampd:LINE:COL: ...``) and, when
   good, becomes current and is cached (mode 0600) under ``<state dir>/source/``.
@@ -22,7 +27,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import random
 import threading
 import time
@@ -34,28 +38,20 @@ import structlog
 
 from ampd.core import Condition
 from ampd.errors import AmpdError, Problem, SpecError
-from ampd.gateways.files import atomic_write, read_bytes
 from ampd.gateways.statesource import (
     Fetched,
     SourceError,
     SourceRef,
-    give_to_owner_of,
     parse_ref,
-    scratch_dir,
 )
+from ampd.observe.sourcecopies import CacheUnreadable, LocalCopies
 from ampd.observe.sourcedocs import (
     Doc,
     Good,
     bare_version,
     combo_hash,
-    load_cache,
-    local_name,
-    localized,
-    read_acceptance,
     referenced_files,
-    save_cache,
     why,
-    write_acceptance,
 )
 from ampd.observe.sourcestatus import Held, LocalCopyFailed, SourceView, source_conditions
 from ampd.plan.guard import destructive_changes
@@ -113,7 +109,7 @@ class StateSource:
         self._local_failed = False
         self._held: Held | None = None  # a destructive version not applied
         self._cache_problem: str | None = None  # the cached copy cannot be read or written
-        self._scratch: Path | None = None
+        self._copies = LocalCopies(cache_dir, write_cache=write_cache)
         self._due = 0.0  # clock value; 0: poll at first use
         self._polls = 0
         self._failures = 0  # looks in a row that could not read the source
@@ -190,22 +186,11 @@ class StateSource:
         """Record that an operator accepts ``version`` (``ampd apply --accept``): the
         destructive-change guard lets exactly that version through, here and in the
         daemon that shares the cache directory."""
-        if self.cache_dir is None:
-            raise AmpdError(f"{self.name}: no state directory to record the acceptance in")
-        try:
-            path = write_acceptance(self.cache_dir, self.name, version, self._now())
-            self._hand_over(self.cache_dir, path)
-        except OSError as e:
-            raise AmpdError(f"{self.name}: cannot record the acceptance: {why(e)}") from e
+        self._copies.record_acceptance(self.name, version, self._now())
         log.info("state_source.accepted", source=self.name, version=bare_version(version))
 
     def _accepted(self, version: str) -> bool:
-        if self.cache_dir is None:
-            return False
-        try:
-            return read_acceptance(self.cache_dir, self.name) == bare_version(version)
-        except OSError:
-            return False
+        return self._copies.accepted(self.name, version)
 
     def held(self) -> Held | None:
         return self._held
@@ -222,6 +207,12 @@ class StateSource:
                 return self._poll()
             except SourceError as e:
                 return self._fetch_failed(e)
+            except (OSError, LocalCopyFailed) as e:  # a local fault not met where expected
+                self._set_error(_one(self.name, f"{why(e)}; trying again"))
+                self._error_reason = "LocalCopyFailed"
+                self._local_failed = True
+                self._seen.pop(self.ref, None)  # looked at again at the next look
+                return False
             finally:  # the interval of the version now current; sooner after a failure
                 jitter = 1 + self._rng.uniform(-JITTER, JITTER)
                 wait = self.interval()
@@ -288,7 +279,7 @@ class StateSource:
             return False  # the same content was found bad already: not re-validated
         if not problems:
             try:
-                loaded = self._localized(loaded, files)
+                loaded = self._copies.localized(loaded, files)
             except LocalCopyFailed as e:
                 return self._copy_failed(state, loaded, e)
             problems = self._validate(loaded)
@@ -354,38 +345,6 @@ class StateSource:
                 continue
             files[raw] = self._take(result)
         return files, problems
-
-    def _localized(self, loaded: LoadedSpec, files: Mapping[str, Doc]) -> LoadedSpec:
-        """The spec pointing at local copies; LocalCopyFailed when one cannot be written
-        (a full disk, a directory the daemon may not write, a name too long)."""
-        paths: dict[str, Path] = {}
-        for raw, doc in files.items():
-            try:
-                paths[raw] = self._write_file(doc)
-            except (OSError, AmpdError) as e:
-                raise LocalCopyFailed(raw, self._files_dir(), e) from e
-        return localized(loaded, paths)
-
-    def _files_dir(self) -> Path:
-        if self.cache_dir is not None and self.write_cache:
-            return self.cache_dir / "files"
-        if self._scratch is None:  # read-only use: copies only for the checks
-            self._scratch = scratch_dir()
-        return self._scratch
-
-    def _write_file(self, doc: Doc) -> Path:
-        digest = hashlib.sha256(doc.data).hexdigest()[:16]
-        path = self._files_dir() / local_name(digest, doc.ref.name)
-        if read_bytes(path) != doc.data:
-            atomic_write(path, doc.data, 0o600)
-        if self.write_cache and self.cache_dir is not None:
-            self._hand_over(self.cache_dir, path.parent, path)
-        return path
-
-    def _hand_over(self, *paths: Path) -> None:
-        """As root, give what was written under the state directory to its owner."""
-        assert self.cache_dir is not None
-        give_to_owner_of(self.cache_dir.parent, *paths)
 
     # -- outcomes -----------------------------------------------------------------------
 
@@ -467,54 +426,30 @@ class StateSource:
     def _save_cache(self) -> None:
         if self.cache_dir is None or self._good is None or not self.write_cache:
             return
-        good = self._good
-        cache = self.cache_dir
         try:
-            paths = {raw: self._write_file(d) for raw, d in good.files.items()}
-            save_cache(cache, self.name, good, paths, self._now())
-            self._hand_over(cache, cache / "state.yml", cache / "source.json")
+            self._copies.save(self.name, self._good, self._now())
         except (AmpdError, OSError) as e:
-            self._cache_problem = f"cannot write the last good copy under {cache}: {why(e)}"
+            where = self.cache_dir
+            self._cache_problem = f"cannot write the last good copy under {where}: {why(e)}"
             log.error("state_source.cache_failed", source=self.name, error=self._cache_problem)
             return
         self._cache_problem = None
 
     def _load_cache(self) -> None:
-        assert self.cache_dir is not None
         try:
-            found = load_cache(self.cache_dir, self.ref)
-            if found is None:
-                return
-            state, files = found
-            loaded = self._localized(load_spec(state.data.decode("utf-8"), self.name), files)
-        except (ValueError, KeyError, TypeError, AttributeError, SpecError) as e:
-            log.warning("state_source.cache_unusable", source=self.name, error=str(e))
+            good = self._copies.load(self.ref, self.name)
+        except CacheUnreadable as e:
+            self._cache_problem = str(e)
+            log.error("state_source.cache_unreadable", source=self.name, error=str(e))
             return
-        except (OSError, AmpdError) as e:  # e.g. left by root (sudo ampd apply), mode 0600
-            self._cache_problem = (
-                f"cannot read the last good copy under {self.cache_dir}: {why(e)}"
-                " (written by another user? chown it to the user ampd runs as)"
-            )
-            log.error("state_source.cache_unreadable", source=self.name, error=self._cache_problem)
+        if good is None or self._validate(good.loaded):
             return
-        outside = [
-            raw for _loc, raw in referenced_files(loaded.positions.root) if _outside(self.ref, raw)
-        ]
-        if outside or self._validate(loaded):
-            return
-        self._good = Good(loaded, state, files)
+        self._good = good
+        state, files = good.state, good.files
         self._seen = {state.ref: Doc(state.ref, state.version, state.data)}
         self._seen.update({d.ref: Doc(d.ref, d.version, d.data) for d in files.values()})
         self._seen_files = sorted({d.ref for d in files.values()})
         log.info("state_source.cached", source=self.name, version=state.version)
-
-
-def _outside(ref: SourceRef, raw: str) -> bool:
-    try:
-        ref.beside(raw)
-    except ValueError:
-        return True
-    return False
 
 
 def _one(name: str, reason: str) -> SpecError:
