@@ -201,3 +201,29 @@ def test_accept_is_for_the_version_named(
     assert condition(h, "StateSourceHeld").status == ConditionStatus.TRUE
     monkeypatch.setenv("AMPD_STATE", "/etc/ampd/state.yml")
     assert cli.main(["apply", "--accept", "2"]) == 1  # a local file has no versions
+
+
+def test_an_s3_version_is_accepted_by_its_etag_as_printed(
+    aws_emulator_env: AwsEnv, tmp_path: Path
+) -> None:
+    s3 = boto3.client("s3")
+    s3.create_bucket(
+        Bucket="cfg", CreateBucketConfiguration={"LocationConstraint": aws_emulator_env.region}
+    )
+    s3.put_object(Bucket="cfg", Key="fleet/state.yml", Body=yaml.safe_dump(doc(JOBS)).encode())
+    h = StateSource(
+        "s3://cfg/fleet/state.yml",
+        tmp_path / "source",
+        SourceFetcher(),
+        validate=lambda loaded: file_problems(loaded, run_promtool=False),
+    )
+    assert jobs_of(h) == JOBS
+    etag = s3.put_object(Bucket="cfg", Key="fleet/state.yml", Body=b"version: 1\n")["ETag"]
+    assert look(h) is False
+    bare = etag.strip('"')
+    held = condition(h, "StateSourceHeld")
+    assert f"version {bare} held" in held.message
+    assert f"ampd apply --accept {bare}" in held.message
+    h.accept(bare)  # as the operator copies it from the message
+    assert look(h) is True
+    assert jobs_of(h) is None
