@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
 from tests.harness.prombins import HOST_BINARY, PromBin
 
@@ -225,7 +226,7 @@ def test_crash_loop_is_degraded_with_stderr(
     ampd_proc: AmpdProcess, ports: tuple[int, int], tmp_path: Path
 ) -> None:
     prom, met = ports
-    broken = tmp_path / "fake-prometheus"
+    broken = trusted_dir() / "fake-prometheus"
     broken.write_text("#!/bin/sh\necho 'opening storage failed: lock held' >&2\nexit 3\n")
     broken.chmod(0o755)
     state = base_state(prom, met)

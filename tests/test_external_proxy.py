@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_aws import DATA_PLANE_URL, REGION, AwsEnv
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
 
@@ -27,19 +28,20 @@ http.server.HTTPServer((host, int(port)), H).serve_forever()
 """
 
 
-def standin(tmp: Path) -> Path:
+def standin(tmp: Path) -> tuple[Path, Path]:
+    """(the script, the executable that runs it: where ampd runs binaries from)."""
     script = tmp / "aws-sigv4-proxy.py"
     script.write_text(STANDIN)
-    binary = tmp / "aws-sigv4-proxy"
+    binary = trusted_dir() / "aws-sigv4-proxy"
     binary.write_text(f'#!/bin/sh\nexec {sys.executable} {script} "$@"\n')
     binary.chmod(binary.stat().st_mode | stat.S_IXUSR)
-    return script
+    return script, binary
 
 
 def test_aws_sigv4_proxy_runs_instead_of_the_builtin(
     aws_emulator_env: AwsEnv, ampd_proc: AmpdProcess, tmp_path: Path
 ) -> None:
-    script = standin(tmp_path)
+    script, binary = standin(tmp_path)
     listen = f"127.0.0.1:{free_port()}"
     state: dict[str, Any] = {
         "version": 1,
@@ -49,7 +51,7 @@ def test_aws_sigv4_proxy_runs_instead_of_the_builtin(
         "proxy": {
             "listen": listen,
             "implementation": "aws-sigv4-proxy",
-            "binary": str(tmp_path / "aws-sigv4-proxy"),
+            "binary": str(binary),
         },
         "metrics": {"listen": f"127.0.0.1:{free_port()}"},
         "runtime": "supervisor",

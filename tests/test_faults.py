@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from tests.harness.aws_emulator import AwsEmulator
+from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_aws import DATA_PLANE_URL, REGION, AwsEnv
 from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
 from tests.harness.imds import ImdsServer
@@ -291,8 +292,7 @@ def test_state_dir_full(rig: Rig) -> None:
 
 
 def test_prometheus_binary_missing(rig: Rig, tmp_path: Path) -> None:
-    binary = tmp_path / "bin" / "prometheus"
-    binary.parent.mkdir()
+    binary = trusted_dir() / "prometheus"
     shutil.copy2("/usr/bin/prometheus", binary)
     rig.binary = str(binary)
     pid = rig.start()

@@ -16,6 +16,7 @@ import pytest
 
 from ampd.gateways.imds import TIMEOUT as IMDS_TIMEOUT
 from ampd.sides.facts import IMDS_RETRY
+from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_local import prometheus_pids, wait_for
 from tests.harness.imds import ImdsServer
 from tests.test_faults import Rig, rig
@@ -51,8 +52,7 @@ def exits(r: Rig) -> list[dict[str, Any]]:
 
 
 def test_crash_looping_server_is_backed_off_and_heals(rig: Rig, tmp_path: Path) -> None:
-    binary = tmp_path / "bin" / "prometheus"
-    binary.parent.mkdir()
+    binary = trusted_dir() / "prometheus"
     (binary.parent / "promtool").symlink_to("/usr/bin/promtool")
     install(binary, GOOD)
     rig.binary = str(binary)

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from ampd.render.grafana import AMP_PLUGIN, bundled_dashboards
+from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_aws import DATA_PLANE_URL, REGION, AwsEnv
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
 from tests.harness.prom import Prometheus, prometheus_available
@@ -28,8 +29,7 @@ STANDIN = Path(__file__).parent / "harness" / "grafana_standin.py"
 
 
 def standin_binary(tmp: Path, version: str) -> str:
-    path = tmp / "bin" / "grafana-server"
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = trusted_dir() / "grafana-server"  # ampd runs only root's binaries
     path.write_text(
         "#!/bin/sh\n"
         f"export GRAFANA_STANDIN_VERSION={version}\n"

@@ -21,6 +21,7 @@ from ampd.render.context import RenderContext, WorkspaceFacts
 from ampd.render.files import render_all
 from ampd.render.grafana import AMP_PLUGIN, bundled_dashboards
 from ampd.spec.models import StateSpec
+from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_local import free_port, wait_for
 from tests.harness.grafana_standin import check_datasource
 
@@ -206,19 +207,20 @@ def fake_binary(path: Path, script: str) -> str:
 
 
 def test_version_probe(tmp_path: Path) -> None:
+    bin_dir = trusted_dir()  # ampd runs only root's binaries (tests/harness/execdir.py)
     old = fake_binary(
-        tmp_path / "grafana-server", 'echo "Version 10.4.2 (commit: abc, branch: HEAD)"'
+        bin_dir / "grafana-server", 'echo "Version 10.4.2 (commit: abc, branch: HEAD)"'
     )
     assert grafana_gw.grafana_version(old) == (10, 4, 2)
-    (tmp_path / "new").mkdir()
+    (bin_dir / "new").mkdir()
     new = fake_binary(
-        tmp_path / "new" / "grafana",
+        bin_dir / "new" / "grafana",
         '[ "$1" = server ] && echo "Version 12.0.2 (commit: x)" || exit 2',
     )
     assert grafana_gw.grafana_major(new) == 12
     assert grafana_gw.grafana_major(str(tmp_path / "missing")) is None
     standin = fake_binary(
-        tmp_path / "standin",
+        bin_dir / "standin",
         f"GRAFANA_STANDIN_VERSION=13.1.0 exec {sys.executable} "
         f'{Path(__file__).parent / "harness" / "grafana_standin.py"} "$@"',
     )

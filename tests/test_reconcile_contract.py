@@ -35,6 +35,7 @@ from ampd.logs import journal_fields
 from ampd.plan.retry import RetryBook
 from ampd.report.status import overall
 from tests.harness.aws_emulator import AwsEmulator
+from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_aws import AwsEnv
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
 
@@ -129,7 +130,7 @@ def make_fake_prometheus(bin_dir: Path, counter: Path) -> Path:
 
 def test_a_promtool_rejection_is_not_retried_until_the_spec_changes(tmp_path: Path) -> None:
     counter = tmp_path / "checks"
-    prom = make_fake_prometheus(tmp_path / "bin", counter)
+    prom = make_fake_prometheus(trusted_dir() / "bin", counter)
     spec: dict[str, Any] = {
         "version": 1,
         "prometheus": {"binary": str(prom), "scrape_interval": "15s"},
@@ -276,7 +277,7 @@ def test_render_equals_what_the_daemon_writes_for_a_pinned_workspace(
                 "instance_labels": ["instance_id", "instance_type"],
             },
             "proxy": {"listen": f"127.0.0.1:{free_port()}"},
-            "grafana": {"enabled": True, "binary": str(tmp_path / "no-grafana")},
+            "grafana": {"enabled": True, "binary": str(trusted_dir() / "no-grafana")},
             "metrics": {"enabled": False},
             "runtime": "supervisor",
         }

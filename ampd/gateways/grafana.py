@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from ampd.gateways.execcheck import untrusted
 from ampd.gateways.files import atomic_write
 
 _VERSION_RE = re.compile(r"\b[Vv]ersion\s+v?(\d+)\.(\d+)\.(\d+)")
@@ -35,7 +36,10 @@ def _probe(argv: list[str]) -> tuple[int, int, int] | None:
 
 
 def grafana_version(binary: str) -> tuple[int, int, int] | None:
-    """(11, 5, 2) for the Grafana at ``binary``; None when it is missing or unreadable."""
+    """(11, 5, 2) for the Grafana at ``binary``; None when it is missing or unreadable, or
+    when ampd may not run it (not root's all the way down: ampd.gateways.execcheck)."""
+    if untrusted(binary) is not None:
+        return None
     path = Path(binary)
     try:
         st = path.stat()

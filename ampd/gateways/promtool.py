@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ampd.errors import PermanentError
+from ampd.gateways.execcheck import untrusted
 
 _VERSION_RE = re.compile(r"version (\d+)\.(\d+)\.(\d+)")
 
@@ -20,9 +21,11 @@ class CheckResult:
 
 
 def find_promtool(prometheus_binary: str | None = None) -> str | None:
+    """The promtool beside ``prometheus_binary`` when there is one that ampd may run
+    (ampd.gateways.execcheck), else the one on PATH."""
     if prometheus_binary:
         sibling = Path(prometheus_binary).with_name("promtool")
-        if sibling.is_file():
+        if sibling.is_file() and untrusted(str(sibling)) is None:
             return str(sibling)
     return shutil.which("promtool")
 
@@ -61,8 +64,9 @@ def check_metrics(text: str, promtool: str | None = None) -> CheckResult:
 
 
 def binary_version(binary: str) -> tuple[int, int, int] | None:
-    """``prometheus --version`` -> (2, 42, 0); None when it is missing or unreadable."""
-    if not Path(binary).is_file():
+    """``prometheus --version`` -> (2, 42, 0); None when it is missing or unreadable, or
+    when ampd may not run it (not root's all the way down: ampd.gateways.execcheck)."""
+    if not Path(binary).is_file() or untrusted(binary) is not None:
         return None
     try:
         res = _run([binary, "--version"], timeout=10)

@@ -19,9 +19,11 @@ from ruamel.yaml.error import YAMLError
 
 from ampd.errors import PermanentError, Problem, SpecError
 from ampd.gateways import promtool
+from ampd.gateways.execcheck import untrusted
 from ampd.gateways.files import file_kind, read_text
 from ampd.gateways.statesource import SourceFetcher, parse_ref
 from ampd.observe.source import Fetcher, StateSource
+from ampd.spec.checks import executables
 from ampd.spec.load import LoadedSpec, load_spec
 
 _SOURCES: dict[str, StateSource] = {}
@@ -135,9 +137,28 @@ def alertmanager_problem(text: str) -> str | None:
     return None
 
 
+def executable_problems(loaded: LoadedSpec) -> list[Problem]:
+    """A path ampd runs must be owned by root and writable by nobody else, all the way
+    down (ampd.gateways.execcheck)."""
+    out: list[Problem] = []
+    seen: set[tuple[tuple[str | int, ...], str]] = set()
+    for loc, path, what in executables(loaded.spec):
+        why = untrusted(path)
+        if why is not None and (loc, why) not in seen:  # promtool beside: said once
+            seen.add((loc, why))
+            out.append(
+                loaded.problem(
+                    loc,
+                    f"{path} is not {what} by ampd: {why}; it and every directory above "
+                    "it must be owned by root and writable by no one else",
+                )
+            )
+    return out
+
+
 def file_problems(loaded: LoadedSpec, *, run_promtool: bool = True) -> list[Problem]:
     spec = loaded.spec
-    out: list[Problem] = []
+    out: list[Problem] = executable_problems(loaded)
     ws = spec.workspace
     if ws is not None:
         for i, group in enumerate(ws.rule_groups):

@@ -14,10 +14,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ampd.core import Condition, ConditionStatus, WorkspaceRecord
-from ampd.gateways import grafana, promtool
+from ampd.gateways import execcheck, grafana, promtool
 from ampd.gateways.store import StoreView
 from ampd.render.context import RenderContext
 from ampd.render.files import signing_mode
+from ampd.spec.checks import executables
 from ampd.spec.models import ProxySpec, StateSpec
 
 # Prometheus releases before this send remote_write without a signature when sigv4 is set.
@@ -143,15 +144,29 @@ class FactFinder:
         conditions = self._imds_condition(spec)
         labels = self.instance_labels()
         workspace, note = known_workspace(spec, self._store.load().workspace, labels.get("region"))
+        # The version probes below refuse such a path themselves (ampd.gateways.execcheck);
+        # this says why a version is unknown. Validation refuses the state already.
+        notes: tuple[str, ...] = ((note,) if note else ()) + untrusted_notes(spec)
         return Facts(
             workspace=workspace,
             instance_labels=labels,
             prometheus_version=self.prometheus_version(spec),
             grafana_major=grafana.grafana_major(spec.grafana.binary) if spec.grafana else None,
             native_failed=self.native_failed,
-            notes=(note,) if note else (),
+            notes=notes,
             conditions=conditions,
         )
+
+
+def untrusted_notes(spec: StateSpec) -> tuple[str, ...]:
+    """One note per path in the state that ampd will not run (not root's all the way)."""
+    out: dict[tuple[str, str], str] = {}
+    for loc, path, what in executables(spec):
+        field = ".".join(map(str, loc))
+        why = execcheck.untrusted(path)
+        if why is not None and (field, why) not in out:  # promtool beside: said once
+            out[field, why] = f"{field}: {path} is not {what} by ampd: {why}"
+    return tuple(out.values())
 
 
 def render_context(

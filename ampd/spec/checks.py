@@ -5,6 +5,8 @@ Pure. Each problem is (field path, message); the loader adds file, line and colu
 
 from __future__ import annotations
 
+from pathlib import PurePosixPath
+
 from ampd.spec.models import StateSpec, split_listen
 
 Loc = tuple[str | int, ...]
@@ -26,6 +28,25 @@ def proxy_enabled(spec: StateSpec) -> bool:
     prom = spec.prometheus
     writes = prom is not None and prom.enabled and prom.remote_write is not None
     return bool(spec.workspace is not None and (writes or grafana_via_proxy))
+
+
+def executables(spec: StateSpec) -> list[tuple[Loc, str, str]]:
+    """(field, path, what ampd does with it) of every path in the state that ampd runs or
+    hands a program as its home; ampd also runs a promtool beside the Prometheus binary.
+    Each must be root's all the way down (checked by ampd.gateways.execcheck)."""
+    out: list[tuple[Loc, str, str]] = []
+    if spec.prometheus is not None:
+        binary = spec.prometheus.binary
+        out.append((("prometheus", "binary"), binary, "run"))
+        sibling = str(PurePosixPath(binary).with_name("promtool"))
+        out.append((("prometheus", "binary"), sibling, "run"))
+    if spec.grafana is not None:
+        out.append((("grafana", "binary"), spec.grafana.binary, "run"))
+        if spec.grafana.homepath is not None:
+            out.append((("grafana", "homepath"), spec.grafana.homepath, "used as Grafana's home"))
+    if spec.proxy is not None and spec.proxy.binary is not None:
+        out.append((("proxy", "binary"), spec.proxy.binary, "run"))
+    return out
 
 
 def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR0915 - one flat list of checks
