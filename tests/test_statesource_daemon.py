@@ -116,6 +116,7 @@ def test_daemon_holds_a_destructive_version_until_it_is_acknowledged(
             30,
         )
         assert "ampd apply --accept 2" in line
+        assert (doc := proc.status()) is not None and doc["sync"] == "OutOfSync"  # exit 2
         assert generated.read_text() == before  # the last good version keeps running
         assert prometheus_pids(str(proc.state_dir)) == [pid]
 

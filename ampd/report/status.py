@@ -93,6 +93,9 @@ def overall(summary: PassSummary) -> tuple[SyncStatus, Health]:
     if summary.spec_error is not None:
         sync = SyncStatus.OUT_OF_SYNC if sync == SyncStatus.SYNCED else sync
         health = Health.worst([health, Health.DEGRADED])
+    held = summary.conditions.get("StateSourceHeld")  # the source has a version not run
+    if held is not None and held.status == ConditionStatus.TRUE:
+        sync = SyncStatus.OUT_OF_SYNC if sync == SyncStatus.SYNCED else sync
     for ctype in DEGRADING_CONDITIONS:
         c = summary.conditions.get(ctype)
         if c is not None and c.status == ConditionStatus.FALSE:
