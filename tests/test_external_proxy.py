@@ -47,7 +47,12 @@ def test_aws_sigv4_proxy_runs_instead_of_the_builtin(
         "version": 1,
         "aws": {"region": REGION, "data_plane_url": DATA_PLANE_URL},
         "workspace": {"alias": "external-proxy"},
-        "prometheus": {"listen": f"127.0.0.1:{free_port()}", "scrape_interval": "1s"},
+        # signing: proxy (auto would let Debian 13's Prometheus 2.53 sign by itself)
+        "prometheus": {
+            "listen": f"127.0.0.1:{free_port()}",
+            "scrape_interval": "1s",
+            "remote_write": {"signing": "proxy"},
+        },
         "proxy": {
             "listen": listen,
             "implementation": "aws-sigv4-proxy",

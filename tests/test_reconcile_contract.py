@@ -275,6 +275,8 @@ def test_render_equals_what_the_daemon_writes_for_a_pinned_workspace(
             "prometheus": {
                 "listen": f"127.0.0.1:{free_port()}",
                 "instance_labels": ["instance_id", "instance_type"],
+                # the proxy's file too, on either release (auto: 2.53 signs by itself)
+                "remote_write": {"signing": "proxy"},
             },
             "proxy": {"listen": f"127.0.0.1:{free_port()}"},
             "grafana": {"enabled": True, "binary": str(trusted_dir() / "no-grafana")},

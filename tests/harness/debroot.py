@@ -42,7 +42,8 @@ from tests.harness.sysbox import BOX_PATH, CACHE_DIR, MASKED_UNITS, REPO
 
 BASE_PACKAGES = ("systemd", "systemd-sysv", "libpam-systemd", "dbus", "procps")
 # What scripts/build-deb needs in a build tree (debian/control's Build-Depends and the
-# tools it runs); it checks them itself with dpkg-checkbuilddeps.
+# tools it runs; it checks them itself with dpkg-checkbuilddeps), and that release's
+# lintian to check what it built.
 BUILD_PACKAGES = (
     "build-essential",
     "dpkg-dev",
@@ -50,6 +51,7 @@ BUILD_PACKAGES = (
     "python3",
     "python3-venv",
     "ca-certificates",
+    "lintian",
 )
 # Bump when the way the base tree is put together changes (the package list is hashed).
 BASE_RECIPE = "2"
@@ -114,7 +116,7 @@ def _network_env() -> dict[str, str]:
     return {k: os.environ[k] for k in names if k in os.environ}
 
 
-_BUILD_IN_ROOT = r"""
+_IN_BUILD_ROOT = r"""
 set -eu
 mount -t tmpfs -o mode=1777 tmpfs "$R/tmp"
 mount --bind /dev "$R/dev"
@@ -128,9 +130,42 @@ if [ -f /etc/ssl/certs/ca-certificates.crt ]; then
   mount --bind -o ro /etc/ssl/certs/ca-certificates.crt "$R/etc/ssl/certs/ca-certificates.crt"
 fi
 exec chroot "$R" /usr/bin/env -i HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 PATH="$BOX_PATH" \
-  AMPD_NO_APT=1 AMPD_BUILD_CACHE="$CACHE_IN_BUILD" AMPD_DIST="$DIST_IN_BUILD" $EXTRA \
-  "$SRC_IN_BUILD/scripts/build-deb"
+  AMPD_NO_APT=1 AMPD_BUILD_CACHE="$CACHE_IN_BUILD" AMPD_DIST="$DIST_IN_BUILD" $EXTRA "$@"
 """
+
+
+def _in_build_root(
+    release: Release, dist: Path, argv: Sequence[str], extra: dict[str, str]
+) -> tuple[list[str], dict[str, str]]:
+    """``argv`` run in the cached build tree of ``release``, with the checkout (read-only)
+    at SRC_IN_BUILD, ``dist`` at DIST_IN_BUILD and the test cache at CACHE_IN_BUILD."""
+    env = {
+        "PATH": BOX_PATH,
+        "R": str(ensure_build_root(release)),
+        "SRC": str(REPO),
+        "DIST": str(dist),
+        "CACHE": str(CACHE_DIR),
+        "SRC_IN_BUILD": SRC_IN_BUILD,
+        "DIST_IN_BUILD": DIST_IN_BUILD,
+        "CACHE_IN_BUILD": CACHE_IN_BUILD,
+        "BOX_PATH": BOX_PATH,
+        "EXTRA": " ".join(f"{k}={v}" for k, v in extra.items()),
+    }
+    unshare = ["unshare", "--mount", "--fork", "--propagation", "private"]
+    return [*unshare, "/bin/sh", "-c", _IN_BUILD_ROOT, "in-build-root", *argv], env
+
+
+def lintian(deb: Build) -> subprocess.CompletedProcess[str]:
+    """lintian of the package's own release (Debian 13's lintian, say, calls every file
+    under /lib an error, where Debian 12's debhelper installs units)."""
+    argv = ["lintian", "--fail-on", "error,warning"]
+    if deb.release == host_release():
+        cmd, env = [*argv, str(deb.deb)], None
+    else:
+        cmd, env = _in_build_root(
+            deb.release, deb.deb.parent, [*argv, f"{DIST_IN_BUILD}/{deb.deb.name}"], {}
+        )
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600, check=False)
 
 
 def _build_command(
@@ -149,30 +184,7 @@ def _build_command(
             **extra,
         }
         return [str(REPO / "scripts/build-deb")], env
-    root = ensure_build_root(release)
-    env = {
-        "PATH": BOX_PATH,
-        "R": str(root),
-        "SRC": str(REPO),
-        "DIST": str(dist),
-        "CACHE": str(CACHE_DIR),
-        "SRC_IN_BUILD": SRC_IN_BUILD,
-        "DIST_IN_BUILD": DIST_IN_BUILD,
-        "CACHE_IN_BUILD": CACHE_IN_BUILD,
-        "BOX_PATH": BOX_PATH,
-        "EXTRA": " ".join(f"{k}={v}" for k, v in extra.items()),
-    }
-    argv = [
-        "unshare",
-        "--mount",
-        "--fork",
-        "--propagation",
-        "private",
-        "/bin/sh",
-        "-c",
-        _BUILD_IN_ROOT,
-    ]
-    return argv, env
+    return _in_build_root(release, dist, [f"{SRC_IN_BUILD}/scripts/build-deb"], extra)
 
 
 def build_debs(jobs: Sequence[tuple[Release, str | None]], dist: Path) -> list[Build]:
