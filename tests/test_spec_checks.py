@@ -16,6 +16,7 @@ from ampd.spec.models import StateSpec
 WS = {"alias": "w"}
 ROLE = "arn:aws:iam::111122223333:role/r"
 LOGS = "arn:aws:logs:eu-west-1:111122223333:log-group:/ampd/w:*"
+JOB = {"job": "app", "targets": ["127.0.0.1:8080"]}
 
 
 def doc(**sections: Any) -> dict[str, Any]:
@@ -224,6 +225,27 @@ CASES: list[tuple[str, dict[str, Any], str, str, dict[str, Any]]] = [
         "aws.data_plane_url",
         "must be scheme://host[:port] only",
         doc(aws={"data_plane_url": "https://vpce.example/"}),
+    ),
+    (
+        "job-named-like-the-built-in-prometheus-job",
+        doc(prometheus={"remote_write": None, "scrape_configs": [JOB | {"job": "prometheus"}]}),
+        "prometheus.scrape_configs[0].job",
+        "'prometheus' is the name of a job ampd adds itself (prometheus, ampd)",
+        doc(prometheus={"remote_write": None, "scrape_configs": [JOB | {"job": "prom"}]}),
+    ),
+    (
+        "job-named-like-the-built-in-ampd-job",
+        doc(prometheus={"remote_write": None, "scrape_configs": [JOB | {"job": "ampd"}]}),
+        "prometheus.scrape_configs[0].job",
+        "'ampd' is the name of a job ampd adds itself",
+        doc(prometheus={"remote_write": None, "scrape_configs": [JOB | {"job": "ampd_app"}]}),
+    ),
+    (
+        "target-host-with-a-slash",
+        doc(prometheus={"remote_write": None, "scrape_configs": [JOB | {"targets": ["h/m:80"]}]}),
+        "prometheus.scrape_configs[0].targets[0]",
+        "target 'h/m:80': a host name has no '/'",
+        doc(prometheus={"remote_write": None, "scrape_configs": [JOB | {"targets": ["h:80"]}]}),
     ),
 ]
 
