@@ -125,12 +125,15 @@ def wait_for_status(box: SysBox, prefix: str, timeout: float = 30.0) -> dict[str
 
 
 def upgrade(box: SysBox, builds: Builds, release: Release, repo: AptRepo) -> None:
-    """Publish the release's second build next to its first and ``apt-get install ampd``."""
-    suites = {name: [first.deb] for name, (first, _) in builds.items()}
+    """Publish the release's second build next to its first and ``apt-get install ampd``;
+    the repository (shared by the module's tests) then goes back to the first builds."""
+    first_builds = {name: [first.deb] for name, (first, _) in builds.items()}
     first, second = builds[release.codename]
-    suites[release.codename] = [first.deb, second.deb]
-    repo.publish(suites)
-    repo.install_into(box.path("/"), release.codename)
+    try:
+        repo.publish({**first_builds, release.codename: [first.deb, second.deb]})
+        repo.install_into(box.path("/"), release.codename)
+    finally:
+        repo.publish(first_builds)
     box.run(*APT_UPDATE_TEST_REPO, env=APT_ENV, timeout=120).check()
     done = box.run("apt-get", "install", "-y", "ampd", env=APT_ENV, timeout=600).check()
     assert f"Setting up ampd ({second.version})" in done.stdout, done.stdout
