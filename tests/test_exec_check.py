@@ -13,17 +13,23 @@ mode 1777).
 
 from __future__ import annotations
 
+import json
 import os
 import stat
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ampd.cli import main
+from ampd.core import Command
+from ampd.errors import PermanentError
 from ampd.gateways import grafana as grafana_gw
 from ampd.gateways import promtool
 from ampd.gateways.execcheck import untrusted
+from ampd.gateways.supervisor import Supervisor
 from ampd.sides.facts import untrusted_notes
 from ampd.spec.models import StateSpec
 from tests.harness.execdir import trusted_dir
@@ -222,3 +228,37 @@ def test_the_version_probes_refuse_an_untrusted_binary_even_past_validation(
     spec = StateSpec.model_validate({"version": 1, "prometheus": {"binary": str(bad)}})
     (note,) = untrusted_notes(spec)
     assert note.startswith(f"prometheus.binary: {bad} is not run by ampd: /tmp is writable")
+
+
+# -- the runtimes check again when they start a process ------------------------------------
+
+
+def test_the_supervisor_refuses_to_start_an_untrusted_binary(tmp_path: Path) -> None:
+    mark = tmp_path / "ran"
+    binary = executable(tmp_path / "prometheus", mark)  # under /tmp: anyone may replace it
+    sup = Supervisor()
+    with pytest.raises(PermanentError, match="refusing to run"):
+        sup.start(Command("prometheus", (str(binary),)))
+    assert not mark.exists()
+    assert not sup.observe("prometheus").running
+
+
+def test_ampd_exec_refuses_an_untrusted_binary(tmp_path: Path) -> None:
+    mark = tmp_path / "ran"
+    binary = executable(tmp_path / "prometheus", mark)
+    state_dir = tmp_path / "state"
+    (state_dir / "generated").mkdir(parents=True)
+    (state_dir / "generated" / "prometheus.cmd.json").write_text(
+        json.dumps({"argv": [str(binary)], "env": {}})
+    )
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "ampd"), "exec", "prometheus"],
+        env={**os.environ, "STATE_DIRECTORY": str(state_dir)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "refusing to run" in done.stderr
+    assert not mark.exists()

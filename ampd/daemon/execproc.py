@@ -7,6 +7,7 @@ import json
 import os
 import sys
 
+from ampd.gateways.execcheck import untrusted
 from ampd.gateways.paths import Paths
 
 
@@ -28,6 +29,10 @@ def exec_process(name: str, paths: Paths) -> int:
             return 1
     if not argv:
         print(f"ampd exec {name}: {cmd_file} has an empty argv", file=sys.stderr)
+        return 1
+    why = untrusted(argv[0])  # checked again here: the file was validated, then written
+    if why is not None:
+        print(f"ampd exec {name}: refusing to run {argv[0]}: {why}", file=sys.stderr)
         return 1
     os.execve(argv[0], argv, env)  # noqa: S606 - the command ampd rendered
     return 1  # not reached

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from ampd.errors import PermanentError, TemporaryError
+from ampd.gateways.execcheck import untrusted
 from ampd.gateways.runtime import Command, ProcessState
 
 log = structlog.get_logger()
@@ -109,6 +110,9 @@ class Supervisor:
             current = self._children.get(command.name)
             if current is not None and current.proc.poll() is None:
                 return
+            why = untrusted(command.argv[0])  # validated with the state; checked again here
+            if why is not None:
+                raise PermanentError(f"{command.name}: refusing to run {command.argv[0]}: {why}")
             env = {**os.environ, **command.env}
             try:
                 proc = subprocess.Popen(
