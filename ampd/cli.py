@@ -62,6 +62,15 @@ def _parser() -> argparse.ArgumentParser:
     bk.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
     ex = sub.add_parser("exec", help="exec a managed process from its generated command")
     ex.add_argument("name", choices=["prometheus", "sigv4-proxy", "grafana"])
+    ad = sub.add_parser("adopt", help="make an existing IAM role/instance profile this stack's")
+    ad.add_argument("kind", choices=["iam_role", "instance_profile"])
+    ad.add_argument("name")
+    ad.add_argument("--yes", action="store_true", help="adopt without asking (after the diff)")
+    po = sub.add_parser("policy", help="print the least-privilege IAM policy a role needs")
+    po.add_argument("kind", choices=["manage", "observe", "host", "boundary"])
+    po.add_argument("--account", help="account id (default: STS, which needs no permission)")
+    po.add_argument("--workspace-id", help="default: workspace.id or ampd.json's record")
+    po.add_argument("--role", help="observe: the host's own role (default: iam.writer's)")
     return p
 
 
@@ -141,6 +150,22 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ampd.daemon.oneshot import apply_command
 
         return apply_command(state, resolve_paths(), as_json=args.json)
+    if cmd == "adopt":
+        from ampd.sides.aws_adopt import adopt_main
+
+        return adopt_main(state, args.kind, args.name, yes=args.yes, region=args.region)
+    if cmd == "policy":
+        from ampd.sides.aws_policycmd import policy_main
+
+        return policy_main(
+            state,
+            resolve_paths(),
+            args.kind,
+            account=args.account,
+            region=args.region,
+            workspace_id=args.workspace_id,
+            role=args.role,
+        )
     if cmd == "run":
         from ampd.daemon.loop import run_daemon
 

@@ -135,6 +135,8 @@ def test_empty_account_is_built_then_costs_nothing(
         "AwsReachable": ConditionStatus.TRUE,
         "WorkspaceActive": ConditionStatus.TRUE,
         "IamReady": ConditionStatus.TRUE,
+        "IamOwned": ConditionStatus.TRUE,
+        "IamTrustScoped": ConditionStatus.TRUE,
         "AwsAuthorized": ConditionStatus.TRUE,
     }
 
@@ -238,15 +240,10 @@ def test_drift_is_only_reported(
     result = rec.reconcile(make_spec(rule_files, **aws_opts), apply=True)
     assert {c.key for c in result.plan.drift} == {WS, RG}
     assert result.plan.changes == ()
-    # observe hosts check once that their role cannot write: deletes of names that
-    # cannot exist ("ampd-write-probe-…"), which change nothing; nothing else is written
-    writes = [
-        w
-        for w in aws_emulator.writes()
-        if "ampd-write-probe-" not in w.path  # AMP: the name is in the path
-        and not (w.operation == "DeleteRolePolicy" and w.status == 404)  # IAM: no such role
-    ]
-    assert writes == []
+    # observe hosts check once that their role cannot write, with a simulation: nothing
+    # is written, not even a probe, and nothing is denied
+    assert aws_emulator.writes() == []
+    assert [r for r in aws_emulator.requests if r.status == 403] == []
     if aws_opts.get("mode") == "observe":
         assert result.condition("ObserveRoleReadOnly") is not None
     by_key = {s.key: s for s in result.statuses}

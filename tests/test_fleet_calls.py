@@ -6,14 +6,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from ampd.core import ConditionStatus
 from ampd.gateways.aws import make_gateway
 from ampd.gateways.store import Store
+from ampd.plan.aws_policy import Arns, PolicyInputs, observe_policy
 from ampd.sides.aws import AwsSide
 from ampd.sides.facts import Facts
 from ampd.spec.models import StateSpec
 from tests.harness.aws_emulator import AwsEmulator
-from tests.harness.fixtures_aws import AwsEnv
+from tests.harness.fixtures_aws import AwsEnv, role_session
 
 ACCOUNT = "123456789012"  # the emulator's account, as the identity document says it
 
@@ -98,29 +101,50 @@ def test_without_instance_metadata_or_as_a_manager_the_account_comes_from_sts(
 
 
 def test_the_role_check_runs_once_after_the_delay(
-    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+    aws_emulator_env: AwsEnv,
+    aws_emulator: AwsEmulator,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    made_by_manager(tmp_path)
+    ws_id = made_by_manager(tmp_path)
+    # the host runs as its instance role, with what `ampd policy observe` + `host` grant
+    spec = fleet_spec("observe")
+    inputs = PolicyInputs(spec, Arns.of("eu-west-1", ACCOUNT), ws_id, own_role="fleet-host")
+    policies = {"observe": observe_policy(inputs)}
+    creds = role_session(aws_emulator, "fleet-host", policies).get_credentials()
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds.secret_key)
+    monkeypatch.setenv("AWS_SESSION_TOKEN", creds.token)
     now = [0.0]
     host = AwsSide(
         make_gateway, Store(tmp_path / "host.json"), clock=lambda: now[0], role_check_delay=120
     )
-    spec = fleet_spec("observe")
     aws_emulator.reset_requests()
     first = host.reconcile(spec, host_facts(), apply=True)
     assert first.condition("ObserveRoleReadOnly").reason == "NotCheckedYet"  # type: ignore[union-attr]
-    assert not any("Delete" in op for op in operations(aws_emulator))
+    assert checks(aws_emulator) == []
     now[0] = 121.0
     later = host.reconcile(spec, host_facts(), apply=True)
     role = later.condition("ObserveRoleReadOnly")
-    assert role is not None and role.reason != "NotCheckedYet"
-    probes = [op for op in operations(aws_emulator) if "Delete" in op]
-    assert len(probes) == 2
+    assert role is not None and (role.status, role.reason) == ("True", "ReadOnly")
+    # who am I (needs no permission), then one simulation for AMP and one for IAM
+    assert checks(aws_emulator) == [
+        "sts:GetCallerIdentity",
+        "iam:SimulatePrincipalPolicy",
+        "iam:SimulatePrincipalPolicy",
+    ]
     now[0] = 500.0
     host.reconcile(spec, host_facts(), apply=True)
-    assert len([op for op in operations(aws_emulator) if "Delete" in op]) == 2  # once only
-    # a plan never probes
+    assert len(checks(aws_emulator)) == 3  # once only
+    # the check writes nothing and is never denied: no AccessDenied event on any host
+    assert aws_emulator.writes() == []
+    assert [r.operation for r in aws_emulator.requests if r.status == 403] == []
+    # a plan never checks
     planner = AwsSide(make_gateway, Store(tmp_path / "host.json"), role_check_delay=0)
     aws_emulator.reset_requests()
     planner.reconcile(spec, host_facts(), apply=False)
-    assert not any("Delete" in op for op in operations(aws_emulator))
+    assert checks(aws_emulator) == []
+
+
+def checks(em: AwsEmulator) -> list[str]:
+    return [op for op in operations(em) if op.startswith(("iam:Simulate", "sts:"))]

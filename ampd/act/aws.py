@@ -148,6 +148,8 @@ def _role(gw: AwsGateway, change: Change, target: Target) -> None:
     diffs = {d.field: d for d in change.diffs}
 
     def update() -> None:
+        if "boundary" in diffs and after.get("boundary"):  # first: the rest may need it
+            gw.put_role_boundary(name, str(after["boundary"]))
         if "trust" in diffs:
             gw.update_trust_policy(name, after["trust"])
         if "tags" in diffs:
@@ -161,7 +163,9 @@ def _role(gw: AwsGateway, change: Change, target: Target) -> None:
     description = f"Managed by ampd (stack {target.stack})"
     by_action(
         change,
-        create=lambda: gw.create_role(name, after["trust"], after["tags"], description),
+        create=lambda: gw.create_role(
+            name, after["trust"], after["tags"], description, after.get("boundary")
+        ),
         update=update,
         delete=lambda: gw.delete_role(name),
     )

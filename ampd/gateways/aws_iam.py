@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ampd.gateways.aws_base import AwsBase, policy_json, tag_dict, tag_list
+from ampd.gateways.aws_base import AwsBase, bind, policy_json, tag_dict, tag_list
 
 
 class IamApi(AwsBase):
@@ -22,19 +22,32 @@ class IamApi(AwsBase):
         return role
 
     def create_role(
-        self, name: str, trust: Mapping[str, Any], tags: Mapping[str, str], description: str
+        self,
+        name: str,
+        trust: Mapping[str, Any],
+        tags: Mapping[str, str],
+        description: str,
+        boundary: str | None = None,
     ) -> str:
-        r = self._call(
+        kwargs: dict[str, Any] = {
+            "RoleName": name,
+            "AssumeRolePolicyDocument": policy_json(trust),
+            "Description": description,
+            "Tags": tag_list(tags),
+        }
+        if boundary is not None:
+            kwargs["PermissionsBoundary"] = boundary
+        r = self._call("iam", "CreateRole", lambda: self._iam.create_role(**kwargs))
+        return r["Role"]["Arn"]
+
+    def put_role_boundary(self, name: str, boundary: str) -> None:
+        self._call(
             "iam",
-            "CreateRole",
-            lambda: self._iam.create_role(
-                RoleName=name,
-                AssumeRolePolicyDocument=policy_json(trust),
-                Description=description,
-                Tags=tag_list(tags),  # type: ignore[arg-type]
+            "PutRolePermissionsBoundary",
+            lambda: self._iam.put_role_permissions_boundary(
+                RoleName=name, PermissionsBoundary=boundary
             ),
         )
-        return r["Role"]["Arn"]
 
     def update_trust_policy(self, name: str, trust: Mapping[str, Any]) -> None:
         self._call(
@@ -124,6 +137,45 @@ class IamApi(AwsBase):
             "DetachRolePolicy",
             lambda: self._iam.detach_role_policy(RoleName=role, PolicyArn=arn),
         )
+
+    def simulate_principal_policy(
+        self, principal_arn: str, actions: list[str], resources: list[str]
+    ) -> dict[str, str]:
+        """``iam:SimulatePrincipalPolicy``: each action's decision (``allowed``,
+        ``explicitDeny``, ``implicitDeny``) for the principal's own policies, on every
+        resource in ``resources`` (allowed only when allowed on all of them). Read-only."""
+        out: dict[str, str] = {}
+        token: str | None = None
+        while True:
+            kwargs: dict[str, Any] = {
+                "PolicySourceArn": principal_arn,
+                "ActionNames": actions,
+                "ResourceArns": resources,
+            }
+            if token:
+                kwargs["Marker"] = token
+            r = self._call(
+                "iam",
+                "SimulatePrincipalPolicy",
+                bind(self._iam.simulate_principal_policy, kwargs),
+            )
+            for result in r.get("EvaluationResults", []):
+                action = str(result["EvalActionName"])
+                decisions = [str(result.get("EvalDecision") or "implicitDeny")]
+                decisions += [
+                    str(x.get("EvalResourceDecision") or "implicitDeny")
+                    for x in result.get("ResourceSpecificResults") or []
+                ]
+                worst = (
+                    "allowed"
+                    if all(d == "allowed" for d in decisions)
+                    else ("explicitDeny" if "explicitDeny" in decisions else "implicitDeny")
+                )
+                if out.get(action, "allowed") == "allowed":
+                    out[action] = worst
+            token = r.get("Marker") if r.get("IsTruncated") else None
+            if not token:
+                return out
 
     # -- IAM instance profiles --------------------------------------------------------------
 

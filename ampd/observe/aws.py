@@ -192,7 +192,9 @@ def _read_one(
             return None
         tags = dict(r.get("Tags") or {})
         trust = r.get("AssumeRolePolicyDocument") or {}
-        return Live(key, {"trust": trust, "tags": tags}, tags, details={"arn": r.get("Arn")})
+        boundary = (r.get("PermissionsBoundary") or {}).get("PermissionsBoundaryArn")
+        fields = {"trust": trust, "tags": tags, "boundary": boundary}
+        return Live(key, fields, tags, details={"arn": r.get("Arn")})
     if kind is Kind.IAM_POLICY:
         role_name, _, policy = name.partition("/")
         role_key = ResourceKey(Kind.IAM_ROLE, role_name)

@@ -1,90 +1,118 @@
 """Can this host's role write the control plane? For ``aws.mode: observe`` fleet hosts.
 
 A fleet host in observe mode should run with a role that can only write samples and read
-the workspace. :func:`observe_role_check` asks AWS, without changing anything: it calls a
-delete on things that cannot exist (a rule-groups namespace and an inline policy of a
-role, both named ``ampd-write-probe-<random>``). AWS authorizes before it looks the
-resource up, so
+the workspace. :func:`observe_role_check` asks IAM, and nothing else: one
+``sts:GetCallerIdentity`` (it needs no permission) names the role, and
+``iam:SimulatePrincipalPolicy`` on that role (what ``ampd policy observe`` grants it, on
+itself only) says which control-plane writes its policies allow, on this workspace and on
+IAM. Nothing is written and nothing is denied, so no host raises an AccessDenied event:
 
-    AccessDenied               -> the role cannot write there (what observe mode wants)
-    ResourceNotFound/NoSuchEntity -> the role may write there: ObserveRoleReadOnly=False
+    every write implicitly or explicitly denied -> ObserveRoleReadOnly=True
+    any write allowed                           -> ObserveRoleReadOnly=False, naming them
+    the simulation itself refused or failed     -> Unknown (CannotCheck / CheckFailed)
 
-(``iam:SimulatePrincipalPolicy`` would answer without a call on the service, but it needs
-its own permission on every fleet role and the role's ARN with its path; the probes need
-neither, and the AWS emulator can check them.)
+The simulation evaluates the role's identity policies and its permissions boundary, not
+resource policies or SCPs: a role it calls read-only is read-only; one it says may write
+could still be stopped by an SCP (a false alarm, never a false all-clear). A role with a
+path is not found from the session ARN (which has no path): the check is Unknown then.
 """
 
 from __future__ import annotations
 
-import secrets
 from collections.abc import Callable
 from typing import Protocol
 
 from ampd.core import Condition, ConditionStatus
-from ampd.errors import AmpdError, PermanentError, TemporaryError
-from ampd.gateways.aws import AccessDenied
+from ampd.errors import AmpdError
+from ampd.gateways.aws import AccessDenied, Identity
+from ampd.plan.aws_policy import Arns, role_arn_of_caller
+
+__all__ = [
+    "AMP_WRITES",
+    "CONDITION",
+    "DEFERRED_BY",
+    "IAM_WRITES",
+    "PermissionSimulator",
+    "RoleCheckSchedule",
+    "observe_role_check",
+]
 
 CONDITION = "ObserveRoleReadOnly"
-_NOT_FOUND = frozenset({"ResourceNotFoundException", "NoSuchEntity", "NotFoundException"})
+# the writes ampd's manager makes, which an observe host must not be able to make
+AMP_WRITES = (
+    "aps:CreateRuleGroupsNamespace",
+    "aps:PutRuleGroupsNamespace",
+    "aps:DeleteRuleGroupsNamespace",
+    "aps:PutAlertManagerDefinition",
+    "aps:UpdateWorkspaceConfiguration",
+    "aps:UpdateWorkspaceAlias",
+    "aps:TagResource",
+    "aps:DeleteWorkspace",
+    "aps:CreateWorkspace",
+)
+IAM_WRITES = (
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:CreateRole",
+    "iam:PassRole",
+)
 
 
-class WriteProbes(Protocol):
+class PermissionSimulator(Protocol):
     """What the check needs of ampd.gateways.aws.AwsGateway."""
 
-    def delete_rule_group(self, workspace_id: str, name: str) -> None: ...
+    region: str
 
-    def delete_inline_policy(self, role: str, policy: str) -> None: ...
+    def identity(self) -> Identity: ...
 
-
-def _not_found(e: AmpdError) -> bool:
-    cause = e.__cause__
-    response = getattr(cause, "response", None)
-    code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-    return code in _NOT_FOUND
+    def simulate_principal_policy(
+        self, principal_arn: str, actions: list[str], resources: list[str]
+    ) -> dict[str, str]: ...
 
 
-def _probe(call: str, fn: Callable[[], None]) -> tuple[str, str]:
-    """('denied' | 'allowed' | 'unknown', detail)."""
+def observe_role_check(
+    gateway: PermissionSimulator, workspace_id: str | None, caller: str | None = None
+) -> Condition:
+    """``ObserveRoleReadOnly``: True when the role's policies allow no AMP write (on this
+    workspace) nor IAM write (on itself); False names what they allow; Unknown when IAM
+    could not say. ``caller`` is the caller's ARN when already known (else STS is asked)."""
     try:
-        fn()
-    except AccessDenied:
-        return "denied", ""
-    except TemporaryError as e:
-        return "unknown", str(e)
-    except PermanentError as e:
-        if _not_found(e):
-            return "allowed", call
-        return "unknown", str(e)
-    return "allowed", call  # it existed after all and is gone: the role can write
-
-
-def observe_role_check(gateway: WriteProbes, workspace_id: str | None) -> Condition:
-    """``ObserveRoleReadOnly``: True when the role cannot write AMP (on this workspace) nor
-    IAM; False names what it can write; Unknown when AWS could not say."""
-    probe = f"ampd-write-probe-{secrets.token_hex(6)}"
-    results: list[tuple[str, str]] = []
-    if workspace_id is not None:
-        results.append(
-            _probe(
-                "aps:DeleteRuleGroupsNamespace",
-                lambda: gateway.delete_rule_group(workspace_id, probe),
+        if not caller:
+            caller = gateway.identity().arn
+        principal = role_arn_of_caller(caller)
+        if principal is None:
+            return Condition(
+                CONDITION,
+                ConditionStatus.UNKNOWN,
+                "CannotCheck",
+                f"{caller} is not a role or user whose policies can be simulated",
             )
+        fields = principal.split(":")
+        ws_arn = Arns(fields[1], gateway.region, fields[4]).workspace(workspace_id)
+        decisions = gateway.simulate_principal_policy(principal, list(AMP_WRITES), [ws_arn])
+        decisions |= gateway.simulate_principal_policy(principal, list(IAM_WRITES), [principal])
+    except AccessDenied as e:
+        return Condition(
+            CONDITION,
+            ConditionStatus.UNKNOWN,
+            "CannotCheck",
+            f"{e}: grant the role iam:SimulatePrincipalPolicy on itself "
+            "(`ampd policy observe` includes it)",
         )
-    results.append(
-        _probe("iam:DeleteRolePolicy", lambda: gateway.delete_inline_policy(probe, probe))
-    )
-    allowed = [detail for verdict, detail in results if verdict == "allowed"]
+    except AmpdError as e:
+        return Condition(CONDITION, ConditionStatus.UNKNOWN, "CheckFailed", str(e))
+    allowed = [a for a in (*AMP_WRITES, *IAM_WRITES) if decisions.get(a) == "allowed"]
     if allowed:
         return Condition(
             CONDITION,
             ConditionStatus.FALSE,
             "RoleCanWrite",
             f"aws.mode is observe but this host's role may call {', '.join(allowed)}: "
-            "give fleet hosts a role that can only write samples and read the workspace",
+            "give fleet hosts a role that can only write samples and read the workspace "
+            "(`ampd policy observe` and `ampd policy host`)",
         )
-    unknown = [detail for verdict, detail in results if verdict == "unknown"]
-    if unknown:
-        return Condition(CONDITION, ConditionStatus.UNKNOWN, "CheckFailed", unknown[0])
     return Condition(
         CONDITION,
         ConditionStatus.TRUE,
@@ -93,9 +121,9 @@ def observe_role_check(gateway: WriteProbes, workspace_id: str | None) -> Condit
     )
 
 
-# Not at boot: a fleet that boots together would add two calls per host to the boot's
-# budget (docs/fleet.md: at most 2, the state read included). The probes run on the
-# first pass this long after the host's first observe pass (the resync timer brings one).
+# Not at boot: a fleet that boots together would add calls per host to the boot's budget
+# (docs/fleet.md: at most 2, the state read included). The check runs on the first pass
+# this long after the host's first observe pass (the resync timer brings one).
 DEFERRED_BY = 120.0
 
 
@@ -110,7 +138,10 @@ class RoleCheckSchedule:
         self._first: float | None = None
         self._done: dict[tuple[str, str | None], Condition] = {}
 
-    def condition(self, gateway: WriteProbes, who: str, workspace_id: str | None) -> Condition:
+    def condition(
+        self, gateway: PermissionSimulator, who: str, workspace_id: str | None
+    ) -> Condition:
+        """``who`` is the caller's ARN when known, else its account."""
         key = (who, workspace_id)
         if key in self._done:
             return self._done[key]
@@ -123,7 +154,8 @@ class RoleCheckSchedule:
                 ConditionStatus.UNKNOWN,
                 "NotCheckedYet",
                 f"checked on the first pass {self._delay:.0f} s after start "
-                "(two probe calls, kept out of the fleet's boot)",
+                "(iam:SimulatePrincipalPolicy, kept out of the fleet's boot)",
             )
-        self._done[key] = observe_role_check(gateway, workspace_id)
+        caller = who if who.startswith("arn:") else None
+        self._done[key] = observe_role_check(gateway, workspace_id, caller)
         return self._done[key]

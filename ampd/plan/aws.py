@@ -7,6 +7,9 @@ function compares them all:
 - live differs in a mutable field      -> update (immutable fields -> ``skipped``)
 - desired says "must not exist"        -> delete (only what carries ampd's tags)
 - live not desired but ampd's          -> delete under ``deletion: delete``, else skipped
+- an IAM role or instance profile that exists without this stack's tags, anything that
+  hangs off such a role, or a trust the state may not ask for -> skipped, never written
+  (``iam_refusal``; ``ampd adopt`` hands one over)
 
 A difference is *drift* when the desired state is the one ampd last applied (its hash is
 in ``applied``): the live resource moved, not the state file. Drift is corrected (listed
@@ -27,16 +30,19 @@ from ampd.spec.models import StateSpec
 
 __all__ = [
     "MANAGED_TAG",
+    "NOT_OWNED",
     "STACK_TAG",
     "TRANSITIONAL",
     "Desired",
     "DesiredSet",
     "Live",
     "Policy",
+    "Refusal",
     "Unreadable",
     "ampd_tags",
     "canonical",
     "fingerprint",
+    "iam_refusal",
     "parse_key",
     "plan_resources",
     "policy_from_spec",
@@ -48,6 +54,8 @@ STACK_TAG = "ampd:stack"
 TRANSITIONAL = frozenset({"CREATING", "UPDATING", "DELETING"})
 FAILED = frozenset({"CREATION_FAILED", "UPDATE_FAILED"})
 UNKNOWN_ID = "(known after apply)"
+NOT_OWNED = "exists, not created by ampd"
+IAM_KINDS = frozenset({Kind.IAM_ROLE, Kind.IAM_POLICY, Kind.INSTANCE_PROFILE})
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,7 @@ class Desired:
     immutable: frozenset[str] = frozenset()
     managed: bool = True  # False: observed and reported only (iam.*.manage: false)
     note: str = ""  # why it is not managed, for people
+    refused: str = ""  # why the desired value itself must not be written (a foreign trust)
 
 
 @dataclass(frozen=True)
@@ -151,6 +160,59 @@ def ampd_tags(stack: str) -> dict[str, str]:
 
 def workspace_key(spec: StateSpec) -> ResourceKey:
     return ResourceKey(Kind.WORKSPACE, spec.stack)
+
+
+# -- what ampd may write in IAM ---------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why an IAM resource the state names is not written. ``code``: ``not_owned`` (it
+    exists without this stack's tags), ``role_not_owned`` (it hangs off such a role),
+    ``other_stack``, or ``trust`` (its desired trust names a principal outside the trusted
+    accounts)."""
+
+    key: ResourceKey
+    code: Literal["not_owned", "role_not_owned", "other_stack", "trust"]
+    reason: str
+
+
+def _owner(live: Live | Unreadable | None, stack: str) -> str | None:
+    """None when ampd may write ``live`` (absent, unreadable or this stack's), else why."""
+    if not isinstance(live, Live) or live.stack == stack:
+        return None
+    return "other_stack" if live.stack is not None else "not_owned"
+
+
+def iam_refusal(d: Desired, observed: Observed, stack: str) -> Refusal | None:
+    """Writes go only to IAM resources that carry this stack's ownership tags (or that ampd
+    creates): an existing role or instance profile without them is never written, nor
+    anything that hangs off such a role (its policies, an instance profile holding it).
+    A desired value refused as such (``Desired.refused``) is never written either. Pure."""
+    if d.key.kind not in IAM_KINDS or not d.managed:
+        return None
+    roles: list[str] = []
+    if d.key.kind is Kind.IAM_POLICY:
+        roles = [d.key.name.partition("/")[0]]
+    elif d.key.kind is Kind.INSTANCE_PROFILE:
+        roles = [str(r) for r in d.fields.get("roles") or []]
+    live = observed.get(d.key)
+    if d.key.kind is not Kind.IAM_POLICY:
+        code = _owner(live, stack)
+        if code == "not_owned":
+            return Refusal(d.key, "not_owned", NOT_OWNED)
+        if code == "other_stack" and isinstance(live, Live):
+            why = f"belongs to ampd stack {live.stack!r}; left alone"
+            return Refusal(d.key, "other_stack", why)
+    for role in roles:
+        role_live = observed.get(ResourceKey(Kind.IAM_ROLE, role))
+        code = _owner(role_live, stack)
+        if code is not None:
+            why = NOT_OWNED if code == "not_owned" else "belongs to another ampd stack"
+            return Refusal(d.key, "role_not_owned", f"its role {role} {why}")
+    if d.refused:
+        return Refusal(d.key, "trust", d.refused)
+    return None
 
 
 # -- the plan -----------------------------------------------------------------------------
@@ -235,9 +297,13 @@ def plan_resources(  # noqa: PLR0915 (the decision table, in one place)
             continue
         last = applied.get(str(d.key))
         drifted = last is not None and last == fingerprint(d)
+        if live is None and not d.present:
+            continue
+        refusal = iam_refusal(d, observed, policy.stack)
+        if refusal is not None:
+            skipped.append(Skipped(d.key, refusal.reason))
+            continue
         if live is None:
-            if not d.present:
-                continue
             diffs = tuple(FieldDiff(k, None, v) for k, v in d.fields.items())
             reason = "deleted outside ampd; recreating" if drifted else "does not exist"
             route(Change(d.key, Action.CREATE, None, dict(d.fields), diffs, reason), drifted, d)

@@ -1,8 +1,11 @@
 """The desired AWS state, from the spec: the workspace, its children, IAM. Pure.
 
 Every resource ampd creates is tagged ``ampd:managed=true`` and ``ampd:stack=<name>``;
-IAM policies are scoped to the workspace ARN (and to the one state parameter or object,
-when ampd reads its state from SSM or S3).
+IAM policies are scoped to the workspace ARN (and to the state parameter or object, with
+the files beside it, when ampd reads its state from SSM or S3). ARNs take their partition
+from the region (``aws``, ``aws-cn``, ``aws-us-gov``). Every role ampd creates carries the
+stack's permissions boundary, and a reader role trusts principals of this account only,
+unless ``iam.reader.trusted_accounts`` lists theirs.
 """
 
 from __future__ import annotations
@@ -19,13 +22,38 @@ from ampd.plan.aws import (
     ampd_tags,
     workspace_key,
 )
+from ampd.plan.aws_policy import (
+    QUERY_ACTIONS,
+    QUERY_MANAGED_NAME,
+    READER_INLINE,
+    REMOTE_WRITE_MANAGED_NAME,
+    WRITER_INLINE,
+    Arns,
+    boundary_arn,
+    partition,
+    reader_policy,
+    state_files_statement,
+    state_read_statement,
+    writer_policy,
+)
 from ampd.spec.models import StateSpec
 
-REMOTE_WRITE_MANAGED = "arn:aws:iam::aws:policy/AmazonPrometheusRemoteWriteAccess"
-QUERY_MANAGED = "arn:aws:iam::aws:policy/AmazonPrometheusQueryAccess"
-WRITER_INLINE = "ampd-remote-write"
-READER_INLINE = "ampd-query"
-READER_ACTIONS = ("aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics")
+__all__ = [
+    "READER_ACTIONS",
+    "READER_INLINE",
+    "WRITER_INLINE",
+    "client_token",
+    "desired_iam",
+    "desired_workspace",
+    "desired_workspace_children",
+    "reader_policy",
+    "state_files_statement",
+    "state_read_statement",
+    "workspace_arn",
+    "writer_policy",
+]
+
+READER_ACTIONS = QUERY_ACTIONS
 
 
 def client_token(stack: str, alias: str, region: str, account: str, replaces: str = "") -> str:
@@ -39,41 +67,8 @@ def client_token(stack: str, alias: str, region: str, account: str, replaces: st
 
 
 def workspace_arn(region: str, account: str, workspace_id: str | None) -> str:
-    return f"arn:aws:aps:{region}:{account}:workspace/{workspace_id or UNKNOWN_ID}"
-
-
-def _scoped_policy(sid: str, actions: list[str], ws_arn: str) -> dict[str, Any]:
-    """An inline policy allowing ``actions`` on this workspace only."""
-    return {
-        "Version": "2012-10-17",
-        "Statement": [{"Sid": sid, "Effect": "Allow", "Action": actions, "Resource": ws_arn}],
-    }
-
-
-def state_read_statement(location: str, ws_arn: str) -> dict[str, Any]:
-    """Read access to exactly the state document at ``location`` (``ssm:NAME`` or
-    ``s3://BUCKET/KEY``), in the workspace's partition, region and account."""
-    parts = ws_arn.split(":")
-    partition, region, account = parts[1], parts[3], parts[4]
-    if location.startswith("ssm:"):
-        name = location[4:]
-        resource = f"arn:{partition}:ssm:{region}:{account}:parameter/{name.lstrip('/')}"
-        actions = ["ssm:GetParameter", "ssm:GetParameters"]
-    else:
-        resource = f"arn:{partition}:s3:::{location.removeprefix('s3://')}"
-        actions = ["s3:GetObject"]
-    return {"Sid": "AmpdReadState", "Effect": "Allow", "Action": actions, "Resource": resource}
-
-
-def writer_policy(ws_arn: str, state_location: str | None = None) -> dict[str, Any]:
-    doc = _scoped_policy("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn)
-    if state_location is not None:
-        doc["Statement"].append(state_read_statement(state_location, ws_arn))
-    return doc
-
-
-def reader_policy(ws_arn: str) -> dict[str, Any]:
-    return _scoped_policy("AmpdQuery", list(READER_ACTIONS), ws_arn)
+    """The workspace's ARN, in the region's partition; a placeholder id until it exists."""
+    return f"arn:{partition(region)}:aps:{region}:{account}:workspace/{workspace_id or UNKNOWN_ID}"
 
 
 def _trust(principal: Mapping[str, Any]) -> dict[str, Any]:
@@ -158,41 +153,68 @@ def _role_with_policies(
     document: Any,
     managed: bool,
     note: str,
+    refused: str = "",
 ) -> list[Desired]:
     """A role and its permissions: our inline policy scoped to the workspace, or the AWS
     managed policy attached, and the other one absent."""
-    out = [Desired(ResourceKey(Kind.IAM_ROLE, role), role_fields, managed=managed, note=note)]
+    common: dict[str, Any] = {"managed": managed, "note": note, "refused": refused}
+    out = [Desired(ResourceKey(Kind.IAM_ROLE, role), role_fields, **common)]
     inline = ResourceKey(Kind.IAM_POLICY, f"{role}/{inline_name}")
     attached = ResourceKey(Kind.IAM_POLICY, f"{role}/{managed_name}")
     if scoped:
         return [
             *out,
-            Desired(inline, {"document": document}, managed=managed, note=note),
-            Desired(attached, present=False, managed=managed, note=note),
+            Desired(inline, {"document": document}, **common),
+            Desired(attached, present=False, **common),
         ]
     return [
         *out,
-        Desired(attached, {"attached": True}, managed=managed, note=note),
-        Desired(inline, present=False, managed=managed, note=note),
+        Desired(attached, {"attached": True}, **common),
+        Desired(inline, present=False, **common),
     ]
 
 
+def _arns(ws_arn: str, account: str) -> Arns:
+    parts = ws_arn.split(":")
+    if len(parts) >= 5 and parts[0] == "arn":
+        return Arns(parts[1], parts[3], account)
+    return Arns("aws", "", account)
+
+
+def foreign_principals(
+    trusted: list[str], account: str, trusted_accounts: list[str], part: str
+) -> list[str]:
+    """The trusted principals outside this account (and the listed ones) or partition."""
+    out = []
+    for arn in trusted:
+        fields = arn.split(":")
+        if fields[1] != part or (fields[4] != account and fields[4] not in trusted_accounts):
+            out.append(arn)
+    return out
+
+
 def desired_iam(spec: StateSpec, *, account: str, ws_arn: str) -> DesiredSet:
+    """``account`` is the caller's (STS, or the instance identity document)."""
     iam = spec.iam
     if iam is None:
         return DesiredSet()
+    arns = _arns(ws_arn, account)
     tags = ampd_tags(spec.stack)
+    boundary = boundary_arn(spec, arns)
     out: list[Desired] = []
     writer_name = iam.writer.role_name if iam.writer is not None else "ampd-writer"
     if iam.writer is not None:
         w = iam.writer
         managed = w.manage
         note = "" if managed else "iam.writer.manage is false"
+        fields: dict[str, Any] = {"trust": _trust({"Service": "ec2.amazonaws.com"}), "tags": tags}
+        if managed:
+            fields["boundary"] = boundary
         out += _role_with_policies(
             w.role_name,
-            {"trust": _trust({"Service": "ec2.amazonaws.com"}), "tags": tags},
+            fields,
             WRITER_INLINE,
-            REMOTE_WRITE_MANAGED,
+            arns.aws_managed_policy(REMOTE_WRITE_MANAGED_NAME),
             scoped=w.policy == "scoped",
             document=writer_policy(ws_arn, spec.state_source.location),
             managed=managed,
@@ -211,18 +233,29 @@ def desired_iam(spec: StateSpec, *, account: str, ws_arn: str) -> DesiredSet:
         r = iam.reader
         managed = r.manage
         note = "" if managed else "iam.reader.manage is false"
-        principals = sorted(
-            f"arn:aws:iam::{account}:role/{writer_name}" if t == "writer" else t for t in r.trusted
-        )
+        named = [t for t in r.trusted if t != "writer"]
+        writer_arn = [arns.role(writer_name)] if "writer" in r.trusted else []
+        principals = sorted(writer_arn + named)
+        foreign = foreign_principals(named, account, r.trusted_accounts, arns.partition)
+        refused = ""
+        if foreign and managed:
+            refused = (
+                f"trusts {', '.join(foreign)}, outside this account ({account}); list the "
+                "account in iam.reader.trusted_accounts to allow it"
+            )
         trust = _trust({"AWS": principals} if principals else {"Service": "ec2.amazonaws.com"})
+        fields = {"trust": trust, "tags": tags}
+        if managed:
+            fields["boundary"] = boundary
         out += _role_with_policies(
             r.role_name,
-            {"trust": trust, "tags": tags},
+            fields,
             READER_INLINE,
-            QUERY_MANAGED,
+            arns.aws_managed_policy(QUERY_MANAGED_NAME),
             scoped=r.policy == "scoped",
             document=reader_policy(ws_arn),
             managed=managed,
             note=note,
+            refused=refused,
         )
     return DesiredSet(tuple(out))

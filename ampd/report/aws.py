@@ -23,7 +23,16 @@ from ampd.core import (
     SyncStatus,
     WorkspaceRecord,
 )
-from ampd.plan.aws import FAILED, TRANSITIONAL, Desired, Live, Unreadable, workspace_key
+from ampd.plan.aws import (
+    FAILED,
+    TRANSITIONAL,
+    Desired,
+    Live,
+    Refusal,
+    Unreadable,
+    iam_refusal,
+    workspace_key,
+)
 from ampd.spec.models import StateSpec
 
 IAM_KINDS = (Kind.IAM_ROLE, Kind.IAM_POLICY, Kind.INSTANCE_PROFILE)
@@ -97,6 +106,10 @@ def resource_status(s: AwsSnapshot, key: ResourceKey) -> ResourceStatus:
         return ResourceStatus(key, SyncStatus.UNKNOWN, health, live.error)
     outcome = next((o for o in reversed(s.outcomes) if o.change.key == key), None)
     details = dict(live.details) if isinstance(live, Live) else {}
+    refusal = refused(s, key)
+    if refusal is not None:
+        message = f"skipped ({refusal.reason})"
+        return ResourceStatus(key, SyncStatus.OUT_OF_SYNC, Health.DEGRADED, message, None, details)
     if outcome is not None:
         if outcome.ok:
             health = Health.HEALTHY
@@ -117,6 +130,48 @@ def resource_status(s: AwsSnapshot, key: ResourceKey) -> ResourceStatus:
         message = f"AWS reports {live.status}; not retried until the state file changes"
     skipped = next((x.reason for x in s.plan.skipped if x.key == key), "")
     return ResourceStatus(key, SyncStatus.SYNCED, health, message or skipped, None, details)
+
+
+def refused(s: AwsSnapshot, key: ResourceKey) -> Refusal | None:
+    """Why ampd does not write this IAM resource (not its own, or a foreign trust)."""
+    d = s.desired.get(key)
+    if d is None or not d.present or key not in s.observed:
+        return None
+    if isinstance(s.observed[key], Unreadable):
+        return None
+    return iam_refusal(d, s.observed, s.spec.stack)
+
+
+def _adopt_hint(r: Refusal) -> str:
+    kind = {Kind.IAM_ROLE: "iam_role", Kind.INSTANCE_PROFILE: "instance_profile"}.get(r.key.kind)
+    if r.code != "not_owned" or kind is None:
+        return ""
+    return f" (to let ampd manage it: ampd adopt {kind} {r.key.name})"
+
+
+def iam_conditions(s: AwsSnapshot) -> list[Condition]:
+    """``IamOwned``: every IAM resource the state names is this stack's (or is to be
+    created), else which are not and are left alone. ``IamTrustScoped``: the reader trusts
+    principals of this account (or of ``iam.reader.trusted_accounts``) only."""
+    refusals = [r for key in s.desired if (r := refused(s, key)) is not None]
+    others = [r for r in refusals if r.code != "trust"]
+    foreign = [
+        Refusal(d.key, "trust", d.refused)
+        for d in s.desired.values()
+        if d.refused and d.managed and d.key.kind is Kind.IAM_ROLE
+    ]
+    out: list[Condition] = []
+    if others:
+        text = "; ".join(f"{r.key}: {r.reason}{_adopt_hint(r)}" for r in others[:5])
+        out.append(Condition("IamOwned", ConditionStatus.FALSE, "NotCreatedByAmpd", text))
+    else:
+        out.append(Condition("IamOwned", ConditionStatus.TRUE, "Owned"))
+    if foreign:
+        text = "; ".join(f"{r.key}: {r.reason}" for r in foreign)
+        out.append(Condition("IamTrustScoped", ConditionStatus.FALSE, "ForeignPrincipal", text))
+    else:
+        out.append(Condition("IamTrustScoped", ConditionStatus.TRUE, "OwnAccount"))
+    return out
 
 
 def _denied(s: AwsSnapshot) -> list[str]:
@@ -152,6 +207,7 @@ def aws_conditions(s: AwsSnapshot, statuses: Sequence[ResourceStatus]) -> list[C
             out.append(Condition("IamReady", ConditionStatus.FALSE, "NotReady", text))
         else:
             out.append(Condition("IamReady", ConditionStatus.TRUE, "Ready"))
+        out += iam_conditions(s)
     denied = _denied(s)
     if denied:
         text = "; ".join(denied[:5])

@@ -41,6 +41,7 @@ import sys
 import threading
 import time
 import urllib.parse
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -108,7 +109,7 @@ _AMP_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("DELETE", r"^/tags/.+$", "UntagResource"),
     ]
 ]
-_READ_PREFIXES = ("Describe", "List", "Get", "Head")
+_READ_PREFIXES = ("Describe", "List", "Get", "Head", "Simulate")
 # services whose errors are JSON (aps: REST-JSON; ssm: JSON 1.1 with X-Amz-Target)
 _JSON_SERVICES = frozenset({"aps", "ssm"})
 # path-style S3: (method, has a key) -> operation, for recording and fault injection
@@ -152,6 +153,10 @@ class Recorded:
     status: int
     path: str
     at: float
+    region: str = "us-east-1"  # from the request's signature
+    # the request's parameters: the form of a query call (iam, sts), the JSON body (aps,
+    # ssm), plus "query" (the URL's query string) -- what tests.harness.iam_calls reads
+    params: Mapping[str, Any] = field(default_factory=dict, compare=False)
 
     @property
     def is_write(self) -> bool:
@@ -428,6 +433,65 @@ class AwsEmulator(StartStop):
             return "CREATION_FAILED"
         return "CREATING" if time.monotonic() < ws.ready_at else "ACTIVE"
 
+    def principal_policies(self, arn: str) -> tuple[list[str], str | None] | None:
+        """The identity policies (inline and attached, as JSON) and the permissions boundary
+        of the role or user ``arn`` in moto's IAM, or None when there is no such principal."""
+        from moto.iam.models import iam_backends  # noqa: PLC0415 (moto's in-process state)
+
+        backend = iam_backends[ACCOUNT_ID][arn.split(":")[1]]
+        kind, _, name = arn.partition(":iam::")[2].partition(":")[2].partition("/")
+        name = name.rpartition("/")[2]
+        principal: Any
+        if kind == "role":
+            principal = next((r for r in backend.roles.values() if r.name == name), None)
+        elif kind == "user":
+            principal = backend.users.get(name)
+        else:
+            principal = None
+        if principal is None:
+            return None
+
+        def document(policy: Any) -> str:
+            return str(
+                next(
+                    v.document for v in policy.versions if v.version_id == policy.default_version_id
+                )
+            )
+
+        docs = [str(doc) for doc in principal.policies.values()]
+        docs += [document(p) for p in principal.managed_policies.values()]
+        boundary: str | None = None
+        boundary_arn = getattr(principal, "permissions_boundary_arn", None)
+        if boundary_arn:
+            boundary = document(backend.get_policy(boundary_arn))
+        return docs, boundary
+
+    def iam_context(self, region: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        """What IAM knows of the role or instance profile a request names, at the time of
+        the request: its tags (``aws:ResourceTag/...``) and a role's permissions boundary
+        (``iam:PermissionsBoundary``). Empty when it does not exist (yet)."""
+        from moto.iam.models import iam_backends  # noqa: PLC0415 (moto's in-process state)
+
+        part = "aws-cn" if region.startswith("cn-") else "aws"
+        part = "aws-us-gov" if region.startswith("us-gov-") else part
+        backend = iam_backends[ACCOUNT_ID][part]
+        out: dict[str, Any] = {}
+        if params.get("RoleName"):
+            role = next((r for r in backend.roles.values() if r.name == params["RoleName"]), None)
+            if role is not None:
+                out["role"] = {
+                    f"aws:ResourceTag/{t['Key']}": t["Value"] for t in _moto_tags(role.tags)
+                }
+                if role.permissions_boundary_arn:
+                    out["role"]["iam:PermissionsBoundary"] = role.permissions_boundary_arn
+        if params.get("InstanceProfileName"):
+            profile = backend.instance_profiles.get(params["InstanceProfileName"])
+            if profile is not None:
+                out["instance_profile"] = {
+                    f"aws:ResourceTag/{t['Key']}": t["Value"] for t in _moto_tags(profile.tags)
+                }
+        return out
+
     def _backend(self, region: str) -> Any:
         from moto.amp.models import amp_backends  # noqa: PLC0415 (moto's in-process state)
 
@@ -526,20 +590,26 @@ class _Handler(BaseHTTPRequestHandler):
         operation, ws_id = self._operation(service, self.command, parsed.path, body)
         # Recorded when the status line is produced (send_response), before the client can
         # see an answer: a test that reads the log right after its call returns finds it.
-        self._unrecorded = (service, operation, parsed.path)
+        params = _params(service, parsed, body)
+        if service == "iam":
+            with contextlib.suppress(Exception):  # best effort: never fail the request
+                params["_context"] = self.emulator.iam_context(region, params)
+        self._unrecorded = (service, operation, parsed.path, region, params)
         try:
             self._dispatch(service, region, operation, ws_id, parsed, body)
         finally:
             self._record_now(0)  # no answer was sent (an error in the emulator itself)
 
-    _unrecorded: tuple[str, str, str] | None = None
+    _unrecorded: tuple[str, str, str, str, dict[str, Any]] | None = None
 
     def _record_now(self, status: int) -> None:
         pending, self._unrecorded = self._unrecorded, None
         if pending is not None:
-            service, operation, path = pending
+            service, operation, path, region, params = pending
             self.emulator._record(
-                Recorded(service, operation, self.command, status, path, time.time())
+                Recorded(
+                    service, operation, self.command, status, path, time.time(), region, params
+                )
             )
 
     def send_response(self, code: int, message: str | None = None) -> None:
@@ -613,12 +683,54 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile = _Discard()  # type: ignore[assignment]  # the response is to be lost
         if service == "aps":
             self._amp(region, operation, ws_id, parsed, body)
+        elif service == "iam" and operation == "SimulatePrincipalPolicy":
+            self._simulate(body)
         else:
             self._forward(body)
         if lose_response:
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
+
+    # -- IAM: what moto lacks -------------------------------------------------------------
+
+    def _simulate(self, body: bytes) -> None:
+        """``iam:SimulatePrincipalPolicy`` (moto has none): the principal's inline and
+        attached policies, and its permissions boundary, evaluated by
+        ``tests.harness.iam_eval`` for each action on each resource."""
+        from tests.harness.iam_eval import Request, decide  # noqa: PLC0415 (only here)
+
+        form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
+        source = form.get("PolicySourceArn", "")
+        actions = _members(form, "ActionNames")
+        resources = _members(form, "ResourceArns") or ["*"]
+        found = self.emulator.principal_policies(source)
+        if found is None:
+            message = f"The principal {source} cannot be found."
+            self._error("iam", 404, "NoSuchEntity", message)
+            return
+        policies, boundary = found
+        members = []
+        for action in actions:
+            for resource in resources:
+                decision = decide(policies, Request(action, resource), boundary)
+                members.append(
+                    "<member>"
+                    f"<EvalActionName>{_xml(action)}</EvalActionName>"
+                    f"<EvalResourceName>{_xml(resource)}</EvalResourceName>"
+                    f"<EvalDecision>{decision}</EvalDecision>"
+                    "<MatchedStatements/><MissingContextValues/>"
+                    "</member>"
+                )
+        xml = (
+            '<SimulatePrincipalPolicyResponse xmlns="https://iam.amazonaws.com/doc/2010-05-08/">'
+            "<SimulatePrincipalPolicyResult><IsTruncated>false</IsTruncated>"
+            f"<EvaluationResults>{''.join(members)}</EvaluationResults>"
+            "</SimulatePrincipalPolicyResult>"
+            "<ResponseMetadata><RequestId>emulated</RequestId></ResponseMetadata>"
+            "</SimulatePrincipalPolicyResponse>"
+        )
+        self._send(200, xml.encode(), {"Content-Type": "text/xml"})
 
     # -- AMP: what moto lacks -------------------------------------------------------------
 
@@ -908,6 +1020,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._json(200, {})
         else:
             self._json(404, {"message": f"no control endpoint {name!r}"})
+
+
+def _moto_tags(tags: Any) -> list[dict[str, str]]:
+    """moto keeps IAM tags as a list of {Key, Value} or a dict of key -> {Key, Value}."""
+    if isinstance(tags, dict):
+        return [{"Key": str(k), "Value": str(v.get("Value", ""))} for k, v in tags.items()]
+    return [{"Key": str(t["Key"]), "Value": str(t["Value"])} for t in tags or []]
+
+
+def _members(form: Mapping[str, str], name: str) -> list[str]:
+    """A query-protocol list (``Name.member.1``, ``Name.member.2``, ...), in order."""
+    found = []
+    for key, value in form.items():
+        prefix, _, index = key.rpartition(".member.")
+        if prefix == name and index.isdigit():
+            found.append((int(index), value))
+    return [v for _, v in sorted(found)]
+
+
+def _params(service: str, parsed: urllib.parse.SplitResult, body: bytes) -> dict[str, Any]:
+    """What a request asked for, for the record: the form of a query-protocol call, the
+    JSON body of the others (when it is JSON), and the URL's query string."""
+    out: dict[str, Any] = {}
+    query = urllib.parse.parse_qs(parsed.query)
+    if query:
+        out["query"] = {k: v[0] for k, v in query.items()}
+    if service in ("iam", "sts"):
+        out.update(
+            {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(errors="replace")).items()}
+        )
+        return out
+    if body[:1] == b"{":
+        with contextlib.suppress(ValueError):
+            doc = json.loads(body)
+            if isinstance(doc, dict):
+                out.update(doc)
+    return out
 
 
 class _Discard:

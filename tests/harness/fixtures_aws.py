@@ -6,13 +6,17 @@
 - ``aws_emulator_env``: environment for botocore: AWS_ENDPOINT_URL -> emulator, fake keys,
   AWS_DEFAULT_REGION, AWS_EC2_METADATA_SERVICE_ENDPOINT -> the stand-in, and no profile
   or shared config, so nothing can reach real AWS.
+- ``role_session()``: a boto3 session acting as a role created in moto with given
+  policies (and permissions boundary), as an instance carrying that role would.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import json
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -85,3 +89,57 @@ def aws_emulator_env(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
     return AwsEnv(endpoint_url=aws_emulator.endpoint, region=REGION, imds_endpoint=imds.endpoint)
+
+
+EC2_TRUST = {
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Principal": {"Service": "ec2.amazonaws.com"},
+            "Action": "sts:AssumeRole",
+        }
+    ],
+}
+
+
+def role_session(
+    em: AwsEmulator,
+    role: str,
+    policies: Mapping[str, Mapping[str, Any]],
+    *,
+    boundary: Mapping[str, Any] | None = None,
+    region: str = REGION,
+) -> Any:
+    """A boto3 session that calls the emulator as role ``role`` (created in moto with the
+    inline ``policies`` and, when given, a permissions boundary), as an instance with that
+    role would: ``sts:GetCallerIdentity`` names ``assumed-role/<role>/...``."""
+    iam = em.client("iam", region)
+    kwargs: dict[str, Any] = {}
+    if boundary is not None:
+        arn = iam.create_policy(PolicyName=f"{role}-boundary", PolicyDocument=json.dumps(boundary))[
+            "Policy"
+        ]["Arn"]
+        kwargs["PermissionsBoundary"] = arn
+    role_arn = iam.create_role(
+        RoleName=role, AssumeRolePolicyDocument=json.dumps(EC2_TRUST), **kwargs
+    )["Role"]["Arn"]
+    for name, doc in policies.items():
+        iam.put_role_policy(RoleName=role, PolicyName=name, PolicyDocument=json.dumps(doc))
+    return assume(em, role_arn, region)
+
+
+def assume(em: AwsEmulator, role_arn: str, region: str = REGION) -> Any:
+    """A boto3 session acting as the existing role ``role_arn`` (moto does not check the
+    role's trust policy)."""
+    import boto3  # noqa: PLC0415 (only tests need it)
+
+    creds = em.client("sts", region).assume_role(RoleArn=role_arn, RoleSessionName="i-0test")[
+        "Credentials"
+    ]
+    return boto3.session.Session(
+        aws_access_key_id=creds["AccessKeyId"],
+        aws_secret_access_key=creds["SecretAccessKey"],
+        aws_session_token=creds["SessionToken"],
+        region_name=region,
+    )

@@ -1,0 +1,605 @@
+"""IAM for ampd: ARNs in the region's partition, and least-privilege policy documents. Pure.
+
+Two kinds of documents are built here:
+
+- the inline policies of the roles ampd *manages* (the writer's ``ampd-remote-write``, the
+  reader's ``ampd-query``), scoped to the workspace and to the state's own parameter or
+  key prefix;
+- the policies ampd *itself* needs, which ``ampd policy manage|observe|host|boundary``
+  prints for an administrator to install:
+
+  ``manage``    the manager (a CI job or one designated host): AMP and IAM writes, scoped
+                to this stack's workspace, roles, instance profile and policy names; a role
+                can be created only with the stack's permissions boundary attached
+                (``iam:PermissionsBoundary`` condition);
+  ``observe``   a host in ``aws.mode: observe`` (or anyone running ``ampd plan``): the
+                reads of the sections the state names, and ``iam:SimulatePrincipalPolicy``
+                on its own role for the read-only check (``ObserveRoleReadOnly``);
+  ``host``      the data plane of a host: ``aps:RemoteWrite`` (and the query actions when
+                Grafana queries with the host's role) and the state document with the
+                files beside it;
+  ``boundary``  the permissions boundary of every role ampd creates: what ``host`` and
+                ``observe`` allow the stack's roles, never a control-plane or IAM write.
+
+A fleet host in observe mode carries ``observe`` + ``host``; a manager that also ships its
+own metrics carries ``manage`` + ``host``. ``sts:GetCallerIdentity`` needs no permission.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from ampd.spec.models import StateSpec
+
+__all__ = [
+    "QUERY_ACTIONS",
+    "READER_INLINE",
+    "WRITER_INLINE",
+    "Arns",
+    "PolicyInputs",
+    "RoleKind",
+    "boundary_policy",
+    "host_policy",
+    "manage_policy",
+    "observe_policy",
+    "partition",
+    "policy_for",
+    "principal_account",
+    "reader_policy",
+    "role_arn_of_caller",
+    "state_files_statement",
+    "state_read_statement",
+    "writer_policy",
+]
+
+VERSION = "2012-10-17"
+WRITER_INLINE = "ampd-remote-write"
+READER_INLINE = "ampd-query"
+REMOTE_WRITE_MANAGED_NAME = "AmazonPrometheusRemoteWriteAccess"
+QUERY_MANAGED_NAME = "AmazonPrometheusQueryAccess"
+QUERY_ACTIONS = ("aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics")
+SSM_READ = ["ssm:GetParameter", "ssm:GetParameters"]
+
+RoleKind = Literal["manage", "observe", "host", "boundary"]
+
+_ISO_RE = re.compile(r"^[a-z]{2}-iso([a-z]?)-")
+
+
+def partition(region: str) -> str:
+    """The ARN partition of ``region``: ``aws``, ``aws-cn`` (cn-*), ``aws-us-gov``
+    (us-gov-*), or one of the isolated ones (``aws-iso``, ``aws-iso-b``, ...)."""
+    if region.startswith("cn-"):
+        return "aws-cn"
+    if region.startswith("us-gov-"):
+        return "aws-us-gov"
+    m = _ISO_RE.match(region)
+    if m:
+        return f"aws-iso-{m.group(1)}" if m.group(1) else "aws-iso"
+    return "aws"
+
+
+_PRINCIPAL_RE = re.compile(r"^arn:(?P<partition>aws[a-z-]*):(?:iam|sts)::(?P<account>\d{12}):")
+
+
+def principal_account(arn: str) -> str | None:
+    """The account of an IAM/STS principal ARN, or None when ``arn`` is not one."""
+    m = _PRINCIPAL_RE.match(arn)
+    return m.group("account") if m else None
+
+
+def role_arn_of_caller(caller: str) -> str | None:
+    """The IAM ARN to simulate for a caller: a role for an assumed-role session
+    (``arn:P:sts::A:assumed-role/NAME/SESSION`` -> ``arn:P:iam::A:role/NAME``: a role with a
+    path is not found this way), a user as it is; None for root or anything else."""
+    m = re.match(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/", caller)
+    if m:
+        return f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}"
+    if re.match(r"^arn:aws[a-z-]*:iam::\d{12}:(user|role)/.+", caller):
+        return caller
+    return None
+
+
+@dataclass(frozen=True)
+class Arns:
+    """ARNs of one partition, region and account."""
+
+    partition: str
+    region: str
+    account: str
+
+    @staticmethod
+    def of(region: str, account: str) -> Arns:
+        return Arns(partition(region), region, account)
+
+    def workspace(self, workspace_id: str | None) -> str:
+        """The workspace's ARN; every workspace of this region and account (``workspace/*``)
+        while its id is not known."""
+        return self.aps(f"workspace/{workspace_id or '*'}")
+
+    def aps(self, resource: str) -> str:
+        return f"arn:{self.partition}:aps:{self.region}:{self.account}:{resource}"
+
+    def role(self, name: str) -> str:
+        return f"arn:{self.partition}:iam::{self.account}:role/{name}"
+
+    def instance_profile(self, name: str) -> str:
+        return f"arn:{self.partition}:iam::{self.account}:instance-profile/{name}"
+
+    def policy(self, name: str) -> str:
+        return f"arn:{self.partition}:iam::{self.account}:policy/{name}"
+
+    def aws_managed_policy(self, name: str) -> str:
+        return f"arn:{self.partition}:iam::aws:policy/{name}"
+
+    def ssm_parameter(self, name: str) -> str:
+        return f"arn:{self.partition}:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"
+
+    def s3_object(self, bucket_and_key: str) -> str:
+        return f"arn:{self.partition}:s3:::{bucket_and_key}"
+
+    @staticmethod
+    def from_workspace_arn(ws_arn: str) -> Arns:
+        parts = ws_arn.split(":")
+        return Arns(parts[1], parts[3], parts[4])
+
+
+def workspace_children(ws_arn: str) -> str:
+    """The rule-groups namespaces of a workspace (or of every workspace, for a pattern)."""
+    return ws_arn.replace(":workspace/", ":rulegroupsnamespace/", 1) + (
+        "" if ws_arn.endswith("/*") else "/*"
+    )
+
+
+def _statement(
+    sid: str,
+    actions: Iterable[str],
+    resources: str | Sequence[str],
+    condition: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    res: str | list[str] = resources if isinstance(resources, str) else list(resources)
+    if isinstance(res, list) and len(res) == 1:
+        res = res[0]
+    out: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": res}
+    if condition:
+        out["Condition"] = dict(condition)
+    return out
+
+
+def _document(statements: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
+    return {"Version": VERSION, "Statement": [s for s in statements if s is not None]}
+
+
+# -- the state document and the files beside it --------------------------------------------
+
+
+def state_read_statement(location: str, ws_arn: str) -> dict[str, Any]:
+    """Read access to exactly the state document at ``location`` (``ssm:NAME`` or
+    ``s3://BUCKET/KEY``), in the workspace's partition, region and account."""
+    arns = Arns.from_workspace_arn(ws_arn)
+    if location.startswith("ssm:"):
+        return _statement("AmpdReadState", SSM_READ, arns.ssm_parameter(location[4:]))
+    return _statement("AmpdReadState", ["s3:GetObject"], arns.s3_object(location[5:]))
+
+
+def state_prefix(location: str) -> str | None:
+    """The prefix the files a state names are read from (the state's own SSM path, or its
+    S3 key's directory, ending in ``/``), as ``ampd.gateways.statesource`` reads them.
+    None at the top (``ssm:ampd``, ``ssm:/ampd``, ``s3://bucket/ampd.yml``), whose prefix
+    would be every parameter or object there: such a state gets no files beside it."""
+    name = location[4:] if location.startswith("ssm:") else location[5:].partition("/")[2]
+    head, sep, _ = name.rpartition("/")
+    if not head.strip("/"):
+        return None
+    prefix = head + sep
+    if location.startswith("ssm:"):
+        return prefix
+    return location[5:].partition("/")[0] + "/" + prefix
+
+
+def state_files_statement(location: str, ws_arn: str) -> dict[str, Any] | None:
+    """Read access to the files beside the state: its SSM path or S3 key prefix."""
+    prefix = state_prefix(location)
+    if prefix is None:
+        return None
+    arns = Arns.from_workspace_arn(ws_arn)
+    if location.startswith("ssm:"):
+        return _statement("AmpdReadStateFiles", SSM_READ, arns.ssm_parameter(prefix) + "*")
+    return _statement("AmpdReadStateFiles", ["s3:GetObject"], arns.s3_object(prefix) + "*")
+
+
+def _state_statements(location: str | None, ws_arn: str) -> list[dict[str, Any] | None]:
+    if location is None:
+        return []
+    return [state_read_statement(location, ws_arn), state_files_statement(location, ws_arn)]
+
+
+# -- the inline policies of the roles ampd manages -----------------------------------------
+
+
+def writer_policy(ws_arn: str, state_location: str | None = None) -> dict[str, Any]:
+    """The writer role's ``ampd-remote-write``: samples into this workspace, and the
+    fleet's state with the files beside it."""
+    return _document(
+        [
+            _statement("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn),
+            *_state_statements(state_location, ws_arn),
+        ]
+    )
+
+
+def reader_policy(ws_arn: str) -> dict[str, Any]:
+    return _document([_statement("AmpdQuery", QUERY_ACTIONS, ws_arn)])
+
+
+# -- the policies ampd itself needs --------------------------------------------------------
+
+
+def _boundary_name(stack: str) -> str:
+    return f"ampd-boundary-{stack}"
+
+
+@dataclass(frozen=True)
+class PolicyInputs:
+    """What a policy for ampd depends on: the state, where it is read from, the account
+    and region, and the workspace when it is known."""
+
+    spec: StateSpec
+    arns: Arns
+    workspace_id: str | None = None
+    state_locations: tuple[str, ...] = ()  # ssm:/s3:// documents this role reads
+    own_role: str | None = None  # observe: the role it runs as (SimulatePrincipalPolicy)
+
+    @property
+    def ws_arn(self) -> str:
+        ws = self.spec.workspace
+        ws_id = self.workspace_id or (ws.id if ws is not None else None)
+        return self.arns.workspace(ws_id)
+
+    @property
+    def boundary_arn(self) -> str:
+        return boundary_arn(self.spec, self.arns)
+
+    def roles(self) -> list[str]:
+        """Role names the manager manages."""
+        iam = self.spec.iam
+        out: list[str] = []
+        if iam is not None and iam.writer is not None and iam.writer.manage:
+            out.append(iam.writer.role_name)
+        if iam is not None and iam.reader is not None and iam.reader.manage:
+            out.append(iam.reader.role_name)
+        return out
+
+    def profiles(self) -> list[str]:
+        iam = self.spec.iam
+        if iam is None or iam.writer is None or not iam.writer.manage:
+            return []
+        return [iam.writer.instance_profile] if iam.writer.instance_profile else []
+
+    def named_roles(self) -> list[str]:
+        """Every role the state names (managed or only observed)."""
+        iam = self.spec.iam
+        out: list[str] = []
+        if iam is not None and iam.writer is not None:
+            out.append(iam.writer.role_name)
+        if iam is not None and iam.reader is not None:
+            out.append(iam.reader.role_name)
+        return out
+
+    def named_profiles(self) -> list[str]:
+        iam = self.spec.iam
+        if iam is None or iam.writer is None or not iam.writer.instance_profile:
+            return []
+        return [iam.writer.instance_profile]
+
+
+def boundary_arn(spec: StateSpec, arns: Arns) -> str:
+    """The permissions boundary every role ampd creates carries: ``iam.permissions_boundary``
+    (a policy name in this account, or an ARN), else ``ampd-boundary-<stack>``."""
+    iam = spec.iam
+    name = iam.permissions_boundary if iam is not None else None
+    if name is None:
+        return arns.policy(_boundary_name(spec.stack))
+    return name if name.startswith("arn:") else arns.policy(name)
+
+
+def _reads(p: PolicyInputs) -> list[dict[str, Any] | None]:
+    """The control-plane reads of one pass over the sections the state names."""
+    spec, ws_arn, arns = p.spec, p.ws_arn, p.arns
+    out: list[dict[str, Any] | None] = []
+    ws = spec.workspace
+    if ws is not None:
+        if ws.id is None:
+            out.append(_statement("AmpdFindWorkspace", ["aps:ListWorkspaces"], "*"))
+        actions = ["aps:DescribeWorkspace"]
+        if ws.retention_days is not None:
+            actions.append("aps:DescribeWorkspaceConfiguration")
+        if ws.logging is not None:
+            actions.append("aps:DescribeLoggingConfiguration")
+        if ws.alertmanager is not None:
+            actions.append("aps:DescribeAlertManagerDefinition")
+        if ws.rule_groups or ws.deletion == "delete":
+            actions.append("aps:ListRuleGroupsNamespaces")
+        out.append(_statement("AmpdReadWorkspace", actions, ws_arn))
+        if ws.rule_groups or ws.deletion == "delete":
+            out.append(
+                _statement(
+                    "AmpdReadRuleGroups",
+                    ["aps:DescribeRuleGroupsNamespace"],
+                    workspace_children(ws_arn),
+                )
+            )
+    roles, profiles = p.named_roles(), p.named_profiles()
+    if roles:
+        out.append(
+            _statement(
+                "AmpdReadRoles",
+                ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies"],
+                [arns.role(r) for r in roles],
+            )
+        )
+    if profiles:
+        out.append(
+            _statement(
+                "AmpdReadInstanceProfile",
+                ["iam:GetInstanceProfile"],
+                [arns.instance_profile(n) for n in profiles],
+            )
+        )
+    return out
+
+
+def _own_state(p: PolicyInputs) -> list[dict[str, Any] | None]:
+    out: list[dict[str, Any] | None] = []
+    for i, location in enumerate(p.state_locations):
+        for st in _state_statements(location, p.arns.workspace(None)):
+            if st is not None:
+                out.append({**st, "Sid": st["Sid"].replace("AmpdRead", "AmpdReadOwn") + _n(i)})
+    return out
+
+
+def _n(i: int) -> str:
+    return str(i + 1) if i else ""
+
+
+def manage_policy(p: PolicyInputs) -> dict[str, Any]:
+    """What a ``mode: manage`` pass over this state calls, on this stack's resources only."""
+    spec, arns, ws_arn = p.spec, p.arns, p.ws_arn
+    ws = spec.workspace
+    out = _reads(p)
+    if ws is not None:
+        deleting = ws.deletion == "delete"
+        if ws.id is None:
+            out.append(
+                _statement(
+                    "AmpdCreateWorkspace",
+                    ["aps:CreateWorkspace", "aps:TagResource"],
+                    arns.workspace(None),
+                    {"StringEquals": {"aws:RequestTag/ampd:stack": spec.stack}},
+                )
+            )
+        actions = ["aps:UpdateWorkspaceAlias", "aps:TagResource", "aps:UntagResource"]
+        if deleting:
+            actions.append("aps:DeleteWorkspace")
+        if ws.retention_days is not None:
+            actions.append("aps:UpdateWorkspaceConfiguration")
+        if ws.logging is not None:
+            actions += [
+                "aps:CreateLoggingConfiguration",
+                "aps:UpdateLoggingConfiguration",
+                "aps:DeleteLoggingConfiguration",
+            ]
+        if ws.alertmanager is not None:
+            actions += ["aps:CreateAlertManagerDefinition", "aps:PutAlertManagerDefinition"]
+            if deleting:
+                actions.append("aps:DeleteAlertManagerDefinition")
+        if ws.rule_groups:
+            actions.append("aps:CreateRuleGroupsNamespace")
+        out.append(_statement("AmpdWriteWorkspace", actions, ws_arn))
+        if ws.rule_groups or deleting:
+            actions = ["aps:PutRuleGroupsNamespace", "aps:TagResource", "aps:UntagResource"]
+            if deleting:
+                actions.append("aps:DeleteRuleGroupsNamespace")
+            out.append(_statement("AmpdWriteRuleGroups", actions, workspace_children(ws_arn)))
+        if ws.logging is not None:
+            # AMP vends its logs to CloudWatch Logs with the caller's permissions; these
+            # actions have no resource-level permissions
+            out.append(
+                _statement(
+                    "AmpdVendedLogs",
+                    [
+                        "logs:CreateLogDelivery",
+                        "logs:GetLogDelivery",
+                        "logs:UpdateLogDelivery",
+                        "logs:DeleteLogDelivery",
+                        "logs:ListLogDeliveries",
+                        "logs:PutResourcePolicy",
+                        "logs:DescribeResourcePolicies",
+                        "logs:DescribeLogGroups",
+                    ],
+                    "*",
+                )
+            )
+    out += _manage_iam(p)
+    out += _own_state(p)
+    return _document(out)
+
+
+def _manage_iam(p: PolicyInputs) -> list[dict[str, Any] | None]:
+    """IAM writes, on the stack's role and instance profile names only, and enforced by IAM
+    itself as well as by ampd: a role is created only with the stack's permissions boundary
+    and ownership tag; its policies are written only while it carries that boundary (so
+    nothing written can exceed it); its trust is changed, and a profile's roles swapped,
+    only while it carries the stack's tag."""
+    spec, arns = p.spec, p.arns
+    roles, profiles = p.roles(), p.profiles()
+    if not roles:
+        return []
+    deleting = spec.workspace is not None and spec.workspace.deletion == "delete"
+    role_arns = [arns.role(r) for r in roles]
+    within = {"iam:PermissionsBoundary": p.boundary_arn}
+    owned = {"aws:ResourceTag/ampd:stack": spec.stack}
+    out: list[dict[str, Any] | None] = [
+        _statement(
+            "AmpdCreateRolesWithBoundary",
+            ["iam:CreateRole"],
+            role_arns,
+            {"StringEquals": {**within, "aws:RequestTag/ampd:stack": spec.stack}},
+        ),
+        _statement(
+            "AmpdSetBoundary",
+            ["iam:PutRolePermissionsBoundary"],
+            role_arns,
+            {"StringEquals": within},
+        ),
+        _statement(
+            "AmpdRolePoliciesWithinBoundary",
+            ["iam:PutRolePolicy", "iam:DeleteRolePolicy"],
+            role_arns,
+            {"StringEquals": within},
+        ),
+        _statement(
+            "AmpdAttachAmpPolicies",
+            ["iam:AttachRolePolicy", "iam:DetachRolePolicy"],
+            role_arns,
+            {
+                "StringEquals": within,
+                "ArnEquals": {
+                    "iam:PolicyARN": [
+                        arns.aws_managed_policy(REMOTE_WRITE_MANAGED_NAME),
+                        arns.aws_managed_policy(QUERY_MANAGED_NAME),
+                    ]
+                },
+            },
+        ),
+        _statement(
+            "AmpdWriteOwnRoles",
+            [
+                "iam:UpdateAssumeRolePolicy",
+                "iam:UntagRole",
+                *(["iam:DeleteRole"] if deleting else []),
+            ],
+            role_arns,
+            {"StringEquals": owned},
+        ),
+        # creating a role with tags needs it; correcting them, and `ampd adopt`, too
+        _statement("AmpdTagRoles", ["iam:TagRole"], role_arns),
+    ]
+    if deleting:
+        out.append(
+            _statement(
+                "AmpdListForDeletion",
+                ["iam:ListRolePolicies", "iam:ListInstanceProfilesForRole"],
+                role_arns,
+            )
+        )
+    if profiles:
+        profile_arns = [arns.instance_profile(n) for n in profiles]
+        out.append(
+            _statement(
+                "AmpdCreateInstanceProfile",
+                ["iam:CreateInstanceProfile"],
+                profile_arns,
+                {"StringEquals": {"aws:RequestTag/ampd:stack": spec.stack}},
+            )
+        )
+        out.append(_statement("AmpdTagInstanceProfile", ["iam:TagInstanceProfile"], profile_arns))
+        actions = ["iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile"]
+        if deleting:
+            actions.append("iam:DeleteInstanceProfile")
+        out.append(
+            _statement(
+                "AmpdWriteOwnInstanceProfile", actions, profile_arns, {"StringEquals": owned}
+            )
+        )
+        iam = spec.iam
+        assert iam is not None and iam.writer is not None
+        # adding a role to an instance profile passes it
+        writer = arns.role(iam.writer.role_name)
+        out.append(_statement("AmpdPassWriterRole", ["iam:PassRole"], writer))
+    return out
+
+
+def observe_policy(p: PolicyInputs) -> dict[str, Any]:
+    """What a ``mode: observe`` pass (or ``ampd plan``) over this state reads, and the
+    read-only check of the host's own role."""
+    out = _reads(p)
+    if p.own_role is not None:
+        out.append(
+            _statement(
+                "AmpdCheckOwnRoleReadOnly",
+                ["iam:SimulatePrincipalPolicy"],
+                p.arns.role(p.own_role),
+            )
+        )
+    out += _own_state(p)
+    return _document(out)
+
+
+def _assumed_roles(spec: StateSpec) -> list[str]:
+    out: list[str] = []
+    if spec.proxy is not None and spec.proxy.assume_role_arn:
+        out.append(spec.proxy.assume_role_arn)
+    grafana = spec.grafana
+    if grafana is not None and grafana.enabled and grafana.datasource.assume_role_arn:
+        out.append(grafana.datasource.assume_role_arn)
+    return sorted(set(out))
+
+
+def host_policy(p: PolicyInputs) -> dict[str, Any]:
+    """The data plane of a host running this state, and the state it reads."""
+    spec, ws_arn = p.spec, p.ws_arn
+    out: list[dict[str, Any] | None] = []
+    prom = spec.prometheus
+    if spec.workspace is not None and prom is not None and prom.enabled and prom.remote_write:
+        out.append(_statement("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn))
+    grafana = spec.grafana
+    own_role = (
+        grafana is not None
+        and grafana.datasource.assume_role_arn is None
+        and grafana.datasource.auth != "keys"  # keys: Grafana signs with those, not the role
+    )
+    if grafana is not None and grafana.enabled and spec.workspace is not None and own_role:
+        out.append(_statement("AmpdQuery", QUERY_ACTIONS, ws_arn))
+    assumed = _assumed_roles(spec)
+    if assumed:
+        out.append(_statement("AmpdAssumeRoles", ["sts:AssumeRole"], assumed))
+    out += _own_state(p)
+    return _document(out)
+
+
+def boundary_policy(p: PolicyInputs) -> dict[str, Any]:
+    """The permissions boundary of the roles ampd creates: writing samples, querying and
+    reading this stack's workspace, the fleet's state (``state_source.location``) with its
+    files, and the read-only check of themselves. Never a control-plane or IAM write."""
+    spec, arns = p.spec, p.arns
+    ws_arn = p.ws_arn
+    out: list[dict[str, Any] | None] = [
+        _statement("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn),
+        _statement("AmpdQuery", QUERY_ACTIONS, ws_arn),
+    ]
+    out += _reads(p)
+    if p.roles():
+        out.append(
+            _statement(
+                "AmpdCheckOwnRoleReadOnly",
+                ["iam:SimulatePrincipalPolicy"],
+                [arns.role(r) for r in p.roles()],
+            )
+        )
+    out += _state_statements(spec.state_source.location, arns.workspace(None))
+    return _document(out)
+
+
+def policy_for(kind: RoleKind, p: PolicyInputs) -> dict[str, Any]:
+    match kind:
+        case "manage":
+            return manage_policy(p)
+        case "observe":
+            return observe_policy(p)
+        case "host":
+            return host_policy(p)
+        case "boundary":
+            return boundary_policy(p)
