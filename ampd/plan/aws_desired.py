@@ -22,20 +22,20 @@ from ampd.plan.aws import (
     ampd_tags,
     workspace_key,
 )
-from ampd.plan.aws_policy import (
+from ampd.plan.aws_arns import (
     QUERY_ACTIONS,
     QUERY_MANAGED_NAME,
     READER_INLINE,
     REMOTE_WRITE_MANAGED_NAME,
     WRITER_INLINE,
     Arns,
-    boundary_arn,
     partition,
     reader_policy,
     state_files_statement,
     state_read_statement,
     writer_policy,
 )
+from ampd.plan.aws_policy import boundary_arn
 from ampd.spec.models import StateSpec
 
 __all__ = [

@@ -1,12 +1,9 @@
-"""IAM for ampd: ARNs in the region's partition, and least-privilege policy documents. Pure.
+"""IAM for ampd: least-privilege policy documents. Pure.
 
-Two kinds of documents are built here:
-
-- the inline policies of the roles ampd *manages* (the writer's ``ampd-remote-write``, the
-  reader's ``ampd-query``), scoped to the workspace and to the state's own parameter or
-  key prefix;
-- the policies ampd *itself* needs, which ``ampd policy manage|observe|host|boundary``
-  prints for an administrator to install:
+The ARNs (in the region's partition) and the inline policies of the roles ampd *manages*
+are in ``ampd.plan.aws_arns`` (re-exported here). This module builds the policies ampd
+*itself* needs, which ``ampd policy manage|observe|host|boundary`` prints for an
+administrator to install:
 
   ``manage``    the manager (a CI job or one designated host): AMP and IAM writes, scoped
                 to this stack's workspace, roles, instance profile and policy names; a role
@@ -27,11 +24,28 @@ own metrics carries ``manage`` + ``host``. ``sts:GetCallerIdentity`` needs no pe
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ampd.plan.aws_arns import (
+    QUERY_ACTIONS,
+    QUERY_MANAGED_NAME,
+    READER_INLINE,
+    REMOTE_WRITE_MANAGED_NAME,
+    WRITER_INLINE,
+    Arns,
+    document,
+    partition,
+    principal_account,
+    reader_policy,
+    role_arn_of_caller,
+    state_files_statement,
+    state_read_statement,
+    state_statements,
+    statement,
+    workspace_children,
+    writer_policy,
+)
 from ampd.spec.models import StateSpec
 
 __all__ = [
@@ -55,184 +69,7 @@ __all__ = [
     "writer_policy",
 ]
 
-VERSION = "2012-10-17"
-WRITER_INLINE = "ampd-remote-write"
-READER_INLINE = "ampd-query"
-REMOTE_WRITE_MANAGED_NAME = "AmazonPrometheusRemoteWriteAccess"
-QUERY_MANAGED_NAME = "AmazonPrometheusQueryAccess"
-QUERY_ACTIONS = ("aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics")
-SSM_READ = ["ssm:GetParameter", "ssm:GetParameters"]
-
 RoleKind = Literal["manage", "observe", "host", "boundary"]
-
-_ISO_RE = re.compile(r"^[a-z]{2}-iso([a-z]?)-")
-
-
-def partition(region: str) -> str:
-    """The ARN partition of ``region``: ``aws``, ``aws-cn`` (cn-*), ``aws-us-gov``
-    (us-gov-*), or one of the isolated ones (``aws-iso``, ``aws-iso-b``, ...)."""
-    if region.startswith("cn-"):
-        return "aws-cn"
-    if region.startswith("us-gov-"):
-        return "aws-us-gov"
-    m = _ISO_RE.match(region)
-    if m:
-        return f"aws-iso-{m.group(1)}" if m.group(1) else "aws-iso"
-    return "aws"
-
-
-_PRINCIPAL_RE = re.compile(r"^arn:(?P<partition>aws[a-z-]*):(?:iam|sts)::(?P<account>\d{12}):")
-
-
-def principal_account(arn: str) -> str | None:
-    """The account of an IAM/STS principal ARN, or None when ``arn`` is not one."""
-    m = _PRINCIPAL_RE.match(arn)
-    return m.group("account") if m else None
-
-
-def role_arn_of_caller(caller: str) -> str | None:
-    """The IAM ARN to simulate for a caller: a role for an assumed-role session
-    (``arn:P:sts::A:assumed-role/NAME/SESSION`` -> ``arn:P:iam::A:role/NAME``: a role with a
-    path is not found this way), a user as it is; None for root or anything else."""
-    m = re.match(r"^arn:(aws[a-z-]*):sts::(\d{12}):assumed-role/([^/]+)/", caller)
-    if m:
-        return f"arn:{m.group(1)}:iam::{m.group(2)}:role/{m.group(3)}"
-    if re.match(r"^arn:aws[a-z-]*:iam::\d{12}:(user|role)/.+", caller):
-        return caller
-    return None
-
-
-@dataclass(frozen=True)
-class Arns:
-    """ARNs of one partition, region and account."""
-
-    partition: str
-    region: str
-    account: str
-
-    @staticmethod
-    def of(region: str, account: str) -> Arns:
-        return Arns(partition(region), region, account)
-
-    def workspace(self, workspace_id: str | None) -> str:
-        """The workspace's ARN; every workspace of this region and account (``workspace/*``)
-        while its id is not known."""
-        return self.aps(f"workspace/{workspace_id or '*'}")
-
-    def aps(self, resource: str) -> str:
-        return f"arn:{self.partition}:aps:{self.region}:{self.account}:{resource}"
-
-    def role(self, name: str) -> str:
-        return f"arn:{self.partition}:iam::{self.account}:role/{name}"
-
-    def instance_profile(self, name: str) -> str:
-        return f"arn:{self.partition}:iam::{self.account}:instance-profile/{name}"
-
-    def policy(self, name: str) -> str:
-        return f"arn:{self.partition}:iam::{self.account}:policy/{name}"
-
-    def aws_managed_policy(self, name: str) -> str:
-        return f"arn:{self.partition}:iam::aws:policy/{name}"
-
-    def ssm_parameter(self, name: str) -> str:
-        return f"arn:{self.partition}:ssm:{self.region}:{self.account}:parameter/{name.lstrip('/')}"
-
-    def s3_object(self, bucket_and_key: str) -> str:
-        return f"arn:{self.partition}:s3:::{bucket_and_key}"
-
-    @staticmethod
-    def from_workspace_arn(ws_arn: str) -> Arns:
-        parts = ws_arn.split(":")
-        return Arns(parts[1], parts[3], parts[4])
-
-
-def workspace_children(ws_arn: str) -> str:
-    """The rule-groups namespaces of a workspace (or of every workspace, for a pattern)."""
-    return ws_arn.replace(":workspace/", ":rulegroupsnamespace/", 1) + (
-        "" if ws_arn.endswith("/*") else "/*"
-    )
-
-
-def _statement(
-    sid: str,
-    actions: Iterable[str],
-    resources: str | Sequence[str],
-    condition: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    res: str | list[str] = resources if isinstance(resources, str) else list(resources)
-    if isinstance(res, list) and len(res) == 1:
-        res = res[0]
-    out: dict[str, Any] = {"Sid": sid, "Effect": "Allow", "Action": list(actions), "Resource": res}
-    if condition:
-        out["Condition"] = dict(condition)
-    return out
-
-
-def _document(statements: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
-    return {"Version": VERSION, "Statement": [s for s in statements if s is not None]}
-
-
-# -- the state document and the files beside it --------------------------------------------
-
-
-def state_read_statement(location: str, ws_arn: str) -> dict[str, Any]:
-    """Read access to exactly the state document at ``location`` (``ssm:NAME`` or
-    ``s3://BUCKET/KEY``), in the workspace's partition, region and account."""
-    arns = Arns.from_workspace_arn(ws_arn)
-    if location.startswith("ssm:"):
-        return _statement("AmpdReadState", SSM_READ, arns.ssm_parameter(location[4:]))
-    return _statement("AmpdReadState", ["s3:GetObject"], arns.s3_object(location[5:]))
-
-
-def state_prefix(location: str) -> str | None:
-    """The prefix the files a state names are read from (the state's own SSM path, or its
-    S3 key's directory, ending in ``/``), as ``ampd.gateways.statesource`` reads them.
-    None at the top (``ssm:ampd``, ``ssm:/ampd``, ``s3://bucket/ampd.yml``), whose prefix
-    would be every parameter or object there: such a state gets no files beside it."""
-    name = location[4:] if location.startswith("ssm:") else location[5:].partition("/")[2]
-    head, sep, _ = name.rpartition("/")
-    if not head.strip("/"):
-        return None
-    prefix = head + sep
-    if location.startswith("ssm:"):
-        return prefix
-    return location[5:].partition("/")[0] + "/" + prefix
-
-
-def state_files_statement(location: str, ws_arn: str) -> dict[str, Any] | None:
-    """Read access to the files beside the state: its SSM path or S3 key prefix."""
-    prefix = state_prefix(location)
-    if prefix is None:
-        return None
-    arns = Arns.from_workspace_arn(ws_arn)
-    if location.startswith("ssm:"):
-        return _statement("AmpdReadStateFiles", SSM_READ, arns.ssm_parameter(prefix) + "*")
-    return _statement("AmpdReadStateFiles", ["s3:GetObject"], arns.s3_object(prefix) + "*")
-
-
-def _state_statements(location: str | None, ws_arn: str) -> list[dict[str, Any] | None]:
-    if location is None:
-        return []
-    return [state_read_statement(location, ws_arn), state_files_statement(location, ws_arn)]
-
-
-# -- the inline policies of the roles ampd manages -----------------------------------------
-
-
-def writer_policy(ws_arn: str, state_location: str | None = None) -> dict[str, Any]:
-    """The writer role's ``ampd-remote-write``: samples into this workspace, and the
-    fleet's state with the files beside it."""
-    return _document(
-        [
-            _statement("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn),
-            *_state_statements(state_location, ws_arn),
-        ]
-    )
-
-
-def reader_policy(ws_arn: str) -> dict[str, Any]:
-    return _document([_statement("AmpdQuery", QUERY_ACTIONS, ws_arn)])
-
 
 # -- the policies ampd itself needs --------------------------------------------------------
 
@@ -312,7 +149,7 @@ def _reads(p: PolicyInputs) -> list[dict[str, Any] | None]:
     ws = spec.workspace
     if ws is not None:
         if ws.id is None:
-            out.append(_statement("AmpdFindWorkspace", ["aps:ListWorkspaces"], "*"))
+            out.append(statement("AmpdFindWorkspace", ["aps:ListWorkspaces"], "*"))
         actions = ["aps:DescribeWorkspace"]
         if ws.retention_days is not None:
             actions.append("aps:DescribeWorkspaceConfiguration")
@@ -322,10 +159,10 @@ def _reads(p: PolicyInputs) -> list[dict[str, Any] | None]:
             actions.append("aps:DescribeAlertManagerDefinition")
         if ws.rule_groups or ws.deletion == "delete":
             actions.append("aps:ListRuleGroupsNamespaces")
-        out.append(_statement("AmpdReadWorkspace", actions, ws_arn))
+        out.append(statement("AmpdReadWorkspace", actions, ws_arn))
         if ws.rule_groups or ws.deletion == "delete":
             out.append(
-                _statement(
+                statement(
                     "AmpdReadRuleGroups",
                     ["aps:DescribeRuleGroupsNamespace"],
                     workspace_children(ws_arn),
@@ -334,7 +171,7 @@ def _reads(p: PolicyInputs) -> list[dict[str, Any] | None]:
     roles, profiles = p.named_roles(), p.named_profiles()
     if roles:
         out.append(
-            _statement(
+            statement(
                 "AmpdReadRoles",
                 ["iam:GetRole", "iam:GetRolePolicy", "iam:ListAttachedRolePolicies"],
                 [arns.role(r) for r in roles],
@@ -342,7 +179,7 @@ def _reads(p: PolicyInputs) -> list[dict[str, Any] | None]:
         )
     if profiles:
         out.append(
-            _statement(
+            statement(
                 "AmpdReadInstanceProfile",
                 ["iam:GetInstanceProfile"],
                 [arns.instance_profile(n) for n in profiles],
@@ -354,7 +191,7 @@ def _reads(p: PolicyInputs) -> list[dict[str, Any] | None]:
 def _own_state(p: PolicyInputs) -> list[dict[str, Any] | None]:
     out: list[dict[str, Any] | None] = []
     for i, location in enumerate(p.state_locations):
-        for st in _state_statements(location, p.arns.workspace(None)):
+        for st in state_statements(location, p.arns.workspace(None)):
             if st is not None:
                 out.append({**st, "Sid": st["Sid"].replace("AmpdRead", "AmpdReadOwn") + _n(i)})
     return out
@@ -373,7 +210,7 @@ def manage_policy(p: PolicyInputs) -> dict[str, Any]:
         deleting = ws.deletion == "delete"
         if ws.id is None:
             out.append(
-                _statement(
+                statement(
                     "AmpdCreateWorkspace",
                     ["aps:CreateWorkspace", "aps:TagResource"],
                     arns.workspace(None),
@@ -397,17 +234,17 @@ def manage_policy(p: PolicyInputs) -> dict[str, Any]:
                 actions.append("aps:DeleteAlertManagerDefinition")
         if ws.rule_groups:
             actions.append("aps:CreateRuleGroupsNamespace")
-        out.append(_statement("AmpdWriteWorkspace", actions, ws_arn))
+        out.append(statement("AmpdWriteWorkspace", actions, ws_arn))
         if ws.rule_groups or deleting:
             actions = ["aps:PutRuleGroupsNamespace", "aps:TagResource", "aps:UntagResource"]
             if deleting:
                 actions.append("aps:DeleteRuleGroupsNamespace")
-            out.append(_statement("AmpdWriteRuleGroups", actions, workspace_children(ws_arn)))
+            out.append(statement("AmpdWriteRuleGroups", actions, workspace_children(ws_arn)))
         if ws.logging is not None:
             # AMP vends its logs to CloudWatch Logs with the caller's permissions; these
             # actions have no resource-level permissions
             out.append(
-                _statement(
+                statement(
                     "AmpdVendedLogs",
                     [
                         "logs:CreateLogDelivery",
@@ -424,7 +261,7 @@ def manage_policy(p: PolicyInputs) -> dict[str, Any]:
             )
     out += _manage_iam(p)
     out += _own_state(p)
-    return _document(out)
+    return document(out)
 
 
 def _manage_iam(p: PolicyInputs) -> list[dict[str, Any] | None]:
@@ -442,25 +279,25 @@ def _manage_iam(p: PolicyInputs) -> list[dict[str, Any] | None]:
     within = {"iam:PermissionsBoundary": p.boundary_arn}
     owned = {"aws:ResourceTag/ampd:stack": spec.stack}
     out: list[dict[str, Any] | None] = [
-        _statement(
+        statement(
             "AmpdCreateRolesWithBoundary",
             ["iam:CreateRole"],
             role_arns,
             {"StringEquals": {**within, "aws:RequestTag/ampd:stack": spec.stack}},
         ),
-        _statement(
+        statement(
             "AmpdSetBoundary",
             ["iam:PutRolePermissionsBoundary"],
             role_arns,
             {"StringEquals": within},
         ),
-        _statement(
+        statement(
             "AmpdRolePoliciesWithinBoundary",
             ["iam:PutRolePolicy", "iam:DeleteRolePolicy"],
             role_arns,
             {"StringEquals": within},
         ),
-        _statement(
+        statement(
             "AmpdAttachAmpPolicies",
             ["iam:AttachRolePolicy", "iam:DetachRolePolicy"],
             role_arns,
@@ -474,7 +311,7 @@ def _manage_iam(p: PolicyInputs) -> list[dict[str, Any] | None]:
                 },
             },
         ),
-        _statement(
+        statement(
             "AmpdWriteOwnRoles",
             [
                 "iam:UpdateAssumeRolePolicy",
@@ -485,11 +322,11 @@ def _manage_iam(p: PolicyInputs) -> list[dict[str, Any] | None]:
             {"StringEquals": owned},
         ),
         # creating a role with tags needs it; correcting them, and `ampd adopt`, too
-        _statement("AmpdTagRoles", ["iam:TagRole"], role_arns),
+        statement("AmpdTagRoles", ["iam:TagRole"], role_arns),
     ]
     if deleting:
         out.append(
-            _statement(
+            statement(
                 "AmpdListForDeletion",
                 ["iam:ListRolePolicies", "iam:ListInstanceProfilesForRole"],
                 role_arns,
@@ -498,27 +335,25 @@ def _manage_iam(p: PolicyInputs) -> list[dict[str, Any] | None]:
     if profiles:
         profile_arns = [arns.instance_profile(n) for n in profiles]
         out.append(
-            _statement(
+            statement(
                 "AmpdCreateInstanceProfile",
                 ["iam:CreateInstanceProfile"],
                 profile_arns,
                 {"StringEquals": {"aws:RequestTag/ampd:stack": spec.stack}},
             )
         )
-        out.append(_statement("AmpdTagInstanceProfile", ["iam:TagInstanceProfile"], profile_arns))
+        out.append(statement("AmpdTagInstanceProfile", ["iam:TagInstanceProfile"], profile_arns))
         actions = ["iam:AddRoleToInstanceProfile", "iam:RemoveRoleFromInstanceProfile"]
         if deleting:
             actions.append("iam:DeleteInstanceProfile")
         out.append(
-            _statement(
-                "AmpdWriteOwnInstanceProfile", actions, profile_arns, {"StringEquals": owned}
-            )
+            statement("AmpdWriteOwnInstanceProfile", actions, profile_arns, {"StringEquals": owned})
         )
         iam = spec.iam
         assert iam is not None and iam.writer is not None
         # adding a role to an instance profile passes it
         writer = arns.role(iam.writer.role_name)
-        out.append(_statement("AmpdPassWriterRole", ["iam:PassRole"], writer))
+        out.append(statement("AmpdPassWriterRole", ["iam:PassRole"], writer))
     return out
 
 
@@ -528,14 +363,14 @@ def observe_policy(p: PolicyInputs) -> dict[str, Any]:
     out = _reads(p)
     if p.own_role is not None:
         out.append(
-            _statement(
+            statement(
                 "AmpdCheckOwnRoleReadOnly",
                 ["iam:SimulatePrincipalPolicy"],
                 p.arns.role(p.own_role),
             )
         )
     out += _own_state(p)
-    return _document(out)
+    return document(out)
 
 
 def _assumed_roles(spec: StateSpec) -> list[str]:
@@ -554,7 +389,7 @@ def host_policy(p: PolicyInputs) -> dict[str, Any]:
     out: list[dict[str, Any] | None] = []
     prom = spec.prometheus
     if spec.workspace is not None and prom is not None and prom.enabled and prom.remote_write:
-        out.append(_statement("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn))
+        out.append(statement("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn))
     grafana = spec.grafana
     own_role = (
         grafana is not None
@@ -562,12 +397,12 @@ def host_policy(p: PolicyInputs) -> dict[str, Any]:
         and grafana.datasource.auth != "keys"  # keys: Grafana signs with those, not the role
     )
     if grafana is not None and grafana.enabled and spec.workspace is not None and own_role:
-        out.append(_statement("AmpdQuery", QUERY_ACTIONS, ws_arn))
+        out.append(statement("AmpdQuery", QUERY_ACTIONS, ws_arn))
     assumed = _assumed_roles(spec)
     if assumed:
-        out.append(_statement("AmpdAssumeRoles", ["sts:AssumeRole"], assumed))
+        out.append(statement("AmpdAssumeRoles", ["sts:AssumeRole"], assumed))
     out += _own_state(p)
-    return _document(out)
+    return document(out)
 
 
 def boundary_policy(p: PolicyInputs) -> dict[str, Any]:
@@ -577,20 +412,20 @@ def boundary_policy(p: PolicyInputs) -> dict[str, Any]:
     spec, arns = p.spec, p.arns
     ws_arn = p.ws_arn
     out: list[dict[str, Any] | None] = [
-        _statement("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn),
-        _statement("AmpdQuery", QUERY_ACTIONS, ws_arn),
+        statement("AmpdRemoteWrite", ["aps:RemoteWrite"], ws_arn),
+        statement("AmpdQuery", QUERY_ACTIONS, ws_arn),
     ]
     out += _reads(p)
     if p.roles():
         out.append(
-            _statement(
+            statement(
                 "AmpdCheckOwnRoleReadOnly",
                 ["iam:SimulatePrincipalPolicy"],
                 [arns.role(r) for r in p.roles()],
             )
         )
-    out += _state_statements(spec.state_source.location, arns.workspace(None))
-    return _document(out)
+    out += state_statements(spec.state_source.location, arns.workspace(None))
+    return document(out)
 
 
 def policy_for(kind: RoleKind, p: PolicyInputs) -> dict[str, Any]:
