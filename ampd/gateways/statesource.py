@@ -15,7 +15,6 @@ the reason (missing, denied, too large, unreachable, throttled, not UTF-8).
 from __future__ import annotations
 
 import os
-import posixpath
 import tempfile
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ampd.errors import AmpdError
 from ampd.gateways import imds
 from ampd.gateways.aws_base import network_errors
+from ampd.gateways.sourceref import SourceRef, outside_prefix, parse_ref
 
 if TYPE_CHECKING:
     import botocore.exceptions
@@ -57,96 +57,6 @@ _MISSING = frozenset({"ParameterNotFound", "NoSuchKey", "NoSuchBucket", "404", "
 _THROTTLED = frozenset(
     {"ThrottlingException", "Throttling", "TooManyUpdates", "SlowDown", "RequestLimitExceeded"}
 )
-
-Kind = Literal["file", "ssm", "s3"]
-
-
-@dataclass(frozen=True, order=True)
-class SourceRef:
-    """A state document's location. ``str()`` gives it back as the user writes it."""
-
-    kind: Kind
-    name: str  # file path, SSM parameter name, or S3 key
-    bucket: str = ""
-
-    def __str__(self) -> str:
-        if self.kind == "ssm":
-            return f"ssm:{self.name}"
-        if self.kind == "s3":
-            return f"s3://{self.bucket}/{self.name}"
-        return self.name
-
-    @property
-    def remote(self) -> bool:
-        return self.kind != "file"
-
-    @property
-    def prefix(self) -> str:
-        """Where the files this document names must live: its SSM path (``/fleet/prod/``;
-        empty for a flat name) or its S3 key prefix (``fleet/``; empty at the top)."""
-        if self.kind == "file":
-            return ""
-        head, sep, _ = self.name.rpartition("/")
-        return head + sep
-
-    def describe_prefix(self) -> str:
-        if self.kind == "ssm":
-            return f"ssm:{self.prefix}" if self.prefix else "the flat parameter names"
-        if self.kind == "s3":
-            return f"s3://{self.bucket}/{self.prefix}"
-        return self.name
-
-    def beside(self, relative: str) -> SourceRef:
-        """A document named relative to this one, inside its prefix (same SSM path, same
-        S3 key directory). ValueError (one line, says why) for a name that would leave
-        the prefix: ``..``, an absolute name, or an explicit ``ssm:``/``s3://`` one."""
-        problem = outside_prefix(self, relative)
-        if problem is not None:
-            raise ValueError(problem)
-        joined = self.prefix + posixpath.normpath(relative)
-        return SourceRef(self.kind, joined, self.bucket)
-
-
-def outside_prefix(ref: SourceRef, relative: str) -> str | None:
-    """Why ``relative`` (a file named by the remote document ``ref``) would be read from
-    outside ``ref``'s own prefix, or None when it stays inside. Pure: nothing is fetched."""
-    where = ref.describe_prefix()
-    if relative.startswith(("ssm:", "s3:")):
-        return (
-            f"{relative}: a remote state may only name files beside it (under {where}),"
-            " not another ssm:/s3:// name"
-        )
-    if relative.startswith("/"):
-        return (
-            f"{relative}: an absolute name is not allowed in a remote state;"
-            f" name the file relative to it (read from {where})"
-        )
-    parts = relative.split("/")
-    if ".." in parts:
-        return f"{relative}: '..' would leave the state's prefix ({where})"
-    if not relative or any(p == "" for p in parts) or posixpath.normpath(relative) == ".":
-        return f"{relative!r}: not a file name (an empty segment)"
-    if ref.kind == "ssm" and not ref.prefix and "/" in relative:
-        return (
-            f"{relative}: beside the flat parameter {ref.name} only flat names are read"
-            " (a name with '/' is another hierarchy)"
-        )
-    return None
-
-
-def parse_ref(text: str) -> SourceRef:
-    """``ssm:NAME``, ``s3://BUCKET/KEY`` or a path. Raises ValueError for a malformed one."""
-    if text.startswith("ssm:"):
-        name = text[4:]
-        if not name or name.endswith("/"):
-            raise ValueError(f"{text}: ssm: needs a parameter name, e.g. ssm:/fleet/prod/ampd")
-        return SourceRef("ssm", name)
-    if text.startswith("s3://"):
-        bucket, sep, key = text[5:].partition("/")
-        if not bucket or not sep or not key or key.endswith("/"):
-            raise ValueError(f"{text}: s3:// needs a bucket and a key, e.g. s3://bucket/ampd.yml")
-        return SourceRef("s3", key, bucket)
-    return SourceRef("file", text)
 
 
 class SourceError(AmpdError):
