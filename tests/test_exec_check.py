@@ -85,6 +85,7 @@ def test_tmp_is_world_writable_even_with_its_sticky_bit(tmp_path: Path) -> None:
     assert why == "/tmp is writable by its group and others (mode 1777, owned by root)"
     # not there yet: anyone may create it in /tmp
     assert untrusted("/tmp/ampd-nothing-here/prometheus") == why
+    assert stat.S_IMODE(Path("/run/lock").stat().st_mode) == 0o1777  # as on a booted machine
     assert untrusted("/run/lock/prometheus") is not None  # the example
 
 
