@@ -3,8 +3,8 @@
 ``NoExecPaths=`` on / and on each writable mount of the sandbox, ``ExecPaths=/usr /opt``
 (units/*.service). The child unit runs a script from /usr/local/bin; the same child
 cannot run a copy it writes to /tmp, /var/tmp, /dev/shm, /run/lock or its own data
-directory, nor a root-owned one placed in ampd's state. Against a real systemd booted in
-a box (tests/harness/sysbox.py).
+directory, nor a root-owned one placed in ampd's state (which ``ampd exec`` refuses before
+the kernel does). Against a real systemd booted in a box (tests/harness/sysbox.py).
 """
 
 from __future__ import annotations
@@ -61,8 +61,16 @@ def test_a_child_cannot_run_what_it_writes(box: SysBox, where: str) -> None:
 @pytest.mark.parametrize("where", ["/var/lib/ampd/evil", "/run/lock/evil"])
 def test_a_child_cannot_exec_from_ampd_s_state_or_run_lock(box: SysBox, where: str) -> None:
     box.write_file(where, SCRIPT, mode=0o755)  # root's, even: the place decides
+    # ampd exec refuses it first: a directory on its path is not root's alone ...
     start(box, [where])
     box.wait_for(UNIT, timeout=30, ActiveState="failed")
     log = box.run("journalctl", "--no-pager", "-o", "cat", "-u", UNIT).stdout
-    assert f"PermissionError: [Errno 13] Permission denied: '{where}'" in log, log
+    assert f"ampd exec prometheus: refusing to run {where}" in log, log
+    # ... and the unit's sandbox refuses it as well, when a trusted shell is told to
+    box.run("systemctl", "reset-failed", UNIT).check()
+    box.wait_for(UNIT, timeout=30, ActiveState="inactive")
+    start(box, ["/bin/sh", "-c", f"exec {where}"])
+    box.wait_for(UNIT, timeout=30, ActiveState="failed")
+    log = box.run("journalctl", "--no-pager", "-o", "cat", "-u", UNIT).stdout
+    assert f"{where}: Permission denied" in log, log
     assert not box.path(f"{DATA}/ran-evil").exists()

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from ampd.errors import SpecError
-from ampd.spec.checks import proxy_enabled, semantic_problems
+from ampd.spec.checks import executables, proxy_enabled, semantic_problems
 from ampd.spec.load import dotted, load_spec
 from ampd.spec.models import StateSpec
 
@@ -342,3 +342,17 @@ def test_several_checks_are_all_reported_in_file_order() -> None:
 )
 def test_proxy_enabled(data: dict[str, Any], enabled: bool) -> None:
     assert proxy_enabled(_spec(data)) is enabled
+
+
+@pytest.mark.parametrize(
+    ("binary", "promtool"),
+    [
+        ("/usr/bin/prometheus", "/usr/bin/promtool"),
+        ("/", "/promtool"),  # the validate fuzz found with_name() raising on it
+        ("/opt/prom/", "/opt/promtool"),
+    ],
+)
+def test_the_promtool_beside_any_binary_path(binary: str, promtool: str) -> None:
+    spec = StateSpec.model_validate({"version": 1, "prometheus": {"binary": binary}})
+    paths = [path for _loc, path, _what in executables(spec)]
+    assert paths == [binary, promtool]

@@ -24,7 +24,7 @@ def find_promtool(prometheus_binary: str | None = None) -> str | None:
     """The promtool beside ``prometheus_binary`` when there is one that ampd may run
     (ampd.gateways.execcheck), else the one on PATH."""
     if prometheus_binary:
-        sibling = Path(prometheus_binary).with_name("promtool")
+        sibling = Path(prometheus_binary).parent / "promtool"  # (with_name fails on "/")
         if sibling.is_file() and untrusted(str(sibling)) is None:
             return str(sibling)
     return shutil.which("promtool")

@@ -38,7 +38,7 @@ def executables(spec: StateSpec) -> list[tuple[Loc, str, str]]:
     if spec.prometheus is not None:
         binary = spec.prometheus.binary
         out.append((("prometheus", "binary"), binary, "run"))
-        sibling = str(PurePosixPath(binary).with_name("promtool"))
+        sibling = str(PurePosixPath(binary).parent / "promtool")  # (with_name fails on "/")
         out.append((("prometheus", "binary"), sibling, "run"))
     if spec.grafana is not None:
         out.append((("grafana", "binary"), spec.grafana.binary, "run"))
