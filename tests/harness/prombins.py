@@ -21,10 +21,12 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests.harness.releases import RELEASES, os_release
+
 HOST_BINARY = Path("/usr/bin/prometheus")
 OS_RELEASE = Path("/etc/os-release")
 # The Debian releases ampd supports and the Prometheus (major, minor) each ships.
-SUPPORTED = {"bookworm": (2, 42), "trixie": (2, 53)}
+SUPPORTED = {r.codename: r.prometheus for r in RELEASES}
 SIGNS_FROM = (2, 53, 0)  # the first version known to sign remote_write with ``sigv4``
 
 _VERSION_RE = re.compile(r"\bversion (\d+)\.(\d+)\.(\d+)(\S*)")
@@ -73,14 +75,9 @@ class PromBin:
 def host_codename(path: Path = OS_RELEASE) -> str:
     """VERSION_CODENAME of /etc/os-release, or "" when it does not say."""
     try:
-        text = path.read_text()
+        return os_release(path).get("VERSION_CODENAME", "")
     except OSError:
         return ""
-    for line in text.splitlines():
-        key, sep, value = line.partition("=")
-        if sep and key.strip() == "VERSION_CODENAME":
-            return value.strip().strip("\"'")
-    return ""
 
 
 def probe(binary: Path, release: str) -> PromBin | None:

@@ -19,6 +19,7 @@ class Release:
     number: int
     python: str  # the interpreter its python3 is, e.g. "python3.11"
     systemd: int  # the systemd version it ships
+    prometheus: tuple[int, int]  # the Prometheus (major, minor) it ships
 
     @property
     def deb_suffix(self) -> str:
@@ -26,8 +27,8 @@ class Release:
         return f"~deb{self.number}u1"
 
 
-BOOKWORM = Release("bookworm", 12, "python3.11", 252)
-TRIXIE = Release("trixie", 13, "python3.13", 257)
+BOOKWORM = Release("bookworm", 12, "python3.11", 252, (2, 42))
+TRIXIE = Release("trixie", 13, "python3.13", 257, (2, 53))
 RELEASES = (BOOKWORM, TRIXIE)
 
 
