@@ -63,6 +63,31 @@ CASES: list[tuple[str, dict[str, Any], str, str, dict[str, Any]]] = [
         ),
     ),
     (
+        "prometheus-non-loopback",
+        doc(prometheus={"listen": "0.0.0.0:9090"}),
+        "prometheus.listen",
+        "set prometheus.allow_non_loopback: true if you mean it",
+        doc(prometheus={"listen": "0.0.0.0:9090", "allow_non_loopback": True}),
+    ),
+    (
+        "grafana-non-loopback",
+        doc(workspace=WS, prometheus={}, grafana={"enabled": True, "listen": "[::]:3000"}),
+        "grafana.listen",
+        "set grafana.allow_non_loopback: true if you mean it",
+        doc(
+            workspace=WS,
+            prometheus={},
+            grafana={"enabled": True, "listen": "[::]:3000", "allow_non_loopback": True},
+        ),
+    ),
+    (
+        "metrics-non-loopback",
+        doc(metrics={"listen": "10.0.0.5:9795"}),
+        "metrics.listen",
+        "set metrics.allow_non_loopback: true if you mean it",
+        doc(metrics={"listen": "127.0.0.9:9795"}),
+    ),
+    (
         "proxy-non-loopback",
         doc(proxy={"listen": "0.0.0.0:8005"}),
         "proxy.listen",
@@ -73,7 +98,7 @@ CASES: list[tuple[str, dict[str, Any], str, str, dict[str, Any]]] = [
         "proxy-non-loopback-v6",
         doc(proxy={"listen": "[::]:8005"}),
         "proxy.listen",
-        "set allow_non_loopback: true if you mean it",
+        "set proxy.allow_non_loopback: true if you mean it",
         doc(proxy={"listen": "[::1]:8005"}),
     ),
     (

@@ -19,3 +19,5 @@ class RenderContext:
     prometheus_can_sign: bool = False  # Prometheus >= 2.43 signs sigv4 remote_write itself
     grafana_major: int | None = None
     python: str = "/usr/bin/ampd"  # how child processes call back into ampd
+    # process -> the user it runs as (ampd.gateways.users); empty: the packaged users
+    process_users: Mapping[str, str] = field(default_factory=dict)

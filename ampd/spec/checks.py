@@ -5,6 +5,7 @@ Pure. Each problem is (field path, message); the loader adds file, line and colu
 
 from __future__ import annotations
 
+import ipaddress
 from pathlib import PurePosixPath
 
 from ampd.spec.models import StateSpec, split_listen
@@ -49,6 +50,61 @@ def executables(spec: StateSpec) -> list[tuple[Loc, str, str]]:
     return out
 
 
+_EXPOSURE = {
+    "proxy": "anything that reaches it can sign requests with this host's role",
+    "prometheus": "anyone who reaches it can read every series and the configuration",
+    "grafana": "its login page and API are then open to the network",
+    "metrics": "ampd's own metrics (workspace ids, roles, errors) are then open to the network",
+}
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _listen_sections(spec: StateSpec) -> list[tuple[str, str, bool]]:
+    """(section, listen, enabled) of every listener section the state has."""
+    out: list[tuple[str, str, bool]] = []
+    if spec.prometheus is not None:
+        out.append(("prometheus", spec.prometheus.listen, spec.prometheus.enabled))
+    if spec.proxy is not None:
+        out.append(("proxy", spec.proxy.listen, proxy_enabled(spec)))
+    if spec.grafana is not None:
+        out.append(("grafana", spec.grafana.listen, spec.grafana.enabled))
+    out.append(("metrics", spec.metrics.listen, spec.metrics.enabled))
+    return out
+
+
+def non_loopback_listeners(spec: StateSpec) -> list[tuple[str, str]]:
+    """(section, listen) of every enabled listener bound beyond loopback: each one opted
+    in with ``allow_non_loopback: true`` (:func:`semantic_problems` refuses the rest)."""
+    return [
+        (name, listen)
+        for name, listen, on in _listen_sections(spec)
+        if on and not is_loopback(split_listen(listen)[0])
+    ]
+
+
+def _non_loopback(spec: StateSpec) -> list[tuple[Loc, str]]:
+    out: list[tuple[Loc, str]] = []
+    for name, listen, _ in _listen_sections(spec):
+        if is_loopback(split_listen(listen)[0]) or getattr(spec, name).allow_non_loopback:
+            continue
+        out.append(
+            (
+                (name, "listen"),
+                f"{listen!r} is not loopback: {_EXPOSURE[name]}; set "
+                f"{name}.allow_non_loopback: true if you mean it",
+            )
+        )
+    return out
+
+
 def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR0915 - one flat list of checks
     out: list[tuple[Loc, str]] = []
     listeners: list[tuple[Loc, str]] = []
@@ -69,17 +125,7 @@ def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR091
         else:
             seen[port] = loc
 
-    if spec.proxy is not None:
-        host, _ = split_listen(spec.proxy.listen)
-        if host not in ("127.0.0.1", "::1", "localhost") and not spec.proxy.allow_non_loopback:
-            out.append(
-                (
-                    ("proxy", "listen"),
-                    f"{spec.proxy.listen!r} is not loopback: anything that "
-                    "reaches it can sign requests with this host's role; set "
-                    "allow_non_loopback: true if you mean it",
-                )
-            )
+    out += _non_loopback(spec)
     aws = spec.aws_or_default
     ws = spec.workspace
     if spec.grafana is not None and spec.grafana.enabled and ws is None:

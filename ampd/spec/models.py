@@ -102,6 +102,10 @@ TagValue = Annotated[str, StringConstraints(max_length=256)]
 AbsPath = Annotated[str, StringConstraints(pattern=r"^/")]
 # Files the state file refers to: absolute, or relative to the state file's directory.
 FilePath = Annotated[str, StringConstraints(min_length=1)]
+# A local user name, as useradd(8) accepts it on Debian (NAME_REGEX).
+UserName = Annotated[
+    str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,30}\$?$", min_length=1, max_length=32)
+]
 
 
 class Strict(BaseModel):
@@ -261,6 +265,7 @@ class PrometheusSpec(Strict):
     binary: AbsPath = "/usr/bin/prometheus"
     mode: Literal["agent", "server"] = "agent"
     listen: Listen = "127.0.0.1:9090"
+    allow_non_loopback: bool = False
     scrape_interval: Duration = "15s"
     retention: Duration | None = None
     external_labels: dict[LabelName, str] = Field(default_factory=dict)
@@ -286,6 +291,7 @@ class ProxySpec(Strict):
     binary: AbsPath | None = None
     allow_non_loopback: bool = False
     assume_role_arn: Arn | None = None
+    allowed_users: list[UserName] | None = None
 
 
 class DatasourceSpec(Strict):
@@ -310,6 +316,7 @@ class GrafanaSpec(Strict):
     binary: AbsPath = "/usr/sbin/grafana-server"
     homepath: AbsPath | None = None
     listen: Listen = "127.0.0.1:3000"
+    allow_non_loopback: bool = False
     datasource: DatasourceSpec = Field(default_factory=DatasourceSpec)
     dashboards: list[FilePath] = Field(default_factory=list)
 
@@ -317,6 +324,7 @@ class GrafanaSpec(Strict):
 class MetricsSpec(Strict):
     enabled: bool = True
     listen: Listen = "127.0.0.1:9795"
+    allow_non_loopback: bool = False
     scrape: bool = True
 
 
