@@ -332,7 +332,6 @@ def test_prometheus_argv(prom: dict[str, Any], tail: list[str]) -> None:
         "/usr/bin/prometheus",
         f"--config.file={STATE_DIR}/generated/prometheus.yml",
         "--web.listen-address=127.0.0.1:19090",
-        "--web.enable-lifecycle",
         *tail,
     ]
 

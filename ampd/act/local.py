@@ -2,7 +2,7 @@
 
 A new prometheus.yml is checked before it is swapped in: by ``promtool check config`` when
 Prometheus will (re)start on it, and by the running Prometheus itself when it only reloads
--- a reload that fails applies nothing (Prometheus keeps the configuration it runs), and
+-- a reload (SIGHUP) that fails applies nothing (Prometheus keeps the configuration it runs), and
 ampd then puts the previous file back. That keeps a Go process per check off the path of
 an edit. Either way a rejected file is reported and not retried until its content changes.
 """
@@ -21,9 +21,8 @@ import structlog
 from ampd.act.actions import by_action
 from ampd.core import Action, Change, Command, Kind, Outcome, ResourceKey
 from ampd.errors import AmpdError, PermanentError, TemporaryError
-from ampd.gateways import grafana, promtool
+from ampd.gateways import grafana, promreload, promtool
 from ampd.gateways.files import atomic_write, read_bytes, remove
-from ampd.gateways.http import request
 from ampd.gateways.runtime import Runtime
 from ampd.plan.local import PROCESS_INPUTS
 from ampd.render.files import Rendered
@@ -63,14 +62,15 @@ def write_file(
 
 
 def reload_process(name: str, runtime: Runtime, listen: str | None, command: Command) -> None:
-    """Reload and check that it took: Prometheus answers POST /-/reload with 200 or 500."""
+    """Reload and check that it took. Prometheus: SIGHUP through the runtime (no HTTP
+    endpoint may stop or reload it), the verdict from its own /metrics (promreload)."""
     if name == "prometheus" and listen:
-        res = request(f"http://{listen}/-/reload", method="POST", timeout=10.0)
-        if res.status == 200:
-            return
-        if res.status == 0:
-            raise TemporaryError(f"prometheus did not answer the reload: {res.body}", delay=2)
-        raise PermanentError(f"prometheus refused the new configuration: {res.body.strip()}")
+        promreload.confirm_reload(
+            listen,
+            lambda: runtime.reload(name),
+            lambda: runtime.observe(name).last_stderr,
+        )
+        return
     if name == "grafana" and listen:
         # Provisioning reloads need Grafana's server admin: the one ampd provisioned.
         state_dir = grafana.state_dir_from_argv(command.argv)

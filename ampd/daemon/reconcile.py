@@ -17,13 +17,14 @@ from pathlib import Path
 
 import structlog
 
-from ampd.core import Condition, ConditionStatus, Health, Plan, SideResult, SyncStatus
+from ampd.core import Condition, ConditionStatus, Health, Kind, Plan, SideResult, SyncStatus
 from ampd.daemon.awsworker import AwsWorker, crashed
 from ampd.errors import SpecError
 from ampd.gateways.files import inputs_fingerprint
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoreView
+from ampd.observe import promconfig
 from ampd.observe.aws import read_spec_files
 from ampd.observe.specfile import load_and_check, source_name, state_source_for
 from ampd.plan.retry import RetryBook
@@ -32,7 +33,7 @@ from ampd.sides import Facts, Side
 from ampd.sides.facts import FactFinder, InstanceFacts
 from ampd.sides.local import LocalSide, OwnWrites
 from ampd.spec.load import LoadedSpec
-from ampd.spec.models import duration_seconds
+from ampd.spec.models import StateSpec, duration_seconds
 
 log = structlog.get_logger()
 
@@ -178,8 +179,22 @@ class Reconciler:
             )
         else:
             self.book.succeeded("local")
+            local = self._with_config_loaded(spec, local)
         results.append(_healthy_unless_crashed("local", local))
         return results
+
+    def _with_config_loaded(self, spec: StateSpec, local: SideResult) -> SideResult:
+        """A reload that failed after ampd's own check (a hand-sent SIGHUP, a file it
+        names broken since) shows in Prometheus' metrics; the next pass reports it."""
+        prom = spec.prometheus
+        running = any(
+            s.key.kind is Kind.PROCESS and s.key.name == "prometheus" and s.health is Health.HEALTHY
+            for s in local.statuses
+        )
+        if prom is None or not prom.enabled or not self.local.manage_processes or not running:
+            return local
+        cond = promconfig.config_condition(prom.listen)
+        return local if cond is None else replace(local, conditions=(*local.conditions, cond))
 
     def _summary(
         self, rid: str, started: float, t0: float, results: Sequence[SideResult]

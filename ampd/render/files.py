@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
+from ampd.core import PROCESS_USERS
 from ampd.render.context import RenderContext
 from ampd.spec.checks import proxy_enabled
 from ampd.spec.models import StateSpec
@@ -170,8 +171,8 @@ def prometheus_argv(spec: StateSpec, ctx: RenderContext) -> list[str]:
     argv = [
         prom.binary,
         f"--config.file={ctx.state_dir}/generated/prometheus.yml",
+        # no --web.enable-lifecycle: any local user could POST /-/quit; ampd reloads by SIGHUP
         f"--web.listen-address={prom.listen}",
-        "--web.enable-lifecycle",
     ]
     if prom.mode == "agent":
         argv += ["--enable-feature=agent", f"--storage.agent.path={data}"]
@@ -180,6 +181,21 @@ def prometheus_argv(spec: StateSpec, ctx: RenderContext) -> list[str]:
         if prom.retention:
             argv.append(f"--storage.tsdb.retention.time={prom.retention}")
     return argv
+
+
+def proxy_allowed_users(spec: StateSpec, ctx: RenderContext) -> list[str]:
+    """Whom the proxy signs for: the state's ``proxy.allowed_users``, else the user
+    Prometheus runs as, plus Grafana's when Grafana is on. Never root by default: a
+    root-run forwarder (SSM port forwarding, a host-network container) must be named."""
+    assert spec.proxy is not None
+    if spec.proxy.allowed_users is not None:
+        return list(spec.proxy.allowed_users)
+    users = ctx.process_users or PROCESS_USERS
+    out = [users.get("prometheus", PROCESS_USERS["prometheus"])]
+    if spec.grafana is not None and spec.grafana.enabled:
+        grafana = users.get("grafana", PROCESS_USERS["grafana"])
+        out += [grafana] if grafana not in out else []
+    return out
 
 
 def proxy_settings(spec: StateSpec, ctx: RenderContext) -> dict[str, Any]:
@@ -195,6 +211,7 @@ def proxy_settings(spec: StateSpec, ctx: RenderContext) -> dict[str, Any]:
         "workspace_id": ws.id if ws is not None else None,
         "assume_role_arn": spec.proxy.assume_role_arn,
         "allow_non_loopback": spec.proxy.allow_non_loopback,
+        "allowed_uids": proxy_allowed_users(spec, ctx),
     }
 
 

@@ -1,0 +1,29 @@
+"""Whether the running Prometheus runs the configuration it was last asked to load.
+
+Reloads are signals (SIGHUP), which answer nothing: a reload that failed, whoever sent
+it (ampd, or an operator's ``kill -HUP`` after a hand edit), is seen by the next pass
+in Prometheus' own ``prometheus_config_last_reload_successful``.
+"""
+
+from __future__ import annotations
+
+from ampd.core import Condition, ConditionStatus
+from ampd.gateways.promreload import SUCCESSFUL, read_reload_state
+
+CONDITION = "PrometheusConfigLoaded"
+
+
+def config_condition(listen: str) -> Condition | None:
+    """True while the last reload took; False once one failed (Prometheus keeps running
+    the configuration it had). None when Prometheus does not answer: its process status
+    says so already."""
+    state = read_reload_state(listen)
+    if state is None:
+        return None
+    if state.successful:
+        return Condition(CONDITION, ConditionStatus.TRUE, "Loaded")
+    message = (
+        f"the last configuration reload failed ({SUCCESSFUL} is 0): Prometheus runs the "
+        "configuration it had before; its log says why"
+    )
+    return Condition(CONDITION, ConditionStatus.FALSE, "ReloadFailed", message)
