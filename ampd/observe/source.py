@@ -30,9 +30,8 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Protocol
 
 import structlog
 
@@ -53,8 +52,9 @@ from ampd.observe.sourcedocs import (
     referenced_files,
     why,
 )
+from ampd.observe.sourcefiles import Fetcher, fetch_files, take
 from ampd.observe.sourcestatus import Held, LocalCopyFailed, SourceView, source_conditions
-from ampd.plan.guard import destructive_changes
+from ampd.plan.guard import held_back
 from ampd.spec.load import LoadedSpec, load_spec
 from ampd.spec.models import duration_seconds
 
@@ -63,12 +63,6 @@ log = structlog.get_logger()
 JITTER = 0.2
 DEFAULT_INTERVAL = 60.0
 RETRY_BASE = 5.0  # an unreadable source is looked at again after 5 s, 10 s, ... (capped)
-
-
-class Fetcher(Protocol):
-    def fetch(
-        self, refs: Sequence[SourceRef], known: Mapping[SourceRef, str]
-    ) -> dict[SourceRef, Fetched | SourceError]: ...
 
 
 Validate = Callable[[LoadedSpec], list[Problem]]
@@ -240,20 +234,8 @@ class StateSource:
             if held is not None and self._accepted(held.version) and self.ref in self._seen:
                 return self._consider(self._seen[self.ref], got)
             return False  # nothing changed since the last look
-        state = self._take(got[self.ref])
+        state = take(self._seen, got[self.ref])
         return self._consider(state, got)
-
-    def _take(self, result: Fetched | SourceError) -> Doc:
-        """The document, from this fetch or (unchanged) from the last one seen."""
-        if isinstance(result, SourceError):
-            raise result
-        if result.data is None:
-            seen = self._seen[result.ref]
-            seen.version = result.version
-            return seen
-        doc = Doc(result.ref, result.version, result.data)
-        self._seen[result.ref] = doc
-        return doc
 
     def _consider(self, state: Doc, got: Mapping[SourceRef, Fetched | SourceError]) -> bool:
         self._held = None  # a newer version (or this one, accepted) is decided anew
@@ -268,7 +250,9 @@ class StateSource:
         except SpecError as e:
             self._seen_files = []
             return self._reject(state, {}, e)
-        files, problems = self._fetch_files(loaded, got)
+        named = fetch_files(self.ref, loaded, got, self._fetcher, self._seen)
+        self._seen_files = named.refs
+        files, problems = named.files, named.problems
         key = combo_hash(state, files)
         good = self._good
         if good is not None and key == good.key and not problems:
@@ -294,57 +278,18 @@ class StateSource:
     def _destructive(self, loaded: LoadedSpec, state: Doc) -> list[str]:
         """Why this valid version must not replace the one running (empty: it may)."""
         good = self._good
-        if good is None:
-            return []  # nothing runs yet: nothing to take away
-        reasons = destructive_changes(good.loaded.spec, loaded.spec)
-        if not reasons:
-            return []
-        how = None
-        if loaded.spec.rollout.allow_destructive:
-            how = "rollout.allow_destructive"
-        elif self._accepted(state.version):
-            how = "ampd apply --accept"
-        if how is not None:
-            log.warning(
-                "state_source.destructive_accepted",
-                source=self.name,
-                version=state.version,
-                changes=reasons,
-                by=how,
-            )
-            return []
-        return reasons
-
-    def _fetch_files(
-        self, loaded: LoadedSpec, got: Mapping[SourceRef, Fetched | SourceError]
-    ) -> tuple[dict[str, Doc], list[Problem]]:
-        named = referenced_files(loaded.positions.root)
-        files: dict[str, Doc] = {}
-        problems: list[Problem] = []
-        wanted: dict[str, SourceRef] = {}
-        for loc, raw in named:  # only names inside the state's own prefix are asked for
-            try:
-                wanted[raw] = self.ref.beside(raw)
-            except ValueError as e:
-                problems.append(loaded.problem(loc, str(e)))
-        self._seen_files = sorted(set(wanted.values()))
-        fetched = dict(got)
-        missing = [r for r in self._seen_files if r not in got]
-        if missing:
-            known = {r: self._seen[r].version for r in missing if r in self._seen}
-            fetched.update(self._fetcher.fetch(missing, known))
-        for loc, raw in named:
-            ref = wanted.get(raw)
-            if ref is None:
-                continue
-            result = fetched[ref]
-            if isinstance(result, SourceError):
-                if result.unreachable:
-                    raise result
-                problems.append(loaded.problem(loc, str(result)))
-                continue
-            files[raw] = self._take(result)
-        return files, problems
+        before = good.loaded.spec if good is not None else None
+        reasons, how = held_back(before, loaded.spec, self._accepted(state.version))
+        if how is None:
+            return reasons
+        log.warning(
+            "state_source.destructive_accepted",
+            source=self.name,
+            version=state.version,
+            changes=reasons,
+            by=how,
+        )
+        return []
 
     # -- outcomes -----------------------------------------------------------------------
 

@@ -22,7 +22,8 @@ from ampd.gateways import promtool
 from ampd.gateways.execcheck import untrusted
 from ampd.gateways.files import file_kind, read_text
 from ampd.gateways.statesource import SourceFetcher, parse_ref
-from ampd.observe.source import Fetcher, StateSource
+from ampd.observe.source import StateSource
+from ampd.observe.sourcefiles import Fetcher
 from ampd.spec.checks import executables
 from ampd.spec.load import LoadedSpec, load_spec
 

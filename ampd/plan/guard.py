@@ -52,3 +52,21 @@ def destructive_changes(before: StateSpec, after: StateSpec) -> list[str]:
         names = ", ".join(dropped[:5]) + (", ..." if len(dropped) > 5 else "")
         out.append(f"drops {len(dropped)} of {len(jobs_before)} scrape jobs ({names})")
     return out
+
+
+def held_back(
+    before: StateSpec | None, after: StateSpec, accepted: bool
+) -> tuple[list[str], str | None]:
+    """(what ``after`` takes away, how it was let through). The reasons are held back
+    unless the new version opts in (``rollout.allow_destructive``) or an operator accepted
+    that version (``ampd apply --accept``); then ``how`` says which, and nothing is held."""
+    if before is None:
+        return [], None  # nothing runs yet: nothing to take away
+    reasons = destructive_changes(before, after)
+    if not reasons:
+        return [], None
+    if after.rollout.allow_destructive:
+        return reasons, "rollout.allow_destructive"
+    if accepted:
+        return reasons, "ampd apply --accept"
+    return reasons, None
