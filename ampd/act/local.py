@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -23,7 +24,9 @@ from ampd.core import Action, Change, Command, Kind, Outcome, ResourceKey
 from ampd.errors import AmpdError, PermanentError, TemporaryError
 from ampd.gateways import grafana, promreload, promtool
 from ampd.gateways.files import atomic_write, read_bytes, remove
+from ampd.gateways.http import request
 from ampd.gateways.runtime import Runtime
+from ampd.gateways.users import process_user
 from ampd.plan.local import PROCESS_INPUTS
 from ampd.render.files import Rendered
 
@@ -75,8 +78,9 @@ def reload_process(name: str, runtime: Runtime, listen: str | None, command: Com
         # Provisioning reloads need Grafana's server admin: the one ampd provisioned.
         state_dir = grafana.state_dir_from_argv(command.argv)
         password = grafana.admin_password(state_dir) if state_dir is not None else None
+        grafana_uid = process_user("grafana", runtime.name).uid  # only it gets the password
         for what in ("datasources", "dashboards"):
-            status = grafana.reload_provisioning(listen, what, password)
+            status = grafana.reload_provisioning(listen, what, password, owner=grafana_uid)
             if status in (401, 403):  # the admin password was changed by hand: restart instead
                 log.warning("grafana.reload.unauthorized", status=status, fallback="restart")
                 runtime.restart(command)
@@ -85,6 +89,31 @@ def reload_process(name: str, runtime: Runtime, listen: str | None, command: Com
                 raise TemporaryError(f"grafana {what} reload answered {status}", delay=5)
         return
     runtime.reload(name)
+
+
+START_WAIT = 2.0  # Prometheus is ready in ~0.1 s; a slower start is Progressing instead
+READY_POLL = 0.005
+EXITED_POLL = 0.1  # under systemd, a look at the process is a systemctl call
+
+
+def _wait_ready(name: str, listen: str | None, runtime: Runtime) -> None:
+    """After (re)starting Prometheus, wait (bounded) until it is ready, so that the same
+    pass reports it Healthy: a restarted Prometheus is Healthy again as fast as it
+    starts, not one recheck later. Not ready in time is no failure: the pass reports it
+    Progressing and looks again."""
+    if name != "prometheus" or not listen:
+        return
+    deadline = time.monotonic() + START_WAIT
+    look_at = time.monotonic() + EXITED_POLL
+    while time.monotonic() < deadline:
+        if request(f"http://{listen}/-/ready", timeout=0.5).status == 200:
+            return
+        if time.monotonic() >= look_at:  # one that exited will not become ready
+            if not runtime.observe(name).running:
+                return
+            look_at = time.monotonic() + EXITED_POLL
+        time.sleep(READY_POLL)
+    log.info("process.not_ready_yet", process=name, waited_s=START_WAIT)
 
 
 @dataclass(frozen=True)
@@ -126,11 +155,20 @@ def _file_change(change: Change, t: LocalTargets, reload_checks: bool = False) -
 def _process_change(change: Change, t: LocalTargets) -> None:
     # a process is started, stopped, restarted or reloaded; it is never "updated"
     name = change.key.name
+
+    def start() -> None:
+        t.runtime.start(t.commands[name])
+        _wait_ready(name, t.listens.get(name), t.runtime)
+
+    def restart() -> None:
+        t.runtime.restart(t.commands[name])
+        _wait_ready(name, t.listens.get(name), t.runtime)
+
     by_action(
         change,
-        create=lambda: t.runtime.start(t.commands[name]),
+        create=start,
         delete=lambda: t.runtime.stop(name),
-        restart=lambda: t.runtime.restart(t.commands[name]),
+        restart=restart,
         reload=lambda: reload_process(name, t.runtime, t.listens.get(name), t.commands[name]),
     )
 

@@ -2,8 +2,11 @@
 
 Each child runs in its own session (process group) with PDEATHSIG set, so it dies with
 ampd even on SIGKILL. A thread per child keeps its last stderr lines and notices its
-exit; an exit ampd did not ask for counts as a crash, sets a capped exponential backoff
-before the next start, and calls ``on_exit`` so the loop queues a pass.
+exit; an exit ampd did not ask for counts as a crash and calls ``on_exit`` at once, so
+the loop queues a pass that starts it again. The first crash is restarted without delay;
+repeated crashes within ``crash_window`` set a capped exponential backoff. A child that
+ran ``stable_after`` seconds before it died starts a fresh count: that is a crash, not a
+crash loop.
 """
 
 from __future__ import annotations
@@ -64,6 +67,7 @@ class Supervisor:
         backoff_base: float = 1.0,
         backoff_cap: float = 60.0,
         crash_window: float = 120.0,
+        stable_after: float = 10.0,
     ) -> None:
         self._children: dict[str, _Child] = {}
         self._history: dict[str, _History] = collections.defaultdict(_History)
@@ -72,6 +76,7 @@ class Supervisor:
         self._base = backoff_base
         self._cap = backoff_cap
         self._window = crash_window
+        self._stable = stable_after  # a run this long ends a crash loop
 
     def observe(self, name: str) -> ProcessState:
         with self._lock:
@@ -139,8 +144,9 @@ class Supervisor:
 
     def _watch(self, child: _Child) -> None:
         assert child.proc.stderr is not None
-        for raw in child.proc.stderr:
-            child.stderr.append(raw.decode("utf-8", "replace").rstrip())
+        with child.proc.stderr:  # closed at EOF: a restarted child leaks no pipe
+            for raw in child.proc.stderr:
+                child.stderr.append(raw.decode("utf-8", "replace").rstrip())
         code = child.proc.wait()
         name = child.command.name
         with self._lock:
@@ -150,10 +156,12 @@ class Supervisor:
             if child.stopping:
                 return
             now = time.time()
+            if now - child.started_at >= self._stable:  # it ran well: a fresh count
+                hist.crashes = []
             hist.crashes = [t for t in hist.crashes if t > now - self._window] + [now]
             hist.restarts += 1
-            delay = min(self._cap, self._base * 2 ** (len(hist.crashes) - 1))
-            hist.backoff_until = now + delay
+            delay = self.backoff(len(hist.crashes))
+            hist.backoff_until = now + delay if delay > 0 else None
         log.warning(
             "process.exited",
             process=name,
@@ -163,6 +171,14 @@ class Supervisor:
         )
         if self._on_exit is not None:
             self._on_exit(name)
+
+    def backoff(self, crashes: int) -> float:
+        """Seconds before the next start, after ``crashes`` crashes within the window.
+        The first is restarted at once (a Prometheus that is down loses scrapes); only
+        a repeated crash waits, exponentially, up to the cap."""
+        if crashes <= 1:
+            return 0.0
+        return float(min(self._cap, self._base * 2 ** (crashes - 2)))
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
         with self._lock:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -22,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal, Self
 
+from ampd.gateways.promreload import confirm_reload
 from tests.harness.aio import LOOPBACK, free_port, run_standalone
 from tests.harness.lifecycle import StartStop
 
@@ -82,7 +85,6 @@ class Prometheus(StartStop):
             self.binary,
             f"--config.file={self.config_path}",
             f"--web.listen-address={LOOPBACK}:{port}",
-            "--web.enable-lifecycle",
             "--log.level=info",
         ]
         if self.mode == "agent":
@@ -212,10 +214,15 @@ class Prometheus(StartStop):
         return total
 
     def reload(self) -> None:
-        req = urllib.request.Request(f"{self.url}/-/reload", method="POST")
-        with urllib.request.urlopen(req, timeout=10) as r:
-            if r.status != 200:
-                raise PrometheusError(f"reload: HTTP {r.status}")
+        """SIGHUP, as ampd reloads its own Prometheus (no lifecycle endpoint), and wait
+        until Prometheus' metrics say the new file took; raises if it was refused."""
+        assert self.process is not None
+        pid = self.process.pid
+        confirm_reload(
+            f"{LOOPBACK}:{self.port}",
+            lambda: os.kill(pid, signal.SIGHUP),
+            lambda: self.logs().splitlines()[-20:],
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
