@@ -74,11 +74,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def prepare_environment() -> None:
+    """Instance metadata and loopback never go through ``*_proxy`` (botocore's IMDS
+    client honours ``no_proxy``; ampd's own requests ignore proxies anyway)."""
+    from ampd.gateways.imds import keep_off_proxies
+
+    keep_off_proxies()
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     from ampd.logs import configure_logging
 
     configure_logging(args.log_format, args.log_level)
+    prepare_environment()
     try:
         return _dispatch(args)
     except SpecError as e:
@@ -128,7 +137,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
         return exec_process(args.name, resolve_paths())
     if cmd == "proxy":
-        from ampd.proxy.server import main as proxy_main
+        from ampd.proxy.run import main as proxy_main
 
         cfg = Path(args.config) if args.config else resolve_paths().generated / "proxy.json"
         return proxy_main(cfg)

@@ -13,12 +13,12 @@ import base64
 import re
 import secrets
 import subprocess
-import urllib.error
-import urllib.request
 from pathlib import Path
 
+from ampd.errors import TemporaryError
 from ampd.gateways.execcheck import untrusted
 from ampd.gateways.files import atomic_write
+from ampd.gateways.http import request
 
 _VERSION_RE = re.compile(r"\b[Vv]ersion\s+v?(\d+)\.(\d+)\.(\d+)")
 _cache: dict[tuple[str, int, int], tuple[int, int, int] | None] = {}
@@ -95,19 +95,25 @@ def state_dir_from_argv(argv: tuple[str, ...] | list[str]) -> Path | None:
     return None
 
 
-def reload_provisioning(listen: str, what: str, password: str | None, timeout: float = 10.0) -> int:
+def reload_provisioning(
+    listen: str, what: str, password: str | None, *, owner: int, timeout: float = 10.0
+) -> int:
     """POST /api/admin/provisioning/<what>/reload as the provisioned admin; the HTTP status
-    (0 when nothing answered)."""
-    req = urllib.request.Request(
-        f"http://{listen}/api/admin/provisioning/{what}/reload", method="POST", data=b""
-    )
+    (0 when nothing answered). The admin's Basic auth goes only to a Grafana that runs as
+    ``owner`` (ampd.gateways.http): a listener of another user on ``listen`` gets nothing,
+    and this raises TemporaryError naming its uid."""
+    headers = {}
     if password is not None:
         token = base64.b64encode(f"{ADMIN_USER}:{password}".encode()).decode()
-        req.add_header("Authorization", f"Basic {token}")
-    try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310
-            return int(resp.status)
-    except urllib.error.HTTPError as e:
-        return int(e.code)
-    except (urllib.error.URLError, OSError, TimeoutError):
-        return 0
+        headers["Authorization"] = f"Basic {token}"
+    res = request(
+        f"http://{listen}/api/admin/provisioning/{what}/reload",
+        "POST",
+        timeout,
+        b"",
+        owner=owner,
+        headers=headers,
+    )
+    if res.foreign_uid is not None:
+        raise TemporaryError(f"grafana {what} reload not sent: {res.body}", delay=5)
+    return res.status

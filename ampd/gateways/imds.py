@@ -2,6 +2,7 @@
 
 Token first (``PUT /latest/api/token``), then GETs with the token header. Timeouts are
 short: off EC2 the link-local address does not answer and ampd must not wait on it.
+``*_proxy`` variables are ignored: a proxy would see the token and the instance's identity.
 ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` moves the endpoint (as it does for botocore).
 """
 
@@ -11,11 +12,22 @@ import json
 import os
 import urllib.error
 import urllib.request
+from collections.abc import MutableMapping
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 import structlog
 
-__all__ = ["DEFAULT_ENDPOINT", "InstanceInfo", "fetch_instance_info", "instance_labels", "region"]
+from ampd.gateways.http import no_proxy_opener
+
+__all__ = [
+    "DEFAULT_ENDPOINT",
+    "InstanceInfo",
+    "fetch_instance_info",
+    "instance_labels",
+    "keep_off_proxies",
+    "region",
+]
 
 log = structlog.get_logger()
 
@@ -38,6 +50,29 @@ class InstanceInfo:
         return self.instance_id is not None
 
 
+# Never through a proxy: instance metadata (IPv4 and IPv6) and this host's loopback.
+NO_PROXY_HOSTS = ("169.254.169.254", "fd00:ec2::254", "127.0.0.1", "localhost", "::1")
+_PROXY_VARS = ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY")
+
+
+def keep_off_proxies(environ: MutableMapping[str, str] = os.environ) -> None:
+    """Add instance metadata and loopback to ``no_proxy``/``NO_PROXY`` when a proxy is set.
+
+    botocore's own IMDS client (it fetches the instance role's credentials) takes its
+    proxies from the environment, and honours ``no_proxy``; ampd's own requests ignore
+    ``*_proxy`` anyway (ampd.gateways.http). A moved endpoint
+    (``AWS_EC2_METADATA_SERVICE_ENDPOINT``) is kept off proxies too."""
+    if not any(environ.get(v) for v in _PROXY_VARS):
+        return
+    hosts = list(NO_PROXY_HOSTS)
+    moved = urlsplit(environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "")).hostname
+    if moved:
+        hosts.append(moved)
+    for var in ("no_proxy", "NO_PROXY"):
+        current = [h.strip() for h in environ.get(var, "").split(",") if h.strip()]
+        environ[var] = ",".join(current + [h for h in hosts if h not in current])
+
+
 def _endpoint(endpoint: str | None) -> str:
     base = endpoint or os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT") or DEFAULT_ENDPOINT
     return base.rstrip("/")
@@ -45,7 +80,7 @@ def _endpoint(endpoint: str | None) -> str:
 
 def _request(req: urllib.request.Request, timeout: float) -> str | None:
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:  # noqa: S310 (fixed base URL)
+        with no_proxy_opener().open(req, timeout=timeout) as resp:
             return str(resp.read().decode("utf-8"))
     except (urllib.error.URLError, OSError, ValueError):
         return None
@@ -88,7 +123,6 @@ def fetch_instance_info(endpoint: str | None = None, timeout: float = TIMEOUT) -
             return value
         return _get(base, token, path, timeout)
 
-    account = doc.get("accountId")
     account = doc.get("accountId")
     return InstanceInfo(
         instance_id=pick("instanceId", "meta-data/instance-id"),

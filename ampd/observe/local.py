@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pwd
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -9,8 +10,10 @@ from pathlib import Path
 
 from ampd.core import ProcessState
 from ampd.gateways.files import read_bytes, sha256_bytes
-from ampd.gateways.http import request, tcp_listening
+from ampd.gateways.http import request, tcp_check
+from ampd.gateways.listeners import listener_owner, split_hostport
 from ampd.gateways.runtime import Runtime
+from ampd.gateways.users import ProcessUser
 
 
 def observe_files(generated: Path, names: Iterable[str]) -> dict[str, str | None]:
@@ -36,15 +39,23 @@ HEALTH_PATHS: Mapping[str, str] = {
 class Probe:
     ok: bool
     detail: str
+    foreign_uid: int | None = None  # the port is held by this uid, not the process' own
 
 
-def probe_health(name: str, listen: str, timeout: float = 2.0, *, tcp_only: bool = False) -> Probe:
+def probe_health(
+    name: str, listen: str, timeout: float = 2.0, *, tcp_only: bool = False, owner: int | None
+) -> Probe:
     """GET the process' health URL; ``tcp_only`` for servers that have none (aws-sigv4-proxy
-    would sign and forward any path, so only its port is checked)."""
+    would sign and forward any path, so only its port is checked). ``owner``: the uid the
+    process runs as; a listener of any other user is not believed (ampd.gateways.http)."""
     if tcp_only:
-        ok = tcp_listening(listen, timeout)
-        return Probe(ok, "accepting connections" if ok else f"not answering on {listen}")
-    res = request(f"http://{listen}{HEALTH_PATHS[name]}", timeout=timeout)
+        tcp = tcp_check(listen, timeout, owner=owner)
+        if tcp.foreign_uid is not None:
+            return Probe(False, tcp.detail, tcp.foreign_uid)
+        return Probe(tcp.ok, "accepting connections" if tcp.ok else f"not answering on {listen}")
+    res = request(f"http://{listen}{HEALTH_PATHS[name]}", timeout=timeout, owner=owner)
+    if res.foreign_uid is not None:
+        return Probe(False, res.body, res.foreign_uid)
     if res.status == 200:
         return Probe(True, "ready")
     if res.status == 0:
@@ -80,6 +91,50 @@ def parse_labeled(text: str, family: str) -> dict[str, float]:
     return out
 
 
-def scrape(listen: str, path: str = "/metrics") -> str | None:
-    res = request(f"http://{listen}{path}", timeout=3.0)
+def scrape(listen: str, path: str = "/metrics", *, owner: int | None) -> str | None:
+    """The body of a 200 from a server that runs as ``owner``; None otherwise."""
+    res = request(f"http://{listen}{path}", timeout=3.0, owner=owner)
     return res.body if res.status == 200 else None
+
+
+@dataclass(frozen=True)
+class Squat:
+    """A managed process' port held by another user."""
+
+    process: str
+    listen: str
+    uid: int  # who holds it (-1: a connection's far end that could not be told)
+    user: str
+    expected_uid: int
+    expected_user: str
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except (KeyError, OverflowError):
+        return str(uid)
+
+
+def squat(process: str, listen: str, uid: int, expected: ProcessUser) -> Squat:
+    return Squat(process, listen, uid, _user_name(uid), expected.uid, expected.name)
+
+
+def find_squatters(
+    listens: Mapping[str, str], owners: Mapping[str, ProcessUser]
+) -> dict[str, Squat]:
+    """The ports (of ``listens``) held by a user other than their process' own, whether the
+    process runs or not (a squatter that took the port first keeps it from starting)."""
+    out: dict[str, Squat] = {}
+    for name, listen in listens.items():
+        expected = owners.get(name)
+        if expected is None:
+            continue
+        try:
+            host, port = split_hostport(listen)
+            held = listener_owner(host, port)
+        except (OSError, ValueError):
+            continue
+        if held is not None and held != expected.uid:
+            out[name] = squat(name, listen, held, expected)
+    return out

@@ -29,6 +29,7 @@ DEGRADING_CONDITIONS = (
     "WorkspaceActive",
     "AwsSideHealthy",
     "LocalSideHealthy",
+    "ListenersOwned",  # a managed port held by another user (ampd.report.owners)
 )
 
 

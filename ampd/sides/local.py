@@ -35,6 +35,7 @@ from ampd.gateways.files import read_bytes, remove_tree, sha256_bytes
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoredState, StoreView
+from ampd.gateways.users import ProcessUser, process_user
 from ampd.observe import local as observe_local
 from ampd.plan.local import (
     PROCESS_INPUTS,
@@ -49,6 +50,7 @@ from ampd.render.context import RenderContext
 from ampd.render.files import Rendered, render_all, signing_mode
 from ampd.report.flow import FlowTracker
 from ampd.report.local import HealthProbe, LocalSnapshot, local_statuses
+from ampd.report.owners import listeners_condition, squat_text
 from ampd.sides.facts import Facts, effective_spec, render_context
 from ampd.spec.checks import proxy_enabled
 from ampd.spec.models import StateSpec
@@ -158,8 +160,16 @@ class LocalSide:
         if writer is not None and unrecorded:
             self._record_unrecorded(unrecorded, rendered, outcomes, writer)
         external_proxy = spec.proxy is not None and spec.proxy.implementation != "builtin"
+        owners = {name: process_user(name, self.runtime.name) for name in listens}
+        squatted = observe_local.find_squatters(listens, owners)
         probes = {
-            name: self._probe(name, listen, tcp_only=external_proxy and name == "sigv4-proxy")
+            name: self._probe(
+                name,
+                listen,
+                owners[name],
+                squatted,
+                tcp_only=external_proxy and name == "sigv4-proxy",
+            )
             for name, listen in listens.items()
             if (st := observed.get(name)) is not None and st.running
         }
@@ -176,7 +186,12 @@ class LocalSide:
         )
         statuses = local_statuses(snap)
         conditions = []
-        flow = self._remote_write_condition(spec, ctx, listens, observed, external_proxy)
+        owned = listeners_condition(squatted, checked=bool(listens))
+        if owned is not None:
+            conditions.append(owned)
+        flow = self._remote_write_condition(
+            spec, ctx, listens, observed, external_proxy, owners, squatted
+        )
         if flow is not None:
             conditions.append(flow)
         hints = [pwake - now] if pwake is not None else []
@@ -189,7 +204,7 @@ class LocalSide:
             statuses=tuple(statuses),
             conditions=tuple(conditions),
             requeue_after=RetryBook.requeue_after(outcomes, hints),
-            targets=_targets(listens.get("prometheus")) if prom_up else None,
+            targets=_targets(listens["prometheus"], owners["prometheus"].uid) if prom_up else None,
         )
 
     # -- planning and acting ------------------------------------------------------------
@@ -345,8 +360,23 @@ class LocalSide:
 
     # -- observing ----------------------------------------------------------------------
 
-    def _probe(self, name: str, listen: str, *, tcp_only: bool) -> HealthProbe:
-        p = observe_local.probe_health(name, listen, tcp_only=tcp_only)
+    def _probe(
+        self,
+        name: str,
+        listen: str,
+        owner: ProcessUser,
+        squatted: dict[str, observe_local.Squat],
+        *,
+        tcp_only: bool,
+    ) -> HealthProbe:
+        """A process is healthy only if its own user answers on its port; a squatter found
+        here (after the listener check) joins ``squatted``."""
+        if name in squatted:
+            return HealthProbe(False, squat_text(squatted[name]))
+        p = observe_local.probe_health(name, listen, tcp_only=tcp_only, owner=owner.uid)
+        if p.foreign_uid is not None:
+            squatted[name] = observe_local.squat(name, listen, p.foreign_uid, owner)
+            return HealthProbe(False, squat_text(squatted[name]))
         return HealthProbe(p.ok, p.detail)
 
     def _remote_write_condition(
@@ -356,6 +386,8 @@ class LocalSide:
         listens: Mapping[str, str],
         observed: Mapping[str, ProcessState],
         external_proxy: bool,
+        owners: Mapping[str, ProcessUser],
+        squatted: Mapping[str, observe_local.Squat],
     ) -> Condition | None:
         prom = spec.prometheus
         if prom is None or not prom.enabled or prom.remote_write is None:
@@ -367,10 +399,18 @@ class LocalSide:
         if st is None or not st.running or "prometheus" not in listens:
             msg = "Prometheus is not running"
             return Condition("RemoteWriteFlowing", ConditionStatus.FALSE, "PrometheusDown", msg)
-        text = observe_local.scrape(listens["prometheus"])
+        squats = [squatted[n] for n in ("prometheus", "sigv4-proxy") if n in squatted]
+        if squats:  # samples may be going to whoever holds the port: never "Flowing"
+            msg = squat_text(squats[0])
+            return Condition("RemoteWriteFlowing", ConditionStatus.FALSE, "PortSquatted", msg)
+        text = observe_local.scrape(listens["prometheus"], owner=owners["prometheus"].uid)
         builtin_proxy = "sigv4-proxy" in listens and not external_proxy
         # (an external aws-sigv4-proxy would sign and forward a /metrics request upstream)
-        proxy_text = observe_local.scrape(listens["sigv4-proxy"]) if builtin_proxy else None
+        proxy_text = (
+            observe_local.scrape(listens["sigv4-proxy"], owner=owners["sigv4-proxy"].uid)
+            if builtin_proxy
+            else None
+        )
         verdict = self.flow.observe(
             text, proxy_text, signing=signing_mode(spec, ctx), now=time.monotonic()
         )
@@ -411,8 +451,6 @@ def _listens(spec: StateSpec) -> dict[str, str]:
     return out
 
 
-def _targets(listen: str | None) -> int | None:
-    if listen is None:
-        return None
-    text = observe_local.scrape(listen, "/api/v1/targets?state=active")
+def _targets(listen: str, owner: int) -> int | None:
+    text = observe_local.scrape(listen, "/api/v1/targets?state=active", owner=owner)
     return None if text is None else text.count('"scrapeUrl"')
