@@ -105,8 +105,9 @@ def _wait_ready(name: str, listen: str | None, runtime: Runtime) -> None:
         return
     deadline = time.monotonic() + START_WAIT
     look_at = time.monotonic() + EXITED_POLL
+    owner = process_user(name, runtime.name).uid  # a squatter on the port is asked nothing
     while time.monotonic() < deadline:
-        if request(f"http://{listen}/-/ready", timeout=0.5).status == 200:
+        if request(f"http://{listen}/-/ready", timeout=0.5, owner=owner).status == 200:
             return
         if time.monotonic() >= look_at:  # one that exited will not become ready
             if not runtime.observe(name).running:
