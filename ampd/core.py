@@ -5,7 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
+from types import MappingProxyType
 from typing import Any
+
+# The packaged user of each managed process (units/ampd.sysusers, units/ampd-*.service).
+# Here, not in ampd.gateways.users, because render needs the names too (the proxy's
+# default allowed users) and render may not import gateways.
+PROCESS_USERS: Mapping[str, str] = MappingProxyType(
+    {
+        "prometheus": "ampd-prometheus",
+        "grafana": "ampd-grafana",
+        "sigv4-proxy": "ampd-proxy",
+    }
+)
 
 
 class Kind(StrEnum):

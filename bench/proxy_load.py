@@ -5,6 +5,7 @@ loop is bounded in count and time."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import hashlib
 import importlib
 import json
@@ -139,7 +140,12 @@ class _VariantSigner(Signer):
         return False if self.kind == "none" else super().needs_io()
 
     def sign(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        at: dt.datetime | None = None,
     ) -> dict[str, str]:
         if self.kind == "none":
             return dict(headers)
@@ -149,7 +155,7 @@ class _VariantSigner(Signer):
             request = AWSRequest(method=method, url=url, headers=dict(headers), data=body)
             auth(creds, self.service, self.region).add_auth(request)
             return {k: str(v) for k, v in request.headers.items()}
-        return botocore_headers(creds, self.service, self.region, method, url, headers, body)
+        return botocore_headers(creds, self.service, self.region, method, url, headers, body, at)
 
 
 def sign_costs(body: bytes, repeat: int = 7, number: int = 300) -> dict[str, float]:

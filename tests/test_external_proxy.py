@@ -80,3 +80,11 @@ def test_aws_sigv4_proxy_runs_instead_of_the_builtin(
     assert argv[argv.index("--upstream-url-scheme") + 1] == "http"
     generated = (ampd_proc.state_dir / "generated" / "prometheus.yml").read_text()
     assert f"http://{listen}/workspaces/" in generated
+    # it checks no peer uid, and status says so (the built-in proxy would)
+    cond = wait_for(
+        "the ProxyPeerCheck condition",
+        lambda: ampd_proc.condition("ProxyPeerCheck"),
+        timeout=20,
+    )
+    assert cond["status"] == "False" and cond["reason"] == "ThirdPartyProxy"
+    assert "aws-sigv4-proxy" in cond["message"] and listen in cond["message"]

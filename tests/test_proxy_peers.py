@@ -1,10 +1,12 @@
-"""The proxy signs only for its local users (#17): each loopback connection is mapped to
-the uid owning the client's socket (ampd.gateways.peers, from /proc/self/net/tcp{,6}),
-and users that are not allowed get 403 and a count. Tested with a real second uid: the
+"""The proxy signs only for its local users (#17, #23): each loopback connection is mapped
+to the uid owning the client's socket (ampd.gateways.peers: the exact sock_diag lookup,
+the /proc/self/net/tcp{,6} scan where netlink is unavailable), and users that are not
+allowed get 403 and a count. Root is in no default. Tested with a real second uid: the
 clients below run in child processes that drop to ``nobody`` (the suite runs as root)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import pwd
@@ -12,16 +14,18 @@ import shutil
 import socket
 import subprocess
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
-from ampd.gateways import peers
+from ampd.core import PROCESS_USERS
+from ampd.gateways import peers, sockdiag
 from ampd.gateways.sigv4 import Signer
 from ampd.proxy.config import ProxyConfig, ProxyConfigError, parse
-from ampd.proxy.peers import PeerGate
+from ampd.proxy.peers import PeerGate, resolve_allowed
 from tests.harness.aio import http_call
 from tests.harness.dataplane import DataPlane
 from tests.harness.fixtures_dataplane import REGION, WORKSPACE_ID
@@ -106,7 +110,7 @@ def _port(proxy: ThreadedProxy) -> int:
 def test_another_local_user_is_refused_and_counted(
     proxy_for: Callable[..., ThreadedProxy], bare_dataplane: DataPlane, host: str
 ) -> None:
-    proxy = proxy_for(host)
+    proxy = proxy_for(host, allowed_uids=(0,))
     port = _port(proxy)
 
     refused = client_call(host, port, NOBODY)
@@ -115,7 +119,7 @@ def test_another_local_user_is_refused_and_counted(
     assert proxy.metric("ampd_proxy_refused_total", {"reason": "uid"}) == 1
     assert bare_dataplane.seen == []  # nothing was signed or sent
 
-    # root (this process's uid, and uid 0) passes, and the request is signed and accepted
+    # root, named in the list, passes, and the request is signed and accepted
     ok = client_call(host, port, None)
     assert ok["status"] == 200
     [seen] = bare_dataplane.seen
@@ -153,14 +157,24 @@ def test_health_and_metrics_do_not_need_an_allowed_uid(
     assert client_call("127.0.0.1", _port(proxy), NOBODY, "/metrics")["status"] == 200
 
 
-def test_default_allowed_uids() -> None:
-    expected = {os.getuid(), 0}
-    for name in ("ampd", "grafana"):
-        try:
-            expected.add(pwd.getpwnam(name).pw_uid)
-        except KeyError:
-            continue
-    assert peers.default_allowed_uids() == frozenset(expected)
+def test_root_is_in_no_default(
+    proxy_for: Callable[..., ThreadedProxy], bare_dataplane: DataPlane
+) -> None:
+    """Settings without a list mean the packaged Prometheus and Grafana users: a root-run
+    forwarder (SSM port forwarding, a host-network container) is refused."""
+    proxy = proxy_for()  # allowed_uids absent
+    expected = peers.uids_of([PROCESS_USERS["prometheus"], PROCESS_USERS["grafana"]])
+    assert resolve_allowed(None) == frozenset(expected.values())
+    assert proxy.server is not None and proxy.server.gate is not None
+    allowed = proxy.server.gate.allowed
+    assert allowed is not None and 0 not in allowed
+    refused = client_call("127.0.0.1", _port(proxy), None)
+    assert refused["status"] == 403
+    assert proxy.metric("ampd_proxy_refused_total", {"reason": "uid"}) == 1
+    assert bare_dataplane.seen == []
+
+
+def test_uids_of() -> None:
     assert peers.uids_of(["nobody", "no-such-user-here"]) == {"nobody": NOBODY}
 
 
@@ -178,12 +192,19 @@ HOLDER = textwrap.dedent(
 )
 
 
+LOOKUPS: dict[str, Callable[[tuple[str, int], tuple[str, int]], int | None]] = {
+    "sock_diag": sockdiag.connection_owner,
+    "proc_scan": peers.socket_owner,
+}
+
+
+@pytest.mark.parametrize("lookup", sorted(LOOKUPS))
 @pytest.mark.parametrize(
     ("listen", "connect"),
     [("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("::", "127.0.0.1")],
     ids=["ipv4", "ipv6", "ipv4-on-a-dual-stack-listener"],
 )
-def test_socket_owner_finds_the_uid_of_the_peer(listen: str, connect: str) -> None:
+def test_socket_owner_finds_the_uid_of_the_peer(listen: str, connect: str, lookup: str) -> None:
     family = socket.AF_INET6 if ":" in listen else socket.AF_INET
     with socket.socket(family) as server:
         if family == socket.AF_INET6:
@@ -199,30 +220,102 @@ def test_socket_owner_finds_the_uid_of_the_peer(listen: str, connect: str) -> No
             cwd="/",
         ) as holder:
             try:
-                _check_owner(server, holder)
+                _check_owner(server, holder, LOOKUPS[lookup])
             finally:
                 if holder.poll() is None:
                     holder.kill()
 
 
-def _check_owner(server: socket.socket, holder: subprocess.Popen[str]) -> None:
+def _check_owner(
+    server: socket.socket,
+    holder: subprocess.Popen[str],
+    owner: Callable[[tuple[str, int], tuple[str, int]], int | None],
+) -> None:
     assert holder.stdout is not None and holder.stdin is not None
     client_port = int(holder.stdout.readline())
     conn, peer = server.accept()
     with conn:
         own = conn.getsockname()
         assert peer[1] == client_port
-        assert peers.socket_owner(peer[:2], own[:2]) == NOBODY
+        assert owner(peer[:2], own[:2]) == NOBODY
         # our own end of the connection is root's, seen the other way round
-        assert peers.socket_owner(own[:2], peer[:2]) == os.getuid()
+        assert owner(own[:2], peer[:2]) == os.getuid()
+        # a port nobody connects from: no such socket (and not the listener's owner)
+        assert owner((peer[0], 1), own[:2]) is None
         holder.stdin.write("\n")
         holder.stdin.flush()
         assert holder.wait(10) == 0
         # gone (or orphaned, which the kernel shows as uid 0): nobody vouches for it
         deadline = time.monotonic() + 5
-        while peers.socket_owner(peer[:2], own[:2]) is not None:
+        while owner(peer[:2], own[:2]) is not None:
             assert time.monotonic() < deadline, "a closed socket still has an owner"
             time.sleep(0.01)
+
+
+LISTENER = textwrap.dedent(
+    """
+    import socket, sys
+    family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+    s = socket.socket(family)
+    s.bind((sys.argv[1], 0))
+    s.listen()
+    print(s.getsockname()[1], flush=True)
+    sys.stdin.readline()
+    """
+)
+
+
+@pytest.mark.parametrize(
+    ("bind", "ask"),
+    [("127.0.0.1", "127.0.0.1"), ("::1", "::1"), ("0.0.0.0", "127.0.0.1"), ("::", "127.0.0.1")],
+)
+def test_listener_owner(bind: str, ask: str) -> None:
+    """Who accepts connections to host:port: nobody's listener, then nothing once gone."""
+    with subprocess.Popen(
+        [CHILD_PYTHON, "-I", "-c", LISTENER, bind],
+        preexec_fn=_as(NOBODY),  # noqa: PLW1509 -- the child only runs LISTENER
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd="/",
+    ) as holder:
+        assert holder.stdout is not None and holder.stdin is not None
+        port = int(holder.stdout.readline())
+        assert sockdiag.listener_owner(ask, port) == NOBODY
+        # a root listener bound to the exact address beats the wildcard one
+        if bind in ("0.0.0.0", "::"):
+            with socket.socket(socket.AF_INET) as exact:
+                exact.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                try:
+                    exact.bind(("127.0.0.1", port))
+                except OSError:
+                    pass  # the kernel refused the overlap: nothing more to compare
+                else:
+                    exact.listen()
+                    assert sockdiag.listener_owner("127.0.0.1", port) == os.getuid()
+        holder.stdin.write("\n")
+        holder.stdin.flush()
+        assert holder.wait(10) == 0
+    assert sockdiag.listener_owner(ask, port) is None
+
+
+def test_peer_owner_falls_back_to_the_table_scan(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Where netlink is filtered (seccomp, RestrictAddressFamilies=), the scan answers."""
+
+    def unavailable(a: tuple[str, int], b: tuple[str, int]) -> int | None:
+        raise sockdiag.SockDiagUnavailable(97, "sock_diag unavailable: filtered")
+
+    monkeypatch.setattr(sockdiag, "connection_owner", unavailable)
+    monkeypatch.setattr(peers._Netlink, "usable", True)
+    with (
+        socket.create_server(("127.0.0.1", 0)) as server,
+        socket.create_connection(server.getsockname()) as client,
+    ):
+        conn, peer = server.accept()
+        with conn:
+            assert peers.peer_owner(peer, conn.getsockname()) == os.getuid()
+            assert peers._Netlink.usable is False  # asked once, then the scan only
+            assert peers.peer_owner(client.getsockname(), peer) is None
 
 
 def test_socket_owner_without_proc_tables(tmp_path: Any) -> None:
@@ -264,10 +357,33 @@ def test_gate_decisions(
 
     gate = PeerGate({0}, allow_remote=allow_remote, owner=lookup)
     transport = _Transport((peer, 40000), ("127.0.0.1", 8005))
-    verdict = gate.check(transport)  # type: ignore[arg-type]
+    verdict = asyncio.run(gate.check(transport))  # type: ignore[arg-type]
     assert (verdict.reason, verdict.uid) == (reason, owner)
-    gate.check(transport)  # type: ignore[arg-type]
+
+    async def again() -> None:
+        await gate.check(transport)  # type: ignore[arg-type]
+
+    asyncio.run(again())
     assert len(calls) == 1  # decided once per connection
+
+
+def test_gate_looks_up_off_the_event_loop() -> None:
+    """The lookup is a syscall or a file read: it runs in a worker thread, so a slow one
+    delays only the connection it is about."""
+    threads: list[threading.Thread] = []
+
+    def lookup(a: tuple[str, int], b: tuple[str, int]) -> int | None:
+        threads.append(threading.current_thread())
+        return 0
+
+    async def check() -> threading.Thread:
+        gate = PeerGate({0}, owner=lookup)
+        transport = _Transport(("127.0.0.1", 40000), ("127.0.0.1", 8005))
+        assert (await gate.check(transport)).reason is None  # type: ignore[arg-type]
+        return threading.current_thread()
+
+    loop_thread = asyncio.run(check())
+    assert threads and threads[0] is not loop_thread
 
 
 def test_gate_fails_closed_when_the_tables_cannot_be_read() -> None:
@@ -275,9 +391,10 @@ def test_gate_fails_closed_when_the_tables_cannot_be_read() -> None:
         raise peers.PeerLookupError(2, "no /proc")
 
     gate = PeerGate({0}, owner=broken)
-    verdict = gate.check(_Transport(("127.0.0.1", 1), ("127.0.0.1", 2)))  # type: ignore[arg-type]
+    transport = _Transport(("127.0.0.1", 1), ("127.0.0.1", 2))
+    verdict = asyncio.run(gate.check(transport))  # type: ignore[arg-type]
     assert verdict.reason == "peer_unknown"
-    assert gate.check(None).reason == "peer_unknown"
+    assert asyncio.run(gate.check(None)).reason == "peer_unknown"
 
 
 # -- settings --------------------------------------------------------------------------

@@ -368,6 +368,7 @@ def test_proxy_settings_with_workspace() -> None:
         "workspace_id": "ws-1234",
         "assume_role_arn": ROLE,
         "allow_non_loopback": False,
+        "allowed_uids": ["ampd-prometheus"],
     }
 
 

@@ -23,7 +23,7 @@ from multidict import CIMultiDict, CIMultiDictProxy
 from structlog.testing import capture_logs
 
 from ampd.gateways.sigv4 import Signer, SigningError
-from ampd.proxy import server as proxy_server
+from ampd.proxy import run as proxy_run
 from ampd.proxy.config import ProxyConfig, ProxyConfigError, load, parse
 from ampd.proxy.server import path_kind
 from tests.harness import remote_write
@@ -59,6 +59,7 @@ GOOD: dict[str, Any] = {
     "workspace_id": "ws-abc",
     "assume_role_arn": None,
     "allow_non_loopback": False,
+    "allowed_uids": ["ampd-prometheus", "ampd-grafana"],
 }
 
 
@@ -73,6 +74,7 @@ def test_config_parses_the_rendered_shape(tmp_path: Path) -> None:
         upstream="https://aps-workspaces.us-east-1.amazonaws.com",
         service="aps",
         workspace_id="ws-abc",
+        allowed_uids=("ampd-prometheus", "ampd-grafana"),
     )
     assert config.upstream_host == "aps-workspaces.us-east-1.amazonaws.com"
     assert parse({**GOOD, "listen": "[::1]:9"}).listen == "[::1]:9"
@@ -266,15 +268,19 @@ def test_other_methods_are_refused(
     assert bare_dataplane.seen == []
 
 
-def test_without_a_workspace_id_any_workspace_path_is_forwarded(
+def test_without_a_workspace_id_nothing_is_forwarded(
     aws_env: str, bare_dataplane: DataPlane, start_proxy: StartProxy
 ) -> None:
+    """Before ampd knows the workspace, the proxy signs for no workspace at all: a 503
+    (Prometheus retries it) that says why, and nothing reaches the upstream."""
     proxy = start_proxy(bare_dataplane.url, workspace_id=None)
-    reply = http_call("GET", proxy.url + "/workspaces/ws-unknown/api/v1/query?query=up")
-    assert reply.status == 404  # AMP's answer, passed through
-    assert reply.json() == {"message": "Workspace not found: ws-unknown"}
-    assert reply.headers["x-amzn-errortype"] == "ResourceNotFoundException"
-    assert http_call("GET", proxy.url + "/other").status == 403
+    for path in ("/workspaces/ws-unknown/api/v1/query?query=up", WRITE_PATH, "/other"):
+        method = "POST" if path == WRITE_PATH else "GET"
+        reply = http_call(method, proxy.url + path, body=b"x" if method == "POST" else b"")
+        assert reply.status == 503, path
+        assert b"no workspace id is known yet" in reply.body
+    assert bare_dataplane.seen == []
+    assert proxy.metric("ampd_proxy_refused_total", {"reason": "no_workspace"}) == 3
 
 
 @pytest.mark.parametrize("status", [429, 500, 503])
@@ -571,6 +577,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(
 ) -> None:
     config = {**GOOD, "listen": "127.0.0.1:0", "upstream": bare_dataplane.url}
     config["workspace_id"] = WORKSPACE_ID
+    config["allowed_uids"] = [os.getuid()]
     proc = _proxy_process(tmp_path, config)
     try:
         url = _read_event(proc, "proxy.listening")["url"]
@@ -600,7 +607,7 @@ def test_main_rejects_invalid_settings(tmp_path: Path) -> None:
     path = tmp_path / "proxy.json"
     path.write_text(json.dumps({**GOOD, "listen": "0.0.0.0:0"}))
     with capture_logs() as logs:
-        assert proxy_server.main(path) == 1
+        assert proxy_run.main(path) == 1
     assert logs[0]["event"] == "proxy.config_invalid"
     assert f"{path}: listen:" in logs[0]["error"]
 

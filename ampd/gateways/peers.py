@@ -9,27 +9,37 @@ its ``uid`` column is the user that created that socket.
 Rows with inode 0 are skipped: they are sockets no process holds any more (TIME_WAIT, or
 orphaned after close(), which the kernel reports as uid 0). A client that closes its end
 right after sending cannot pass for root that way; the lookup finds nothing instead.
+
+``peer_owner`` is what the proxy calls: the exact NETLINK ``sock_diag`` lookup of the one
+socket (ampd.gateways.sockdiag), whose cost does not grow with the number of sockets other
+users hold, and this table scan only where netlink is unavailable. Both block (a syscall,
+a file read), so the proxy runs them in a worker thread.
 """
 
 from __future__ import annotations
 
 import ipaddress
-import os
 import pwd
 import struct
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+import structlog
+
+from ampd.gateways import sockdiag
+
 __all__ = [
     "PeerLookupError",
-    "default_allowed_uids",
     "is_loopback",
+    "peer_owner",
     "socket_owner",
     "uids_of",
 ]
 
+log = structlog.get_logger("ampd.peers")
+
 PROC_NET = Path("/proc/self/net")
-DEFAULT_USERS = ("ampd", "grafana")
 
 Address = tuple[str, int]
 
@@ -111,9 +121,25 @@ def uids_of(names: Iterable[str]) -> dict[str, int]:
     return found
 
 
-def default_allowed_uids() -> frozenset[int]:
-    """This process's uid, root, and the users ``ampd`` and ``grafana`` where they exist."""
-    return frozenset({os.getuid(), 0, *uids_of(DEFAULT_USERS).values()})
+class _Netlink:
+    """Whether sock_diag works here; found out once (a filter does not come and go)."""
+
+    usable = True
+    lock = threading.Lock()
+
+
+def peer_owner(local: Address, remote: Address) -> int | None:
+    """``socket_owner`` by the exact sock_diag lookup, or by the table scan when netlink
+    cannot be used in this process (logged once). Blocking: call it off the event loop."""
+    if _Netlink.usable:
+        try:
+            return sockdiag.connection_owner(local, remote)
+        except sockdiag.SockDiagUnavailable as e:
+            with _Netlink.lock:
+                if _Netlink.usable:
+                    log.warning("peers.sock_diag_unavailable", error=str(e), fallback="proc")
+                _Netlink.usable = False
+    return socket_owner(local, remote)
 
 
 def is_loopback(host: str) -> bool:

@@ -24,6 +24,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import quote, urlsplit
 
 import botocore.session
@@ -98,6 +99,24 @@ def _stamp_now() -> str:
     return _stamps[1]
 
 
+class _SigV4At(SigV4Auth):
+    """botocore's SigV4Auth with the signing time given instead of read from the clock
+    (a proxy that corrects for clock skew signs at "now + offset")."""
+
+    def __init__(self, creds: Credentials, service: str, region: str, stamp: str) -> None:
+        super().__init__(creds, service, region)
+        self._stamp = stamp
+
+    def add_auth(self, request: AWSRequest) -> None:
+        # SigV4Auth.add_auth, minus its clock read (the two helpers are not in the stubs)
+        base: Any = self
+        request.context["timestamp"] = self._stamp
+        base._modify_request_before_signing(request)
+        canonical = self.canonical_request(request)
+        string_to_sign = self.string_to_sign(request, canonical)
+        base._inject_signature_to_request(request, self.signature(string_to_sign, request))
+
+
 def botocore_headers(
     creds: Credentials,
     service: str,
@@ -106,10 +125,14 @@ def botocore_headers(
     url: str,
     headers: Mapping[str, str],
     body: bytes,
+    now: dt.datetime | None = None,
 ) -> dict[str, str]:
     """botocore's own SigV4 signature (the reference the fast path is held to)."""
     request = AWSRequest(method=method.upper(), url=url, headers=dict(headers), data=body)
-    SigV4Auth(creds, service, region).add_auth(request)
+    if now is None:
+        SigV4Auth(creds, service, region).add_auth(request)
+    else:
+        _SigV4At(creds, service, region, now.strftime("%Y%m%dT%H%M%SZ")).add_auth(request)
     return {name: str(value) for name, value in request.headers.items()}
 
 
@@ -130,7 +153,7 @@ def sigv4_headers(
     if not any(low == "host" for _, low, _ in lowered) or any(
         low in _SLOW_PATH for _, low, _ in lowered
     ):
-        return botocore_headers(creds, service, region, method, url, headers, body)
+        return botocore_headers(creds, service, region, method, url, headers, body, now)
     stamp = now.strftime("%Y%m%dT%H%M%SZ") if now is not None else _stamp_now()
     drop = {"authorization", "x-amz-date"} | ({"x-amz-security-token"} if token else set())
     out = {name: value for name, low, value in lowered if low not in drop}
@@ -267,12 +290,20 @@ class Signer:
         return isinstance(creds, RefreshableCredentials) and creds.refresh_needed()
 
     def sign(
-        self, method: str, url: str, headers: Mapping[str, str], body: bytes
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        at: dt.datetime | None = None,
     ) -> dict[str, str]:
         """The headers to send: ``headers`` plus Authorization, X-Amz-Date and, for
         temporary credentials, X-Amz-Security-Token. ``url`` must be exactly what is
-        sent (path and query already encoded). Raises SigningError."""
-        return sigv4_headers(self._frozen(), self.service, self.region, method, url, headers, body)
+        sent (path and query already encoded). ``at``: the signing time (UTC) when it is
+        not this host's clock, e.g. corrected for skew. Raises SigningError."""
+        return sigv4_headers(
+            self._frozen(), self.service, self.region, method, url, headers, body, at
+        )
 
     def credential_status(self) -> CredentialStatus:
         """Resolve (and refresh if due) the credentials and describe them."""

@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import os
 import pwd
-from collections.abc import Mapping
 from dataclasses import dataclass
+
+from ampd.core import PROCESS_USERS
 
 __all__ = [
     "DAEMON_USER",
@@ -27,12 +28,6 @@ __all__ = [
 ]
 
 DAEMON_USER = "ampd"
-# The packaged user of each managed process (units/ampd.sysusers, units/ampd-*.service).
-PROCESS_USERS: Mapping[str, str] = {
-    "prometheus": "ampd-prometheus",
-    "grafana": "ampd-grafana",
-    "sigv4-proxy": "ampd-proxy",
-}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import structlog
 
-from ampd.proxy.server import main
+from ampd.proxy.run import main
 
 
 def _configure_logging(level: str) -> None:

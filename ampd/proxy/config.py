@@ -6,8 +6,14 @@
      "allowed_uids": null}
 
 ``allowed_uids``: the local users whose connections are signed for, as uids or user
-names; null (or absent) means the proxy's own user, root, ``ampd`` and ``grafana``;
-``"any"`` switches the check off (anything that reaches the listener gets signatures).
+names. ampd renders it from the state's ``proxy.allowed_users`` (default: the Prometheus
+user, plus the Grafana user when Grafana is on). null (or absent) means the packaged
+Prometheus and Grafana users (``ampd.core.PROCESS_USERS``); root is never in a default,
+so a root-run forwarder (SSM port forwarding, a host-network container) is refused unless
+the state names root. ``"any"`` switches the check off (anything that reaches the listener
+gets signatures).
+
+``workspace_id`` null: the workspace is not known yet, and nothing is forwarded (503).
 
 Every problem names the file and the field.
 """

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 __all__ = ["REFUSAL_REASONS", "ProxyMetrics"]
 
 # The ``reason`` values of ampd_proxy_refused_total, all present from the start (at 0).
-REFUSAL_REASONS = ("uid", "peer_unknown", "path", "method", "too_large")
+REFUSAL_REASONS = ("uid", "peer_unknown", "path", "method", "too_large", "no_workspace")
 
 
 class ProxyMetrics:
@@ -21,7 +21,8 @@ class ProxyMetrics:
         self.refused = Counter(
             "ampd_proxy_refused",
             "Requests the proxy refused to sign: uid (a local user not allowed), "
-            "peer_unknown (no live local socket owns the connection), path, method, too_large",
+            "peer_unknown (no live local socket owns the connection), path, method, too_large, "
+            "no_workspace (no workspace id known yet: 503)",
             ["reason"],
             registry=registry,
         )
@@ -44,5 +45,22 @@ class ProxyMetrics:
         self.signing_errors = Counter(
             "ampd_proxy_signing_errors",
             "Requests that could not be signed (no credentials, refresh failed)",
+            registry=registry,
+        )
+        self.clock_offset = Gauge(
+            "ampd_proxy_clock_offset_seconds",
+            "The upstream's clock minus this host's, learnt from AWS refusing a signature's "
+            "time; requests are signed at local time plus this offset",
+            registry=registry,
+        )
+        self.clock_corrections = Counter(
+            "ampd_proxy_clock_corrections",
+            "Requests re-signed once after the upstream refused the signature's time",
+            registry=registry,
+        )
+        self.clock_uncorrected = Counter(
+            "ampd_proxy_clock_uncorrected",
+            "Requests answered 503 because the signature's time could not be corrected "
+            "(no Date header, or still refused after re-signing)",
             registry=registry,
         )

@@ -2,10 +2,11 @@
 
 Loopback is not an authorization boundary on a multi-user host: any local user can reach
 127.0.0.1:8005, and the proxy signs with the host's role. So each accepted connection is
-mapped to the uid that owns the client's socket (ampd.gateways.peers, from the kernel's
-socket tables) and only allowed uids get their requests signed. The verdict is taken once
-per connection, at its first request, and kept for the connection's life (a socket's
-owner cannot change).
+mapped to the uid that owns the client's socket (ampd.gateways.peers: the kernel's
+exact sock_diag answer, looked up off the event loop) and only allowed uids get their
+requests signed. The verdict is taken once per connection, at its first request, and
+kept for the connection's life (a socket's owner cannot change). A reload builds a new
+gate, so open connections are checked again against the new list.
 
 Refusal reasons (the ``reason`` label of ``ampd_proxy_refused_total``):
 
@@ -24,16 +25,12 @@ import asyncio
 import contextlib
 import weakref
 from collections.abc import Callable, Iterable
+from concurrent.futures import Executor
 
 import structlog
 
-from ampd.gateways.peers import (
-    PeerLookupError,
-    default_allowed_uids,
-    is_loopback,
-    socket_owner,
-    uids_of,
-)
+from ampd.core import PROCESS_USERS
+from ampd.gateways.peers import PeerLookupError, is_loopback, peer_owner, uids_of
 
 __all__ = ["ANY", "OwnerLookup", "PeerGate", "Verdict", "resolve_allowed"]
 
@@ -55,13 +52,13 @@ class Verdict:
 
 
 def resolve_allowed(setting: tuple[int | str, ...] | str | None) -> frozenset[int] | None:
-    """The allowed uids from the settings value: None (the default set), ``"any"``
-    (no check: returns None), or a list of uids and user names (names that do not exist
-    are left out, with a warning)."""
+    """The allowed uids from the settings value: None (the packaged Prometheus and Grafana
+    users; never root), ``"any"`` (no check: returns None), or a list of uids and user
+    names (names that do not exist are left out, with a warning)."""
     if setting == ANY:
         return None
     if setting is None:
-        return default_allowed_uids()
+        setting = (PROCESS_USERS["prometheus"], PROCESS_USERS["grafana"])
     assert not isinstance(setting, str)
     uids = {u for u in setting if isinstance(u, int)}
     names = [n for n in setting if isinstance(n, str)]
@@ -75,8 +72,11 @@ def resolve_allowed(setting: tuple[int | str, ...] | str | None) -> frozenset[in
 class PeerGate:
     """Decides, per connection, whether the proxy signs for the peer.
 
-    ``allowed`` None switches the check off. ``owner`` is the socket-table lookup (tests
-    may pass their own). ``allow_remote``: accept peers that are not local at all.
+    ``allowed`` None switches the check off. ``owner`` is the socket lookup (the exact
+    sock_diag query, the table scan where netlink is unavailable; tests may pass their
+    own). It blocks, so it runs on ``executor`` (a thread), never on the event loop: a
+    user holding many sockets slows nobody else's requests. ``allow_remote``: accept
+    peers that are not local at all.
     """
 
     def __init__(
@@ -84,17 +84,19 @@ class PeerGate:
         allowed: Iterable[int] | None,
         *,
         allow_remote: bool = False,
-        owner: OwnerLookup = socket_owner,
+        owner: OwnerLookup = peer_owner,
+        executor: Executor | None = None,
     ) -> None:
         self.allowed = frozenset(allowed) if allowed is not None else None
         self._allow_remote = allow_remote
         self._owner = owner
+        self._executor = executor
         self._verdicts: weakref.WeakKeyDictionary[asyncio.BaseTransport, Verdict] = (
             weakref.WeakKeyDictionary()
         )
         self._lookup_failed_once = False
 
-    def check(self, transport: asyncio.BaseTransport | None) -> Verdict:
+    async def check(self, transport: asyncio.BaseTransport | None) -> Verdict:
         if self.allowed is None:
             return Verdict(None, None)
         if transport is None:  # the connection is already gone
@@ -103,21 +105,22 @@ class PeerGate:
             return self._verdicts[transport]
         except (KeyError, TypeError):
             pass
-        verdict = self._decide(transport)
+        verdict = await self._decide(transport)
         # a transport that takes no weak reference is decided again at each request
         with contextlib.suppress(TypeError):
             self._verdicts[transport] = verdict
         return verdict
 
-    def _decide(self, transport: asyncio.BaseTransport) -> Verdict:
+    async def _decide(self, transport: asyncio.BaseTransport) -> Verdict:
         peer = transport.get_extra_info("peername")
         own = transport.get_extra_info("sockname")
         if not peer or not own:
             return Verdict("peer_unknown", None)
         peer_addr: Address = (str(peer[0]), int(peer[1]))
         own_addr: Address = (str(own[0]), int(own[1]))
+        loop = asyncio.get_running_loop()
         try:
-            uid = self._owner(peer_addr, own_addr)
+            uid = await loop.run_in_executor(self._executor, self._owner, peer_addr, own_addr)
         except PeerLookupError as e:
             if not self._lookup_failed_once:
                 log.error("proxy.peer_lookup_failed", error=str(e))

@@ -63,11 +63,13 @@ def path_kind(path: str) -> str:
 
 def refusal(path: str, workspace_id: str | None) -> str | None:
     """Why ``path`` is not forwarded, or None: dot segments never are, and only
-    ``/workspaces/<id>/...`` (any workspace when none is configured)."""
+    ``/workspaces/<id>/...``; nothing while no workspace id is known."""
+    if not workspace_id:
+        return "no workspace id is known yet, so nothing is forwarded"
     segments = path.split("/")
     if any(s in (".", "..") for s in segments):
         return "dot segments are not allowed in paths"
-    prefix = f"/workspaces/{workspace_id}/" if workspace_id else "/workspaces/"
+    prefix = f"/workspaces/{workspace_id}/"
     if not path.startswith(prefix):
         return f"only {prefix}... is forwarded by this proxy"
     return None

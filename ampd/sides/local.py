@@ -51,6 +51,7 @@ from ampd.render.files import Rendered, render_all, signing_mode
 from ampd.report.flow import FlowTracker
 from ampd.report.local import HealthProbe, LocalSnapshot, local_statuses
 from ampd.report.owners import listeners_condition, squat_text
+from ampd.report.proxy import proxy_conditions
 from ampd.sides.facts import Facts, effective_spec, render_context
 from ampd.spec.checks import proxy_enabled
 from ampd.spec.models import StateSpec
@@ -194,6 +195,7 @@ class LocalSide:
         )
         if flow is not None:
             conditions.append(flow)
+        conditions += self._proxy_conditions(spec, probes, external_proxy, owners, squatted)
         hints = [pwake - now] if pwake is not None else []
         if any(s.health == Health.PROGRESSING for s in statuses):
             hints.append(PROGRESS_RECHECK)
@@ -418,6 +420,26 @@ class LocalSide:
             log.warning("remote_write.native_unsigned", detail=verdict.message)
             self.native_failed = True
         return Condition("RemoteWriteFlowing", verdict.status, verdict.reason, verdict.message)
+
+    def _proxy_conditions(
+        self,
+        spec: StateSpec,
+        probes: Mapping[str, HealthProbe],
+        external_proxy: bool,
+        owners: Mapping[str, ProcessUser],
+        squatted: Mapping[str, observe_local.Squat],
+    ) -> list[Condition]:
+        """ProxyPeerCheck (a third-party proxy checks no uid) and ClockSkew (read from
+        the built-in proxy's own /metrics, when it is up and the port is its own)."""
+        if spec.proxy is None or not proxy_enabled(spec):
+            return []
+        own = "sigv4-proxy" in probes and "sigv4-proxy" not in squatted
+        text = (
+            observe_local.scrape(spec.proxy.listen, owner=owners["sigv4-proxy"].uid)
+            if own and not external_proxy
+            else None
+        )
+        return proxy_conditions(spec, text)
 
 
 def render_files(spec: StateSpec, ctx: RenderContext) -> tuple[StateSpec, dict[str, Rendered]]:

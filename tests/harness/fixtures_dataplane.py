@@ -3,6 +3,7 @@ sample app and the signing proxy. Loaded by tests/conftest.py as a plugin."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -10,7 +11,7 @@ import pytest
 
 from ampd.gateways.sigv4 import Signer
 from ampd.proxy.config import ProxyConfig
-from ampd.proxy.server import RequestSigner
+from ampd.proxy.relay import RequestSigner
 from tests.harness.dataplane import DataPlane
 from tests.harness.prom import Prometheus, prometheus_available
 from tests.harness.proxy import ThreadedProxy
@@ -79,7 +80,8 @@ StartProxy = Callable[..., ThreadedProxy]
 @pytest.fixture
 def start_proxy() -> Iterator[StartProxy]:
     """``start_proxy(upstream, workspace_id=..., signer=..., **server_kwargs)`` starts a
-    proxy on a free loopback port; all are stopped at teardown."""
+    proxy on a free loopback port, signing for this process's user (root is in no
+    default); all are stopped at teardown."""
     running: list[ThreadedProxy] = []
 
     def start(
@@ -89,6 +91,7 @@ def start_proxy() -> Iterator[StartProxy]:
         signer: RequestSigner | None = None,
         region: str = REGION,
         service: str = "aps",
+        allowed_uids: tuple[int | str, ...] | str | None = (os.getuid(),),
         **kwargs: Any,
     ) -> ThreadedProxy:
         config = ProxyConfig(
@@ -98,6 +101,7 @@ def start_proxy() -> Iterator[StartProxy]:
             upstream=upstream,
             service=service,
             workspace_id=workspace_id,
+            allowed_uids=allowed_uids,
         )
         proxy = ThreadedProxy(config, signer or Signer(region, service), **kwargs)
         running.append(proxy.start())
