@@ -47,7 +47,8 @@ def baked_host(tmp_path: Path) -> Paths:
         "data/grafana/grafana.db",
         "generated/prometheus.yml",
         "generated/proxy.json",
-        "secrets/grafana-admin-password",
+        "grafana-secrets/admin-password",
+        "secrets/grafana-admin-password",  # where it was before Grafana had its own user
         "source/state.yml",
         "source/source.json",
     ):
@@ -63,12 +64,14 @@ def test_bake_drops_per_instance_state_and_keeps_fleet_facts(tmp_path: Path) -> 
     paths = baked_host(tmp_path)
     report = bake(paths)
     removed = " ".join(p for p, _ in report.removed)
-    for gone in ("data/", "generated/", "grafana-admin-password", "status.json", "instance_id"):
+    for gone in ("data/", "generated/", "admin-password", "status.json", "instance_id"):
         assert gone in removed
+    assert "grafana-secrets/admin-password" in removed
     sd = paths.state_dir
     assert not (sd / "data").exists()
     assert not (sd / "generated").exists()
     assert not (sd / "secrets/grafana-admin-password").exists()
+    assert not (sd / "grafana-secrets/admin-password").exists()
     assert not paths.status.exists()
     assert (sd / "source/state.yml").read_text() == "x"  # the cached state copy stays
     stored = json.loads(paths.store.read_text())

@@ -112,8 +112,9 @@ def test_grafana_started_reloaded_restarted_and_stopped(
     assert ds["jsonData"]["sigV4Auth"] is True
     assert ds["jsonData"]["sigV4Region"] == REGION
     assert {d["uid"] for d in first["dashboards"]} == {"ampd-host", "ampd-self", "mine"}
-    password_file = ampd_proc.state_dir / "secrets" / "grafana-admin-password"
-    assert stat.S_IMODE(password_file.stat().st_mode) == 0o600
+    password_file = ampd_proc.state_dir / "grafana-secrets" / "admin-password"
+    assert stat.S_IMODE(password_file.stat().st_mode) == 0o640  # ampd's; Grafana's group
+    assert stat.S_IMODE(password_file.parent.stat().st_mode) == 0o750
     password = password_file.read_text().strip()
 
     # A data source change is reloaded through the admin API: same process.
@@ -260,7 +261,7 @@ def test_real_grafana_loads_the_provisioning(
         lambda: (r := ampd_proc.resource("process", "grafana")) and r["health"] == "Healthy",
         timeout=60,
     )
-    password = (ampd_proc.state_dir / "secrets" / "grafana-admin-password").read_text().strip()
+    password = (ampd_proc.state_dir / "grafana-secrets" / "admin-password").read_text().strip()
     listen = f"127.0.0.1:{port}"
     ds = wait_for(
         "the provisioned data source",

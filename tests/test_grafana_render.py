@@ -128,7 +128,7 @@ def test_settings_listen_paths_and_admin() -> None:
     for key in ("data", "logs", "plugins", "provisioning"):
         assert cp.get("paths", key).startswith("/var/lib/ampd/")
     assert cp.get("security", "admin_password") == (
-        "$__file{/var/lib/ampd/secrets/grafana-admin-password}"
+        "$__file{/var/lib/ampd/grafana-secrets/admin-password}"
     )
     assert cp.getboolean("auth.anonymous", "enabled") is False
     cmd = json.loads(files["grafana.cmd.json"])
@@ -235,7 +235,7 @@ def test_provisioned_values_reach_grafana_literally_never_expanded(tmp_path: Pat
     state_dir = tmp_path / "state"
     secret = grafana_gw.ensure_admin_password(state_dir)
     name = (
-        f"$__file{{{state_dir}/secrets/grafana-admin-password}} $HOME ${{PATH}} $__env{{HOME}} $$"
+        f"$__file{{{state_dir}/grafana-secrets/admin-password}} $HOME ${{PATH}} $__env{{HOME}} $$"
     )
     dashboards = tmp_path / "dash$HOME"
     dashboards.mkdir()

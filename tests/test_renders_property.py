@@ -52,7 +52,7 @@ EXOTIC = [
     "$HOME",
     "${PATH}",
     "$__env{HOME}",
-    "$__file{/var/lib/ampd/secrets/grafana-admin-password}",
+    "$__file{/var/lib/ampd/grafana-secrets/admin-password}",
     "\\",
     '"',
     "'",

@@ -106,7 +106,7 @@ def test_runtime_starts_reloads_restarts_and_stops_a_child(ampd_box: SysBox) -> 
     assert state["running"] and state["pid"], state
     assert state["command"]["argv"] == first["argv"], "cmd.json round-trips"
     assert state["command"]["env"] == first["env"]
-    assert box.show("ampd-prometheus.service", "User")["User"] == "ampd"
+    assert box.show("ampd-prometheus.service", "User")["User"] == "ampd-prometheus"
 
     # reload: SIGHUP reaches the process itself (ampd exec replaced itself with it)
     drive(box, [("reload", "prometheus")])

@@ -32,6 +32,8 @@ from ampd.gateways.store import Store, StoredState
 PER_INSTANCE = (
     ("data", "Prometheus WAL/TSDB and Grafana data (this instance's samples and labels)"),
     ("generated", "generated configuration (carries this instance's labels)"),
+    ("grafana-secrets/admin-password", "this host's local Grafana admin password"),
+    # where it was before Grafana ran as its own user (moved on the next start)
     ("secrets/grafana-admin-password", "this host's local Grafana admin password"),
 )
 

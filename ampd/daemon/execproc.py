@@ -17,6 +17,15 @@ def exec_process(name: str, paths: Paths) -> int:
         data = json.loads(cmd_file.read_text())
         argv = [str(a) for a in data["argv"]]
         env = {**os.environ, **{str(k): str(v) for k, v in data.get("env", {}).items()}}
+    except PermissionError as e:
+        # The child's own user reads it as a member of group ampd (units/ampd.sysusers,
+        # SupplementaryGroups= in its unit): say who could not.
+        print(
+            f"ampd exec {name}: cannot read {cmd_file} as uid {os.getuid()} "
+            f"(groups {sorted(os.getgroups())}): {e.strerror}",
+            file=sys.stderr,
+        )
+        return 1
     except (OSError, ValueError, KeyError, TypeError) as e:
         print(f"ampd exec {name}: cannot read {cmd_file}: {e}", file=sys.stderr)
         return 1

@@ -60,22 +60,38 @@ def grafana_major(binary: str) -> int | None:
 
 
 def admin_password_file(state_dir: Path) -> Path:
-    """Where ampd keeps the password of the Grafana admin it provisions (mode 0600)."""
+    """Where ampd keeps the password of the Grafana admin it provisions: readable by ampd
+    and the Grafana user only. The directory is group ``ampd-grafana`` (0750; made by
+    units/ampd.tmpfiles, or by a root ampd before it starts Grafana as its user:
+    ampd.gateways.childuser), the file ampd's, 0640 (Grafana, a member of group ``ampd``,
+    reads it). The other children, members of group ``ampd`` too, cannot enter the
+    directory, and their units hide it as well. Not under ``secrets/``: that is ampd's
+    alone."""
+    return state_dir / "grafana-secrets" / "admin-password"
+
+
+def _legacy_admin_password_file(state_dir: Path) -> Path:
+    """Where it was while every child ran as ampd's own user."""
     return state_dir / "secrets" / "grafana-admin-password"
 
 
 def ensure_admin_password(state_dir: Path) -> str:
-    """The admin password, made (random, 0600) the first time. Grafana reads it through
-    ``admin_password = $__file{...}`` in the generated grafana.ini."""
+    """The admin password, made (random) the first time. Grafana reads it through
+    ``admin_password = $__file{...}`` in the generated grafana.ini. One left in the old
+    place is moved, not made anew: Grafana's database holds it since its first start."""
     path = admin_password_file(state_dir)
+    legacy = _legacy_admin_password_file(state_dir)
+    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    if legacy.exists() and not path.exists():
+        legacy.rename(path)
+        path.chmod(0o640)
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
         text = ""
     if not text:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         text = secrets.token_urlsafe(24)
-        atomic_write(path, text.encode() + b"\n", 0o600)
+        atomic_write(path, text.encode() + b"\n", 0o640)
     return text
 
 

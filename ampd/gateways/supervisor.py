@@ -25,8 +25,12 @@ from dataclasses import dataclass, field
 import structlog
 
 from ampd.errors import PermanentError, TemporaryError
+from ampd.gateways import childuser
+from ampd.gateways.childuser import Credentials
 from ampd.gateways.execcheck import untrusted
+from ampd.gateways.paths import resolve_paths
 from ampd.gateways.runtime import Command, ProcessState
+from ampd.gateways.users import process_user
 
 log = structlog.get_logger()
 
@@ -38,6 +42,16 @@ def _die_with_parent() -> None:  # runs in the child between fork and exec
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+
+
+def _credentials(name: str) -> Credentials | None:
+    """Whom the child runs as: its own user when ampd is root and the package made that
+    user (its files handed over first), else None (ampd's own user, as without the
+    package). See ampd.gateways.users."""
+    user = process_user(name, "supervisor")
+    if not user.own:
+        return None
+    return childuser.prepare(name, user, resolve_paths().state_dir)
 
 
 @dataclass
@@ -119,7 +133,10 @@ class Supervisor:
             if why is not None:
                 raise PermanentError(f"{command.name}: refusing to run {command.argv[0]}: {why}")
             env = {**os.environ, **command.env}
+            creds = _credentials(command.name)
             try:
+                # user/group/extra_groups switch the child before preexec_fn runs, which
+                # matters: a change of uid clears the parent-death signal.
                 proc = subprocess.Popen(
                     list(command.argv),
                     stdin=subprocess.DEVNULL,
@@ -130,6 +147,9 @@ class Supervisor:
                     start_new_session=True,
                     preexec_fn=_die_with_parent,  # noqa: PLW1509 - only prctl, async-signal-safe enough
                     close_fds=True,
+                    user=creds.uid if creds else None,
+                    group=creds.gid if creds else None,
+                    extra_groups=list(creds.groups) if creds else None,
                 )
             except FileNotFoundError as e:
                 raise PermanentError(f"{command.name}: {command.argv[0]} not found") from e
@@ -137,7 +157,12 @@ class Supervisor:
                 raise PermanentError(f"{command.name}: {command.argv[0]}: permission denied") from e
             child = _Child(command, proc, time.time())
             self._children[command.name] = child
-            log.info("process.started", process=command.name, pid=proc.pid)
+            log.info(
+                "process.started",
+                process=command.name,
+                pid=proc.pid,
+                uid=creds.uid if creds else os.geteuid(),
+            )
             threading.Thread(
                 target=self._watch, args=(child,), name=f"watch-{command.name}", daemon=True
             ).start()

@@ -173,8 +173,9 @@ def grafana_ini(spec: StateSpec, ctx: RenderContext) -> bytes:
         "",
         "[security]",
         f"admin_user = {ADMIN_USER}",
-        # ampd made this file (mode 0600) and signs provisioning reloads with it.
-        f"admin_password = $__file{{{ctx.state_dir}/secrets/grafana-admin-password}}",
+        # ampd made this file (ampd and Grafana read it: ampd.gateways.grafana) and signs
+        # provisioning reloads with it.
+        f"admin_password = $__file{{{ctx.state_dir}/grafana-secrets/admin-password}}",
         "disable_gravatar = true",
         "",
         "[users]",
