@@ -1,9 +1,17 @@
 """sd_notify from the real daemon: READY=1 before any AWS call, STATUS=, WATCHDOG=1,
-RELOADING=1/READY=1 around SIGHUP; a wedged loop stops the watchdog pings."""
+RELOADING=1/READY=1 around SIGHUP; a pass stuck in one call stops the watchdog pings, a
+pass that makes progress does not.
+
+Nothing in ampd is told to wedge: the stuck pass is real. The test stops (SIGSTOP) the
+Prometheus that ampd probes, so a pass waits on it for a bounded time much longer than
+the test's WatchdogSec, then lets it go on (SIGCONT)."""
 
 from __future__ import annotations
 
+import contextlib
+import itertools
 import json
+import os
 import signal
 import socket
 import time
@@ -12,7 +20,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.prombins import PromBin
+from tests.test_daemon_local import base_state, resource
 
 
 class NotifySocket:
@@ -53,7 +64,6 @@ def test_ready_status_watchdog_and_reload(tmp_path: Path, notify: NotifySocket) 
         env={
             "NOTIFY_SOCKET": notify.address,
             "WATCHDOG_USEC": "400000",
-            "AMPD_TEST_WEDGE_FILE": str(tmp_path / "wedge"),
             # an AWS endpoint that never answers must not delay READY=1
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
         },
@@ -81,14 +91,8 @@ def test_ready_status_watchdog_and_reload(tmp_path: Path, notify: NotifySocket) 
         wait_for("RELOADING=1", lambda: "RELOADING=1" in notify.fields())
         assert any(f.startswith("MONOTONIC_USEC=") for f in notify.fields())
         wait_for("READY=1 after reload", lambda: notify.fields().count("READY=1") > n_ready)
-
-        (tmp_path / "wedge").touch()
-        time.sleep(0.5)  # let a ping that was already in flight land
         pings = notify.fields().count("WATCHDOG=1")
-        time.sleep(1.0)  # a healthy loop pings every 0.2 s; a wedged one not at all
-        assert notify.fields().count("WATCHDOG=1") == pings
-        (tmp_path / "wedge").unlink()
-        wait_for("pings resume", lambda: notify.fields().count("WATCHDOG=1") > pings)
+        wait_for("pings go on", lambda: notify.fields().count("WATCHDOG=1") > pings + 3)
     finally:
         assert proc.stop() == 0
     assert "STOPPING=1" in notify.fields()
@@ -146,3 +150,111 @@ def test_a_notify_socket_that_stops_draining_never_blocks_the_loop(
     assert events().count("notify.dropped") >= 1
     assert "daemon.stopping" in events()
     assert len(notify.drain()) > 0  # READY=1 and the first pings did land
+
+
+class Pings:
+    """Arrival times of WATCHDOG=1 on a notify socket."""
+
+    def __init__(self, notify: NotifySocket) -> None:
+        self.notify = notify
+        self.seen = 0
+        self.times: list[float] = []
+
+    def poll(self) -> list[float]:
+        n = self.notify.fields().count("WATCHDOG=1")
+        self.times += [time.monotonic()] * (n - self.seen)
+        self.seen = n
+        return self.times
+
+    def silent_for(self, seconds: float) -> bool:
+        times = self.poll()
+        return bool(times) and time.monotonic() - times[-1] >= seconds
+
+
+WATCHDOG_S = 1.0  # the test's WatchdogSec: ampd pings every 0.25 s, if it progresses
+
+
+def launcher(real: Path, delay: float = 0.0) -> str:
+    """A Prometheus that takes ``delay`` seconds before it starts (answers --version at
+    once, as ampd probes it)."""
+    return (
+        "#!/bin/sh\n"
+        f'case "$1" in --version|-v) exec {real} "$@";; esac\n'
+        f"sleep {delay}\n"
+        f'exec {real} "$@"\n'
+    )
+
+
+def install(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".new")
+    tmp.write_text(text)
+    tmp.chmod(0o755)
+    tmp.rename(path)
+
+
+def test_a_long_pass_that_progresses_pings_and_a_stuck_one_does_not(
+    tmp_path: Path, prometheus_bin: PromBin
+) -> None:
+    binary = trusted_dir() / "prometheus"
+    (binary.parent / "promtool").symlink_to(prometheus_bin.binary.parent / "promtool")
+    install(binary, launcher(prometheus_bin.binary))
+    notify = NotifySocket(str(tmp_path / "notify.sock"))
+    proc = AmpdProcess(
+        tmp_path,
+        env={
+            "NOTIFY_SOCKET": notify.address,
+            "WATCHDOG_USEC": str(int(WATCHDOG_S * 1_000_000)),
+            "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+        },
+    )
+    proc.write_state(base_state(free_port(), free_port(), binary=binary))
+    pings = Pings(notify)
+    prom_pid = 0
+    try:
+        proc.start()
+        proc.wait_healthy(60)
+        wait_for("pings", lambda: len(pings.poll()) >= 3)
+
+        # 1. a pass longer than WatchdogSec that makes progress keeps pinging: ampd
+        # restarts a killed Prometheus that now takes 1.5 s to start, and waits for it
+        install(binary, launcher(prometheus_bin.binary, delay=1.5))
+        killed = int(resource(proc, "process", "prometheus")["message"].split()[-1])
+        t0 = time.monotonic()
+        os.kill(killed, signal.SIGKILL)
+        wait_for(
+            "a new healthy prometheus",
+            lambda: (
+                pings.poll()  # stamps each ping as it comes
+                and (r := proc.resource("process", "prometheus"))
+                and r["health"] == "Healthy"
+                and r["message"] != f"pid {killed}"
+            ),
+            timeout=30,
+            every=0.02,
+        )
+        took = time.monotonic() - t0
+        during = [t for t in pings.poll() if t >= t0]
+        marks = [t0, *during, time.monotonic()]
+        gaps = [b - a for a, b in itertools.pairwise(marks)]
+        assert took > WATCHDOG_S, f"the restart took {took:.2f} s: not a long pass"
+        assert max(gaps) < 0.9 * WATCHDOG_S, f"pings held back in a pass that progressed: {gaps}"
+
+        # 2. a pass stuck in one call does not: ampd's health probe of a Prometheus that
+        # answers nothing waits 2 s (bounded, but longer than WatchdogSec)
+        install(binary, launcher(prometheus_bin.binary))
+        prom_pid = int(resource(proc, "process", "prometheus")["message"].split()[-1])
+        os.kill(prom_pid, signal.SIGSTOP)
+        assert proc.proc is not None
+        proc.proc.send_signal(signal.SIGHUP)  # a pass now
+        wait_for("the pings to stop", lambda: pings.silent_for(WATCHDOG_S), timeout=20, every=0.05)
+        assert "watchdog.held" in [e.get("event") for e in proc.logs()]
+        os.kill(prom_pid, signal.SIGCONT)
+        stopped_at = pings.times[-1]
+        wait_for("pings resume", lambda: pings.poll()[-1] > stopped_at, timeout=30)
+    finally:
+        if prom_pid:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(prom_pid, signal.SIGCONT)
+        code = proc.stop()
+        notify.close()
+    assert code == 0

@@ -22,7 +22,7 @@ import structlog
 from ampd.act.actions import by_action
 from ampd.core import Action, Change, Command, Kind, Outcome, ResourceKey
 from ampd.errors import AmpdError, PermanentError, TemporaryError
-from ampd.gateways import grafana, promreload, promtool
+from ampd.gateways import grafana, progress, promreload, promtool
 from ampd.gateways.files import atomic_write, read_bytes, remove
 from ampd.gateways.http import request
 from ampd.gateways.runtime import Runtime
@@ -109,6 +109,7 @@ def _wait_ready(name: str, listen: str | None, runtime: Runtime) -> None:
     while time.monotonic() < deadline:
         if request(f"http://{listen}/-/ready", timeout=0.5, owner=owner).status == 200:
             return
+        progress.mark()
         if time.monotonic() >= look_at:  # one that exited will not become ready
             if not runtime.observe(name).running:
                 return
@@ -221,6 +222,7 @@ def apply_local(
     ordered = sorted(changes, key=lambda c: 0 if c.key.kind == Kind.FILE else 1)
     checked_by_reload = reload_is_the_check(changes)
     for change in ordered:
+        progress.mark()  # the watchdog: each change is a step (ampd.gateways.progress)
         name = change.key.name
         if change.key.kind == Kind.PROCESS and _blocked_by(name, failed_files):
             outcomes.append(Outcome(change, False, "inputs failed to write; not touched"))

@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from ampd.errors import AmpdError
-from ampd.gateways import inotify, memory
+from ampd.gateways import inotify, memory, progress
 from ampd.gateways.files import atomic_write, read_bytes, sha256_bytes
 from ampd.gateways.notify import Notifier
 from ampd.gateways.paths import Paths
@@ -36,6 +36,7 @@ log = structlog.get_logger()
 
 DEBOUNCE = 0.005  # the watcher gathers a burst itself; this only lets signals coalesce
 MIN_PASS_GAP = 0.1
+IDLE_WAKE = 30.0  # the loop sleeps until a trigger or the next pass; this only bounds it
 
 
 class Daemon:
@@ -48,7 +49,8 @@ class Daemon:
         self.reload_requested = False
         self.passes = 0
         self.next_pass_at: float | None = None
-        self.wedge_file = os.environ.get("AMPD_TEST_WEDGE_FILE")
+        self.in_pass = False
+        self._silent = False  # the pinger holds WATCHDOG=1 back (logged once)
         self.loop: asyncio.AbstractEventLoop | None = None
         self.drift_seen: dict[ResourceKey, str] = {}
         self.why: set[str] = set()  # the triggers coalesced into the next pass
@@ -152,15 +154,41 @@ class Daemon:
         self.notifier.reloading()
         self.trigger("sighup")
 
-    def _ping(self) -> None:
-        if self.wedge_file and Path(self.wedge_file).exists():
-            return  # test hook: behave like a wedged loop
-        self.notifier.watchdog()
+    async def _pinger(self) -> None:
+        """WATCHDOG=1 while the loop is alive and a running pass makes progress.
+
+        Idle, the loop is alive whenever this task runs (they share the event loop). In a
+        pass, it pings only if the pass completed a step (``progress.mark()``) within the
+        last half ``WatchdogSec``: a long pass that progresses is not killed, and a pass
+        stuck in one call, like a wedged event loop, stops the pings."""
+        half = self.notifier.watchdog_interval  # WatchdogSec / 2
+        if half is None:
+            return
+        while not self.stopping.is_set():
+            stuck = self.in_pass and progress.age() >= half
+            if not stuck:
+                self.notifier.watchdog()
+            if stuck != self._silent:
+                self._silent = stuck
+                at = log.warning if stuck else log.info
+                at(
+                    "watchdog.held" if stuck else "watchdog.resumed",
+                    idle_s=round(progress.age(), 1),
+                )
+            await asyncio.sleep(half / 2)
 
     async def _loop(self, rec: Reconciler, metrics: Metrics) -> None:
-        ping_every = self.notifier.watchdog_interval or 30.0
+        pinger = asyncio.create_task(self._pinger())
+        try:
+            await self._passes(rec, metrics)
+        finally:
+            pinger.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pinger
+
+    async def _passes(self, rec: Reconciler, metrics: Metrics) -> None:
         while not self.stopping.is_set():
-            timeout = ping_every
+            timeout = IDLE_WAKE
             if self.next_pass_at is not None:
                 timeout = max(0.0, min(timeout, self.next_pass_at - time.time()))
             stop = asyncio.create_task(self.stopping.wait())
@@ -168,7 +196,6 @@ class Daemon:
             await asyncio.wait({stop, dirty}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
             stop.cancel()
             dirty.cancel()
-            self._ping()
             if self.stopping.is_set():
                 return
             due = self.next_pass_at is not None and time.time() >= self.next_pass_at
@@ -188,6 +215,8 @@ class Daemon:
             source = state_source_for(rec.state_path)
             if source is not None:
                 source.look_now()  # and looks at an ssm:/s3:// state at once
+        progress.mark()
+        self.in_pass = True
         try:
             summary = await asyncio.to_thread(rec.run_pass)
         except Exception as e:  # the loop never dies: report, back off, try again
@@ -201,6 +230,8 @@ class Daemon:
             self.next_pass_at = time.time() + delay
             self.notifier.status(f"Unknown · Degraded · reconcile pass failed: {e}"[:400])
             return
+        finally:
+            self.in_pass = False
         rec.book.succeeded("pass")
         self.passes += 1
         self.next_pass_at = summary.next_pass_at

@@ -20,6 +20,7 @@ import structlog
 from ampd.core import Condition, ConditionStatus, Health, Kind, Plan, SideResult, SyncStatus
 from ampd.daemon.awsworker import AwsWorker, crashed
 from ampd.errors import SpecError
+from ampd.gateways import progress
 from ampd.gateways.files import inputs_fingerprint
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
@@ -39,7 +40,7 @@ log = structlog.get_logger()
 
 HEALTH_INTERVAL = 10.0  # health and remote-write evidence, while anything is not in line
 IDLE_INTERVAL = 30.0  # the same, while everything is Synced and Healthy
-AWS_PASS_TIMEOUT = 20.0  # well inside WatchdogSec: a pass must stay short
+AWS_PASS_TIMEOUT = 20.0  # below WatchdogSec: the pass waits this long at most for AWS
 
 
 class Reconciler:
@@ -163,10 +164,12 @@ class Reconciler:
         except Exception as e:  # a broken probe must not stop the pass
             log.error("facts.failed", error=str(e), traceback=traceback.format_exc())
             facts = self.facts
+        progress.mark()
         facts = replace(facts, spec_files=self.spec_files)
         results: list[SideResult] = []
         if self.worker is not None and (spec.workspace is not None or spec.iam is not None):
             aws = self.worker.result(spec, facts, apply=apply, timeout=aws_timeout)
+            progress.mark()
             facts = facts.with_workspace(aws.workspace)
             results.append(_healthy_unless_crashed("aws", aws))
         self.facts = facts

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ampd.errors import PermanentError, TemporaryError
+from ampd.gateways import progress
 from ampd.gateways.http import HttpResult, request
 
 __all__ = ["ReloadState", "confirm_reload", "read_reload_state", "reload_failure_detail"]
@@ -112,6 +113,7 @@ def confirm_reload(
     next_log = clock() + LOG_EVERY
     while True:
         now = read_reload_state(listen, fetch)
+        progress.mark()
         if now is not None and now.success_time > before.success_time and now.successful:
             return
         refused = now is not None and not now.successful and before.successful

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ampd.errors import PermanentError, TemporaryError
+from ampd.gateways import progress
 from ampd.gateways.files import read_bytes
 from ampd.gateways.paths import Paths, resolve_paths
 from ampd.gateways.runtime import PROCESS_NAMES, Command, ProcessState
@@ -44,6 +45,11 @@ SHOW_PROPERTIES = (
 _CLD_EXITED = 1
 _STDERR_LINES = 10
 _CRASH_LOOP_RESTARTS = 3
+# Every systemctl call is bounded below ampd.service's WatchdogSec= (60 s): a call that
+# waits longer (a stop job on a unit that takes its TimeoutStopSec=) ends as a
+# TemporaryError and the job goes on in systemd; the pass goes on too.
+CALL_TIMEOUT = 45.0
+JOURNAL_TIMEOUT = 10.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +73,7 @@ def run_command(argv: Sequence[str], timeout: float) -> Completed:
         raise TemporaryError(f"{argv[0]} {argv[1]} timed out after {timeout:.0f} s") from e
     except OSError as e:
         raise PermanentError(f"cannot run {argv[0]}: {e}") from e
+    progress.mark()  # a completed call is progress for the watchdog
     return Completed(proc.returncode, proc.stdout, proc.stderr)
 
 
@@ -100,7 +107,7 @@ class SystemdRuntime:
         run: Runner = run_command,
         systemctl: str = "systemctl",
         journalctl: str = "journalctl",
-        timeout: float = 90.0,
+        timeout: float = CALL_TIMEOUT,
     ) -> None:
         self._paths = paths if paths is not None else resolve_paths()
         self._run = run
@@ -157,7 +164,7 @@ class SystemdRuntime:
                     f"--lines={_STDERR_LINES}",
                     f"_SYSTEMD_UNIT={unit}",
                 ],
-                10.0,
+                JOURNAL_TIMEOUT,
             )
         except (TemporaryError, PermanentError):
             return ()
@@ -210,8 +217,9 @@ class SystemdRuntime:
 
     def stop(self, name: str, timeout: float = 10.0) -> None:
         # The unit's TimeoutStopSec= decides when systemd escalates to SIGKILL; timeout
-        # only bounds how long ampd waits for systemctl.
-        self._systemctl_call("stop", unit_name(name), timeout=max(timeout, 1.0) + 30.0)
+        # only bounds how long ampd waits for systemctl (the stop job goes on without it).
+        wait = min(max(timeout, 1.0) + 30.0, CALL_TIMEOUT)
+        self._systemctl_call("stop", unit_name(name), timeout=wait)
 
     def reload(self, name: str) -> None:
         unit = unit_name(name)
