@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import calendar
+import email.utils
 import hashlib
 import hmac
 import json
@@ -282,8 +283,11 @@ class DataPlane(ThreadedApp):
     ``seen`` and ``in_flight``; they may set ``tamper`` (every signature is wrong),
     ``fault`` ((status, body) answered to accepted requests instead of forwarding, with
     ``fault_headers``; or ``throttle()``/``unavailable()``/``healthy()``), ``delay``
-    (seconds before answering) and ``clock``; ``refuse_connections()`` closes the
-    listening socket (clients get ECONNREFUSED) until ``accept_connections()``.
+    (seconds before answering), ``clock`` and ``clock_offset`` (seconds this "AWS" is
+    ahead of ``clock``: it checks signature times against, and sends in ``Date``, its
+    own time, as AWS does; ``date_override`` replaces that header);
+    ``refuse_connections()`` closes the listening socket (clients get ECONNREFUSED) until
+    ``accept_connections()``.
     """
 
     name = "dataplane"
@@ -298,6 +302,7 @@ class DataPlane(ThreadedApp):
         service: str = "aps",
         max_skew: float = MAX_SKEW_SECONDS,
         clock: Callable[[], float] = time.time,
+        clock_offset: float = 0.0,
         port: int = 0,
     ) -> None:
         super().__init__(port)
@@ -310,6 +315,9 @@ class DataPlane(ThreadedApp):
         self.service = service
         self.max_skew = max_skew
         self.clock = clock
+        self.clock_offset = clock_offset  # seconds this "AWS" is ahead of ``clock``
+        # what ``Date`` says instead of now() (a liar, or "" for no usable date)
+        self.date_override: str | None = None
         self.tamper = False
         self.fault: tuple[int, bytes] | None = None
         self.fault_headers: dict[str, str] = {}
@@ -390,9 +398,21 @@ class DataPlane(ThreadedApp):
     def make_app(self) -> web.Application:
         app = web.Application(client_max_size=64 * 1024 * 1024)
         app.router.add_route("*", "/{tail:.*}", self._handle)
+        app.on_response_prepare.append(self._date)
         app.on_startup.append(self._open)
         app.on_cleanup.append(self._close)
         return app
+
+    def now(self) -> float:
+        """This stand-in's idea of the time (AWS's clock)."""
+        return self.clock() + self.clock_offset
+
+    async def _date(self, request: web.Request, response: web.StreamResponse) -> None:
+        """Every answer carries this stand-in's own time in ``Date``, as AWS's do."""
+        if self.date_override is not None:
+            response.headers["Date"] = self.date_override
+        else:
+            response.headers["Date"] = email.utils.formatdate(self.now(), usegmt=True)
 
     async def _open(self, app: web.Application) -> None:
         self._session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30))
@@ -439,7 +459,7 @@ class DataPlane(ThreadedApp):
             credentials_lookup=self.credentials_lookup,
             region=self.region,
             service=self.service,
-            now=self.clock(),
+            now=self.now(),
             max_skew=self.max_skew,
             tamper=self.tamper,
         )
@@ -529,6 +549,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--credential", action="append", default=[], help="AKID=SECRET")
     parser.add_argument("--credentials-json", type=Path, default=None)
     parser.add_argument("--region", default="us-east-1")
+    parser.add_argument(
+        "--clock-offset", type=float, default=0.0, help="seconds this AWS is ahead of the host"
+    )
     args = parser.parse_args(argv)
     static = dict(c.split("=", 1) for c in args.credential)
     from_file = json_file_credentials(args.credentials_json) if args.credentials_json else None
@@ -541,6 +564,7 @@ def main(argv: list[str] | None = None) -> int:
         args.workspace or (lambda _ws: True),
         args.receiver,
         region=args.region,
+        clock_offset=args.clock_offset,
         port=args.port,
     )
 
