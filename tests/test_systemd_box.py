@@ -20,7 +20,7 @@ from tests.harness.fixtures_systemd import (
     install_standin,
     poll,
     prepare_state_dir,
-    set_wedge_hook,
+    set_short_watchdog,
     unit_processes,
 )
 from tests.harness.sysbox import SysBox
@@ -238,7 +238,7 @@ def test_real_ampd_runs_reloads_and_is_restarted_by_the_watchdog(ampd_box: SysBo
     _real_daemon_or_skip(box)
     box.write_file("/etc/ampd/state.yml", "version: 1\nstack: boxtest\n", mode=0o640)
     box.run("chgrp", "ampd", "/etc/ampd/state.yml").check()
-    set_wedge_hook(box)
+    set_short_watchdog(box)
     box.run("systemctl", "start", "ampd.service", timeout=90).check()
     box.wait_for("ampd.service", ActiveState="active", SubState="running")
     main_pid = box.show("ampd.service", "MainPID")["MainPID"]
@@ -250,9 +250,17 @@ def test_real_ampd_runs_reloads_and_is_restarted_by_the_watchdog(ampd_box: SysBo
     box.wait_for("ampd.service", ActiveState="active", SubState="running")
     assert box.show("ampd.service", "MainPID")["MainPID"] == main_pid
 
-    box.write_file(WEDGE_FILE, "")
+    # wedged from outside: the system bus stops answering, so the next pass waits in a
+    # `systemctl show` (bounded, but far beyond WatchdogSec=2s) and makes no progress
+    bus = box.show("dbus.service", "MainPID")["MainPID"]
+    box.run("kill", "-STOP", bus).check()
+    try:
+        box.run("systemctl", "kill", "--signal=HUP", "ampd.service").check()  # a pass now
+        box.wait_for("ampd.service", timeout=30, Result="watchdog")
+    finally:  # (the unit's ExecStopPost= asks the bus too)
+        box.run("kill", "-CONT", bus).check()
+    assert "watchdog.held" in box.journal("ampd.service", lines=80)
     box.wait_for("ampd.service", timeout=30, NRestarts="1")
-    box.path(WEDGE_FILE).unlink()
     box.wait_for("ampd.service", timeout=30, ActiveState="active", SubState="running")
 
     box.run("systemctl", "stop", "ampd.service", timeout=60).check()

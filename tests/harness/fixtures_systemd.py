@@ -105,11 +105,12 @@ def install_standin(box: SysBox, desired: dict[str, Any], watchdog: str = "2s") 
 WEDGE_FILE = "/run/ampd-test/wedge"
 
 
-def set_wedge_hook(box: SysBox) -> None:
-    """Drop-in giving the real daemon the test hook that stops its WATCHDOG=1."""
+def set_short_watchdog(box: SysBox) -> None:
+    """Drop-in giving the real daemon a WatchdogSec= shorter than the bounded waits of
+    its calls (the real daemon has no test hook: a test wedges it from outside)."""
     box.write_file(
-        "/etc/systemd/system/ampd.service.d/test-wedge.conf",
-        f"[Service]\nWatchdogSec=2s\nEnvironment=AMPD_TEST_WEDGE_FILE={WEDGE_FILE}\n",
+        "/etc/systemd/system/ampd.service.d/test-watchdog.conf",
+        "[Service]\nWatchdogSec=2s\n",
     )
     box.run("systemctl", "daemon-reload").check()
 
