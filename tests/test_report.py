@@ -263,6 +263,7 @@ def test_status_document_shape() -> None:
         "last_pass",
         "next_pass_at",
         "errors",
+        "listeners_beyond_loopback",
     }
     assert doc["pid"] == 4242
     assert at(doc["generated_at"]) == T0 + 1

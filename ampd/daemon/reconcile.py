@@ -33,6 +33,7 @@ from ampd.report.status import PassSummary, merge_conditions
 from ampd.sides import Facts, Side
 from ampd.sides.facts import FactFinder, InstanceFacts
 from ampd.sides.local import LocalSide, OwnWrites
+from ampd.spec.checks import non_loopback_listeners
 from ampd.spec.load import LoadedSpec
 from ampd.spec.models import StateSpec, duration_seconds
 
@@ -259,6 +260,7 @@ class Reconciler:
             runtime=self.runtime.name,
             errors=list(self.errors),
             unobserved=[u for r in results for u in r.unobserved],
+            exposed=non_loopback_listeners(spec) if spec is not None else [],
         )
 
     def close(self) -> None:

@@ -78,6 +78,8 @@ class PassSummary:
     runtime: str
     errors: Sequence[Mapping[str, Any]] = field(default_factory=list)
     unobserved: Sequence[str] = field(default_factory=list)  # what could not be read
+    # (section, listen) bound beyond loopback, each opted in with allow_non_loopback
+    exposed: Sequence[tuple[str, str]] = field(default_factory=list)
 
     @property
     def applied(self) -> int:
@@ -166,6 +168,9 @@ def status_document(summary: PassSummary, *, pid: int, now: float) -> dict[str, 
         },
         "next_pass_at": iso(summary.next_pass_at),
         "errors": list(summary.errors),
+        "listeners_beyond_loopback": [
+            {"section": section, "listen": listen} for section, listen in summary.exposed
+        ],
     }
 
 

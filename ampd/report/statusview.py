@@ -43,6 +43,8 @@ def render_human(doc: dict[str, Any]) -> str:
         mark = "ok" if ch["ok"] else f"FAILED {ch['message']}"
         lines.append(f"  {ch['action']:<8} {ch['key']}: {ch['reason']} [{mark}]")
     lines.append(f"next pass: {doc['next_pass_at']}")
+    for x in doc.get("listeners_beyond_loopback", []):
+        lines.append(f"listening beyond loopback: {x['section']} on {x['listen']} (opted in)")
     if doc["errors"]:
         lines.append("last errors:")
         for e in doc["errors"][-5:]:
