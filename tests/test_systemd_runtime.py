@@ -8,6 +8,7 @@ from __future__ import annotations
 import configparser
 import json
 import os
+import re
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -18,6 +19,7 @@ from ampd.errors import PermanentError, TemporaryError
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Command
 from ampd.gateways.systemd import Completed, SystemdRuntime, running_under_systemd
+from ampd.gateways.users import PROCESS_USERS
 
 UNITS = Path(__file__).resolve().parents[1] / "units"
 
@@ -237,10 +239,49 @@ def test_child_units_survive_an_ampd_restart(name: str) -> None:
     for key in ("PartOf", "BindsTo", "StopPropagatedFrom", "Requires", "Requisite"):
         assert not child.has_option("Unit", key), key
     assert child.get("Service", "ExecStart") == f"/usr/bin/ampd exec {name}"
-    assert child.get("Service", "User") == "ampd"
     assert child.get("Service", "CapabilityBoundingSet") == ""
     assert f"ampd-{name}.service" in (UNITS / "ampd.service").read_text()
     assert f'"ampd-{name}.service"' in (UNITS / "50-ampd.rules").read_text()
+
+
+def _values(path: Path, key: str) -> list[str]:
+    """Every value of ``key`` in a unit file (a key may repeat; configparser keeps one)."""
+    out: list[str] = []
+    for line in path.read_text().splitlines():
+        if line.startswith(f"{key}="):
+            out += line.split("=", 1)[1].split()
+    return out
+
+
+@pytest.mark.parametrize("name", ["prometheus", "sigv4-proxy", "grafana"])
+def test_each_child_unit_runs_as_its_own_user_kept_from_ampd_s_files(name: str) -> None:
+    child = unit(f"ampd-{name}.service")
+    user = PROCESS_USERS[name]
+    assert child.get("Service", "User") == user != "ampd"
+    assert child.get("Service", "Group") == user
+    sysusers = (UNITS / "ampd.sysusers").read_text().splitlines()
+    assert any(line.split()[:2] == ["u", user] for line in sysusers), user
+    # a member of group ampd (reads generated/) by /etc/group, so under both runtimes
+    assert f"m {user} ampd" in sysusers
+    hidden = set(_values(UNITS / f"ampd-{name}.service", "InaccessiblePaths"))
+    assert {
+        "-/var/lib/ampd/ampd.json",
+        "-/var/lib/ampd/secrets",
+        "-/var/lib/ampd/source",
+        "-/etc/ampd/state.yml",
+        "-/run/ampd",
+    } <= hidden
+    assert ("-/var/lib/ampd/grafana-secrets" in hidden) is (name != "grafana")
+    if name in ("prometheus", "grafana"):
+        assert child.get("Service", "MemoryMax")
+        assert child.get("Service", "TasksMax")
+        assert child.get("Service", "StateDirectoryMode") == "0750"
+
+
+def test_only_the_daemon_user_has_the_polkit_grant() -> None:
+    rules = (UNITS / "50-ampd.rules").read_text()
+    assert re.findall(r'subject\.user\s*[!=]==\s*"([^"]*)"', rules) == ["ampd"]
+    assert "subject.isInGroup" not in rules  # the children are in group ampd
 
 
 def test_ampd_unit_contract() -> None:
