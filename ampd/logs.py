@@ -5,6 +5,9 @@ sent as a native journal entry: ``PRIORITY`` from the level, a short human ``MES
 ``AMPD_EVENT`` (the event name), ``RECONCILE_ID``, ``RESOURCE`` and every other field as
 ``AMPD_<NAME>``. If the journal socket cannot be reached the line goes to stderr as
 JSON, so nothing is lost.
+
+Whatever the renderer, secrets are redacted first (ampd.redact): values of secret-named
+fields, and anything shaped like an AWS secret key or session token, in any string.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 import structlog
 
 from ampd.gateways.journal import JournalSender, stderr_is_journal
+from ampd.redact import redact_event
 
 PRIORITY = {"debug": 7, "info": 6, "warning": 4, "error": 3, "critical": 2, "exception": 3}
 _FIELD_RE = re.compile(r"[^A-Z0-9_]")
@@ -95,6 +99,7 @@ def configure_logging(fmt: str = "auto", level: str = "info") -> None:
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
+            redact_event,  # last before rendering: exception text is redacted too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelName(level.upper())),
