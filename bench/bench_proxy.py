@@ -3,6 +3,11 @@ direct path to the same upstream, in the same run, loopback only.
 
     .venv/bin/python -m bench.bench_proxy [--requests 4000] [--seconds 20] [--rounds 3]
                                           [--candidates] [--no-write]
+    .venv/bin/python -m bench.bench_proxy --flood [--sockets 30000] [--rate 200] ...
+
+``--flood`` runs only the socket-flood phases (bench/proxy_flood.py): another local user
+holds 30,000 idle loopback sockets and opens 200 connections/s to the proxy; the
+signed-write p99 must not rise by more than 2 ms.
 
 Three kinds of process, none sharing an interpreter with another: the upstream *sink*
 (a minimal HTTP/1.1 server answering ``200``, Content-Length 0, like AMP's remote write),
@@ -36,7 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import proxy_load
+from bench import proxy_flood, proxy_load
 from bench.report import write_section
 from tests.harness import remote_write
 
@@ -77,6 +82,7 @@ def _start_proxy(
                 "service": "aps",
                 "upstream": upstream,
                 "workspace_id": WORKSPACE,
+                "allowed_uids": [os.getuid()],  # the load generator's user; root is in no default
             }
         )
     )
@@ -393,10 +399,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--serve-variant", nargs=3, metavar=("CONFIG", "SIGNER", "LOOP"), help=argparse.SUPPRESS
     )
+    flood = parser.add_argument_group("--flood: another user's sockets (bench/proxy_flood.py)")
+    flood.add_argument("--flood", action="store_true", help="run the socket-flood phases only")
+    flood.add_argument("--sockets", type=int, default=30000, help="idle sockets held")
+    flood.add_argument("--rate", type=float, default=200.0, help="new connections per second")
+    flood.add_argument("--write-rate", type=float, default=200.0, help="signed writes/s")
+    flood.add_argument("--connections", type=int, default=4, help="writers' connections")
+    flood.add_argument(
+        "--serve-lookup", nargs=2, metavar=("CONFIG", "LOOKUP"), help=argparse.SUPPRESS
+    )
     args = parser.parse_args(argv)
     if args.serve_variant:
         config, signer_kind, loop_kind = args.serve_variant
         return proxy_load.serve_variant(Path(config), signer_kind, loop_kind)
+    if args.serve_lookup:
+        return proxy_flood.serve_with_lookup(Path(args.serve_lookup[0]), args.serve_lookup[1])
+    if args.flood:
+        if args.seconds == parser.get_default("seconds"):
+            args.seconds = 15.0
+        return proxy_flood.main(args)
 
     machine = _machine()
     now = int(time.time() * 1000)

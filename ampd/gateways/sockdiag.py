@@ -122,8 +122,9 @@ def _request(family: int, flags: int, states: int, sport: int, dport: int,
     return _NLMSGHDR.pack(_NLMSGHDR.size + len(body), SOCK_DIAG_BY_FAMILY, flags, 1, 0) + body
 
 
-def _messages(sock: socket.socket, request: bytes) -> Iterator[DiagEntry]:
-    """Send one request and yield the sockets of the answer (ENOENT: none)."""
+def _messages(sock: socket.socket, request: bytes, *, dump: bool) -> Iterator[DiagEntry]:
+    """Send one request and yield the sockets of the answer (ENOENT: none). An exact
+    lookup is answered in one datagram without NLMSG_DONE; a dump ends with DONE."""
     try:
         sock.sendto(request, (0, 0))
         while True:
@@ -156,7 +157,7 @@ def _messages(sock: socket.socket, request: bytes) -> Iterator[DiagEntry]:
                     uid,
                     inode,
                 )
-            if not data:
+            if not data or not dump:
                 return
     except OSError as e:
         if isinstance(e, SockDiagUnavailable):
@@ -178,7 +179,7 @@ def connection_owner(local: Address, remote: Address) -> int | None:
         family, _NLM_F_REQUEST, _TCPF_ALL, local[1], remote[1], _packed(lip), _packed(rip)
     )
     with _open() as sock:
-        for entry in _messages(sock, request):
+        for entry in _messages(sock, request, dump=False):
             if (
                 entry.state == _TCP_LISTEN
                 or entry.src != (str(lip), local[1])
@@ -207,7 +208,7 @@ def listener_owner(host: str, port: int) -> int | None:
                 bytes(16),
                 bytes(16),
             )
-            for entry in _messages(sock, request):
+            for entry in _messages(sock, request, dump=True):
                 if entry.state != _TCP_LISTEN or entry.src[1] != port or entry.inode == 0:
                     continue
                 bound = _ip(entry.src[0])

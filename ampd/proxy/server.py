@@ -45,6 +45,8 @@ SHUTDOWN_GRACE = 10.0  # seconds in-flight requests get after SIGTERM
 MAX_REQUEST_BYTES = 32 * 1024 * 1024
 UPSTREAM_TIMEOUT = aiohttp.ClientTimeout(total=None, sock_connect=10, sock_read=120)
 _METHODS = frozenset({"GET", "POST", "HEAD"})
+_PER_PEER_REASONS = frozenset({"uid", "peer_unknown"})
+_REFUSAL_LOG_EVERY = 60.0  # seconds between log lines for one refused user
 
 
 def _debug_enabled(logger: object) -> bool:
@@ -104,6 +106,7 @@ class ProxyServer:
         self._log: structlog.typing.FilteringBoundLogger = log
         self._debug = True
         self._counted: dict[tuple[str, int], Counter] = {}
+        self._refusal_lines: dict[tuple[str, object], tuple[float, int]] = {}
 
     @property
     def signer(self) -> RequestSigner:
@@ -238,7 +241,7 @@ class ProxyServer:
             counter = self.metrics.requests.labels(path_kind=kind, code=str(status))
             self._counted[(kind, status)] = counter
         counter.inc()
-        if status < 400 and not self._debug:
+        if (status < 400 and not self._debug) or extra.get("suppressed") is False:
             return  # the common case: no log line, and nothing built for one
         ms = round((time.perf_counter() - started) * 1000, 2)
         fields = {"method": method, "path": path, "path_kind": kind, "status": status, "ms": ms}
@@ -259,8 +262,25 @@ class ProxyServer:
         **extra: object,
     ) -> web.Response:
         self.metrics.refused.labels(reason=reason).inc()
+        if reason in _PER_PEER_REASONS:
+            # another local user decides how often these happen: one line per user and
+            # reason a minute (with the count left out), never one per connection
+            extra["suppressed"] = self._log_budget(reason, extra.get("uid"))
         self._done("refused", status, started, request.method, request.path, reason=reason, **extra)
         return text_response(status, message)
+
+    def _log_budget(self, reason: str, uid: object) -> int | bool:
+        """False: no line now; else the number of lines left out since the last one."""
+        key = (reason, uid)
+        now = time.monotonic()
+        last, skipped = self._refusal_lines.get(key, (float("-inf"), 0))
+        if now - last < _REFUSAL_LOG_EVERY:
+            self._refusal_lines[key] = (last, skipped + 1)
+            return False
+        if len(self._refusal_lines) > 1024:  # many uids: forget the oldest
+            self._refusal_lines.clear()
+        self._refusal_lines[key] = (now, 0)
+        return skipped
 
     async def _read_body(self, request: web.Request) -> bytes | None:
         """The whole body (the signature covers its hash), or None when it is larger than
