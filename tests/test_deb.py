@@ -31,6 +31,7 @@ from tests.harness.debroot import (
     chroot_sh,
     debroot_unavailable_reason,
     ensure_base_rootfs,
+    export_revision,
     installed_root,
     lintian,
     stat_of,
@@ -41,7 +42,11 @@ from tests.harness.sysbox import CACHE_DIR, SysBox, unavailable_reason
 pytestmark = [pytest.mark.deb, pytest.mark.slow]
 
 CHILDREN = ("ampd-prometheus.service", "ampd-sigv4-proxy.service", "ampd-grafana.service")
+CHILD_USERS = ("ampd-prometheus", "ampd-grafana", "ampd-proxy")
 Builds = dict[str, tuple[Build, Build]]  # release codename -> (first, upgrade)
+# The last revision whose package ran every child as the ampd user (before one uid per
+# process): the test upgrades a host from its package to this tree's.
+EARLIER = "3dbe72a50c7cadce8ce1784aeae80a5b17d3261f"
 
 
 @dataclass(frozen=True)
@@ -52,19 +57,40 @@ class Installed:
 
 
 @pytest.fixture(scope="module")
-def builds() -> Iterator[Builds]:
-    """Two versions (the second for the upgrade) for every release, built in parallel."""
+def all_builds() -> Iterator[tuple[Builds, dict[str, Build]]]:
+    """Two versions (the second for the upgrade) for every release, and the package of
+    the EARLIER revision (a lower version) for every release, all built in parallel."""
     reason = debroot_unavailable_reason()
     if reason is not None:
         pytest.skip(f"cannot build the package here: {reason}")
     CACHE_DIR.mkdir(parents=True, exist_ok=True)
     dist = Path(tempfile.mkdtemp(prefix=".dist-", dir=CACHE_DIR))
     try:
-        jobs = [(r, v) for r in RELEASES for v in (None, f"{changelog_version()}+2")]
-        done = build_debs(jobs, dist)
-        yield {r.codename: (done[2 * i], done[2 * i + 1]) for i, r in enumerate(RELEASES)}
+        earlier_src = export_revision(EARLIER, dist / "earlier-src")
+        version = changelog_version()
+        earlier_version = f"{version.rsplit('-', 1)[0]}-0"
+        jobs: list[tuple[Release, str | None]] = []
+        sources: list[Path | None] = []
+        for r in RELEASES:
+            jobs += [(r, None), (r, f"{version}+2"), (r, earlier_version)]
+            sources += [None, None, earlier_src]
+        done = build_debs(jobs, dist, sources)
+        yield (
+            {r.codename: (done[3 * i], done[3 * i + 1]) for i, r in enumerate(RELEASES)},
+            {r.codename: done[3 * i + 2] for i, r in enumerate(RELEASES)},
+        )
     finally:
         shutil.rmtree(dist, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def builds(all_builds: tuple[Builds, dict[str, Build]]) -> Builds:
+    return all_builds[0]
+
+
+@pytest.fixture(scope="module")
+def earlier(all_builds: tuple[Builds, dict[str, Build]]) -> dict[str, Build]:
+    return all_builds[1]
 
 
 @pytest.fixture(scope="module")
@@ -124,23 +150,52 @@ def wait_for_status(box: SysBox, prefix: str, timeout: float = 30.0) -> dict[str
     raise TimeoutError(f"ampd.service: {props}\n{box.journal('ampd.service')}")
 
 
-def upgrade(box: SysBox, builds: Builds, release: Release, repo: AptRepo) -> None:
-    """Publish the release's second build next to its first and ``apt-get install ampd``;
-    the repository (shared by the module's tests) then goes back to the first builds."""
+def upgrade(
+    box: SysBox,
+    builds: Builds,
+    release: Release,
+    repo: AptRepo,
+    offered: tuple[Build, Build] | None = None,
+) -> str:
+    """Publish ``offered`` (default: the release's first and second builds) and
+    ``apt-get install ampd``, which takes the later one; the repository (shared by the
+    module's tests) then goes back to the first builds. apt's output."""
     first_builds = {name: [first.deb] for name, (first, _) in builds.items()}
-    first, second = builds[release.codename]
+    old, new = offered or builds[release.codename]
     try:
-        repo.publish({**first_builds, release.codename: [first.deb, second.deb]})
+        repo.publish({**first_builds, release.codename: [old.deb, new.deb]})
         repo.install_into(box.path("/"), release.codename)
     finally:
         repo.publish(first_builds)
     box.run(*APT_UPDATE_TEST_REPO, env=APT_ENV, timeout=120).check()
     done = box.run("apt-get", "install", "-y", "ampd", env=APT_ENV, timeout=600).check()
-    assert f"Setting up ampd ({second.version})" in done.stdout, done.stdout
+    assert f"Setting up ampd ({new.version})" in done.stdout, done.stdout
+    return done.stdout
 
 
 def box_stat(box: SysBox, path: str) -> str:
     return box.run("stat", "-c", "%U %G %a", path).check().stdout.strip()
+
+
+def process_user(box: SysBox, pid: str) -> str:
+    return box.run("ps", "-o", "user=", "-p", pid).check().stdout.strip()
+
+
+def wait_for_local_prometheus(box: SysBox, user: str, timeout: float = 60.0) -> dict[str, str]:
+    """ampd-prometheus.service running as ``user`` and ampd Synced · Healthy."""
+    child = "ampd-prometheus.service"
+    deadline = time.monotonic() + timeout
+    while True:
+        # Prometheus' data lives under data/prometheus/, the unit's only writable directory
+        assert "read-only file system" not in box.journal(child)
+        status = box.show("ampd.service", "StatusText")["StatusText"]
+        props = box.show(child, "SubState", "MainPID", "InvocationID")
+        running = props["SubState"] == "running" and props["MainPID"] != "0"
+        healthy = status.startswith("Synced · Healthy")
+        if running and healthy and process_user(box, props["MainPID"]) == user:
+            return props
+        assert time.monotonic() < deadline, f"{status} {props}\n{box.journal(child)}"
+        time.sleep(0.1)
 
 
 # -- the package itself ---------------------------------------------------------------------
@@ -165,6 +220,8 @@ def test_package_metadata_and_contents(builds: Builds, release: Release, tmp_pat
     assert {py, "libc6"} <= set(depends)
     assert first.version.endswith(release.deb_suffix), first.version
     assert "systemd" in fields["Depends"]  # the sysusers snippet's alternative
+    # without polkit every systemctl call of the unprivileged ampd is refused
+    assert "polkitd" in depends
     assert "prometheus" in [r.strip() for r in fields["Recommends"].split(",")]
 
     control = tmp_path / "control"
@@ -199,6 +256,7 @@ def test_package_metadata_and_contents(builds: Builds, release: Release, tmp_pat
     for unit in ("ampd.service", *CHILDREN):
         assert (units / unit).exists(), units / unit
     assert (tree / "usr/lib/sysusers.d/ampd.conf").exists()
+    assert (tree / "usr/lib/tmpfiles.d/ampd.conf").exists()
     assert (tree / "usr/share/polkit-1/rules.d/50-ampd.rules").exists()
 
     upgrade = subprocess.run(
@@ -227,12 +285,13 @@ def test_apt_get_install_resolves_from_the_signed_repository(
     assert f"Setting up ampd ({first.version})" in installed.apt_output
     status = chroot_sh(
         installed.root,
-        f"dpkg-query -W -f '${{Package}} ${{Version}} ${{Status}}\\n' ampd {py} prometheus",
+        f"dpkg-query -W -f '${{Package}} ${{Version}} ${{Status}}\\n' ampd {py} prometheus polkitd",
     ).stdout
     lines = dict(line.split(" ", 1) for line in status.splitlines())
     assert lines["ampd"] == f"{first.version} install ok installed"
     assert lines[py].endswith("install ok installed")  # resolved from the mirror
     assert lines["prometheus"].endswith("install ok installed")  # Recommends
+    assert lines["polkitd"].endswith("install ok installed")  # Depends, from the mirror
 
 
 def test_one_repository_carries_a_suite_per_release(repo: AptRepo, builds: Builds) -> None:
@@ -292,6 +351,10 @@ def test_default_state_file_validates_as_the_ampd_user(installed: Installed) -> 
         ("/opt/venvs/ampd/bin/ampd", ("root", "root", 0o755)),
         ("/lib/systemd/system/ampd.service", ("root", "root", 0o644)),
         ("/usr/lib/sysusers.d/ampd.conf", ("root", "root", 0o644)),
+        ("/usr/lib/tmpfiles.d/ampd.conf", ("root", "root", 0o644)),
+        # made by postinst (units/ampd.tmpfiles) as ampd.service's StateDirectory= has it
+        ("/var/lib/ampd", ("ampd", "ampd", 0o750)),
+        ("/var/lib/ampd/grafana-secrets", ("ampd", "ampd-grafana", 0o750)),
         ("/usr/share/polkit-1/rules.d/50-ampd.rules", ("root", "root", 0o644)),
     ],
 )
@@ -311,12 +374,25 @@ def test_installed_user_and_enablement(installed: Installed) -> None:
     assert int(entry[2]) < 1000  # a system user
     assert entry[5] == "/var/lib/ampd"
     assert entry[6] in ("/usr/sbin/nologin", "/sbin/nologin")
+    passwd = {
+        line.split(":")[0]: line.split(":")
+        for line in (root / "etc/passwd").read_text().splitlines()
+    }
+    uids = {int(passwd[u][2]) for u in ("ampd", *CHILD_USERS)}
+    assert len(uids) == 4 and max(uids) < 1000  # one system user per process
+    for user in CHILD_USERS:
+        assert passwd[user][6] in ("/usr/sbin/nologin", "/sbin/nologin"), user
+    group = next(
+        line.split(":")
+        for line in (root / "etc/group").read_text().splitlines()
+        if line.startswith("ampd:")
+    )
+    assert set(group[3].split(",")) == set(CHILD_USERS)  # they read generated/
     wants = root / "etc/systemd/system/multi-user.target.wants/ampd.service"
     assert wants.is_symlink()
     for child in CHILDREN:  # started by ampd, never by the package
         assert not list((root / "etc/systemd/system").glob(f"*/{child}"))
     assert not (root / "usr/sbin/policy-rc.d").exists()
-    assert not (root / "var/lib/ampd").exists()  # systemd creates it (StateDirectory=)
 
 
 # -- booted under systemd ---------------------------------------------------------------------
@@ -402,17 +478,9 @@ def test_a_running_prometheus_survives_the_upgrade_and_goes_with_the_purge(
         box.read_file("/etc/ampd/state.yml") + LOCAL_PROMETHEUS
     )
     child = "ampd-prometheus.service"
-    deadline = time.monotonic() + 30
-    while True:
-        # Prometheus' data lives under data/prometheus/, the unit's only writable directory
-        assert "read-only file system" not in box.journal(child)
-        status = box.show("ampd.service", "StatusText")["StatusText"]
-        running = box.show(child, "SubState")["SubState"] == "running"
-        if running and status.startswith("Synced · Healthy"):
-            break
-        assert time.monotonic() < deadline, f"{status}\n{box.journal(child)}"
-        time.sleep(0.1)
+    wait_for_local_prometheus(box, "ampd-prometheus", timeout=30)  # its own user
     before = box.show(child, "MainPID", "InvocationID")
+    assert box_stat(box, "/var/lib/ampd/data/prometheus") == "ampd-prometheus ampd-prometheus 750"
 
     upgrade(box, builds, release, repo)
     wait_for_status(box, "Synced · Healthy")
@@ -422,3 +490,76 @@ def test_a_running_prometheus_survives_the_upgrade_and_goes_with_the_purge(
     assert box.show(child, "ActiveState")["ActiveState"] == "inactive"
     assert box.run("pgrep", "-u", "ampd").returncode == 1
     assert not box.path("/var/lib/ampd").exists()
+
+
+@pytest.fixture
+def earlier_box(
+    repo: AptRepo, builds: Builds, earlier: dict[str, Build], release: Release
+) -> Iterator[SysBox]:
+    """A fresh tree with the EARLIER revision's package installed from the repository,
+    booted."""
+    reason = unavailable_reason()
+    if reason is not None:
+        pytest.skip(f"cannot boot a systemd box here: {reason}")
+    root = Path(tempfile.mkdtemp(prefix=f".earlier-{release.codename}-", dir=CACHE_DIR))
+    first_builds = {name: [first.deb] for name, (first, _) in builds.items()}
+    try:
+        try:
+            repo.publish({**first_builds, release.codename: [earlier[release.codename].deb]})
+            installed_root(ensure_base_rootfs(release), repo, root, release)
+        finally:
+            repo.publish(first_builds)
+        booted = SysBox(root)
+        booted.boot()
+        try:
+            yield booted
+        finally:
+            booted.close()
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_upgrade_from_the_package_whose_children_ran_as_ampd_moves_them_to_their_users(
+    earlier_box: SysBox,
+    builds: Builds,
+    earlier: dict[str, Build],
+    release: Release,
+    repo: AptRepo,
+) -> None:
+    box = earlier_box
+    wait_for_status(box, "Synced · Healthy")
+    box.path("/etc/ampd/state.yml").write_text(
+        box.read_file("/etc/ampd/state.yml") + LOCAL_PROMETHEUS
+    )
+    before = wait_for_local_prometheus(box, "ampd")  # that package: one user for all
+    data = "/var/lib/ampd/data/prometheus"
+    assert box_stat(box, data).startswith("ampd ampd")
+
+    def wal() -> set[str]:
+        return set(box.sh(f"cd {data} && find . -type f -path './wal/*'").check().stdout.split())
+
+    deadline = time.monotonic() + 30
+    while not (files := wal()):
+        assert time.monotonic() < deadline, box.sh(f"ls -laR {data}").stdout
+        time.sleep(0.2)
+
+    upgrade(box, builds, release, repo, (earlier[release.codename], builds[release.codename][0]))
+
+    # postinst restarted the child that still ran as ampd, into its own user, once
+    after = wait_for_local_prometheus(box, "ampd-prometheus")
+    assert after["InvocationID"] != before["InvocationID"]
+    wait_for_status(box, "Synced · Healthy")
+    main_pid = box.show("ampd.service", "MainPID")["MainPID"]
+    assert process_user(box, main_pid) == "ampd"
+    # its data is its own now, none of it left behind (the WAL it had is still there)
+    assert box_stat(box, data) == "ampd-prometheus ampd-prometheus 750"
+    assert box.sh(f"find {data} ! -user ampd-prometheus").check().stdout == ""
+    assert files <= wal()
+    # ampd's own files stay ampd's and out of the children's reach
+    assert box_stat(box, "/var/lib/ampd") == "ampd ampd 750"
+    assert box_stat(box, "/var/lib/ampd/ampd.json") == "ampd ampd 600"
+    assert box_stat(box, "/var/lib/ampd/grafana-secrets") == "ampd ampd-grafana 750"
+    for user in CHILD_USERS:
+        assert box.run("getent", "passwd", user).returncode == 0, user
+    log = box.run("journalctl", "--no-pager", "-o", "cat", "-u", "ampd.service").stdout
+    assert "Failed with result" not in log

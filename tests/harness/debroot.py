@@ -135,14 +135,19 @@ exec chroot "$R" /usr/bin/env -i HOME=/tmp TMPDIR=/tmp LANG=C.UTF-8 PATH="$BOX_P
 
 
 def _in_build_root(
-    release: Release, dist: Path, argv: Sequence[str], extra: dict[str, str]
+    release: Release,
+    dist: Path,
+    argv: Sequence[str],
+    extra: dict[str, str],
+    src: Path = REPO,
 ) -> tuple[list[str], dict[str, str]]:
-    """``argv`` run in the cached build tree of ``release``, with the checkout (read-only)
-    at SRC_IN_BUILD, ``dist`` at DIST_IN_BUILD and the test cache at CACHE_IN_BUILD."""
+    """``argv`` run in the cached build tree of ``release``, with the source tree ``src``
+    (the checkout by default; read-only) at SRC_IN_BUILD, ``dist`` at DIST_IN_BUILD and the
+    test cache at CACHE_IN_BUILD."""
     env = {
         "PATH": BOX_PATH,
         "R": str(ensure_build_root(release)),
-        "SRC": str(REPO),
+        "SRC": str(src),
         "DIST": str(dist),
         "CACHE": str(CACHE_DIR),
         "SRC_IN_BUILD": SRC_IN_BUILD,
@@ -169,7 +174,7 @@ def lintian(deb: Build) -> subprocess.CompletedProcess[str]:
 
 
 def _build_command(
-    release: Release, version: str | None, dist: Path
+    release: Release, version: str | None, dist: Path, src: Path = REPO
 ) -> tuple[list[str], dict[str, str]]:
     extra = {**_network_env(), **({"AMPD_DEB_VERSION": version} if version else {})}
     if release == host_release():
@@ -183,16 +188,24 @@ def _build_command(
             "AMPD_NO_APT": "1",
             **extra,
         }
-        return [str(REPO / "scripts/build-deb")], env
-    return _in_build_root(release, dist, [f"{SRC_IN_BUILD}/scripts/build-deb"], extra)
+        return [str(src / "scripts/build-deb")], env
+    return _in_build_root(release, dist, [f"{SRC_IN_BUILD}/scripts/build-deb"], extra, src)
 
 
-def build_debs(jobs: Sequence[tuple[Release, str | None]], dist: Path) -> list[Build]:
+def build_debs(
+    jobs: Sequence[tuple[Release, str | None]],
+    dist: Path,
+    sources: Sequence[Path | None] | None = None,
+) -> list[Build]:
     """``scripts/build-deb`` once per (release, version) (None: debian/changelog's), all in
-    parallel; the .debs land in ``dist``, the results come in the order asked."""
+    parallel; the .debs land in ``dist``, the results come in the order asked. ``sources``
+    (one per job, None: the checkout) builds a job from another source tree, such as an
+    earlier revision (``export_revision``)."""
     dist.mkdir(parents=True, exist_ok=True)
+    trees = list(sources) if sources is not None else [None] * len(jobs)
     commands = [
-        (release, version, *_build_command(release, version, dist)) for release, version in jobs
+        (release, version, *_build_command(release, version, dist, src or REPO))
+        for (release, version), src in zip(jobs, trees, strict=True)
     ]
     # scripts/build-deb serializes filling the wheelhouse cache; the rest runs in parallel.
     pending = [
@@ -231,6 +244,26 @@ def _finish(
     deb = dist / Path(out.strip().splitlines()[-1]).name
     real_version = _run(["dpkg-deb", "--field", str(deb), "Version"]).stdout.strip()
     return Build(deb, real_version, release, time.monotonic() - started)
+
+
+def export_revision(revision: str, dest: Path) -> Path:
+    """The checkout's tree at ``revision`` (a commit of its history), written to ``dest``:
+    what an earlier release of the package was built from."""
+    dest.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(
+        ["git", "-C", str(REPO), "archive", "--format=tar", revision],
+        capture_output=True,
+        check=False,
+        timeout=120,
+    )
+    if archive.returncode != 0:
+        raise AssertionError(
+            f"git archive {revision}: {archive.stderr.decode(errors='replace')}"
+            " (the test builds the package of that earlier revision: it needs the history)"
+        )
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True, timeout=120)
+    dest.chmod(0o755)
+    return dest
 
 
 # -- the base root file system and the build tree -----------------------------------------------
