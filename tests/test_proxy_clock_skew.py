@@ -146,7 +146,7 @@ def test_the_daemon_makes_a_large_offset_a_condition(offset: float, condition: b
         yaml.safe_dump({"version": 1, "workspace": {"id": WORKSPACE_ID}, "proxy": {}}),
         "/etc/ampd/state.yml",
     ).spec
-    found = [c for c in proxy_conditions(spec, text) if c.type == "ClockSkew"]
+    found = [c for c in proxy_conditions(spec, text) if c.type == "ClockInSync"]
     assert bool(found) is condition
     if found:
         assert found[0].status == ConditionStatus.FALSE

@@ -3,7 +3,7 @@
 - ``ProxyPeerCheck`` False: ``implementation: aws-sigv4-proxy`` signs for any local user
   that reaches its port (it has no per-connection uid check), so the state's
   ``proxy.allowed_users`` is not enforced. Said every pass, so it is never a surprise.
-- ``ClockSkew`` False: the built-in proxy learnt from AWS that this host's clock is more
+- ``ClockInSync`` False: the built-in proxy learnt from AWS that this host's clock is more
   than ``SKEW_CONDITION_SECONDS`` off (``ampd_proxy_clock_offset_seconds``). Writes still
   flow (the proxy signs at AWS's time), but everything else on the host has the wrong time.
 """
@@ -43,9 +43,9 @@ def proxy_conditions(spec: StateSpec, proxy_metrics: str | None) -> list[Conditi
             side = "behind" if offset > 0 else "ahead of"
             out.append(
                 Condition(
-                    "ClockSkew",
+                    "ClockInSync",
                     ConditionStatus.FALSE,
-                    "HostClockSkewed",
+                    "SkewedFromAws",
                     f"this host's clock is {abs(offset):.0f} s {side} AWS's (learnt by the "
                     "signing proxy, which now signs at AWS's time); fix the host's time "
                     "sync (chrony, systemd-timesyncd)",

@@ -429,7 +429,7 @@ class LocalSide:
         owners: Mapping[str, ProcessUser],
         squatted: Mapping[str, observe_local.Squat],
     ) -> list[Condition]:
-        """ProxyPeerCheck (a third-party proxy checks no uid) and ClockSkew (read from
+        """ProxyPeerCheck (a third-party proxy checks no uid) and ClockInSync (read from
         the built-in proxy's own /metrics, when it is up and the port is its own)."""
         if spec.proxy is None or not proxy_enabled(spec):
             return []
