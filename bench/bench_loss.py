@@ -1,4 +1,5 @@
-"""Samples lost through reloads, an upstream outage, throttling and a proxy restart.
+"""Samples lost through reloads, an upstream outage, throttling, a proxy restart and kill -9
+of Prometheus.
 
 The real ``ampd run`` (AWS emulator, IMDS stand-in, agent-mode Prometheus, built-in
 signing proxy) writes a counter app scraped every 1 s into the SigV4-verifying data-plane
@@ -10,6 +11,8 @@ every value missing at the receiver is a lost sample:
   (b) outage    the data plane answers 503, then refuses connections
   (c) 429       the data plane answers 429 with Retry-After
   (d) proxy     kill -9 of the signing proxy; ampd restarts it
+  (e) prometheus kill -9 of Prometheus, a few times, each after it ran a while (a crash,
+                not a crash loop: restarted at once); ampd restarts it
 
     python -m bench.bench_loss                 # the documented run (about 5 min)
     python -m bench.bench_loss --quick         # shorter phases, not written to docs
@@ -18,12 +21,16 @@ every value missing at the receiver is a lost sample:
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
+import pwd
 import signal
 import tempfile
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +48,7 @@ class Lengths:
     throttle_s: float = 60.0
     retry_after_s: int = 5
     settle_s: float = 10.0
+    prom_kills: int = 5
 
 
 @dataclass
@@ -152,6 +160,60 @@ def proxy_restart(run: Run, settle: float) -> Callable[[], str]:
     return body
 
 
+STABLE_AFTER = 10.0  # ampd.gateways.supervisor: a run this long ends a crash loop
+
+
+def prometheus_kills(run: Run, kills: int) -> Callable[[], str]:
+    def body() -> str:
+        marker = str(run.stack.ampd.state_dir)
+        backs: list[float] = []
+        gaps: list[float] = []
+        for _ in range(kills):
+            hold(STABLE_AFTER + 0.5)
+            old = pids_with(marker, "prometheus.yml")
+            scraped = run.scrapes
+            for pid in old:
+                os.kill(pid, signal.SIGKILL)
+            t0 = time.monotonic()
+            wait_for("a new prometheus", partial(new_pids, marker, old), 60, every=0.01)
+            wait_for("it is ready", lambda: ready(run.listen), 60, every=0.01)
+            backs.append(time.monotonic() - t0)
+            wait_for("a scrape again", partial(scraped_since, run, scraped), 60, every=0.01)
+            gaps.append(time.monotonic() - t0)
+        hold(STABLE_AFTER)
+        return (
+            f"{kills} kills; ready again in {min(backs):.2f}-{max(backs):.2f} s; "
+            f"first scrape {min(gaps):.1f}-{max(gaps):.1f} s after the kill"
+        )
+
+    return body
+
+
+def scraped_since(run: Run, count: int) -> bool:
+    return run.scrapes > count
+
+
+def new_pids(marker: str, old: list[int]) -> list[int]:
+    return [p for p in pids_with(marker, "prometheus.yml") if p not in old]
+
+
+def ready(listen: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{listen}/-/ready", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+def users_exist() -> bool:
+    """The package's per-process users (not on a development machine)."""
+    try:
+        pwd.getpwnam("ampd-prometheus")
+    except KeyError:
+        return False
+    return True
+
+
 def counters(pair: tuple[QueueSnapshot | None, QueueSnapshot | None]) -> str:
     a, b = pair
     if a is None or b is None or not a.queues or not b.queues:
@@ -166,17 +228,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--reloads", type=int)
     parser.add_argument("--outage", type=float, help="seconds")
     parser.add_argument("--throttle", type=float, help="seconds")
+    parser.add_argument("--prom-kills", type=int, help="kill -9 of Prometheus, how many")
+    parser.add_argument("--only-kills", action="store_true", help="phase (e) alone; no docs")
     args = parser.parse_args(argv)
-    lengths = Lengths(5, 20.0, 10.0, 2, 5.0) if args.quick else Lengths()
+    lengths = Lengths(5, 20.0, 10.0, 2, 5.0, 2) if args.quick else Lengths()
     lengths = Lengths(
         args.reloads if args.reloads is not None else lengths.reloads,
         args.outage if args.outage is not None else lengths.outage_s,
         args.throttle if args.throttle is not None else lengths.throttle_s,
         lengths.retry_after_s,
         lengths.settle_s,
+        args.prom_kills if args.prom_kills is not None else lengths.prom_kills,
     )
     with tempfile.TemporaryDirectory() as d, Stack(Path(d)) as stack:
         state = stack.state()
+        if not users_exist():  # the children run as the bench's own user: let it sign
+            state["proxy"]["allowed_users"] = [getpass.getuser()]
         stack.ampd.write_state(state)
         stack.ampd.start()
         run = Run(stack, state, state["prometheus"]["listen"])
@@ -188,10 +255,12 @@ def main(argv: list[str] | None = None) -> None:
             120,
             every=0.5,
         )
-        run.phase("(a) reloads", reloads(run, lengths.reloads))
-        run.phase("(b) outage", outage(run, lengths.outage_s))
-        run.phase("(c) 429", throttle(run, lengths.throttle_s, lengths.retry_after_s))
-        run.phase("(d) proxy restart", proxy_restart(run, lengths.settle_s))
+        if not args.only_kills:
+            run.phase("(a) reloads", reloads(run, lengths.reloads))
+            run.phase("(b) outage", outage(run, lengths.outage_s))
+            run.phase("(c) 429", throttle(run, lengths.throttle_s, lengths.retry_after_s))
+            run.phase("(d) proxy restart", proxy_restart(run, lengths.settle_s))
+        run.phase("(e) kill -9 Prometheus", prometheus_kills(run, lengths.prom_kills))
         drained = wait_drained(run.listen, 300.0)
         last = run.phases[-1].last
         wait_for(
@@ -236,7 +305,7 @@ def main(argv: list[str] | None = None) -> None:
         ]
     )
     print(md)
-    if not args.quick and argv is None:
+    if not args.quick and not args.only_kills and argv is None:
         write_section("loss", md)
 
 
