@@ -170,8 +170,16 @@ def untrusted_notes(spec: StateSpec) -> tuple[str, ...]:
 
 
 def render_context(
-    spec: StateSpec, facts: Facts, *, source: Path | str, state_dir: Path, python: str
+    spec: StateSpec,
+    facts: Facts,
+    *,
+    source: Path | str,
+    state_dir: Path,
+    python: str,
+    process_users: Mapping[str, str] | None = None,
 ) -> RenderContext:
+    """``process_users``: who each process runs as under the runtime in use (the proxy
+    signs for Prometheus' and Grafana's); None: the packaged users."""
     return RenderContext(
         source=str(source),
         state_dir=str(state_dir),
@@ -180,6 +188,7 @@ def render_context(
         prometheus_can_sign=facts.prometheus_can_sign,
         grafana_major=facts.grafana_major,
         python=python,
+        process_users=dict(process_users or {}),
     )
 
 

@@ -35,7 +35,7 @@ from ampd.gateways.files import read_bytes, remove_tree, sha256_bytes
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoredState, StoreView
-from ampd.gateways.users import ProcessUser, process_user
+from ampd.gateways.users import ProcessUser, process_user, process_users
 from ampd.observe import local as observe_local
 from ampd.plan.local import (
     PROCESS_INPUTS,
@@ -112,6 +112,7 @@ class LocalSide:
             source=self.state_path,
             state_dir=self.paths.state_dir,
             python=self.self_command,
+            process_users={p: u.name for p, u in process_users(self.runtime.name).items()},
         )
 
     def render(self, spec: StateSpec, facts: Facts) -> tuple[StateSpec, dict[str, Rendered]]:
