@@ -19,6 +19,19 @@ EXIT_ERROR = 1
 EXIT_CHANGES = 2
 
 
+LOCK_WAIT = 10.0  # default --wait: longer than a daemon's pass usually takes
+
+
+def _wait_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wait",
+        type=float,
+        default=LOCK_WAIT,
+        metavar="SECONDS",
+        help=f"wait this long for a running ampd's pass to end (default {LOCK_WAIT:g})",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="ampd", description=__doc__)
     p.add_argument(
@@ -44,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     ap = sub.add_parser("apply", help="one reconcile pass, then exit (0 converged, 2 partly)")
     ap.add_argument("--once", action="store_true", help="accepted for clarity; apply is one pass")
     ap.add_argument("--json", action="store_true")
+    _wait_option(ap)
     ap.add_argument(
         "--accept",
         metavar="VERSION",
@@ -55,6 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--config", help="proxy settings JSON (default: generated/proxy.json)")
     r = sub.add_parser("render", help="write every generated file; start nothing")
     r.add_argument("--out", help="directory (default: the state directory's generated/)")
+    _wait_option(r)
     sub.add_parser("schema", help="JSON Schema of the state file")
     sub.add_parser("version", help="versions and runtime")
     bk = sub.add_parser("bake", help="prepare an image: drop per-instance state, keep fleet facts")
@@ -145,6 +160,50 @@ def _dispatch(args: argparse.Namespace) -> int:
         from ampd.report.statusview import status_command
 
         return status_command(resolve_paths().status, as_json=args.json)
+    if cmd in ("apply", "render"):
+        return _locked(args)
+    return _state_command(args)
+
+
+def _locked(args: argparse.Namespace) -> int:
+    """``apply`` and ``render`` write into the state directory: one writer at a time, so
+    they wait (``--wait``) for a running daemon's pass, or refuse naming its holder."""
+    import contextlib
+
+    from ampd.gateways.paths import resolve_paths
+    from ampd.gateways.statelock import LockUnavailable, hold
+
+    def waiting(who: str) -> None:
+        print(f"ampd: waiting for the state directory ({who or 'in use'})", file=sys.stderr)
+
+    state_dir = resolve_paths().state_dir
+    out_only = args.command == "render" and args.out is not None
+    if out_only and not state_dir.exists():
+        return _state_command(args)  # no state directory: nobody to wait for, none made
+    with contextlib.ExitStack() as stack:
+        try:
+            stack.enter_context(
+                hold(
+                    state_dir,
+                    wait=args.wait,
+                    who=f"ampd {args.command}",
+                    on_wait=waiting,
+                    hint=" (--wait SECONDS waits longer)",
+                )
+            )
+        except LockUnavailable:
+            # ``render --out`` writes only into --out: a state directory this user cannot
+            # write is one it only reads (atomically replaced files), as before.
+            if not out_only:
+                raise
+        return _state_command(args)
+    raise AssertionError("unreachable")
+
+
+def _state_command(args: argparse.Namespace) -> int:
+    from ampd.gateways.paths import resolve_paths
+
+    cmd = args.command
     accept = args.accept if cmd == "apply" else None
     state = _state(args.state, cmd, resolve_paths(), args.region, accept)
     if cmd == "render":

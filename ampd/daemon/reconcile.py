@@ -20,7 +20,7 @@ import structlog
 from ampd.core import Condition, ConditionStatus, Health, Kind, Plan, SideResult, SyncStatus
 from ampd.daemon.awsworker import AwsWorker, crashed
 from ampd.errors import SpecError
-from ampd.gateways import progress
+from ampd.gateways import progress, statelock
 from ampd.gateways.files import inputs_fingerprint
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
@@ -42,9 +42,12 @@ log = structlog.get_logger()
 HEALTH_INTERVAL = 10.0  # health and remote-write evidence, while anything is not in line
 IDLE_INTERVAL = 30.0  # the same, while everything is Synced and Healthy
 AWS_PASS_TIMEOUT = 20.0  # below WatchdogSec: the pass waits this long at most for AWS
+PASS_LOCK_WAIT = 20.0  # a one-shot ``ampd apply`` may hold the state directory this long
 
 
 class Reconciler:
+    lock_holder = "ampd run"  # what a process waiting for the state directory is told
+
     def __init__(
         self,
         state_path: Path,
@@ -147,6 +150,23 @@ class Reconciler:
 
     # ---- the pass ---------------------------------------------------------------------
     def run_pass(self, *, apply: bool = True, aws_timeout: float = AWS_PASS_TIMEOUT) -> PassSummary:
+        """One pass. A pass that may write holds the state directory's lock (another
+        ``ampd`` on the same directory waits: ampd.gateways.statelock)."""
+        if not apply or not isinstance(self.store, Store):
+            return self._run_pass(apply, aws_timeout)
+        with statelock.hold(
+            self.paths.state_dir,
+            wait=PASS_LOCK_WAIT,
+            who=self.lock_holder,
+            on_wait=lambda who: log.info("state_lock.waiting", holder=who),
+        ):
+            log.debug("state_lock.acquired")
+            try:
+                return self._run_pass(apply, aws_timeout)
+            finally:
+                log.debug("state_lock.released")
+
+    def _run_pass(self, apply: bool, aws_timeout: float) -> PassSummary:
         started, t0 = time.time(), time.monotonic()
         rid = uuid.uuid4().hex[:12]
         structlog.contextvars.bind_contextvars(reconcile_id=rid)
