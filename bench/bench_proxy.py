@@ -5,7 +5,7 @@ direct path to the same upstream, in the same run, loopback only.
                                           [--candidates] [--no-write]
     .venv/bin/python -m bench.bench_proxy --flood [--sockets 30000] [--rate 200] ...
 
-``--flood`` runs only the socket-flood phases (bench/proxy_flood.py): another local user
+``--flood`` runs only the socket-flood phases (bench/flood_run.py): another local user
 holds 30,000 idle loopback sockets and opens 200 connections/s to the proxy; the
 signed-write p99 must not rise by more than 2 ms.
 
@@ -41,7 +41,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench import proxy_flood, proxy_load
+from bench import flood_run, proxy_flood, proxy_load
 from bench.report import write_section
 from tests.harness import remote_write
 
@@ -416,8 +416,8 @@ def main(argv: list[str] | None = None) -> int:
         return proxy_flood.serve_with_lookup(Path(args.serve_lookup[0]), args.serve_lookup[1])
     if args.flood:
         if args.seconds == parser.get_default("seconds"):
-            args.seconds = 15.0
-        return proxy_flood.main(args)
+            args.seconds = 10.0
+        return flood_run.main(args)
 
     machine = _machine()
     now = int(time.time() * 1000)
