@@ -2,14 +2,20 @@
 to unique canary strings, ampd runs the whole stack at debug level (daemon, plan, status,
 render, validate), and then every log line, status.json, command output, /metrics page and
 every file ampd or its children wrote is searched for the canaries: none may appear.
+So is every secret handed out along the way: each IMDS session token and role key the
+IMDS stand-in issued, and the Grafana admin password ampd made (and its Basic auth form),
+which may be only in its own file.
 
 The canaries are really used, which is what makes their absence mean something: remote
-write is signed with the canary keys (the data plane accepts them), and Grafana's data
-source is pointed at the canary credentials file.
+write is signed with the canary keys (the data plane accepts them), Grafana's data source
+is pointed at the canary credentials file, ampd asked IMDS for its instance labels, and
+Grafana runs with the admin password. The journal is searched by
+tests/test_secrets_journal_box.py, under a real systemd.
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
 import urllib.request
 from collections.abc import Iterator
@@ -18,6 +24,7 @@ from typing import Any
 
 import pytest
 
+from ampd.gateways.grafana import admin_password_file
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
 from tests.harness.stack import Stack
 from tests.test_grafana_daemon import standin_binary
@@ -124,6 +131,13 @@ def test_no_canary_anywhere(stack: Stack, tmp_path: Path) -> None:
     outputs["proxy /metrics"] = fetch(f"http://{state['proxy']['listen']}/metrics")
     stack.ampd.stop()  # flush and close everything it writes
 
+    handed_out = stack.imds.handed_out()
+    assert any(k.startswith("imds token") for k in handed_out), "ampd asked IMDS"
+    password_file = admin_password_file(stack.ampd.state_dir)
+    password = password_file.read_text().strip()
+    basic = base64.b64encode(f"admin:{password}".encode()).decode()
+    secret = {**CANARIES, **handed_out, "grafana admin password": password, "its basic": basic}
+
     files = [
         p
         for root in (stack.workdir, tmp_path / "rendered")
@@ -134,19 +148,20 @@ def test_no_canary_anywhere(stack: Stack, tmp_path: Path) -> None:
     assert any(p.name == "status.json" for p in files)
     assert len(files) > 10
     for name, text in outputs.items():
-        for what, canary in CANARIES.items():
+        for what, canary in secret.items():
             assert canary not in text, f"{what} in the output of {name}"
             assert canary[:20] not in text, f"the start of {what} in the output of {name}"
     leaks = [
         (str(p), what)
         for p in files
-        for what, canary in CANARIES.items()
-        if canary.encode() in p.read_bytes()
+        for what, canary in secret.items()
+        if canary.encode() in p.read_bytes() and p != password_file
     ]
     assert leaks == []
     debug_lines = stack.ampd.log_path.read_text().count('"level": "debug"')
     print(
-        f"\ncanaries: {len(files)} files and {len(outputs)} outputs searched, 0 found;"
+        f"\ncanaries: {len(files)} files and {len(outputs)} outputs searched for {len(secret)}"
+        " secrets, 0 found;"
         f" {debug_lines} debug log lines"
     )
     # the search itself works: the credentials file does hold its canary

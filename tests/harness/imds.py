@@ -154,6 +154,16 @@ class ImdsServer(StartStop):
             creds = self._issued.get(access_key_id)
             return creds.token if creds else None
 
+    def handed_out(self) -> dict[str, str]:
+        """Every secret issued so far, named: session tokens, role secret keys and session
+        tokens (for tests that search for them where they must not be)."""
+        with self._lock:
+            out = {f"imds token #{n}": t for n, t in enumerate(self._tokens)}
+            for akid, c in self._issued.items():
+                out[f"role secret key of {akid}"] = c.secret_access_key
+                out[f"role session token of {akid}"] = c.token
+        return out
+
     # -- tokens ---------------------------------------------------------------------------
 
     def _issue_token(self, ttl: int) -> str:
