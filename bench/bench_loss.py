@@ -219,7 +219,10 @@ def counters(pair: tuple[QueueSnapshot | None, QueueSnapshot | None]) -> str:
     if a is None or b is None or not a.queues or not b.queues:
         return "-"
     qa, qb = a.queues[0], b.queues[0]
-    return f"{qb.retried - qa.retried} / {qb.failed - qa.failed} / {qb.dropped - qa.dropped}"
+    deltas = (qb.retried - qa.retried, qb.failed - qa.failed, qb.dropped - qa.dropped)
+    if min(deltas) < 0:
+        return "- (counters restarted with Prometheus)"
+    return " / ".join(str(d) for d in deltas)
 
 
 def main(argv: list[str] | None = None) -> None:
