@@ -18,7 +18,7 @@ from botocore.utils import InstanceMetadataFetcher
 
 from ampd import cli
 from ampd.errors import TemporaryError
-from ampd.gateways import grafana, imds
+from ampd.gateways import grafana, imds, sockdiag
 from ampd.gateways.http import request, tcp_check
 from ampd.gateways.listeners import connection_owner, listener_owner, parse_table
 from ampd.observe.local import probe_health, scrape
@@ -63,6 +63,19 @@ def own_server() -> Iterator[tuple[str, list[str]]]:
         srv.server_close()
 
 
+@pytest.fixture(params=["sock_diag", "table"])
+def lookup(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Both ways to find a listener's owner: netlink, and the /proc table where netlink
+    is not allowed (ampd.service has no AF_NETLINK)."""
+    if request.param == "table":
+
+        def unavailable(_host: str, _port: int) -> int | None:
+            raise sockdiag.SockDiagUnavailable(97, "not here")
+
+        monkeypatch.setattr(sockdiag, "listener_owner", unavailable)
+    return str(request.param)
+
+
 @pytest.fixture
 def squatter() -> Iterator[Squatter]:
     with Squatter("127.0.0.1", free_port()) as s:
@@ -96,7 +109,7 @@ def test_the_table_parser_reads_both_families() -> None:
     assert (str(row6.local), row6.uid) == ("::1", 7)
 
 
-def test_listener_owner_names_the_user_that_bound_the_port(squatter: Squatter) -> None:
+def test_listener_owner_names_the_user_that_bound_the_port(squatter: Squatter, lookup: str) -> None:
     assert listener_owner("127.0.0.1", squatter.port) == squatter.uid
     with socket.socket() as mine:
         mine.bind(("127.0.0.1", 0))
@@ -105,7 +118,7 @@ def test_listener_owner_names_the_user_that_bound_the_port(squatter: Squatter) -
     assert listener_owner("127.0.0.1", free_port()) is None
 
 
-def test_a_wildcard_listener_covers_loopback() -> None:
+def test_a_wildcard_listener_covers_loopback(lookup: str) -> None:
     port = free_port()
     with Squatter("0.0.0.0", port) as s:
         s.wait_bound(10)
@@ -135,7 +148,7 @@ def test_an_owner_checked_request_reaches_its_own_server(own_server: tuple[str, 
     assert len(seen) == 1
 
 
-def test_a_squatter_gets_nothing_not_even_a_connection(squatter: Squatter) -> None:
+def test_a_squatter_gets_nothing_not_even_a_connection(squatter: Squatter, lookup: str) -> None:
     res = request(
         f"http://127.0.0.1:{squatter.port}/api/health",
         "POST",
@@ -241,3 +254,31 @@ def test_botocore_imds_credentials_are_kept_off_http_proxy(
         assert fetch() == md.credentials.access_key_id
     assert proxy_env == []
     assert "169.254.169.254" in os.environ["no_proxy"].split(",")
+
+
+def test_an_owner_checked_request_follows_no_redirect(squatter: Squatter) -> None:
+    """A redirect could lead past the check (to another port, or to https): the 3xx is
+    the answer."""
+    target = f"http://127.0.0.1:{squatter.port}/steal"
+
+    class Redirect(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(302)
+            self.send_header("Location", target)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Redirect)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        res = request(f"http://127.0.0.1:{srv.server_address[1]}/", owner=ME)
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    assert res.status == 302
+    assert request("https://127.0.0.1:1/", owner=ME).status == 0  # no https with an owner
+    squatter.stop()
+    assert squatter.connections == 0

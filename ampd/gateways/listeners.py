@@ -6,7 +6,8 @@ server's accepted sockets carry the uid of its listening socket, so both questio
 answered from the same table:
 
 - ``listener_owner(host, port)``: the uid of the LISTEN socket (state ``0A``) that a
-  connection to HOST:PORT would reach. A socket bound to that very address wins over a
+  connection to HOST:PORT would reach (through ampd.gateways.sockdiag when netlink is
+  allowed, else from the table). A socket bound to that very address wins over a
   wildcard one (``0.0.0.0``, ``::``), as in the kernel; ``None`` when nothing listens.
 - ``connection_owner(local, remote)``: the uid of the socket at the far end of one of
   ampd's own connections, so that the answer is about the server that accepted *this*
@@ -25,6 +26,8 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+
+from ampd.gateways import sockdiag
 
 __all__ = ["Row", "connection_owner", "listener_owner", "parse_table", "split_hostport"]
 
@@ -103,8 +106,16 @@ def connect_address(host: str) -> Addr:
 
 def listener_owner(host: str, port: int) -> int | None:
     """The uid that owns the listening socket a connection to HOST:PORT reaches, or None
-    when nothing listens there."""
+    when nothing listens there. Asked of the kernel through sock_diag (a short list,
+    however many sockets other users hold), else read from the table."""
     target = connect_address(host)
+    try:
+        return sockdiag.listener_owner(str(target), port)
+    except sockdiag.SockDiagUnavailable:  # no AF_NETLINK here (ampd.service allows none)
+        return _scanned_listener_owner(target, port)
+
+
+def _scanned_listener_owner(target: Addr, port: int) -> int | None:
     exact: int | None = None
     wildcard: int | None = None
     for row in _rows():
