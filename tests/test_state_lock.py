@@ -211,3 +211,30 @@ def test_apply_beside_a_daemon_in_a_pass_refuses_naming_the_daemon(
     finally:
         ampd.stop()
         ampd.print_log_tail()
+
+
+def test_a_symlink_in_place_of_the_lock_is_refused(tmp_path: Path) -> None:
+    p = AmpdProcess(tmp_path)
+    p.write_state(_state(tmp_path))
+    p.state_dir.mkdir()
+    victim = tmp_path / "victim"
+    victim.write_text("keep me\n")
+    (p.state_dir / ".lock").symlink_to(victim)
+    res = p.ampd("apply", "--once", "--wait", "0.3")
+    assert res.returncode == 1
+    assert ".lock is a symlink: refusing to lock through it" in res.stderr, res.stderr
+    assert victim.read_text() == "keep me\n"
+    assert _written(p.state_dir) == []
+
+
+def test_a_lock_file_root_makes_is_the_state_directory_owners(tmp_path: Path) -> None:
+    """``sudo ampd apply`` first: the daemon (its own user) can still open the lock."""
+    p = AmpdProcess(tmp_path)
+    p.write_state(_state(tmp_path))
+    p.state_dir.mkdir()
+    os.chown(p.state_dir, 65534, 65534)
+    res = p.ampd("render", "--wait", "5")
+    assert res.returncode == 0, res.stderr
+    st = (p.state_dir / ".lock").stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
+    assert st.st_mode & 0o777 == 0o640
