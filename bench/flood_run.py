@@ -15,7 +15,7 @@ Prometheus keeps its connections), and the flooder, running as ``nobody``.
 Three phases per proxy and round, taken in turn so they see the same machine: *quiet*
 (no flooder), *flood* (``--sockets`` held and ``--rate`` connections/s) and *connections
 only* (the same connections/s, no sockets held: what handling the refused connections
-costs by itself, whatever the lookup).
+costs by itself, whatever the lookup). Each phase starts once both proxies are idle.
 """
 
 from __future__ import annotations
@@ -114,6 +114,26 @@ def _stop(proc: subprocess.Popen[str]) -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def _settle(pids: list[int], timeout: float = 90.0) -> float:
+    """Wait (bounded) until the proxies are idle, under 5 % of a core each for 0.5 s: a
+    phase must not start while one still works through what the last one left."""
+    start = time.monotonic()
+    while time.monotonic() - start < timeout:
+        before = [_cpu_seconds(p) for p in pids]
+        time.sleep(0.5)
+        if all(_cpu_seconds(p) - b < 0.025 for p, b in zip(pids, before, strict=True)):
+            break
+    return time.monotonic() - start
 
 
 class _Writer:
@@ -215,11 +235,13 @@ def run(args: argparse.Namespace) -> dict[str, Result]:
             procs = {name: _start_proxy(upstream, Path(tmp), name) for name in LOOKUPS}
             try:
                 ports = {n: _port(p, Path(tmp) / f"proxy-{n}.log") for n, p in procs.items()}
+                pids = [p.pid for p in procs.values()]
                 for r in range(args.rounds):
                     for name, port in ports.items():
                         res = results[name]
                         line = []
                         for phase, sockets in zip(PHASES, (None, args.sockets, 0), strict=True):
+                            _settle(pids)
                             got = _phase(ctx, port, request, args, sockets, res, phase)
                             line.append(
                                 f"{phase} p50 {pct(got, 0.5):5.2f} p99 {pct(got, 0.99):6.2f}"

@@ -329,9 +329,13 @@ def test_socket_owner_without_proc_tables(tmp_path: Any) -> None:
 class _Transport:
     def __init__(self, peer: tuple[str, int], own: tuple[str, int]) -> None:
         self.extra = {"peername": peer, "sockname": own}
+        self.closing = False
 
     def get_extra_info(self, name: str) -> Any:
         return self.extra.get(name)
+
+    def is_closing(self) -> bool:
+        return self.closing
 
 
 @pytest.mark.parametrize(
@@ -384,6 +388,21 @@ def test_gate_looks_up_off_the_event_loop() -> None:
 
     loop_thread = asyncio.run(check())
     assert threads and threads[0] is not loop_thread
+
+
+def test_a_connection_gone_before_its_turn_is_not_looked_up() -> None:
+    """A flood of connections that give up leaves no queue of lookups behind it."""
+    calls: list[object] = []
+
+    def lookup(a: tuple[str, int], b: tuple[str, int]) -> int | None:
+        calls.append(a)
+        return 0
+
+    gate = PeerGate({0}, owner=lookup)
+    transport = _Transport(("127.0.0.1", 40000), ("127.0.0.1", 8005))
+    transport.closing = True
+    verdict = asyncio.run(gate.check(transport))  # type: ignore[arg-type]
+    assert (verdict.reason, calls) == ("peer_unknown", [])
 
 
 def test_gate_fails_closed_when_the_tables_cannot_be_read() -> None:

@@ -111,6 +111,16 @@ class PeerGate:
             self._verdicts[transport] = verdict
         return verdict
 
+    def _lookup_if_open(
+        self, transport: asyncio.BaseTransport, peer: Address, own: Address
+    ) -> int | None:
+        """The lookup, unless the connection closed while it waited for a thread: a
+        flood of connections that give up must not leave a queue of lookups behind it
+        (with the /proc scan, each costs more the more sockets there are)."""
+        if transport.is_closing():  # a plain attribute read; a stale answer only costs a lookup
+            return None
+        return self._owner(peer, own)
+
     async def _decide(self, transport: asyncio.BaseTransport) -> Verdict:
         peer = transport.get_extra_info("peername")
         own = transport.get_extra_info("sockname")
@@ -120,7 +130,9 @@ class PeerGate:
         own_addr: Address = (str(own[0]), int(own[1]))
         loop = asyncio.get_running_loop()
         try:
-            uid = await loop.run_in_executor(self._executor, self._owner, peer_addr, own_addr)
+            uid = await loop.run_in_executor(
+                self._executor, self._lookup_if_open, transport, peer_addr, own_addr
+            )
         except PeerLookupError as e:
             if not self._lookup_failed_once:
                 log.error("proxy.peer_lookup_failed", error=str(e))
