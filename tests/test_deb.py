@@ -536,7 +536,7 @@ def test_upgrade_from_the_package_whose_children_ran_as_ampd_moves_them_to_their
     assert box_stat(box, data).startswith("ampd ampd")
 
     def wal() -> set[str]:
-        return set(box.sh(f"cd {data} && find . -type f -path './wal/*'").check().stdout.split())
+        return set(box.sh(f"cd {data} && find . -type f -path '*/wal/*'").check().stdout.split())
 
     deadline = time.monotonic() + 30
     while not (files := wal()):
