@@ -1,9 +1,10 @@
 """What a child needs before a root ampd runs it as its own user (the supervisor runtime).
 
-Under systemd the package and the units arrange it: ``User=``, ``SupplementaryGroups=ampd``,
-``StateDirectory=`` (the child's data directory is its own) and ``units/ampd.tmpfiles``
-(Grafana's admin password directory). A root ampd under the supervisor runtime, whose
-files are root's, does the same by hand before each start:
+Under systemd the package and the units arrange it: ``User=`` (its groups, ``ampd`` among
+them, from /etc/group: units/ampd.sysusers), ``StateDirectory=`` (the child's data directory
+is its own) and ``units/ampd.tmpfiles`` (Grafana's admin password directory). A root ampd
+under the supervisor runtime, whose files are root's, does the same by hand before each
+start:
 
 - the generated files are group ``ampd``, the group every child is a member of, in
   set-group-ID directories (so a file written later is group ``ampd`` too): the children
