@@ -75,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     bk = sub.add_parser("bake", help="prepare an image: drop per-instance state, keep fleet facts")
     bk.add_argument("--json", action="store_true")
     bk.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
+    _wait_option(bk)
     ex = sub.add_parser("exec", help="exec a managed process from its generated command")
     ex.add_argument("name", choices=["prometheus", "sigv4-proxy", "grafana"])
     ad = sub.add_parser("adopt", help="make an existing IAM role/instance profile this stack's")
@@ -143,10 +144,12 @@ def _dispatch(args: argparse.Namespace) -> int:
         load_and_check(Path(raw), run_promtool=not args.no_promtool)
         print(f"{raw}: valid")
         return EXIT_OK
+    if cmd == "bake" and not args.dry_run:
+        return _locked(args)
     if cmd == "bake":
         from ampd.daemon.bake import bake_command
 
-        return bake_command(resolve_paths(), as_json=args.json, dry_run=args.dry_run)
+        return bake_command(resolve_paths(), as_json=args.json, dry_run=True)
     if cmd == "exec":
         from ampd.daemon.execproc import exec_process
 
@@ -166,8 +169,9 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 
 def _locked(args: argparse.Namespace) -> int:
-    """``apply`` and ``render`` write into the state directory: one writer at a time, so
-    they wait (``--wait``) for a running daemon's pass, or refuse naming its holder."""
+    """``apply``, ``render`` and ``bake`` write into the state directory: one writer at a
+    time, so they wait (``--wait``) for a running daemon's pass, or refuse naming its
+    holder."""
     import contextlib
 
     from ampd.gateways.paths import resolve_paths
@@ -204,6 +208,10 @@ def _state_command(args: argparse.Namespace) -> int:
     from ampd.gateways.paths import resolve_paths
 
     cmd = args.command
+    if cmd == "bake":
+        from ampd.daemon.bake import bake_command
+
+        return bake_command(resolve_paths(), as_json=args.json, dry_run=False)
     accept = args.accept if cmd == "apply" else None
     state = _state(args.state, cmd, resolve_paths(), args.region, accept)
     if cmd == "render":

@@ -238,3 +238,15 @@ def test_a_lock_file_root_makes_is_the_state_directory_owners(tmp_path: Path) ->
     st = (p.state_dir / ".lock").stat()
     assert (st.st_uid, st.st_gid) == (65534, 65534)
     assert st.st_mode & 0o777 == 0o640
+
+
+def test_bake_beside_a_holder_refuses_and_removes_nothing(tmp_path: Path, holder: Holder) -> None:
+    p = AmpdProcess(tmp_path)
+    generated = p.state_dir / "generated" / "prometheus.yml"
+    generated.parent.mkdir(parents=True)
+    generated.write_text("per-instance\n")
+    res = p.ampd("bake", "--wait", "0.3")
+    assert res.returncode == 1, (res.stdout, res.stderr)
+    assert f"is in use by pid {holder.pid} (test holder)" in res.stderr
+    assert generated.read_text() == "per-instance\n"
+    assert p.ampd("bake", "--dry-run").returncode == 0  # removes nothing: no lock
