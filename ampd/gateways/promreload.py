@@ -32,7 +32,8 @@ __all__ = ["ReloadState", "confirm_reload", "read_reload_state", "reload_failure
 SUCCESSFUL = "prometheus_config_last_reload_successful"
 SUCCESS_TIME = "prometheus_config_last_reload_success_timestamp_seconds"
 TIMEOUT = 10.0  # Prometheus reloads in milliseconds; this bounds a wedged one
-INTERVAL = 0.005
+INTERVAL = 0.001  # the first polls: a reload takes Prometheus a few milliseconds
+MAX_INTERVAL = 0.05  # doubled up to this while no verdict comes
 READ_TIMEOUT = 2.0
 _ERROR_MARK = "Error reloading config"
 _LOG_GRACE = 0.5  # the log line follows the gauge by a moment
@@ -131,3 +132,4 @@ def confirm_reload(
         if clock() >= deadline:
             raise TemporaryError(f"prometheus did not confirm the reload within {timeout:.0f} s")
         sleep(interval)
+        interval = min(interval * 2, MAX_INTERVAL)
