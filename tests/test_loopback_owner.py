@@ -18,8 +18,8 @@ from botocore.utils import InstanceMetadataFetcher
 
 from ampd import cli
 from ampd.errors import TemporaryError
-from ampd.gateways import grafana, imds, sockdiag
-from ampd.gateways.http import request, tcp_check
+from ampd.gateways import grafana, imds, promqueue, promreload, sockdiag
+from ampd.gateways.http import owned_get, request, tcp_check
 from ampd.gateways.listeners import connection_owner, listener_owner, parse_table
 from ampd.observe.local import probe_health, scrape
 from tests.harness.fixtures_local import free_port
@@ -282,3 +282,16 @@ def test_an_owner_checked_request_follows_no_redirect(squatter: Squatter) -> Non
     assert request("https://127.0.0.1:1/", owner=ME).status == 0  # no https with an owner
     squatter.stop()
     assert squatter.connections == 0
+
+
+def test_owned_get_is_the_fetch_for_prometheus_readers(
+    squatter: Squatter, own_server: tuple[str, list[str]]
+) -> None:
+    """promqueue and promreload take a ``fetch``: owned_get makes theirs owner-checked."""
+    listen, seen = own_server
+    assert owned_get(ME)(f"http://{listen}/metrics").status == 200
+    assert promqueue.read_queues(f"127.0.0.1:{squatter.port}", owned_get(ME)) is None
+    assert promreload.read_reload_state(f"127.0.0.1:{squatter.port}", owned_get(ME)) is None
+    squatter.stop()
+    assert squatter.connections == 0
+    assert len(seen) == 1

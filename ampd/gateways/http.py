@@ -19,14 +19,22 @@ import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 from ampd.gateways.listeners import connection_owner, listener_owner, split_hostport
 
-__all__ = ["HttpResult", "NotOwned", "no_proxy_opener", "request", "tcp_listening"]
+__all__ = [
+    "HttpResult",
+    "NotOwned",
+    "no_proxy_opener",
+    "owned_get",
+    "request",
+    "tcp_check",
+    "tcp_listening",
+]
 
 UNKNOWN_UID = -1
 _FAR_END_WAIT = 0.2  # the accepted socket is in the table as soon as connect() returns
@@ -137,6 +145,16 @@ def request(
         return HttpResult(0, str(e), foreign_uid=e.uid)
     except (OSError, TimeoutError, http.client.HTTPException) as e:
         return HttpResult(0, str(e))
+
+
+def owned_get(owner: int, timeout: float = 3.0) -> Callable[[str], HttpResult]:
+    """A ``fetch(url)`` that GETs only from a server running as ``owner``: for readers
+    that take one (promqueue, promreload)."""
+
+    def fetch(url: str) -> HttpResult:
+        return request(url, timeout=timeout, owner=owner)
+
+    return fetch
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from ampd.core import (
 )
 from ampd.gateways import promqueue, promtool
 from ampd.gateways.files import read_bytes, remove_tree, sha256_bytes
+from ampd.gateways.http import owned_get
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoredState, StoreView
@@ -274,8 +275,13 @@ class LocalSide:
         if not ends_queue and (Action.RELOAD not in actions or new is None):
             return
         running = read_bytes(self.paths.generated / "prometheus.yml")
+        owner = process_user("prometheus", self.runtime.name).uid  # no squatter's metrics
         drained = promqueue.drain_before_reload(
-            listen, running, b"" if ends_queue or new is None else new.data, DRAIN_TIMEOUT
+            listen,
+            running,
+            b"" if ends_queue or new is None else new.data,
+            DRAIN_TIMEOUT,
+            fetch=owned_get(owner, 2.0),
         )
         if drained is not None:
             log_at = log.info if drained.drained else log.warning
