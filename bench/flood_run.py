@@ -59,12 +59,21 @@ class Result:
     held: int = 0
     processes: int = 1
     lookup_us: dict[str, float] = field(default_factory=dict)  # with the sockets held
+    round_p99: dict[str, list[float]] = field(default_factory=lambda: {p: [] for p in PHASES})
 
     def p99(self, phase: str) -> float:
         return pct(self.latencies[phase], 0.99)
 
     def added_p99(self, phase: str = "flood") -> float:
         return self.p99(phase) - self.p99("quiet")
+
+    def paired(self, phase: str = "flood") -> float:
+        """The median over rounds of (this phase's p99 - the quiet p99 of the same
+        round): less swayed than pooled figures by one round the machine disturbed."""
+        diffs = sorted(
+            a - b for a, b in zip(self.round_p99[phase], self.round_p99["quiet"], strict=True)
+        )
+        return diffs[len(diffs) // 2] if diffs else float("nan")
 
 
 def _start_proxy(upstream: str, workdir: Path, lookup: str) -> subprocess.Popen[str]:
@@ -243,6 +252,7 @@ def run(args: argparse.Namespace) -> dict[str, Result]:
                         for phase, sockets in zip(PHASES, (None, args.sockets, 0), strict=True):
                             _settle(pids)
                             got = _phase(ctx, port, request, args, sockets, res, phase)
+                            res.round_p99[phase].append(pct(got, 0.99))
                             line.append(
                                 f"{phase} p50 {pct(got, 0.5):5.2f} p99 {pct(got, 0.99):6.2f}"
                             )
@@ -271,11 +281,13 @@ def markdown(
         rows.append(
             f"| {LOOKUPS[name]} "
             + "".join(f"| {pct(res.latencies[p], 0.5):.2f} / {res.p99(p):.2f} " for p in PHASES)
-            + f"| **{res.added_p99():+.2f}** | {res.added_p99('connections only'):+.2f} "
+            + f"| {res.added_p99():+.2f} | **{res.paired():+.2f}** "
+            f"| {res.paired('connections only'):+.2f} "
             f"| {rate:.0f}/s: {res.refused:,} refused{'; ' + errors if errors else ''} |"
         )
     default = results["sock_diag"]
-    verdict = "met" if default.added_p99() <= 2.0 else "**missed**"
+    worst = max(default.added_p99(), default.paired())
+    verdict = "met" if worst <= 2.0 else "**missed**"
     short = {"sock_diag": "sock_diag", "proc_scan": "/proc scan"}
     costs = ", ".join(f"{short[n]} {quiet_us[n]:,.0f} µs -> {during[n]:,.0f} µs" for n in LOOKUPS)
     return "\n".join(
@@ -296,12 +308,20 @@ def markdown(
             "only* (the same connections per second, no sockets held).",
             "",
             "| peer lookup | quiet p50 / p99 (ms) | flood p50 / p99 | connections only "
-            "p50 / p99 | flood: added p99 (ms) | connections only: added p99 | flooder |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "p50 / p99 | flood: added p99, pooled | flood: added p99, median of rounds "
+            "| connections only: added p99, median of rounds | flooder |",
+            "|---|---:|---:|---:|---:|---:|---:|---|",
             *rows,
             "",
             f"Goal (#23): the flood raises the signed-write p99 by at most 2 ms: {verdict} "
-            f"({default.added_p99():+.2f} ms with the default lookup).",
+            f"(default lookup: {default.added_p99():+.2f} ms pooled, {default.paired():+.2f} "
+            "ms as the median of the rounds' differences; the verdict takes the larger). "
+            "Per round, p99 quiet / flood / connections only (ms): "
+            + "; ".join(
+                " / ".join(f"{default.round_p99[p][i]:.1f}" for p in PHASES)
+                for i in range(len(default.round_p99["quiet"]))
+            )
+            + ".",
             "",
             "One owner lookup of a live connection (median of 50, in the benchmark's own "
             f"process), with no flood -> with the {default.held:,} sockets held: {costs}.",
