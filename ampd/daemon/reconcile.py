@@ -25,6 +25,7 @@ from ampd.gateways.files import inputs_fingerprint
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoreView
+from ampd.gateways.users import process_user
 from ampd.observe import promconfig
 from ampd.observe.aws import read_spec_files
 from ampd.observe.specfile import load_and_check, source_name, state_source_for
@@ -217,7 +218,8 @@ class Reconciler:
         )
         if prom is None or not prom.enabled or not self.local.manage_processes or not running:
             return local
-        cond = promconfig.config_condition(prom.listen)
+        owner = process_user("prometheus", self.runtime.name).uid
+        cond = promconfig.config_condition(prom.listen, owner=owner)
         return local if cond is None else replace(local, conditions=(*local.conditions, cond))
 
     def _summary(

@@ -8,16 +8,20 @@ in Prometheus' own ``prometheus_config_last_reload_successful``.
 from __future__ import annotations
 
 from ampd.core import Condition, ConditionStatus
+from ampd.gateways.http import owned_get
 from ampd.gateways.promreload import SUCCESSFUL, read_reload_state
 
 CONDITION = "PrometheusConfigLoaded"
 
 
-def config_condition(listen: str) -> Condition | None:
+def config_condition(listen: str, *, owner: int | None = None) -> Condition | None:
     """True while the last reload took; False once one failed (Prometheus keeps running
-    the configuration it had). None when Prometheus does not answer: its process status
-    says so already."""
-    state = read_reload_state(listen)
+    the configuration it had). None when Prometheus does not answer, or (``owner``) the
+    listener is not Prometheus' user's: its process status says so already."""
+    if owner is None:
+        state = read_reload_state(listen)
+    else:
+        state = read_reload_state(listen, owned_get(owner))
     if state is None:
         return None
     if state.successful:
