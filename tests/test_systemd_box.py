@@ -68,8 +68,10 @@ def test_security_exposure_is_low(ampd_box: SysBox) -> None:
     scores = {unit: exposure(ampd_box, unit) for unit in UNITS}
     print(f"systemd-analyze security: {scores}")
     # 1.2 ("OK") for each unit before the children had their own users, and no worse
-    # since: a child's group ampd comes from /etc/group, not SupplementaryGroups=.
-    assert all(score <= 1.2 for score in scores.values()), scores
+    # since (a child's group ampd comes from /etc/group, not SupplementaryGroups=); the
+    # proxy pays 0.1 for AF_NETLINK, its exact sock_diag lookup of each client's uid.
+    limits = dict.fromkeys(UNITS, 1.2) | {"ampd-sigv4-proxy.service": 1.3}
+    assert all(score <= limits[unit] for unit, score in scores.items()), scores
 
 
 def test_polkit_lets_ampd_manage_its_child_units_and_nothing_else(ampd_box: SysBox) -> None:
