@@ -161,6 +161,7 @@ class Reconciler:
             who=self.lock_holder,
             on_wait=lambda who: log.info("state_lock.waiting", holder=who),
         ):
+            progress.mark()  # a completed step: the wait is bounded below WatchdogSec / 2
             log.debug("state_lock.acquired")
             try:
                 return self._run_pass(apply, aws_timeout)
