@@ -25,13 +25,15 @@ from typing import Any
 
 import pytest
 
+from ampd.gateways.statelock import hold
 from tests.harness.fixtures_local import REPO, AmpdProcess, free_port, wait_for
 
 HOLD = """
 import sys
 from pathlib import Path
 from ampd.gateways.statelock import hold
-with hold(Path(sys.argv[1]), wait=10, who="test holder"):
+wait = float(sys.argv[2]) if len(sys.argv) > 2 else 10
+with hold(Path(sys.argv[1]), wait=wait, who="test holder"):
     print("held", flush=True)
     sys.stdin.read()
 """
@@ -250,3 +252,24 @@ def test_bake_beside_a_holder_refuses_and_removes_nothing(tmp_path: Path, holder
     assert f"is in use by pid {holder.pid} (test holder)" in res.stderr
     assert generated.read_text() == "per-instance\n"
     assert p.ampd("bake", "--dry-run").returncode == 0  # removes nothing: no lock
+
+
+def test_holds_nest_in_one_process_however_the_directory_is_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CLI ``apply`` holds the lock and its pass takes it again: one hold, no wait."""
+    state = tmp_path / "state"
+    monkeypatch.chdir(tmp_path)
+    with hold(state, wait=0, who="outer"), hold(Path("state"), wait=0, who="inner"):
+        assert (state / ".lock").read_text() == f"{os.getpid()} outer\n"
+        probe = subprocess.run(
+            [sys.executable, "-c", HOLD, str(state), "0.2"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert probe.returncode == 1  # another process still cannot have it
+        assert f"in use by pid {os.getpid()} (outer)" in probe.stderr
+    assert (state / ".lock").read_text() == ""

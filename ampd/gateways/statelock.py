@@ -104,7 +104,7 @@ def hold(
         raise LockUnavailable(
             f"cannot make the state directory {state_dir}: {e.strerror}"
         ) from None
-    path = state_dir / LOCK_NAME
+    path = state_dir.resolve() / LOCK_NAME  # one key however the directory is named
     with _mutex:
         nested = _held.get(path)
         if nested is not None:
