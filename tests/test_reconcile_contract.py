@@ -66,6 +66,10 @@ class FlakyRuntime:
     def reload(self, name: str) -> None:
         pass
 
+    def forget_data(self, name: str) -> None:
+        if name in self.started:
+            self.started.remove(name)
+
     def shutdown(self, timeout: float = 15.0) -> None:
         pass
 

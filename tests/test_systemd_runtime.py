@@ -201,6 +201,45 @@ def test_only_its_own_processes(paths: Paths) -> None:
         SystemdRuntime(paths, run=FakeSystemd()).stop("dbus")
 
 
+@pytest.mark.parametrize("name", ["prometheus", "grafana"])
+def test_forget_data_stops_the_unit_then_cleans_its_state(paths: Paths, name: str) -> None:
+    fake = FakeSystemd(**running())
+    SystemdRuntime(paths, run=fake).forget_data(name)
+    unit = f"ampd-{name}.service"
+    assert fake.calls == [("stop", unit), ("clean", unit, "--what=state")]
+
+
+@pytest.mark.parametrize(
+    ("failing", "stderr", "error", "calls"),
+    [
+        ("stop", "Job for ampd-prometheus.service timed out.", TemporaryError, 1),
+        (
+            "clean",
+            "Failed to clean ampd-prometheus.service: Interactive authentication required.",
+            PermanentError,
+            2,
+        ),
+        ("clean", "Unit ampd-prometheus.service is busy cleaning", TemporaryError, 2),
+    ],
+)
+def test_forget_data_that_fails_raises(
+    paths: Paths, failing: str, stderr: str, error: type[Exception], calls: int
+) -> None:
+    """Never a silent keep: a stop that failed cleans nothing, a clean that failed raises."""
+    fake = FakeSystemd(**running())
+    fake.fail[failing] = Completed(1, "", stderr)
+    with pytest.raises(error):
+        SystemdRuntime(paths, run=fake).forget_data("prometheus")
+    assert len(fake.calls) == calls
+    assert fake.calls[0] == ("stop", "ampd-prometheus.service")
+
+
+def test_the_polkit_grant_includes_clean_for_the_child_units() -> None:
+    rules = (UNITS / "50-ampd.rules").read_text()
+    verbs = re.search(r"var verbs = \[([^\]]*)\]", rules)
+    assert verbs is not None and '"clean"' in verbs.group(1)
+
+
 def test_shutdown_leaves_every_unit_alone(paths: Paths) -> None:
     fake = FakeSystemd(**running())
     SystemdRuntime(paths, run=fake).shutdown()

@@ -121,6 +121,29 @@ def remove_tree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+def remove_tree_checked(path: Path) -> None:
+    """Remove ``path`` (a file or a tree); gone already is fine. Anything left raises the
+    first OSError, its filename the full path of what could not be removed."""
+
+    def fail(
+        _func: object, name: str, exc: tuple[type[BaseException], BaseException, object]
+    ) -> None:
+        e = exc[1]
+        if isinstance(e, FileNotFoundError):
+            return
+        if isinstance(e, OSError):
+            raise OSError(e.errno, e.strerror, name) from e
+        raise e
+
+    try:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, onerror=fail)
+        else:
+            path.unlink()
+    except FileNotFoundError:
+        pass
+
+
 def remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()

@@ -35,6 +35,15 @@ class Runtime(Protocol):
         """SIGHUP (or the runtime's reload); raises TemporaryError if not running."""
         ...
 
+    def forget_data(self, name: str) -> None:
+        """Remove the process's own data (``<state_dir>/data/NAME``); stops it first.
+
+        systemd: stop the unit, then ``systemctl clean --what=state`` (its StateDirectory=);
+        supervisor: stop the child, then remove the directory. Raises TemporaryError or
+        PermanentError when the data may still be there: never returns having kept it.
+        """
+        ...
+
     def shutdown(self, timeout: float = 15.0) -> None:
         """ampd is exiting. supervisor: stop every child in order; systemd: leave units."""
         ...

@@ -28,7 +28,8 @@ from ampd.errors import PermanentError, TemporaryError
 from ampd.gateways import childuser
 from ampd.gateways.childuser import Credentials
 from ampd.gateways.execcheck import untrusted
-from ampd.gateways.paths import resolve_paths
+from ampd.gateways.files import remove_tree_checked
+from ampd.gateways.paths import Paths, resolve_paths
 from ampd.gateways.runtime import Command, ProcessState
 from ampd.gateways.users import process_user
 
@@ -82,7 +83,9 @@ class Supervisor:
         backoff_cap: float = 60.0,
         crash_window: float = 120.0,
         stable_after: float = 10.0,
+        paths: Paths | None = None,
     ) -> None:
+        self._paths = paths if paths is not None else resolve_paths()
         self._children: dict[str, _Child] = {}
         self._history: dict[str, _History] = collections.defaultdict(_History)
         self._lock = threading.RLock()
@@ -241,6 +244,19 @@ class Supervisor:
         if child is None or child.proc.poll() is not None:
             raise TemporaryError(f"{name} is not running; cannot reload", delay=1)
         os.kill(child.proc.pid, signal.SIGHUP)
+
+    def forget_data(self, name: str) -> None:
+        """Stop the child, then remove its data directory (``<state_dir>/data/NAME``).
+        TemporaryError naming what is left when it cannot all be removed."""
+        self.stop(name)
+        data = self._paths.data_dir(name)
+        try:
+            remove_tree_checked(data)
+        except OSError as e:
+            raise TemporaryError(
+                f"{name}: cannot remove its data: {e.filename or data}: {e.strerror}", delay=30
+            ) from e
+        log.info("process.data_removed", process=name, path=str(data))
 
     def shutdown(self, timeout: float = 15.0) -> None:
         deadline = time.monotonic() + timeout

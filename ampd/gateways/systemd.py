@@ -4,9 +4,10 @@ The unit runs ``ampd exec NAME``, which execs the command ampd wrote to
 ``<state_dir>/generated/NAME.cmd.json`` (``{"argv": [...], "env": {...}}``, plus
 ``"cwd"`` when set). So ``start``/``restart`` write that file, then ask systemd through
 ``systemctl`` (D-Bus; as the unprivileged ``ampd`` user, polkit allows exactly these
-units). ``observe`` reads ``systemctl show`` and, when something went wrong, the unit's
-last journal lines. ``shutdown`` leaves every unit alone: restarting ampd (upgrade,
-watchdog) must not restart a healthy Prometheus.
+units). ``forget_data`` stops a unit and has systemd remove its StateDirectory=
+(``systemctl clean``). ``observe`` reads ``systemctl show`` and, when something went
+wrong, the unit's last journal lines. ``shutdown`` leaves every unit alone: restarting ampd
+(upgrade, watchdog) must not restart a healthy Prometheus.
 
 Errors: a unit that is not installed or an action polkit refuses is a PermanentError;
 a start that failed, a timeout or an unreachable systemd is a TemporaryError.
@@ -227,6 +228,15 @@ class SystemdRuntime:
         if props.get("ActiveState") not in ("active", "reloading"):
             raise TemporaryError(f"{unit} is not running ({props.get('ActiveState')})", 2.0)
         self._systemctl_call("reload", unit)
+
+    def forget_data(self, name: str) -> None:
+        """Stop the unit, then have systemd remove its StateDirectory= (CleanUnit: the
+        child's files are its own user's, 0750, out of ampd's reach). systemd cleans only
+        a unit that is not running; ``systemctl clean`` waits until it has, and fails when
+        it could not."""
+        unit = unit_name(name)
+        self.stop(name)
+        self._systemctl_call("clean", unit, "--what=state")
 
     def shutdown(self, timeout: float = 15.0) -> None:
         """Leave every child unit as it is: a new ampd picks them up."""

@@ -30,6 +30,7 @@ DEGRADING_CONDITIONS = (
     "AwsSideHealthy",
     "LocalSideHealthy",
     "ListenersOwned",  # a managed port held by another user (ampd.report.owners)
+    "InstanceDataDropped",  # another instance's WAL kept after a start from an image
 )
 
 

@@ -8,6 +8,7 @@ process, no ampd.json, no wipe of a baked instance's data.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -30,8 +31,9 @@ from ampd.core import (
     ResourceKey,
     SideResult,
 )
+from ampd.errors import PermanentError, TemporaryError
 from ampd.gateways import promqueue, promtool
-from ampd.gateways.files import read_bytes, remove_tree, sha256_bytes
+from ampd.gateways.files import read_bytes, remove_tree_checked, sha256_bytes
 from ampd.gateways.http import owned_get
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
@@ -62,6 +64,8 @@ log = structlog.get_logger()
 PROGRESS_RECHECK = 0.5  # a pass follows this soon when something is still starting
 DRAIN_TIMEOUT = 15.0  # longest wait for the remote-write queue before it is rebuilt
 FILE_PREFIX = Kind.FILE.value + "/"
+INSTANCE_CONDITION = "InstanceDataDropped"
+OWN_DATA = ("prometheus", "grafana")  # under data/, each its process's own user's
 
 
 class OwnWrites:
@@ -123,8 +127,7 @@ class LocalSide:
     def reconcile(self, spec: StateSpec, facts: Facts, *, apply: bool) -> SideResult:
         now = time.time()
         writer = self._store if apply and isinstance(self._store, Store) else None
-        if writer is not None:
-            self._check_instance(writer, facts.instance_id)
+        instance = None if writer is None else self._check_instance(writer, facts.instance_id)
         if self.native_failed:
             facts = replace(facts, native_failed=True)
         ctx = self.context(spec, facts)
@@ -188,7 +191,7 @@ class LocalSide:
             now=now,
         )
         statuses = local_statuses(snap)
-        conditions = []
+        conditions = [instance] if instance is not None else []
         owned = listeners_condition(squatted, checked=bool(listens))
         if owned is not None:
             conditions.append(owned)
@@ -345,18 +348,32 @@ class LocalSide:
 
         writer.update(upd)
 
-    def _check_instance(self, writer: Store, instance_id: str | None) -> None:
+    def _check_instance(self, writer: Store, instance_id: str | None) -> Condition | None:
         """An instance started from a baked image drops the state of the one that baked it:
-        last-applied hashes of local files and Prometheus' WAL/TSDB (its samples carry the
-        other instance's labels). Workspace id and clientToken are fleet-wide and stay."""
+        last-applied hashes of local files, Prometheus' WAL/TSDB (its samples carry the
+        other instance's labels) and Grafana's data. Workspace id and clientToken are
+        fleet-wide and stay.
+
+        The children's data is their own users' (0750): the runtime removes it (systemd:
+        ``systemctl clean``). Until all of it is gone the new instance id is not recorded,
+        so every pass tries again, and ``InstanceDataDropped`` is False naming what is left.
+        """
         if instance_id is None:
-            return
+            return None
         previous = writer.load().instance_id
         if previous == instance_id:
-            return
+            return None
+        kept: list[str] = []
         if previous is not None:
             log.warning("instance.changed", previous=previous, current=instance_id)
-            remove_tree(self.paths.state_dir / "data")
+            kept = self._drop_instance_data()
+            if kept:
+                text = (
+                    f"the data of instance {previous} is still under "
+                    f"{self.paths.state_dir / 'data'}: {'; '.join(kept)}"
+                )
+                log.error("instance.data_kept", previous=previous, current=instance_id, kept=kept)
+                return Condition(INSTANCE_CONDITION, ConditionStatus.FALSE, "NotRemoved", text)
 
         def upd(state: StoredState) -> None:
             if previous is not None:
@@ -366,6 +383,42 @@ class LocalSide:
             state.instance_id = instance_id
 
         writer.update(upd)
+        if previous is None:
+            return None
+        return Condition(
+            INSTANCE_CONDITION,
+            ConditionStatus.TRUE,
+            "Removed",
+            f"the data of instance {previous} was removed",
+        )
+
+    def _drop_instance_data(self) -> list[str]:
+        """Remove everything under data/: the children's directories through the runtime,
+        the rest directly. What could not be removed, one text per entry."""
+        kept: list[str] = []
+        for name in OWN_DATA:
+            try:
+                self.runtime.forget_data(name)
+            except (TemporaryError, PermanentError) as e:
+                kept.append(str(e))
+        data = self.paths.state_dir / "data"
+        try:
+            others = sorted(p for p in data.iterdir() if p.name not in OWN_DATA)
+        except FileNotFoundError:
+            others = []
+        except OSError as e:
+            return [*kept, f"{data}: {e.strerror}"]
+        for path in others:
+            try:
+                remove_tree_checked(path)
+            except OSError as e:
+                kept.append(f"{path}: {e.strerror}")
+        if not kept:
+            # data/ itself holds nothing now; under systemd it may be root's (made for
+            # the units' StateDirectory=) and stay, empty
+            with contextlib.suppress(OSError):
+                data.rmdir()
+        return kept
 
     # -- observing ----------------------------------------------------------------------
 
