@@ -62,7 +62,7 @@ KEPT = [
 ]
 
 
-@pytest.mark.parametrize(("text", "secret"), GONE)
+@pytest.mark.parametrize(("text", "secret"), GONE, ids=[f"gone{i}" for i in range(len(GONE))])
 def test_secrets_in_text_are_redacted(text: str, secret: str) -> None:
     out = redact_text(text)
     assert secret not in out
