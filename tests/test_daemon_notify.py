@@ -15,6 +15,7 @@ import os
 import signal
 import socket
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -171,7 +172,8 @@ class Pings:
         return bool(times) and time.monotonic() - times[-1] >= seconds
 
 
-WATCHDOG_S = 1.0  # the test's WatchdogSec: ampd pings every 0.25 s, if it progresses
+WATCHDOG_S = 2.0  # the test's WatchdogSec: ampd pings every 0.5 s, if it progresses
+START_DELAY = 2.5  # longer than WatchdogSec, shorter than ampd's wait for a start (5 s)
 
 
 def launcher(real: Path, delay: float = 0.0) -> str:
@@ -183,6 +185,14 @@ def launcher(real: Path, delay: float = 0.0) -> str:
         f"sleep {delay}\n"
         f'exec {real} "$@"\n'
     )
+
+
+def ready(listen: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://{listen}/-/ready", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
 
 
 def install(path: Path, text: str) -> None:
@@ -207,7 +217,8 @@ def test_a_long_pass_that_progresses_pings_and_a_stuck_one_does_not(
             "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
         },
     )
-    proc.write_state(base_state(free_port(), free_port(), binary=binary))
+    port = free_port()
+    proc.write_state(base_state(port, free_port(), binary=binary))
     pings = Pings(notify)
     prom_pid = 0
     try:
@@ -216,19 +227,15 @@ def test_a_long_pass_that_progresses_pings_and_a_stuck_one_does_not(
         wait_for("pings", lambda: len(pings.poll()) >= 3)
 
         # 1. a pass longer than WatchdogSec that makes progress keeps pinging: ampd
-        # restarts a killed Prometheus that now takes 1.5 s to start, and waits for it
-        install(binary, launcher(prometheus_bin.binary, delay=1.5))
+        # restarts a killed Prometheus that now takes 2.5 s to start, and waits for it
+        install(binary, launcher(prometheus_bin.binary, delay=START_DELAY))
         killed = int(resource(proc, "process", "prometheus")["message"].split()[-1])
+        listen = f"127.0.0.1:{port}"
         t0 = time.monotonic()
         os.kill(killed, signal.SIGKILL)
         wait_for(
-            "a new healthy prometheus",
-            lambda: (
-                pings.poll()  # stamps each ping as it comes
-                and (r := proc.resource("process", "prometheus"))
-                and r["health"] == "Healthy"
-                and r["message"] != f"pid {killed}"
-            ),
+            "the new prometheus ready",
+            lambda: pings.poll() and ready(listen),  # stamps each ping as it comes
             timeout=30,
             every=0.02,
         )
@@ -238,6 +245,15 @@ def test_a_long_pass_that_progresses_pings_and_a_stuck_one_does_not(
         gaps = [b - a for a, b in itertools.pairwise(marks)]
         assert took > WATCHDOG_S, f"the restart took {took:.2f} s: not a long pass"
         assert max(gaps) < 0.9 * WATCHDOG_S, f"pings held back in a pass that progressed: {gaps}"
+        wait_for(
+            "a new healthy prometheus",
+            lambda: (
+                (r := proc.resource("process", "prometheus"))
+                and r["health"] == "Healthy"
+                and r["message"] != f"pid {killed}"
+            ),
+            timeout=30,
+        )
 
         # 2. a pass stuck in one call does not: ampd's health probe of a Prometheus that
         # answers nothing waits 2 s (bounded, but longer than WatchdogSec)

@@ -26,7 +26,7 @@ from ampd.render.files import queue_fingerprint, render_prometheus
 from ampd.spec.load import load_spec
 from tests.harness.aio import free_port
 from tests.harness.fixtures_local import wait_for
-from tests.harness.prom import Prometheus
+from tests.harness.prom import Prometheus, PrometheusError
 from tests.harness.prombins import PromBin
 
 pytestmark = pytest.mark.prometheus
@@ -239,5 +239,5 @@ def test_scrape_only_reload_keeps_the_queue_label_change_rebuilds_it(
 
 
 def _reload_quietly(p: Prometheus) -> None:
-    with contextlib.suppress(OSError):
+    with contextlib.suppress(OSError, PrometheusError):  # it is killed meanwhile
         p.reload()

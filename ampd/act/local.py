@@ -91,7 +91,7 @@ def reload_process(name: str, runtime: Runtime, listen: str | None, command: Com
     runtime.reload(name)
 
 
-START_WAIT = 2.0  # Prometheus is ready in ~0.1 s; a slower start is Progressing instead
+START_WAIT = 5.0  # Prometheus is ready in ~0.1 s; a slower start is Progressing instead
 READY_POLL = 0.005
 EXITED_POLL = 0.1  # under systemd, a look at the process is a systemctl call
 

@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any, Literal, Self
 
+from ampd.errors import AmpdError
 from ampd.gateways.promreload import confirm_reload
 from tests.harness.aio import LOOPBACK, free_port, run_standalone
 from tests.harness.lifecycle import StartStop
@@ -218,11 +219,14 @@ class Prometheus(StartStop):
         until Prometheus' metrics say the new file took; raises if it was refused."""
         assert self.process is not None
         pid = self.process.pid
-        confirm_reload(
-            f"{LOOPBACK}:{self.port}",
-            lambda: os.kill(pid, signal.SIGHUP),
-            lambda: self.logs().splitlines()[-20:],
-        )
+        try:
+            confirm_reload(
+                f"{LOOPBACK}:{self.port}",
+                lambda: os.kill(pid, signal.SIGHUP),
+                lambda: self.logs().splitlines()[-20:],
+            )
+        except AmpdError as e:
+            raise PrometheusError(f"reload: {e}") from e
 
 
 def main(argv: list[str] | None = None) -> int:
