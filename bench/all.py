@@ -23,9 +23,10 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "aws_calls": ("bench.bench_aws", ["--window", "60"], ["--window", "20", "--no-doc"]),
     "loss": ("bench.bench_loss", [], ["--quick"]),
     "proxy": ("bench.bench_proxy", [], []),
+    "proxy_flood": ("bench.bench_proxy", ["--flood", "--rounds", "5"], []),
     "fleet_workspace": ("bench.bench_fleet_workspace", [], []),
 }
-SLOW_IN_QUICK = ("proxy", "fleet_workspace")  # no short mode: left out of --quick
+SLOW_IN_QUICK = ("proxy", "proxy_flood", "fleet_workspace")  # no short mode: left out of --quick
 
 
 def main(argv: list[str] | None = None) -> int:
