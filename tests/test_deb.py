@@ -258,6 +258,7 @@ def test_package_metadata_and_contents(builds: Builds, release: Release, tmp_pat
     assert (tree / "usr/lib/sysusers.d/ampd.conf").exists()
     assert (tree / "usr/lib/tmpfiles.d/ampd.conf").exists()
     assert (tree / "usr/share/polkit-1/rules.d/50-ampd.rules").exists()
+    assert (tree / "usr/share/dbus-1/system.d/ampd.conf").exists()
 
     upgrade = subprocess.run(
         ["dpkg", "--compare-versions", second.version, "gt", first.version], check=False
@@ -356,6 +357,7 @@ def test_default_state_file_validates_as_the_ampd_user(installed: Installed) -> 
         ("/var/lib/ampd", ("ampd", "ampd", 0o750)),
         ("/var/lib/ampd/grafana-secrets", ("ampd", "ampd-grafana", 0o750)),
         ("/usr/share/polkit-1/rules.d/50-ampd.rules", ("root", "root", 0o644)),
+        ("/usr/share/dbus-1/system.d/ampd.conf", ("root", "root", 0o644)),
     ],
 )
 def test_installed_owners_and_modes(

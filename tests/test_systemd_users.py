@@ -221,11 +221,16 @@ def test_only_ampd_may_start_and_stop_the_child_units(ampd_box: SysBox) -> None:
     )
     box.run("chown", "-R", "ampd:ampd", "/var/lib/ampd/generated").check()
     for user in USERS.values():
-        for verb in ("start", "stop", "restart", "reload"):
+        for verb in ("start", "stop", "restart", "reload", "clean"):
             for unit in CHILD_UNITS:
                 done = box.run("systemctl", "--no-ask-password", verb, unit, user=user)
                 assert done.returncode != 0, (user, verb, unit)
-                assert "authentication required" in done.stderr.lower(), done.stderr
+                # clean: systemd 252's bus refuses CleanUnit from all but ampd
+                # (units/ampd-dbus.conf); a bus that passes it on leaves it to polkit
+                refused = ("authentication required",)
+                if verb == "clean":
+                    refused += ("access denied",)
+                assert any(r in done.stderr.lower() for r in refused), done.stderr
     box.run("systemctl", "start", "ampd-sigv4-proxy.service", user="ampd").check()
     box.wait_for("ampd-sigv4-proxy.service", ActiveState="active")
     box.run("systemctl", "stop", "ampd-sigv4-proxy.service", user="ampd").check()

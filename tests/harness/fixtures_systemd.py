@@ -45,7 +45,8 @@ def sysbox(sysbox_rootfs: Path) -> Iterator[SysBox]:
 
 
 def install_ampd(box: SysBox) -> None:
-    """What the package does: units, sysusers, tmpfiles, polkit rule; then daemon-reload."""
+    """What the package does: units, sysusers, tmpfiles, polkit rule, bus policy; then
+    daemon-reload."""
     units = REPO / "units"
     for unit in UNITS:
         box.write_file(f"/usr/lib/systemd/system/{unit}", (units / unit).read_bytes())
@@ -54,8 +55,10 @@ def install_ampd(box: SysBox) -> None:
     box.write_file(
         "/usr/share/polkit-1/rules.d/50-ampd.rules", (units / "50-ampd.rules").read_bytes()
     )
+    box.write_file("/usr/share/dbus-1/system.d/ampd.conf", (units / "ampd-dbus.conf").read_bytes())
     box.run("systemd-sysusers", "/usr/lib/sysusers.d/ampd.conf").check()
     box.run("systemd-tmpfiles", "--create", "/usr/lib/tmpfiles.d/ampd.conf").check()
+    box.run("systemctl", "reload", "dbus.service").check()  # the bus policy (Debian: a trigger)
     box.run("systemctl", "daemon-reload").check()
 
 
