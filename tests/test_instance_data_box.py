@@ -196,3 +196,24 @@ def test_forget_data_as_the_ampd_user_stops_the_unit_and_cleans_it(ampd_box: Sys
     drive(box, [("start", writer)])
     box.wait_for(unit, ActiveState="active")
     drive(box, [("stop", "prometheus")])
+
+
+def test_a_clean_that_fails_in_systemd_raises_and_the_next_one_succeeds(
+    ampd_box: SysBox,
+) -> None:
+    """systemctl clean exits 0 on systemd 252 even when systemd could not remove the
+    directory (here a mount point inside it); forget_data reads the unit's CleanResult.
+    The unit is left failed by that; the next forget_data resets it and cleans."""
+    box = ampd_box
+    prepare_state_dir(box)
+    busy = f"{GRAFANA_DATA}/busy"
+    box.run("install", "-d", "-o", "ampd-grafana", "-g", "ampd-grafana", "-m", "0750", busy).check()
+    box.run("mount", "-t", "tmpfs", "tmpfs", busy).check()
+    box.write_file(f"{busy}/grafana.db", "the other instance's")
+    failed = drive(box, [("forget_data", "grafana")])[0]
+    assert failed is not None and failed["error"] == "TemporaryError", failed
+    assert "CleanResult=exit-code" in failed["message"], failed
+    assert box.path(f"{busy}/grafana.db").exists()
+    box.run("umount", busy).check()
+    assert drive(box, [("forget_data", "grafana")]) == [None]
+    assert not box.path(GRAFANA_DATA).exists()

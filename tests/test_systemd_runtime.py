@@ -203,10 +203,28 @@ def test_only_its_own_processes(paths: Paths) -> None:
 
 @pytest.mark.parametrize("name", ["prometheus", "grafana"])
 def test_forget_data_stops_the_unit_then_cleans_its_state(paths: Paths, name: str) -> None:
-    fake = FakeSystemd(**running())
+    fake = FakeSystemd(**running(), CleanResult="success")
     SystemdRuntime(paths, run=fake).forget_data(name)
     unit = f"ampd-{name}.service"
     assert fake.calls == [("stop", unit), ("clean", unit, "--what=state")]
+
+
+def test_forget_data_resets_a_failed_unit_first(paths: Paths) -> None:
+    """systemd cleans only a stopped unit that has not failed (a crash, a failed clean)."""
+    fake = FakeSystemd(ActiveState="failed", Result="exit-code", CleanResult="success")
+    SystemdRuntime(paths, run=fake).forget_data("prometheus")
+    unit = "ampd-prometheus.service"
+    assert fake.calls == [("stop", unit), ("reset-failed", unit), ("clean", unit, "--what=state")]
+
+
+def test_forget_data_reads_the_clean_result_systemctl_does_not_report(paths: Paths) -> None:
+    """systemctl clean exits 0 when the removal failed (systemd 252): CleanResult tells."""
+    fake = FakeSystemd(CleanResult="exit-code")
+    fake.journal = Completed(0, "Failed to remove '/var/lib/ampd/data/prometheus': Busy\n", "")
+    with pytest.raises(TemporaryError) as raised:
+        SystemdRuntime(paths, run=fake).forget_data("prometheus")
+    assert "CleanResult=exit-code" in str(raised.value)
+    assert "Failed to remove '/var/lib/ampd/data/prometheus'" in str(raised.value)
 
 
 @pytest.mark.parametrize(
@@ -219,14 +237,20 @@ def test_forget_data_stops_the_unit_then_cleans_its_state(paths: Paths, name: st
             PermanentError,
             2,
         ),
-        ("clean", "Unit ampd-prometheus.service is busy cleaning", TemporaryError, 2),
+        (
+            "clean",
+            "Failed to clean unit ampd-prometheus.service: Unit is not inactive or has "
+            "pending job.",
+            TemporaryError,
+            2,
+        ),
     ],
 )
 def test_forget_data_that_fails_raises(
     paths: Paths, failing: str, stderr: str, error: type[Exception], calls: int
 ) -> None:
     """Never a silent keep: a stop that failed cleans nothing, a clean that failed raises."""
-    fake = FakeSystemd(**running())
+    fake = FakeSystemd(**running(), CleanResult="success")
     fake.fail[failing] = Completed(1, "", stderr)
     with pytest.raises(error):
         SystemdRuntime(paths, run=fake).forget_data("prometheus")

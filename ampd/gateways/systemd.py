@@ -51,6 +51,7 @@ _CRASH_LOOP_RESTARTS = 3
 # TemporaryError and the job goes on in systemd; the pass goes on too.
 CALL_TIMEOUT = 45.0
 JOURNAL_TIMEOUT = 10.0
+CLEAN_POLL = 0.1  # while systemd removes a unit's state directory (its maintenance state)
 
 
 @dataclass(frozen=True)
@@ -231,12 +232,26 @@ class SystemdRuntime:
 
     def forget_data(self, name: str) -> None:
         """Stop the unit, then have systemd remove its StateDirectory= (CleanUnit: the
-        child's files are its own user's, 0750, out of ampd's reach). systemd cleans only
-        a unit that is not running; ``systemctl clean`` waits until it has, and fails when
-        it could not."""
+        child's files are its own user's, 0750, out of ampd's reach).
+
+        systemd cleans only a unit that is stopped and not failed, so a failed one is reset
+        first. ``systemctl clean`` (systemd 252) exits 0 even when the removal failed: the
+        unit's CleanResult, once it has left the ``maintenance`` state, says whether it did.
+        """
         unit = unit_name(name)
         self.stop(name)
+        self._clear_failed(unit)
         self._systemctl_call("clean", unit, "--what=state")
+        props = self._after_cleaning(unit)
+        result = props.get("CleanResult", "")
+        if result != "success":
+            why = self._last_lines(unit)[-1:]
+            detail = f": {why[0]}" if why else f" (see journalctl -u {unit})"
+            raise TemporaryError(
+                f"systemd could not remove the state directory of {unit}, "
+                f"CleanResult={result or 'unknown'}{detail}",
+                30.0,
+            )
 
     def shutdown(self, timeout: float = 15.0) -> None:
         """Leave every child unit as it is: a new ampd picks them up."""
@@ -245,6 +260,20 @@ class SystemdRuntime:
 
     def _cmd_path(self, name: str) -> Path:
         return self._paths.generated / f"{name}.cmd.json"
+
+    def _after_cleaning(self, unit: str) -> dict[str, str]:
+        """The unit's state once systemd has finished cleaning it (bounded wait)."""
+        deadline = time.monotonic() + self._timeout
+        while True:
+            out = self._systemctl_call(
+                "show", unit, "--property=ActiveState,SubState,Result,CleanResult"
+            )
+            props = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+            if props.get("ActiveState") != "maintenance":
+                return props
+            if time.monotonic() > deadline:
+                raise TemporaryError(f"{unit}: still cleaning after {self._timeout:.0f} s", 5.0)
+            time.sleep(CLEAN_POLL)
 
     def _clear_failed(self, unit: str) -> None:
         # A unit that hit its start limit refuses every start until this is done.
