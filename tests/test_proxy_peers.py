@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from structlog.testing import capture_logs
 
 from ampd.core import PROCESS_USERS
 from ampd.gateways import peers, sockdiag
@@ -435,3 +436,18 @@ def test_allowed_uids_setting_errors(value: object) -> None:
     with pytest.raises(ProxyConfigError) as err:
         parse({**BASE, "allowed_uids": value})
     assert err.value.field == "allowed_uids"
+
+
+def test_refusals_are_counted_each_but_logged_once_a_minute(
+    proxy_for: Callable[..., ThreadedProxy],
+) -> None:
+    """Another local user decides how often it is refused: every refusal is counted, but
+    the log (the journal) gets one line per user and reason a minute."""
+    with capture_logs() as logs:
+        proxy = proxy_for(allowed_uids=(0,))
+        for _ in range(3):
+            assert client_call("127.0.0.1", _port(proxy), NOBODY)["status"] == 403
+    assert proxy.metric("ampd_proxy_refused_total", {"reason": "uid"}) == 3
+    lines = [e for e in logs if e["event"] == "proxy.request" and e.get("reason") == "uid"]
+    assert len(lines) == 1
+    assert lines[0]["uid"] == NOBODY and lines[0]["suppressed"] == 0
