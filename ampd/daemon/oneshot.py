@@ -14,10 +14,11 @@ from pathlib import Path
 
 from ampd.core import ConditionStatus
 from ampd.daemon.reconcile import Reconciler
-from ampd.daemon.wiring import imds, make_aws, make_runtime, self_command
+from ampd.daemon.wiring import imds, make_aws, make_runtime, runtime_name, self_command
 from ampd.gateways.files import atomic_write
 from ampd.gateways.paths import Paths
 from ampd.gateways.store import StoreView
+from ampd.gateways.users import user_names
 from ampd.observe.specfile import load_and_check
 from ampd.report.plantext import plan_json, plan_text
 from ampd.report.status import PassSummary
@@ -48,8 +49,14 @@ def render_command(state: Path, paths: Paths, out: Path | None) -> int:
     facts = finder.gather(loaded.spec)
     for note in facts.notes:
         print(f"ampd render: {note}; the parts that need it are left out", file=sys.stderr)
+    runtime = runtime_name(state, loaded.spec.runtime)
     ctx = render_context(
-        loaded.spec, facts, source=state, state_dir=paths.state_dir, python=self_command()
+        loaded.spec,
+        facts,
+        source=state,
+        state_dir=paths.state_dir,
+        python=self_command(),
+        process_users=user_names(runtime),
     )
     _, rendered = render_files(loaded.spec, ctx)
     target = out or paths.generated

@@ -39,12 +39,20 @@ def _requested_runtime(state_path: Path) -> str:
         return "auto"
 
 
+def runtime_name(state_path: Path, requested: str | None = None) -> str:
+    """ "systemd" or "supervisor": what :func:`make_runtime` builds here, for the commands
+    that only need to know (``ampd render`` renders whom the proxy signs for)."""
+    wanted = os.environ.get("AMPD_RUNTIME") or requested or _requested_runtime(state_path)
+    if wanted == "systemd" or (wanted == "auto" and running_under_systemd()):
+        return "systemd"
+    return "supervisor"
+
+
 def make_runtime(
     state_path: Path, on_exit: Callable[[str], None], requested: str | None = None
 ) -> Runtime:
     """``requested`` is the spec's ``runtime`` when the caller has already loaded it."""
-    wanted = os.environ.get("AMPD_RUNTIME") or requested or _requested_runtime(state_path)
-    if wanted == "systemd" or (wanted == "auto" and running_under_systemd()):
+    if runtime_name(state_path, requested) == "systemd":
         return SystemdRuntime()
     return Supervisor(on_exit=on_exit)
 
@@ -58,5 +66,6 @@ __all__ = [
     "imds",
     "make_aws",
     "make_runtime",
+    "runtime_name",
     "self_command",
 ]

@@ -25,6 +25,7 @@ __all__ = [
     "process_user",
     "process_users",
     "shared_uid",
+    "user_names",
 ]
 
 DAEMON_USER = "ampd"
@@ -70,6 +71,11 @@ def process_user(process: str, runtime: str) -> ProcessUser:
 
 def process_users(runtime: str) -> dict[str, ProcessUser]:
     return {p: process_user(p, runtime) for p in PROCESS_USERS}
+
+
+def user_names(runtime: str) -> dict[str, str]:
+    """process -> the name of the user it runs as (what rendering needs)."""
+    return {p: u.name for p, u in process_users(runtime).items()}
 
 
 def shared_uid(runtime: str) -> list[str]:

@@ -38,7 +38,7 @@ from ampd.gateways.http import owned_get
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoredState, StoreView
-from ampd.gateways.users import ProcessUser, process_user, process_users
+from ampd.gateways.users import ProcessUser, process_user, user_names
 from ampd.observe import local as observe_local
 from ampd.plan.local import (
     PROCESS_INPUTS,
@@ -117,7 +117,7 @@ class LocalSide:
             source=self.state_path,
             state_dir=self.paths.state_dir,
             python=self.self_command,
-            process_users={p: u.name for p, u in process_users(self.runtime.name).items()},
+            process_users=user_names(self.runtime.name),
         )
 
     def render(self, spec: StateSpec, facts: Facts) -> tuple[StateSpec, dict[str, Rendered]]:
