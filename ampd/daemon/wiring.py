@@ -53,7 +53,7 @@ def make_runtime(
 ) -> Runtime:
     """``requested`` is the spec's ``runtime`` when the caller has already loaded it."""
     if runtime_name(state_path, requested) == "systemd":
-        return SystemdRuntime()
+        return SystemdRuntime(on_exit=on_exit)
     return Supervisor(on_exit=on_exit)
 
 

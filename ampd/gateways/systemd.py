@@ -6,8 +6,15 @@ The unit runs ``ampd exec NAME``, which execs the command ampd wrote to
 ``systemctl`` (D-Bus; as the unprivileged ``ampd`` user, polkit allows exactly these
 units). ``forget_data`` stops a unit and has systemd remove its StateDirectory=
 (``systemctl clean``). ``observe`` reads ``systemctl show`` and, when something went
-wrong, the unit's last journal lines. ``shutdown`` leaves every unit alone: restarting ampd
-(upgrade, watchdog) must not restart a healthy Prometheus.
+wrong, the unit's last journal lines.
+
+A child's exit is noticed when it happens, not at the next pass: ``observe`` watches the
+MainPID it sees with a pidfd (ampd.gateways.pidwatch) and ``on_exit(name)`` is called the
+moment it exits. The unit restarts it itself (RestartSec=100ms); a look at a unit that is
+about to restart waits for it, bounded. A unit that hit its start limit is left alone
+for START_LIMIT_BACKOFF after it failed: ampd does not drive a crash loop. ``shutdown``
+leaves every unit alone: restarting ampd (upgrade, watchdog) must not restart a healthy
+Prometheus.
 
 Errors: a unit that is not installed or an action polkit refuses is a PermanentError;
 a start that failed, a timeout or an unreachable systemd is a TemporaryError.
@@ -27,6 +34,7 @@ from ampd.errors import PermanentError, TemporaryError
 from ampd.gateways import progress
 from ampd.gateways.files import read_bytes
 from ampd.gateways.paths import Paths, resolve_paths
+from ampd.gateways.pidwatch import PidWatch
 from ampd.gateways.runtime import PROCESS_NAMES, Command, ProcessState
 
 __all__ = ["Completed", "SystemdRuntime", "running_under_systemd", "unit_name"]
@@ -41,6 +49,7 @@ SHOW_PROPERTIES = (
     "ExecMainCode",
     "ExecMainStatus",
     "ExecMainStartTimestampMonotonic",
+    "InactiveEnterTimestampMonotonic",
 )
 # systemd's ExecMainCode: how the main process last ended (CLD_* from waitid()).
 _CLD_EXITED = 1
@@ -52,6 +61,10 @@ _CRASH_LOOP_RESTARTS = 3
 CALL_TIMEOUT = 45.0
 JOURNAL_TIMEOUT = 10.0
 CLEAN_POLL = 0.1  # while systemd removes a unit's state directory (its maintenance state)
+# A unit between its exit and its restart (RestartSec=100ms): observe waits this long for it.
+RESTART_WAIT = 2.0
+RESTART_POLL = 0.02
+START_LIMIT_BACKOFF = 60.0  # the supervisor's cap: a crash loop is tried again after this
 
 
 @dataclass(frozen=True)
@@ -110,23 +123,29 @@ class SystemdRuntime:
         systemctl: str = "systemctl",
         journalctl: str = "journalctl",
         timeout: float = CALL_TIMEOUT,
+        on_exit: Callable[[str], None] | None = None,
+        restart_wait: float = RESTART_WAIT,
     ) -> None:
         self._paths = paths if paths is not None else resolve_paths()
         self._run = run
         self._systemctl = systemctl
         self._journalctl = journalctl
         self._timeout = timeout
+        self._restart_wait = restart_wait
+        self._pids = PidWatch(on_exit) if on_exit is not None else None
 
     # -- reading
 
     def observe(self, name: str) -> ProcessState:
         unit = unit_name(name)
-        props = self._show(unit)
+        props = self._settled(unit)
         if props.get("LoadState") != "loaded":
             return ProcessState(name=name, running=False, command=None)
         active = props.get("ActiveState", "")
         pid = _int(props.get("MainPID")) or None
         running = active in ("active", "reloading") and pid is not None
+        if running and pid is not None and self._pids is not None:
+            self._pids.watch(name, pid)
         restarts = _int(props.get("NRestarts"))
         started_at = _wall_clock(_int(props.get("ExecMainStartTimestampMonotonic")))
         last_exit = _last_exit(props)
@@ -136,6 +155,10 @@ class SystemdRuntime:
             not running and restarts >= _CRASH_LOOP_RESTARTS
         )
         troubled = not running or restarts > 0 or crash_looping
+        backoff_until = None
+        if active == "failed" and props.get("Result") == "start-limit-hit":
+            failed_at = _wall_clock(_int(props.get("InactiveEnterTimestampMonotonic")))
+            backoff_until = (failed_at or time.time()) + START_LIMIT_BACKOFF
         return ProcessState(
             name=name,
             running=running,
@@ -146,7 +169,18 @@ class SystemdRuntime:
             crash_looping=crash_looping,
             last_stderr=self._last_lines(unit) if troubled else (),
             command=self._running_command(name, started_at if running else None),
+            backoff_until=backoff_until,
         )
+
+    def _settled(self, unit: str) -> dict[str, str]:
+        """``systemctl show``; for a unit between an exit and its restart, once systemd
+        has restarted it (or given up), waiting at most ``restart_wait``."""
+        props = self._show(unit)
+        deadline = time.monotonic() + self._restart_wait
+        while _restarting(props) and time.monotonic() < deadline:
+            time.sleep(RESTART_POLL)
+            props = self._show(unit)
+        return props
 
     def _show(self, unit: str) -> dict[str, str]:
         out = self._systemctl_call("show", unit, f"--property={','.join(SHOW_PROPERTIES)}")
@@ -214,6 +248,7 @@ class SystemdRuntime:
 
     def restart(self, command: Command) -> None:
         unit = unit_name(command.name)
+        self._unwatch(command.name)  # an exit ampd asked for
         self._clear_failed(unit)
         self._systemctl_call("restart", unit)
 
@@ -221,6 +256,7 @@ class SystemdRuntime:
         # The unit's TimeoutStopSec= decides when systemd escalates to SIGKILL; timeout
         # only bounds how long ampd waits for systemctl (the stop job goes on without it).
         wait = min(max(timeout, 1.0) + 30.0, CALL_TIMEOUT)
+        self._unwatch(name)
         self._systemctl_call("stop", unit_name(name), timeout=wait)
 
     def reload(self, name: str) -> None:
@@ -255,8 +291,14 @@ class SystemdRuntime:
 
     def shutdown(self, timeout: float = 15.0) -> None:
         """Leave every child unit as it is: a new ampd picks them up."""
+        if self._pids is not None:
+            self._pids.close()
 
     # -- helpers
+
+    def _unwatch(self, name: str) -> None:
+        if self._pids is not None:
+            self._pids.unwatch(name)
 
     def _cmd_path(self, name: str) -> Path:
         return self._paths.generated / f"{name}.cmd.json"
@@ -304,6 +346,13 @@ def _int(value: str | None) -> int:
         return int(value or 0)
     except ValueError:
         return 0
+
+
+def _restarting(props: Mapping[str, str]) -> bool:
+    # Type=exec: "activating" from the fork until the exec; "auto-restart" for RestartSec=.
+    return props.get("LoadState") == "loaded" and (
+        props.get("SubState") == "auto-restart" or props.get("ActiveState") == "activating"
+    )
 
 
 def _wall_clock(monotonic_usec: int) -> float | None:
