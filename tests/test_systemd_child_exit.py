@@ -1,0 +1,190 @@
+"""kill -9 of Prometheus under the systemd runtime (issue #23, "Recovery").
+
+One booted box (tests/harness/sysbox.py) runs the real ``ampd.service`` with a real
+Prometheus (the host's Debian binary, copied into the box) as ``ampd-prometheus.service``,
+everything as shipped: the units' sandboxes and users, ampd as user ``ampd``. Then
+``kill -9`` of the unit's MainPID:
+
+- systemd starts a new MainPID within a second (RestartSec=100ms, Restart=always);
+- ampd notices the exit itself (a pidfd on the MainPID, under ampd.service's sandbox):
+  a pass triggered by ``exit:prometheus`` (its reconcile.summary journal line) begins
+  well before any timer or recheck would have run one;
+- status.json shows Prometheus Healthy again, with the new pid.
+
+Each measured time is in the assertion messages and printed.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import shutil
+import time
+from typing import Any
+
+import pytest
+import yaml
+
+from tests.harness.fixtures_systemd import poll
+from tests.harness.sysbox import SysBox
+
+pytestmark = [pytest.mark.systemd, pytest.mark.slow, pytest.mark.prometheus]
+
+PROM_LISTEN = "127.0.0.1:9090"
+STATE = "/etc/ampd/state.yml"
+STATUS = "/run/ampd/status.json"
+UNIT = "ampd-prometheus.service"
+KILLS = 3
+NEW_PID_WITHIN = 1.0  # RestartSec=100ms, on a shared, busy machine
+# The exit's pass logs its summary when it ends: within this of the kill. Prometheus was
+# Healthy, so no recheck was due, and the idle timer is 30 s: only the exit queues it.
+PASS_WITHIN = 2.0
+HEALTHY_WITHIN = 10.0
+
+
+def state_text() -> str:
+    doc = {
+        "version": 1,
+        "stack": "childexit",
+        "runtime": "systemd",
+        "prometheus": {
+            "binary": "/usr/local/bin/prometheus",
+            "mode": "agent",
+            "listen": PROM_LISTEN,
+            "scrape_interval": "5s",
+            "scrape_configs": [{"job": "a", "targets": ["127.0.0.1:9795"]}],
+        },
+    }
+    return yaml.safe_dump(doc, sort_keys=False)
+
+
+def status(box: SysBox) -> dict[str, Any] | None:
+    try:
+        doc: dict[str, Any] = json.loads(box.read_file(STATUS))
+    except FileNotFoundError:
+        return None
+    return doc
+
+
+def prometheus_healthy(box: SysBox, pid: str) -> dict[str, Any] | None:
+    """status.json once it reports Prometheus Healthy with MainPID ``pid``."""
+    s = status(box)
+    if s is None:
+        return None
+    for r in s["resources"]:
+        prom = r["kind"] == "process" and r["name"] == "prometheus"
+        if prom and r["health"] == "Healthy" and r["message"] == f"pid {pid}":
+            return s
+    return None
+
+
+def main_pid(box: SysBox) -> str:
+    return box.show(UNIT, "MainPID")["MainPID"]
+
+
+def new_main_pid(box: SysBox, old: str) -> str | None:
+    pid = main_pid(box)
+    return pid if pid not in ("0", old) else None
+
+
+def summaries(box: SysBox, ampd_pid: str) -> list[dict[str, Any]]:
+    """ampd's reconcile.summary journal entries."""
+    out = box.run("journalctl", "--no-pager", "-o", "json", f"_PID={ampd_pid}").check().stdout
+    entries = [json.loads(line) for line in out.splitlines() if line.strip()]
+    return [e for e in entries if e.get("AMPD_EVENT") == "reconcile.summary"]
+
+
+def exit_pass(box: SysBox, ampd_pid: str, after: float) -> dict[str, Any] | None:
+    """The first pass after wall-clock ``after`` that the exit of Prometheus queued."""
+    for e in summaries(box, ampd_pid):
+        at = int(e["__REALTIME_TIMESTAMP"]) / 1e6
+        if at > after and "exit:prometheus" in e.get("AMPD_TRIGGERS", ""):
+            return e
+    return None
+
+
+def why(box: SysBox) -> str:
+    return (
+        f"status: {json.dumps(status(box))[:3000]}\n"
+        f"{box.journal('ampd.service', lines=30)}\n{box.journal(UNIT, lines=15)}"
+    )
+
+
+def test_kill_9_of_prometheus_is_restarted_at_once_and_noticed_by_ampd(
+    ampd_box: SysBox,
+) -> None:
+    box = ampd_box
+    for binary in ("prometheus", "promtool"):
+        shutil.copy2(f"/usr/bin/{binary}", box.path(f"/usr/local/bin/{binary}"))
+    group = box.read_file("/etc/group").splitlines()
+    ampd_gid = next(int(ln.split(":")[2]) for ln in group if ln.startswith("ampd:"))
+    state = box.path(STATE)
+    state.parent.mkdir(parents=True, exist_ok=True)
+    state.write_text(state_text())
+    os.chown(state, 0, ampd_gid)
+    state.chmod(0o640)
+
+    box.run("systemctl", "start", "ampd.service", timeout=90).check()
+    box.wait_for("ampd.service", timeout=60, ActiveState="active")
+    ampd_pid = box.show("ampd.service", "MainPID")["MainPID"]
+    pid = poll(
+        "Prometheus running",
+        functools.partial(new_main_pid, box, "0"),
+        60,
+        functools.partial(why, box),
+    )
+    poll(
+        "a first Healthy status",
+        functools.partial(prometheus_healthy, box, pid),
+        90,
+        functools.partial(why, box),
+    )
+
+    results: list[str] = []
+    for i in range(KILLS):
+        old = pid
+        killed_wall = time.time()
+        killed = time.monotonic()
+        box.run("kill", "-9", old).check()
+
+        pid = poll(
+            f"kill {i}: a new MainPID",
+            functools.partial(new_main_pid, box, old),
+            10,
+            functools.partial(why, box),
+        )
+        new_pid_s = time.monotonic() - killed
+        entry = poll(
+            f"kill {i}: a pass triggered by exit:prometheus",
+            functools.partial(exit_pass, box, ampd_pid, killed_wall),
+            10,
+            functools.partial(why, box),
+        )
+        pass_s = int(entry["__REALTIME_TIMESTAMP"]) / 1e6 - killed_wall
+        healthy = poll(
+            f"kill {i}: Prometheus Healthy with pid {pid}",
+            functools.partial(prometheus_healthy, box, pid),
+            HEALTHY_WITHIN,
+            functools.partial(why, box),
+        )
+        healthy_s = time.monotonic() - killed
+        line = (
+            f"kill {i}: new MainPID {pid} after {new_pid_s * 1000:.0f} ms; the exit's pass "
+            f"({entry.get('RECONCILE_ID')}) logged {pass_s * 1000:.0f} ms after the kill, "
+            f"triggers {entry.get('AMPD_TRIGGERS')}; Healthy in status.json after "
+            f"{healthy_s * 1000:.0f} ms"
+        )
+        print(line)
+        results.append(line)
+        assert new_pid_s < NEW_PID_WITHIN, line
+        # a pass logs when it ends; the one the exit queued ends within this
+        assert pass_s < PASS_WITHIN, line
+        assert healthy["runtime"] == "systemd", healthy["runtime"]
+
+    # ampd's own look at the unit never refused the pidfd (ampd.service's sandbox)
+    journal = box.run("journalctl", "--no-pager", f"_PID={ampd_pid}").stdout
+    assert "pidwatch.unavailable" not in journal, journal[-3000:]
+    # systemd restarted it each time; ampd started it once (the first pass), never again
+    assert box.show(UNIT, "NRestarts")["NRestarts"] == str(KILLS), results
+    print("\n".join(results))
