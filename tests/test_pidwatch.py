@@ -235,15 +235,35 @@ def test_observe_of_a_unit_stuck_restarting_is_bounded(paths: Paths) -> None:
     assert not state.running and 0.2 <= took < 2.0, f"observe took {took:.2f} s"
 
 
-def test_a_unit_that_hit_its_start_limit_is_backed_off(paths: Paths) -> None:
+@pytest.mark.parametrize(
+    "how",
+    [
+        {"Result": "start-limit-hit"},
+        # the limit hit on an automatic restart: Result= stays the last exit's (systemd 252)
+        {"Result": "exit-code", "NRestarts": "4", "ExecMainCode": "1", "ExecMainStatus": "3"},
+    ],
+)
+def test_a_unit_that_hit_its_start_limit_is_backed_off(paths: Paths, how: dict[str, str]) -> None:
     units = Units()
     failed_mono_usec = int((time.monotonic() - 5) * 1_000_000)  # failed 5 s ago
     units.props["ampd-prometheus.service"] = {
         "ActiveState": "failed",
-        "Result": "start-limit-hit",
         "InactiveEnterTimestampMonotonic": str(failed_mono_usec),
+        **how,
     }
     state = SystemdRuntime(paths, run=units).observe("prometheus")
     assert state.crash_looping and state.backoff_until is not None
     left = state.backoff_until - time.time()
-    assert 50 < left < 56, left
+    assert 20 < left < 26, left
+
+
+def test_a_unit_stopped_or_failed_once_is_not_backed_off(paths: Paths) -> None:
+    units = Units()
+    units.props["ampd-prometheus.service"] = {
+        "ActiveState": "failed",
+        "Result": "exit-code",
+        "NRestarts": "0",
+    }
+    assert SystemdRuntime(paths, run=units).observe("prometheus").backoff_until is None
+    units.props["ampd-prometheus.service"] = {"ActiveState": "inactive", "Result": "success"}
+    assert SystemdRuntime(paths, run=units).observe("prometheus").backoff_until is None

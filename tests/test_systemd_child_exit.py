@@ -20,6 +20,7 @@ import functools
 import json
 import os
 import shutil
+import statistics
 import time
 from typing import Any
 
@@ -35,7 +36,12 @@ PROM_LISTEN = "127.0.0.1:9090"
 STATE = "/etc/ampd/state.yml"
 STATUS = "/run/ampd/status.json"
 UNIT = "ampd-prometheus.service"
-KILLS = 3
+# AMPD_CHILD_EXIT_KILLS (default 3) and AMPD_CHILD_EXIT_UP (seconds Prometheus runs
+# before each kill, default 0): more kills, spaced, are the benchmark's run. The unit's
+# start limit is 5 starts within 20 s: more kills than that, close together, are a crash
+# loop (tested apart).
+KILLS = int(os.environ.get("AMPD_CHILD_EXIT_KILLS", "3"))
+UP = float(os.environ.get("AMPD_CHILD_EXIT_UP", "0"))
 NEW_PID_WITHIN = 1.0  # RestartSec=100ms, on a shared, busy machine
 # The exit's pass logs its summary when it ends: within this of the kill. Prometheus was
 # Healthy, so no recheck was due, and the idle timer is 30 s: only the exit queues it.
@@ -104,6 +110,10 @@ def exit_pass(box: SysBox, ampd_pid: str, after: float) -> dict[str, Any] | None
     return None
 
 
+def _past(moment: float) -> bool:
+    return time.monotonic() >= moment
+
+
 def why(box: SysBox) -> str:
     return (
         f"status: {json.dumps(status(box))[:3000]}\n"
@@ -111,10 +121,9 @@ def why(box: SysBox) -> str:
     )
 
 
-def test_kill_9_of_prometheus_is_restarted_at_once_and_noticed_by_ampd(
-    ampd_box: SysBox,
-) -> None:
-    box = ampd_box
+def start_ampd(box: SysBox) -> tuple[str, str]:
+    """ampd.service running the state file with a real Prometheus; once status.json says
+    it is Healthy: (ampd's pid, Prometheus' MainPID)."""
     for binary in ("prometheus", "promtool"):
         shutil.copy2(f"/usr/bin/{binary}", box.path(f"/usr/local/bin/{binary}"))
     group = box.read_file("/etc/group").splitlines()
@@ -141,8 +150,20 @@ def test_kill_9_of_prometheus_is_restarted_at_once_and_noticed_by_ampd(
         functools.partial(why, box),
     )
 
+    return ampd_pid, pid
+
+
+def test_kill_9_of_prometheus_is_restarted_at_once_and_noticed_by_ampd(
+    ampd_box: SysBox,
+) -> None:
+    box = ampd_box
+    ampd_pid, pid = start_ampd(box)
+
     results: list[str] = []
+    healthy_times: list[float] = []
     for i in range(KILLS):
+        up_until = time.monotonic() + UP
+        poll(f"kill {i}: {UP:.0f} s up", functools.partial(_past, up_until), UP + 5)
         old = pid
         killed_wall = time.time()
         killed = time.monotonic()
@@ -169,6 +190,7 @@ def test_kill_9_of_prometheus_is_restarted_at_once_and_noticed_by_ampd(
             functools.partial(why, box),
         )
         healthy_s = time.monotonic() - killed
+        healthy_times.append(healthy_s)
         line = (
             f"kill {i}: new MainPID {pid} after {new_pid_s * 1000:.0f} ms; the exit's pass "
             f"({entry.get('RECONCILE_ID')}) logged {pass_s * 1000:.0f} ms after the kill, "
@@ -188,3 +210,74 @@ def test_kill_9_of_prometheus_is_restarted_at_once_and_noticed_by_ampd(
     # systemd restarted it each time; ampd started it once (the first pass), never again
     assert box.show(UNIT, "NRestarts")["NRestarts"] == str(KILLS), results
     print("\n".join(results))
+    p50, top = statistics.median(healthy_times) * 1000, max(healthy_times) * 1000
+    print(f"kill -9 -> Healthy: p50 {p50:.0f} ms, max {top:.0f} ms")
+
+
+CRASHING = "#!/bin/sh\necho 'prometheus: giving up' >&2\nsleep 0.3\nexit 3\n"
+LOOP_WINDOW = 25.0  # less than the start limit's 20 s plus ampd's 30 s backoff
+
+
+def install_binary(box: SysBox, text: str | None) -> None:
+    """/usr/local/bin/prometheus: ``text`` (a script) or the real binary; atomic."""
+    target = box.path("/usr/local/bin/prometheus")
+    tmp = target.with_suffix(".new")
+    if text is None:
+        shutil.copy2("/usr/bin/prometheus", tmp)
+    else:
+        tmp.write_text(text)
+    tmp.chmod(0o755)
+    tmp.rename(target)
+
+
+def runs_of(box: SysBox, since: float) -> int:
+    """Starts of the crashing script since wall-clock ``since`` (its stderr line)."""
+    out = box.run(
+        "journalctl", "--no-pager", "-o", "cat", f"--since=@{since:.3f}", f"_SYSTEMD_UNIT={UNIT}"
+    ).stdout
+    return out.count("prometheus: giving up")
+
+
+def crash_looping(box: SysBox) -> dict[str, Any] | None:
+    s = status(box)
+    for r in (s or {}).get("resources", []):
+        if r["name"] == "prometheus" and "crash-looping (exit 3)" in (r["message"] or ""):
+            return dict(r)
+    return None
+
+
+def test_a_crash_loop_ends_in_failed_and_ampd_does_not_drive_it(ampd_box: SysBox) -> None:
+    """A Prometheus that exits 3 at every start: systemd restarts it at once until its
+    start limit (5 starts within 20 s), then ampd reports it crash-looping and leaves it
+    alone for 30 s, although every exit queues a pass; fixed, it comes back Healthy."""
+    box = ampd_box
+    _, pid = start_ampd(box)
+    install_binary(box, CRASHING)
+    since = time.time()
+    box.run("kill", "-9", pid).check()
+    looping = poll(
+        "crash-looping in status.json",
+        functools.partial(crash_looping, box),
+        30,
+        functools.partial(why, box),
+    )
+    failed_s = time.time() - since
+    assert looping["health"] == "Degraded", looping
+    props = box.show(UNIT, "ActiveState", "Result")
+    assert props["ActiveState"] == "failed", props  # systemd gave up: its start limit
+    poll("the window", functools.partial(_past, time.monotonic() + LOOP_WINDOW - failed_s), 30)
+    runs = runs_of(box, since)
+    print(f"crash loop: failed after {failed_s:.1f} s; {runs} runs in {LOOP_WINDOW:.0f} s")
+    # a restart per exit (what ampd would drive with reset-failed) is ~40 runs in 25 s
+    assert 4 <= runs <= 6, f"{runs} runs in {LOOP_WINDOW:.0f} s\n{why(box)}"
+
+    install_binary(box, None)
+    fixed = time.monotonic()
+    s = poll("Healthy again", functools.partial(healthy_any, box), 60, functools.partial(why, box))
+    print(f"fixed binary -> Healthy after {time.monotonic() - fixed:.1f} s (backoff 30 s)")
+    assert s["health"] == "Healthy", s
+
+
+def healthy_any(box: SysBox) -> dict[str, Any] | None:
+    s = status(box)
+    return s if s is not None and s["health"] == "Healthy" else None

@@ -64,7 +64,7 @@ CLEAN_POLL = 0.1  # while systemd removes a unit's state directory (its maintena
 # A unit between its exit and its restart (RestartSec=100ms): observe waits this long for it.
 RESTART_WAIT = 2.0
 RESTART_POLL = 0.02
-START_LIMIT_BACKOFF = 60.0  # the supervisor's cap: a crash loop is tried again after this
+START_LIMIT_BACKOFF = 30.0  # a unit that hit its start limit is tried again after this
 
 
 @dataclass(frozen=True)
@@ -156,7 +156,9 @@ class SystemdRuntime:
         )
         troubled = not running or restarts > 0 or crash_looping
         backoff_until = None
-        if active == "failed" and props.get("Result") == "start-limit-hit":
+        # Restart=always: a unit is only left failed when systemd gave up restarting it
+        # (its start limit; Result= stays the last exit's when that came mid-restart).
+        if active == "failed" and crash_looping:
             failed_at = _wall_clock(_int(props.get("InactiveEnterTimestampMonotonic")))
             backoff_until = (failed_at or time.time()) + START_LIMIT_BACKOFF
         return ProcessState(
