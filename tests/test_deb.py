@@ -415,6 +415,32 @@ def test_boots_with_ampd_active_and_its_status_line(box: SysBox) -> None:
         assert box.show(child, "ActiveState")["ActiveState"] == "inactive"
 
 
+FORGET = (
+    "from ampd.gateways.systemd import SystemdRuntime\n"
+    "SystemdRuntime().forget_data('prometheus')\n"
+    "print('forgotten')\n"
+)
+
+
+def test_the_ampd_user_has_systemd_remove_a_child_s_data(box: SysBox) -> None:
+    """What a host from another instance's image does (ampd.sides.local): as the ampd user,
+    the installed runtime stops ampd-prometheus and has systemd remove its StateDirectory=
+    (systemctl clean: the package's polkit rule and bus policy allow it, on 252 and 257)."""
+    wait_for_status(box, "Synced · Healthy")
+    data = "/var/lib/ampd/data/prometheus"
+    box.run(
+        "install", "-d", "-o", "ampd-prometheus", "-g", "ampd-prometheus", "-m", "0750", data
+    ).check()
+    box.write_file(f"{data}/wal-of-another-instance", "samples", mode=0o640)
+    box.run("chown", "ampd-prometheus:ampd-prometheus", f"{data}/wal-of-another-instance").check()
+    assert box.run("rm", "-rf", data, user="ampd").returncode != 0  # not the daemon's files
+    done = box.run("/opt/venvs/ampd/bin/python", "-c", FORGET, user="ampd", timeout=120)
+    assert done.returncode == 0 and "forgotten" in done.stdout, done.stderr
+    assert not box.path(f"{data}/wal-of-another-instance").exists()
+    props = box.show("ampd-prometheus.service", "ActiveState", "CleanResult")
+    assert props == {"ActiveState": "inactive", "CleanResult": "success"}, props
+
+
 def test_upgrade_keeps_the_edited_state_file_and_restarts_ampd(
     box: SysBox, builds: Builds, release: Release, repo: AptRepo
 ) -> None:
