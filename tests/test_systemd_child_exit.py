@@ -9,7 +9,8 @@ everything as shipped: the units' sandboxes and users, ampd as user ``ampd``. Th
 - ampd notices the exit itself (a pidfd on the MainPID, under ampd.service's sandbox):
   a pass triggered by ``exit:prometheus`` (its reconcile.summary journal line) begins
   well before any timer or recheck would have run one;
-- status.json shows Prometheus Healthy again, with the new pid.
+- that pass waits (bounded) for the new Prometheus' /-/ready and reports it Healthy;
+  status.json shows Prometheus Healthy again, with the new pid.
 
 Each measured time is in the assertion messages and printed.
 """
@@ -194,7 +195,8 @@ def test_kill_9_of_prometheus_is_restarted_at_once_and_noticed_by_ampd(
         line = (
             f"kill {i}: new MainPID {pid} after {new_pid_s * 1000:.0f} ms; the exit's pass "
             f"({entry.get('RECONCILE_ID')}) logged {pass_s * 1000:.0f} ms after the kill, "
-            f"triggers {entry.get('AMPD_TRIGGERS')}; Healthy in status.json after "
+            f"triggers {entry.get('AMPD_TRIGGERS')}, health {entry.get('AMPD_HEALTH')}; "
+            "Healthy in status.json after "
             f"{healthy_s * 1000:.0f} ms"
         )
         print(line)
@@ -202,6 +204,8 @@ def test_kill_9_of_prometheus_is_restarted_at_once_and_noticed_by_ampd(
         assert new_pid_s < NEW_PID_WITHIN, line
         # a pass logs when it ends; the one the exit queued ends within this
         assert pass_s < PASS_WITHIN, line
+        # the exit's pass waited for the restarted Prometheus' /-/ready itself (bounded)
+        assert entry.get("AMPD_HEALTH") == "Healthy", line
         assert healthy["runtime"] == "systemd", healthy["runtime"]
 
     # ampd's own look at the unit never refused the pidfd (ampd.service's sandbox)

@@ -20,7 +20,7 @@ from typing import assert_never
 import structlog
 
 from ampd.act.actions import by_action
-from ampd.core import Action, Change, Command, Kind, Outcome, ResourceKey
+from ampd.core import Action, Change, Command, Kind, Outcome, ProcessState, ResourceKey
 from ampd.errors import AmpdError, PermanentError, TemporaryError
 from ampd.gateways import grafana, progress, promreload, promtool
 from ampd.gateways.files import atomic_write, read_bytes, remove
@@ -116,6 +116,19 @@ def _wait_ready(name: str, listen: str | None, runtime: Runtime) -> None:
             look_at = time.monotonic() + EXITED_POLL
         time.sleep(READY_POLL)
     log.info("process.not_ready_yet", process=name, waited_s=START_WAIT)
+
+
+def settle_restarted(
+    observed: Mapping[str, ProcessState], listens: Mapping[str, str], runtime: Runtime, now: float
+) -> None:
+    """Under systemd the unit restarts a Prometheus that died (RestartSec=100ms), not the
+    pass: the pass its exit queued waits for it as for one it restarted itself (bounded),
+    so that it reports it Healthy, not Progressing until a recheck."""
+    st = observed.get("prometheus")
+    if runtime.name != "systemd" or st is None or not st.running or st.restarts == 0:
+        return
+    if st.started_at is not None and now - st.started_at < START_WAIT:
+        _wait_ready("prometheus", listens.get("prometheus"), runtime)
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import structlog
 
-from ampd.act.local import LocalTargets, apply_local, command_from_rendered
+from ampd.act.local import LocalTargets, apply_local, command_from_rendered, settle_restarted
 from ampd.core import (
     Action,
     Change,
@@ -163,6 +163,8 @@ class LocalSide:
             outcomes = self._apply(plan, targets, writer, now)
             if self.manage_processes:
                 observed = observe_local.observe_processes(self.runtime, sorted(observed))
+        if writer is not None and self.manage_processes:
+            settle_restarted(observed, listens, self.runtime, now)
         if writer is not None and unrecorded:
             self._record_unrecorded(unrecorded, rendered, outcomes, writer)
         external_proxy = spec.proxy is not None and spec.proxy.implementation != "builtin"
