@@ -8,7 +8,6 @@ process, no ampd.json, no wipe of a baked instance's data.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -21,8 +20,6 @@ from ampd.act.local import LocalTargets, apply_local, command_from_rendered, set
 from ampd.core import (
     Action,
     Change,
-    Condition,
-    ConditionStatus,
     Health,
     Kind,
     Outcome,
@@ -31,14 +28,13 @@ from ampd.core import (
     ResourceKey,
     SideResult,
 )
-from ampd.errors import PermanentError, TemporaryError
 from ampd.gateways import promqueue, promtool
-from ampd.gateways.files import read_bytes, remove_tree_checked, sha256_bytes
+from ampd.gateways.files import read_bytes, sha256_bytes
 from ampd.gateways.http import owned_get
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoredState, StoreView
-from ampd.gateways.users import ProcessUser, process_user, user_names
+from ampd.gateways.users import process_user, user_names
 from ampd.observe import local as observe_local
 from ampd.plan.local import (
     PROCESS_INPUTS,
@@ -50,12 +46,13 @@ from ampd.plan.local import (
 )
 from ampd.plan.retry import RetryBook
 from ampd.render.context import RenderContext
-from ampd.render.files import Rendered, render_all, signing_mode
+from ampd.render.files import Rendered, render_all
 from ampd.report.flow import FlowTracker
-from ampd.report.local import HealthProbe, LocalSnapshot, local_statuses
-from ampd.report.owners import listeners_condition, squat_text
-from ampd.report.proxy import proxy_conditions
+from ampd.report.local import LocalSnapshot, local_statuses
+from ampd.report.owners import listeners_condition
+from ampd.sides import local_health
 from ampd.sides.facts import Facts, effective_spec, render_context
+from ampd.sides.instance import FILE_PREFIX, check_instance
 from ampd.spec.checks import proxy_enabled
 from ampd.spec.models import StateSpec
 
@@ -63,9 +60,6 @@ log = structlog.get_logger()
 
 PROGRESS_RECHECK = 0.5  # a pass follows this soon when something is still starting
 DRAIN_TIMEOUT = 15.0  # longest wait for the remote-write queue before it is rebuilt
-FILE_PREFIX = Kind.FILE.value + "/"
-INSTANCE_CONDITION = "InstanceDataDropped"
-OWN_DATA = ("prometheus", "grafana")  # under data/, each its process's own user's
 
 
 class OwnWrites:
@@ -127,7 +121,11 @@ class LocalSide:
     def reconcile(self, spec: StateSpec, facts: Facts, *, apply: bool) -> SideResult:
         now = time.time()
         writer = self._store if apply and isinstance(self._store, Store) else None
-        instance = None if writer is None else self._check_instance(writer, facts.instance_id)
+        instance = (
+            None
+            if writer is None
+            else check_instance(writer, self.runtime, self.paths, facts.instance_id)
+        )
         if self.native_failed:
             facts = replace(facts, native_failed=True)
         ctx = self.context(spec, facts)
@@ -171,7 +169,7 @@ class LocalSide:
         owners = {name: process_user(name, self.runtime.name) for name in listens}
         squatted = observe_local.find_squatters(listens, owners)
         probes = {
-            name: self._probe(
+            name: local_health.probe(
                 name,
                 listen,
                 owners[name],
@@ -197,12 +195,15 @@ class LocalSide:
         owned = listeners_condition(squatted, checked=bool(listens))
         if owned is not None:
             conditions.append(owned)
-        flow = self._remote_write_condition(
-            spec, ctx, listens, observed, external_proxy, owners, squatted
+        flow, native_unsigned = local_health.remote_write_condition(
+            self.flow, spec, ctx, listens, observed, external_proxy, owners, squatted
         )
+        if native_unsigned and not self.native_failed:
+            log.warning("remote_write.native_unsigned", detail=flow.message if flow else None)
+            self.native_failed = True
         if flow is not None:
             conditions.append(flow)
-        conditions += self._proxy_conditions(spec, probes, external_proxy, owners, squatted)
+        conditions += local_health.proxy_evidence(spec, probes, external_proxy, owners, squatted)
         hints = [pwake - now] if pwake is not None else []
         if any(s.health == Health.PROGRESSING for s in statuses):
             hints.append(PROGRESS_RECHECK)
@@ -213,7 +214,9 @@ class LocalSide:
             statuses=tuple(statuses),
             conditions=tuple(conditions),
             requeue_after=RetryBook.requeue_after(outcomes, hints),
-            targets=_targets(listens["prometheus"], owners["prometheus"].uid) if prom_up else None,
+            targets=local_health.targets(listens["prometheus"], owners["prometheus"].uid)
+            if prom_up
+            else None,
         )
 
     # -- planning and acting ------------------------------------------------------------
@@ -350,159 +353,6 @@ class LocalSide:
 
         writer.update(upd)
 
-    def _check_instance(self, writer: Store, instance_id: str | None) -> Condition | None:
-        """An instance started from a baked image drops the state of the one that baked it:
-        last-applied hashes of local files, Prometheus' WAL/TSDB (its samples carry the
-        other instance's labels) and Grafana's data. Workspace id and clientToken are
-        fleet-wide and stay.
-
-        The children's data is their own users' (0750): the runtime removes it (systemd:
-        ``systemctl clean``). Until all of it is gone the new instance id is not recorded,
-        so every pass tries again, and ``InstanceDataDropped`` is False naming what is left.
-        """
-        if instance_id is None:
-            return None
-        previous = writer.load().instance_id
-        if previous == instance_id:
-            return None
-        kept: list[str] = []
-        if previous is not None:
-            log.warning("instance.changed", previous=previous, current=instance_id)
-            kept = self._drop_instance_data()
-            if kept:
-                text = (
-                    f"the data of instance {previous} is still under "
-                    f"{self.paths.state_dir / 'data'}: {'; '.join(kept)}"
-                )
-                log.error("instance.data_kept", previous=previous, current=instance_id, kept=kept)
-                return Condition(INSTANCE_CONDITION, ConditionStatus.FALSE, "NotRemoved", text)
-
-        def upd(state: StoredState) -> None:
-            if previous is not None:
-                state.applied = {
-                    k: v for k, v in state.applied.items() if not k.startswith(FILE_PREFIX)
-                }
-            state.instance_id = instance_id
-
-        writer.update(upd)
-        if previous is None:
-            return None
-        return Condition(
-            INSTANCE_CONDITION,
-            ConditionStatus.TRUE,
-            "Removed",
-            f"the data of instance {previous} was removed",
-        )
-
-    def _drop_instance_data(self) -> list[str]:
-        """Remove everything under data/: the children's directories through the runtime,
-        the rest directly. What could not be removed, one text per entry."""
-        kept: list[str] = []
-        for name in OWN_DATA:
-            try:
-                self.runtime.forget_data(name)
-            except (TemporaryError, PermanentError) as e:
-                kept.append(str(e))
-        data = self.paths.state_dir / "data"
-        try:
-            others = sorted(p for p in data.iterdir() if p.name not in OWN_DATA)
-        except FileNotFoundError:
-            others = []
-        except OSError as e:
-            return [*kept, f"{data}: {e.strerror}"]
-        for path in others:
-            try:
-                remove_tree_checked(path)
-            except OSError as e:
-                kept.append(f"{path}: {e.strerror}")
-        if not kept:
-            # data/ itself holds nothing now; under systemd it may be root's (made for
-            # the units' StateDirectory=) and stay, empty
-            with contextlib.suppress(OSError):
-                data.rmdir()
-        return kept
-
-    # -- observing ----------------------------------------------------------------------
-
-    def _probe(
-        self,
-        name: str,
-        listen: str,
-        owner: ProcessUser,
-        squatted: dict[str, observe_local.Squat],
-        *,
-        tcp_only: bool,
-    ) -> HealthProbe:
-        """A process is healthy only if its own user answers on its port; a squatter found
-        here (after the listener check) joins ``squatted``."""
-        if name in squatted:
-            return HealthProbe(False, squat_text(squatted[name]))
-        p = observe_local.probe_health(name, listen, tcp_only=tcp_only, owner=owner.uid)
-        if p.foreign_uid is not None:
-            squatted[name] = observe_local.squat(name, listen, p.foreign_uid, owner)
-            return HealthProbe(False, squat_text(squatted[name]))
-        return HealthProbe(p.ok, p.detail)
-
-    def _remote_write_condition(
-        self,
-        spec: StateSpec,
-        ctx: RenderContext,
-        listens: Mapping[str, str],
-        observed: Mapping[str, ProcessState],
-        external_proxy: bool,
-        owners: Mapping[str, ProcessUser],
-        squatted: Mapping[str, observe_local.Squat],
-    ) -> Condition | None:
-        prom = spec.prometheus
-        if prom is None or not prom.enabled or prom.remote_write is None:
-            return None
-        if ctx.workspace is None:
-            msg = "the workspace is not known yet"
-            return Condition("RemoteWriteFlowing", ConditionStatus.UNKNOWN, "NoWorkspace", msg)
-        st = observed.get("prometheus")
-        if st is None or not st.running or "prometheus" not in listens:
-            msg = "Prometheus is not running"
-            return Condition("RemoteWriteFlowing", ConditionStatus.FALSE, "PrometheusDown", msg)
-        squats = [squatted[n] for n in ("prometheus", "sigv4-proxy") if n in squatted]
-        if squats:  # samples may be going to whoever holds the port: never "Flowing"
-            msg = squat_text(squats[0])
-            return Condition("RemoteWriteFlowing", ConditionStatus.FALSE, "PortSquatted", msg)
-        text = observe_local.scrape(listens["prometheus"], owner=owners["prometheus"].uid)
-        builtin_proxy = "sigv4-proxy" in listens and not external_proxy
-        # (an external aws-sigv4-proxy would sign and forward a /metrics request upstream)
-        proxy_text = (
-            observe_local.scrape(listens["sigv4-proxy"], owner=owners["sigv4-proxy"].uid)
-            if builtin_proxy
-            else None
-        )
-        verdict = self.flow.observe(
-            text, proxy_text, signing=signing_mode(spec, ctx), now=time.monotonic()
-        )
-        if verdict.native_unsigned and not self.native_failed:
-            log.warning("remote_write.native_unsigned", detail=verdict.message)
-            self.native_failed = True
-        return Condition("RemoteWriteFlowing", verdict.status, verdict.reason, verdict.message)
-
-    def _proxy_conditions(
-        self,
-        spec: StateSpec,
-        probes: Mapping[str, HealthProbe],
-        external_proxy: bool,
-        owners: Mapping[str, ProcessUser],
-        squatted: Mapping[str, observe_local.Squat],
-    ) -> list[Condition]:
-        """ProxyPeerCheck (a third-party proxy checks no uid) and ClockInSync (read from
-        the built-in proxy's own /metrics, when it is up and the port is its own)."""
-        if spec.proxy is None or not proxy_enabled(spec):
-            return []
-        own = "sigv4-proxy" in probes and "sigv4-proxy" not in squatted
-        text = (
-            observe_local.scrape(spec.proxy.listen, owner=owners["sigv4-proxy"].uid)
-            if own and not external_proxy
-            else None
-        )
-        return proxy_conditions(spec, text)
-
 
 def render_files(spec: StateSpec, ctx: RenderContext) -> tuple[StateSpec, dict[str, Rendered]]:
     """The one way generated files are made: the daemon, ``plan`` and ``render`` use it."""
@@ -533,8 +383,3 @@ def _listens(spec: StateSpec) -> dict[str, str]:
     if spec.grafana is not None and spec.grafana.enabled:
         out["grafana"] = spec.grafana.listen
     return out
-
-
-def _targets(listen: str, owner: int) -> int | None:
-    text = observe_local.scrape(listen, "/api/v1/targets?state=active", owner=owner)
-    return None if text is None else text.count('"scrapeUrl"')
