@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from ampd.core import is_loopback_host
 from ampd.errors import AmpdError
 
 __all__ = ["ProxyConfig", "ProxyConfigError", "load", "parse"]
@@ -84,15 +85,6 @@ class ProxyConfig:
         return urlsplit(self.upstream).netloc
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _listen(source: str, value: object, allow_non_loopback: bool) -> tuple[str, int]:
     if not isinstance(value, str):
         raise ProxyConfigError(source, "listen", "must be a string HOST:PORT")
@@ -109,7 +101,7 @@ def _listen(source: str, value: object, allow_non_loopback: bool) -> tuple[str, 
             raise ProxyConfigError(
                 source, "listen", f"{host!r} is not an IP address or 'localhost'"
             ) from None
-    if not allow_non_loopback and not is_loopback(host):
+    if not allow_non_loopback and not is_loopback_host(host):
         raise ProxyConfigError(
             source,
             "listen",

@@ -5,9 +5,9 @@ Pure. Each problem is (field path, message); the loader adds file, line and colu
 
 from __future__ import annotations
 
-import ipaddress
 from pathlib import PurePosixPath
 
+from ampd.core import is_loopback_host
 from ampd.spec.models import StateSpec, split_listen
 
 Loc = tuple[str | int, ...]
@@ -58,15 +58,6 @@ _EXPOSURE = {
 }
 
 
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
 def _listen_sections(spec: StateSpec) -> list[tuple[str, str, bool]]:
     """(section, listen, enabled) of every listener section the state has."""
     out: list[tuple[str, str, bool]] = []
@@ -86,14 +77,14 @@ def non_loopback_listeners(spec: StateSpec) -> list[tuple[str, str]]:
     return [
         (name, listen)
         for name, listen, on in _listen_sections(spec)
-        if on and not is_loopback(split_listen(listen)[0])
+        if on and not is_loopback_host(split_listen(listen)[0])
     ]
 
 
 def _non_loopback(spec: StateSpec) -> list[tuple[Loc, str]]:
     out: list[tuple[Loc, str]] = []
     for name, listen, _ in _listen_sections(spec):
-        if is_loopback(split_listen(listen)[0]) or getattr(spec, name).allow_non_loopback:
+        if is_loopback_host(split_listen(listen)[0]) or getattr(spec, name).allow_non_loopback:
             continue
         out.append(
             (
