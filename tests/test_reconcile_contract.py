@@ -70,6 +70,9 @@ class FlakyRuntime:
         if name in self.started:
             self.started.remove(name)
 
+    def set_imds(self, name: str, allowed: bool) -> None:
+        pass
+
     def shutdown(self, timeout: float = 15.0) -> None:
         pass
 

@@ -84,12 +84,23 @@ def test_polkit_lets_ampd_manage_its_child_units_and_nothing_else(ampd_box: SysB
     for verb in ("start", "reload", "restart", "try-restart", "reset-failed"):
         done = box.run("systemctl", verb, "ampd-sigv4-proxy.service", user="ampd")
         assert done.returncode == 0, (verb, done.stderr)
+    # set-property: the bus passes SetUnitProperties on (systemd 252's own policy), polkit allows it
+    done = box.run(
+        "systemctl",
+        "set-property",
+        "--runtime",
+        "ampd-sigv4-proxy.service",
+        "CPUWeight=10",
+        user="ampd",
+    )
+    assert done.returncode == 0, done.stderr
     for verb, unit in (
         ("stop", "dbus.service"),
         ("restart", "ampd.service"),
         ("start", "systemd-journald.service"),
         ("kill", "ampd-sigv4-proxy.service"),
-        ("set-property", "ampd-sigv4-proxy.service"),
+        ("set-property", "ampd.service"),  # its own unit: never
+        ("set-property", "systemd-journald.service"),
         ("clean", "systemd-journald.service"),  # the bus lets ampd ask; polkit says no
     ):
         args = ["CPUWeight=10"] if verb == "set-property" else []

@@ -262,6 +262,7 @@ def test_the_polkit_grant_includes_clean_for_the_child_units() -> None:
     rules = (UNITS / "50-ampd.rules").read_text()
     verbs = re.search(r"var verbs = \[([^\]]*)\]", rules)
     assert verbs is not None and '"clean"' in verbs.group(1)
+    assert '"set-property"' in verbs.group(1)  # IPAddressDeny=: the IMDS fence
 
 
 def test_shutdown_leaves_every_unit_alone(paths: Paths) -> None:

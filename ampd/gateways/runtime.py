@@ -44,6 +44,16 @@ class Runtime(Protocol):
         """
         ...
 
+    def set_imds(self, name: str, allowed: bool) -> None:
+        """Let the process reach the instance metadata service, or not.
+
+        systemd: the unit's IPAddressDeny= (169.254.169.254 and fd00:ec2::254), set live
+        with ``systemctl set-property --runtime`` only when it differs; it applies to the
+        running unit at once. supervisor: nothing (no way to enforce it). Raises
+        TemporaryError or PermanentError when it could not be set.
+        """
+        ...
+
     def shutdown(self, timeout: float = 15.0) -> None:
         """ampd is exiting. supervisor: stop every child in order; systemd: leave units."""
         ...

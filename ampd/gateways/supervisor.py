@@ -245,6 +245,10 @@ class Supervisor:
             raise TemporaryError(f"{name} is not running; cannot reload", delay=1)
         os.kill(child.proc.pid, signal.SIGHUP)
 
+    def set_imds(self, name: str, allowed: bool) -> None:
+        """Nothing: ampd's own children share its network access; there is no per-child
+        packet filter to set here (docs/security.md: the host firewall does it)."""
+
     def forget_data(self, name: str) -> None:
         """Stop the child, then remove its data directory (``<state_dir>/data/NAME``).
         TemporaryError naming what is left when it cannot all be removed."""

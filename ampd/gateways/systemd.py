@@ -5,8 +5,8 @@ The unit runs ``ampd exec NAME``, which execs the command ampd wrote to
 ``"cwd"`` when set). So ``start``/``restart`` write that file, then ask systemd through
 ``systemctl`` (D-Bus; as the unprivileged ``ampd`` user, polkit allows exactly these
 units). ``forget_data`` stops a unit and has systemd remove its StateDirectory=
-(``systemctl clean``). ``observe`` reads ``systemctl show`` and, when something went
-wrong, the unit's last journal lines.
+(``systemctl clean``); ``set_imds`` sets its IPAddressDeny=. ``observe`` reads
+``systemctl show`` and, when something went wrong, the unit's last journal lines.
 
 A child's exit is noticed when it happens, not at the next pass: ``observe`` watches the
 MainPID it sees with a pidfd (ampd.gateways.pidwatch) and ``on_exit(name)`` is called the
@@ -36,6 +36,7 @@ from ampd.gateways.files import read_bytes
 from ampd.gateways.paths import Paths, resolve_paths
 from ampd.gateways.pidwatch import PidWatch
 from ampd.gateways.runtime import PROCESS_NAMES, Command, ProcessState
+from ampd.render.imds import IMDS_ADDRESSES, imds_denied, is_imds
 
 __all__ = ["Completed", "SystemdRuntime", "running_under_systemd", "unit_name"]
 
@@ -290,6 +291,21 @@ class SystemdRuntime:
                 f"CleanResult={result or 'unknown'}{detail}",
                 30.0,
             )
+
+    def set_imds(self, name: str, allowed: bool) -> None:
+        """IPAddressDeny= holds the IMDS addresses when not ``allowed``; other entries stay.
+        Set (``--runtime``: until reboot) only when it differs, in one call that resets
+        the list then gives the new one; it applies to the running unit at once."""
+        unit = unit_name(name)
+        out = self._systemctl_call("show", unit, "--property=IPAddressDeny")
+        lines = [ln for ln in out.splitlines() if ln.startswith("IPAddressDeny=")]
+        current = lines[0].partition("=")[2].split() if lines else []
+        others = [e for e in current if not is_imds(e)]
+        want = others if allowed else [*others, *IMDS_ADDRESSES]
+        if imds_denied(current) == (not allowed) and len(current) == len(want):
+            return
+        assignments = ["IPAddressDeny="] + ([f"IPAddressDeny={' '.join(want)}"] if want else [])
+        self._systemctl_call("set-property", unit, "--runtime", *assignments)
 
     def shutdown(self, timeout: float = 15.0) -> None:
         """Leave every child unit as it is: a new ampd picks them up."""

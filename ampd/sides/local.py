@@ -47,11 +47,13 @@ from ampd.plan.local import (
 from ampd.plan.retry import RetryBook
 from ampd.render.context import RenderContext
 from ampd.render.files import Rendered, render_all
+from ampd.render.imds import imds_needs
 from ampd.report.flow import FlowTracker
 from ampd.report.local import LocalSnapshot, local_statuses
 from ampd.report.owners import listeners_condition
 from ampd.sides import local_health
 from ampd.sides.facts import Facts, effective_spec, render_context
+from ampd.sides.imds_fence import ImdsFence
 from ampd.sides.instance import FILE_PREFIX, check_instance
 from ampd.spec.checks import proxy_enabled
 from ampd.spec.models import StateSpec
@@ -102,6 +104,7 @@ class LocalSide:
         self.own_writes = own_writes or OwnWrites()
         self.flow = FlowTracker()
         self.native_failed = False
+        self.imds = ImdsFence()
         self.last_change: dict[ResourceKey, float] = {}
 
     def context(self, spec: StateSpec, facts: Facts) -> RenderContext:
@@ -155,6 +158,11 @@ class LocalSide:
             listens,
             promtool.find_promtool(spec.prometheus.binary if spec.prometheus else None),
         )
+        fenced = (  # before any start/restart
+            self.imds.apply(self.runtime, imds_needs(spec, ctx), listens)
+            if writer is not None and listens
+            else None
+        )
         outcomes: list[Outcome] = []
         if writer is not None and plan.changes:
             self._drain_first(plan, targets, observed)
@@ -191,10 +199,8 @@ class LocalSide:
             now=now,
         )
         statuses = local_statuses(snap)
-        conditions = [instance] if instance is not None else []
         owned = listeners_condition(squatted, checked=bool(listens))
-        if owned is not None:
-            conditions.append(owned)
+        conditions = [c for c in (instance, fenced, owned) if c is not None]
         flow, native_unsigned = local_health.remote_write_condition(
             self.flow, spec, ctx, listens, observed, external_proxy, owners, squatted
         )

@@ -37,6 +37,9 @@ def main() -> int:
                 write_command(paths.generated, command)
                 getattr(runtime, op)(command)
                 results.append(None)
+            elif op == "set_imds":
+                runtime.set_imds(arg["name"], arg["allowed"])
+                results.append(None)
             elif op == "observe":
                 state = dataclasses.asdict(runtime.observe(arg))
                 results.append(state)
