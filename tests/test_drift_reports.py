@@ -51,9 +51,13 @@ def test_aws_and_file_drift_reported(tmp_path: Path) -> None:
         generated.write_bytes(generated.read_bytes() + b"# by hand\n")
         wait_for("file OutOfSync", lambda: out_of_sync(st, "file", "prometheus.yml"), 30)
 
+        # status.json and the log are two outputs of the pass: wait for the log line too
+        def kinds() -> list[str]:
+            return sorted({e["kind"] for e in st.ampd.events("drift.detected")})
+
+        wait_for("file drift logged", lambda: "file" in kinds() or None, 30)
+        assert kinds() == ["aws.workspace", "file"]
         events = st.ampd.events("drift.detected")
-        kinds = sorted({e["kind"] for e in events})
-        assert kinds == ["aws.workspace", "file"]
         assert all(e["corrected"] is False for e in events)
         listen = state["metrics"]["listen"]
         lines = metric_lines(listen, "ampd_drift_detected_total")

@@ -43,10 +43,12 @@ UNIT = "ampd-prometheus.service"
 # loop (tested apart).
 KILLS = int(os.environ.get("AMPD_CHILD_EXIT_KILLS", "3"))
 UP = float(os.environ.get("AMPD_CHILD_EXIT_UP", "0"))
-NEW_PID_WITHIN = 1.0  # RestartSec=100ms, on a shared, busy machine
+NEW_PID_WITHIN = 1.5  # RestartSec=100ms (was 2 s), on a shared, busy machine
 # The exit's pass logs its summary when it ends: within this of the kill. Prometheus was
-# Healthy, so no recheck was due, and the idle timer is 30 s: only the exit queues it.
-PASS_WITHIN = 2.0
+# Healthy, so no recheck was due, and the idle timer is 30 s: only the exit queues it, so
+# anything well under 30 s (with the exit named in its triggers) is the exit's own pass.
+# Speed is the benchmark's business (docs/benchmarks.md), not this bound's.
+PASS_WITHIN = 15.0
 HEALTHY_WITHIN = 10.0
 
 
