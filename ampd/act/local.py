@@ -24,7 +24,7 @@ from ampd.core import Action, Change, Command, Kind, Outcome, ProcessState, Reso
 from ampd.errors import AmpdError, PermanentError, TemporaryError
 from ampd.gateways import grafana, progress, promreload, promtool
 from ampd.gateways.files import atomic_write, read_bytes, remove
-from ampd.gateways.http import request
+from ampd.gateways.http import owned_get, request
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.users import process_user
 from ampd.plan.local import PROCESS_INPUTS
@@ -68,10 +68,12 @@ def reload_process(name: str, runtime: Runtime, listen: str | None, command: Com
     """Reload and check that it took. Prometheus: SIGHUP through the runtime (no HTTP
     endpoint may stop or reload it), the verdict from its own /metrics (promreload)."""
     if name == "prometheus" and listen:
+        owner = process_user("prometheus", runtime.name).uid  # believe only Prometheus' own
         promreload.confirm_reload(
             listen,
             lambda: runtime.reload(name),
             lambda: runtime.observe(name).last_stderr,
+            fetch=owned_get(owner, promreload.READ_TIMEOUT),
         )
         return
     if name == "grafana" and listen:
