@@ -61,3 +61,35 @@ def test_without_the_package_s_users_children_run_as_ampd_s_own_user(tmp_path: P
     assert out.read_text() == f"{os.geteuid()} {os.getegid()}"
     # and nothing was handed over: no data directory made, nothing chowned
     assert not (tmp_path / "data").exists()
+
+
+def test_a_root_supervisor_keeps_a_child_it_cannot_hand_the_state_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A state directory under a directory only root may enter (pytest's own tmp, /root)
+    cannot be read by a child's user: the child then runs as ampd's own user, and every
+    caller (the proxy's allowed users, the owner checks) is told so. Here `nobody` stands
+    in for a packaged user (this host has none)."""
+    from ampd.gateways import users  # noqa: PLC0415 (patched below)
+
+    if os.geteuid() != 0:
+        pytest.fail("the supervisor switches users only as root: run the suite as root")
+    nobody = pwd.getpwnam("nobody")
+    monkeypatch.setattr(users, "PROCESS_USERS", {"prometheus": "nobody"})
+    private = tmp_path / "private"
+    private.mkdir(mode=0o700)
+    monkeypatch.setenv("STATE_DIRECTORY", str(private / "state"))
+    assert not users.can_enter_below(private / "state", nobody.pw_uid, {nobody.pw_gid})
+    shut_out = users.process_user("prometheus", "supervisor")
+    assert (shut_out.uid, shut_out.own) == (0, False), shut_out
+
+    open_dir = Path("/var/tmp") / f"ampd-users-{os.getpid()}"
+    open_dir.mkdir(mode=0o755)
+    try:
+        monkeypatch.setenv("STATE_DIRECTORY", str(open_dir / "state"))
+        assert users.can_enter_below(open_dir / "state", nobody.pw_uid, {nobody.pw_gid})
+        handed = users.process_user("prometheus", "supervisor")
+        assert (handed.uid, handed.own) == (nobody.pw_uid, True), handed
+        assert users.process_user("prometheus", "systemd").uid == nobody.pw_uid  # always
+    finally:
+        open_dir.rmdir()

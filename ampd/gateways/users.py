@@ -3,8 +3,9 @@
 The package creates one system user for the daemon and one per child (sysusers,
 ``units/ampd.sysusers``); each child unit names its own. Under the supervisor runtime a
 root ampd switches each child to its user when that user exists (the package installed
-it), and otherwise -- a development checkout, a container without the package, an
-unprivileged ampd -- every child runs as ampd's own user, which status reports.
+it) and can reach the state directory, and otherwise -- a development checkout, a
+container without the package, a state directory under root's own private directories,
+an unprivileged ampd -- every child runs as ampd's own user.
 
 Whoever asks "is this listener ours?" or "whom does the proxy sign for?" asks here, so the
 answer always matches the uid the process really runs as.
@@ -12,16 +13,22 @@ answer always matches the uid the process really runs as.
 
 from __future__ import annotations
 
+import grp
 import os
 import pwd
+import stat
+from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 
 from ampd.core import PROCESS_USERS
+from ampd.gateways.paths import resolve_paths
 
 __all__ = [
     "DAEMON_USER",
     "PROCESS_USERS",
     "ProcessUser",
+    "can_enter_below",
     "process_user",
     "process_users",
     "shared_uid",
@@ -48,12 +55,37 @@ def _self() -> ProcessUser:
     return ProcessUser(name, uid, os.getegid(), own=False)
 
 
+def can_enter_below(path: Path, uid: int, gids: Collection[int]) -> bool:
+    """Whether a process of ``uid`` (groups ``gids``) may pass through every directory
+    above ``path`` (search permission, as the kernel checks it for a non-root user)."""
+    for d in reversed(path.absolute().parents):
+        try:
+            st = d.stat()
+        except OSError:
+            return False
+        if st.st_uid == uid:
+            bit = stat.S_IXUSR
+        elif st.st_gid in gids:
+            bit = stat.S_IXGRP
+        else:
+            bit = stat.S_IXOTH
+        if not st.st_mode & bit:
+            return False
+    return True
+
+
+def _groups(entry: pwd.struct_passwd) -> set[int]:
+    return {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if entry.pw_name in g.gr_mem}
+
+
 def process_user(process: str, runtime: str) -> ProcessUser:
     """The user ``process`` runs as under ``runtime`` ("systemd" or "supervisor").
 
     systemd: the unit's user, always (a missing user is the package's bug; the unit would
     not start either, and the uid reported is then -1). supervisor: that user if ampd is
-    root and the user exists, else ampd's own user.
+    root, the user exists and can reach the state directory (where its configuration is
+    generated: a state directory under root's private /tmp/x or /root cannot be handed to
+    it), else ampd's own user.
     """
     name = PROCESS_USERS.get(process)
     if name is None:
@@ -64,7 +96,10 @@ def process_user(process: str, runtime: str) -> ProcessUser:
         if runtime == "systemd":
             return ProcessUser(name, -1, -1, own=True)
         return _self()
-    if runtime == "systemd" or os.geteuid() == 0:
+    if runtime == "systemd":
+        return ProcessUser(name, entry.pw_uid, entry.pw_gid, own=True)
+    reachable = can_enter_below(resolve_paths().state_dir, entry.pw_uid, _groups(entry))
+    if os.geteuid() == 0 and reachable:
         return ProcessUser(name, entry.pw_uid, entry.pw_gid, own=True)
     return _self()
 
