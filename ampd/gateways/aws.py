@@ -13,9 +13,11 @@ from typing import Any
 
 from ampd.gateways.aws_base import (
     AccessDenied,
+    AlreadyExists,
     AwsUnreachable,
     CredentialsRejected,
     Identity,
+    ResourceGone,
     api_call_counts,
     bind,
     reset_api_call_counts,
@@ -24,10 +26,12 @@ from ampd.gateways.aws_iam import IamApi
 
 __all__ = [
     "AccessDenied",
+    "AlreadyExists",
     "AwsGateway",
     "AwsUnreachable",
     "CredentialsRejected",
     "Identity",
+    "ResourceGone",
     "api_call_counts",
     "make_gateway",
     "reset_api_call_counts",
@@ -122,17 +126,15 @@ class AwsGateway(IamApi):
             ),
         )
 
-    def describe_logging(self, workspace_id: str) -> str | None:
-        """The log group ARN logging goes to, or None."""
+    def describe_logging(self, workspace_id: str) -> dict[str, Any] | None:
+        """The logging configuration (``logGroupArn``, ``status`` with ``statusCode`` and,
+        when it failed, ``statusReason``), or None when the workspace has none."""
         r = self._get(
             "amp",
             "DescribeLoggingConfiguration",
             lambda: self._amp.describe_logging_configuration(workspaceId=workspace_id),
         )
-        if r is None:
-            return None
-        arn = r.get("loggingConfiguration", {}).get("logGroupArn")
-        return str(arn) if arn else None
+        return dict(r["loggingConfiguration"]) if r is not None else None
 
     def create_logging(self, workspace_id: str, log_group_arn: str) -> None:
         self._call(
@@ -159,13 +161,15 @@ class AwsGateway(IamApi):
             lambda: self._amp.delete_logging_configuration(workspaceId=workspace_id),
         )
 
-    def describe_alertmanager(self, workspace_id: str) -> bytes | None:
+    def describe_alertmanager(self, workspace_id: str) -> dict[str, Any] | None:
+        """The definition (``data`` as bytes, ``status`` with ``statusCode`` and, when it
+        failed, ``statusReason``), or None when the workspace has none."""
         r = self._get(
             "amp",
             "DescribeAlertManagerDefinition",
             lambda: self._amp.describe_alert_manager_definition(workspaceId=workspace_id),
         )
-        return bytes(r["alertManagerDefinition"]["data"]) if r is not None else None
+        return dict(r["alertManagerDefinition"]) if r is not None else None
 
     def create_alertmanager(self, workspace_id: str, data: bytes) -> None:
         self._call(

@@ -46,10 +46,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "AccessDenied",
+    "AlreadyExists",
     "AwsBase",
     "AwsUnreachable",
     "CredentialsRejected",
     "Identity",
+    "ResourceGone",
     "api_call_counts",
     "reset_api_call_counts",
 ]
@@ -138,6 +140,24 @@ def credentials_rejected(code: str, message: str, where: str) -> CredentialsReje
         hint = "AWS credentials expired; fresh ones are read from the credential chain"
         return CredentialsRejected("CredentialsExpired", f"{where} ({hint})", CREDENTIALS_DELAY)
     return CredentialsRejected("CredentialsInvalid", where, CREDENTIALS_DELAY)
+
+
+class ResourceGone(TemporaryError):
+    """A write (``Put…``/``Update…``) found its resource gone: deleted outside ampd since
+    it was last read. What was remembered of it is stale; the next pass reads it again
+    and plans from what is there (a create). ``delay`` is 0: nothing to wait for."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, delay=0.0)
+
+
+class AlreadyExists(TemporaryError):
+    """A create found the resource already there (made by a concurrent writer, or by
+    this host's own earlier call whose answer was lost). Not a failure to give up on:
+    the next pass reads it again and plans from what is there."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, delay=0.0)
 
 
 class AccessDenied(PermanentError):

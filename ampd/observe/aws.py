@@ -73,6 +73,15 @@ def read_spec_files(spec: StateSpec) -> dict[str, bytes | None]:
     return out
 
 
+def amp_status(resource: Mapping[str, Any]) -> dict[str, Any]:
+    """An AMP resource's ``status.statusCode``, and AMP's ``statusReason`` (kept in the
+    details, where the report reads why a configuration failed)."""
+    status = resource.get("status") or {}
+    code = str(status.get("statusCode") or "") or None
+    reason = status.get("statusReason")
+    return {"status": code, "details": {"status_reason": str(reason)} if reason else {}}
+
+
 def workspace_live(key: ResourceKey, w: Mapping[str, Any]) -> Live:
     tags = dict(w.get("tags") or {})
     fields: dict[str, Any] = {"alias": w.get("alias"), "tags": tags}
@@ -157,15 +166,18 @@ def _read_one(
         )
     if kind is Kind.LOGGING:
         assert workspace_id is not None
-        arn = gw.describe_logging(workspace_id)
-        return Live(key, {"log_group_arn": arn}, workspace_tags) if arn else None
+        logging = gw.describe_logging(workspace_id)
+        if logging is None or not logging.get("logGroupArn"):
+            return None
+        arn = {"log_group_arn": str(logging["logGroupArn"])}
+        return Live(key, arn, workspace_tags, **amp_status(logging))
     if kind is Kind.ALERTMANAGER:
         assert workspace_id is not None
         definition = gw.describe_alertmanager(workspace_id)
         if definition is None:
             return None
-        text = definition.decode("utf-8", errors="replace")
-        return Live(key, {"data": text}, workspace_tags)
+        text = bytes(definition.get("data") or b"").decode("utf-8", errors="replace")
+        return Live(key, {"data": text}, workspace_tags, **amp_status(definition))
     if kind is Kind.RULE_GROUP:
         assert workspace_id is not None
         if cache.rule_group_tags is None:
