@@ -1,0 +1,492 @@
+"""Hold a raw AWS HTTP response to botocore's model of that operation.
+
+``check_response(service, operation, status, headers, body)`` lists every way the response
+differs from the model botocore ships (the only machine-readable description of real AWS we
+have); ``[]`` means it conforms. ``service`` is the SigV4 signing name the emulator sees:
+``aps`` (model ``amp``, rest-json), ``iam`` and ``sts`` (query, XML), ``ssm`` (json) and
+``s3`` (rest-xml: status and error code only, since object bodies are blobs).
+
+Success (2xx): the status must be the operation's ``http.responseCode``. JSON bodies are
+walked raw: required members, no member the shape does not define, types (timestamps as
+epoch numbers unless ``timestampFormat`` says otherwise, blobs as base64), enums, min/max
+lengths and values, patterns; members bound to headers are looked for in the headers. Query
+XML is checked for its ``<{Op}Response>``/``<{Op}Result>`` envelope and for elements the
+shape does not define, then parsed by botocore's own parser and the result is checked the
+same way.
+
+Errors (4xx/5xx): the error code must be one the operation models (shape name or
+``error.code``) or one of ``COMMON_ERRORS`` that any AWS endpoint can send; a modelled
+error's ``httpStatusCode`` must be the status; a modelled JSON error body must carry the
+shape's required members.
+
+A JSON ``null`` counts as an absent member (botocore's parsers drop it), and an empty list or
+map is not held to a ``min`` (output shapes reuse input shapes: SSM's ``InvalidParameters``
+has ``min 1`` and the service answers ``[]``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import datetime
+import email.utils
+import functools
+import json
+import re
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping
+from typing import Any
+
+import botocore.parsers
+import botocore.session
+from botocore.model import (
+    ListShape,
+    MapShape,
+    OperationModel,
+    OperationNotFoundError,
+    ServiceModel,
+    Shape,
+    StringShape,
+    StructureShape,
+)
+
+__all__ = ["COMMON_ERRORS", "SERVICE_MODELS", "check_response"]
+
+# signing name (what the emulator sees in the credential scope) -> botocore service name
+SERVICE_MODELS: Mapping[str, str] = {
+    "aps": "amp",
+    "iam": "iam",
+    "sts": "sts",
+    "ssm": "ssm",
+    "s3": "s3",
+}
+
+# Codes any AWS endpoint can answer whether or not an operation's model lists them: the
+# authentication, throttling and generic failure layer in front of every service.
+COMMON_ERRORS: frozenset[str] = frozenset(
+    {
+        "ThrottlingException",
+        "Throttling",
+        "AccessDenied",
+        "AccessDeniedException",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "InvalidClientTokenId",
+        "UnrecognizedClientException",
+        "SignatureDoesNotMatch",
+        "InvalidSignatureException",
+        "RequestExpired",
+        "RequestTimeTooSkewed",
+        "InternalFailure",
+        "ServiceUnavailable",
+        "InternalServerException",
+        "IncompleteSignature",
+        "MissingAuthenticationToken",
+        "ValidationError",
+        "ValidationException",
+    }
+)
+
+_JSON_PROTOCOLS = frozenset({"rest-json", "json"})
+_NOT_IN_BODY = frozenset({"header", "headers", "statusCode", "uri", "querystring"})
+
+
+@functools.cache
+def _model(service: str) -> ServiceModel:
+    return botocore.session.get_session().get_service_model(SERVICE_MODELS[service])
+
+
+def check_response(
+    service: str, operation: str, status: int, headers: Mapping[str, str], body: bytes
+) -> list[str]:
+    """Every way this raw response differs from botocore's model; [] when it conforms."""
+    if service not in SERVICE_MODELS:
+        return [f"{operation}: no model for service {service!r}"]
+    model = _model(service)
+    try:
+        op = model.operation_model(operation)
+    except OperationNotFoundError:
+        return [f"{operation}: not an operation of {model.service_name}"]
+    lower = {k.lower(): v for k, v in headers.items()}
+    if 200 <= status < 300:
+        return [f"{operation}: {v}" for v in _check_success(op, status, lower, body)]
+    if 400 <= status < 600:
+        return [f"{operation}: {v}" for v in _check_error(op, status, lower, body)]
+    return [f"{operation}: status {status} is neither a success nor an error"]
+
+
+# ---------------------------------------------------------------- success
+
+
+def _check_success(
+    op: OperationModel, status: int, headers: Mapping[str, str], body: bytes
+) -> list[str]:
+    out: list[str] = []
+    want = int(op.http.get("responseCode", 200))
+    if status != want:
+        out.append(f"status {status}, the model says {want}")
+    protocol = op.service_model.protocol
+    shape = op.output_shape
+    if protocol in _JSON_PROTOCOLS:
+        out += _check_json_output(op, shape, headers, body)
+    elif protocol == "query":
+        out += _check_query_output(op, shape, status, headers, body)
+    return out
+
+
+def _check_json_output(
+    op: OperationModel, shape: Shape | None, headers: Mapping[str, str], body: bytes
+) -> list[str]:
+    out: list[str] = []
+    text = body.strip()
+    if shape is None:
+        if text and text != b"{}":
+            out.append(f"body {text[:80]!r} where the model has no output")
+        return out
+    members = shape.members if isinstance(shape, StructureShape) else {}
+    for name, member in members.items():
+        if member.serialization.get("location") == "header":
+            key = member.serialization.get("name", name).lower()
+            if key in headers:
+                out += _check_header(name, member, headers[key])
+            elif name in shape.required_members:
+                out.append(f"header {member.serialization.get('name', name)}: missing")
+    payload = shape.serialization.get("payload")
+    if payload is not None:
+        pshape = members[payload]
+        if pshape.type_name != "structure":
+            return out  # a blob or string payload is the raw body
+        if not text:
+            return out
+        doc = _load_json(text, out)
+        if doc is not _BAD:
+            _walk(doc, pshape, payload, out, _default_ts(op))
+        return out
+    doc = _load_json(text or b"{}", out)
+    if doc is not _BAD:
+        _walk(doc, shape, "", out, _default_ts(op))
+    return out
+
+
+_BAD = object()
+
+
+def _load_json(text: bytes, out: list[str]) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        out.append(f"body is not JSON: {e}")
+        return _BAD
+
+
+def _default_ts(op: OperationModel) -> str:
+    return "unixTimestamp" if op.service_model.protocol in _JSON_PROTOCOLS else "iso8601"
+
+
+def _check_header(name: str, shape: Shape, value: str) -> list[str]:
+    t = shape.type_name
+    if t in ("integer", "long"):
+        try:
+            parsed: Any = int(value)
+        except ValueError:
+            return [f"header {name}: {value!r} is not an {t}"]
+    elif t == "timestamp":
+        fmt = shape.serialization.get("timestampFormat", "rfc822")
+        return [f"header {name}: {e}" for e in _timestamp_errors(value, fmt)]
+    elif t == "boolean":
+        if value not in ("true", "false"):
+            return [f"header {name}: {value!r} is not a boolean"]
+        return []
+    else:
+        parsed = value
+    out: list[str] = []
+    _walk(parsed, shape, f"header {name}", out, "rfc822")
+    return out
+
+
+def _check_query_output(
+    op: OperationModel,
+    shape: Shape | None,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+) -> list[str]:
+    out: list[str] = []
+    try:
+        root = ET.fromstring(body)  # noqa: S314 - the test emulator's own answer
+    except ET.ParseError as e:
+        return [f"body is not XML: {e}"]
+    if _local(root.tag) != f"{op.name}Response":
+        out.append(f"root element <{_local(root.tag)}>, the model says <{op.name}Response>")
+    if not isinstance(shape, StructureShape) or not shape.members:
+        return out
+    wrapper = shape.serialization.get("resultWrapper", f"{op.name}Result")
+    results = [c for c in root if _local(c.tag) == wrapper]
+    for c in root:
+        if _local(c.tag) not in (wrapper, "ResponseMetadata"):
+            out.append(f"<{_local(c.tag)}>: not in {op.name}Response")
+    if not results:
+        out.append(f"no <{wrapper}> element")
+        return out
+    _xml_extras(results[0], shape, "", out)
+    parser = botocore.parsers.create_parser(op.service_model.protocol)
+    try:
+        parsed = parser.parse(
+            {"status_code": status, "headers": dict(headers), "body": body}, shape
+        )
+    except Exception as e:  # any parser failure is a violation to report
+        return [*out, f"botocore cannot parse the body: {e}"]
+    parsed.pop("ResponseMetadata", None)
+    _walk(parsed, shape, "", out, "parsed")
+    return out
+
+
+def _local(tag: str) -> str:
+    return tag.rsplit("}", 1)[-1]
+
+
+def _xml_extras(elem: ET.Element, shape: Shape, path: str, out: list[str]) -> None:
+    """Elements the shape does not define (botocore's parser silently drops them)."""
+    t = shape.type_name
+    if isinstance(shape, StructureShape):
+        by_tag = {m.serialization.get("name", n): (n, m) for n, m in shape.members.items()}
+        for child in elem:
+            tag = _local(child.tag)
+            if tag not in by_tag:
+                out.append(f"{_join(path, tag)}: not in {shape.name}")
+                continue
+            name, member = by_tag[tag]
+            _xml_extras(child, member, _join(path, name), out)
+    elif isinstance(shape, ListShape):
+        item = shape.member.serialization.get("name", "member")
+        for i, child in enumerate(elem):
+            if _local(child.tag) != item:
+                out.append(f"{path}[{i}]: <{_local(child.tag)}> where the model says <{item}>")
+                continue
+            _xml_extras(child, shape.member, f"{path}[{i}]", out)
+    elif isinstance(shape, MapShape):
+        key_tag = shape.key.serialization.get("name", "key")
+        value_tag = shape.value.serialization.get("name", "value")
+        for child in elem:
+            if _local(child.tag) != "entry":
+                out.append(f"{path}: <{_local(child.tag)}> where the model says <entry>")
+                continue
+            for part in child:
+                if _local(part.tag) == value_tag:
+                    _xml_extras(part, shape.value, f"{path}{{}}", out)
+                elif _local(part.tag) != key_tag:
+                    out.append(f"{path}: <{_local(part.tag)}> inside a map <entry>")
+    elif len(elem):
+        out.append(f"{path}: child elements inside a {t}")
+
+
+# ---------------------------------------------------------------- value walk
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _walk(value: Any, shape: Shape, path: str, out: list[str], ts: str) -> None:
+    """Check one value against its shape. ``ts`` is the wire timestamp format, or
+    ``"parsed"`` for values botocore already parsed (datetime, bytes, int...)."""
+    where = path or "(body)"
+    meta = shape.metadata
+    if isinstance(shape, StructureShape):
+        if not isinstance(value, dict):
+            out.append(f"{where}: {type(value).__name__}, the model says structure")
+            return
+        by_key = {
+            m.serialization.get("name", n): (n, m)
+            for n, m in shape.members.items()
+            if m.serialization.get("location") not in _NOT_IN_BODY
+        }
+        for key, item in value.items():
+            if key not in by_key:
+                out.append(f"{_join(path, key)}: not in {shape.name}")
+                continue
+            if item is None:
+                continue
+            _walk(item, by_key[key][1], _join(path, key), out, ts)
+        for req in shape.required_members:
+            member = shape.members.get(req)
+            if member is None or member.serialization.get("location") in _NOT_IN_BODY:
+                continue
+            if value.get(member.serialization.get("name", req)) is None:
+                out.append(f"{_join(path, req)}: required by {shape.name}, missing")
+        return
+    if isinstance(shape, ListShape):
+        if not isinstance(value, list):
+            out.append(f"{where}: {type(value).__name__}, the model says list")
+            return
+        if value:  # an empty list is how AWS says "none", below an input-shaped min
+            _bounds(len(value), meta, f"{where}: {len(value)} items", out)
+        for i, item in enumerate(value):
+            _walk(item, shape.member, f"{path}[{i}]", out, ts)
+        return
+    if isinstance(shape, MapShape):
+        if not isinstance(value, dict):
+            out.append(f"{where}: {type(value).__name__}, the model says map")
+            return
+        if value:
+            _bounds(len(value), meta, f"{where}: {len(value)} entries", out)
+        for k, v in value.items():
+            _walk(k, shape.key, f"{path}{{key {k!r}}}", out, ts)
+            _walk(v, shape.value, f"{path}{{{k!r}}}", out, ts)
+        return
+    _scalar(value, shape, where, out, ts)
+
+
+def _scalar(value: Any, shape: Shape, where: str, out: list[str], ts: str) -> None:
+    t = shape.type_name
+    meta = shape.metadata
+    if t == "string":
+        if not isinstance(value, str):
+            out.append(f"{where}: {type(value).__name__}, the model says string")
+            return
+        enum = shape.enum if isinstance(shape, StringShape) else []
+        if enum and value not in enum:
+            out.append(f"{where}: {value!r} not in {shape.name} {sorted(enum)}")
+        _bounds(len(value), meta, f"{where}: length {len(value)}", out)
+        _pattern(value, meta.get("pattern"), where, out)
+    elif t in ("integer", "long"):
+        if not isinstance(value, int) or isinstance(value, bool):
+            out.append(f"{where}: {type(value).__name__}, the model says {t}")
+            return
+        _bounds(value, meta, f"{where}: {value}", out)
+    elif t in ("double", "float"):
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            out.append(f"{where}: {type(value).__name__}, the model says {t}")
+            return
+        _bounds(value, meta, f"{where}: {value}", out)
+    elif t == "boolean":
+        if not isinstance(value, bool):
+            out.append(f"{where}: {type(value).__name__}, the model says boolean")
+    elif t == "blob":
+        if ts == "parsed":
+            if not isinstance(value, (bytes, bytearray)):
+                out.append(f"{where}: {type(value).__name__}, the model says blob")
+        elif not isinstance(value, str):
+            out.append(f"{where}: {type(value).__name__}, the model says base64 blob")
+        else:
+            try:
+                base64.b64decode(value, validate=True)
+            except binascii.Error:
+                out.append(f"{where}: not base64")
+    elif t == "timestamp":
+        if ts == "parsed":
+            if not isinstance(value, datetime.datetime):
+                out.append(f"{where}: {value!r} did not parse as a timestamp")
+            return
+        fmt = shape.serialization.get("timestampFormat", ts)
+        out += [f"{where}: {e}" for e in _timestamp_errors(value, fmt)]
+
+
+def _bounds(n: float, meta: Mapping[str, Any], what: str, out: list[str]) -> None:
+    lo, hi = meta.get("min"), meta.get("max")
+    if lo is not None and n < lo:
+        out.append(f"{what} < min {lo}")
+    if hi is not None and n > hi:
+        out.append(f"{what} > max {hi}")
+
+
+@functools.cache
+def _compiled(pattern: str) -> re.Pattern[str] | None:
+    try:
+        return re.compile(pattern)
+    except re.error:
+        return None  # a Java-only construct: no check rather than a false alarm
+
+
+def _pattern(value: str, pattern: str | None, where: str, out: list[str]) -> None:
+    if pattern is None:
+        return
+    rx = _compiled(pattern)
+    if rx is not None and rx.search(value) is None:
+        out.append(f"{where}: {value!r} does not match the pattern {pattern!r}")
+
+
+def _timestamp_errors(value: Any, fmt: str) -> list[str]:
+    if fmt == "unixTimestamp":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            return [f"{value!r} is not an epoch-seconds number"]
+        return []
+    if not isinstance(value, str):
+        return [f"{value!r} is not a {fmt} timestamp string"]
+    try:
+        if fmt == "rfc822":
+            email.utils.parsedate_to_datetime(value)
+        else:
+            datetime.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except (TypeError, ValueError):
+        return [f"{value!r} is not a {fmt} timestamp"]
+    return []
+
+
+# ---------------------------------------------------------------- errors
+
+
+def _check_error(
+    op: OperationModel, status: int, headers: Mapping[str, str], body: bytes
+) -> list[str]:
+    protocol = op.service_model.protocol
+    if protocol in _JSON_PROTOCOLS:
+        code, doc = _json_error(headers, body)
+    else:
+        code, doc = _xml_error(body), None
+    if code is None:
+        if protocol == "rest-xml" and not body.strip():
+            return []  # S3 answers HEAD (and some 404s) with no body
+        return [f"status {status} with no error code"]
+    modelled = {
+        name: shape
+        for shape in op.error_shapes
+        for name in (shape.name, shape.metadata.get("error", {}).get("code"))
+        if name
+    }
+    shape = modelled.get(code)
+    if shape is None:
+        if code in COMMON_ERRORS:
+            return []
+        names = sorted({s.name for s in op.error_shapes})
+        return [f"error {code} (status {status}) is not one the model lists: {names}"]
+    out: list[str] = []
+    want = shape.metadata.get("error", {}).get("httpStatusCode")
+    if want is not None and int(want) != status:
+        out.append(f"error {code}: status {status}, the model says {want}")
+    if isinstance(doc, dict):
+        for req in shape.required_members:
+            member = shape.members[req] if isinstance(shape, StructureShape) else None
+            if member is None:
+                continue
+            if member.serialization.get("location") in _NOT_IN_BODY:
+                continue
+            if doc.get(member.serialization.get("name", req)) is None:
+                out.append(f"error {code}: {req}: required by {shape.name}, missing")
+    return out
+
+
+def _clean_code(raw: str) -> str:
+    return raw.split(":", 1)[0].rsplit("#", 1)[-1].strip()
+
+
+def _json_error(headers: Mapping[str, str], body: bytes) -> tuple[str | None, Any]:
+    try:
+        doc = json.loads(body) if body.strip() else None
+    except ValueError:
+        doc = None
+    raw = headers.get("x-amzn-errortype")
+    if not raw and isinstance(doc, dict):
+        raw = doc.get("__type") or doc.get("code") or doc.get("Code")
+    return (_clean_code(str(raw)) if raw else None), doc
+
+
+def _xml_error(body: bytes) -> str | None:
+    try:
+        root = ET.fromstring(body)  # noqa: S314 - the test emulator's own answer
+    except ET.ParseError:
+        return None
+    for elem in root.iter():
+        if _local(elem.tag) == "Code" and elem.text:
+            return elem.text.strip()
+    return None
