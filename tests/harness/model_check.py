@@ -454,15 +454,16 @@ def _check_error(
     want = shape.metadata.get("error", {}).get("httpStatusCode")
     if want is not None and int(want) != status:
         out.append(f"error {code}: status {status}, the model says {want}")
-    if isinstance(doc, dict):
-        for req in shape.required_members:
-            member = shape.members[req] if isinstance(shape, StructureShape) else None
-            if member is None:
-                continue
-            if member.serialization.get("location") in _NOT_IN_BODY:
-                continue
-            if doc.get(member.serialization.get("name", req)) is None:
-                out.append(f"error {code}: {req}: required by {shape.name}, missing")
+    members = shape.members if isinstance(shape, StructureShape) else {}
+    for name, member in members.items():
+        key = member.serialization.get("name", name)
+        if member.serialization.get("location") == "header":
+            if key.lower() in headers:
+                out += [
+                    f"error {code}: {e}" for e in _check_header(name, member, headers[key.lower()])
+                ]
+        elif isinstance(doc, dict) and name in shape.required_members and doc.get(key) is None:
+            out.append(f"error {code}: {name}: required by {shape.name}, missing")
     return out
 
 
