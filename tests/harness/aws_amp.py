@@ -1,0 +1,479 @@
+"""The AMP resources the emulator keeps itself (moto lacks them or answers them unlike AWS).
+
+Workspaces stay in moto; their lifecycle is ours: CREATING for ``creation_delay`` then
+ACTIVE (or CREATION_FAILED), DELETING for ``transition_delay`` then gone. Rule groups
+namespaces, alert manager definitions, logging configurations and workspace
+configurations live here entirely, with AWS's status transitions (CREATING/UPDATING for
+``transition_delay``, then ACTIVE or *_FAILED with a ``statusReason``) and its validation
+of rule and alert manager data. Shapes and status codes follow botocore's ``amp`` model.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import yaml
+
+DEFAULT_DELAY = 1.0  # seconds every transition (CREATING, UPDATING, DELETING) lasts
+DEFAULT_RETENTION_DAYS = 150
+_LOG_GROUP_ARN = re.compile(
+    r"arn:aws[a-z0-9-]*:logs:[a-z0-9-]+:[0-9]{12}:log-group:[A-Za-z0-9\.\-\_\#/]{1,512}\:\*"
+)
+RULE_GROUP_MARK = ":rulegroupsnamespace/"
+
+
+class AmpError(Exception):
+    """An AWS error answer: status, code, message and the members the model requires."""
+
+    def __init__(self, status: int, code: str, message: str, **extra: Any) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.extra = status, code, message, extra
+
+
+def not_found(resource_id: str, kind: str, what: str) -> AmpError:
+    return AmpError(
+        404, "ResourceNotFoundException", what, resourceId=resource_id, resourceType=kind
+    )
+
+
+def conflict(resource_id: str, kind: str, what: str) -> AmpError:
+    return AmpError(409, "ConflictException", what, resourceId=resource_id, resourceType=kind)
+
+
+def required_members(code: str, resource_id: str | None) -> dict[str, Any]:
+    """The members the amp model requires in the error ``code`` (filled for injected ones)."""
+    rid = {"resourceId": resource_id or "unknown", "resourceType": "WORKSPACE"}
+    if code in ("ConflictException", "ResourceNotFoundException"):
+        return rid
+    if code == "ServiceQuotaExceededException":
+        return {**rid, "serviceCode": "AMP", "quotaCode": "L-00000000"}
+    if code == "ValidationException":
+        return {"reason": "OTHER"}
+    return {}
+
+
+def invalid(message: str, field_name: str | None = None) -> AmpError:
+    extra: dict[str, Any] = {"reason": "FIELD_VALIDATION_FAILED"}
+    if field_name:
+        extra["fieldList"] = [{"name": field_name, "message": message}]
+    return AmpError(400, "ValidationException", message, **extra)
+
+
+@dataclass
+class Phase:
+    """A status that becomes ``then`` (with ``reason``) once ``until`` has passed."""
+
+    code: str
+    until: float = 0.0
+    then: str = "ACTIVE"
+    reason: str | None = None
+
+    def now(self) -> tuple[str, str | None]:
+        if time.monotonic() < self.until:
+            return self.code, None
+        return self.then, self.reason
+
+    def doc(self, with_reason: bool = True) -> dict[str, Any]:
+        code, reason = self.now()
+        out: dict[str, Any] = {"statusCode": code}
+        if reason and with_reason:
+            out["statusReason"] = reason
+        return out
+
+    @property
+    def busy(self) -> bool:
+        return self.now()[0] in ("CREATING", "UPDATING", "DELETING")
+
+
+@dataclass
+class Child:
+    """A rule groups namespace, alert manager definition or logging configuration."""
+
+    phase: Phase
+    data: str  # base64 (rules, alert manager) or the log group ARN (logging)
+    created: float
+    modified: float
+    arn: str = ""
+    tags: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Config:
+    retention_days: int = DEFAULT_RETENTION_DAYS
+    limits: list[Any] = field(default_factory=list)
+    out_of_order: int | None = None
+    rule_offset: int | None = None
+
+
+@dataclass
+class Workspace:
+    kms_key_arn: str | None = None
+    region: str = ""
+    phase: Phase = field(default_factory=lambda: Phase("ACTIVE"))
+    gone_at: float | None = None  # DELETING: removed from moto at this time
+    config: Config = field(default_factory=Config)
+    config_phase: Phase = field(default_factory=lambda: Phase("ACTIVE"))
+    alertmanager: Child | None = None
+    logging: Child | None = None
+    rule_groups: dict[str, Child] = field(default_factory=dict)
+
+
+@dataclass
+class AmpState:
+    tokens: dict[str, str] = field(default_factory=dict)
+    workspaces: dict[str, Workspace] = field(default_factory=dict)
+    creation_delay: float = DEFAULT_DELAY
+    transition_delay: float = DEFAULT_DELAY
+    fail_creations: int = 0
+    fail_config: list[str] = field(default_factory=list)
+    page_size: int | None = None
+
+
+def validate_rules(data: bytes) -> str | None:
+    """Why AMP would refuse this rule groups namespace data, or None when it is valid."""
+    try:
+        doc = yaml.safe_load(data.decode())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        return f"invalid rule groups namespace data: not YAML: {e}".splitlines()[0]
+    if not isinstance(doc, dict) or not isinstance(doc.get("groups"), list):
+        return "invalid rule groups namespace data: a top-level 'groups' list is required"
+    extra = sorted(set(doc) - {"groups"})
+    if extra:
+        return f"invalid rule groups namespace data: field {extra[0]} not found"
+    for i, group in enumerate(doc["groups"]):
+        where = f"groups[{i}]"
+        if not isinstance(group, dict) or not isinstance(group.get("name"), str):
+            return f"invalid rule groups namespace data: {where}: a group needs a name"
+        if not isinstance(group.get("rules"), list):
+            return f"invalid rule groups namespace data: {where}: 'rules' must be a list"
+        for j, rule in enumerate(group["rules"]):
+            at = f"{where}.rules[{j}]"
+            if not isinstance(rule, dict):
+                return f"invalid rule groups namespace data: {at}: not a mapping"
+            kinds = [k for k in ("record", "alert") if isinstance(rule.get(k), str)]
+            if len(kinds) != 1:
+                return f"invalid rule groups namespace data: {at}: one of 'record' or 'alert'"
+            if not isinstance(rule.get("expr"), str) or not rule["expr"].strip():
+                return f"invalid rule groups namespace data: {at}: field 'expr' must be set"
+    return None
+
+
+def validate_alertmanager(data: bytes) -> str | None:
+    """Why AMP would refuse this alert manager definition, or None when it is valid."""
+    try:
+        doc = yaml.safe_load(data.decode())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        return f"invalid alert manager definition: not YAML: {e}".splitlines()[0]
+    if not isinstance(doc, dict) or "alertmanager_config" not in doc:
+        return "invalid alert manager definition: 'alertmanager_config' is required"
+    extra = sorted(set(doc) - {"alertmanager_config", "template_files"})
+    if extra:
+        return f"invalid alert manager definition: field {extra[0]} not found"
+    config = doc["alertmanager_config"]
+    if isinstance(config, str):
+        try:
+            config = yaml.safe_load(config)
+        except yaml.YAMLError as e:
+            return f"invalid alert manager definition: alertmanager_config: {e}".splitlines()[0]
+    if not isinstance(config, dict):
+        return "invalid alert manager definition: alertmanager_config must be a mapping"
+    if "template_files" in doc and not isinstance(doc["template_files"], dict):
+        return "invalid alert manager definition: template_files must be a mapping"
+    return None
+
+
+def _blob(params: Mapping[str, Any]) -> tuple[str, bytes]:
+    raw = str(params.get("data") or "")
+    try:
+        return raw, base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError) as e:
+        raise invalid("data is not valid base64", "data") from e
+
+
+def page(items: list[Any], token: str | None, limit: int | None) -> tuple[list[Any], str | None]:
+    """One page of ``items`` from ``token`` (an opaque offset), and the next token."""
+    start = 0
+    if token:
+        try:
+            start = int(base64.urlsafe_b64decode(token.encode()).decode())
+        except (binascii.Error, ValueError, UnicodeDecodeError) as e:
+            raise AmpError(400, "ValidationException", "invalid nextToken", reason="OTHER") from e
+    if limit is None:
+        return items[start:], None
+    end = start + limit
+    nxt = base64.urlsafe_b64encode(str(end).encode()).decode() if end < len(items) else None
+    return items[start:end], nxt
+
+
+def limit_of(query: Mapping[str, str], size: int | None) -> int | None:
+    asked = int(query["maxResults"]) if query.get("maxResults") else None
+    sizes = [n for n in (asked, size) if n is not None]
+    return min(sizes) if sizes else None
+
+
+class Amp:
+    """The local AMP operations. Every method runs under the emulator's lock."""
+
+    def __init__(self, lock: threading.RLock, arn_prefix: Callable[[str], str]) -> None:
+        self.lock = lock
+        self.state = AmpState()
+        self._arn_prefix = arn_prefix  # region -> "arn:aws:aps:REGION:ACCOUNT"
+
+    def ws(self, ws_id: str) -> Workspace:
+        return self.state.workspaces.setdefault(ws_id, Workspace())
+
+    def _settle(self) -> float:
+        return time.monotonic() + self.state.transition_delay
+
+    # -- configuration ------------------------------------------------------------------
+
+    def describe_config(self, ws_id: str) -> dict[str, Any]:
+        ws = self.ws(ws_id)
+        c = ws.config
+        out: dict[str, Any] = {
+            "status": ws.config_phase.doc(),
+            "limitsPerLabelSet": c.limits,
+            "retentionPeriodInDays": c.retention_days,
+        }
+        if c.out_of_order is not None:
+            out["outOfOrderTimeWindowInSeconds"] = c.out_of_order
+        if c.rule_offset is not None:
+            out["ruleQueryOffsetInSeconds"] = c.rule_offset
+        return {"workspaceConfiguration": out}
+
+    def update_config(self, ws_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        ws = self.ws(ws_id)
+        if ws.config_phase.busy:
+            raise conflict(ws_id, "WORKSPACE_CONFIGURATION", "configuration is UPDATING")
+        bounded = (
+            ("retentionPeriodInDays", 1),
+            ("outOfOrderTimeWindowInSeconds", 0),
+            ("ruleQueryOffsetInSeconds", 0),
+        )
+        # the model bounds only these minimums; AWS documents no upper bound for retention
+        for name, least in bounded:
+            value = params.get(name)
+            if value is not None and (not isinstance(value, int) or value < least):
+                raise invalid(f"{name} must be an integer >= {least}", name)
+        until = self._settle()
+        if self.state.fail_config:
+            reason = self.state.fail_config.pop(0)
+            ws.config_phase = Phase("UPDATING", until, "UPDATE_FAILED", reason)
+            return {"status": {"statusCode": "UPDATING"}}
+        c = ws.config
+        if params.get("retentionPeriodInDays") is not None:
+            c.retention_days = int(params["retentionPeriodInDays"])
+        if params.get("limitsPerLabelSet") is not None:
+            c.limits = list(params["limitsPerLabelSet"])
+        if params.get("outOfOrderTimeWindowInSeconds") is not None:
+            c.out_of_order = int(params["outOfOrderTimeWindowInSeconds"])
+        if params.get("ruleQueryOffsetInSeconds") is not None:
+            c.rule_offset = int(params["ruleQueryOffsetInSeconds"])
+        ws.config_phase = Phase("UPDATING", until, "ACTIVE")
+        return {"status": {"statusCode": "UPDATING"}}
+
+    # -- alert manager ------------------------------------------------------------------
+
+    def alertmanager(self, op: str, ws_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        ws = self.ws(ws_id)
+        am = ws.alertmanager
+        kind = "ALERT_MANAGER_DEFINITION"
+        if op != "CreateAlertManagerDefinition" and am is None:
+            raise not_found(ws_id, kind, "Alert manager definition not found")
+        if op == "DescribeAlertManagerDefinition":
+            assert am is not None
+            return {"alertManagerDefinition": self._child_doc(am, arn=False, tags=False)}
+        if op == "DeleteAlertManagerDefinition":
+            ws.alertmanager = None
+            return {}
+        data, raw = _blob(params)
+        problem = validate_alertmanager(raw)
+        now = time.time()
+        if op == "CreateAlertManagerDefinition":
+            if am is not None:
+                raise conflict(ws_id, kind, "An alert manager definition already exists")
+            ws.alertmanager = Child(
+                Phase("CREATING", self._settle(), "CREATION_FAILED" if problem else "ACTIVE"),
+                data,
+                now,
+                now,
+            )
+            ws.alertmanager.phase.reason = problem
+            return {"status": {"statusCode": "CREATING"}}
+        assert am is not None
+        if am.phase.busy:
+            raise conflict(ws_id, kind, f"Alert manager definition is {am.phase.now()[0]}")
+        self._update(am, data, problem)
+        return {"status": {"statusCode": "UPDATING"}}
+
+    def _update(self, child: Child, data: str, problem: str | None) -> None:
+        failed = child.phase.now()[0] == "CREATION_FAILED"
+        if problem:
+            child.phase = Phase("UPDATING", self._settle(), "UPDATE_FAILED", problem)
+            return
+        child.data = data
+        child.modified = time.time()
+        child.phase = Phase("UPDATING", self._settle(), "ACTIVE")
+        if failed:  # a namespace that never came up is created by its next good put
+            child.phase = Phase("CREATING", self._settle(), "ACTIVE")
+
+    @staticmethod
+    def _child_doc(child: Child, *, arn: bool, tags: bool, data: bool = True) -> dict[str, Any]:
+        out: dict[str, Any] = {"status": child.phase.doc()}
+        if data:
+            out["data"] = child.data
+        out["createdAt"] = child.created
+        out["modifiedAt"] = child.modified
+        if arn:
+            out["arn"] = child.arn
+        if tags:
+            out["tags"] = dict(child.tags)
+        return out
+
+    # -- logging --------------------------------------------------------------------------
+
+    def logging(self, op: str, ws_id: str, params: Mapping[str, Any]) -> dict[str, Any]:
+        ws = self.ws(ws_id)
+        lc = ws.logging
+        kind = "LOGGING_CONFIGURATION"
+        if op != "CreateLoggingConfiguration" and lc is None:
+            raise not_found(ws_id, kind, "Logging configuration not found")
+        if op == "DescribeLoggingConfiguration":
+            assert lc is not None
+            return {
+                "loggingConfiguration": {
+                    "status": lc.phase.doc(),
+                    "workspace": ws_id,
+                    "logGroupArn": lc.data,
+                    "createdAt": lc.created,
+                    "modifiedAt": lc.modified,
+                }
+            }
+        if op == "DeleteLoggingConfiguration":
+            ws.logging = None
+            return {}
+        arn = str(params.get("logGroupArn") or "")
+        if not _LOG_GROUP_ARN.fullmatch(arn):
+            raise invalid(
+                f"logGroupArn {arn!r} does not match the log group ARN pattern", "logGroupArn"
+            )
+        now = time.time()
+        if op == "CreateLoggingConfiguration":
+            if lc is not None:
+                raise conflict(ws_id, kind, "A logging configuration already exists")
+            ws.logging = Child(Phase("CREATING", self._settle()), arn, now, now)
+            return {"status": {"statusCode": "CREATING"}}
+        assert lc is not None
+        if lc.phase.busy:
+            raise conflict(ws_id, kind, f"Logging configuration is {lc.phase.now()[0]}")
+        self._update(lc, arn, None)
+        return {"status": {"statusCode": "UPDATING"}}
+
+    # -- rule groups namespaces -------------------------------------------------------------
+
+    def rule_groups(
+        self,
+        op: str,
+        region: str,
+        ws_id: str,
+        name: str | None,
+        params: Mapping[str, Any],
+        query: Mapping[str, str],
+    ) -> dict[str, Any]:
+        ws = self.ws(ws_id)
+        kind = "RULE_GROUPS_NAMESPACE"
+        if op == "ListRuleGroupsNamespaces":
+            prefix = query.get("name") or ""
+            ordered = [ws.rule_groups[n] for n in sorted(ws.rule_groups) if n.startswith(prefix)]
+            items, nxt = page(
+                ordered, query.get("nextToken"), limit_of(query, self.state.page_size)
+            )
+            out: dict[str, Any] = {
+                "ruleGroupsNamespaces": [
+                    {"name": _name_of(c), **self._child_doc(c, arn=True, tags=True, data=False)}
+                    for c in items
+                ]
+            }
+            if nxt:
+                out["nextToken"] = nxt
+            return out
+        if op == "CreateRuleGroupsNamespace":
+            name = str(params.get("name") or "")
+            if not name:
+                raise invalid("name is required", "name")
+            if name in ws.rule_groups:
+                raise conflict(name, kind, f"Rule groups namespace {name} already exists")
+            data, raw = _blob(params)
+            problem = validate_rules(raw)
+            now = time.time()
+            arn = f"{self._arn_prefix(region)}:rulegroupsnamespace/{ws_id}/{name}"
+            child = Child(
+                Phase("CREATING", self._settle(), "CREATION_FAILED" if problem else "ACTIVE"),
+                data,
+                now,
+                now,
+                arn,
+                dict(params.get("tags") or {}),
+            )
+            child.phase.reason = problem
+            ws.rule_groups[name] = child
+            return {
+                "name": name,
+                "arn": arn,
+                "status": {"statusCode": "CREATING"},
+                "tags": dict(child.tags),
+            }
+        assert name is not None
+        child_or_none = ws.rule_groups.get(name)
+        if child_or_none is None:
+            raise not_found(name, kind, f"Rule groups namespace {name} not found")
+        child = child_or_none
+        if op == "DescribeRuleGroupsNamespace":
+            return {
+                "ruleGroupsNamespace": {
+                    "name": name,
+                    **self._child_doc(child, arn=True, tags=True),
+                }
+            }
+        if op == "DeleteRuleGroupsNamespace":
+            del ws.rule_groups[name]
+            return {}
+        if child.phase.busy:  # PutRuleGroupsNamespace
+            raise conflict(name, kind, f"Rule groups namespace {name} is {child.phase.now()[0]}")
+        data, raw = _blob(params)
+        self._update(child, data, validate_rules(raw))
+        return {
+            "name": name,
+            "arn": child.arn,
+            "status": {"statusCode": child.phase.code},
+            "tags": dict(child.tags),
+        }
+
+    def rule_group_by_arn(self, arn: str) -> Child | None:
+        ws_id, _, name = arn.partition(RULE_GROUP_MARK)[2].partition("/")
+        ws = self.state.workspaces.get(ws_id)
+        return ws.rule_groups.get(name) if ws is not None else None
+
+    def tags(self, op: str, arn: str, params: Mapping[str, Any], keys: list[str]) -> dict[str, Any]:
+        child = self.rule_group_by_arn(arn)
+        if child is None:
+            raise not_found(arn, "RULE_GROUPS_NAMESPACE", f"Resource {arn} not found")
+        if op == "ListTagsForResource":
+            return {"tags": dict(child.tags)}
+        if op == "TagResource":
+            child.tags.update({str(k): str(v) for k, v in (params.get("tags") or {}).items()})
+        else:
+            for k in keys:
+                child.tags.pop(k, None)
+        return {}
+
+
+def _name_of(child: Child) -> str:
+    return child.arn.rpartition("/")[2]
