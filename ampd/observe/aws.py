@@ -24,15 +24,20 @@ from ampd.spec.models import StateSpec
 __all__ = [
     "ObservedCache",
     "WorkspaceLookup",
+    "amp_status",
     "find_workspace",
     "read_children",
     "read_spec_files",
+    "workspace_gone",
     "workspace_live",
 ]
 
 log = structlog.get_logger()
 
 _GONE = frozenset({"DELETING"})
+_AMP_CHILDREN = frozenset(
+    {Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.RULE_GROUP, Kind.ALERTMANAGER}
+)
 
 
 @dataclass
@@ -46,6 +51,30 @@ class ObservedCache:
     workspace_read: bool = False
     rule_group_tags: dict[str, dict[str, str]] | None = None
     roles_attached: dict[str, list[str]] = field(default_factory=dict)
+
+    def forget(self, key: ResourceKey) -> None:
+        """Drop what was remembered of ``key`` (and of what hangs off it): a write found it
+        gone, or a create found it already there. The next read asks AWS again."""
+        self.resources.pop(key, None)
+        if key.kind is Kind.RULE_GROUP:
+            self.rule_group_tags = None  # listed again: it may be gone, or there after all
+        elif key.kind is Kind.IAM_ROLE:
+            self.roles_attached.pop(key.name, None)
+            for k in [k for k in self.resources if k.kind is Kind.IAM_POLICY]:
+                if k.name.partition("/")[0] == key.name:
+                    del self.resources[k]
+        elif key.kind is Kind.IAM_POLICY:
+            role = key.name.partition("/")[0]
+            self.roles_attached.pop(role, None)
+            self.resources.pop(ResourceKey(Kind.IAM_ROLE, role), None)
+        elif key.kind is Kind.WORKSPACE:
+            self.workspace = None
+            self.workspace_read = False
+            self.rule_group_tags = None
+            for k in [k for k in self.resources if k.kind in _AMP_CHILDREN]:
+                del self.resources[k]
+        if key.kind in _AMP_CHILDREN:
+            self.workspace_read = False  # the workspace itself may be what is gone
 
     def clear(self) -> None:
         self.taken_at = None
@@ -82,7 +111,16 @@ def amp_status(resource: Mapping[str, Any]) -> dict[str, Any]:
     return {"status": code, "details": {"status_reason": str(reason)} if reason else {}}
 
 
+def workspace_gone(w: Mapping[str, Any] | None) -> bool:
+    """No workspace, or one AWS is deleting (DeleteWorkspace answers 202 DELETING): nothing
+    to write to, nor to report as there."""
+    return w is None or (w.get("status") or {}).get("statusCode") in _GONE
+
+
 def workspace_live(key: ResourceKey, w: Mapping[str, Any]) -> Live:
+    """From a DescribeWorkspace answer or a ListWorkspaces summary alike: only what both
+    carry (a summary has no ``prometheusEndpoint``; the report derives the endpoint from
+    the region and the id, as every data-plane URL)."""
     tags = dict(w.get("tags") or {})
     fields: dict[str, Any] = {"alias": w.get("alias"), "tags": tags}
     if w.get("kmsKeyArn"):
@@ -92,11 +130,7 @@ def workspace_live(key: ResourceKey, w: Mapping[str, Any]) -> Live:
         fields,
         tags,
         status=str((w.get("status") or {}).get("statusCode") or "") or None,
-        details={
-            "id": w.get("workspaceId"),
-            "arn": w.get("arn"),
-            "prometheus_endpoint": w.get("prometheusEndpoint"),
-        },
+        details={"id": w.get("workspaceId"), "arn": w.get("arn")},
     )
 
 
@@ -115,7 +149,7 @@ def find_workspace(gw: AwsGateway, spec: StateSpec, stored_id: str | None) -> Wo
     key = workspace_key(spec)
     if ws.id is not None:
         w = gw.describe_workspace(ws.id)
-        if w is None or (w.get("status") or {}).get("statusCode") in _GONE:
+        if w is None or workspace_gone(w):
             return WorkspaceLookup(
                 Unreadable(key, f"workspace {ws.id} (workspace.id) does not exist", permanent=True)
             )
@@ -123,7 +157,7 @@ def find_workspace(gw: AwsGateway, spec: StateSpec, stored_id: str | None) -> Wo
     deleted: str | None = None
     if stored_id:
         w = gw.describe_workspace(stored_id)
-        if w is not None and (w.get("status") or {}).get("statusCode") not in _GONE:
+        if w is not None and not workspace_gone(w):
             live = workspace_live(key, w)
             if live.stack == spec.stack or w.get("alias") == ws.alias:
                 return WorkspaceLookup(live)
@@ -133,7 +167,7 @@ def find_workspace(gw: AwsGateway, spec: StateSpec, stored_id: str | None) -> Wo
         s
         for s in gw.list_workspaces(ws.alias)
         if s.get("alias") == ws.alias
-        and (s.get("status") or {}).get("statusCode") not in _GONE
+        and not workspace_gone(s)
         and Live(key, tags=dict(s.get("tags") or {})).stack == spec.stack
     ]
     if not candidates:
@@ -144,6 +178,49 @@ def find_workspace(gw: AwsGateway, spec: StateSpec, stored_id: str | None) -> Wo
     return WorkspaceLookup(workspace_live(key, first), deleted)
 
 
+def _read_amp(
+    gw: AwsGateway,
+    key: ResourceKey,
+    workspace_id: str,
+    workspace_tags: Mapping[str, str],
+    cache: ObservedCache,
+) -> Live | None:
+    """A configuration that hangs off the workspace, with AMP's status and reason."""
+    kind, name = key.kind, key.name
+    if kind is Kind.WORKSPACE_CONFIGURATION:
+        c = gw.describe_workspace_configuration(workspace_id)
+        if c is None:
+            return None
+        days = {"retention_days": c.get("retentionPeriodInDays")}
+        return Live(key, days, workspace_tags, **amp_status(c))
+    if kind is Kind.LOGGING:
+        logging = gw.describe_logging(workspace_id)
+        if logging is None or not logging.get("logGroupArn"):
+            return None
+        arn = {"log_group_arn": str(logging["logGroupArn"])}
+        return Live(key, arn, workspace_tags, **amp_status(logging))
+    if kind is Kind.ALERTMANAGER:
+        definition = gw.describe_alertmanager(workspace_id)
+        if definition is None:
+            return None
+        text = bytes(definition.get("data") or b"").decode("utf-8", errors="replace")
+        return Live(key, {"data": text}, workspace_tags, **amp_status(definition))
+    if cache.rule_group_tags is None:
+        cache.rule_group_tags = {
+            str(g["name"]): dict(g.get("tags") or {}) for g in gw.list_rule_groups(workspace_id)
+        }
+    if name not in cache.rule_group_tags:
+        return None
+    g = gw.describe_rule_group(workspace_id, name)
+    if g is None:
+        return None
+    tags = dict(g.get("tags") or {})
+    data = bytes(g.get("data") or b"").decode("utf-8", errors="replace")
+    status = amp_status(g)
+    details = {"arn": g.get("arn"), **status["details"]}
+    return Live(key, {"data": data, "tags": tags}, tags, status["status"], details)
+
+
 def _read_one(
     gw: AwsGateway,
     key: ResourceKey,
@@ -152,52 +229,10 @@ def _read_one(
     cache: ObservedCache,
 ) -> Live | None:
     kind, name = key.kind, key.name
-    amp_child = (Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.ALERTMANAGER, Kind.RULE_GROUP)
-    if kind in amp_child and workspace_id is None:
-        return None
-    if kind is Kind.WORKSPACE_CONFIGURATION:
-        assert workspace_id is not None
-        c = gw.describe_workspace_configuration(workspace_id)
-        if c is None:
+    if kind in _AMP_CHILDREN:
+        if workspace_id is None:
             return None
-        status = (c.get("status") or {}).get("statusCode")
-        return Live(
-            key, {"retention_days": c.get("retentionPeriodInDays")}, workspace_tags, status=status
-        )
-    if kind is Kind.LOGGING:
-        assert workspace_id is not None
-        logging = gw.describe_logging(workspace_id)
-        if logging is None or not logging.get("logGroupArn"):
-            return None
-        arn = {"log_group_arn": str(logging["logGroupArn"])}
-        return Live(key, arn, workspace_tags, **amp_status(logging))
-    if kind is Kind.ALERTMANAGER:
-        assert workspace_id is not None
-        definition = gw.describe_alertmanager(workspace_id)
-        if definition is None:
-            return None
-        text = bytes(definition.get("data") or b"").decode("utf-8", errors="replace")
-        return Live(key, {"data": text}, workspace_tags, **amp_status(definition))
-    if kind is Kind.RULE_GROUP:
-        assert workspace_id is not None
-        if cache.rule_group_tags is None:
-            cache.rule_group_tags = {
-                str(g["name"]): dict(g.get("tags") or {}) for g in gw.list_rule_groups(workspace_id)
-            }
-        if name not in cache.rule_group_tags:
-            return None
-        g = gw.describe_rule_group(workspace_id, name)
-        if g is None:
-            return None
-        tags = dict(g.get("tags") or {})
-        data = bytes(g.get("data") or b"").decode("utf-8", errors="replace")
-        return Live(
-            key,
-            {"data": data, "tags": tags},
-            tags,
-            status=(g.get("status") or {}).get("statusCode"),
-            details={"arn": g.get("arn")},
-        )
+        return _read_amp(gw, key, workspace_id, workspace_tags, cache)
     if kind is Kind.IAM_ROLE:
         r = gw.get_role(name)
         if r is None:

@@ -7,6 +7,10 @@ function compares them all:
 - live differs in a mutable field      -> update (immutable fields -> ``skipped``)
 - desired says "must not exist"        -> delete (only what carries ampd's tags)
 - live not desired but ampd's          -> delete under ``deletion: delete``, else skipped
+- AWS still working on it (CREATING, UPDATING, DELETING) -> nothing, until it settles
+- AWS failed it (CREATION_FAILED, UPDATE_FAILED)  -> updated only when the state file no
+  longer asks for what failed (the desired inputs differ from the ones ampd last wrote);
+  on the same inputs it is not written again, and is reported DEGRADED
 - an IAM role or instance profile that exists without this stack's tags, anything that
   hangs off such a role, or a trust the state may not ask for -> skipped, never written
   (``iam_refusal``; ``ampd adopt`` hands one over)
@@ -29,6 +33,7 @@ from ampd.core import Action, Change, FieldDiff, Kind, Plan, ResourceKey, Skippe
 from ampd.spec.models import StateSpec
 
 __all__ = [
+    "FAILED",
     "MANAGED_TAG",
     "NOT_OWNED",
     "STACK_TAG",
@@ -318,8 +323,10 @@ def plan_resources(  # noqa: PLR0915 (the decision table, in one place)
             reason = "replaced by the policy the state file asks for"
             route(Change(d.key, Action.DELETE, dict(live.fields), None, (), reason), False, d)
             continue
-        if live.status in TRANSITIONAL or live.status in FAILED:
-            continue  # nothing can be changed until AWS settles; reported as health
+        if live.status in TRANSITIONAL:
+            continue  # nothing can be changed until AWS settles; looked at again soon
+        if live.status in FAILED and (d.key.kind is Kind.WORKSPACE or drifted):
+            continue  # it failed on these same inputs: not written again (reported DEGRADED)
         diffs = _diffs(d, live, policy.stack)
         fixed = tuple(x for x in diffs if x.field in d.immutable)
         mutable = tuple(x for x in diffs if x.field not in d.immutable)

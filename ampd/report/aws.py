@@ -2,7 +2,8 @@
 
 Input is an :class:`AwsSnapshot`: what was desired, what was read, what was planned and
 what happened. Output is one :class:`ResourceStatus` per resource and the conditions
-``AwsReachable``, ``WorkspaceActive``, ``IamReady`` and ``AwsAuthorized``. Transition
+``AwsReachable``, ``WorkspaceActive``, ``IamReady`` and ``AwsAuthorized``, and one per
+configuration AMP holds for the workspace (``LoggingActive``, ... in ``report.aws_amp``). Transition
 times are not decided here: the pass merges conditions once, for both sides.
 """
 
@@ -33,9 +34,11 @@ from ampd.plan.aws import (
     iam_refusal,
     workspace_key,
 )
+from ampd.report.aws_amp import amp_conditions, amp_status_text
 from ampd.spec.models import StateSpec
 
 IAM_KINDS = (Kind.IAM_ROLE, Kind.IAM_POLICY, Kind.INSTANCE_PROFILE)
+AMP_KINDS = (Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.ALERTMANAGER, Kind.RULE_GROUP)
 
 
 @dataclass(frozen=True)
@@ -105,17 +108,21 @@ def resource_status(s: AwsSnapshot, key: ResourceKey) -> ResourceStatus:
         health = Health.DEGRADED if live.permanent else Health.UNKNOWN
         return ResourceStatus(key, SyncStatus.UNKNOWN, health, live.error)
     outcome = next((o for o in reversed(s.outcomes) if o.change.key == key), None)
-    details = dict(live.details) if isinstance(live, Live) else {}
+    details = _details(s, live)
     refusal = refused(s, key)
     if refusal is not None:
         message = f"skipped ({refusal.reason})"
         return ResourceStatus(key, SyncStatus.OUT_OF_SYNC, Health.DEGRADED, message, None, details)
     if outcome is not None:
         if outcome.ok:
-            health = Health.HEALTHY
+            health, message = Health.HEALTHY, outcome.message
             if key.kind is Kind.WORKSPACE and s.workspace is not None:
                 health = workspace_health(s.workspace.status)
-            return ResourceStatus(key, SyncStatus.SYNCED, health, outcome.message, s.now, details)
+            elif key.kind in AMP_KINDS and isinstance(live, Live) and live.status:
+                health = workspace_health(live.status)  # as AMP read it back after the write
+                if live.status != "ACTIVE":
+                    message = f"{outcome.message}; {amp_status_text(live)}"
+            return ResourceStatus(key, SyncStatus.SYNCED, health, message, s.now, details)
         health = Health.DEGRADED if outcome.permanent else Health.PROGRESSING
         return ResourceStatus(key, SyncStatus.OUT_OF_SYNC, health, outcome.message, None, details)
     planned = next((c for c in (*s.plan.changes, *s.plan.drift) if c.key == key), None)
@@ -124,12 +131,31 @@ def resource_status(s: AwsSnapshot, key: ResourceKey) -> ResourceStatus:
         return ResourceStatus(key, SyncStatus.OUT_OF_SYNC, health, planned.reason, None, details)
     if live is None:
         return ResourceStatus(key, SyncStatus.OUT_OF_SYNC, Health.MISSING, "does not exist")
-    health = workspace_health(live.status) if key.kind is Kind.WORKSPACE else Health.HEALTHY
+    health = Health.HEALTHY
+    if key.kind is Kind.WORKSPACE or (key.kind in AMP_KINDS and live.status):
+        health = workspace_health(live.status)
     message = ""
     if live.status in FAILED:
-        message = f"AWS reports {live.status}; not retried until the state file changes"
+        message = f"{amp_status_text(live)}; not written again until the state file changes"
+    elif live.status in TRANSITIONAL:
+        message = f"AWS reports {live.status}; looked at again soon"
     skipped = next((x.reason for x in s.plan.skipped if x.key == key), "")
     return ResourceStatus(key, SyncStatus.SYNCED, health, message or skipped, None, details)
+
+
+def _details(s: AwsSnapshot, live: Live | Unreadable | None) -> dict[str, object]:
+    """What was read, and for the workspace its Prometheus endpoint: derived from the
+    region and the id like every data-plane URL (a ListWorkspaces summary has none)."""
+    if not isinstance(live, Live):
+        return {}
+    details = dict(live.details)
+    if live.key.kind is Kind.WORKSPACE and live.details.get("id"):
+        ws_id = str(live.details["id"])
+        record = WorkspaceRecord.at(
+            ws_id, s.region, data_plane_url=s.spec.aws_or_default.data_plane_url
+        )
+        details["prometheus_endpoint"] = f"{record.base_url}/workspaces/{ws_id}/"
+    return details
 
 
 def refused(s: AwsSnapshot, key: ResourceKey) -> Refusal | None:
@@ -200,6 +226,7 @@ def aws_conditions(s: AwsSnapshot, statuses: Sequence[ResourceStatus]) -> list[C
             message = live.error if isinstance(live, Unreadable) else "no workspace yet"
             status = ConditionStatus.UNKNOWN if unreadable else ConditionStatus.FALSE
             out.append(Condition("WorkspaceActive", status, "Missing", message))
+        out += amp_conditions(s.desired, s.observed, s.waiting, s.errors, statuses)
     if s.spec.iam is not None:
         bad = [x for x in statuses if x.key.kind in IAM_KINDS and x.sync is not SyncStatus.SYNCED]
         if bad:

@@ -43,6 +43,7 @@ from ampd.observe.aws import (
     find_workspace,
     read_children,
     read_spec_files,
+    workspace_gone,
     workspace_live,
 )
 from ampd.observe.writecheck import DEFERRED_BY, RoleCheckSchedule
@@ -70,6 +71,7 @@ from ampd.sides.aws_run import (
     WORKSPACE_POLL,
     AwsPass,
     ChangeRunner,
+    confirm_writes,
     pass_result,
     persist,
     spec_fingerprint,
@@ -249,9 +251,10 @@ class AwsSide:
             raise
         except AmpdError:
             return
-        if w is None:
+        if workspace_gone(w):  # gone, or AWS is deleting it: nothing left to do
             p.stored.applied.pop(str(key), None)
             return
+        assert w is not None
         live = workspace_live(key, w)
         p.workspace = live
         plan = plan_resources([], {}, p.stored.applied, policy_from_spec(p.spec), [live])
@@ -374,6 +377,7 @@ class AwsSide:
                 continue
             if not self._runner.run(p, change, lambda c: apply_change(gw, c, self._target(p))):
                 failed.add(change.key)
+        confirm_writes(gw, p, ws_live if active else None, self._cache)
 
     def _blocked_by(self, key: ResourceKey, failed: set[ResourceKey], p: AwsPass) -> str | None:
         if key.kind in AMP_CHILDREN and workspace_key(p.spec) in failed:

@@ -30,9 +30,16 @@ from ampd.core import (
     WorkspaceRecord,
 )
 from ampd.errors import AmpdError, PermanentError, TemporaryError
-from ampd.gateways.aws import AwsUnreachable, CredentialsRejected, Identity
+from ampd.gateways.aws import (
+    AlreadyExists,
+    AwsGateway,
+    AwsUnreachable,
+    CredentialsRejected,
+    Identity,
+    ResourceGone,
+)
 from ampd.gateways.store import Store, StoredState
-from ampd.observe.aws import ObservedCache
+from ampd.observe.aws import ObservedCache, read_children
 from ampd.plan.aws import TRANSITIONAL, Desired, Live, Unreadable, fingerprint, workspace_key
 from ampd.plan.retry import RetryBook
 from ampd.report.aws import (
@@ -50,6 +57,7 @@ from ampd.spec.models import StateSpec
 log = structlog.get_logger()
 
 WORKSPACE_POLL = 5.0  # CREATING/UPDATING: look again soon
+REREAD_BACKOFF = 1.0  # gone / already there again and again: back off from this base
 REACHABILITY = "aws.reachability"
 AMP_CHILDREN = frozenset(
     {Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.RULE_GROUP, Kind.ALERTMANAGER}
@@ -96,6 +104,9 @@ class ChangeRunner:
             effect(change)
         except AwsUnreachable:
             raise
+        except (ResourceGone, AlreadyExists) as e:
+            self._reread(p, change, e)
+            return False
         except PermanentError as e:
             self._book.failed_permanently(key, fp, str(e))
             log.error("aws.change.failed", key=str(key), action=change.action.value, error=str(e))
@@ -118,6 +129,30 @@ class ChangeRunner:
         self._after_change(p, change, desired, fp)
         return True
 
+    def _reread(self, p: AwsPass, change: Change, e: ResourceGone | AlreadyExists) -> None:
+        """What ampd remembered of the resource is stale: forget it and pass again at
+        once, so the next pass plans from what AWS holds (a create for a resource deleted
+        outside ampd; an update, an in-sync or a refusal for one that is there). Not a
+        failure on these inputs: nothing is remembered against them. Only a repeat backs
+        off, so two writers fighting over it cannot spin."""
+        key = change.key
+        self._cache.forget(key)
+        base = e.delay if self._book.failures(key) == 0 else REREAD_BACKOFF
+        delay = self._book.failed_temporarily(key, base)
+        if isinstance(e, ResourceGone):
+            p.observed[key] = None
+            message = f"deleted outside ampd; read again and recreated on the next pass ({e})"
+        else:
+            message = f"already exists; read again on the next pass ({e})"
+        log.warning(
+            "aws.change.stale",
+            key=str(key),
+            action=change.action.value,
+            error=str(e),
+            retry_after=round(delay, 2),
+        )
+        p.outcomes.append(Outcome(change, ok=False, message=message, retry_after=delay))
+
     def _after_change(self, p: AwsPass, change: Change, desired: Desired | None, fp: str) -> None:
         key = change.key
         if change.action is Action.DELETE:
@@ -127,15 +162,47 @@ class ChangeRunner:
         else:
             if desired is not None:
                 p.stored.applied[str(key)] = fp
-            if key.kind is not Kind.WORKSPACE:
+            if key.kind in AMP_CHILDREN:
+                # AMP validates these after answering: the pass reads them back (confirm)
+                self._cache.resources.pop(key, None)
+                if key.kind is Kind.RULE_GROUP and self._cache.rule_group_tags is not None:
+                    tags = dict((change.after or {}).get("tags") or {})
+                    self._cache.rule_group_tags[key.name] = tags
+            elif key.kind is not Kind.WORKSPACE:
                 fields = dict(change.after or {})
                 self._cache.resources[key] = Live(key, fields, dict(fields.get("tags") or {}))
-                if key.kind is Kind.RULE_GROUP and self._cache.rule_group_tags is not None:
-                    self._cache.rule_group_tags[key.name] = dict(fields.get("tags") or {})
                 if key.kind is Kind.IAM_POLICY and key.name.partition("/")[2].startswith("arn:"):
                     role, _, arn = key.name.partition("/")
                     self._cache.roles_attached.setdefault(role, []).append(arn)
         persist(p)
+
+
+def confirm_writes(gw: AwsGateway, p: AwsPass, ws_live: Live | None, cache: ObservedCache) -> None:
+    """AMP answers a configuration write before it validates it (CREATING, UPDATING,
+    then ACTIVE or CREATION_FAILED/UPDATE_FAILED with a reason): read back what this
+    pass wrote, so a rejected rule file is reported now, not at the next resync."""
+    written = [
+        p.desired[o.change.key]
+        for o in p.outcomes
+        if o.ok
+        and o.change.action is not Action.DELETE
+        and o.change.key.kind in AMP_CHILDREN
+        and o.change.key in p.desired
+    ]
+    if not written or ws_live is None:
+        return
+    try:
+        confirmed, _ = read_children(
+            gw,
+            stack=p.spec.stack,
+            workspace=ws_live,
+            desired=written,
+            previously_applied=(),
+            cache=cache,
+        )
+    except AwsUnreachable:
+        return  # written; the next pass reads it
+    p.observed.update({k: v for k, v in confirmed.items() if isinstance(v, Live)})
 
 
 def persist(p: AwsPass) -> None:
@@ -213,6 +280,8 @@ def pass_result(p: AwsPass, book: RetryBook, now: float) -> SideResult:
         hints.append(WORKSPACE_POLL)
     if any(k.kind in AMP_CHILDREN for k in p.waiting):
         hints.append(WORKSPACE_POLL)
+    if any(isinstance(v, Live) and v.status in TRANSITIONAL for v in p.observed.values()):
+        hints.append(WORKSPACE_POLL)  # AMP is still applying a configuration
     for value in p.observed.values():
         if isinstance(value, Unreadable) and not value.permanent:
             hints.append(book.failed_temporarily(value.key))
