@@ -175,6 +175,8 @@ def test_json_protocol_error_codes_drop_the_namespace() -> None:
 def test_s3_checks_status_and_error_code_only() -> None:
     assert check_response("s3", "GetObject", 200, {}, b"\x00 any blob") == []
     assert check_response("s3", "HeadObject", 404, {}, b"") == []
+    assert check_response("s3", "GetObject", 304, {"ETag": '"e"'}, b"") == []
+    assert check_response("aps", "DescribeWorkspace", 304, {}, b"") != []
     no_key = b"<Error><Code>NoSuchKey</Code><Message>m</Message></Error>"
     assert check_response("s3", "GetObject", 404, {}, no_key) == []
 
@@ -292,8 +294,11 @@ def test_an_error_code_the_operation_never_sends_is_reported() -> None:
     )
     (ec2,) = iam_error("GetRole", 503, "RequestLimitExceeded")
     assert "error RequestLimitExceeded (status 503) is not one the model lists" in ec2
-    slow = b"<Error><Code>SlowDown</Code></Error>"
-    assert check_response("s3", "GetObject", 503, {}, slow) != []
+    upload = b"<Error><Code>NoSuchUpload</Code></Error>"
+    assert check_response("s3", "GetObject", 404, {}, upload) != []
+    slow = b"<Error><Code>SlowDown</Code></Error>"  # S3's own: fine from S3, not from IAM
+    assert check_response("s3", "GetObject", 503, {}, slow) == []
+    assert iam_error("GetRole", 503, "SlowDown") != []
     assert "RequestLimitExceeded" not in COMMON_ERRORS
 
 
