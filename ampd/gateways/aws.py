@@ -19,7 +19,6 @@ from ampd.gateways.aws_base import (
     Identity,
     ResourceGone,
     api_call_counts,
-    bind,
     reset_api_call_counts,
 )
 from ampd.gateways.aws_iam import IamApi
@@ -44,19 +43,17 @@ class AwsGateway(IamApi):
     # -- AMP workspaces ---------------------------------------------------------------------
 
     def list_workspaces(self, alias: str | None = None) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"maxResults": 100}
-            if alias:
-                kwargs["alias"] = alias
-            if token:
-                kwargs["nextToken"] = token
-            r = self._call("amp", "ListWorkspaces", bind(self._amp.list_workspaces, kwargs))
-            out.extend(dict(w) for w in r.get("workspaces", []))
-            token = r.get("nextToken")
-            if not token:
-                return out
+        """Summaries (``workspaceId``, ``arn``, ``alias``, ``status``, ``tags``...): a
+        summary has no ``prometheusEndpoint``, only ``describe_workspace`` has it."""
+        kwargs: dict[str, Any] = {"PaginationConfig": {"PageSize": 100}}
+        if alias:
+            kwargs["alias"] = alias
+        pages = self._amp.get_paginator("list_workspaces").paginate(**kwargs)
+        return [
+            dict(w)
+            for page in self._pages("amp", "ListWorkspaces", pages)
+            for w in page.get("workspaces", [])
+        ]
 
     def describe_workspace(self, workspace_id: str) -> dict[str, Any] | None:
         r = self._get(
@@ -85,15 +82,9 @@ class AwsGateway(IamApi):
         )
 
     def delete_workspace(self, workspace_id: str) -> None:
-        self._call(
+        self._delete(
             "amp", "DeleteWorkspace", lambda: self._amp.delete_workspace(workspaceId=workspace_id)
         )
-
-    def list_tags(self, arn: str) -> dict[str, str]:
-        r = self._call(
-            "amp", "ListTagsForResource", lambda: self._amp.list_tags_for_resource(resourceArn=arn)
-        )
-        return dict(r.get("tags", {}))
 
     def tag_resource(self, arn: str, tags: Mapping[str, str]) -> None:
         self._call(
@@ -155,7 +146,7 @@ class AwsGateway(IamApi):
         )
 
     def delete_logging(self, workspace_id: str) -> None:
-        self._call(
+        self._delete(
             "amp",
             "DeleteLoggingConfiguration",
             lambda: self._amp.delete_logging_configuration(workspaceId=workspace_id),
@@ -186,7 +177,7 @@ class AwsGateway(IamApi):
         )
 
     def delete_alertmanager(self, workspace_id: str) -> None:
-        self._call(
+        self._delete(
             "amp",
             "DeleteAlertManagerDefinition",
             lambda: self._amp.delete_alert_manager_definition(workspaceId=workspace_id),
@@ -196,21 +187,14 @@ class AwsGateway(IamApi):
 
     def list_rule_groups(self, workspace_id: str) -> list[dict[str, Any]]:
         """Summaries (name, arn, status, tags): no data."""
-        out: list[dict[str, Any]] = []
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {"workspaceId": workspace_id, "maxResults": 100}
-            if token:
-                kwargs["nextToken"] = token
-            r = self._call(
-                "amp",
-                "ListRuleGroupsNamespaces",
-                bind(self._amp.list_rule_groups_namespaces, kwargs),
-            )
-            out.extend(dict(n) for n in r.get("ruleGroupsNamespaces", []))
-            token = r.get("nextToken")
-            if not token:
-                return out
+        pages = self._amp.get_paginator("list_rule_groups_namespaces").paginate(
+            workspaceId=workspace_id, PaginationConfig={"PageSize": 100}
+        )
+        return [
+            dict(n)
+            for page in self._pages("amp", "ListRuleGroupsNamespaces", pages)
+            for n in page.get("ruleGroupsNamespaces", [])
+        ]
 
     def describe_rule_group(self, workspace_id: str, name: str) -> dict[str, Any] | None:
         """name, arn, status, tags and ``data`` (bytes)."""
@@ -242,7 +226,7 @@ class AwsGateway(IamApi):
         )
 
     def delete_rule_group(self, workspace_id: str, name: str) -> None:
-        self._call(
+        self._delete(
             "amp",
             "DeleteRuleGroupsNamespace",
             lambda: self._amp.delete_rule_groups_namespace(workspaceId=workspace_id, name=name),

@@ -8,7 +8,11 @@ Every call goes through :meth:`AwsGateway._call`, which
   ``ampd_aws_api_calls_total``),
 - turns botocore's exceptions into ampd's error tree:
 
-      throttling, HTTP 429, 5xx, ConflictException   -> TemporaryError(delay)
+      throttling, HTTP 429, 5xx                      -> TemporaryError(delay); with a
+                                                        ``Retry-After`` header, AskedToWait
+                                                        (the retry book waits at least that)
+      ConflictException (workspace busy),
+      IAM ConcurrentModification                     -> TemporaryError(delay)
       connection refused/reset/timed out             -> AwsUnreachable (a TemporaryError)
       expired/unknown credentials, clock skew        -> CredentialsRejected (an
                                                         AwsUnreachable whose ``reason`` says
@@ -17,8 +21,17 @@ Every call goes through :meth:`AwsGateway._call`, which
                                                         read again)
       AccessDenied                                   -> AccessDenied (a PermanentError that
                                                         names the action and the principal)
+      not found on Delete*/Detach*/Remove*           -> done: the call returns normally
+      not found on Put*/Update*/Tag*/Untag*/Attach*/
+        AddRoleTo*/Create* of a child                -> ResourceGone (read again, re-plan);
+                                                        an IAM policy ARN that does not
+                                                        exist stays a PermanentError
+      not found on Describe*/Get*                    -> ``None`` from describe/get methods
+      EntityAlreadyExists, ConflictException on a
+        Create* of an AMP child that is there        -> AlreadyExists (read again, re-plan)
       validation, quota, anything else               -> PermanentError
-      ResourceNotFoundException / NoSuchEntity       -> ``None`` from describe/get methods
+
+Only codes that the amp, iam and sts models (or AWS's common errors) name are matched.
 
 botocore's own retries are off (one attempt): scheduling and backoff are decided by the
 reconciler, in one place. Timeouts are short so a pass never hangs on AWS.
@@ -26,17 +39,20 @@ reconciler, in one place. Timeouts are short so a pass never hangs on AWS.
 
 from __future__ import annotations
 
+import email.utils
 import json
 import re
 import threading
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
 from ampd.errors import PermanentError, TemporaryError
+from ampd.plan.retry import BACKOFF_CAP, AtLeast
 
 if TYPE_CHECKING:
     import boto3
@@ -47,10 +63,12 @@ if TYPE_CHECKING:
 __all__ = [
     "AccessDenied",
     "AlreadyExists",
+    "AskedToWait",
     "AwsBase",
     "AwsUnreachable",
     "CredentialsRejected",
     "Identity",
+    "NotFound",
     "ResourceGone",
     "api_call_counts",
     "reset_api_call_counts",
@@ -69,32 +87,31 @@ NETWORK_DELAY = 5.0
 CONFLICT_DELAY = 5.0
 CREDENTIALS_DELAY = 10.0
 
-_THROTTLING_CODES = frozenset(
-    {
-        "Throttling",
-        "ThrottlingException",
-        "ThrottledException",
-        "RequestThrottledException",
-        "TooManyRequestsException",
-        "RequestLimitExceeded",
-        "SlowDown",
-        "PriorRequestNotComplete",
-        "RequestThrottled",
-        "EC2ThrottledException",
-    }
-)
-_DENIED_CODES = frozenset(
-    {"AccessDenied", "AccessDeniedException", "UnauthorizedOperation", "UnauthorizedException"}
-)
-_NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchEntity", "NotFoundException"})
+# IAM and STS (query protocol) answer "Throttling", AMP (rest-json) "ThrottlingException".
+_THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException"})
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+_NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchEntity"})
 _EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
 _CREDENTIAL_CODES = _EXPIRED_CODES | {
     "InvalidClientTokenId",
     "UnrecognizedClientException",
     "SignatureDoesNotMatch",
     "InvalidSignatureException",
-    "RequestTimeTooSkewed",
 }
+_SERVER_CODES = frozenset({"InternalServerException", "ServiceUnavailable", "ServiceFailure"})
+_CONCURRENT_CODES = frozenset({"ConcurrentModification"})
+_EXISTS_CODES = frozenset({"EntityAlreadyExists"})
+_CONFLICT_CODES = frozenset({"ConflictException"})
+# a not-found on these means the work is already done
+_DONE_IF_GONE = ("Delete", "Detach", "Remove")
+# a not-found on these means what the cache holds is stale
+_GONE_ON_WRITE = ("Put", "Update", "Tag", "Untag", "Attach", "AddRoleTo", "Create")
+# AMP's creates of a workspace's child: a ConflictException that is not about the
+# workspace's state means the child is already there
+_AMP_CHILD_CREATES = frozenset(
+    {"CreateRuleGroupsNamespace", "CreateAlertManagerDefinition", "CreateLoggingConfiguration"}
+)
+_BUSY_RE = re.compile(r"\b(CREATING|UPDATING|DELETING|not (in )?(an? )?ACTIVE)\b", re.IGNORECASE)
 _IAM_PREFIX = {"amp": "aps", "iam": "iam", "sts": "sts"}
 _DENIED_RE = re.compile(
     r"(?:User|Principal):?\s+(?P<principal>\S+)\s+is not authorized to perform:?\s+"
@@ -133,13 +150,28 @@ class CredentialsRejected(AwsUnreachable):
 
 def credentials_rejected(code: str, message: str, where: str) -> CredentialsRejected:
     skewed = ("Signature expired", "Signature not yet current")
-    if code == "RequestTimeTooSkewed" or any(w in message for w in skewed):
+    if any(w in message for w in skewed):
         hint = "the host's clock is more than 5 minutes off AWS's (check chrony/NTP)"
         return CredentialsRejected("ClockSkew", f"{where} ({hint})", CREDENTIALS_DELAY)
     if code in _EXPIRED_CODES:
         hint = "AWS credentials expired; fresh ones are read from the credential chain"
         return CredentialsRejected("CredentialsExpired", f"{where} ({hint})", CREDENTIALS_DELAY)
     return CredentialsRejected("CredentialsInvalid", where, CREDENTIALS_DELAY)
+
+
+class AskedToWait(TemporaryError):
+    """AWS was throttling or unavailable and said how long to wait (``Retry-After``).
+
+    ``delay`` is an :class:`~ampd.plan.retry.AtLeast`: the retry book never waits less
+    than ``retry_after`` seconds (bounded by its cap) before the next try."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = min(max(retry_after, 0.0), BACKOFF_CAP)
+        super().__init__(message, delay=AtLeast(self.retry_after))
+
+
+class NotFound(PermanentError):
+    """A describe/get/delete found nothing: ``_get`` makes it None, ``_delete`` done."""
 
 
 class ResourceGone(TemporaryError):
@@ -193,6 +225,34 @@ def reset_api_call_counts() -> None:
 def _count(operation: str, code: str) -> None:
     with _counts_lock:
         _counts[(operation, code)] += 1
+
+
+def retry_after(headers: Mapping[str, Any]) -> float | None:
+    """Seconds from a ``Retry-After`` header (botocore gives header names in lower case):
+    a number of seconds or an HTTP date; None when absent or unreadable."""
+    value = str(headers.get("retry-after") or headers.get("Retry-After") or "").strip()
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        return None
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _not_found(operation: str, code: str, where: str) -> Exception:
+    """A not-found answer, by what the call was doing."""
+    if operation.startswith(_GONE_ON_WRITE) and not operation.startswith(_DONE_IF_GONE):
+        if code == "NoSuchEntity" and ":policy/" in where:
+            return PermanentError(where)  # a managed policy or boundary ARN that is not there
+        return ResourceGone(where)
+    return NotFound(where)
 
 
 def policy_json(doc: Mapping[str, Any]) -> str:
@@ -253,9 +313,13 @@ class AwsBase:
             err = e.response.get("Error", {})
             code = str(err.get("Code") or "Unknown")
             message = str(err.get("Message") or err.get("message") or e)
-            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            meta = e.response.get("ResponseMetadata", {})
+            status = int(meta.get("HTTPStatusCode") or 0)
+            wait = retry_after(meta.get("HTTPHeaders") or {})
             _count(operation, code)
-            raise self._translate(service, operation, code, message, status) from e
+            raise self._translate(
+                service, operation, code, message, status, retry_after=wait
+            ) from e
         except network_errors() as e:
             _count(operation, "NetworkError")
             raise AwsUnreachable(f"{operation}: {e}", delay=NETWORK_DELAY) from e
@@ -272,37 +336,67 @@ class AwsBase:
         return result
 
     def _translate(
-        self, service: str, operation: str, code: str, message: str, status: int
+        self,
+        service: str,
+        operation: str,
+        code: str,
+        message: str,
+        status: int,
+        *,
+        retry_after: float | None = None,
     ) -> Exception:
         where = f"{operation}: {code}: {message}"
-        if code in _THROTTLING_CODES or status == 429:
-            return TemporaryError(where, delay=THROTTLE_DELAY)
         if code in _CREDENTIAL_CODES:
             return credentials_rejected(code, message, where)
-        if code in _DENIED_CODES or (status == 403 and code not in _CREDENTIAL_CODES):
+        if code in _THROTTLING_CODES or status == 429 or status >= 500 or code in _SERVER_CODES:
+            if retry_after is not None:
+                return AskedToWait(where, retry_after)
+            throttled = code in _THROTTLING_CODES or status == 429
+            return TemporaryError(where, delay=THROTTLE_DELAY if throttled else SERVER_ERROR_DELAY)
+        if code in _DENIED_CODES or status == 403:
             m = _DENIED_RE.search(message)
             action = m.group("action") if m else f"{_IAM_PREFIX.get(service, service)}:{operation}"
             principal = m.group("principal") if m else (self._principal or "the caller")
             return AccessDenied(action, principal, message)
-        if status >= 500 or code in {"InternalServerException", "ServiceUnavailable"}:
-            return TemporaryError(where, delay=SERVER_ERROR_DELAY)
-        if code == "ConflictException":
+        if code in _NOT_FOUND_CODES:
+            return _not_found(operation, code, where)
+        if code in _EXISTS_CODES:
+            return AlreadyExists(where)
+        if code in _CONFLICT_CODES:
+            if operation in _AMP_CHILD_CREATES and not _BUSY_RE.search(message):
+                return AlreadyExists(where)
+            return TemporaryError(where, delay=CONFLICT_DELAY)
+        if code in _CONCURRENT_CODES:
             return TemporaryError(where, delay=CONFLICT_DELAY)
         return PermanentError(where)
 
     def _get(self, service: str, operation: str, fn: Callable[[], T]) -> T | None:
         """A describe/get call whose 'not found' means None."""
-        import botocore.exceptions  # noqa: PLC0415 (loaded with the clients; cached)
-
         try:
             return self._call(service, operation, fn)
-        except PermanentError as e:
-            cause = e.__cause__
-            if isinstance(cause, botocore.exceptions.ClientError):
-                code = cause.response.get("Error", {}).get("Code")
-                if code in _NOT_FOUND_CODES:
-                    return None
-            raise
+        except NotFound:
+            return None
+
+    def _pages(self, service: str, operation: str, pages: Iterable[Any]) -> list[dict[str, Any]]:
+        """Every page of a botocore paginator (lazy: nothing is sent before the first
+        page is asked for), each one fetched through ``_call``: counted and translated
+        per page."""
+        it = iter(pages)
+        out: list[dict[str, Any]] = []
+        while True:
+            try:
+                page = self._call(service, operation, lambda: next(it))
+            except StopIteration:  # the last page said there is no more: nothing was sent
+                return out
+            out.append(dict(page))
+
+    def _delete(self, service: str, operation: str, fn: Callable[[], object]) -> None:
+        """A delete/detach/remove call: 'not found' means it is already done (the call is
+        still counted under its code)."""
+        try:
+            self._call(service, operation, fn)
+        except NotFound:
+            log.info("aws.already_gone", operation=operation)
 
     # -- STS --------------------------------------------------------------------------------
 

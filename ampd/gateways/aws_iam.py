@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from ampd.gateways.aws_base import AwsBase, bind, policy_json, tag_dict, tag_list
+from ampd.gateways.aws_base import AwsBase, NotFound, policy_json, tag_dict, tag_list
 
 
 class IamApi(AwsBase):
@@ -69,19 +69,22 @@ class IamApi(AwsBase):
         self._call("iam", "UntagRole", lambda: self._iam.untag_role(RoleName=name, TagKeys=keys))
 
     def delete_role(self, name: str) -> None:
-        """Deletes the role after detaching everything that would block it."""
-        for policy in self.list_inline_policies(name):
+        """Deletes the role after detaching everything that would block it (every page of
+        each list: a policy left behind makes DeleteRole fail with DeleteConflict). A role
+        that is already gone is done."""
+        try:
+            inline = self.list_inline_policies(name)
+        except NotFound:
+            return
+        for policy in inline:
             self.delete_inline_policy(name, policy)
         for arn in self.list_attached_policies(name):
             self.detach_policy(name, arn)
-        r = self._call(
-            "iam",
-            "ListInstanceProfilesForRole",
-            lambda: self._iam.list_instance_profiles_for_role(RoleName=name),
-        )
-        for profile in r.get("InstanceProfiles", []):
-            self.remove_role_from_instance_profile(profile["InstanceProfileName"], name)
-        self._call("iam", "DeleteRole", lambda: self._iam.delete_role(RoleName=name))
+        pages = self._iam.get_paginator("list_instance_profiles_for_role").paginate(RoleName=name)
+        for page in self._pages("iam", "ListInstanceProfilesForRole", pages):
+            for profile in page.get("InstanceProfiles", []):
+                self.remove_role_from_instance_profile(profile["InstanceProfileName"], name)
+        self._delete("iam", "DeleteRole", lambda: self._iam.delete_role(RoleName=name))
 
     def get_inline_policy(self, role: str, policy: str) -> dict[str, Any] | None:
         r = self._get(
@@ -95,10 +98,12 @@ class IamApi(AwsBase):
         return dict(json.loads(doc)) if isinstance(doc, str) else dict(doc)
 
     def list_inline_policies(self, role: str) -> list[str]:
-        r = self._call(
-            "iam", "ListRolePolicies", lambda: self._iam.list_role_policies(RoleName=role)
-        )
-        return list(r.get("PolicyNames", []))
+        pages = self._iam.get_paginator("list_role_policies").paginate(RoleName=role)
+        return [
+            n
+            for page in self._pages("iam", "ListRolePolicies", pages)
+            for n in page.get("PolicyNames", [])
+        ]
 
     def put_inline_policy(self, role: str, policy: str, doc: Mapping[str, Any]) -> None:
         self._call(
@@ -110,19 +115,19 @@ class IamApi(AwsBase):
         )
 
     def delete_inline_policy(self, role: str, policy: str) -> None:
-        self._call(
+        self._delete(
             "iam",
             "DeleteRolePolicy",
             lambda: self._iam.delete_role_policy(RoleName=role, PolicyName=policy),
         )
 
     def list_attached_policies(self, role: str) -> list[str]:
-        r = self._call(
-            "iam",
-            "ListAttachedRolePolicies",
-            lambda: self._iam.list_attached_role_policies(RoleName=role),
-        )
-        return [p["PolicyArn"] for p in r.get("AttachedPolicies", [])]
+        pages = self._iam.get_paginator("list_attached_role_policies").paginate(RoleName=role)
+        return [
+            p["PolicyArn"]
+            for page in self._pages("iam", "ListAttachedRolePolicies", pages)
+            for p in page.get("AttachedPolicies", [])
+        ]
 
     def attach_policy(self, role: str, arn: str) -> None:
         self._call(
@@ -132,7 +137,7 @@ class IamApi(AwsBase):
         )
 
     def detach_policy(self, role: str, arn: str) -> None:
-        self._call(
+        self._delete(
             "iam",
             "DetachRolePolicy",
             lambda: self._iam.detach_role_policy(RoleName=role, PolicyArn=arn),
@@ -145,21 +150,11 @@ class IamApi(AwsBase):
         ``explicitDeny``, ``implicitDeny``) for the principal's own policies, on every
         resource in ``resources`` (allowed only when allowed on all of them). Read-only."""
         out: dict[str, str] = {}
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "PolicySourceArn": principal_arn,
-                "ActionNames": actions,
-                "ResourceArns": resources,
-            }
-            if token:
-                kwargs["Marker"] = token
-            r = self._call(
-                "iam",
-                "SimulatePrincipalPolicy",
-                bind(self._iam.simulate_principal_policy, kwargs),
-            )
-            for result in r.get("EvaluationResults", []):
+        pages = self._iam.get_paginator("simulate_principal_policy").paginate(
+            PolicySourceArn=principal_arn, ActionNames=actions, ResourceArns=resources
+        )
+        for page in self._pages("iam", "SimulatePrincipalPolicy", pages):
+            for result in page.get("EvaluationResults", []):
                 action = str(result["EvalActionName"])
                 decisions = [str(result.get("EvalDecision") or "implicitDeny")]
                 decisions += [
@@ -173,9 +168,7 @@ class IamApi(AwsBase):
                 )
                 if out.get(action, "allowed") == "allowed":
                     out[action] = worst
-            token = r.get("Marker") if r.get("IsTruncated") else None
-            if not token:
-                return out
+        return out
 
     # -- IAM instance profiles --------------------------------------------------------------
 
@@ -223,7 +216,7 @@ class IamApi(AwsBase):
         )
 
     def remove_role_from_instance_profile(self, name: str, role: str) -> None:
-        self._call(
+        self._delete(
             "iam",
             "RemoveRoleFromInstanceProfile",
             lambda: self._iam.remove_role_from_instance_profile(
@@ -235,7 +228,7 @@ class IamApi(AwsBase):
         profile = self.get_instance_profile(name)
         for role in profile["Roles"] if profile else []:
             self.remove_role_from_instance_profile(name, role)
-        self._call(
+        self._delete(
             "iam",
             "DeleteInstanceProfile",
             lambda: self._iam.delete_instance_profile(InstanceProfileName=name),

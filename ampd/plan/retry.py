@@ -18,6 +18,15 @@ from ampd.core import Outcome, ResourceKey
 
 BACKOFF_CAP = 300.0  # seconds: the longest wait between two tries
 BACKOFF_BASE = 5.0  # a temporary failure that names no delay
+REPEAT_BASE = 1.0  # a "try again now" (delay 0) that failed again: back off from here
+
+
+class AtLeast(float):
+    """A delay that is also a minimum: the server said how long to wait (``Retry-After``).
+
+    It is a float, so it travels as any ``TemporaryError.delay`` does; the book's jitter
+    and growth never bring the wait below it (only the book's cap does).
+    """
 
 
 def backoff(
@@ -66,12 +75,25 @@ class RetryBook:
             self._permanent[key] = Permanent(fingerprint, message)
             self._failures.pop(key, None)
 
-    def failed_temporarily(self, key: ResourceKey | str, delay: float = BACKOFF_BASE) -> float:
-        """Count one more failure in a row; the backoff before the next try."""
+    def failed_temporarily(
+        self, key: ResourceKey | str, delay: float = BACKOFF_BASE, *, at_least: float = 0.0
+    ) -> float:
+        """Count one more failure in a row; the backoff before the next try.
+
+        Never less than ``at_least`` or than an :class:`AtLeast` ``delay`` (both capped
+        by the book's cap). A ``delay`` of 0 (nothing to wait for: re-read and re-plan)
+        is honoured on the first failure only; failing again in a row backs off from
+        ``REPEAT_BASE``, so a re-plan that does not help cannot spin.
+        """
+        floor = max(at_least, float(delay) if isinstance(delay, AtLeast) else 0.0)
         with self._lock:
             n = self._failures.get(key, 0)
             self._failures[key] = n + 1
-            return backoff(delay, n, cap=self._cap, rng=self._rng)
+            if delay > 0:
+                wait = backoff(delay, n, cap=self._cap, rng=self._rng)
+            else:
+                wait = backoff(REPEAT_BASE, n - 1, cap=self._cap, rng=self._rng) if n else 0.0
+        return max(min(floor, self._cap), wait)
 
     def failures(self, key: ResourceKey | str) -> int:
         with self._lock:
