@@ -46,6 +46,14 @@ RG = ResourceKey(Kind.RULE_GROUP, "node")
 WS = ResourceKey(Kind.WORKSPACE, "prod")
 
 
+@pytest.fixture(autouse=True)
+def _instant_aws(request: pytest.FixtureRequest) -> None:
+    """The emulator's transitions are immediate here: these tests are about reconciling,
+    not waiting (the test of a CREATING workspace sets its own delay)."""
+    if "aws_emulator" in request.fixturenames:
+        request.getfixturevalue("aws_emulator").instant()
+
+
 @pytest.fixture
 def rule_files(tmp_path: Path) -> dict[str, Path]:
     rules = tmp_path / "node.yml"
@@ -65,7 +73,7 @@ def make_spec(files: dict[str, Path], **aws: Any) -> StateSpec:
                 "alias": "prod-metrics",
                 "tags": {"team": "platform"},
                 "retention_days": 30,
-                "logging": {"log_group_arn": "arn:aws:logs:eu-west-1:123456789012:log-group:amp"},
+                "logging": {"log_group_arn": "arn:aws:logs:eu-west-1:123456789012:log-group:amp:*"},
                 "rule_groups": [{"name": "node", "file": str(files["rules"])}],
                 "alertmanager": {"file": str(files["alertmanager"])},
             },

@@ -46,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 AMPD = str(Path(sys.executable).parent / "ampd")
 MANAGE = "/ci/prod/manage"
 FLEET = "/fleet/prod/ampd"
-LOG_GROUP = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:amp"
+LOG_GROUP = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:amp:*"  # AWS requires the :*
 WORKSPACE = f"""\
 workspace:
   alias: prod-metrics

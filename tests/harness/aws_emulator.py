@@ -190,12 +190,14 @@ class AwsEmulator(StartStop):
         self,
         operation: str | None,
         times: int | None = 1,
-        status: int = 500,
+        status: int | None = None,
         code: str | None = None,
         message: str | None = None,
     ) -> None:
         """The next ``times`` calls get the error ``code`` (default InternalServerException
-        for aps, ServiceFailure for IAM/STS) with ``status``, in the service's protocol."""
+        for aps, ServiceFailure for IAM/STS) with ``status`` (default 500), in the
+        service's protocol. An explicit ``status`` is the test's choice: that answer is
+        not held to the model (nor is an explicit throttling status)."""
         self._add(_Fault("error", operation, times, status=status, code=code, message=message))
 
     def drop(self, operation: str | None, times: int | None = 1, *, after: bool = False) -> None:

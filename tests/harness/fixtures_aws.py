@@ -1,7 +1,9 @@
 """pytest fixtures for the AWS side: the emulator, IMDS, and an environment pointing at them.
 
 - ``aws_emulator``: the session's emulator (moto server + our layer), reset before each
-  test (resources, faults, recorded requests).
+  test (resources, faults, recorded requests), and failing the test after it when an
+  answer did not match botocore's model. Transitions take ``DEFAULT_DELAY`` as on AWS;
+  a test whose subject is not a transition calls ``aws_emulator.instant()``.
 - ``imds``: a fresh IMDSv2 stand-in per test.
 - ``aws_emulator_env``: environment for botocore: AWS_ENDPOINT_URL -> emulator, fake keys,
   AWS_DEFAULT_REGION, AWS_EC2_METADATA_SERVICE_ENDPOINT -> the stand-in, and no profile
@@ -60,9 +62,16 @@ def aws_emulator_session() -> Iterator[AwsEmulator]:
 
 
 @pytest.fixture
-def aws_emulator(aws_emulator_session: AwsEmulator) -> AwsEmulator:
+def aws_emulator(aws_emulator_session: AwsEmulator) -> Iterator[AwsEmulator]:
+    """Reset before the test; after it, every response that departed from botocore's
+    model of its operation fails the test (``AwsEmulator.violations``)."""
     aws_emulator_session.reset()
-    return aws_emulator_session
+    yield aws_emulator_session
+    found = aws_emulator_session.violations()
+    if found:
+        shown = "\n  ".join(found[:20])
+        more = f"\n  ... and {len(found) - 20} more" if len(found) > 20 else ""
+        pytest.fail(f"the AWS emulator answered unlike AWS's model:\n  {shown}{more}")
 
 
 @pytest.fixture
