@@ -165,24 +165,13 @@ def test_no_such_entity_on_iam_writes_is_resource_gone(
     for write in writes:
         with pytest.raises(ResourceGone):
             write()
-
-
-def test_a_policy_arn_that_does_not_exist_stays_permanent(
-    gw: AwsGateway, aws_emulator: AwsEmulator
-) -> None:
-    """A managed policy named in the state file that is not there: re-reading cannot help,
-    so it is not a ResourceGone (whose delay 0 would re-plan the same attach again)."""
+    # A managed policy named in the state file that is not there: re-reading cannot help,
+    # so it stays permanent (a ResourceGone's delay 0 would re-plan the same attach).
     gw.create_role("attached", TRUST, {}, "test")
-    arn = "arn:aws:iam::123456789012:policy/not-there"
-    aws_emulator.fail(
-        "AttachRolePolicy",
-        1,
-        status=404,
-        code="NoSuchEntity",
-        message=f"Policy {arn} does not exist or is not attachable.",
-    )
-    with pytest.raises(PermanentError):
-        gw.attach_policy("attached", arn)
+    missing = "arn:aws:iam::123456789012:policy/not-there"
+    with pytest.raises(PermanentError) as caught:
+        gw.attach_policy("attached", missing)
+    assert "NoSuchEntity" in str(caught.value)
 
 
 # -- already exists ----------------------------------------------------------------------
@@ -198,22 +187,20 @@ def test_entity_already_exists_is_already_exists(gw: AwsGateway) -> None:
         gw.create_instance_profile("twice", {})
 
 
-def test_amp_conflict_on_a_child_that_is_there_is_already_exists(gw: AwsGateway) -> None:
+def test_amp_conflict_on_a_child_that_is_there_is_already_exists(
+    gw: AwsGateway, aws_emulator: AwsEmulator
+) -> None:
     """Old line caught: ``if code == "ConflictException": return TemporaryError(...)``,
     which retried a create that can never succeed every 5 s, for ever."""
     ws = workspace(gw)
     gw.create_alertmanager(ws, ALERTS)
     with pytest.raises(AlreadyExists):
         gw.create_alertmanager(ws, ALERTS)
-
-
-def test_amp_conflict_on_a_busy_workspace_stays_a_wait(
-    gw: AwsGateway, aws_emulator: AwsEmulator
-) -> None:
+    # a ConflictException about the workspace's state is still a wait
     aws_emulator.creation_delay(600)
-    ws = workspace(gw)
+    busy = str(gw.create_workspace("busy", {}, "token-busy", None)["workspaceId"])
     with pytest.raises(TemporaryError) as caught:
-        gw.create_rule_group(ws, "early", RULES, {})
+        gw.create_rule_group(busy, "early", RULES, {})
     assert not isinstance(caught.value, AlreadyExists)
     assert caught.value.delay == CONFLICT_DELAY
 
@@ -236,16 +223,12 @@ def test_retry_after_on_a_throttled_answer_is_a_minimum_wait(
         book = RetryBook(random.Random(seed))
         waits = [book.failed_temporarily("k", caught.value.delay) for _ in range(4)]
         assert all(42.0 <= w <= BACKOFF_CAP for w in waits), (seed, waits)
-
-
-def test_throttled_iam_without_retry_after_keeps_its_backoff(
-    gw: AwsGateway, aws_emulator: AwsEmulator
-) -> None:
+    # without the header: the fixed throttling delay, no minimum
     aws_emulator.throttle("GetRole", 1)
-    with pytest.raises(TemporaryError) as caught:
+    with pytest.raises(TemporaryError) as plain:
         gw.get_role("any")
-    assert not isinstance(caught.value, AskedToWait)
-    assert caught.value.delay == THROTTLE_DELAY
+    assert not isinstance(plain.value, AskedToWait)
+    assert plain.value.delay == THROTTLE_DELAY
     assert api_call_counts().get(("GetRole", "Throttling")) == 1
 
 
