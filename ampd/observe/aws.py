@@ -35,6 +35,7 @@ __all__ = [
 log = structlog.get_logger()
 
 _GONE = frozenset({"DELETING"})
+_IAM_KINDS = frozenset({Kind.IAM_ROLE, Kind.IAM_POLICY, Kind.INSTANCE_PROFILE})
 _AMP_CHILDREN = frozenset(
     {Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.RULE_GROUP, Kind.ALERTMANAGER}
 )
@@ -58,15 +59,12 @@ class ObservedCache:
         self.resources.pop(key, None)
         if key.kind is Kind.RULE_GROUP:
             self.rule_group_tags = None  # listed again: it may be gone, or there after all
-        elif key.kind is Kind.IAM_ROLE:
-            self.roles_attached.pop(key.name, None)
-            for k in [k for k in self.resources if k.kind is Kind.IAM_POLICY]:
-                if k.name.partition("/")[0] == key.name:
-                    del self.resources[k]
-        elif key.kind is Kind.IAM_POLICY:
-            role = key.name.partition("/")[0]
-            self.roles_attached.pop(role, None)
-            self.resources.pop(ResourceKey(Kind.IAM_ROLE, role), None)
+        elif key.kind in _IAM_KINDS:
+            # what hangs off it (its policies, a profile holding it) was planned from the
+            # same stale reads and waited for it: all of IAM is read again
+            for k in [k for k in self.resources if k.kind in _IAM_KINDS]:
+                del self.resources[k]
+            self.roles_attached.clear()
         elif key.kind is Kind.WORKSPACE:
             self.workspace = None
             self.workspace_read = False

@@ -335,9 +335,17 @@ def plan_resources(  # noqa: PLR0915 (the decision table, in one place)
             skipped.append(
                 Skipped(d.key, f"{names} can be set only at creation; live value kept", fixed)
             )
+        reason = "changed outside ampd" if drifted else "differs from the state file"
+        if live.status in FAILED:
+            # what failed was other inputs (or not ampd's): write these, even when AMP kept
+            # the data of before the failed update and it equals them (a file put back)
+            wanted = _wanted_fields(d, live, policy.stack)
+            mutable = mutable or tuple(
+                FieldDiff(k, live.fields.get(k), v) for k, v in wanted.items() if k != "tags"
+            )
+            reason = f"AWS reports {live.status}; the state file asks for other inputs"
         if not mutable:
             continue
-        reason = "changed outside ampd" if drifted else "differs from the state file"
         after = {**live.fields, **_wanted_fields(d, live, policy.stack)}
         route(Change(d.key, Action.UPDATE, dict(live.fields), after, mutable, reason), drifted, d)
 
