@@ -194,8 +194,14 @@ def test_amp_conflict_on_a_child_that_is_there_is_already_exists(
     which retried a create that can never succeed every 5 s, for ever."""
     ws = workspace(gw)
     gw.create_alertmanager(ws, ALERTS)
-    with pytest.raises(AlreadyExists):
-        gw.create_alertmanager(ws, ALERTS)
+    gw.create_rule_group(ws, "twice", RULES, {})
+    creates: list[Callable[[], object]] = [
+        lambda: gw.create_alertmanager(ws, ALERTS),
+        lambda: gw.create_rule_group(ws, "twice", RULES, {}),
+    ]
+    for create in creates:
+        with pytest.raises(AlreadyExists):
+            create()
     # a ConflictException about the workspace's state is still a wait
     aws_emulator.creation_delay(600)
     busy = str(gw.create_workspace("busy", {}, "token-busy", None)["workspaceId"])
