@@ -39,14 +39,12 @@ reconciler, in one place. Timeouts are short so a pass never hangs on AWS.
 
 from __future__ import annotations
 
-import email.utils
 import json
 import re
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
@@ -102,8 +100,6 @@ _SERVER_CODES = frozenset({"InternalServerException", "ServiceUnavailable", "Ser
 _CONCURRENT_CODES = frozenset({"ConcurrentModification"})
 _EXISTS_CODES = frozenset({"EntityAlreadyExists"})
 _CONFLICT_CODES = frozenset({"ConflictException"})
-# a not-found on these means the work is already done
-_DONE_IF_GONE = ("Delete", "Detach", "Remove")
 # a not-found on these means what the cache holds is stale
 _GONE_ON_WRITE = ("Put", "Update", "Tag", "Untag", "Attach", "AddRoleTo", "Create")
 # AMP's creates of a workspace's child: a ConflictException that is not about the
@@ -228,27 +224,21 @@ def _count(operation: str, code: str) -> None:
 
 
 def retry_after(headers: Mapping[str, Any]) -> float | None:
-    """Seconds from a ``Retry-After`` header (botocore gives header names in lower case):
-    a number of seconds or an HTTP date; None when absent or unreadable."""
-    value = str(headers.get("retry-after") or headers.get("Retry-After") or "").strip()
-    if not value:
-        return None
+    """The seconds of a ``Retry-After`` header (AMP binds its errors' ``retryAfterSeconds``
+    to it; botocore gives header names in lower case, a hand-made answer may not); None
+    when absent or not a number."""
+    value = headers.get("retry-after", headers.get("Retry-After"))
     try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
+        return max(0.0, float(value)) if value is not None else None
     except (TypeError, ValueError):
         return None
-    if when.tzinfo is None:
-        return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
 
 
 def _not_found(operation: str, code: str, where: str) -> Exception:
-    """A not-found answer, by what the call was doing."""
-    if operation.startswith(_GONE_ON_WRITE) and not operation.startswith(_DONE_IF_GONE):
+    """A not-found answer, by what the call was doing: a write's resource is gone; anything
+    else (Describe/Get/List, and Delete/Detach/Remove) is NotFound, which ``_get`` makes
+    None and ``_delete`` makes done."""
+    if operation.startswith(_GONE_ON_WRITE):
         if code == "NoSuchEntity" and ":policy/" in where:
             return PermanentError(where)  # a managed policy or boundary ARN that is not there
         return ResourceGone(where)
@@ -261,11 +251,6 @@ def policy_json(doc: Mapping[str, Any]) -> str:
 
 def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
     return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
-
-
-def bind(fn: Callable[..., T], kwargs: Mapping[str, Any]) -> Callable[[], T]:
-    frozen = dict(kwargs)
-    return lambda: fn(**frozen)
 
 
 def tag_dict(tags: list[Any] | None) -> dict[str, str]:
