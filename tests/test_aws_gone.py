@@ -232,3 +232,31 @@ def test_a_workspace_aws_is_deleting_is_neither_written_nor_used(
     assert ws_id(again) != old
     assert [r.operation for r in aws_emulator.writes() if old in r.path] == []
     assert aws_emulator.calls("CreateWorkspace") == 1
+
+
+def test_a_workspace_deleted_outside_ampd_while_cached_is_created_again(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    rec = side(tmp_path)
+    first = rec.reconcile(spec(tmp_path), apply=True)
+    assert failed(first) == []
+    old = ws_id(first)
+    base = spec(tmp_path)
+    assert base.workspace is not None
+    alias = base.workspace.model_copy(update={"alias": "prod-metrics-2"})
+    renamed = base.model_copy(update={"workspace": alias})
+    planned = rec.reconcile(renamed, apply=False)  # reads it: an alias update is planned
+    assert [c.action.value for c in planned.plan.changes] == ["update"]
+    aws_emulator.client("amp").delete_workspace(workspaceId=old)  # gone at once here
+
+    second = rec.reconcile(renamed, apply=True)
+    assert aws_emulator.calls("UpdateWorkspaceAlias") == 1
+    ws_status = status(second, ResourceKey(Kind.WORKSPACE, "prod"))
+    assert "deleted outside ampd" in ws_status.message
+    assert second.requeue_after == 0.0
+
+    third = rec.reconcile(renamed, apply=True)
+    assert failed(third) == [], failed(third)
+    assert ws_id(third) != old
+    assert aws_emulator.calls("UpdateWorkspaceAlias") == 1  # not written to the gone one again
+    assert aws_emulator.calls("CreateWorkspace") == 2
