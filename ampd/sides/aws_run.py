@@ -57,7 +57,6 @@ from ampd.spec.models import StateSpec
 log = structlog.get_logger()
 
 WORKSPACE_POLL = 5.0  # CREATING/UPDATING: look again soon
-REREAD_BACKOFF = 1.0  # gone / already there again and again: back off from this base
 REACHABILITY = "aws.reachability"
 AMP_CHILDREN = frozenset(
     {Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.RULE_GROUP, Kind.ALERTMANAGER}
@@ -133,12 +132,11 @@ class ChangeRunner:
         """What ampd remembered of the resource is stale: forget it and pass again at
         once, so the next pass plans from what AWS holds (a create for a resource deleted
         outside ampd; an update, an in-sync or a refusal for one that is there). Not a
-        failure on these inputs: nothing is remembered against them. Only a repeat backs
-        off, so two writers fighting over it cannot spin."""
+        failure on these inputs: nothing is remembered against them. The book backs off
+        only a repeat, so two writers fighting over it cannot spin."""
         key = change.key
         self._cache.forget(key)
-        base = e.delay if self._book.failures(key) == 0 else REREAD_BACKOFF
-        delay = self._book.failed_temporarily(key, base)
+        delay = self._book.failed_temporarily(key, e.delay)
         if isinstance(e, ResourceGone):
             p.observed[key] = None
             message = f"deleted outside ampd; read again and recreated on the next pass ({e})"
