@@ -122,6 +122,9 @@ def test_invalid_rules_are_degraded_with_amps_reason_until_the_file_is_fixed(
         assert cond(again, "RuleGroupsActive").reason == "CreationFailed"
     assert amp_writes(aws_emulator) == []
 
+    preview = rec.reconcile(spec(tmp_path, rules=RULES), apply=False)  # `ampd plan`
+    assert [(c.key, c.action.value) for c in preview.plan.changes] == [(RG, "update")]
+    assert status(preview, RG).health is Health.DEGRADED  # until the fix is applied
     fixed = rec.reconcile(spec(tmp_path, rules=RULES), apply=True)
     assert [(c.key, c.action.value) for c in fixed.plan.changes] == [(RG, "update")]
     assert amp_writes(aws_emulator) == ["PutRuleGroupsNamespace"]

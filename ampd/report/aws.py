@@ -128,6 +128,8 @@ def resource_status(s: AwsSnapshot, key: ResourceKey) -> ResourceStatus:
     planned = next((c for c in (*s.plan.changes, *s.plan.drift) if c.key == key), None)
     if planned is not None:
         health = Health.MISSING if live is None else Health.HEALTHY
+        if key.kind in AMP_KINDS and isinstance(live, Live) and live.status:
+            health = workspace_health(live.status)  # a FAILED one stays Degraded until fixed
         return ResourceStatus(key, SyncStatus.OUT_OF_SYNC, health, planned.reason, None, details)
     if live is None:
         return ResourceStatus(key, SyncStatus.OUT_OF_SYNC, Health.MISSING, "does not exist")
