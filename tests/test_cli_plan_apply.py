@@ -77,6 +77,7 @@ def test_plan_reports_an_invalid_state_file(proc: AmpdProcess) -> None:
 
 
 def test_apply_partly_failing_exits_2(proc: AmpdProcess, aws_emulator: AwsEmulator) -> None:
+    aws_emulator.instant()  # the rule group is written in the same pass as the workspace
     aws_emulator.deny("CreateRuleGroupsNamespace", "arn:aws:iam::123456789012:user/ci")
     res = proc.ampd("apply", "--once")
     assert res.returncode == 2, res.stdout + res.stderr

@@ -148,6 +148,7 @@ def world(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[World]:
+    aws_emulator.instant()  # the subject is the policy, not AWS's transitions
     forget_sources()
     yield World(aws_emulator, tmp_path, monkeypatch)
     forget_sources()

@@ -116,6 +116,7 @@ def test_plan_exit_code_and_writes_nothing(
     setup: Setup,
     expected: int,
 ) -> None:
+    aws_emulator.instant()  # the subject is plan's exit code, not AWS's transitions
     p = AmpdProcess(tmp_path)
     p.write_state(state(free_port()))
     applied = p.ampd("apply", "--once")

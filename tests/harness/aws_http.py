@@ -281,10 +281,7 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
                 self._error(service, status, code, "Rate exceeded", None, headers)
                 return
             elif fault.kind == "error":
-                default = (
-                    "InternalServerException" if service in _JSON_SERVICES else "ServiceFailure"
-                )
-                code = fault.code or default
+                code = fault.code or _server_error_code(service, operation)
                 message = fault.message or "emulated server error"
                 extra = required_members(code, ids.get("ws")) if service == "aps" else None
                 self._unchecked = fault.status is not None
@@ -513,6 +510,24 @@ def _model_checker() -> Any:
     except ImportError:
         return None
     return check_response
+
+
+@functools.cache
+def _server_error_code(service: str, operation: str) -> str:
+    """The code a 5xx of ``operation`` carries: IAM's ServiceFailure where the operation's
+    model lists it, else the InternalFailure any query-protocol endpoint can send."""
+    if service in _JSON_SERVICES:
+        return "InternalServerException"
+    if service == "s3":
+        return "InternalError"
+    import botocore.session  # noqa: PLC0415 (heavy import, on demand)
+
+    model = botocore.session.get_session().get_service_model(service)
+    if operation in model.operation_names:
+        op = model.operation_model(operation)
+        if any(e.name == "ServiceFailureException" for e in op.error_shapes):
+            return "ServiceFailure"
+    return "InternalFailure"
 
 
 def _moto_tags(tags: Any) -> list[dict[str, str]]:
