@@ -100,8 +100,15 @@ class Stack:
             data[key] = value
         return data
 
-    def stop(self) -> None:
+    def stop(self, *, check: bool = True) -> None:
+        """Stops everything; then, with ``check``, fails when the AWS emulator answered
+        unlike botocore's model of an operation (end-to-end tests hold it to AWS too)."""
+        found = self.aws.violations() if self.aws._server is not None else []
         self._stack.close()
+        if found and check:
+            raise AssertionError(
+                "the AWS emulator answered unlike AWS's model:\n  " + "\n  ".join(found[:20])
+            )
 
     def __enter__(self) -> Self:
         return self.start()
@@ -109,4 +116,4 @@ class Stack:
     def __exit__(
         self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.stop()
+        self.stop(check=e is None)  # a failing test's own error is the one to see
