@@ -124,6 +124,7 @@ class Rig:
 
 @pytest.fixture
 def rig(aws_emulator_env: AwsEnv, ampd_proc: AmpdProcess, aws_emulator: AwsEmulator) -> Rig:
+    aws_emulator.instant()  # the subject is faults, not AWS's transitions
     return Rig(ampd_proc, aws_emulator, ampd_proc.tmp)
 
 
