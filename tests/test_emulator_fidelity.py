@@ -5,6 +5,7 @@ manager data, 404s, throttling with Retry-After, alias prefixes, paging, and sha
 from __future__ import annotations
 
 import json
+import urllib.request
 from typing import Any
 
 import boto3
@@ -347,3 +348,29 @@ def test_page_size_pages_every_list(aws_emulator: AwsEmulator) -> None:
     assert len(_pages(iam, "list_role_policies", "PolicyNames", RoleName="r")) == 1
     small = iam.list_role_policies(RoleName="r", MaxItems=2)
     assert small["IsTruncated"] and len(small["PolicyNames"]) == 2
+
+
+def test_answers_unlike_the_model_are_recorded(aws_emulator: AwsEmulator) -> None:
+    aws_emulator.fail("ListWorkspaces", 1, code="NoSuchThing")  # no amp operation sends it
+    with pytest.raises(ClientError):
+        _no_retry(aws_emulator, "amp").list_workspaces()
+    found = aws_emulator.violations()
+    assert any("aps:ListWorkspaces" in v and "NoSuchThing" in v for v in found), found
+    url = f"{aws_emulator.endpoint}/_emulator/violations"
+    with urllib.request.urlopen(url, timeout=10) as r:
+        assert json.loads(r.read())["violations"] == found
+    aws_emulator.reset()
+    assert aws_emulator.violations() == []
+
+
+def test_control_api_throttles_like_the_python_api(aws_emulator: AwsEmulator) -> None:
+    spec = {"kind": "throttle", "operation": "ListWorkspaces", "times": 1, "retry_after": 2}
+    req = urllib.request.Request(
+        f"{aws_emulator.endpoint}/_emulator/fault", data=json.dumps(spec).encode(), method="POST"
+    )
+    with urllib.request.urlopen(req, timeout=10) as r:
+        assert r.status == 200
+    with pytest.raises(ClientError) as e:
+        _no_retry(aws_emulator, "amp").list_workspaces()
+    meta = e.value.response["ResponseMetadata"]
+    assert (meta["HTTPStatusCode"], meta["HTTPHeaders"]["retry-after"]) == (429, "2")

@@ -1,29 +1,41 @@
 """An AWS-compatible test endpoint: moto in server mode behind a small HTTP layer of ours.
 
-moto (server mode, real HTTP) implements AMP workspaces, tags, alias, rule groups
-namespaces and logging, and IAM/STS. It lacks, and this layer adds:
+moto (server mode, real HTTP) keeps AMP workspaces (their tags and alias) and IAM/STS.
+Our layer makes the answers those of AWS as botocore's service models describe them:
 
-- alert manager definitions (Create/Describe/Put/Delete) and workspace configuration
-  (DescribeWorkspaceConfiguration / UpdateWorkspaceConfiguration: retention),
-- ``clientToken`` idempotency for CreateWorkspace (same token -> same workspace),
-- ``kmsKeyArn`` kept from creation,
-- a CREATING -> ACTIVE delay (writes to a workspace that is not ACTIVE get 409
-  ConflictException, as from AWS) and CREATION_FAILED,
-- ``prometheusEndpoint`` rewritten to a data-plane base URL: ``{base}/workspaces/{id}/``.
+- AMP (``tests.harness.aws_amp``, routes in ``aws_amp_http``): workspaces are CREATING for
+  ``creation_delay`` then ACTIVE (or CREATION_FAILED), DELETING for ``transition_delay``
+  then gone; writes to a workspace that is not ACTIVE get 409 ConflictException. Rule
+  groups namespaces, alert manager definitions, logging and workspace configuration are
+  ours: CREATING/UPDATING for ``transition_delay``, then ACTIVE or *_FAILED with AMP's
+  ``statusReason`` (rule and alert manager data are validated as AMP does); a missing
+  logging configuration is a 404; ``clientToken`` idempotency and ``kmsKeyArn`` on
+  CreateWorkspace; every 2xx has the model's status code (202, 204); ListWorkspaces'
+  ``alias`` is a prefix; ``prometheusEndpoint`` (descriptions only) points at the data
+  plane: ``{base}/workspaces/{id}/``. ``DEFAULT_DELAY`` is the default of both delays;
+  ``instant()`` makes every transition immediate.
+- IAM (``aws_iam_pages``): SimulatePrincipalPolicy (moto has none) and AWS's paging of the
+  lists ampd reads (``page_size(n)``, or the caller's MaxItems/maxResults).
+- Every response is held to botocore's model by ``tests.harness.model_check``;
+  ``violations()`` lists where it differed (the ``aws_emulator`` fixture fails the test).
 
-Everything else is forwarded to moto. Fault injection (per operation, e.g.
-``"CreateWorkspace"`` or ``"CreateRole"``): throttling (400 ThrottlingException or 429),
-5xx, dropped connections, added latency, AccessDenied naming the action and principal.
-Credentials: ``expire_token(token)`` answers ExpiredToken(Exception) to every call signed
-with that session token; ``skew(seconds)`` moves the emulator's clock, and a request whose
-``X-Amz-Date`` is more than 5 minutes off it is refused as AWS does (RequestTimeTooSkewed
-from S3, "Signature expired" from the others).
+Fault injection (per operation, e.g. ``"CreateWorkspace"`` or ``"CreateRole"``):
+throttling (429 ThrottlingException with an optional Retry-After for aps, 400 Throttling
+for IAM/STS), errors with a code (``fail(op, status=409, code="ConcurrentModification")``),
+a failed configuration update, dropped connections, added latency, AccessDenied naming the
+action and principal. Credentials: ``expire_token(token)`` answers ExpiredToken(Exception)
+to every call signed with that session token; ``skew(seconds)`` moves the emulator's
+clock, and a request whose ``X-Amz-Date`` is more than 5 minutes off it is refused as AWS
+does (RequestTimeTooSkewed from S3, "Signature expired" from the others).
 Every request is recorded (service, operation, HTTP method) so tests can count writes.
 
 Standalone: ``python -m tests.harness.aws_emulator --port P --data-plane-url URL`` prints
 one JSON line (``{"endpoint": ..., ...}``) and serves until SIGTERM/SIGINT. The same
-controls are reachable over HTTP under ``/_emulator/`` (``GET requests``, ``POST reset``,
-``POST fault`` with ``{"kind": "throttle", "operation": "...", "times": N, ...}``).
+controls are reachable over HTTP under ``/_emulator/`` (``GET requests``, ``GET
+violations``, ``POST reset``, ``POST fault`` with ``{"kind": "throttle", "operation":
+"...", "times": N, "retry_after": S}``; kinds: throttle, error (status, code, message),
+drop, latency, deny, creation_delay, transition_delay, instant, page_size (size),
+fail_configuration_update (reason), clear).
 """
 
 from __future__ import annotations
@@ -42,17 +54,9 @@ from typing import Any
 
 from tests.harness.aio import run_standalone
 from tests.harness.aws_amp import DEFAULT_DELAY, Amp
-from tests.harness.aws_http import (
-    _JSON_SERVICES,
-    _MAX_SKEW,
-    ACCOUNT_ID,
-    DEFAULT_PRINCIPAL,
-    Handler,
-    Recorded,
-    _Fault,
-    _moto_tags,
-    _QuietServer,
-)
+from tests.harness.aws_http import _MAX_SKEW, Handler, Recorded, _Fault, _QuietServer
+from tests.harness.aws_iam_pages import iam_context, principal_policies
+from tests.harness.aws_wire import _JSON_SERVICES, ACCOUNT_ID, DEFAULT_PRINCIPAL
 from tests.harness.lifecycle import StartStop
 
 __all__ = ["ACCOUNT_ID", "DEFAULT_DELAY", "DEFAULT_PRINCIPAL", "AwsEmulator", "Recorded"]
@@ -381,61 +385,11 @@ class AwsEmulator(StartStop):
     def principal_policies(self, arn: str) -> tuple[list[str], str | None] | None:
         """The identity policies (inline and attached, as JSON) and the permissions boundary
         of the role or user ``arn`` in moto's IAM, or None when there is no such principal."""
-        from moto.iam.models import iam_backends  # noqa: PLC0415 (moto's in-process state)
-
-        backend = iam_backends[ACCOUNT_ID][arn.split(":")[1]]
-        kind, _, name = arn.partition(":iam::")[2].partition(":")[2].partition("/")
-        name = name.rpartition("/")[2]
-        principal: Any
-        if kind == "role":
-            principal = next((r for r in backend.roles.values() if r.name == name), None)
-        elif kind == "user":
-            principal = backend.users.get(name)
-        else:
-            principal = None
-        if principal is None:
-            return None
-
-        def document(policy: Any) -> str:
-            return str(
-                next(
-                    v.document for v in policy.versions if v.version_id == policy.default_version_id
-                )
-            )
-
-        docs = [str(doc) for doc in principal.policies.values()]
-        docs += [document(p) for p in principal.managed_policies.values()]
-        boundary: str | None = None
-        boundary_arn = getattr(principal, "permissions_boundary_arn", None)
-        if boundary_arn:
-            boundary = document(backend.get_policy(boundary_arn))
-        return docs, boundary
+        return principal_policies(arn)
 
     def iam_context(self, region: str, params: Mapping[str, Any]) -> dict[str, Any]:
-        """What IAM knows of the role or instance profile a request names, at the time of
-        the request: its tags (``aws:ResourceTag/...``) and a role's permissions boundary
-        (``iam:PermissionsBoundary``). Empty when it does not exist (yet)."""
-        from moto.iam.models import iam_backends  # noqa: PLC0415 (moto's in-process state)
-
-        part = "aws-cn" if region.startswith("cn-") else "aws"
-        part = "aws-us-gov" if region.startswith("us-gov-") else part
-        backend = iam_backends[ACCOUNT_ID][part]
-        out: dict[str, Any] = {}
-        if params.get("RoleName"):
-            role = next((r for r in backend.roles.values() if r.name == params["RoleName"]), None)
-            if role is not None:
-                out["role"] = {
-                    f"aws:ResourceTag/{t['Key']}": t["Value"] for t in _moto_tags(role.tags)
-                }
-                if role.permissions_boundary_arn:
-                    out["role"]["iam:PermissionsBoundary"] = role.permissions_boundary_arn
-        if params.get("InstanceProfileName"):
-            profile = backend.instance_profiles.get(params["InstanceProfileName"])
-            if profile is not None:
-                out["instance_profile"] = {
-                    f"aws:ResourceTag/{t['Key']}": t["Value"] for t in _moto_tags(profile.tags)
-                }
-        return out
+        """What IAM knows of the role or instance profile a request names (tags, boundary)."""
+        return iam_context(region, params)
 
     def _backend(self, region: str) -> Any:
         from moto.amp.models import amp_backends  # noqa: PLC0415 (moto's in-process state)

@@ -4,7 +4,6 @@ operations moto lacks or pages unlike AWS, forwarding to moto and the control AP
 from __future__ import annotations
 
 import contextlib
-import functools
 import http.client
 import json
 import re
@@ -27,15 +26,24 @@ from tests.harness.aws_iam_pages import (
     simulate_page,
     whole_request,
 )
+from tests.harness.aws_wire import (
+    _JSON_SERVICES,
+    ACCOUNT_ID,
+    CHECKED,
+    DEFAULT_PRINCIPAL,
+    Discard,
+    control,
+    form_members,
+    model_checker,
+    request_params,
+    server_error_code,
+    xml_text,
+)
 
 if TYPE_CHECKING:
     from tests.harness.aws_emulator import AwsEmulator
 
-ACCOUNT_ID = "123456789012"
-DEFAULT_PRINCIPAL = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/ampd-test/i-0123456789abcdef0"
 _READ_PREFIXES = ("Describe", "List", "Get", "Head", "Simulate")
-# services whose errors are JSON (aps: REST-JSON; ssm: JSON 1.1 with X-Amz-Target)
-_JSON_SERVICES = frozenset({"aps", "ssm"})
 # path-style S3: (method, has a key) -> operation, for recording and fault injection
 _S3_OPERATIONS = {
     ("GET", True): "GetObject",
@@ -145,7 +153,7 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
         headers: dict[str, str] | None = None,
     ) -> None:
         if service == "s3":  # REST-XML, no envelope
-            xml = f"<Error><Code>{code}</Code><Message>{_xml(message)}</Message></Error>"
+            xml = f"<Error><Code>{code}</Code><Message>{xml_text(message)}</Message></Error>"
             self._send(status, xml.encode(), {"Content-Type": "application/xml"})
             return
         if service in _JSON_SERVICES:
@@ -155,7 +163,7 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
             return
         xml = (
             f'<ErrorResponse xmlns="https://{service}.amazonaws.com/doc/2010-05-08/">'
-            f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{_xml(message)}</Message>"
+            f"<Error><Type>Sender</Type><Code>{code}</Code><Message>{xml_text(message)}</Message>"
             "</Error><RequestId>emulated</RequestId></ErrorResponse>"
         )
         self._send(status, xml.encode(), {"Content-Type": "text/xml", **(headers or {})})
@@ -163,11 +171,11 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
     def _check(self, status: int, headers: Mapping[str, str], body: bytes) -> None:
         """Records where the response departs from botocore's model of its operation."""
         pending = self._unrecorded
-        checker = _model_checker()
+        checker = model_checker()
         if pending is None or checker is None or self._unchecked:
             return
         service, operation = pending[0], pending[1]
-        if service not in _CHECKED or operation == "Unknown":
+        if service not in CHECKED or operation == "Unknown":
             return
         try:
             found = checker(service, operation, status, headers, body)
@@ -181,7 +189,7 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else b""
         parsed = urllib.parse.urlsplit(self.path)
         if parsed.path.startswith("/_emulator/"):
-            self._control(parsed.path, body)
+            control(self, self.emulator, parsed.path, body)
             return
         auth = self.headers.get("Authorization", "")
         m = _CREDENTIAL_RE.search(auth)
@@ -190,7 +198,7 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
         operation, ids = self._operation(service, self.command, parsed.path, body)
         # Recorded when the status line is produced (send_response), before the client can
         # see an answer: a test that reads the log right after its call returns finds it.
-        params = _params(service, parsed, body)
+        params = request_params(service, parsed, body)
         if service == "iam":
             with contextlib.suppress(Exception):  # best effort: never fail the request
                 params["_context"] = self.emulator.iam_context(region, params)
@@ -281,7 +289,7 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
                 self._error(service, status, code, "Rate exceeded", None, headers)
                 return
             elif fault.kind == "error":
-                code = fault.code or _server_error_code(service, operation)
+                code = fault.code or server_error_code(service, operation)
                 message = fault.message or "emulated server error"
                 extra = required_members(code, ids.get("ws")) if service == "aps" else None
                 self._unchecked = fault.status is not None
@@ -289,7 +297,7 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
                 return
         lose_response = any(f.kind == "drop_after" for f in em._take_faults(operation))
         if lose_response:
-            self.wfile = _Discard()  # type: ignore[assignment]  # the response is to be lost
+            self.wfile = Discard()  # type: ignore[assignment]  # the response is to be lost
         if service == "aps":
             self._amp(region, operation, ids, parsed, body)
         elif service == "iam" and operation == "SimulatePrincipalPolicy":
@@ -313,8 +321,8 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
 
         form = {k: v[0] for k, v in urllib.parse.parse_qs(body.decode()).items()}
         source = form.get("PolicySourceArn", "")
-        actions = _members(form, "ActionNames")
-        resources = _members(form, "ResourceArns") or ["*"]
+        actions = form_members(form, "ActionNames")
+        resources = form_members(form, "ResourceArns") or ["*"]
         found = self.emulator.principal_policies(source)
         if found is None:
             message = f"The principal {source} cannot be found."
@@ -327,8 +335,8 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
                 decision = decide(policies, Request(action, resource), boundary)
                 members.append(
                     "<member>"
-                    f"<EvalActionName>{_xml(action)}</EvalActionName>"
-                    f"<EvalResourceName>{_xml(resource)}</EvalResourceName>"
+                    f"<EvalActionName>{xml_text(action)}</EvalActionName>"
+                    f"<EvalResourceName>{xml_text(resource)}</EvalResourceName>"
                     f"<EvalDecision>{decision}</EvalDecision>"
                     "<MatchedStatements/><MissingContextValues/>"
                     "</member>"
@@ -434,148 +442,3 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
             return status
         self._relay(status, resp_headers, data)
         return status
-
-    # -- control API (standalone use) -----------------------------------------------------
-
-    def _control(self, path: str, body: bytes) -> None:
-        em = self.emulator
-        name = path.removeprefix("/_emulator/")
-        if name == "requests" and self.command == "GET":
-            self._json(
-                200,
-                {
-                    "requests": [
-                        {
-                            "service": r.service,
-                            "operation": r.operation,
-                            "method": r.method,
-                            "status": r.status,
-                            "write": r.is_write,
-                        }
-                        for r in em.requests
-                    ]
-                },
-            )
-        elif name == "violations" and self.command == "GET":
-            self._json(200, {"violations": em.violations()})
-        elif name == "reset" and self.command == "POST":
-            em.reset()
-            self._json(200, {})
-        elif name == "fault" and self.command == "POST":
-            spec = json.loads(body or b"{}")
-            kind = spec.get("kind")
-            op = spec.get("operation")
-            times = spec.get("times", 1)
-            status = spec.get("status")
-            if kind == "throttle":
-                retry = spec.get("retry_after")
-                em.throttle(op, times, status and int(status), retry and int(retry))
-            elif kind == "error":
-                em.fail(op, times, status and int(status), spec.get("code"), spec.get("message"))
-            elif kind == "drop":
-                em.drop(op, times, after=bool(spec.get("after", False)))
-            elif kind == "latency":
-                em.latency(float(spec.get("seconds", 1.0)), op, times)
-            elif kind == "deny":
-                em.deny(op, spec.get("principal", DEFAULT_PRINCIPAL), times)
-            elif kind == "creation_delay":
-                em.creation_delay(float(spec.get("seconds", 0)))
-            elif kind == "transition_delay":
-                em.transition_delay(float(spec.get("seconds", 0)))
-            elif kind == "instant":
-                em.instant()
-            elif kind == "page_size":
-                size = spec.get("size")
-                em.page_size(None if size is None else int(size))
-            elif kind == "fail_configuration_update":
-                em.fail_next_configuration_update(str(spec.get("reason", "emulated failure")))
-            elif kind == "clear":
-                em.clear_faults()
-            else:
-                self._json(400, {"message": f"unknown fault kind {kind!r}"})
-                return
-            self._json(200, {})
-        else:
-            self._json(404, {"message": f"no control endpoint {name!r}"})
-
-
-_CHECKED = frozenset({"aps", "iam", "sts", "ssm", "s3"})
-
-
-@functools.cache
-def _model_checker() -> Any:
-    """tests.harness.model_check.check_response, or None while that module is absent."""
-    try:
-        from tests.harness.model_check import check_response  # noqa: PLC0415
-    except ImportError:
-        return None
-    return check_response
-
-
-@functools.cache
-def _server_error_code(service: str, operation: str) -> str:
-    """The code a 5xx of ``operation`` carries: IAM's ServiceFailure where the operation's
-    model lists it, else the InternalFailure any query-protocol endpoint can send."""
-    if service in _JSON_SERVICES:
-        return "InternalServerException"
-    if service == "s3":
-        return "InternalError"
-    import botocore.session  # noqa: PLC0415 (heavy import, on demand)
-
-    model = botocore.session.get_session().get_service_model(service)
-    if operation in model.operation_names:
-        op = model.operation_model(operation)
-        if any(e.name == "ServiceFailureException" for e in op.error_shapes):
-            return "ServiceFailure"
-    return "InternalFailure"
-
-
-def _moto_tags(tags: Any) -> list[dict[str, str]]:
-    """moto keeps IAM tags as a list of {Key, Value} or a dict of key -> {Key, Value}."""
-    if isinstance(tags, dict):
-        return [{"Key": str(k), "Value": str(v.get("Value", ""))} for k, v in tags.items()]
-    return [{"Key": str(t["Key"]), "Value": str(t["Value"])} for t in tags or []]
-
-
-def _members(form: Mapping[str, str], name: str) -> list[str]:
-    """A query-protocol list (``Name.member.1``, ``Name.member.2``, ...), in order."""
-    found = []
-    for key, value in form.items():
-        prefix, _, index = key.rpartition(".member.")
-        if prefix == name and index.isdigit():
-            found.append((int(index), value))
-    return [v for _, v in sorted(found)]
-
-
-def _params(service: str, parsed: urllib.parse.SplitResult, body: bytes) -> dict[str, Any]:
-    """What a request asked for, for the record: the form of a query-protocol call, the
-    JSON body of the others (when it is JSON), and the URL's query string."""
-    out: dict[str, Any] = {}
-    query = urllib.parse.parse_qs(parsed.query)
-    if query:
-        out["query"] = {k: v[0] for k, v in query.items()}
-    if service in ("iam", "sts"):
-        out.update(
-            {k: v[0] for k, v in urllib.parse.parse_qs(body.decode(errors="replace")).items()}
-        )
-        return out
-    if body[:1] == b"{":
-        with contextlib.suppress(ValueError):
-            doc = json.loads(body)
-            if isinstance(doc, dict):
-                out.update(doc)
-    return out
-
-
-class _Discard:
-    """Stands in for the socket's write side when a response is to be lost."""
-
-    def write(self, data: bytes) -> int:
-        return len(data)
-
-    def flush(self) -> None:
-        return
-
-
-def _xml(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
