@@ -260,3 +260,19 @@ def test_a_workspace_deleted_outside_ampd_while_cached_is_created_again(
     assert ws_id(third) != old
     assert aws_emulator.calls("UpdateWorkspaceAlias") == 1  # not written to the gone one again
     assert aws_emulator.calls("CreateWorkspace") == 2
+
+
+def test_a_read_throttled_with_retry_after_waits_at_least_that_long(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    """A describe AWS throttles with ``Retry-After: 120`` is not read again sooner: the
+    pass's requeue is at least 120 s (before, a throttled read was retried on the book's
+    own 5 s base, jittered down to 2.5 s, whatever AWS asked for)."""
+    rec = side(tmp_path)
+    first = rec.reconcile(spec(tmp_path), apply=True)
+    assert failed(first) == []
+    aws_emulator.throttle("DescribeRuleGroupsNamespace", 1, retry_after=120)
+    second = rec.reconcile(spec(tmp_path), apply=True, force_read=True)
+    assert aws_emulator.calls("DescribeRuleGroupsNamespace") >= 1
+    assert "ThrottlingException" in status(second, RG).message
+    assert second.requeue_after is not None and 120.0 <= second.requeue_after <= 300.0

@@ -301,7 +301,9 @@ def read_children(
             raise
         except (PermanentError, TemporaryError) as e:
             log.warning("aws.observe.failed", key=str(key), error=str(e))
-            return Unreadable(key, str(e), permanent=isinstance(e, PermanentError))
+            if isinstance(e, TemporaryError):
+                return Unreadable(key, str(e), delay=e.delay)
+            return Unreadable(key, str(e), permanent=True)
         if live is None or live.status not in TRANSITIONAL:
             cache.resources[key] = live
         return live

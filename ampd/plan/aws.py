@@ -115,6 +115,7 @@ class Unreadable:
     key: ResourceKey
     error: str
     permanent: bool = False
+    delay: float = 5.0  # a temporary failure: the base of the wait (an AtLeast keeps Retry-After)
 
 
 Observed = Mapping[ResourceKey, Live | Unreadable | None]

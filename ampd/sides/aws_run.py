@@ -282,7 +282,7 @@ def pass_result(p: AwsPass, book: RetryBook, now: float) -> SideResult:
         hints.append(WORKSPACE_POLL)  # AMP is still applying a configuration
     for value in p.observed.values():
         if isinstance(value, Unreadable) and not value.permanent:
-            hints.append(book.failed_temporarily(value.key))
+            hints.append(book.failed_temporarily(value.key, value.delay))
     return SideResult(
         plan=p.plan,
         outcomes=tuple(p.outcomes),
