@@ -51,7 +51,7 @@ def _active_workspace(em: AwsEmulator, alias: str = "fidelity") -> str:
 def _transitions(em: AwsEmulator) -> None:
     """Workspaces come up at once; the other transitions take long enough to be seen."""
     em.creation_delay(0.0)
-    em.transition_delay(0.5)
+    em.transition_delay(2.0)  # long enough to be seen on a loaded machine
 
 
 def test_writes_answer_the_models_status_codes(aws_emulator: AwsEmulator) -> None:
@@ -161,6 +161,34 @@ def test_rule_groups_put_is_updating_then_active_or_update_failed(
     ws_arn = amp.describe_workspace(workspaceId=ws)["workspace"]["arn"]
     amp.tag_resource(resourceArn=ws_arn, tags={"w": "1"})
     assert amp.list_tags_for_resource(resourceArn=ws_arn)["tags"] == {"w": "1"}
+
+
+def test_deleted_children_are_deleting_then_gone(aws_emulator: AwsEmulator) -> None:
+    ws = _active_workspace(aws_emulator)
+    amp = _amp(aws_emulator)
+    amp.create_rule_groups_namespace(workspaceId=ws, name="n", data=RULES)
+    amp.create_logging_configuration(workspaceId=ws, logGroupArn=LOG_GROUP)
+    _transitions(aws_emulator)
+    amp.delete_rule_groups_namespace(workspaceId=ws, name="n")
+    amp.delete_logging_configuration(workspaceId=ws)
+    got = amp.describe_rule_groups_namespace(workspaceId=ws, name="n")["ruleGroupsNamespace"]
+    assert _code(got["status"]) == "DELETING"
+    logging = amp.describe_logging_configuration(workspaceId=ws)["loggingConfiguration"]
+    assert _code(logging["status"]) == "DELETING"
+    with pytest.raises(ClientError) as e:
+        amp.put_rule_groups_namespace(workspaceId=ws, name="n", data=RULES)
+    assert e.value.response["Error"]["Code"] == "ConflictException"
+
+    def gone() -> bool:
+        if amp.list_rule_groups_namespaces(workspaceId=ws)["ruleGroupsNamespaces"]:
+            return False
+        try:
+            amp.describe_logging_configuration(workspaceId=ws)
+        except ClientError as e:
+            return bool(e.response["Error"]["Code"] == "ResourceNotFoundException")
+        return False
+
+    wait_for("the namespace and the logging configuration to go", gone, timeout=10)
 
 
 def test_alert_manager_definition_is_validated(aws_emulator: AwsEmulator) -> None:

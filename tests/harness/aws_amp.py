@@ -4,8 +4,9 @@ Workspaces stay in moto; their lifecycle is ours: CREATING for ``creation_delay`
 ACTIVE (or CREATION_FAILED), DELETING for ``transition_delay`` then gone. Rule groups
 namespaces, alert manager definitions, logging configurations and workspace
 configurations live here entirely, with AWS's status transitions (CREATING/UPDATING for
-``transition_delay``, then ACTIVE or *_FAILED with a ``statusReason``) and its validation
-of rule and alert manager data. Shapes and status codes follow botocore's ``amp`` model.
+``transition_delay``, then ACTIVE or *_FAILED with a ``statusReason``; DELETING for
+``transition_delay``, then gone) and its validation of rule and alert manager data.
+Shapes and status codes follow botocore's ``amp`` model.
 """
 
 from __future__ import annotations
@@ -227,7 +228,22 @@ class Amp:
         self._arn_prefix = arn_prefix  # region -> "arn:aws:aps:REGION:ACCOUNT"
 
     def ws(self, ws_id: str) -> Workspace:
-        return self.state.workspaces.setdefault(ws_id, Workspace())
+        """Our state of ``ws_id``, without the children whose DELETING is over."""
+        ws = self.state.workspaces.setdefault(ws_id, Workspace())
+        if ws.alertmanager is not None and _gone(ws.alertmanager):
+            ws.alertmanager = None
+        if ws.logging is not None and _gone(ws.logging):
+            ws.logging = None
+        for name in [n for n, c in ws.rule_groups.items() if _gone(c)]:
+            del ws.rule_groups[name]
+        return ws
+
+    def _delete(self, child: Child, resource_id: str, kind: str) -> dict[str, Any]:
+        """A child is DELETING for ``transition_delay``, then gone."""
+        if child.phase.now()[0] == "DELETING":
+            raise conflict(resource_id, kind, f"{kind} {resource_id} is DELETING")
+        child.phase = Phase("DELETING", self._settle(), _GONE)
+        return {}
 
     def _settle(self) -> float:
         return time.monotonic() + self.state.transition_delay
@@ -291,8 +307,8 @@ class Amp:
             assert am is not None
             return {"alertManagerDefinition": self._child_doc(am, arn=False, tags=False)}
         if op == "DeleteAlertManagerDefinition":
-            ws.alertmanager = None
-            return {}
+            assert am is not None
+            return self._delete(am, ws_id, kind)
         data, raw = _blob(params)
         problem = validate_alertmanager(raw)
         now = time.time()
@@ -357,8 +373,8 @@ class Amp:
                 }
             }
         if op == "DeleteLoggingConfiguration":
-            ws.logging = None
-            return {}
+            assert lc is not None
+            return self._delete(lc, ws_id, kind)
         arn = str(params.get("logGroupArn") or "")
         if not _LOG_GROUP_ARN.fullmatch(arn):
             raise invalid(
@@ -443,8 +459,7 @@ class Amp:
                 }
             }
         if op == "DeleteRuleGroupsNamespace":
-            del ws.rule_groups[name]
-            return {}
+            return self._delete(child, name, kind)
         if child.phase.busy:  # PutRuleGroupsNamespace
             raise conflict(name, kind, f"Rule groups namespace {name} is {child.phase.now()[0]}")
         data, raw = _blob(params)
@@ -458,8 +473,9 @@ class Amp:
 
     def rule_group_by_arn(self, arn: str) -> Child | None:
         ws_id, _, name = arn.partition(RULE_GROUP_MARK)[2].partition("/")
-        ws = self.state.workspaces.get(ws_id)
-        return ws.rule_groups.get(name) if ws is not None else None
+        if ws_id not in self.state.workspaces:
+            return None
+        return self.ws(ws_id).rule_groups.get(name)
 
     def tags(self, op: str, arn: str, params: Mapping[str, Any], keys: list[str]) -> dict[str, Any]:
         child = self.rule_group_by_arn(arn)
@@ -473,6 +489,13 @@ class Amp:
             for k in keys:
                 child.tags.pop(k, None)
         return {}
+
+
+_GONE = "GONE"  # not an AMP status: a DELETING child that has gone
+
+
+def _gone(child: Child) -> bool:
+    return child.phase.now()[0] == _GONE
 
 
 def _name_of(child: Child) -> str:
