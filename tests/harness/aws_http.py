@@ -281,8 +281,9 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
             elif fault.kind == "throttle":
                 json_errors = service in _JSON_SERVICES
                 code = "ThrottlingException" if json_errors else "Throttling"
-                self._unchecked = fault.status is not None  # a status the test chose
-                status = fault.status or (429 if service == "aps" else 400)
+                default = 429 if service == "aps" else 400
+                status = fault.status or default
+                self._unchecked = status != default  # a status the test chose
                 headers = {}
                 if fault.retry_after is not None:
                     headers["Retry-After"] = str(fault.retry_after)
@@ -292,7 +293,7 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
                 code = fault.code or server_error_code(service, operation)
                 message = fault.message or "emulated server error"
                 extra = required_members(code, ids.get("ws")) if service == "aps" else None
-                self._unchecked = fault.status is not None
+                self._unchecked = fault.status not in (None, 500)  # the test's own choice
                 self._error(service, fault.status or 500, code, message, extra)
                 return
         lose_response = any(f.kind == "drop_after" for f in em._take_faults(operation))
