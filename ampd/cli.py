@@ -54,9 +54,17 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="observe and plan once; change nothing (0 in sync, 2 pending)")
     pl.add_argument("--json", action="store_true")
     pl.add_argument("--color", choices=["auto", "always", "never"], default="auto")
-    ap = sub.add_parser("apply", help="one reconcile pass, then exit (0 converged, 2 partly)")
-    ap.add_argument("--once", action="store_true", help="accepted for clarity; apply is one pass")
+    ap = sub.add_parser("apply", help="reconcile once, then exit (0 converged, 2 partly)")
+    ap.add_argument("--once", action="store_true", help="accepted for clarity; apply never loops")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--settle",
+        type=float,
+        default=600.0,
+        metavar="SECONDS",
+        help="pass again while AWS is still creating or updating what was applied, for up "
+        "to SECONDS (default 600; 0: one pass); still in progress then exits 2",
+    )
     _wait_option(ap)
     ap.add_argument(
         "--accept",
@@ -225,7 +233,7 @@ def _state_command(args: argparse.Namespace) -> int:
     if cmd == "apply":
         from ampd.daemon.oneshot import apply_command
 
-        return apply_command(state, resolve_paths(), as_json=args.json)
+        return apply_command(state, resolve_paths(), as_json=args.json, settle=args.settle)
     if cmd == "adopt":
         from ampd.sides.aws_adopt import adopt_main
 

@@ -142,6 +142,10 @@ def test_empty_account_is_built_then_costs_nothing(
     assert {c.type: c.status for c in first.conditions} == {
         "AwsReachable": ConditionStatus.TRUE,
         "WorkspaceActive": ConditionStatus.TRUE,
+        "WorkspaceConfigurationActive": ConditionStatus.TRUE,
+        "LoggingActive": ConditionStatus.TRUE,
+        "RuleGroupsActive": ConditionStatus.TRUE,
+        "AlertManagerActive": ConditionStatus.TRUE,
         "IamReady": ConditionStatus.TRUE,
         "IamOwned": ConditionStatus.TRUE,
         "IamTrustScoped": ConditionStatus.TRUE,

@@ -57,15 +57,33 @@ def test_plan_apply_plan(proc: AmpdProcess, aws_emulator: AwsEmulator) -> None:
         0
     ].items() or any(c["kind"] == "aws.workspace" for c in as_json["changes"])
 
+    # The workspace is CREATING for a while (as from AMP): apply passes again until it is
+    # ACTIVE and its rule group is written, and only then claims convergence.
     applied = proc.ampd("apply", "--once")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "=> done" in applied.stdout
+    assert "AWS is still working (aws.workspace/cli" in applied.stderr
+    assert "+ aws.rule_group/node (create)" in applied.stdout
+    assert aws_emulator.calls("CreateRuleGroupsNamespace") == 1
     assert len(aws_emulator.workspace_ids("eu-west-1")) == 1
     assert (proc.state_dir / "generated" / "prometheus.yml").exists()
 
     again = proc.ampd("plan")
     assert again.returncode == 0, again.stdout
     assert "No changes" in again.stdout
+
+
+def test_apply_says_what_aws_has_not_finished(
+    proc: AmpdProcess, aws_emulator: AwsEmulator
+) -> None:
+    """With no time to settle (``--settle 0``), a workspace still CREATING is not claimed
+    converged: apply exits 2 and names it, and the rule group it could not write yet."""
+    aws_emulator.creation_delay(600)
+    res = proc.ampd("apply", "--once", "--settle", "0")
+    assert res.returncode == 2, res.stdout + res.stderr
+    assert "still in progress after 0 s: aws.workspace/cli" in res.stderr
+    assert "aws.rule_group/node" in res.stderr
+    assert aws_emulator.calls("CreateRuleGroupsNamespace") == 0
 
 
 def test_plan_reports_an_invalid_state_file(proc: AmpdProcess) -> None:
