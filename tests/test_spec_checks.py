@@ -158,6 +158,15 @@ CASES: list[tuple[str, dict[str, Any], str, str, dict[str, Any]]] = [
         doc(workspace={**WS, "logging": {"log_group_arn": LOGS}}),
     ),
     (
+        # AMP refuses a log group ARN without its ':*' (the model's pattern): said at
+        # validate time, not found out as a 400 from CreateLoggingConfiguration
+        "logging-arn-without-star",
+        doc(workspace={**WS, "logging": {"log_group_arn": LOGS.removesuffix(":*")}}),
+        "workspace.logging.log_group_arn",
+        "AMP needs the ARN ending in ':*'",
+        doc(workspace={**WS, "logging": {"log_group_arn": LOGS}}),
+    ),
+    (
         "remote-write-needs-workspace",
         doc(prometheus={"remote_write": {}}),
         "prometheus.remote_write",
@@ -381,3 +390,15 @@ def test_the_promtool_beside_any_binary_path(binary: str, promtool: str) -> None
     spec = StateSpec.model_validate({"version": 1, "prometheus": {"binary": binary}})
     paths = [path for _loc, path, _what in executables(spec)]
     assert paths == [binary, promtool]
+
+
+def test_log_group_pattern_is_the_amp_models() -> None:
+    """The copy in spec/checks.py is the pattern botocore's amp model gives logGroupArn."""
+    import botocore.session  # noqa: PLC0415 (only this test needs it)
+
+    from ampd.spec.checks import LOG_GROUP_ARN  # noqa: PLC0415
+
+    model = botocore.session.get_session().get_service_model("amp")
+    for op in ("CreateLoggingConfiguration", "UpdateLoggingConfiguration"):
+        member = model.operation_model(op).input_shape.members["logGroupArn"]
+        assert member.metadata["pattern"] == LOG_GROUP_ARN.pattern, op

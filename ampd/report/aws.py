@@ -121,7 +121,9 @@ def resource_status(s: AwsSnapshot, key: ResourceKey) -> ResourceStatus:
             elif key.kind in AMP_KINDS and isinstance(live, Live) and live.status:
                 health = workspace_health(live.status)  # as AMP read it back after the write
                 if live.status != "ACTIVE":
-                    message = f"{outcome.message}; {amp_status_text(live)}"
+                    # "created; AWS reports CREATING", not the plan's "does not exist; ..."
+                    done = f"{outcome.change.action.value}d"
+                    message = f"{done}; {amp_status_text(live)}"
             return ResourceStatus(key, SyncStatus.SYNCED, health, message, s.now, details)
         health = Health.DEGRADED if outcome.permanent else Health.PROGRESSING
         return ResourceStatus(key, SyncStatus.OUT_OF_SYNC, health, outcome.message, None, details)

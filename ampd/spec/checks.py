@@ -5,6 +5,7 @@ Pure. Each problem is (field path, message); the loader adds file, line and colu
 
 from __future__ import annotations
 
+import re
 from pathlib import PurePosixPath
 
 from ampd.core import is_loopback_host
@@ -15,6 +16,11 @@ Loc = tuple[str | int, ...]
 # The scrape jobs ampd renders itself (ampd/render/templates/prometheus.yml.j2): Prometheus
 # refuses a configuration with two jobs of one name.
 BUILTIN_JOBS = ("prometheus", "ampd")
+# CreateLoggingConfiguration's logGroupArn, as the amp model (botocore 1.44.8) patterns it;
+# tests/test_spec_checks.py holds this copy to the model
+LOG_GROUP_ARN = re.compile(
+    r"arn:aws[a-z0-9-]*:logs:[a-z0-9-]+:[0-9]{12}:log-group:[A-Za-z0-9\.\-\_\#/]{1,512}\:\*"
+)
 
 
 def proxy_enabled(spec: StateSpec) -> bool:
@@ -143,11 +149,14 @@ def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR091
         out.append((("workspace", "logging", "log_group_arn"), "logging needs log_group_arn"))
     if ws is not None and ws.logging is not None and ws.logging.log_group_arn is not None:
         arn = ws.logging.log_group_arn
-        if ":logs:" not in arn or ":log-group:" not in arn:
+        if not LOG_GROUP_ARN.fullmatch(arn):
+            hint = (
+                " (AMP needs the ARN ending in ':*')" if LOG_GROUP_ARN.fullmatch(arn + ":*") else ""
+            )
             out.append(
                 (
                     ("workspace", "logging", "log_group_arn"),
-                    f"{arn!r} is not a CloudWatch Logs log group ARN",
+                    f"{arn!r} is not a CloudWatch Logs log group ARN{hint}",
                 )
             )
     prom = spec.prometheus

@@ -50,6 +50,7 @@ import threading
 import time
 from collections.abc import Mapping
 from http.server import ThreadingHTTPServer
+from types import TracebackType
 from typing import Any
 
 from tests.harness.aio import run_standalone
@@ -146,6 +147,21 @@ class AwsEmulator(StartStop):
         if self._moto is not None:
             self._moto.stop()
             self._moto = None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        """``with AwsEmulator() as em:`` (box tests, benchmarks) stops it, and then fails
+        when it answered unlike botocore's model (unless the block already failed)."""
+        self.stop()
+        found = self.violations()
+        if exc_type is None and found:
+            raise AssertionError(
+                "the AWS emulator answered unlike botocore's model:\n" + "\n".join(found)
+            )
 
     @property
     def port(self) -> int:
