@@ -27,22 +27,10 @@ from ampd.gateways.aws import (
 from ampd.gateways.aws_base import CONFLICT_DELAY, THROTTLE_DELAY, AskedToWait
 from ampd.plan.retry import BACKOFF_CAP, AtLeast, RetryBook
 from tests.harness.aws_emulator import AwsEmulator
-from tests.harness.fixtures_aws import REGION, AwsEnv
+from tests.harness.fixtures_aws import ANY_POLICY, EC2_TRUST, REGION, AwsEnv
 
-TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
-DOC = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-}
+TRUST = EC2_TRUST
+DOC = ANY_POLICY
 RULES = b"groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n"
 ALERTS = (
     b"alertmanager_config: |\n  route:\n    receiver: default\n  receivers:\n  - name: default\n"

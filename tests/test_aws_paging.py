@@ -16,22 +16,10 @@ from botocore.stub import Stubber
 
 from ampd.gateways.aws import AwsGateway, api_call_counts, make_gateway, reset_api_call_counts
 from tests.harness.aws_emulator import AwsEmulator
-from tests.harness.fixtures_aws import REGION, AwsEnv
+from tests.harness.fixtures_aws import ANY_POLICY, EC2_TRUST, REGION, AwsEnv
 
-TRUST = {
-    "Version": "2012-10-17",
-    "Statement": [
-        {
-            "Effect": "Allow",
-            "Principal": {"Service": "ec2.amazonaws.com"},
-            "Action": "sts:AssumeRole",
-        }
-    ],
-}
-DOC = {
-    "Version": "2012-10-17",
-    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
-}
+TRUST = EC2_TRUST
+DOC = ANY_POLICY
 RULES = b"groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n"
 
 

@@ -73,9 +73,7 @@ def test_plan_apply_plan(proc: AmpdProcess, aws_emulator: AwsEmulator) -> None:
     assert "No changes" in again.stdout
 
 
-def test_apply_says_what_aws_has_not_finished(
-    proc: AmpdProcess, aws_emulator: AwsEmulator
-) -> None:
+def test_apply_says_what_aws_has_not_finished(proc: AmpdProcess, aws_emulator: AwsEmulator) -> None:
     """With no time to settle (``--settle 0``), a workspace still CREATING is not claimed
     converged: apply exits 2 and names it, and the rule group it could not write yet."""
     aws_emulator.creation_delay(600)

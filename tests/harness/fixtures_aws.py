@@ -100,6 +100,11 @@ def aws_emulator_env(
     return AwsEnv(endpoint_url=aws_emulator.endpoint, region=REGION, imds_endpoint=imds.endpoint)
 
 
+# an inline policy whose content does not matter to the test
+ANY_POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:*", "Resource": "*"}],
+}
 EC2_TRUST = {
     "Version": "2012-10-17",
     "Statement": [
