@@ -301,9 +301,7 @@ def read_children(
             raise
         except (PermanentError, TemporaryError) as e:
             log.warning("aws.observe.failed", key=str(key), error=str(e))
-            if isinstance(e, TemporaryError):
-                return Unreadable(key, str(e), delay=e.delay)
-            return Unreadable(key, str(e), permanent=True)
+            return Unreadable.of(key, e)
         if live is None or live.status not in TRANSITIONAL:
             cache.resources[key] = live
         return live

@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from ampd.core import Action, Change, FieldDiff, Kind, Plan, ResourceKey, Skipped
+from ampd.errors import PermanentError, TemporaryError
 from ampd.spec.models import StateSpec
 
 __all__ = [
@@ -116,6 +117,13 @@ class Unreadable:
     error: str
     permanent: bool = False
     delay: float = 5.0  # a temporary failure: the base of the wait (an AtLeast keeps Retry-After)
+
+    @staticmethod
+    def of(key: ResourceKey, e: PermanentError | TemporaryError) -> Unreadable:
+        """The read of ``key`` failed with ``e``: permanent, or retried after its delay."""
+        if isinstance(e, TemporaryError):
+            return Unreadable(key, str(e), delay=e.delay)
+        return Unreadable(key, str(e), permanent=True)
 
 
 Observed = Mapping[ResourceKey, Live | Unreadable | None]

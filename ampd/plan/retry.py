@@ -75,17 +75,15 @@ class RetryBook:
             self._permanent[key] = Permanent(fingerprint, message)
             self._failures.pop(key, None)
 
-    def failed_temporarily(
-        self, key: ResourceKey | str, delay: float = BACKOFF_BASE, *, at_least: float = 0.0
-    ) -> float:
+    def failed_temporarily(self, key: ResourceKey | str, delay: float = BACKOFF_BASE) -> float:
         """Count one more failure in a row; the backoff before the next try.
 
-        Never less than ``at_least`` or than an :class:`AtLeast` ``delay`` (both capped
-        by the book's cap). A ``delay`` of 0 (nothing to wait for: re-read and re-plan)
-        is honoured on the first failure only; failing again in a row backs off from
-        ``REPEAT_BASE``, so a re-plan that does not help cannot spin.
+        Never less than an :class:`AtLeast` ``delay`` (capped by the book's cap). A
+        ``delay`` of 0 (nothing to wait for: re-read and re-plan) is honoured on the first
+        failure only; failing again in a row backs off from ``REPEAT_BASE``, so a re-plan
+        that does not help cannot spin.
         """
-        floor = max(at_least, float(delay) if isinstance(delay, AtLeast) else 0.0)
+        floor = float(delay) if isinstance(delay, AtLeast) else 0.0
         with self._lock:
             n = self._failures.get(key, 0)
             self._failures[key] = n + 1

@@ -224,7 +224,7 @@ class AwsSide:
             except AwsUnreachable:
                 raise
             except (PermanentError, TemporaryError) as e:
-                lookup = WorkspaceLookup(Unreadable(key, str(e), isinstance(e, PermanentError)))
+                lookup = WorkspaceLookup(Unreadable.of(key, e))
             if not isinstance(lookup.live, Unreadable):
                 self._cache.workspace = lookup.live
                 self._cache.workspace_read = lookup.live is None or (
