@@ -134,13 +134,13 @@ def _dispatch(args: argparse.Namespace) -> int:
         sys.stdout.write(schema_json())
         return EXIT_OK
     if cmd == "version":
-        from ampd.daemon.info import version_info
+        from ampd.commands.info import version_info
 
         for k, val in version_info().items():
             print(f"{k}: {val}")
         return EXIT_OK
     if cmd == "validate":
-        from ampd.observe.specfile import load_and_check, open_source, source_name
+        from ampd.source.specfile import load_and_check, open_source, source_name
 
         raw = args.file or args.state or str(state_file_from_env(None))
         remote = source_name(raw)
@@ -155,11 +155,11 @@ def _dispatch(args: argparse.Namespace) -> int:
     if cmd == "bake" and not args.dry_run:
         return _locked(args)
     if cmd == "bake":
-        from ampd.daemon.bake import bake_command
+        from ampd.commands.bake import bake_command
 
         return bake_command(resolve_paths(), as_json=args.json, dry_run=True)
     if cmd == "exec":
-        from ampd.daemon.execproc import exec_process
+        from ampd.commands.execproc import exec_process
 
         return exec_process(args.name, resolve_paths())
     if cmd == "proxy":
@@ -168,7 +168,7 @@ def _dispatch(args: argparse.Namespace) -> int:
         cfg = Path(args.config) if args.config else resolve_paths().generated / "proxy.json"
         return proxy_main(cfg)
     if cmd == "status":
-        from ampd.report.statusview import status_command
+        from ampd.engine.statusview import status_command
 
         return status_command(resolve_paths().status, as_json=args.json)
     if cmd in ("apply", "render"):
@@ -217,29 +217,29 @@ def _state_command(args: argparse.Namespace) -> int:
 
     cmd = args.command
     if cmd == "bake":
-        from ampd.daemon.bake import bake_command
+        from ampd.commands.bake import bake_command
 
         return bake_command(resolve_paths(), as_json=args.json, dry_run=False)
     accept = args.accept if cmd == "apply" else None
     state = _state(args.state, cmd, resolve_paths(), args.region, accept)
     if cmd == "render":
-        from ampd.daemon.oneshot import render_command
+        from ampd.commands.oneshot import render_command
 
         return render_command(state, resolve_paths(), Path(args.out) if args.out else None)
     if cmd == "plan":
-        from ampd.daemon.oneshot import plan_command
+        from ampd.commands.oneshot import plan_command
 
         return plan_command(state, resolve_paths(), as_json=args.json, color=args.color)
     if cmd == "apply":
-        from ampd.daemon.oneshot import apply_command
+        from ampd.commands.oneshot import apply_command
 
         return apply_command(state, resolve_paths(), as_json=args.json, settle=args.settle)
     if cmd == "adopt":
-        from ampd.sides.aws_adopt import adopt_main
+        from ampd.commands.adopt import adopt_main
 
         return adopt_main(state, args.kind, args.name, yes=args.yes, region=args.region)
     if cmd == "policy":
-        from ampd.sides.aws_policycmd import policy_main
+        from ampd.commands.policy import policy_main
 
         return policy_main(
             state,
@@ -275,7 +275,7 @@ def _state(
         if accept is not None:
             raise AmpdError("--accept is for an ssm:/s3:// state; a local file is applied as is")
         return state_file_from_env(cli_value)
-    from ampd.observe.specfile import open_source, source_name
+    from ampd.source.specfile import open_source, source_name
 
     remote = source_name(raw)
     assert remote is not None

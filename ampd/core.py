@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
 from types import MappingProxyType
@@ -269,3 +269,19 @@ def is_loopback_host(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# The instance metadata service's addresses (IPv4, and IPv6 on Nitro).
+IMDS_ADDRESSES = ("169.254.169.254", "fd00:ec2::254")
+
+
+def imds_denied(entries: Sequence[str]) -> bool:
+    """Whether an IPAddressDeny= list (``systemctl show``: ``169.254.169.254/32
+    fd00:ec2::254/128``) holds both IMDS addresses."""
+    return all(any(is_imds(e, addr) for e in entries) for addr in IMDS_ADDRESSES)
+
+
+def is_imds(entry: str, addr: str | None = None) -> bool:
+    host, _, prefix = entry.partition("/")
+    exact = prefix in ("", "32" if ":" not in host else "128")
+    return exact and (host == addr if addr is not None else host in IMDS_ADDRESSES)

@@ -33,7 +33,7 @@ import yaml
 from bench.report import environment, write_section
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
 from tests.harness.prom import Prometheus
-from tests.test_daemon_local import base_state, get_json, resource
+from tests.local.test_daemon_local import base_state, get_json, resource
 
 GOAL_P95_MS = 50.0
 GOAL_RATIO = 10.0
@@ -215,8 +215,8 @@ def inotify_latency(n: int = 10) -> float:
 
 
 def component_times() -> dict[str, float]:
-    from ampd.render.context import RenderContext  # noqa: PLC0415 - bench-only imports
-    from ampd.render.files import render_all  # noqa: PLC0415
+    from ampd.local.render.context import RenderContext  # noqa: PLC0415 - bench-only imports
+    from ampd.local.render.files import render_all  # noqa: PLC0415
     from ampd.spec.load import load_spec  # noqa: PLC0415
 
     text = yaml.safe_dump(base_state(19090, 19795, jobs=[{"job": "a", "targets": ["h:1"]}]))

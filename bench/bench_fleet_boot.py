@@ -90,16 +90,16 @@ _BASE: list[Any] = []
 
 def _aws_side(store_path: Path, session: Any) -> Any:
     """This host's AWS side, signing with its own identity."""
-    from ampd.gateways.aws import AwsGateway  # noqa: PLC0415 (worker process only)
+    from ampd.aws.gateway.client import AwsGateway  # noqa: PLC0415 (worker process only)
     from ampd.gateways.store import Store  # noqa: PLC0415
 
     def factory(region: str, endpoint: str | None) -> AwsGateway:
         return AwsGateway(region, endpoint, session=session)
 
     try:
-        from ampd.sides.aws import AwsSide  # noqa: PLC0415
+        from ampd.aws.side.side import AwsSide  # noqa: PLC0415
     except ImportError:  # before the two-sides layout
-        from ampd.act.aws import AwsReconciler as AwsSide  # type: ignore[attr-defined,no-redef]  # noqa: PLC0415
+        from ampd.aws.act.writes import AwsReconciler as AwsSide  # type: ignore[attr-defined,no-redef]  # noqa: PLC0415
     return AwsSide(factory, Store(store_path))
 
 
@@ -108,10 +108,10 @@ def boot_host(index: int, root: Path, deadline: float, metadata: dict[str, str])
     converged."""
     import boto3  # noqa: PLC0415
 
+    from ampd.engine.facts import Facts  # noqa: PLC0415
     from ampd.gateways.statesource import SourceFetcher  # noqa: PLC0415
-    from ampd.observe.source import StateSource  # noqa: PLC0415
-    from ampd.observe.specfile import file_problems  # noqa: PLC0415
-    from ampd.sides.facts import Facts  # noqa: PLC0415
+    from ampd.source.specfile import file_problems  # noqa: PLC0415
+    from ampd.source.state import StateSource  # noqa: PLC0415
 
     started = time.monotonic()
     host = root / f"host-{os.getpid()}-{index}"
@@ -199,7 +199,7 @@ def worker(args: argparse.Namespace) -> int:
         t.start()
     for t in threads:
         t.join()
-    from ampd.gateways.aws import api_call_counts  # noqa: PLC0415
+    from ampd.aws.gateway.client import api_call_counts  # noqa: PLC0415
 
     codes = [[op, code, n] for (op, code), n in api_call_counts().items()]
     sys.stdout.write(json.dumps({"hosts": results, "aws_codes": codes}) + "\n")
@@ -213,7 +213,7 @@ def steady_state_reads(hosts: int, hours: float = 1.0) -> tuple[float, int]:
     """SSM reads per host per hour: ``hosts`` sources poll for ``hours`` of simulated
     time (real interval and jitter, a simulated clock) against the emulator."""
     from ampd.gateways.statesource import SourceFetcher  # noqa: PLC0415
-    from ampd.observe.source import StateSource  # noqa: PLC0415
+    from ampd.source.state import StateSource  # noqa: PLC0415
 
     now = [0.0]
     fetcher = SourceFetcher(REGION)

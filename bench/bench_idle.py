@@ -22,7 +22,7 @@ from pathlib import Path
 
 from bench.report import REPO, environment, write_section
 from tests.harness.fixtures_local import AmpdProcess, free_port
-from tests.test_daemon_local import base_state
+from tests.local.test_daemon_local import base_state
 
 TICK = os.sysconf("SC_CLK_TCK")
 # In the dev virtualenv structlog finds rich (pulled in by import-linter) and imports it

@@ -19,7 +19,7 @@ from pathlib import Path
 from bench.bench_idle import hide_dev_only
 from bench.report import environment, write_section
 from tests.harness.fixtures_local import AmpdProcess, free_port
-from tests.test_daemon_local import base_state
+from tests.local.test_daemon_local import base_state
 
 GOAL_S = 0.3
 BARE = (

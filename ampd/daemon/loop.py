@@ -29,8 +29,8 @@ from ampd.gateways.paths import Paths
 if TYPE_CHECKING:  # the rest is imported after READY=1 (see Daemon.run)
     from ampd.core import Change, ResourceKey
     from ampd.daemon.metrics import Metrics
-    from ampd.daemon.reconcile import Reconciler
-    from ampd.report.status import PassSummary
+    from ampd.engine.reconcile import Reconciler
+    from ampd.engine.status import PassSummary
 
 log = structlog.get_logger()
 
@@ -81,15 +81,15 @@ class Daemon:
         requested_runtime = self._read_spec()
         self.notifier.ready("Unknown · starting · first pass pending")
         from ampd.daemon.metrics import Metrics  # noqa: PLC0415 (after READY=1)
-        from ampd.daemon.reconcile import Reconciler  # noqa: PLC0415
-        from ampd.daemon.wiring import (  # noqa: PLC0415
+        from ampd.engine.reconcile import Reconciler  # noqa: PLC0415
+        from ampd.spec.models import split_listen  # noqa: PLC0415
+        from ampd.wiring import (  # noqa: PLC0415
             api_call_counts,
             imds,
             make_aws,
             make_runtime,
             self_command,
         )
-        from ampd.spec.models import split_listen  # noqa: PLC0415
 
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
         runtime = make_runtime(
@@ -142,7 +142,7 @@ class Daemon:
         runtime, the AWS side and the rest of a pass are imported after READY=1.
         Returns the spec's ``runtime`` ("auto" when the file is broken or missing)."""
         from ampd.errors import SpecError  # noqa: PLC0415
-        from ampd.observe.specfile import read_state_file  # noqa: PLC0415
+        from ampd.source.specfile import read_state_file  # noqa: PLC0415
         from ampd.spec.load import load_spec  # noqa: PLC0415
 
         with contextlib.suppress(SpecError, OSError, ValueError):
@@ -210,7 +210,7 @@ class Daemon:
     async def _one_pass(self, rec: Reconciler, metrics: Metrics, why: list[str]) -> None:
         if self.reload_requested:
             rec.book.forget_permanent()  # an operator's reload retries what was given up on
-            from ampd.observe.specfile import state_source_for  # noqa: PLC0415
+            from ampd.source.specfile import state_source_for  # noqa: PLC0415
 
             source = state_source_for(rec.state_path)
             if source is not None:
@@ -235,7 +235,7 @@ class Daemon:
         rec.book.succeeded("pass")
         self.passes += 1
         self.next_pass_at = summary.next_pass_at
-        from ampd.report.status import new_drift, status_document  # noqa: PLC0415 (loaded)
+        from ampd.engine.status import new_drift, status_document  # noqa: PLC0415 (loaded)
 
         now = time.time()
         fresh_drift, self.drift_seen = new_drift(self.drift_seen, summary.plan.drift)

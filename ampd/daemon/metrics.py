@@ -10,8 +10,8 @@ from prometheus_client.registry import Collector
 
 from ampd import __version__
 from ampd.core import Change, Health, SyncStatus
+from ampd.engine.status import PassSummary
 from ampd.gateways.notify import Notifier
-from ampd.report.status import PassSummary
 
 
 class _AwsCalls(Collector):

@@ -147,3 +147,18 @@ def remove_tree_checked(path: Path) -> None:
 def remove(path: Path) -> None:
     with contextlib.suppress(FileNotFoundError):
         path.unlink()
+
+
+class FileWriter:
+    """The capability to write, replace and remove files. Only an applying pass holds one
+    (``ampd.wiring.Writers``); ``ampd plan`` never builds it, so a plan writes no file."""
+
+    def write(self, path: Path, data: bytes, mode: int = 0o640) -> None:
+        atomic_write(path, data, mode)
+
+    def remove(self, path: Path) -> None:
+        remove(path)
+
+    def remove_tree(self, path: Path) -> None:
+        """Removes ``path`` and everything under it; raises when something is left."""
+        remove_tree_checked(path)

@@ -3,7 +3,7 @@
 ``grafana-server -v`` prints ``Version 11.5.2 (commit: ..., branch: ...)``; the single
 ``grafana`` binary of newer releases answers ``grafana server -v`` (and ``grafana -v``
 with ``grafana version 12.0.2``). The version decides which data source Grafana expects
-(see ampd.render.grafana), so it is read once per binary and cached until the binary file
+(see ampd.local.render.grafana), so it is read once per binary and cached until the binary file
 changes (a package upgrade).
 """
 

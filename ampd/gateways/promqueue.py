@@ -31,7 +31,6 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 from ampd.gateways.http import HttpResult, request
-from ampd.render.files import queue_fingerprint
 
 PREFIX = "prometheus_remote_storage_"
 _LINE_RE = re.compile(r"^(prometheus_remote_storage_[a-z_]+)(?:\{([^}]*)\})?\s+(\S+)")
@@ -189,15 +188,3 @@ def wait_drained(
         if latest is None:  # it went away while we waited: nothing left to drain
             return Drained(False, clock() - start, None)
         snap = latest
-
-
-def drain_before_reload(
-    listen: str, running: bytes | None, new: bytes, timeout: float, *, fetch: Fetch = _get
-) -> Drained | None:
-    """Before Prometheus loads ``new`` in place of the ``running`` prometheus.yml: wait
-    for the queue to drain if the reload will rebuild it (the external labels or the
-    remote_write section differ); None when it will not, or nothing is running yet.
-    Before a restart, pass ``new=b""``: a restart always starts the queue afresh."""
-    if running is None or (queue_fingerprint(running) == queue_fingerprint(new) and new):
-        return None
-    return wait_drained(listen, timeout, fetch=fetch)

@@ -15,15 +15,23 @@ from typing import Protocol
 
 from ampd.core import Command, ProcessState
 
-__all__ = ["PROCESS_NAMES", "Command", "ProcessState", "Runtime"]
+__all__ = ["PROCESS_NAMES", "Command", "ProcessControl", "ProcessState", "Runtime", "RuntimeView"]
 
 PROCESS_NAMES = ("prometheus", "sigv4-proxy", "grafana")
 
 
-class Runtime(Protocol):
-    name: str
+class RuntimeView(Protocol):
+    """What a pass may do with the runtime without writers: look."""
+
+    @property
+    def name(self) -> str: ...
 
     def observe(self, name: str) -> ProcessState: ...
+
+
+class ProcessControl(RuntimeView, Protocol):
+    """The capability to start, stop, restart, reload and fence processes. Only an
+    applying pass holds one (``ampd.wiring.Writers``)."""
 
     def start(self, command: Command) -> None: ...
 
@@ -57,3 +65,6 @@ class Runtime(Protocol):
     def shutdown(self, timeout: float = 15.0) -> None:
         """ampd is exiting. supervisor: stop every child in order; systemd: leave units."""
         ...
+
+
+Runtime = ProcessControl  # what both runtimes implement: the view and the control

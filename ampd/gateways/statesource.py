@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ampd.errors import AmpdError
 from ampd.gateways import imds
-from ampd.gateways.aws_base import network_errors
+from ampd.gateways.botoerrors import network_errors
 from ampd.gateways.sourceref import SourceRef, outside_prefix, parse_ref
 
 if TYPE_CHECKING:

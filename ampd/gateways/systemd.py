@@ -30,13 +30,13 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ampd.core import IMDS_ADDRESSES, imds_denied, is_imds
 from ampd.errors import PermanentError, TemporaryError
 from ampd.gateways import progress
 from ampd.gateways.files import read_bytes
 from ampd.gateways.paths import Paths, resolve_paths
 from ampd.gateways.pidwatch import PidWatch
 from ampd.gateways.runtime import PROCESS_NAMES, Command, ProcessState
-from ampd.render.imds import IMDS_ADDRESSES, imds_denied, is_imds
 
 __all__ = ["Completed", "SystemdRuntime", "running_under_systemd", "unit_name"]
 

@@ -5,7 +5,7 @@ with a 403. Prometheus treats every 4xx as final and drops the batch, so a host 
 clock drifted would lose every sample while looking healthy. The proxy therefore
 recognises that refusal, takes AWS's time from the ``Date`` header of the same answer,
 and signs "now + offset" from then on (ampd.proxy.relay). These are the pure parts. The
-daemon turns an offset above 60 s into a condition (ampd.report.proxy).
+daemon turns an offset above 60 s into a condition (ampd.local.report.proxy).
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ Loc = tuple[str | int, ...]
 # refuses a configuration with two jobs of one name.
 BUILTIN_JOBS = ("prometheus", "ampd")
 # CreateLoggingConfiguration's logGroupArn, as the amp model (botocore 1.44.8) patterns it;
-# tests/test_spec_checks.py holds this copy to the model
+# tests/engine/test_spec_checks.py holds this copy to the model
 LOG_GROUP_ARN = re.compile(
     r"arn:aws[a-z0-9-]*:logs:[a-z0-9-]+:[0-9]{12}:log-group:[A-Za-z0-9\.\-\_\#/]{1,512}\:\*"
 )

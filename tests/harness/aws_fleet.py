@@ -15,9 +15,9 @@ import threading
 import time
 from pathlib import Path
 
-from ampd.gateways.aws import make_gateway
+from ampd.aws.gateway.client import make_gateway
+from ampd.aws.side.side import AwsSide
 from ampd.gateways.store import Store
-from ampd.sides.aws import AwsSide
 from ampd.spec.models import StateSpec
 
 

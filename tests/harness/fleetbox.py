@@ -20,7 +20,7 @@ instances reach the regional endpoints and their own 169.254.169.254:
 - ``layered(top, base)``: an image as a small top layer (what the platform team adds,
   then what baking left) over the installed tree, which is never copied or changed.
 - ``ensure_installed_root()`` is this machine's release's tree with the .deb installed (apt-get, as
-  tests/test_deb.py does it), cached under ``/var/cache/ampd-test/fleet-installed-<hash>``
+  tests/package/test_deb.py does it), cached under ``/var/cache/ampd-test/fleet-installed-<hash>``
   where the hash covers every file that goes into the package.
 """
 

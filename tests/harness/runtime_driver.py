@@ -1,5 +1,5 @@
 """Drives ``SystemdRuntime`` inside a systemd box: JSON operations on stdin, JSON results
-on stdout (``python -m tests.harness.runtime_driver``). Used by tests/test_systemd_box.py
+on stdout (``python -m tests.harness.runtime_driver``). Used by tests/system/test_systemd_box.py
 so the runtime runs as the ``ampd`` user against the real systemd and polkit."""
 
 from __future__ import annotations

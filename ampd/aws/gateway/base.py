@@ -1,0 +1,377 @@
+"""The AWS gateway's one call path: clients, error translation, call counts.
+
+The typed API is in ``ampd.aws.gateway.client`` (AMP) and ``ampd.aws.gateway.iam`` (IAM).
+
+Every call goes through :meth:`AwsGateway._call`, which
+
+- counts it per ``(operation, code)`` (``api_call_counts()``, exported by the daemon as
+  ``ampd_aws_api_calls_total``),
+- turns botocore's exceptions into ampd's error tree:
+
+      throttling, HTTP 429, 5xx                      -> TemporaryError(delay); with a
+                                                        ``Retry-After`` header, AskedToWait
+                                                        (the retry book waits at least that)
+      ConflictException (workspace busy),
+      IAM ConcurrentModification                     -> TemporaryError(delay)
+      connection refused/reset/timed out             -> AwsUnreachable (a TemporaryError)
+      expired/unknown credentials, clock skew        -> CredentialsRejected (an
+                                                        AwsUnreachable whose ``reason`` says
+                                                        which: the pass ends, the gateway is
+                                                        rebuilt so the credential chain is
+                                                        read again)
+      AccessDenied                                   -> AccessDenied (a PermanentError that
+                                                        names the action and the principal)
+      not found on Delete*/Detach*/Remove*           -> done: the call returns normally
+      not found on Put*/Update*/Tag*/Untag*/Attach*/
+        AddRoleTo*/Create* of a child                -> ResourceGone (read again, re-plan);
+                                                        an IAM policy ARN that does not
+                                                        exist stays a PermanentError
+      not found on Describe*/Get*                    -> ``None`` from describe/get methods
+      EntityAlreadyExists, ConflictException on a
+        Create* of an AMP child that is there        -> AlreadyExists (read again, re-plan)
+      validation, quota, anything else               -> PermanentError
+
+Only codes that the amp, iam and sts models (or AWS's common errors) name are matched.
+
+botocore's own retries are off (one attempt): scheduling and backoff are decided by the
+reconciler, in one place. Timeouts are short so a pass never hangs on AWS.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import structlog
+
+from ampd.engine.retry import BACKOFF_CAP, AtLeast
+from ampd.errors import PermanentError, TemporaryError
+from ampd.gateways.botoerrors import network_errors
+
+if TYPE_CHECKING:
+    import boto3
+    from mypy_boto3_amp.client import PrometheusServiceClient
+    from mypy_boto3_iam.client import IAMClient
+    from mypy_boto3_sts.client import STSClient
+
+__all__ = [
+    "AccessDenied",
+    "AlreadyExists",
+    "AskedToWait",
+    "AwsBase",
+    "AwsUnreachable",
+    "CredentialsRejected",
+    "Identity",
+    "NotFound",
+    "ResourceGone",
+    "api_call_counts",
+    "reset_api_call_counts",
+]
+
+log = structlog.get_logger()
+
+T = TypeVar("T")
+
+CONNECT_TIMEOUT = 3.0
+READ_TIMEOUT = 10.0
+
+THROTTLE_DELAY = 2.0
+SERVER_ERROR_DELAY = 1.0
+NETWORK_DELAY = 5.0
+CONFLICT_DELAY = 5.0
+CREDENTIALS_DELAY = 10.0
+
+# IAM and STS (query protocol) answer "Throttling", AMP (rest-json) "ThrottlingException".
+_THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException"})
+_DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
+_NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchEntity"})
+_EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+_CREDENTIAL_CODES = _EXPIRED_CODES | {
+    "InvalidClientTokenId",
+    "UnrecognizedClientException",
+    "SignatureDoesNotMatch",
+    "InvalidSignatureException",
+}
+_SERVER_CODES = frozenset({"InternalServerException", "ServiceUnavailable", "ServiceFailure"})
+_CONCURRENT_CODES = frozenset({"ConcurrentModification"})
+_EXISTS_CODES = frozenset({"EntityAlreadyExists"})
+_CONFLICT_CODES = frozenset({"ConflictException"})
+# a not-found on these means what the cache holds is stale
+_GONE_ON_WRITE = ("Put", "Update", "Tag", "Untag", "Attach", "AddRoleTo", "Create")
+# AMP's creates of a workspace's child: a ConflictException that is not about the
+# workspace's state means the child is already there
+_AMP_CHILD_CREATES = frozenset(
+    {"CreateRuleGroupsNamespace", "CreateAlertManagerDefinition", "CreateLoggingConfiguration"}
+)
+_BUSY_RE = re.compile(r"\b(CREATING|UPDATING|DELETING|not (in )?(an? )?ACTIVE)\b", re.IGNORECASE)
+_IAM_PREFIX = {"amp": "aps", "iam": "iam", "sts": "sts"}
+_DENIED_RE = re.compile(
+    r"(?:User|Principal):?\s+(?P<principal>\S+)\s+is not authorized to perform:?\s+"
+    r"(?P<action>[\w-]+:[\w*]+)"
+)
+
+
+class AwsUnreachable(TemporaryError):
+    """The endpoint could not be reached at all (refused, reset, timed out, DNS)."""
+
+
+class CredentialsRejected(AwsUnreachable):
+    """AWS answered but did not accept the request's credentials: ``reason`` is
+    ``ClockSkew`` (the signature's time is more than 5 minutes off AWS's clock),
+    ``CredentialsExpired`` (the session token was rotated out) or ``CredentialsInvalid``."""
+
+    def __init__(self, reason: str, message: str, delay: float) -> None:
+        self.reason = reason
+        super().__init__(message, delay=delay)
+
+
+def credentials_rejected(code: str, message: str, where: str) -> CredentialsRejected:
+    skewed = ("Signature expired", "Signature not yet current")
+    if any(w in message for w in skewed):
+        hint = "the host's clock is more than 5 minutes off AWS's (check chrony/NTP)"
+        return CredentialsRejected("ClockSkew", f"{where} ({hint})", CREDENTIALS_DELAY)
+    if code in _EXPIRED_CODES:
+        hint = "AWS credentials expired; fresh ones are read from the credential chain"
+        return CredentialsRejected("CredentialsExpired", f"{where} ({hint})", CREDENTIALS_DELAY)
+    return CredentialsRejected("CredentialsInvalid", where, CREDENTIALS_DELAY)
+
+
+class AskedToWait(TemporaryError):
+    """AWS was throttling or unavailable and said how long to wait (``Retry-After``).
+
+    ``delay`` is an :class:`~ampd.engine.retry.AtLeast`: the retry book never waits less
+    than ``retry_after`` seconds (bounded by its cap) before the next try."""
+
+    def __init__(self, message: str, retry_after: float) -> None:
+        self.retry_after = min(max(retry_after, 0.0), BACKOFF_CAP)
+        super().__init__(message, delay=AtLeast(self.retry_after))
+
+
+class NotFound(PermanentError):
+    """A describe/get/delete found nothing: ``_get`` makes it None, ``_delete`` done."""
+
+
+class ResourceGone(TemporaryError):
+    """A write (``Put…``/``Update…``) found its resource gone: deleted outside ampd since
+    it was last read. What was remembered of it is stale; the next pass reads it again
+    and plans from what is there (a create). ``delay`` is 0: nothing to wait for."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, delay=0.0)
+
+
+class AlreadyExists(TemporaryError):
+    """A create found the resource already there (made by a concurrent writer, or by
+    this host's own earlier call whose answer was lost). Not a failure to give up on:
+    the next pass reads it again and plans from what is there."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, delay=0.0)
+
+
+class AccessDenied(PermanentError):
+    """AWS refused an action to the principal; names both."""
+
+    def __init__(self, action: str, principal: str, detail: str) -> None:
+        self.action = action
+        self.principal = principal
+        super().__init__(f"AccessDenied: {principal} is not allowed to call {action} ({detail})")
+
+
+@dataclass(frozen=True)
+class Identity:
+    account: str
+    arn: str
+
+
+_counts: Counter[tuple[str, str]] = Counter()
+_counts_lock = threading.Lock()
+
+
+def api_call_counts() -> dict[tuple[str, str], int]:
+    """Calls made so far by every gateway in this process, per (operation, code)."""
+    with _counts_lock:
+        return dict(_counts)
+
+
+def reset_api_call_counts() -> None:
+    with _counts_lock:
+        _counts.clear()
+
+
+def _count(operation: str, code: str) -> None:
+    with _counts_lock:
+        _counts[(operation, code)] += 1
+
+
+def retry_after(headers: Mapping[str, Any]) -> float | None:
+    """The seconds of a ``Retry-After`` header (AMP binds its errors' ``retryAfterSeconds``
+    to it; botocore gives header names in lower case, a hand-made answer may not); None
+    when absent or not a number."""
+    value = headers.get("retry-after", headers.get("Retry-After"))
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _not_found(operation: str, code: str, where: str) -> Exception:
+    """A not-found answer, by what the call was doing: a write's resource is gone; anything
+    else (Describe/Get/List, and Delete/Detach/Remove) is NotFound, which ``_get`` makes
+    None and ``_delete`` makes done."""
+    if operation.startswith(_GONE_ON_WRITE):
+        if code == "NoSuchEntity" and ":policy/" in where:
+            return PermanentError(where)  # a managed policy or boundary ARN that is not there
+        return ResourceGone(where)
+    return NotFound(where)
+
+
+def policy_json(doc: Mapping[str, Any]) -> str:
+    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
+
+
+def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
+
+
+def tag_dict(tags: list[Any] | None) -> dict[str, str]:
+    return {t["Key"]: t["Value"] for t in tags or []}
+
+
+class AwsBase:
+    """Clients of one region and the one call path every API method goes through."""
+
+    def __init__(
+        self,
+        region: str,
+        endpoint_url: str | None = None,
+        *,
+        session: boto3.session.Session | None = None,
+    ) -> None:
+        self.region = region
+        # boto3 and botocore are imported on the first AWS pass, not at start-up: they
+        # are most of ampd's memory and start-up time, and many hosts never call AWS.
+        import boto3  # noqa: PLC0415 (lazy, see above)
+        from botocore.config import Config  # noqa: PLC0415 (lazy, see above)
+
+        session = session or boto3.session.Session(region_name=region)
+        config = Config(
+            connect_timeout=CONNECT_TIMEOUT,
+            read_timeout=READ_TIMEOUT,
+            retries={"total_max_attempts": 1, "mode": "standard"},
+            user_agent_extra="ampd",
+        )
+        self._amp: PrometheusServiceClient = session.client(
+            "amp", region_name=region, endpoint_url=endpoint_url, config=config
+        )
+        self._iam: IAMClient = session.client("iam", region_name=region, config=config)
+        self._sts: STSClient = session.client("sts", region_name=region, config=config)
+        self._principal: str | None = None
+
+    # -- the one call path --------------------------------------------------------------
+
+    def _call(self, service: str, operation: str, fn: Callable[[], T]) -> T:
+        import botocore.exceptions  # noqa: PLC0415 (loaded with the clients; cached)
+
+        try:
+            result = fn()
+        except botocore.exceptions.ClientError as e:
+            err = e.response.get("Error", {})
+            code = str(err.get("Code") or "Unknown")
+            message = str(err.get("Message") or err.get("message") or e)
+            meta = e.response.get("ResponseMetadata", {})
+            status = int(meta.get("HTTPStatusCode") or 0)
+            wait = retry_after(meta.get("HTTPHeaders") or {})
+            _count(operation, code)
+            raise self._translate(
+                service, operation, code, message, status, retry_after=wait
+            ) from e
+        except network_errors() as e:
+            _count(operation, "NetworkError")
+            raise AwsUnreachable(f"{operation}: {e}", delay=NETWORK_DELAY) from e
+        except botocore.exceptions.NoCredentialsError as e:
+            _count(operation, "NoCredentials")
+            raise TemporaryError(
+                f"{operation}: no AWS credentials (env, shared config or instance role)",
+                delay=30.0,
+            ) from e
+        except botocore.exceptions.BotoCoreError as e:
+            _count(operation, type(e).__name__)
+            raise PermanentError(f"{operation}: {e}") from e
+        _count(operation, "OK")
+        return result
+
+    def _translate(
+        self,
+        service: str,
+        operation: str,
+        code: str,
+        message: str,
+        status: int,
+        *,
+        retry_after: float | None = None,
+    ) -> Exception:
+        where = f"{operation}: {code}: {message}"
+        if code in _CREDENTIAL_CODES:
+            return credentials_rejected(code, message, where)
+        if code in _THROTTLING_CODES or status == 429 or status >= 500 or code in _SERVER_CODES:
+            if retry_after is not None:
+                return AskedToWait(where, retry_after)
+            throttled = code in _THROTTLING_CODES or status == 429
+            return TemporaryError(where, delay=THROTTLE_DELAY if throttled else SERVER_ERROR_DELAY)
+        if code in _DENIED_CODES or status == 403:
+            m = _DENIED_RE.search(message)
+            action = m.group("action") if m else f"{_IAM_PREFIX.get(service, service)}:{operation}"
+            principal = m.group("principal") if m else (self._principal or "the caller")
+            return AccessDenied(action, principal, message)
+        if code in _NOT_FOUND_CODES:
+            return _not_found(operation, code, where)
+        if code in _EXISTS_CODES:
+            return AlreadyExists(where)
+        if code in _CONFLICT_CODES:
+            if operation in _AMP_CHILD_CREATES and not _BUSY_RE.search(message):
+                return AlreadyExists(where)
+            return TemporaryError(where, delay=CONFLICT_DELAY)
+        if code in _CONCURRENT_CODES:
+            return TemporaryError(where, delay=CONFLICT_DELAY)
+        return PermanentError(where)
+
+    def _get(self, service: str, operation: str, fn: Callable[[], T]) -> T | None:
+        """A describe/get call whose 'not found' means None."""
+        try:
+            return self._call(service, operation, fn)
+        except NotFound:
+            return None
+
+    def _pages(self, service: str, operation: str, pages: Iterable[Any]) -> list[dict[str, Any]]:
+        """Every page of a botocore paginator (lazy: nothing is sent before the first
+        page is asked for), each one fetched through ``_call``: counted and translated
+        per page."""
+        it = iter(pages)
+        out: list[dict[str, Any]] = []
+        while True:
+            try:
+                page = self._call(service, operation, lambda: next(it))
+            except StopIteration:  # the last page said there is no more: nothing was sent
+                return out
+            out.append(dict(page))
+
+    def _delete(self, service: str, operation: str, fn: Callable[[], object]) -> None:
+        """A delete/detach/remove call: 'not found' means it is already done (the call is
+        still counted under its code)."""
+        try:
+            self._call(service, operation, fn)
+        except NotFound:
+            log.info("aws.already_gone", operation=operation)
+
+    # -- STS --------------------------------------------------------------------------------
+
+    def identity(self) -> Identity:
+        r = self._call("sts", "GetCallerIdentity", self._sts.get_caller_identity)
+        self._principal = r["Arn"]
+        return Identity(account=r["Account"], arn=r["Arn"])

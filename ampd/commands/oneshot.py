@@ -1,0 +1,176 @@
+"""One-shot commands: ``render``, ``plan``, ``apply --once``.
+
+``plan`` and ``render`` go through the same code as the daemon and write nothing but
+what they are asked for: ``plan`` nothing at all (its store is read-only by type),
+``render`` only the generated files, into ``--out`` (or the generated directory). What
+they could not know they say on stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from ampd.core import ConditionStatus, Health, Outcome, Plan
+from ampd.engine.factfinder import FactFinder
+from ampd.engine.plantext import plan_json, plan_text
+from ampd.engine.reconcile import Reconciler
+from ampd.engine.status import PassSummary
+from ampd.gateways.files import atomic_write
+from ampd.gateways.paths import Paths
+from ampd.gateways.store import StoreView
+from ampd.gateways.users import user_names
+from ampd.local.render.effective import render_context
+from ampd.local.side.side import render_files
+from ampd.source.specfile import load_and_check
+from ampd.wiring import imds, make_aws, make_runtime, runtime_name, self_command
+
+SETTLE = 600.0  # default apply --settle: a new AMP workspace is ACTIVE within minutes
+POLL_MIN = 0.5
+POLL_MAX = 5.0
+
+
+def _reconciler(state: Path, paths: Paths, *, apply: bool) -> Reconciler:
+    runtime = make_runtime(state, lambda _name: None)
+    # Under the supervisor runtime a one-shot command cannot own long-lived processes:
+    # it reconciles AWS and files, and leaves processes to the daemon.
+    rec = Reconciler(
+        state,
+        paths,
+        runtime,
+        instance_facts=imds.instance_labels,
+        self_command=self_command(),
+        manage_processes=runtime.name != "supervisor",
+        read_only=not apply,
+    )
+    rec.aws = make_aws(rec.store, rec.book)
+    return rec
+
+
+def render_command(state: Path, paths: Paths, out: Path | None) -> int:
+    loaded = load_and_check(state)
+    finder = FactFinder(StoreView(paths.store), imds.instance_labels)
+    facts = finder.gather(loaded.spec)
+    for note in facts.notes:
+        print(f"ampd render: {note}; the parts that need it are left out", file=sys.stderr)
+    runtime = runtime_name(state, loaded.spec.runtime)
+    ctx = render_context(
+        loaded.spec,
+        facts,
+        source=state,
+        state_dir=paths.state_dir,
+        python=self_command(),
+        process_users=user_names(runtime),
+    )
+    _, rendered = render_files(loaded.spec, ctx)
+    target = out or paths.generated
+    for r in rendered.values():
+        atomic_write(target / r.name, r.data, r.mode)
+        print(target / r.name)
+    return 0
+
+
+def _notes(summary: PassSummary) -> None:
+    """What the pass could not read, and a remote state's version not taken (stderr)."""
+    for what in summary.unobserved:
+        print(f"ampd: could not read {what}", file=sys.stderr)
+    for ctype in ("StateSourceHeld", "StateSourceValid", "StateSourceCached"):
+        c = summary.conditions.get(ctype)  # a remote state's version not taken, and why
+        bad = ConditionStatus.TRUE if ctype == "StateSourceHeld" else ConditionStatus.FALSE
+        if c is not None and c.status == bad:
+            print(f"ampd: {ctype}: {c.message or c.reason}", file=sys.stderr)
+
+
+def _print(plan: Plan, outcomes: Sequence[Outcome], *, as_json: bool, color: bool) -> None:
+    if as_json:
+        print(json.dumps(plan_json(plan, outcomes), indent=2, sort_keys=True))
+    else:
+        sys.stdout.write(plan_text(plan, color=color, outcomes=outcomes))
+
+
+def plan_command(state: Path, paths: Paths, *, as_json: bool, color: str) -> int:
+    """0 in sync, 2 changes pending, 1 error: an invalid file, or something that could
+    not be read (AWS unreachable, denied, throttled) — a plan that did not see
+    everything is no plan."""
+    use_color = color == "always" or (color == "auto" and sys.stdout.isatty())
+    rec = _reconciler(state, paths, apply=False)
+    try:
+        summary = rec.run_pass(apply=False)
+    finally:
+        rec.close()
+    if summary.spec_error:
+        print(summary.spec_error, file=sys.stderr)
+        return 1
+    _notes(summary)
+    _print(summary.plan, (), as_json=as_json, color=use_color)
+    if summary.failed or summary.unobserved:
+        return 1
+    return 0 if summary.plan.in_sync else 2
+
+
+def in_progress(summary: PassSummary) -> list[str]:
+    """What AWS is still creating or updating for this pass (a workspace CREATING, a
+    configuration UPDATING, children waiting for their workspace)."""
+    return [
+        f"{s.key}: {s.message or s.health.value}"
+        for s in summary.statuses
+        if s.key.kind.is_aws and s.health is Health.PROGRESSING
+    ]
+
+
+def apply_command(
+    state: Path,
+    paths: Paths,
+    *,
+    as_json: bool,
+    settle: float = SETTLE,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """0 converged, 2 partly, 1 nothing could be done.
+
+    AWS finishes some changes after it answers (a new workspace is CREATING for a minute
+    or more; its rule groups, alert manager and configuration can only be written once it
+    is ACTIVE). ``apply`` passes again while AWS reports such work in progress, for up to
+    ``settle`` seconds; what is still in progress then makes it exit 2, naming it: a
+    converged exit is claimed only for what was seen converged."""
+    rec = _reconciler(state, paths, apply=True)
+    deadline = clock() + settle
+    plan, outcomes = Plan(), list[Outcome]()
+    try:
+        while True:
+            summary = rec.run_pass(apply=True)
+            if summary.spec_error:
+                print(summary.spec_error, file=sys.stderr)
+                return 1
+            _notes(summary)
+            plan, outcomes = plan + summary.plan, [*outcomes, *summary.outcomes]
+            if not as_json:
+                _print(summary.plan, summary.outcomes, as_json=False, color=False)
+            pending = in_progress(summary)
+            failed = summary.failed or summary.unobserved
+            left = deadline - clock()
+            if failed or not pending or left <= 0:
+                break
+            wait = min(left, max(POLL_MIN, _until(summary.next_pass_at) or POLL_MAX), POLL_MAX)
+            print(f"ampd: AWS is still working ({pending[0]}); looking again", file=sys.stderr)
+            sleep(wait)
+    finally:
+        rec.close()
+    if as_json:
+        _print(plan, outcomes, as_json=True, color=False)
+    applied = any(o.ok for o in outcomes)
+    if failed:
+        return 2 if applied else 1
+    if pending:
+        for what in pending:
+            print(f"ampd: still in progress after {settle:g} s: {what}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _until(at: float | None) -> float | None:
+    return None if at is None else at - time.time()

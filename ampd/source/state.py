@@ -1,0 +1,401 @@
+"""A state document followed in SSM Parameter Store or S3, with a last good copy on disk.
+
+:class:`StateSource` is what the daemon holds instead of a path when ``--state`` is
+``ssm:NAME`` or ``s3://BUCKET/KEY``:
+
+- ``current()`` is the last good spec (``load_and_check`` calls it); the first call
+  fetches, later ones poll only when due. The files the spec names are fetched from
+  beside the state, inside its own SSM path / S3 key prefix (``..``, absolute names and
+  other ``ssm:``/``s3://`` names are refused with their position), and point at local
+  copies; a copy that cannot be written is reported (LocalCopyFailed) and tried again.
+- A valid version that would take Prometheus, remote_write, the workspace or most scrape
+  jobs away from a running host is held (:mod:`ampd.source.guard`,
+  ``StateSourceHeld=True``) until it says ``rollout: {allow_destructive: true}`` or an
+  operator accepts that version (:meth:`StateSource.accept`).
+- ``poll()`` looks once (one ``GetParameters`` call for SSM); a new version is validated
+  exactly like a local file (errors ``ssm:/fleet/prod/ampd:LINE:COL: ...``) and, when
+  good, becomes current and is cached (mode 0600) under ``<state dir>/source/``.
+- A bad version is remembered by version and hash: not re-validated, not retried until
+  the document changes; ``StateSourceValid=False`` says where it is wrong, and the last
+  good spec keeps running. An unreachable source runs the cached copy
+  (``StateSourceReachable=False``).
+- ``look_now()`` (SIGHUP) makes the next pass look at once.
+- ``next_poll_in()`` is the time to the next look: ``state_source.poll_interval`` (60 s)
+  with +-20 % jitter; after a look that could not read the source, 5 s, 10 s, 20 s, ...
+  (+-50 % jitter, never longer than the interval).
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import structlog
+
+from ampd.core import Condition
+from ampd.errors import AmpdError, Problem, SpecError
+from ampd.gateways.statesource import (
+    Fetched,
+    SourceError,
+    SourceRef,
+    parse_ref,
+)
+from ampd.source.copies import CacheUnreadable, LocalCopies
+from ampd.source.docs import (
+    Doc,
+    Good,
+    bare_version,
+    combo_hash,
+    referenced_files,
+    why,
+)
+from ampd.source.files import Fetcher, fetch_files, take
+from ampd.source.guard import held_back
+from ampd.source.status import Held, LocalCopyFailed, SourceView, source_conditions
+from ampd.spec.load import LoadedSpec, load_spec
+from ampd.spec.models import duration_seconds
+
+log = structlog.get_logger()
+
+JITTER = 0.2
+DEFAULT_INTERVAL = 60.0
+RETRY_BASE = 5.0  # an unreadable source is looked at again after 5 s, 10 s, ... (capped)
+
+
+Validate = Callable[[LoadedSpec], list[Problem]]
+
+
+class StateSource:
+    """The spec from a remote document. ``poll``/``current`` may be called from different
+    threads (a loop's timer and the pass): one look at a time."""
+
+    def __init__(
+        self,
+        location: str | SourceRef,
+        cache_dir: Path | None,
+        fetcher: Fetcher,
+        *,
+        validate: Validate,
+        clock: Callable[[], float] = time.monotonic,
+        rng: random.Random | None = None,
+        now: Callable[[], float] = time.time,
+        write_cache: bool = True,
+    ) -> None:
+        self.ref = location if isinstance(location, SourceRef) else parse_ref(location)
+        self.cache_dir = cache_dir  # None: no cache at all (validate)
+        self.write_cache = write_cache and cache_dir is not None  # False: plan, render
+        self._fetcher = fetcher
+        self._validate = validate
+        self._clock = clock
+        self._now = now
+        self._rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
+        self._good: Good | None = None
+        self._bad: dict[str, str] = {}  # hash of a bad state + its files -> first error
+        self._seen: dict[SourceRef, Doc] = {}  # the newest version of each document
+        self._seen_files: list[SourceRef] = []  # what the newest state names beside it
+        self._error: SpecError | None = None  # the newest version's problems, if any
+        self._unreachable: str | None = None  # why the last look failed to read
+        self._unreachable_reason = "Unreachable"
+        self._error_reason = "Invalid"  # or LocalCopyFailed: tried again with backoff
+        self._local_failed = False
+        self._held: Held | None = None  # a destructive version not applied
+        self._cache_problem: str | None = None  # the cached copy cannot be read or written
+        self._copies = LocalCopies(cache_dir, write_cache=write_cache)
+        self._due = 0.0  # clock value; 0: poll at first use
+        self._polls = 0
+        self._failures = 0  # looks in a row that could not read the source
+        self._lock = threading.RLock()
+        self.transitions: dict[str, float] = {}
+        if cache_dir is not None:
+            self._load_cache()
+
+    # -- the daemon's interface ---------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        return str(self.ref)
+
+    def __str__(self) -> str:
+        return self.name
+
+    def __fspath__(self) -> str:
+        return str(self.absolute())
+
+    def absolute(self) -> Path:
+        """The local cached copy: what a file watcher watches (a new version lands there)."""
+        return (self.cache_dir or Path("/nonexistent")) / "state.yml"
+
+    def next_poll_in(self) -> float:
+        return max(0.0, self._due - self._clock())
+
+    def look_now(self) -> None:
+        """The next ``current()`` looks at the source (an operator's reload: a version just
+        published goes live without waiting for the poll interval)."""
+        with self._lock:
+            self._due = 0.0
+
+    def interval(self) -> float:
+        if self._good is None:
+            return DEFAULT_INTERVAL
+        return duration_seconds(self._good.loaded.spec.state_source.poll_interval)
+
+    def current(self) -> LoadedSpec:
+        """The last good spec (polling first when a poll is due); SpecError when there is
+        none: the one line says which source and why."""
+        with self._lock:
+            if self._polls == 0 or self.next_poll_in() <= 0:
+                self.poll()
+            if self._good is not None:
+                return self._good.loaded
+            if self._error is not None:
+                raise self._error
+        raise _one(self.name, self._unreachable or "not fetched yet")
+
+    def text(self) -> str:
+        """The current good document's text (for callers that parse it themselves)."""
+        self.current()
+        assert self._good is not None
+        return self._good.state.data.decode()
+
+    def conditions(self) -> list[Condition]:
+        good = self._good
+        return source_conditions(
+            SourceView(
+                name=self.name,
+                good_version=good.state.version if good is not None else None,
+                unreachable=self._unreachable,
+                unreachable_reason=self._unreachable_reason,
+                error=self._error,
+                error_reason=self._error_reason,
+                held=self._held,
+                write_cache=self.write_cache,
+                cache_problem=self._cache_problem,
+            )
+        )
+
+    def accept(self, version: str) -> None:
+        """Record that an operator accepts ``version`` (``ampd apply --accept``): the
+        destructive-change guard lets exactly that version through, here and in the
+        daemon that shares the cache directory."""
+        self._copies.record_acceptance(self.name, version, self._now())
+        log.info("state_source.accepted", source=self.name, version=bare_version(version))
+
+    def _accepted(self, version: str) -> bool:
+        return self._copies.accepted(self.name, version)
+
+    def held(self) -> Held | None:
+        return self._held
+
+    def _running(self) -> str:
+        good = self._good
+        return f"; running the last good version ({good.state.version})" if good else ""
+
+    def poll(self) -> bool:
+        """Look once. True when a new good version became current."""
+        with self._lock:
+            self._polls += 1
+            try:
+                return self._poll()
+            except SourceError as e:
+                return self._fetch_failed(e)
+            except (OSError, LocalCopyFailed) as e:  # a local fault not met where expected
+                self._set_error(_one(self.name, f"{why(e)}; trying again"))
+                self._error_reason = "LocalCopyFailed"
+                self._local_failed = True
+                self._seen.pop(self.ref, None)  # looked at again at the next look
+                return False
+            finally:  # the interval of the version now current; sooner after a failure
+                jitter = 1 + self._rng.uniform(-JITTER, JITTER)
+                wait = self.interval()
+                if self._unreachable is not None or self._local_failed:
+                    # spread widely: a fleet that boots together must not retry together
+                    self._failures += 1
+                    wait = min(wait, RETRY_BASE * 2 ** min(self._failures - 1, 10))
+                    jitter = self._rng.uniform(0.5, 1.5)
+                else:
+                    self._failures = 0
+                self._due = self._clock() + wait * jitter
+
+    # -- polling --------------------------------------------------------------------------
+
+    def _poll(self) -> bool:
+        refs = [self.ref, *self._seen_files]
+        known = {r: self._seen[r].version for r in refs if r in self._seen}
+        got = self._fetcher.fetch(refs, known)
+        for result in got.values():
+            if isinstance(result, SourceError) and result.unreachable:
+                raise result
+        self._unreachable = None
+        if all(isinstance(v, Fetched) and v.data is None for v in got.values()):
+            held = self._held  # an operator may have accepted it since the last look
+            if held is not None and self._accepted(held.version) and self.ref in self._seen:
+                return self._consider(self._seen[self.ref], got)
+            return False  # nothing changed since the last look
+        state = take(self._seen, got[self.ref])
+        return self._consider(state, got)
+
+    def _consider(self, state: Doc, got: Mapping[SourceRef, Fetched | SourceError]) -> bool:
+        self._held = None  # a newer version (or this one, accepted) is decided anew
+        self._local_failed = False
+        self._error_reason = "Invalid"
+        try:
+            text = state.data.decode("utf-8")
+        except UnicodeDecodeError as e:
+            return self._reject(state, {}, _one(self.name, f"not UTF-8 text: {e.reason}"))
+        try:
+            loaded = load_spec(text, self.name)
+        except SpecError as e:
+            self._seen_files = []
+            return self._reject(state, {}, e)
+        named = fetch_files(self.ref, loaded, got, self._fetcher, self._seen)
+        self._seen_files = named.refs
+        files, problems = named.files, named.problems
+        key = combo_hash(state, files)
+        good = self._good
+        if good is not None and key == good.key and not problems:
+            good.state.version = state.version  # same content under a new version
+            self._set_error(None)
+            return False
+        if key in self._bad and not problems:
+            return False  # the same content was found bad already: not re-validated
+        if not problems:
+            try:
+                loaded = self._copies.localized(loaded, files)
+            except LocalCopyFailed as e:
+                return self._copy_failed(state, loaded, e)
+            problems = self._validate(loaded)
+        if problems:
+            return self._reject(state, files, SpecError(problems))
+        reasons = self._destructive(loaded, state)
+        if reasons:
+            return self._hold(state, reasons)
+        self._accept(Good(loaded, Doc(state.ref, state.version, state.data), dict(files)))
+        return True
+
+    def _destructive(self, loaded: LoadedSpec, state: Doc) -> list[str]:
+        """Why this valid version must not replace the one running (empty: it may)."""
+        good = self._good
+        before = good.loaded.spec if good is not None else None
+        reasons, how = held_back(before, loaded.spec, self._accepted(state.version))
+        if how is None:
+            return reasons
+        log.warning(
+            "state_source.destructive_accepted",
+            source=self.name,
+            version=state.version,
+            changes=reasons,
+            by=how,
+        )
+        return []
+
+    # -- outcomes -----------------------------------------------------------------------
+
+    def _accept(self, good: Good) -> None:
+        first = self._good is None
+        self._good = good
+        self._set_error(None)
+        log.info(
+            "state_source.loaded",
+            source=self.name,
+            version=good.state.version,
+            sha256=good.loaded.sha256[:12],
+            first=first,
+        )
+        self._save_cache()
+
+    def _reject(self, state: Doc, files: Mapping[str, Doc], err: SpecError) -> bool:
+        self._bad[combo_hash(state, files)] = str(err).splitlines()[0]
+        self._set_error(err)
+        (log.error if self.write_cache else log.debug)(
+            "state_source.invalid",
+            source=self.name,
+            version=state.version,
+            problems=[str(p) for p in err.problems],
+            running=self._good.state.version if self._good else None,
+        )
+        return False
+
+    def _hold(self, state: Doc, reasons: list[str]) -> bool:
+        self._held = Held(state.version, tuple(reasons))
+        self._set_error(None)
+        (log.error if self.write_cache else log.debug)(
+            "state_source.held",
+            source=self.name,
+            version=state.version,
+            changes=reasons,
+            running=self._good.state.version if self._good else None,
+        )
+        return False
+
+    def _copy_failed(self, state: Doc, loaded: LoadedSpec, e: LocalCopyFailed) -> bool:
+        """Not this version's fault: reported like a bad version (the running one stays)
+        but looked at again, with backoff, until the copies can be written."""
+        loc = {raw: loc for loc, raw in referenced_files(loaded.positions.root)}.get(e.raw)
+        problem = (
+            loaded.problem(loc, f"{e}; trying again")
+            if loc is not None
+            else Problem(self.name, 1, 1, "", f"{e}; trying again")
+        )
+        self._set_error(SpecError([problem]))
+        self._error_reason = "LocalCopyFailed"
+        self._local_failed = True
+        self._seen.pop(state.ref, None)  # the next look fetches and considers it again
+        (log.error if self.write_cache else log.debug)(
+            "state_source.copy_failed", source=self.name, version=state.version, error=str(e)
+        )
+        return False
+
+    def _fetch_failed(self, e: SourceError) -> bool:
+        self._unreachable = e.reason if e.ref == self.ref else str(e)
+        if e.unreachable:
+            self._unreachable_reason = e.condition_reason or "Unreachable"
+            (log.warning if self.write_cache else log.debug)(
+                "state_source.unreachable", source=self.name, error=str(e)
+            )
+            return False
+        self._unreachable_reason = "FetchFailed"  # missing, denied, too large
+        self._seen.pop(e.ref, None)  # a recreated parameter starts again at version 1
+        (log.error if self.write_cache else log.debug)(
+            "state_source.failed", source=self.name, error=str(e)
+        )
+        return False
+
+    def _set_error(self, err: SpecError | None) -> None:
+        self._error = err
+
+    # -- the cache ----------------------------------------------------------------------
+
+    def _save_cache(self) -> None:
+        if self.cache_dir is None or self._good is None or not self.write_cache:
+            return
+        try:
+            self._copies.save(self.name, self._good, self._now())
+        except (AmpdError, OSError) as e:
+            where = self.cache_dir
+            self._cache_problem = f"cannot write the last good copy under {where}: {why(e)}"
+            log.error("state_source.cache_failed", source=self.name, error=self._cache_problem)
+            return
+        self._cache_problem = None
+
+    def _load_cache(self) -> None:
+        try:
+            good = self._copies.load(self.ref, self.name)
+        except CacheUnreadable as e:
+            self._cache_problem = str(e)
+            log.error("state_source.cache_unreadable", source=self.name, error=str(e))
+            return
+        if good is None or self._validate(good.loaded):
+            return
+        self._good = good
+        state, files = good.state, good.files
+        self._seen = {state.ref: Doc(state.ref, state.version, state.data)}
+        self._seen.update({d.ref: Doc(d.ref, d.version, d.data) for d in files.values()})
+        self._seen_files = sorted({d.ref for d in files.values()})
+        log.info("state_source.cached", source=self.name, version=state.version)
+
+
+def _one(name: str, reason: str) -> SpecError:
+    return SpecError([Problem(name, 1, 1, "", reason)])
