@@ -5,7 +5,7 @@
 #
 #   packer build -var region=eu-west-1 -var state=ssm:/fleet/prod/ampd ampd-fleet.pkr.hcl
 #
-# Checked by tests/test_fleet_examples.py with Debian's `packer validate -syntax-only`.
+# Checked by tests/package/test_fleet_examples.py with Debian's `packer validate -syntax-only`.
 
 variable "region" {
   type    = string
