@@ -1,4 +1,5 @@
-"""Choose and build the effectful collaborators: runtime, AWS side, instance facts."""
+"""Choose and build the effectful collaborators: runtime, AWS side, instance facts, and
+the one value that may write: :class:`Writers`."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 import shutil
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 from ampd.aws.gateway.client import AwsGateway, api_call_counts
@@ -13,12 +15,30 @@ from ampd.aws.side.side import AwsSide
 from ampd.engine.retry import RetryBook
 from ampd.errors import SpecError
 from ampd.gateways import imds
-from ampd.gateways.runtime import Runtime
-from ampd.gateways.store import StoreView
+from ampd.gateways.files import FileWriter
+from ampd.gateways.runtime import ProcessControl, Runtime
+from ampd.gateways.store import Store, StoreView
 from ampd.gateways.supervisor import Supervisor
 from ampd.gateways.systemd import SystemdRuntime, running_under_systemd
 from ampd.source.specfile import read_state_file
 from ampd.spec.load import load_spec
+
+
+@dataclass(frozen=True)
+class Writers:
+    """The capability to change anything: ampd.json, processes and files (and AWS).
+
+    Built only by the commands that apply (``ampd run``, ``ampd apply``) with
+    :func:`make_writers`; ``ampd plan`` and ``ampd render`` never build one, and a side
+    can write only through the one it is handed (``ampd.engine.side``)."""
+
+    store: Store
+    processes: ProcessControl
+    files: FileWriter
+
+
+def make_writers(store_path: Path, runtime: ProcessControl) -> Writers:
+    return Writers(store=Store(store_path), processes=runtime, files=FileWriter())
 
 
 def self_command() -> str:
@@ -62,10 +82,12 @@ def make_aws(store: StoreView, book: RetryBook) -> AwsSide:
 
 
 __all__ = [
+    "Writers",
     "api_call_counts",
     "imds",
     "make_aws",
     "make_runtime",
+    "make_writers",
     "runtime_name",
     "self_command",
 ]
