@@ -11,8 +11,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
-import urllib.error
 from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
@@ -20,6 +18,8 @@ from typing import Any
 
 import pytest
 import yaml
+
+from tests.harness import wait
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,26 +44,9 @@ def wait_for(
     every: float = 0.1,
     not_yet: tuple[type[BaseException], ...] = NOT_YET,
 ) -> Any:
-    """Poll ``fn`` until it returns something truthy; fail with ``what`` at the deadline.
-
-    Exceptions in ``not_yet`` count as "not yet" (the last one is shown at the deadline);
-    any other exception propagates immediately.
-    """
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            last = fn()
-        except not_yet as e:
-            last = e
-            if isinstance(e, urllib.error.HTTPError):
-                e.close()  # it holds the response's socket
-        else:
-            if last:
-                return last
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-        time.sleep(every)
+    """:func:`tests.harness.wait.wait_for` with ``what`` first and ``NOT_YET`` as its
+    "not yet" exceptions: any other exception propagates immediately."""
+    return wait.wait_for(fn, timeout, every, what, retry_on=not_yet)
 
 
 class AmpdProcess:

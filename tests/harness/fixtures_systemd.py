@@ -8,7 +8,6 @@ the reason when this machine cannot boot a box (not root, no cgroup2, no deboots
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -16,6 +15,7 @@ from typing import Any, TypeVar
 import pytest
 
 from tests.harness.sysbox import REPO, SysBox, ensure_rootfs, unavailable_reason
+from tests.harness.wait import wait_for
 
 UNITS = (
     "ampd.service",
@@ -137,13 +137,6 @@ def poll(
     why: Callable[[], str] | None = None,
 ) -> T:
     """check() until it returns something truthy, at most ``timeout`` seconds; on a
-    timeout the assertion names ``what`` and, when given, ``why()`` (the box's state)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            detail = f"\n{why()}" if why is not None else ""
-            raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}{detail}")
-        time.sleep(0.05)
+    timeout the assertion names ``what`` and, when given, ``why()`` (the box's state).
+    :func:`tests.harness.wait.wait_for` with ``what`` first; exceptions propagate."""
+    return wait_for(check, timeout, what=what, retry_on=(), detail=why)

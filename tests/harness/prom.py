@@ -9,14 +9,12 @@ python -m tests.harness.prom --port 0 [--mode agent] [--config FILE]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import tempfile
-import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -28,6 +26,7 @@ from ampd.errors import AmpdError
 from ampd.gateways.promreload import confirm_reload
 from tests.harness.aio import LOOPBACK, free_port, run_standalone
 from tests.harness.lifecycle import StartStop
+from tests.harness.wait import wait_for
 
 BINARY = "/usr/bin/prometheus"
 DEFAULT_CONFIG = "global:\n  scrape_interval: 15s\n"
@@ -122,23 +121,21 @@ class Prometheus(StartStop):
         raise AssertionError("unreachable")
 
     def _wait_ready(self) -> None:
-        deadline = time.monotonic() + self.ready_timeout
-        assert self.process is not None
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
+        process = self.process
+        assert process is not None
+
+        def ready() -> bool:
+            if process.poll() is not None:
                 raise PrometheusError(
-                    f"prometheus exited with {self.process.returncode}:\n{self.logs()[-2000:]}"
+                    f"prometheus exited with {process.returncode}:\n{self.logs()[-2000:]}"
                 )
-            with (
-                contextlib.suppress(OSError),
-                urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r,
-            ):
-                if r.status == 200:
-                    return
-            time.sleep(0.05)
-        raise PrometheusError(
-            f"prometheus not ready after {self.ready_timeout}s:\n{self.logs()[-2000:]}"
-        )
+            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1) as r:
+                return bool(r.status == 200)
+
+        try:
+            wait_for(ready, self.ready_timeout, what="prometheus ready", retry_on=(OSError,))
+        except AssertionError as e:  # start() stops a Prometheus that failed to start
+            raise PrometheusError(f"{e}:\n{self.logs()[-2000:]}") from e
 
     def _terminate(self) -> None:
         if self.process is not None:
@@ -195,14 +192,14 @@ class Prometheus(StartStop):
         predicate: Callable[[list[dict[str, Any]]], bool] = bool,
     ) -> list[dict[str, Any]]:
         """Poll ``query(expr)`` until ``predicate(result)`` holds or ``timeout`` passes."""
-        deadline = time.monotonic() + timeout
-        result: list[dict[str, Any]] = []
-        while time.monotonic() < deadline:
-            result = self.query(expr)
-            if predicate(result):
-                return result
-            time.sleep(0.2)
-        raise PrometheusError(f"{expr!r}: condition not met in {timeout}s; last: {result}")
+        return wait_for(
+            lambda: self.query(expr),
+            timeout,
+            0.2,
+            f"{expr!r} to meet its condition",
+            until=lambda result: predicate(result or []),
+            retry_on=(),
+        )
 
     def own_metric(self, name: str) -> float:
         """The sum of one of Prometheus' own /metrics series (works in agent mode)."""

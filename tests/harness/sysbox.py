@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tests.harness.releases import UnknownRelease, debian_mirror, host_release
+from tests.harness.wait import wait_for
 
 CACHE_DIR = Path(os.environ.get("AMPD_TEST_CACHE", "/var/cache/ampd-test"))
 PACKAGES = (
@@ -401,28 +402,28 @@ class SysBox:
         return self
 
     def _wait_for_init(self) -> int:
-        assert self._launcher is not None
-        deadline = time.monotonic() + 10
-        children = Path(f"/proc/{self._launcher.pid}/task/{self._launcher.pid}/children")
-        while time.monotonic() < deadline:
-            if self._launcher.poll() is not None:
-                raise RuntimeError(f"box launcher exited {self._launcher.returncode}: {self.log()}")
-            with contextlib.suppress(OSError):
-                pids = children.read_text().split()
-                if pids:
-                    return int(pids[0])
-            time.sleep(0.01)
-        raise TimeoutError("box init did not appear")
+        launcher = self._launcher
+        assert launcher is not None
+        children = Path(f"/proc/{launcher.pid}/task/{launcher.pid}/children")
+
+        def init_pid() -> int | None:
+            if launcher.poll() is not None:
+                raise RuntimeError(f"box launcher exited {launcher.returncode}: {self.log()}")
+            pids = children.read_text().split()
+            return int(pids[0]) if pids else None
+
+        return wait_for(init_pid, 10, 0.01, "the box's init", retry_on=(OSError,))
 
     def _wait_until_booted(self) -> None:
         deadline = time.monotonic() + self.boot_timeout
         private = Path(f"/proc/{self.pid}/root/run/systemd/private")
-        while not _exists(private):
+
+        def listening() -> bool:
             if self._launcher is None or self._launcher.poll() is not None:
                 raise RuntimeError(f"box exited during boot: {self.log()}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"systemd did not come up: {self.log()}")
-            time.sleep(0.02)
+            return _exists(private)
+
+        wait_for(listening, self.boot_timeout, 0.02, "systemd to come up", detail=self.log)
         left = max(1.0, deadline - time.monotonic())
         state = self.run("systemctl", "is-system-running", "--wait", timeout=left)
         if state.stdout.strip() not in ("running", "degraded"):
@@ -526,14 +527,16 @@ class SysBox:
 
     def wait_for(self, unit: str, timeout: float = 20.0, **want: str) -> dict[str, str]:
         """Poll ``systemctl show`` until every property equals its wanted value."""
-        deadline = time.monotonic() + timeout
-        while True:
-            props = self.show(unit, *want)
-            if all(props.get(k) == v for k, v in want.items()):
-                return props
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{unit}: wanted {want}, have {props}\n{self.journal(unit)}")
-            time.sleep(0.05)
+        return wait_for(
+            lambda: self.show(unit, *want),
+            timeout,
+            what=f"{unit} to have {want}",
+            until=lambda props: (
+                props is not None and all(props.get(k) == v for k, v in want.items())
+            ),
+            retry_on=(),
+            detail=lambda: self.journal(unit),
+        )
 
     def journal(self, unit: str | None = None, lines: int = 40) -> str:
         args = ["journalctl", "--no-pager", "-n", str(lines)]
@@ -558,13 +561,14 @@ def _exists(path: Path) -> bool:
 
 
 def _remove_cgroup(top: Path, timeout: float = 15.0) -> None:
-    deadline = time.monotonic() + timeout
-    while "populated 1" in _read(top / "cgroup.events"):
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"processes left in {top}")
+    def emptied() -> bool:
+        if "populated 1" not in _read(top / "cgroup.events"):
+            return True
         with contextlib.suppress(OSError):
             (top / "cgroup.kill").write_text("1")
-        time.sleep(0.02)
+        return False
+
+    wait_for(emptied, timeout, 0.02, f"the processes in {top} to go", retry_on=())
     # Depth first: a cgroup can only be removed once it has no children.
     for dirpath, _dirs, _files in sorted(os.walk(top), key=lambda w: -w[0].count("/")):
         with contextlib.suppress(FileNotFoundError):

@@ -15,7 +15,6 @@ import json
 import shutil
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,7 @@ from tests.harness.debroot import (
 )
 from tests.harness.releases import RELEASES, Release
 from tests.harness.sysbox import CACHE_DIR, SysBox, unavailable_reason
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.deb, pytest.mark.slow]
 
@@ -140,14 +140,23 @@ def box(installed: Installed) -> Iterator[SysBox]:
 
 def wait_for_status(box: SysBox, prefix: str, timeout: float = 30.0) -> dict[str, str]:
     """Poll ampd.service until it is active and its STATUS= line starts with ``prefix``."""
-    props: dict[str, str] = {}
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        props = box.show("ampd.service", "ActiveState", "SubState", "StatusText", "InvocationID")
-        if props.get("ActiveState") == "active" and props.get("StatusText", "").startswith(prefix):
-            return props
-        time.sleep(0.1)
-    raise TimeoutError(f"ampd.service: {props}\n{box.journal('ampd.service')}")
+
+    def ready(props: dict[str, str] | None) -> bool:
+        return (
+            props is not None
+            and props.get("ActiveState") == "active"
+            and props.get("StatusText", "").startswith(prefix)
+        )
+
+    return wait_for(
+        lambda: box.show("ampd.service", "ActiveState", "SubState", "StatusText", "InvocationID"),
+        timeout,
+        0.1,
+        f"ampd.service active, its status starting {prefix!r}",
+        until=ready,
+        retry_on=(),
+        detail=lambda: box.journal("ampd.service"),
+    )
 
 
 def upgrade(
@@ -184,8 +193,8 @@ def process_user(box: SysBox, pid: str) -> str:
 def wait_for_local_prometheus(box: SysBox, user: str, timeout: float = 60.0) -> dict[str, str]:
     """ampd-prometheus.service running as ``user`` and ampd Synced · Healthy."""
     child = "ampd-prometheus.service"
-    deadline = time.monotonic() + timeout
-    while True:
+
+    def ready() -> dict[str, str] | None:
         # Prometheus' data lives under data/prometheus/, the unit's only writable directory
         assert "read-only file system" not in box.journal(child)
         status = box.show("ampd.service", "StatusText")["StatusText"]
@@ -194,8 +203,16 @@ def wait_for_local_prometheus(box: SysBox, user: str, timeout: float = 60.0) -> 
         healthy = status.startswith("Synced · Healthy")
         if running and healthy and process_user(box, props["MainPID"]) == user:
             return props
-        assert time.monotonic() < deadline, f"{status} {props}\n{box.journal(child)}"
-        time.sleep(0.1)
+        return None
+
+    return wait_for(
+        ready,
+        timeout,
+        0.1,
+        f"{child} running as {user}, ampd Synced · Healthy",
+        retry_on=(),
+        detail=lambda: f"{box.show('ampd.service', 'StatusText')}\n{box.journal(child)}",
+    )
 
 
 # -- the package itself ---------------------------------------------------------------------
@@ -566,10 +583,9 @@ def test_upgrade_from_the_package_whose_children_ran_as_ampd_moves_them_to_their
     def wal() -> set[str]:
         return set(box.sh(f"cd {data} && find . -type f -path '*/wal/*'").check().stdout.split())
 
-    deadline = time.monotonic() + 30
-    while not (files := wal()):
-        assert time.monotonic() < deadline, box.sh(f"ls -laR {data}").stdout
-        time.sleep(0.2)
+    files = wait_for(
+        wal, 30, 0.2, "Prometheus' WAL files", detail=lambda: box.sh(f"ls -laR {data}").stdout
+    )
 
     upgrade(box, builds, release, repo, (earlier[release.codename], builds[release.codename][0]))
 

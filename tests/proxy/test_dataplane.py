@@ -23,10 +23,10 @@ from tests.harness import remote_write
 from tests.harness.aio import Reply, http_call
 from tests.harness.dataplane import MSG_MISMATCH, MSG_MISSING, MSG_UNKNOWN_KEY, DataPlane
 from tests.harness.fixtures_dataplane import KEY_ID, REGION, SECRET, WORKSPACE_ID, StartProxy
-from tests.harness.fixtures_local import wait_for
 from tests.harness.prom import Prometheus
 from tests.harness.prombins import PromBin
 from tests.harness.sample_app import SampleApp
+from tests.harness.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 WRITE_PATH = f"/workspaces/{WORKSPACE_ID}/api/v1/remote_write"
@@ -286,7 +286,7 @@ def test_the_sigv4_block_signs_only_on_a_prometheus_that_can(
     ).start()
     agent_prometheus.append(agent)
 
-    wait_for("a remote-write request", lambda: bare_dataplane.seen, timeout=30)
+    wait_for(lambda: bare_dataplane.seen, timeout=30, what="a remote-write request")
     first = bare_dataplane.seen[0]
     if prometheus_bin.can_sign:
         assert first.headers["authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={KEY_ID}/")
@@ -299,7 +299,7 @@ def test_the_sigv4_block_signs_only_on_a_prometheus_that_can(
         assert bare_dataplane.accepted == 0
         # A 403 is not retried: the samples are dropped.
         failed = "prometheus_remote_storage_samples_failed_total"
-        wait_for("failed samples reported", lambda: agent.own_metric(failed) > 0, timeout=15)
+        wait_for(lambda: agent.own_metric(failed) > 0, timeout=15, what="failed samples reported")
 
 
 # -- standalone stand-ins ----------------------------------------------------------------

@@ -12,7 +12,8 @@ from typing import Any
 
 from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_aws import DATA_PLANE_URL, REGION, AwsEnv
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
+from tests.harness.wait import wait_for
 
 # A stand-in for aws-sigv4-proxy: records its argv, listens where --port says.
 STANDIN = """\
@@ -64,11 +65,11 @@ def test_aws_sigv4_proxy_runs_instead_of_the_builtin(
     ampd_proc.write_state(state)
     ampd_proc.start()
     res = wait_for(
-        "the external proxy Healthy",
         lambda: (
             (r := ampd_proc.resource("process", "sigv4-proxy")) and r["health"] == "Healthy" and r
         ),
         timeout=40,
+        what="the external proxy Healthy",
     )
     assert res["sync"] == "Synced"
     argv = json.loads(Path(str(script) + ".argv.json").read_text())
@@ -82,9 +83,9 @@ def test_aws_sigv4_proxy_runs_instead_of_the_builtin(
     assert f"http://{listen}/workspaces/" in generated
     # it checks no peer uid, and status says so (the built-in proxy would)
     cond = wait_for(
-        "the ProxyPeerCheck condition",
         lambda: ampd_proc.condition("ProxyPeerCheck"),
         timeout=20,
+        what="the ProxyPeerCheck condition",
     )
     assert cond["status"] == "False" and cond["reason"] == "ThirdPartyProxy"
     assert "aws-sigv4-proxy" in cond["message"] and listen in cond["message"]

@@ -29,11 +29,11 @@ from ampd.spec.load import load_spec
 from tests.harness.aio import free_port, http_call
 from tests.harness.dataplane import DataPlane
 from tests.harness.fixtures_dataplane import REGION, WORKSPACE_ID, StartProxy
-from tests.harness.fixtures_local import wait_for
 from tests.harness.loss import Phase, failed_scrapes, received_values, runs
 from tests.harness.prom import Prometheus, prometheus_available
 from tests.harness.proxy import ThreadedProxy
 from tests.harness.sample_app import SampleApp
+from tests.harness.wait import wait_for
 
 WRITE_PATH = f"/workspaces/{WORKSPACE_ID}/api/v1/remote_write"
 OFFSET = "ampd_proxy_clock_offset_seconds"
@@ -217,13 +217,13 @@ def test_prometheus_through_400_s_of_skew_loses_nothing(
         return received_values(receiver_prometheus, selector, 600)
 
     wall0 = time.time()
-    wait_for("samples arriving through the skew", lambda: max(values(), default=0) >= 1, 45)
+    wait_for(lambda: max(values(), default=0) >= 1, 45, what="samples arriving through the skew")
     assert abs(proxy.metric(OFFSET) - 400.0) <= 2.0
     t0 = time.monotonic()
     while time.monotonic() - t0 < SKEWED_S:
         time.sleep(0.2)
     dataplane.clock_offset = -400.0
-    wait_for("the second jump corrected", lambda: proxy.metric(OFFSET) < -398.0, 30)
+    wait_for(lambda: proxy.metric(OFFSET) < -398.0, 30, what="the second jump corrected")
     t1 = time.monotonic()
     while time.monotonic() - t1 < SKEWED_S:
         time.sleep(0.2)
@@ -231,7 +231,7 @@ def test_prometheus_through_400_s_of_skew_loses_nothing(
     wall1 = time.time()
 
     assert wait_drained(f"127.0.0.1:{agent.port}", 30.0).drained, "the agent did not drain"
-    wait_for(f"a scrape after {phase.last}", lambda: max(values(), default=0) > phase.last, 30)
+    wait_for(lambda: max(values(), default=0) > phase.last, 30, what=f"a scrape after {phase.last}")
     got = values()
     at_source = failed_scrapes(receiver_prometheus, selector, wall0 - 1, wall1 + 1)
     assert phase.expected >= 2 * SKEWED_S

@@ -15,7 +15,6 @@ import socket
 import subprocess
 import textwrap
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -31,6 +30,7 @@ from tests.harness.aio import http_call
 from tests.harness.dataplane import DataPlane
 from tests.harness.fixtures_dataplane import REGION, WORKSPACE_ID
 from tests.harness.proxy import ThreadedProxy
+from tests.harness.wait import wait_for
 
 WRITE_PATH = f"/workspaces/{WORKSPACE_ID}/api/v1/remote_write"
 NOBODY = pwd.getpwnam("nobody").pw_uid
@@ -247,10 +247,13 @@ def _check_owner(
         holder.stdin.flush()
         assert holder.wait(10) == 0
         # gone (or orphaned, which the kernel shows as uid 0): nobody vouches for it
-        deadline = time.monotonic() + 5
-        while owner(peer[:2], own[:2]) is not None:
-            assert time.monotonic() < deadline, "a closed socket still has an owner"
-            time.sleep(0.01)
+        wait_for(
+            lambda: owner(peer[:2], own[:2]) is None,
+            5,
+            0.01,
+            "a closed socket to have no owner",
+            retry_on=(),
+        )
 
 
 LISTENER = textwrap.dedent(

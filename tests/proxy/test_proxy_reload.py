@@ -26,6 +26,7 @@ import pytest
 from tests.harness.aio import http_call
 from tests.harness.dataplane import DataPlane
 from tests.harness.fixtures_dataplane import REGION, WORKSPACE_ID
+from tests.harness.wait import wait_for
 from tests.proxy.test_proxy_peers import client_call
 
 REPO = Path(__file__).resolve().parents[2]
@@ -155,9 +156,7 @@ def test_sighup_reloads_on_the_same_socket(
         assert client_call("127.0.0.1", port, NOBODY, write)["status"] == 403
 
         prober = Prober(url)
-        wait_ok = time.monotonic() + 10
-        while prober.ok < 5 and time.monotonic() < wait_ok:
-            time.sleep(0.01)
+        wait_for(lambda: prober.ok >= 5, 10, 0.01, "five good probes before the reload")
         # new users, a new workspace: written in place (a reload reads whatever is there)
         path.write_text(
             json.dumps({**settings, "workspace_id": OTHER_WS, "allowed_uids": ["nobody"]})

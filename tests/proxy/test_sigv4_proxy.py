@@ -31,6 +31,7 @@ from tests.harness.aio import Reply, free_port, http_call
 from tests.harness.dataplane import DataPlane, verify_sigv4
 from tests.harness.fixtures_dataplane import KEY_ID, REGION, SECRET, WORKSPACE_ID, StartProxy
 from tests.harness.imds import ImdsServer
+from tests.harness.wait import wait_for
 
 WRITE_PATH = f"/workspaces/{WORKSPACE_ID}/api/v1/remote_write"
 QUERY_PATH = f"/workspaces/{WORKSPACE_ID}/api/v1/query"
@@ -585,9 +586,7 @@ def test_sigterm_drains_in_flight_requests_then_exits_0(
         replies: list[Reply] = []
         client = threading.Thread(target=lambda: replies.append(_post_write(url)))
         client.start()
-        deadline = time.monotonic() + 10
-        while bare_dataplane.in_flight == 0 and time.monotonic() < deadline:
-            time.sleep(0.01)
+        wait_for(lambda: bare_dataplane.in_flight, 10, 0.01, "the request in flight upstream")
         assert bare_dataplane.in_flight == 1
         proc.send_signal(signal.SIGTERM)
         client.join(10)

@@ -35,8 +35,8 @@ import pytest
 import yaml
 
 from ampd.local.plan.changes import UNFINISHED
-from tests.harness.fixtures_systemd import poll
 from tests.harness.sysbox import SysBox
+from tests.harness.wait import wait_for
 
 pytestmark = [
     pytest.mark.systemd,
@@ -202,7 +202,9 @@ def test_kill_9_ampd_under_systemd_keeps_prometheus_and_loses_nothing(ampd_box: 
     # Prometheus answers (its /-/ready probe). A Prometheus started a moment ago, on a busy
     # machine, is Synced and Progressing and refuses connections: wait for Healthy before
     # asking it anything.
-    first = poll("the first Synced, Healthy pass", lambda: b.healthy(sha, main_pid), 90, b.why)
+    first = wait_for(
+        lambda: b.healthy(sha, main_pid), 90, detail=b.why, what="the first Synced, Healthy pass"
+    )
     assert first["runtime"] == "systemd", first["runtime"]
     prom = box.wait_for("ampd-prometheus.service", timeout=30, ActiveState="active")
     prom_pid = box.show("ampd-prometheus.service", "MainPID")["MainPID"]
@@ -253,11 +255,11 @@ def test_kill_9_ampd_under_systemd_keeps_prometheus_and_loses_nothing(ampd_box: 
         box.wait_for("ampd.service", timeout=60, ActiveState="active", SubState="running")
         main_pid = box.show("ampd.service", "MainPID")["MainPID"]
         assert main_pid not in ("0", old_pid), (old_pid, main_pid)
-        done = poll(
-            f"trial {i}: a Synced pass of ampd {main_pid}",
+        done = wait_for(
             functools.partial(b.settled, sha, main_pid),
             90,
-            b.why,
+            detail=b.why,
+            what=f"trial {i}: a Synced pass of ampd {main_pid}",
         )
         recover_s.append(time.monotonic() - killed_at)
 
@@ -271,11 +273,11 @@ def test_kill_9_ampd_under_systemd_keeps_prometheus_and_loses_nothing(ampd_box: 
         assert store["applied"].get("file/prometheus.yml") == sha256(files["prometheus.yml"])
         if unrecorded:  # written, not recorded: the new ampd had Prometheus take it again
             unrecorded_kills += 1
-            poll(
-                f"trial {i}: ampd {main_pid} reloads for the unfinished pass",
+            wait_for(
                 functools.partial(finished_by, box, main_pid),
                 15,
-                b.why,
+                detail=b.why,
+                what=f"trial {i}: ampd {main_pid} reloads for the unfinished pass",
             )
         now = box.show("ampd-prometheus.service", "MainPID", "ActiveState")
         assert now == {"MainPID": prom_pid, "ActiveState": "active"}, (i, prom_pid, now)

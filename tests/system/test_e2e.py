@@ -15,8 +15,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness.fixtures_local import wait_for
 from tests.harness.stack import Stack
+from tests.harness.wait import wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -47,16 +47,16 @@ def signed_query(st: Stack, expr: str) -> Any:
 
 
 def test_samples_arrive_and_query_through_signed_path(stack: Stack) -> None:
-    cond = wait_for("RemoteWriteFlowing=True", lambda: flowing(stack, "True"), timeout=90)
+    cond = wait_for(lambda: flowing(stack, "True"), timeout=90, what="RemoteWriteFlowing=True")
     assert cond["reason"] == "SamplesAccepted"
     assert stack.dataplane is not None
     assert stack.dataplane.accepted > 0
     # the proxy signed with the instance role handed out by the IMDS stand-in
     assert all(stack.imds.secret_for(k) for k in stack.dataplane.accepted_key_ids)
     res = wait_for(
-        "the app's series in the workspace",
         lambda: signed_query(stack, "ampd_demo_requests_total")["data"]["result"],
         timeout=30,
+        what="the app's series in the workspace",
     )
     labels = res[0]["metric"]
     assert labels["job"] == "app"
@@ -70,11 +70,13 @@ def test_samples_arrive_and_query_through_signed_path(stack: Stack) -> None:
 
 
 def test_rejected_signatures_surface_as_not_flowing(stack: Stack) -> None:
-    wait_for("RemoteWriteFlowing=True", lambda: flowing(stack, "True"), timeout=90)
+    wait_for(lambda: flowing(stack, "True"), timeout=90, what="RemoteWriteFlowing=True")
     assert stack.dataplane is not None
     stack.dataplane.tamper = True
     try:
-        cond = wait_for("RemoteWriteFlowing=False", lambda: flowing(stack, "False"), timeout=60)
+        cond = wait_for(
+            lambda: flowing(stack, "False"), timeout=60, what="RemoteWriteFlowing=False"
+        )
         assert cond["reason"] == "SamplesRejected"
         assert "HTTP 403" in cond["message"]
         assert stack.dataplane.rejected["bad_signature"] > 0
@@ -83,11 +85,11 @@ def test_rejected_signatures_surface_as_not_flowing(stack: Stack) -> None:
         assert status.returncode != 0
     finally:
         stack.dataplane.tamper = False
-    wait_for("flowing again", lambda: flowing(stack, "True"), timeout=60)
+    wait_for(lambda: flowing(stack, "True"), timeout=60, what="flowing again")
 
 
 def test_a_label_change_waits_for_the_queue_a_job_change_does_not(stack: Stack) -> None:
-    wait_for("RemoteWriteFlowing=True", lambda: flowing(stack, "True"), timeout=90)
+    wait_for(lambda: flowing(stack, "True"), timeout=90, what="RemoteWriteFlowing=True")
     proc = stack.ampd
 
     def drains(mark: int) -> list[dict[str, Any]]:
@@ -109,4 +111,4 @@ def test_a_label_change_waits_for_the_queue_a_job_change_does_not(stack: Stack) 
     assert drain["drained"] is True and drain["reason"] == "queue rebuilt by the reload"
     assert drain["waited_s"] < 15
     proc.write_state(original)  # leave the module's stack as the other tests expect
-    wait_for("flowing again", lambda: flowing(stack, "True"), timeout=60)
+    wait_for(lambda: flowing(stack, "True"), timeout=60, what="flowing again")

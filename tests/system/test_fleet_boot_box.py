@@ -48,6 +48,7 @@ from tests.harness.fleetbox import (
 )
 from tests.harness.imds import ImdsServer
 from tests.harness.sysbox import CACHE_DIR, SysBox, unavailable_reason
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.systemd, pytest.mark.deb, pytest.mark.slow]
 
@@ -79,11 +80,7 @@ def installed() -> Path:
 
 
 def wait_until(what: str, check: Callable[[], bool], timeout: float, box: SysBox) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}\n{diagnosis(box)}")
-        time.sleep(0.2)
+    wait_for(check, timeout, 0.2, what, retry_on=(), detail=lambda: diagnosis(box))
 
 
 def diagnosis(box: SysBox) -> str:

@@ -20,8 +20,9 @@ from typing import Any
 
 import pytest
 
-from tests.harness.fixtures_systemd import VENV_PYTHON, drive, poll, prepare_state_dir
+from tests.harness.fixtures_systemd import VENV_PYTHON, drive, prepare_state_dir
 from tests.harness.sysbox import SysBox
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
@@ -125,11 +126,11 @@ def test_a_new_instance_drops_the_children_s_data_through_systemd(ampd_box: SysB
     box = ampd_box
     image_with_another_instance(box)
     start_ampd(box)
-    dropped = poll(
-        "InstanceDataDropped in status.json",
+    dropped = wait_for(
         lambda: condition(box, "InstanceDataDropped"),
         90,
-        lambda: why(box),
+        detail=lambda: why(box),
+        what="InstanceDataDropped in status.json",
     )
     assert dropped["status"] == "True", f"{dropped['message']}\n{why(box)}"
     assert OLD in dropped["message"]
@@ -153,11 +154,11 @@ def test_without_the_clean_grant_the_data_is_kept_and_said_so(ampd_box: SysBox) 
     box.run("systemctl", "restart", "polkit.service").check()
     image_with_another_instance(box)
     start_ampd(box)
-    kept = poll(
-        "InstanceDataDropped in status.json",
+    kept = wait_for(
         lambda: condition(box, "InstanceDataDropped"),
         90,
-        lambda: why(box),
+        detail=lambda: why(box),
+        what="InstanceDataDropped in status.json",
     )
     assert kept["status"] == "False", (kept, why(box))
     assert "ampd-prometheus.service" in kept["message"] and "not allowed" in kept["message"]
@@ -184,7 +185,7 @@ def test_forget_data_as_the_ampd_user_stops_the_unit_and_cleans_it(ampd_box: Sys
     drive(box, [("start", writer)])
     unit = "ampd-prometheus.service"
     box.wait_for(unit, ActiveState="active")
-    poll("the child's data", lambda: box.path(f"{PROM_DATA}/wal").exists(), 20)
+    wait_for(lambda: box.path(f"{PROM_DATA}/wal").exists(), 20, what="the child's data")
     owner = box.run("stat", "-c", "%U %a", PROM_DATA).check().stdout.split()
     assert owner == ["ampd-prometheus", "750"]
     out = drive(box, [("forget_data", "prometheus"), ("observe", "prometheus")])

@@ -23,10 +23,10 @@ from ampd.spec.load import load_spec
 from tests.harness.aio import free_port
 from tests.harness.dataplane import DataPlane
 from tests.harness.fixtures_dataplane import REGION, WORKSPACE_ID, StartProxy
-from tests.harness.fixtures_local import wait_for
 from tests.harness.loss import Phase, failed_scrapes, received_values, runs
 from tests.harness.prom import Prometheus, prometheus_available
 from tests.harness.sample_app import SampleApp
+from tests.harness.wait import wait_for
 
 pytestmark = [
     pytest.mark.prometheus,
@@ -112,12 +112,12 @@ def test_429_with_retry_after_loses_nothing(
         return max(values(w), default=0)
 
     for w in (retry, no_retry):
-        wait_for(f"{w.variant}: samples arriving", partial(newest, w), 45)
+        wait_for(partial(newest, w), 45, what=f"{w.variant}: samples arriving")
 
     starts = {w.variant: w.app.scrapes for w in (retry, no_retry)}
     wall0, t0 = time.time(), time.monotonic()
     dataplane.throttle(retry_after=1)
-    wait_for("429s answered", lambda: dataplane.faulted >= 2, 15)
+    wait_for(lambda: dataplane.faulted >= 2, 15, what="429s answered")
     while time.monotonic() - t0 < THROTTLED_S:  # the throttled window itself
         time.sleep(0.2)
     dataplane.healthy()
@@ -131,7 +131,7 @@ def test_429_with_retry_after_loses_nothing(
         assert wait_drained(w.listen, 30.0).drained, f"{w.variant} did not drain"
         # a scrape from after the phase arrived: nothing of the phase is still on its way
         last = phases[w.variant].last
-        wait_for(f"{w.variant}: a scrape after {last}", lambda: newest(w) > last, 30)  # noqa: B023 - called before the loop moves on
+        wait_for(lambda: newest(w) > last, 30, what=f"{w.variant}: a scrape after {last}")  # noqa: B023 - called before the loop moves on
 
     kept, dropped = phases["retry"], phases["no-retry"]
     got_retry, got_drop = values(retry), values(no_retry)

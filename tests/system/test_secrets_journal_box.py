@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from ampd.gateways.grafana import admin_password_file
-from tests.harness.fixtures_systemd import VENV_PYTHON, poll
+from tests.harness.fixtures_systemd import VENV_PYTHON
 from tests.harness.sysbox import SysBox
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
@@ -77,7 +78,7 @@ def test_the_journal_holds_no_secret(ampd_box: SysBox) -> None:
         "systemd-run", "--unit=imds-standin", "--property=WorkingDirectory=/opt/ampd-src",
         VENV_PYTHON, "/run/imds-standin.py",
     ).check()  # fmt: skip
-    poll("the IMDS stand-in", lambda: box.path(ISSUED).exists(), 30)
+    wait_for(lambda: box.path(ISSUED).exists(), 30, what="the IMDS stand-in")
     box.write_file(
         "/etc/default/ampd",
         f"AWS_EC2_METADATA_SERVICE_ENDPOINT=http://127.0.0.1:{IMDS_PORT}/\n",
@@ -106,7 +107,9 @@ def test_the_journal_holds_no_secret(ampd_box: SysBox) -> None:
         shown = box.journal("ampd.service", lines=60)
         return f"issued: {sorted(_issued(box))}\n{shown}\n{box.journal('imds-standin')}"
 
-    secrets = poll("IMDS tokens, role keys and the admin password in use", used, 60, why)
+    secrets = wait_for(
+        used, 60, detail=why, what="IMDS tokens, role keys and the admin password in use"
+    )
     password = box.read_file(str(PASSWORD)).strip()
     secrets["grafana admin password"] = password
     secrets["grafana admin basic auth"] = base64.b64encode(f"admin:{password}".encode()).decode()

@@ -18,12 +18,12 @@ from tests.harness.fixtures_systemd import (
     WEDGE_FILE,
     drive,
     install_standin,
-    poll,
     prepare_state_dir,
     set_short_watchdog,
     unit_processes,
 )
 from tests.harness.sysbox import SysBox
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
@@ -126,7 +126,7 @@ def test_runtime_starts_reloads_restarts_and_stops_a_child(ampd_box: SysBox) -> 
 
     # reload: SIGHUP reaches the process itself (ampd exec replaced itself with it)
     drive(box, [("reload", "prometheus")])
-    poll("SIGHUP recorded", lambda: box.path(f"{PROM_DATA}/hups").exists())
+    wait_for(lambda: box.path(f"{PROM_DATA}/hups").exists(), what="SIGHUP recorded")
     again = drive(box, [("observe", "prometheus")])[0]
     assert again["pid"] == state["pid"]
 
@@ -304,18 +304,14 @@ def test_real_ampd_logs_native_journal_entries_with_priorities(ampd_box: SysBox)
         found = entries("-p", "warning")  # systemd's own warnings may come first
         return found if any(e.get("AMPD_EVENT") == "spec.invalid" for e in found) else []
 
-    problems = poll("spec.invalid at priority err", invalid_logged, 30)
+    problems = wait_for(invalid_logged, 30, what="spec.invalid at priority err")
     invalid = [e for e in problems if e.get("AMPD_EVENT") == "spec.invalid"]
     assert invalid[0]["PRIORITY"] == "3"
     assert invalid[0]["MESSAGE"].startswith("spec.invalid")
     assert "/etc/ampd/state.yml:2:" in invalid[0]["AMPD_PROBLEMS"]
     # -p warning lists exactly the problems: nothing at info or debug
     assert all(int(e["PRIORITY"]) <= 4 for e in problems), problems
-    summaries = poll(
-        "a pass summary",
-        lambda: entries("AMPD_EVENT=reconcile.summary"),
-        30,
-    )
+    summaries = wait_for(lambda: entries("AMPD_EVENT=reconcile.summary"), 30, what="a pass summary")
     assert summaries[0]["PRIORITY"] == "6"
     assert re.fullmatch(r"[0-9a-f]{12}", summaries[0]["RECONCILE_ID"])
     assert summaries[0]["SYSLOG_IDENTIFIER"] == "ampd"
