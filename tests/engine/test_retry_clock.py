@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import random
 
+import pytest
+
 from ampd.core import Kind, ResourceKey
 from ampd.engine.retry import BACKOFF_BASE, BACKOFF_CAP, REPEAT_BASE, AtLeast, RetryBook
 from tests.harness.clock import FakeClock
@@ -22,6 +24,20 @@ class FixedJitter(random.Random):
 
     def random(self) -> float:
         return self.value
+
+
+def test_the_fake_clock_moves_only_when_told() -> None:
+    clock = FakeClock(start=10.0)
+    wall = clock.time()
+    assert clock() == clock.monotonic() == 10.0
+    clock.sleep(2.5)
+    assert clock.advance(0.5) == 13.0
+    assert clock.monotonic() == 13.0 and clock.time() == wall + 3.0 and clock.elapsed == 3.0
+    assert clock.slept == [2.5]  # advance() is no sleep
+    with pytest.raises(ValueError, match="time does not go back"):
+        clock.advance(-1)
+    with pytest.raises(ValueError, match="non-negative"):
+        clock.sleep(-0.1)
 
 
 def fail_and_wait(book: RetryBook, clock: FakeClock, times: int, delay: float) -> list[float]:
