@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from ampd.errors import AmpdError, SpecError
 
 if TYPE_CHECKING:
+    from ampd.engine.source import SpecSource
     from ampd.gateways.paths import Paths
 
 EXIT_OK = 0
@@ -140,17 +141,15 @@ def _dispatch(args: argparse.Namespace) -> int:
             print(f"{k}: {val}")
         return EXIT_OK
     if cmd == "validate":
-        from ampd.source.specfile import load_and_check, open_source, source_name
+        from ampd.source.open import open_source
 
         raw = args.file or args.state or str(state_file_from_env(None))
-        remote = source_name(raw)
-        if remote is not None:
-            src = open_source(remote, None, run_promtool=not args.no_promtool, region=args.region)
-            load_and_check(src)
-            print(f"{remote}: valid")
-            return EXIT_OK
-        load_and_check(Path(raw), run_promtool=not args.no_promtool)
-        print(f"{raw}: valid")
+        src = open_source(raw, None, run_promtool=not args.no_promtool, region=args.region)
+        try:
+            src.load()  # a file or a remote document, checked alike; nothing is written
+        finally:
+            src.close()
+        print(f"{src.name}: valid")
         return EXIT_OK
     if cmd == "bake" and not args.dry_run:
         return _locked(args)
@@ -222,6 +221,16 @@ def _state_command(args: argparse.Namespace) -> int:
         return bake_command(resolve_paths(), as_json=args.json, dry_run=False)
     accept = args.accept if cmd == "apply" else None
     state = _state(args.state, cmd, resolve_paths(), args.region, accept)
+    try:
+        return _with_state(args, state)
+    finally:
+        state.close()  # a read-only remote state's scratch copies go
+
+
+def _with_state(args: argparse.Namespace, state: SpecSource) -> int:
+    from ampd.gateways.paths import resolve_paths
+
+    cmd = args.command
     if cmd == "render":
         from ampd.commands.oneshot import render_command
 
@@ -263,28 +272,32 @@ def _state(
     paths: Paths,
     region: str | None = None,
     accept: str | None = None,
-) -> Path:
-    """The state path; an ``ssm:``/``s3://`` one is opened (and registered) here: ``run``
-    and ``apply`` keep its last good copy under the state directory, ``plan`` and
-    ``render`` only read that copy. ``apply --accept VERSION`` records that the operator
-    accepts that version (held by the destructive-change guard) before it looks."""
+) -> SpecSource:
+    """The state the command line names, opened: a file, or an ``ssm:``/``s3://``
+    document. Only ``run`` and ``apply`` hand the source a file writer (it keeps its last
+    good copy under the state directory); ``plan`` and ``render`` only read that copy.
+    ``apply --accept VERSION`` records that the operator accepts that version (held by
+    the destructive-change guard) before it looks."""
     from ampd.gateways.paths import state_file_from_env
 
     raw = cli_value or os.environ.get("AMPD_STATE")
-    if not raw or not raw.startswith(("ssm:", "s3:/")):  # a file: no loader imported here
+    if not raw or not raw.startswith(("ssm:", "s3:/")):  # a file: no remote loader imported
         if accept is not None:
             raise AmpdError("--accept is for an ssm:/s3:// state; a local file is applied as is")
-        return state_file_from_env(cli_value)
-    from ampd.source.specfile import open_source, source_name
+        from ampd.source.local import FileSource
+
+        return FileSource(state_file_from_env(cli_value))
+    from ampd.gateways.files import FileWriter
+    from ampd.source.open import open_remote
+    from ampd.source.specfile import source_name
 
     remote = source_name(raw)
     assert remote is not None
-    src = open_source(
-        remote, paths.state_dir / "source", write_cache=cmd in {"run", "apply"}, region=region
-    )
+    files = FileWriter() if cmd in {"run", "apply"} else None
+    src = open_remote(remote, paths.state_dir / "source", files=files, region=region)
     if accept is not None:
         src.accept(accept)
-    return Path(remote)
+    return src
 
 
 def dump_json(data: object) -> None:

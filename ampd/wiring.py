@@ -10,17 +10,24 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from ampd.aws.gateway.client import AwsGateway, api_call_counts
+from ampd.aws.gateway.client import api_call_counts, make_gateway
+from ampd.aws.gateway.writer import AwsWriting
 from ampd.aws.side.side import AwsSide
+from ampd.engine.factfinder import FactFinder
+from ampd.engine.facts import InstanceFacts
+from ampd.engine.reconcile import Reconciler
 from ampd.engine.retry import RetryBook
+from ampd.engine.source import SpecSource
 from ampd.errors import SpecError
 from ampd.gateways import imds
 from ampd.gateways.files import FileWriter
+from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import ProcessControl, Runtime
 from ampd.gateways.store import Store, StoreView
 from ampd.gateways.supervisor import Supervisor
 from ampd.gateways.systemd import SystemdRuntime, running_under_systemd
-from ampd.source.specfile import read_state_file
+from ampd.local.side.side import LocalSide, OwnWrites
+from ampd.source.local import FileSource
 from ampd.spec.load import load_spec
 
 
@@ -35,10 +42,11 @@ class Writers:
     store: Store
     processes: ProcessControl
     files: FileWriter
+    aws: AwsWriting
 
 
 def make_writers(store_path: Path, runtime: ProcessControl) -> Writers:
-    return Writers(store=Store(store_path), processes=runtime, files=FileWriter())
+    return Writers(store=Store(store_path), processes=runtime, files=FileWriter(), aws=AwsWriting())
 
 
 def self_command() -> str:
@@ -52,33 +60,75 @@ def self_command() -> str:
     return shutil.which("ampd") or "/usr/bin/ampd"
 
 
-def _requested_runtime(state_path: Path) -> str:
+def _requested_runtime(source: SpecSource) -> str:
     try:
-        return load_spec(read_state_file(state_path), str(state_path)).spec.runtime
-    except SpecError:  # an invalid file at start-up still gets a runtime
+        return load_spec(source.text(), source.name).spec.runtime
+    except (SpecError, OSError):  # an invalid file at start-up still gets a runtime
         return "auto"
 
 
-def runtime_name(state_path: Path, requested: str | None = None) -> str:
+def runtime_name(source: SpecSource, requested: str | None = None) -> str:
     """ "systemd" or "supervisor": what :func:`make_runtime` builds here, for the commands
     that only need to know (``ampd render`` renders whom the proxy signs for)."""
-    wanted = os.environ.get("AMPD_RUNTIME") or requested or _requested_runtime(state_path)
+    wanted = os.environ.get("AMPD_RUNTIME") or requested or _requested_runtime(source)
     if wanted == "systemd" or (wanted == "auto" and running_under_systemd()):
         return "systemd"
     return "supervisor"
 
 
 def make_runtime(
-    state_path: Path, on_exit: Callable[[str], None], requested: str | None = None
+    source: SpecSource, on_exit: Callable[[str], None], requested: str | None = None
 ) -> Runtime:
     """``requested`` is the spec's ``runtime`` when the caller has already loaded it."""
-    if runtime_name(state_path, requested) == "systemd":
+    if runtime_name(source, requested) == "systemd":
         return SystemdRuntime(on_exit=on_exit)
     return Supervisor(on_exit=on_exit)
 
 
 def make_aws(store: StoreView, book: RetryBook) -> AwsSide:
-    return AwsSide(AwsGateway, store, book)
+    return AwsSide(make_gateway, store, book)
+
+
+def reconciler(
+    state: SpecSource | Path,
+    paths: Paths,
+    runtime: Runtime,
+    *,
+    writes: bool = True,
+    aws: AwsSide | bool = False,
+    instance_facts: InstanceFacts | None = None,
+    self_command: str = "/usr/bin/ampd",
+    manage_processes: bool = True,
+    own_writes: OwnWrites | None = None,
+) -> Reconciler[Writers]:
+    """The pass and its collaborators, built in one place and handed in: the spec's
+    source, the local side, the AWS side (``aws=True``: the real one), the fact finder,
+    one retry book, and -- only when the caller ``writes`` (``ampd run``, ``ampd
+    apply``) -- the :class:`Writers`. Everything else reads through a StoreView."""
+    source = FileSource(state) if isinstance(state, Path) else state
+    view = StoreView(paths.store)
+    book = RetryBook()
+    local = LocalSide(
+        paths,
+        runtime,
+        view,
+        book,
+        state_path=source.name,
+        self_command=self_command,
+        manage_processes=manage_processes,
+        own_writes=own_writes,
+    )
+    aws_side = make_aws(view, book) if aws is True else (aws or None)
+    return Reconciler(
+        source,
+        paths,
+        local=local,
+        aws=aws_side,
+        writers=make_writers(paths.store, runtime) if writes else None,
+        finder=FactFinder(view, instance_facts),
+        book=book,
+        runtime_name=runtime.name,
+    )
 
 
 __all__ = [
@@ -88,6 +138,7 @@ __all__ = [
     "make_aws",
     "make_runtime",
     "make_writers",
+    "reconciler",
     "runtime_name",
     "self_command",
 ]

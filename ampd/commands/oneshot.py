@@ -1,7 +1,8 @@
 """One-shot commands: ``render``, ``plan``, ``apply --once``.
 
 ``plan`` and ``render`` go through the same code as the daemon and write nothing but
-what they are asked for: ``plan`` nothing at all (its store is read-only by type),
+what they are asked for: ``plan`` nothing at all (it builds no ``Writers``: mypy keeps
+every write out of its reach),
 ``render`` only the generated files, into ``--out`` (or the generated directory). What
 they could not know they say on stderr.
 """
@@ -18,6 +19,7 @@ from ampd.core import ConditionStatus, Health, Outcome, Plan
 from ampd.engine.factfinder import FactFinder
 from ampd.engine.plantext import plan_json, plan_text
 from ampd.engine.reconcile import Reconciler
+from ampd.engine.source import SpecSource
 from ampd.engine.status import PassSummary
 from ampd.gateways.files import atomic_write
 from ampd.gateways.paths import Paths
@@ -25,42 +27,42 @@ from ampd.gateways.store import StoreView
 from ampd.gateways.users import user_names
 from ampd.local.render.effective import render_context
 from ampd.local.side.side import render_files
-from ampd.source.specfile import load_and_check
-from ampd.wiring import imds, make_aws, make_runtime, runtime_name, self_command
+from ampd.wiring import Writers, imds, make_runtime, reconciler, runtime_name, self_command
 
 SETTLE = 600.0  # default apply --settle: a new AMP workspace is ACTIVE within minutes
 POLL_MIN = 0.5
 POLL_MAX = 5.0
 
 
-def _reconciler(state: Path, paths: Paths, *, apply: bool) -> Reconciler:
-    runtime = make_runtime(state, lambda _name: None)
+def _reconciler(source: SpecSource, paths: Paths, *, writes: bool) -> Reconciler[Writers]:
+    """``writes`` False (``ampd plan``): no Writers is built, so nothing can be applied:
+    not to AWS, not to a process, not to a file, not to ampd.json."""
+    runtime = make_runtime(source, lambda _name: None)
     # Under the supervisor runtime a one-shot command cannot own long-lived processes:
     # it reconciles AWS and files, and leaves processes to the daemon.
-    rec = Reconciler(
-        state,
+    return reconciler(
+        source,
         paths,
         runtime,
+        writes=writes,
+        aws=True,
         instance_facts=imds.instance_labels,
         self_command=self_command(),
         manage_processes=runtime.name != "supervisor",
-        read_only=not apply,
     )
-    rec.aws = make_aws(rec.store, rec.book)
-    return rec
 
 
-def render_command(state: Path, paths: Paths, out: Path | None) -> int:
-    loaded = load_and_check(state)
+def render_command(source: SpecSource, paths: Paths, out: Path | None) -> int:
+    loaded = source.load()
     finder = FactFinder(StoreView(paths.store), imds.instance_labels)
     facts = finder.gather(loaded.spec)
     for note in facts.notes:
         print(f"ampd render: {note}; the parts that need it are left out", file=sys.stderr)
-    runtime = runtime_name(state, loaded.spec.runtime)
+    runtime = runtime_name(source, loaded.spec.runtime)
     ctx = render_context(
         loaded.spec,
         facts,
-        source=state,
+        source=source.name,
         state_dir=paths.state_dir,
         python=self_command(),
         process_users=user_names(runtime),
@@ -91,14 +93,14 @@ def _print(plan: Plan, outcomes: Sequence[Outcome], *, as_json: bool, color: boo
         sys.stdout.write(plan_text(plan, color=color, outcomes=outcomes))
 
 
-def plan_command(state: Path, paths: Paths, *, as_json: bool, color: str) -> int:
+def plan_command(state: SpecSource, paths: Paths, *, as_json: bool, color: str) -> int:
     """0 in sync, 2 changes pending, 1 error: an invalid file, or something that could
     not be read (AWS unreachable, denied, throttled) — a plan that did not see
     everything is no plan."""
     use_color = color == "always" or (color == "auto" and sys.stdout.isatty())
-    rec = _reconciler(state, paths, apply=False)
+    rec = _reconciler(state, paths, writes=False)
     try:
-        summary = rec.run_pass(apply=False)
+        summary = rec.run_pass()
     finally:
         rec.close()
     if summary.spec_error:
@@ -122,7 +124,7 @@ def in_progress(summary: PassSummary) -> list[str]:
 
 
 def apply_command(
-    state: Path,
+    state: SpecSource,
     paths: Paths,
     *,
     as_json: bool,
@@ -137,12 +139,12 @@ def apply_command(
     is ACTIVE). ``apply`` passes again while AWS reports such work in progress, for up to
     ``settle`` seconds; what is still in progress then makes it exit 2, naming it: a
     converged exit is claimed only for what was seen converged."""
-    rec = _reconciler(state, paths, apply=True)
+    rec = _reconciler(state, paths, writes=True)
     deadline = clock() + settle
     plan, outcomes = Plan(), list[Outcome]()
     try:
         while True:
-            summary = rec.run_pass(apply=True)
+            summary = rec.run_pass()
             if summary.spec_error:
                 print(summary.spec_error, file=sys.stderr)
                 return 1

@@ -30,7 +30,9 @@ if TYPE_CHECKING:  # the rest is imported after READY=1 (see Daemon.run)
     from ampd.core import Change, ResourceKey
     from ampd.daemon.metrics import Metrics
     from ampd.engine.reconcile import Reconciler
+    from ampd.engine.source import SpecSource
     from ampd.engine.status import PassSummary
+    from ampd.local.side.side import OwnWrites
 
 log = structlog.get_logger()
 
@@ -40,9 +42,10 @@ IDLE_WAKE = 30.0  # the loop sleeps until a trigger or the next pass; this only 
 
 
 class Daemon:
-    def __init__(self, state_path: Path, paths: Paths) -> None:
-        self.state_path = state_path
+    def __init__(self, source: SpecSource, paths: Paths) -> None:
+        self.source = source
         self.paths = paths
+        self.own_writes: OwnWrites | None = None  # ampd's own writes into generated/
         self.notifier = Notifier()
         self.dirty = asyncio.Event()
         self.stopping = asyncio.Event()
@@ -81,30 +84,32 @@ class Daemon:
         requested_runtime = self._read_spec()
         self.notifier.ready("Unknown · starting · first pass pending")
         from ampd.daemon.metrics import Metrics  # noqa: PLC0415 (after READY=1)
-        from ampd.engine.reconcile import Reconciler  # noqa: PLC0415
+        from ampd.local.side.side import OwnWrites  # noqa: PLC0415
         from ampd.spec.models import split_listen  # noqa: PLC0415
         from ampd.wiring import (  # noqa: PLC0415
             api_call_counts,
             imds,
-            make_aws,
             make_runtime,
+            reconciler,
             self_command,
         )
 
         self.paths.state_dir.mkdir(parents=True, exist_ok=True)
+        self.own_writes = OwnWrites()  # the daemon's, handed to the local side
         runtime = make_runtime(
-            self.state_path,
+            self.source,
             lambda name: self._trigger_threadsafe(f"exit:{name}"),
             requested_runtime,
         )
-        rec = Reconciler(
-            self.state_path,
+        rec = reconciler(
+            self.source,
             self.paths,
             runtime,
+            aws=True,
             instance_facts=imds.instance_labels,
             self_command=self_command(),
+            own_writes=self.own_writes,
         )
-        rec.aws = make_aws(rec.store, rec.book)
         rec.on_aws_done = lambda: self._trigger_threadsafe("aws-done")
         metrics = Metrics(api_call_counts, notifier=self.notifier)
         rec.load_spec()
@@ -120,7 +125,7 @@ class Daemon:
         self.dirty.set()
         log.info(
             "daemon.ready",
-            state=str(self.state_path),
+            state=self.source.name,
             runtime=runtime.name,
             state_dir=str(self.paths.state_dir),
         )
@@ -142,11 +147,10 @@ class Daemon:
         runtime, the AWS side and the rest of a pass are imported after READY=1.
         Returns the spec's ``runtime`` ("auto" when the file is broken or missing)."""
         from ampd.errors import SpecError  # noqa: PLC0415
-        from ampd.source.specfile import read_state_file  # noqa: PLC0415
         from ampd.spec.load import load_spec  # noqa: PLC0415
 
         with contextlib.suppress(SpecError, OSError, ValueError):
-            return load_spec(read_state_file(self.state_path), str(self.state_path)).spec.runtime
+            return load_spec(self.source.text(), self.source.name).spec.runtime
         return "auto"
 
     def _on_hup(self) -> None:
@@ -177,7 +181,7 @@ class Daemon:
                 )
             await asyncio.sleep(half / 2)
 
-    async def _loop(self, rec: Reconciler, metrics: Metrics) -> None:
+    async def _loop(self, rec: Reconciler[Any], metrics: Metrics) -> None:
         pinger = asyncio.create_task(self._pinger())
         try:
             await self._passes(rec, metrics)
@@ -186,7 +190,7 @@ class Daemon:
             with contextlib.suppress(asyncio.CancelledError):
                 await pinger
 
-    async def _passes(self, rec: Reconciler, metrics: Metrics) -> None:
+    async def _passes(self, rec: Reconciler[Any], metrics: Metrics) -> None:
         while not self.stopping.is_set():
             timeout = IDLE_WAKE
             if self.next_pass_at is not None:
@@ -207,14 +211,10 @@ class Daemon:
             await self._one_pass(rec, metrics, sorted(why))
             await asyncio.sleep(MIN_PASS_GAP)
 
-    async def _one_pass(self, rec: Reconciler, metrics: Metrics, why: list[str]) -> None:
+    async def _one_pass(self, rec: Reconciler[Any], metrics: Metrics, why: list[str]) -> None:
         if self.reload_requested:
             rec.book.forget_permanent()  # an operator's reload retries what was given up on
-            from ampd.source.specfile import state_source_for  # noqa: PLC0415
-
-            source = state_source_for(rec.state_path)
-            if source is not None:
-                source.look_now()  # and looks at an ssm:/s3:// state at once
+            self.source.look_now()  # and looks at an ssm:/s3:// state at once
         progress.mark()
         self.in_pass = True
         try:
@@ -288,7 +288,7 @@ class Daemon:
                 corrected=corrected,
             )
 
-    async def _watch(self, rec: Reconciler) -> None:
+    async def _watch(self, rec: Reconciler[Any]) -> None:
         """inotify on the state file's directory, the files it names and generated/.
         Watched anew whenever a pass changes the set of files the spec names."""
         while not self.stopping.is_set():
@@ -310,12 +310,14 @@ class Daemon:
                 log.warning("watch.failed", error=str(e))
                 await asyncio.sleep(1)
 
-    def _own_write(self, rec: Reconciler, path: Path) -> bool:
+    def _own_write(self, rec: Reconciler[Any], path: Path) -> bool:
         """ampd's own write into generated/ needs no pass; a hand edit there does."""
         if self.paths.generated not in path.parents:
             return False
         data = read_bytes(path) if path.is_file() else None
-        return rec.own_writes.is_own(path, sha256_bytes(data) if data is not None else None)
+        own = self.own_writes
+        sha = sha256_bytes(data) if data is not None else None
+        return own is not None and own.is_own(path, sha)
 
     def _gen_dirs(self) -> set[Path]:
         gen = self.paths.generated
@@ -331,21 +333,17 @@ class Daemon:
             or path.parent in {t for t in targets if t.is_dir()}
         )
 
-    def _watch_targets(self, rec: Reconciler) -> set[Path]:
-        out = {self.state_path.absolute()}
-        spec = rec.loaded.spec if rec.loaded else None
-        if spec is not None and spec.workspace is not None:
-            out |= {Path(g.file) for g in spec.workspace.rule_groups}
-            if spec.workspace.alertmanager is not None:
-                out.add(Path(spec.workspace.alertmanager.file))
-        if spec is not None and spec.grafana is not None:
-            out |= {Path(d) for d in spec.grafana.dashboards}
+    def _watch_targets(self, rec: Reconciler[Any]) -> set[Path]:
+        """The state (or a remote state's cached copy) and every file it names."""
+        out = {self.source.watched()}
+        if rec.loaded is not None:
+            out |= {Path(named.path) for named in rec.loaded.spec.named_files()}
         return out
 
 
-def run_daemon(state_path: Path, paths: Paths) -> int:
+def run_daemon(source: SpecSource, paths: Paths) -> int:
     try:
-        return asyncio.run(Daemon(state_path, paths).run())
+        return asyncio.run(Daemon(source, paths).run())
     except KeyboardInterrupt:
         return 0
     finally:

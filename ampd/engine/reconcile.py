@@ -1,7 +1,10 @@
 """One reconcile pass: load the spec, gather facts, run both sides, summarize.
 
 Level-based and idempotent: a pass never asks why it was called; it reads everything
-it needs each time. The AWS side goes first (it says where the workspace is), in its
+it needs each time. The spec comes from a :class:`~ampd.engine.source.SpecSource` and
+the sides are built outside (``ampd.wiring.reconciler``) and handed in; each runs its
+observe, plan, apply and report (``ampd.engine.side.run_side``), applying only when the
+pass holds writers. The AWS side goes first (it says where the workspace is), in its
 worker so that it never holds the local side for long. Nothing a side raises ends the
 pass: it becomes a Degraded condition with the message, retried after a backoff.
 """
@@ -11,30 +14,23 @@ from __future__ import annotations
 import time
 import traceback
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
-from pathlib import Path
+from typing import Any, Generic, TypeVar
 
 import structlog
 
-from ampd.aws.observe import read_spec_files
-from ampd.core import Condition, ConditionStatus, Health, Kind, Plan, SideResult, SyncStatus
+from ampd.core import Condition, ConditionStatus, Health, Plan, SideResult, SyncStatus
 from ampd.engine.factfinder import FactFinder
-from ampd.engine.facts import InstanceFacts
+from ampd.engine.facts import Facts
 from ampd.engine.retry import RetryBook
-from ampd.engine.side import Facts, OnePassSide as Side
+from ampd.engine.side import run_side
+from ampd.engine.source import SpecSource
 from ampd.engine.status import PassSummary, merge_conditions
-from ampd.engine.worker import AwsWorker, crashed
+from ampd.engine.worker import SideWorker, crashed
 from ampd.errors import SpecError
 from ampd.gateways import progress, statelock
-from ampd.gateways.files import inputs_fingerprint
 from ampd.gateways.paths import Paths
-from ampd.gateways.runtime import Runtime
-from ampd.gateways.store import Store, StoreView
-from ampd.gateways.users import process_user
-from ampd.local.observe import promconfig
-from ampd.local.side.side import LocalSide, OwnWrites
-from ampd.source.specfile import load_and_check, source_name, state_source_for
 from ampd.spec.checks import non_loopback_listeners
 from ampd.spec.load import LoadedSpec
 from ampd.spec.models import StateSpec, duration_seconds
@@ -46,63 +42,46 @@ IDLE_INTERVAL = 30.0  # the same, while everything is Synced and Healthy
 AWS_PASS_TIMEOUT = 20.0  # below WatchdogSec: the pass waits this long at most for AWS
 PASS_LOCK_WAIT = 20.0  # a one-shot ``ampd apply`` may hold the state directory this long
 
+W = TypeVar("W")  # the writers both sides take (ampd.wiring.Writers)
 
-class Reconciler:
+
+AnySide = Any  # a Side[...] (ampd.engine.side) whose writers are W
+
+
+class Reconciler(Generic[W]):
+    """The pass over both sides. ``writers`` None (``ampd plan``): nothing is applied and
+    nothing is locked; with writers the pass holds the state directory's lock."""
+
     lock_holder = "ampd run"  # what a process waiting for the state directory is told
 
     def __init__(
         self,
-        state_path: Path,
+        source: SpecSource,
         paths: Paths,
-        runtime: Runtime,
         *,
-        aws: Side | None = None,
-        instance_facts: InstanceFacts | None = None,
-        self_command: str = "/usr/bin/ampd",
-        manage_processes: bool = True,
-        read_only: bool = False,
+        local: AnySide,
+        aws: AnySide | None = None,
+        writers: W | None,
+        finder: FactFinder,
+        book: RetryBook,
+        runtime_name: str,
     ) -> None:
-        self.state_path = state_path
+        self.source = source
         self.paths = paths
-        self.runtime = runtime
-        # A plan gets a view that cannot write ampd.json (mypy keeps it so).
-        self.store: StoreView = StoreView(paths.store) if read_only else Store(paths.store)
-        self.book = RetryBook()
-        self.own_writes = OwnWrites()
-        self.finder = FactFinder(self.store, instance_facts)
-        self.local = LocalSide(
-            paths,
-            runtime,
-            self.store,
-            self.book,
-            state_path=state_path,
-            self_command=self_command,
-            manage_processes=manage_processes,
-            own_writes=self.own_writes,
-        )
-        self.worker: AwsWorker | None = None
-        if aws is not None:
-            self.aws = aws
+        self.local = local
+        self.aws = aws
+        self.writers = writers
+        self.finder = finder
+        self.book = book
+        self.runtime_name = runtime_name
+        self.worker = SideWorker() if aws is not None else None
         self.loaded: LoadedSpec | None = None
         self.generation = 0
         self.spec_error: str | None = None
-        self._inputs_key: str | None = None
-        self.spec_files: dict[str, bytes | None] | None = None
+        self.spec_files: Mapping[str, bytes | None] | None = None
         self.conditions: dict[str, Condition] = {}
         self.facts = Facts()
         self.errors: list[dict[str, object]] = []
-
-    # ---- collaborators ----------------------------------------------------------------
-    @property
-    def aws(self) -> Side | None:
-        return self.worker.side if self.worker is not None else None
-
-    @aws.setter
-    def aws(self, side: Side | None) -> None:
-        on_done = self.worker.on_done if self.worker is not None else None
-        if self.worker is not None:
-            self.worker.close()
-        self.worker = AwsWorker(side, on_done) if side is not None else None
 
     @property
     def on_aws_done(self) -> Callable[[], None] | None:
@@ -114,48 +93,33 @@ class Reconciler:
             self.worker.on_done = fn
 
     # ---- spec -------------------------------------------------------------------------
-    def _inputs(self) -> list[Path]:
-        """The state file and every file it names (as last loaded)."""
-        out = [self.state_path]
-        spec = self.loaded.spec if self.loaded is not None else None
-        if spec is not None and spec.workspace is not None:
-            out += [Path(g.file) for g in spec.workspace.rule_groups]
-            if spec.workspace.alertmanager is not None:
-                out.append(Path(spec.workspace.alertmanager.file))
-        if spec is not None and spec.grafana is not None:
-            out += [Path(d) for d in spec.grafana.dashboards]
-            if spec.grafana.datasource.credentials_file:
-                out.append(Path(spec.grafana.datasource.credentials_file))
-        return out
-
     def load_spec(self) -> None:
-        """Load and check the state file, unless neither it nor a file it names changed
-        since the last time (no YAML, no ``promtool check rules`` on an idle pass)."""
-        local = source_name(self.state_path) is None
-        key = inputs_fingerprint(self._inputs()) if local else None
-        if key is not None and key == self._inputs_key:
-            return
-        self._inputs_key = key
+        """The source's current good spec (a file is checked again only when it or a file
+        it names changed: no YAML, no ``promtool check rules`` on an idle pass)."""
         try:
-            loaded = load_and_check(self.state_path)
+            loaded = self.source.load()
         except SpecError as e:
-            self.spec_error = str(e)
-            problems = [str(p) for p in e.problems]
-            log.error("spec.invalid", file=str(self.state_path), problems=problems)
+            message = str(e)
+            if message != self.spec_error:
+                problems = [str(p) for p in e.problems]
+                log.error("spec.invalid", file=self.source.name, problems=problems)
+            self.spec_error = message
             return
         self.spec_error = None
-        self.spec_files = read_spec_files(loaded.spec)  # as validated: what AWS may get
+        if loaded is self.loaded:
+            return
+        self.spec_files = self.source.pushed_files()  # as validated: what AWS may get
         if self.loaded is None or loaded.sha256 != self.loaded.sha256:
             self.generation += 1
-            log.info("spec.loaded", file=str(self.state_path), generation=self.generation)
+            log.info("spec.loaded", file=self.source.name, generation=self.generation)
         self.loaded = loaded
 
     # ---- the pass ---------------------------------------------------------------------
-    def run_pass(self, *, apply: bool = True, aws_timeout: float = AWS_PASS_TIMEOUT) -> PassSummary:
-        """One pass. A pass that may write holds the state directory's lock (another
-        ``ampd`` on the same directory waits: ampd.gateways.statelock)."""
-        if not apply or not isinstance(self.store, Store):
-            return self._run_pass(apply, aws_timeout)
+    def run_pass(self, *, aws_timeout: float = AWS_PASS_TIMEOUT) -> PassSummary:
+        """One pass. A pass with writers holds the state directory's lock (another
+        ``ampd`` on the same directory waits: ampd.gateways.statelock); a plan has none."""
+        if self.writers is None:
+            return self._run_pass(aws_timeout)
         with statelock.hold(
             self.paths.state_dir,
             wait=PASS_LOCK_WAIT,
@@ -165,22 +129,29 @@ class Reconciler:
             progress.mark()  # a completed step: the wait is bounded below WatchdogSec / 2
             log.debug("state_lock.acquired")
             try:
-                return self._run_pass(apply, aws_timeout)
+                return self._run_pass(aws_timeout)
             finally:
                 log.debug("state_lock.released")
 
-    def _run_pass(self, apply: bool, aws_timeout: float) -> PassSummary:
+    def _run_pass(self, aws_timeout: float) -> PassSummary:
         started, t0 = time.time(), time.monotonic()
         rid = uuid.uuid4().hex[:12]
         structlog.contextvars.bind_contextvars(reconcile_id=rid)
         try:
             self.load_spec()
-            results = self._sides(apply, aws_timeout) if self.loaded is not None else []
+            results = self._sides(aws_timeout) if self.loaded is not None else []
             return self._summary(rid, started, t0, results)
         finally:
             structlog.contextvars.unbind_contextvars("reconcile_id")
 
-    def _sides(self, apply: bool, aws_timeout: float) -> list[SideResult]:
+    def _run(self, side: AnySide, spec: StateSpec, facts: Facts) -> SideResult:
+        if not hasattr(side, "observe"):  # transitional: a side that passes in one call
+            legacy: SideResult = side.reconcile(spec, facts, apply=self.writers is not None)
+            return legacy
+        result: SideResult = run_side(side, spec, facts, self.writers)
+        return result
+
+    def _sides(self, aws_timeout: float) -> list[SideResult]:
         assert self.loaded is not None
         spec = self.loaded.spec
         try:
@@ -191,14 +162,15 @@ class Reconciler:
         progress.mark()
         facts = replace(facts, spec_files=self.spec_files)
         results: list[SideResult] = []
-        if self.worker is not None and (spec.workspace is not None or spec.iam is not None):
-            aws = self.worker.result(spec, facts, apply=apply, timeout=aws_timeout)
+        aws, worker = self.aws, self.worker
+        if aws is not None and worker is not None and (spec.workspace or spec.iam):
+            result = worker.result(lambda: self._run(aws, spec, facts), timeout=aws_timeout)
             progress.mark()
-            facts = facts.with_workspace(aws.workspace)
-            results.append(_healthy_unless_crashed("aws", aws))
+            facts = facts.with_workspace(result.workspace)
+            results.append(_healthy_unless_crashed("aws", result))
         self.facts = facts
         try:
-            local = self.local.reconcile(spec, facts, apply=apply)
+            local = self._run(self.local, spec, facts)
         except Exception as e:
             log.error("local.pass.crashed", error=str(e), traceback=traceback.format_exc())
             local = replace(
@@ -206,23 +178,8 @@ class Reconciler:
             )
         else:
             self.book.succeeded("local")
-            local = self._with_config_loaded(spec, local)
         results.append(_healthy_unless_crashed("local", local))
         return results
-
-    def _with_config_loaded(self, spec: StateSpec, local: SideResult) -> SideResult:
-        """A reload that failed after ampd's own check (a hand-sent SIGHUP, a file it
-        names broken since) shows in Prometheus' metrics; the next pass reports it."""
-        prom = spec.prometheus
-        running = any(
-            s.key.kind is Kind.PROCESS and s.key.name == "prometheus" and s.health is Health.HEALTHY
-            for s in local.statuses
-        )
-        if prom is None or not prom.enabled or not self.local.manage_processes or not running:
-            return local
-        owner = process_user("prometheus", self.runtime.name).uid
-        cond = promconfig.config_condition(prom.listen, owner=owner)
-        return local if cond is None else replace(local, conditions=(*local.conditions, cond))
 
     def _summary(
         self, rid: str, started: float, t0: float, results: Sequence[SideResult]
@@ -236,9 +193,7 @@ class Reconciler:
             "" if spec_ok else (self.spec_error or "").splitlines()[0],
         )
         conds = [spec_cond, *self.facts.conditions] + [c for r in results for c in r.conditions]
-        source = state_source_for(self.state_path)  # ssm: or s3:// (None: a local file)
-        if source is not None:
-            conds += source.conditions()
+        conds += self.source.conditions()  # a remote state's (none for a file)
         self.conditions = merge_conditions(self.conditions, conds, now)
         outcomes = [o for r in results for o in r.outcomes]
         for o in outcomes:
@@ -250,8 +205,9 @@ class Reconciler:
             resync = duration_seconds(self.loaded.spec.aws_or_default.resync)
             settled = self.spec_error is None and not outcomes and _in_line(results)
             waits.append(min(IDLE_INTERVAL if settled else HEALTH_INTERVAL, resync))
-        if source is not None:
-            waits.append(source.next_poll_in())
+        poll = self.source.next_poll_in()
+        if poll is not None:
+            waits.append(poll)
         plan = Plan()
         for r in results:
             plan = plan + r.plan
@@ -265,7 +221,7 @@ class Reconciler:
             outcomes=outcomes,
             statuses=[s for r in results for s in r.statuses],
             conditions=dict(self.conditions),
-            spec_file=source.name if source is not None else str(self.state_path),
+            spec_file=self.source.name,
             spec_generation=self.generation,
             spec_sha256=self.loaded.sha256 if self.loaded else None,
             spec_error=self.spec_error,
@@ -281,7 +237,7 @@ class Reconciler:
             ),
             targets=next((r.targets for r in results if r.targets is not None), None),
             next_pass_at=now + min(waits) if waits else None,
-            runtime=self.runtime.name,
+            runtime=self.runtime_name,
             errors=list(self.errors),
             unobserved=[u for r in results for u in r.unobserved],
             exposed=non_loopback_listeners(spec) if spec is not None else [],

@@ -28,10 +28,11 @@ __all__ = ["Facts", "Side", "SideResult", "run_side"]
 S = TypeVar("S")  # what observe saw
 P = TypeVar("P")  # the side's plan, the value apply consumes
 D = TypeVar("D")  # what apply did: outcomes, and what it read back
-W = TypeVar("W", contravariant=True)  # the writers the side needs to apply
+W_contra = TypeVar("W_contra", contravariant=True)  # the writers the side needs to apply
+W = TypeVar("W")
 
 
-class Side(Protocol[S, P, D, W]):
+class Side(Protocol[S, P, D, W_contra]):
     @property
     def name(self) -> str:
         """``aws`` or ``local``: names the side in logs and conditions."""
@@ -41,7 +42,7 @@ class Side(Protocol[S, P, D, W]):
 
     def plan(self, spec: StateSpec, facts: Facts, seen: S) -> P: ...
 
-    def apply(self, plan: P, seen: S, writers: W) -> D: ...
+    def apply(self, plan: P, seen: S, writers: W_contra) -> D: ...
 
     def report(
         self, spec: StateSpec, facts: Facts, seen: S, plan: P, done: D | None

@@ -1,4 +1,5 @@
-"""Runs the AWS side in a worker thread so that it never holds the local side.
+"""Runs a side's pass (the AWS side's) in a worker thread so that it never holds the
+local side.
 
 The pass waits for the AWS side at most ``timeout`` seconds. A slow AWS pass goes on
 in its worker; the local side runs with the last known workspace, and the result is
@@ -17,8 +18,6 @@ from collections.abc import Callable
 import structlog
 
 from ampd.core import Condition, ConditionStatus, SideResult
-from ampd.engine.side import Facts, OnePassSide as Side
-from ampd.spec.models import StateSpec
 
 log = structlog.get_logger()
 
@@ -30,9 +29,8 @@ def crashed(side: str, e: BaseException) -> SideResult:
     return SideResult(conditions=(cond,), unobserved=(f"{side} side: {message}",))
 
 
-class AwsWorker:
-    def __init__(self, side: Side, on_done: Callable[[], None] | None = None) -> None:
-        self.side = side
+class SideWorker:
+    def __init__(self, on_done: Callable[[], None] | None = None) -> None:
         self.on_done = on_done
         self._pool = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="aws")
         self._future: concurrent.futures.Future[SideResult] | None = None
@@ -40,16 +38,15 @@ class AwsWorker:
         self._waiting = False
         self._lock = threading.Lock()
 
-    def result(self, spec: StateSpec, facts: Facts, *, apply: bool, timeout: float) -> SideResult:
+    def result(self, run: Callable[[], SideResult], *, timeout: float) -> SideResult:
+        """The result of ``run`` (this pass's call), or of the slow one still running."""
         fut = self._future
         if fut is not None and fut.done() and not self._consumed:
             self._consumed = True  # a slow pass finished in the background
             return self._outcome(fut)
         if fut is None or fut.done():
             ctx = contextvars.copy_context()
-            fut = self._future = self._pool.submit(
-                ctx.run, lambda: self.side.reconcile(spec, facts, apply=apply)
-            )
+            fut = self._future = self._pool.submit(ctx.run, run)
             self._consumed = False
             fut.add_done_callback(self._finished)
         self._waiting = True

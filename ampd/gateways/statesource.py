@@ -15,6 +15,7 @@ the reason (missing, denied, too large, unreachable, throttled, not UTF-8).
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import threading
 import time
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ampd.errors import AmpdError
 from ampd.gateways import imds
 from ampd.gateways.botoerrors import network_errors
+from ampd.gateways.files import atomic_write
 from ampd.gateways.sourceref import SourceRef, outside_prefix, parse_ref
 
 if TYPE_CHECKING:
@@ -41,7 +43,9 @@ __all__ = [
     "give_to_owner_of",
     "outside_prefix",
     "parse_ref",
+    "remove_scratch",
     "scratch_dir",
+    "scratch_write",
     "source_region",
 ]
 
@@ -320,6 +324,15 @@ def give_to_owner_of(owner_of: Path, *paths: Path) -> None:
             continue
         if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid):
             os.lchown(p, st.st_uid, st.st_gid)
+
+
+def scratch_write(path: Path, data: bytes) -> None:
+    """Write into a scratch directory of :func:`scratch_dir` (private to this process)."""
+    atomic_write(path, data, 0o600)
+
+
+def remove_scratch(path: Path) -> None:
+    shutil.rmtree(path, ignore_errors=True)
 
 
 def scratch_dir() -> Path:

@@ -12,8 +12,14 @@ from pathlib import Path
 import structlog
 
 from ampd.errors import AmpdError, SpecError
-from ampd.gateways.files import atomic_write, read_bytes
-from ampd.gateways.statesource import SourceRef, give_to_owner_of, scratch_dir
+from ampd.gateways.files import FileWriter, read_bytes
+from ampd.gateways.statesource import (
+    SourceRef,
+    give_to_owner_of,
+    remove_scratch,
+    scratch_dir,
+    scratch_write,
+)
 from ampd.source.docs import (
     Doc,
     Good,
@@ -40,13 +46,20 @@ class CacheUnreadable(AmpdError):
 
 
 class LocalCopies:
-    def __init__(self, cache_dir: Path | None, *, write_cache: bool) -> None:
+    def __init__(self, cache_dir: Path | None, files: FileWriter | None) -> None:
         self.cache_dir = cache_dir  # None: no cache at all (validate)
-        self.write_cache = write_cache and cache_dir is not None  # False: plan, render
+        # a file writer (run, apply): the copies and the cache are kept under cache_dir;
+        # none (plan, render, validate): the cache is only read, and the copies the checks
+        # need go to a private scratch directory that close() removes
+        self._files = files if cache_dir is not None else None
         self._scratch: Path | None = None
 
+    @property
+    def keeps_copy(self) -> bool:
+        return self._files is not None
+
     def files_dir(self) -> Path:
-        if self.cache_dir is not None and self.write_cache:
+        if self.cache_dir is not None and self._files is not None:
             return self.cache_dir / "files"
         if self._scratch is None:  # read-only use: copies only for the checks
             self._scratch = scratch_dir()
@@ -56,10 +69,19 @@ class LocalCopies:
         digest = hashlib.sha256(doc.data).hexdigest()[:16]
         path = self.files_dir() / local_name(digest, doc.ref.name)
         if read_bytes(path) != doc.data:
-            atomic_write(path, doc.data, 0o600)
-        if self.write_cache and self.cache_dir is not None:
+            if self._files is not None:
+                self._files.write(path, doc.data, 0o600)
+            else:
+                scratch_write(path, doc.data)
+        if self._files is not None and self.cache_dir is not None:
             self.hand_over(self.cache_dir, path.parent, path)
         return path
+
+    def close(self) -> None:
+        """Remove the scratch directory, if one was made."""
+        if self._scratch is not None:
+            remove_scratch(self._scratch)
+            self._scratch = None
 
     def hand_over(self, *paths: Path) -> None:
         """As root, give what was written under the state directory to its owner."""
@@ -79,10 +101,10 @@ class LocalCopies:
 
     def save(self, name: str, good: Good, now: float) -> None:
         """Cache ``good``; AmpdError/OSError when it cannot be written."""
-        cache = self.cache_dir
-        assert cache is not None
+        cache, files = self.cache_dir, self._files
+        assert cache is not None and files is not None
         paths = {raw: self.write(d) for raw, d in good.files.items()}
-        save_cache(cache, name, good, paths, now)
+        save_cache(files, cache, name, good, paths, now)
         self.hand_over(cache, cache / "state.yml", cache / "source.json")
 
     def load(self, ref: SourceRef, name: str) -> Good | None:
@@ -104,18 +126,18 @@ class LocalCopies:
                 f"cannot read the last good copy under {self.cache_dir}: {why(e)}"
                 " (written by another user? chown it to the user ampd runs as)"
             ) from e
-        for _loc, raw in referenced_files(loaded.positions.root):
+        for _loc, raw in referenced_files(loaded):
             try:
                 ref.beside(raw)
             except ValueError:
                 return None  # cached by an older ampd that read outside the prefix
         return Good(loaded, state, files)
 
-    def record_acceptance(self, name: str, version: str, now: float) -> None:
+    def record_acceptance(self, files: FileWriter, name: str, version: str, now: float) -> None:
         if self.cache_dir is None:
             raise AmpdError(f"{name}: no state directory to record the acceptance in")
         try:
-            path = write_acceptance(self.cache_dir, name, version, now)
+            path = write_acceptance(files, self.cache_dir, name, version, now)
             self.hand_over(self.cache_dir, path)
         except (OSError, AmpdError) as e:
             raise AmpdError(f"{name}: cannot record the acceptance: {why(e)}") from e

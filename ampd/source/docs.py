@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from ampd.gateways.files import atomic_write, read_bytes, remove
+from ampd.gateways.files import FileWriter, read_bytes
 from ampd.gateways.statesource import SourceRef, parse_ref
 from ampd.spec.load import LoadedSpec
 
@@ -49,19 +49,27 @@ def combo_hash(state: Doc, files: Mapping[str, Doc]) -> str:
     return h.hexdigest()
 
 
-def referenced_files(root: Any) -> list[tuple[Loc, str]]:
-    """(field path, raw value) of every rule-group and alert-manager file the text names."""
+def referenced_files(loaded: LoadedSpec) -> list[tuple[Loc, str]]:
+    """(field path, name as written in the document) of every file the state fetches
+    from beside itself: the ``pushed`` ones of ``StateSpec.named_files()`` (its rule-group
+    and alert manager files), read back from the document's own text at their position
+    (the spec holds them resolved against the state's location)."""
     out: list[tuple[Loc, str]] = []
-    ws = root.get("workspace") if isinstance(root, dict) else None
-    if not isinstance(ws, dict):
-        return out
-    for i, group in enumerate(ws.get("rule_groups") or []):
-        if isinstance(group, dict) and isinstance(group.get("file"), str):
-            out.append((("workspace", "rule_groups", i, "file"), group["file"]))
-    am = ws.get("alertmanager")
-    if isinstance(am, dict) and isinstance(am.get("file"), str):
-        out.append((("workspace", "alertmanager", "file"), am["file"]))
+    for named in loaded.spec.named_files():
+        raw = _at(loaded.positions.root, named.loc)
+        if named.pushed and isinstance(raw, str):
+            out.append((named.loc, raw))
     return out
+
+
+def _at(root: Any, loc: Loc) -> Any:
+    node = root
+    for part in loc:
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            return None
+    return node
 
 
 LOCAL_NAME_MAX = 96  # characters of a file's own name kept in its local copy's name
@@ -103,10 +111,12 @@ def read_acceptance(cache_dir: Path, name: str) -> str | None:
     return bare_version(version) if isinstance(version, str) else None
 
 
-def write_acceptance(cache_dir: Path, name: str, version: str, at: float) -> Path:
+def write_acceptance(
+    files: FileWriter, cache_dir: Path, name: str, version: str, at: float
+) -> Path:
     path = cache_dir / "accepted.json"
     doc = {"source": name, "version": bare_version(version), "accepted_at": at}
-    atomic_write(path, json.dumps(doc, sort_keys=True).encode() + b"\n", 0o600)
+    files.write(path, json.dumps(doc, sort_keys=True).encode() + b"\n", 0o600)
     return path
 
 
@@ -116,7 +126,7 @@ def localized(loaded: LoadedSpec, local: Mapping[str, Path]) -> LoadedSpec:
     ws = spec.workspace
     if ws is None or not local:
         return loaded
-    raw_by_loc = dict(referenced_files(loaded.positions.root))
+    raw_by_loc = dict(referenced_files(loaded))
 
     def path_for(loc: Loc, current: str) -> str:
         raw = raw_by_loc.get(loc)
@@ -138,7 +148,12 @@ def localized(loaded: LoadedSpec, local: Mapping[str, Path]) -> LoadedSpec:
 
 
 def save_cache(
-    cache_dir: Path, name: str, good: Good, paths: Mapping[str, Path], saved_at: float
+    files: FileWriter,
+    cache_dir: Path,
+    name: str,
+    good: Good,
+    paths: Mapping[str, Path],
+    saved_at: float,
 ) -> None:
     """Write the good version and the index of its files; drop copies nothing names."""
     meta = {
@@ -151,8 +166,8 @@ def save_cache(
         },
         "saved_at": saved_at,
     }
-    atomic_write(cache_dir / "state.yml", good.state.data, 0o600)
-    atomic_write(
+    files.write(cache_dir / "state.yml", good.state.data, 0o600)
+    files.write(
         cache_dir / "source.json",
         json.dumps(meta, indent=2, sort_keys=True).encode() + b"\n",
         0o600,
@@ -162,7 +177,7 @@ def save_cache(
     if files_dir.is_dir():
         for p in files_dir.iterdir():
             if p.name not in keep and not p.name.startswith("."):
-                remove(p)
+                files.remove(p)
 
 
 def load_cache(cache_dir: Path, ref: SourceRef) -> tuple[Doc, dict[str, Doc]] | None:

@@ -55,7 +55,7 @@ def fetch_files(
 ) -> NamedFiles:
     """Fetch (or reuse from ``got``) every file ``loaded`` names; an unreachable source
     raises its SourceError, anything else becomes a problem at the file's position."""
-    named = referenced_files(loaded.positions.root)
+    named = referenced_files(loaded)
     out = NamedFiles()
     wanted: dict[str, SourceRef] = {}
     for loc, raw in named:  # only names inside the state's own prefix are asked for

@@ -4,9 +4,9 @@ Referenced files must exist and be readable; rule files must pass ``promtool che
 the alert manager file must be YAML with a ``route``; a Grafana credentials file must not
 be readable by others.
 
-A state "path" may also be ``ssm:NAME`` or ``s3://BUCKET/KEY`` (:mod:`ampd.source.state`):
-:func:`open_source` registers one (with its cache directory) and :func:`load_and_check` /
-:func:`read_state_file` given that name answer with its last good version.
+A state may also be ``ssm:NAME`` or ``s3://BUCKET/KEY`` (:mod:`ampd.source.state`): the
+command line opens it (``ampd.source.open.open_source``) and hands the source object to
+whoever needs it; :func:`load_and_check` given a source answers with its last good version.
 """
 
 from __future__ import annotations
@@ -17,22 +17,21 @@ from pathlib import Path
 from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
+from ampd.engine.source import SpecSource
 from ampd.errors import PermanentError, Problem, SpecError
 from ampd.gateways import promtool
 from ampd.gateways.execcheck import untrusted
 from ampd.gateways.files import file_kind, read_text
-from ampd.gateways.statesource import SourceFetcher, parse_ref
-from ampd.source.files import Fetcher
-from ampd.source.state import StateSource
 from ampd.spec.checks import executables
 from ampd.spec.load import LoadedSpec, load_spec
+from ampd.spec.named import NamedFile
 
-_SOURCES: dict[str, StateSource] = {}
 
-
-def source_name(path: Path | str) -> str | None:
+def source_name(path: Path | str | SpecSource) -> str | None:
     """``ssm:NAME`` / ``s3://BUCKET/KEY`` when ``path`` names a remote state, else None.
     (``Path("s3://b/k")`` reads back as ``s3:/b/k``; both spellings are understood.)"""
+    if not isinstance(path, str | Path):
+        return path.name if path.remote else None
     text = str(path)
     if text.startswith("ssm:"):
         return text
@@ -41,52 +40,7 @@ def source_name(path: Path | str) -> str | None:
     return None
 
 
-def open_source(
-    location: str,
-    cache_dir: Path | None,
-    *,
-    run_promtool: bool = True,
-    fetcher: Fetcher | None = None,
-    write_cache: bool = True,
-    region: str | None = None,
-) -> StateSource:
-    """The StateSource for ``location`` (registered: later calls by name find it).
-
-    ``cache_dir`` None: no cache (validate); ``write_cache=False``: the cached copy is used
-    when the source is unreachable but nothing is written (plan, render). ``region``:
-    ``--region`` (else AWS_REGION, AWS_DEFAULT_REGION, IMDS; never a guessed one)."""
-    name = source_name(location) or location
-    src = StateSource(
-        parse_ref(name),
-        cache_dir,
-        fetcher if fetcher is not None else SourceFetcher(region),
-        validate=lambda loaded: file_problems(loaded, run_promtool=run_promtool),
-        write_cache=write_cache,
-    )
-    _SOURCES[name] = src
-    return src
-
-
-def state_source_for(path: Path | str | StateSource) -> StateSource | None:
-    """The registered source behind a state path (None for a local file)."""
-    if isinstance(path, StateSource):
-        return path
-    name = source_name(path)
-    if name is None:
-        return None
-    return _SOURCES.get(name) or open_source(name, None)
-
-
-def forget_sources() -> None:
-    """Drop every registered source (tests)."""
-    _SOURCES.clear()
-
-
-def read_state_file(path: Path | StateSource) -> str:
-    src = state_source_for(path)
-    if src is not None:
-        return src.text()
-    assert isinstance(path, Path)
+def read_state_file(path: Path) -> str:
     try:
         kind = file_kind(path)  # never open a FIFO or a device: a read could block forever
         if kind not in ("file", "missing", "directory"):
@@ -158,65 +112,51 @@ def executable_problems(loaded: LoadedSpec) -> list[Problem]:
 
 
 def file_problems(loaded: LoadedSpec, *, run_promtool: bool = True) -> list[Problem]:
-    spec = loaded.spec
+    """Every problem of the files the spec names (``StateSpec.named_files()``), and of the
+    binaries it runs."""
     out: list[Problem] = executable_problems(loaded)
-    ws = spec.workspace
-    if ws is not None:
-        for i, group in enumerate(ws.rule_groups):
-            loc: tuple[str | int, ...] = ("workspace", "rule_groups", i, "file")
-            bad = _readable(group.file)
-            if bad:
-                out.append(loaded.problem(loc, bad))
-                continue
-            if run_promtool:
-                try:
-                    res = promtool.check_rules(Path(group.file))
-                except PermanentError as e:
-                    out.append(loaded.problem(loc, str(e)))
-                    continue
-                if not res.ok:
-                    detail = " ".join(res.output.split())
-                    out.append(loaded.problem(loc, f"promtool check rules failed: {detail}"))
-        if ws.alertmanager is not None:
-            loc = ("workspace", "alertmanager", "file")
-            bad = _readable(ws.alertmanager.file)
-            if bad:
-                out.append(loaded.problem(loc, bad))
-            else:
-                problem = alertmanager_problem(read_text(Path(ws.alertmanager.file)))
-                if problem:
-                    out.append(loaded.problem(loc, f"{ws.alertmanager.file}: {problem}"))
-    g = spec.grafana
-    if g is not None:
-        for i, d in enumerate(g.dashboards):
-            try:
-                missing = file_kind(Path(d)) in ("missing", "invalid name")
-            except OSError as e:
-                out.append(loaded.problem(("grafana", "dashboards", i), f"{d}: {e.strerror or e}"))
-                continue
-            if missing:
-                out.append(
-                    loaded.problem(("grafana", "dashboards", i), f"{d}: no such file or directory")
-                )
-        cred = g.datasource.credentials_file
-        if cred is not None:
-            loc = ("grafana", "datasource", "credentials_file")
-            bad = _readable(cred)
-            if bad:
-                out.append(loaded.problem(loc, bad))
-            elif Path(cred).stat().st_mode & (stat.S_IROTH | stat.S_IWOTH):
-                out.append(loaded.problem(loc, f"{cred} is readable by others; chmod 0640 it"))
+    for named in loaded.spec.named_files():
+        problem = _named_file_problem(named, run_promtool=run_promtool)
+        if problem is not None:
+            out.append(loaded.problem(named.loc, problem))
     return out
 
 
-def load_and_check(path: Path | StateSource, *, run_promtool: bool = True) -> LoadedSpec:
+def _named_file_problem(named: NamedFile, *, run_promtool: bool) -> str | None:
+    path = named.path
+    if named.kind == "dashboard":  # a file or a directory of them
+        try:
+            missing = file_kind(Path(path)) in ("missing", "invalid name")
+        except OSError as e:
+            return f"{path}: {e.strerror or e}"
+        return f"{path}: no such file or directory" if missing else None
+    bad = _readable(path)
+    if bad:
+        return bad
+    if named.kind == "rules":
+        if not run_promtool:
+            return None
+        try:
+            res = promtool.check_rules(Path(path))
+        except PermanentError as e:
+            return str(e)
+        detail = " ".join(res.output.split())
+        return None if res.ok else f"promtool check rules failed: {detail}"
+    if named.kind == "alertmanager":
+        problem = alertmanager_problem(read_text(Path(path)))
+        return f"{path}: {problem}" if problem else None
+    if Path(path).stat().st_mode & (stat.S_IROTH | stat.S_IWOTH):  # credentials
+        return f"{path} is readable by others; chmod 0640 it"
+    return None
+
+
+def load_and_check(path: Path | SpecSource, *, run_promtool: bool = True) -> LoadedSpec:
     """The validated spec, or SpecError listing every problem of the file.
 
-    For a remote source: its last good version (polling first when a poll is due)."""
-    src = state_source_for(path)
-    if src is not None:
-        return src.current()
-    assert isinstance(path, Path)
+    Given a source (an ssm:/s3:// state, opened by ``ampd.source.open.open_source``):
+    its current good version (polling first when a poll is due)."""
+    if not isinstance(path, Path):
+        return path.load()
     loaded = load_spec(read_state_file(path), str(path))
     problems = file_problems(loaded, run_promtool=run_promtool)
     if problems:

@@ -37,6 +37,7 @@ import structlog
 
 from ampd.core import Condition
 from ampd.errors import AmpdError, Problem, SpecError
+from ampd.gateways.files import FileWriter
 from ampd.gateways.statesource import (
     Fetched,
     SourceError,
@@ -54,6 +55,7 @@ from ampd.source.docs import (
 )
 from ampd.source.files import Fetcher, fetch_files, take
 from ampd.source.guard import held_back
+from ampd.source.pushed import read_pushed_files
 from ampd.source.status import Held, LocalCopyFailed, SourceView, source_conditions
 from ampd.spec.load import LoadedSpec, load_spec
 from ampd.spec.models import duration_seconds
@@ -82,11 +84,14 @@ class StateSource:
         clock: Callable[[], float] = time.monotonic,
         rng: random.Random | None = None,
         now: Callable[[], float] = time.time,
-        write_cache: bool = True,
+        files: FileWriter | None = None,
     ) -> None:
         self.ref = location if isinstance(location, SourceRef) else parse_ref(location)
         self.cache_dir = cache_dir  # None: no cache at all (validate)
-        self.write_cache = write_cache and cache_dir is not None  # False: plan, render
+        # a file writer (run, apply) keeps the last good copy; without one (plan, render,
+        # validate) the cache is only read and nothing is written but a scratch directory
+        # for the checks, removed by close()
+        self._files = files
         self._fetcher = fetcher
         self._validate = validate
         self._clock = clock
@@ -103,7 +108,8 @@ class StateSource:
         self._local_failed = False
         self._held: Held | None = None  # a destructive version not applied
         self._cache_problem: str | None = None  # the cached copy cannot be read or written
-        self._copies = LocalCopies(cache_dir, write_cache=write_cache)
+        self._copies = LocalCopies(cache_dir, files)
+        self._pushed: tuple[Good, dict[str, bytes | None]] | None = None
         self._due = 0.0  # clock value; 0: poll at first use
         self._polls = 0
         self._failures = 0  # looks in a row that could not read the source
@@ -112,7 +118,9 @@ class StateSource:
         if cache_dir is not None:
             self._load_cache()
 
-    # -- the daemon's interface ---------------------------------------------------------
+    # -- the daemon's interface (ampd.engine.source.SpecSource) ---------------------------
+
+    remote = True
 
     @property
     def name(self) -> str:
@@ -121,12 +129,25 @@ class StateSource:
     def __str__(self) -> str:
         return self.name
 
-    def __fspath__(self) -> str:
-        return str(self.absolute())
-
-    def absolute(self) -> Path:
+    def watched(self) -> Path:
         """The local cached copy: what a file watcher watches (a new version lands there)."""
         return (self.cache_dir or Path("/nonexistent")) / "state.yml"
+
+    def load(self) -> LoadedSpec:
+        return self.current()
+
+    def pushed_files(self) -> Mapping[str, bytes | None]:
+        """The rule and alert manager files of the current good version, read from their
+        local copies once per version."""
+        good = self._good
+        if good is None:
+            return {}
+        if self._pushed is None or self._pushed[0] is not good:
+            self._pushed = (good, read_pushed_files(good.loaded.spec))
+        return dict(self._pushed[1])
+
+    def close(self) -> None:
+        self._copies.close()
 
     def next_poll_in(self) -> float:
         return max(0.0, self._due - self._clock())
@@ -171,7 +192,7 @@ class StateSource:
                 error=self._error,
                 error_reason=self._error_reason,
                 held=self._held,
-                write_cache=self.write_cache,
+                keeps_copy=self._copies.keeps_copy,
                 cache_problem=self._cache_problem,
             )
         )
@@ -180,7 +201,9 @@ class StateSource:
         """Record that an operator accepts ``version`` (``ampd apply --accept``): the
         destructive-change guard lets exactly that version through, here and in the
         daemon that shares the cache directory."""
-        self._copies.record_acceptance(self.name, version, self._now())
+        if self._files is None:
+            raise AmpdError(f"{self.name}: opened read-only; an acceptance is recorded by apply")
+        self._copies.record_acceptance(self._files, self.name, version, self._now())
         log.info("state_source.accepted", source=self.name, version=bare_version(version))
 
     def _accepted(self, version: str) -> bool:
@@ -309,7 +332,7 @@ class StateSource:
     def _reject(self, state: Doc, files: Mapping[str, Doc], err: SpecError) -> bool:
         self._bad[combo_hash(state, files)] = str(err).splitlines()[0]
         self._set_error(err)
-        (log.error if self.write_cache else log.debug)(
+        (log.error if self._copies.keeps_copy else log.debug)(
             "state_source.invalid",
             source=self.name,
             version=state.version,
@@ -321,7 +344,7 @@ class StateSource:
     def _hold(self, state: Doc, reasons: list[str]) -> bool:
         self._held = Held(state.version, tuple(reasons))
         self._set_error(None)
-        (log.error if self.write_cache else log.debug)(
+        (log.error if self._copies.keeps_copy else log.debug)(
             "state_source.held",
             source=self.name,
             version=state.version,
@@ -333,7 +356,7 @@ class StateSource:
     def _copy_failed(self, state: Doc, loaded: LoadedSpec, e: LocalCopyFailed) -> bool:
         """Not this version's fault: reported like a bad version (the running one stays)
         but looked at again, with backoff, until the copies can be written."""
-        loc = {raw: loc for loc, raw in referenced_files(loaded.positions.root)}.get(e.raw)
+        loc = {raw: loc for loc, raw in referenced_files(loaded)}.get(e.raw)
         problem = (
             loaded.problem(loc, f"{e}; trying again")
             if loc is not None
@@ -343,7 +366,7 @@ class StateSource:
         self._error_reason = "LocalCopyFailed"
         self._local_failed = True
         self._seen.pop(state.ref, None)  # the next look fetches and considers it again
-        (log.error if self.write_cache else log.debug)(
+        (log.error if self._copies.keeps_copy else log.debug)(
             "state_source.copy_failed", source=self.name, version=state.version, error=str(e)
         )
         return False
@@ -352,13 +375,13 @@ class StateSource:
         self._unreachable = e.reason if e.ref == self.ref else str(e)
         if e.unreachable:
             self._unreachable_reason = e.condition_reason or "Unreachable"
-            (log.warning if self.write_cache else log.debug)(
+            (log.warning if self._copies.keeps_copy else log.debug)(
                 "state_source.unreachable", source=self.name, error=str(e)
             )
             return False
         self._unreachable_reason = "FetchFailed"  # missing, denied, too large
         self._seen.pop(e.ref, None)  # a recreated parameter starts again at version 1
-        (log.error if self.write_cache else log.debug)(
+        (log.error if self._copies.keeps_copy else log.debug)(
             "state_source.failed", source=self.name, error=str(e)
         )
         return False
@@ -369,7 +392,7 @@ class StateSource:
     # -- the cache ----------------------------------------------------------------------
 
     def _save_cache(self) -> None:
-        if self.cache_dir is None or self._good is None or not self.write_cache:
+        if self.cache_dir is None or self._good is None or not self._copies.keeps_copy:
             return
         try:
             self._copies.save(self.name, self._good, self._now())

@@ -42,7 +42,7 @@ class SourceView:
     error: SpecError | None
     error_reason: str
     held: Held | None
-    write_cache: bool
+    keeps_copy: bool  # opened with a file writer (run, apply): the cache is kept
     cache_problem: str | None
 
 
@@ -92,7 +92,7 @@ def _held(v: SourceView) -> Condition:
 
 
 def _cached(v: SourceView) -> list[Condition]:
-    if not v.write_cache:
+    if not v.keeps_copy:
         return []
     if v.cache_problem is not None:
         why_not = v.cache_problem

@@ -19,6 +19,8 @@ from pydantic import (
     model_validator,
 )
 
+from ampd.spec.named import NamedFile, named_files
+
 _DURATION_RE = re.compile(r"^(?P<n>\d+)(?P<unit>ms|s|m|h|d)$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
@@ -393,3 +395,11 @@ class StateSpec(Strict):
     @property
     def aws_or_default(self) -> AwsSpec:
         return self.aws if self.aws is not None else AwsSpec()
+
+    def named_files(self) -> tuple[NamedFile, ...]:
+        """The one list of the files this spec names, in field order: the rule-group and
+        alert manager files (``pushed``: their bytes go to AWS, and a remote state
+        fetches them from beside itself), the dashboards and the Grafana credentials
+        file. The watcher, the input fingerprint, the remote fetch, validation and the
+        AWS side's file reads all use it."""
+        return named_files(self)

@@ -26,7 +26,6 @@ from ampd.core import (
     SideResult,
 )
 from ampd.daemon.loop import Daemon
-from ampd.engine.reconcile import Reconciler
 from ampd.engine.retry import RetryBook
 from ampd.engine.status import overall
 from ampd.errors import PermanentError
@@ -34,6 +33,8 @@ from ampd.gateways.paths import Paths
 from ampd.gateways.store import Store, StoreView
 from ampd.local.act import apply as local_act
 from ampd.logs import journal_fields
+from ampd.source.local import FileSource
+from ampd.wiring import reconciler
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_aws import AwsEnv
@@ -93,7 +94,7 @@ def test_a_gateway_raising_runtimeerror_degrades_then_recovers(tmp_path: Path) -
         },
     )
     runtime = FlakyRuntime()
-    rec = Reconciler(state, Paths(tmp_path / "lib", tmp_path / "run"), runtime)
+    rec = reconciler(state, Paths(tmp_path / "lib", tmp_path / "run"), runtime)
     broken = rec.run_pass()
     cond = broken.conditions["LocalSideHealthy"]
     assert cond.status is ConditionStatus.FALSE and "observe exploded" in cond.message
@@ -113,7 +114,7 @@ def test_the_daemon_loop_survives_a_pass_that_raises(tmp_path: Path) -> None:
         def run_pass(self) -> Any:
             raise RuntimeError("a bug in the pass")
 
-    daemon = Daemon(tmp_path / "state.yml", Paths(tmp_path / "lib", tmp_path / "run"))
+    daemon = Daemon(FileSource(tmp_path / "state.yml"), Paths(tmp_path / "lib", tmp_path / "run"))
 
     async def go() -> None:
         await daemon._one_pass(Exploding(), None, ["test"])  # type: ignore[arg-type]
@@ -145,7 +146,7 @@ def test_a_promtool_rejection_is_not_retried_until_the_spec_changes(tmp_path: Pa
     }
     state = write(tmp_path / "state.yml", spec)
     paths = Paths(tmp_path / "lib", tmp_path / "run")
-    rec = Reconciler(state, paths, FlakyRuntime(), manage_processes=False)
+    rec = reconciler(state, paths, FlakyRuntime(), manage_processes=False)
 
     def prom_yml_outcome() -> str:
         summary = rec.run_pass()
@@ -215,13 +216,16 @@ def test_plan_store_view_has_no_writers(tmp_path: Path) -> None:
     view = StoreView(tmp_path / "ampd.json")
     assert not hasattr(view, "update") and not hasattr(view, "save")
     assert hasattr(Store(tmp_path / "x.json"), "update")
-    rec = Reconciler(
+    rec = reconciler(
         write(tmp_path / "s.yml", {"version": 1, "metrics": {"enabled": False}}),
         Paths(tmp_path / "lib", tmp_path / "run"),
         FlakyRuntime(),
-        read_only=True,
+        writes=False,
     )
-    assert type(rec.store) is StoreView
+    assert rec.writers is None  # a plan holds no Writers: nothing it can write with
+    assert type(rec.finder._store) is StoreView
+    rec.run_pass()
+    assert not (tmp_path / "lib").exists()  # no state directory, no lock, no ampd.json
     rec.close()
 
 
@@ -365,8 +369,18 @@ def test_one_pass_per_edit_ampd_own_writes_queue_none(tmp_path: Path) -> None:
 
 def test_aws_side_log_lines_carry_the_pass_reconcile_id(tmp_path: Path) -> None:
     class LoggingAws:
-        def reconcile(self, spec: Any, facts: Any, *, apply: bool) -> Any:
+        name = "aws"
+
+        def observe(self, spec: Any, facts: Any) -> None:
             structlog.get_logger().info("aws.side.says.hello")
+
+        def plan(self, spec: Any, facts: Any, seen: None) -> None:
+            return None
+
+        def apply(self, plan: None, seen: None, writers: Any) -> None:
+            raise AssertionError("a plan applies nothing")
+
+        def report(self, spec: Any, facts: Any, seen: None, plan: None, done: None) -> Any:
             return SideResult()
 
     capture = structlog.testing.LogCapture()
@@ -376,9 +390,14 @@ def test_aws_side_log_lines_carry_the_pass_reconcile_id(tmp_path: Path) -> None:
             tmp_path / "state.yml",
             {"version": 1, "workspace": {"alias": "a"}, "metrics": {"enabled": False}},
         )
-        rec = Reconciler(state, Paths(tmp_path / "lib", tmp_path / "run"), FlakyRuntime())
-        rec.aws = LoggingAws()
-        summary = rec.run_pass(apply=False)
+        rec = reconciler(
+            state,
+            Paths(tmp_path / "lib", tmp_path / "run"),
+            FlakyRuntime(),
+            writes=False,
+            aws=LoggingAws(),  # type: ignore[arg-type]
+        )
+        summary = rec.run_pass()
         rec.close()
     finally:
         structlog.reset_defaults()

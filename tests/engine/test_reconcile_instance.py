@@ -13,15 +13,16 @@ from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import Runtime
 from ampd.gateways.store import Store, StoredState
 from ampd.gateways.supervisor import Supervisor
+from ampd.wiring import Writers, reconciler
 
 
 def make(
     tmp_path: Path, instance_id: str, runtime: Runtime | None = None
-) -> tuple[Reconciler, Paths]:
+) -> tuple[Reconciler[Writers], Paths]:
     state = tmp_path / "state.yml"
     state.write_text("version: 1\nmetrics: {enabled: false}\n")
     paths = Paths(tmp_path / "lib", tmp_path / "run")
-    rec = Reconciler(
+    rec = reconciler(
         state,
         paths,
         runtime if runtime is not None else Supervisor(paths=paths),
@@ -60,7 +61,7 @@ def test_new_instance_drops_per_instance_state(tmp_path: Path) -> None:
         )
     )
     rec, _ = make(tmp_path, "i-fresh")
-    summary = rec.run_pass(apply=True)
+    summary = rec.run_pass()
     assert summary.spec_error is None
     stored = json.loads(paths.store.read_text())
     assert stored["instance_id"] == "i-fresh"
@@ -85,7 +86,7 @@ def test_data_that_cannot_be_removed_is_reported_and_tried_again(tmp_path: Path)
     )
     runtime = KeepingSupervisor(paths)
     rec, _ = make(tmp_path, "i-fresh", runtime)
-    summary = rec.run_pass(apply=True)
+    summary = rec.run_pass()
     kept = summary.conditions["InstanceDataDropped"]
     assert kept.status is ConditionStatus.FALSE, kept
     assert "grafana" in kept.message and "Permission denied" in kept.message
@@ -96,7 +97,7 @@ def test_data_that_cannot_be_removed_is_reported_and_tried_again(tmp_path: Path)
     assert not (data / "prometheus").exists() and not (data / "other").exists()
 
     runtime.keep = False
-    summary = rec.run_pass(apply=True)
+    summary = rec.run_pass()
     assert summary.conditions["InstanceDataDropped"].status is ConditionStatus.TRUE
     assert json.loads(paths.store.read_text())["instance_id"] == "i-fresh"
     assert not data.exists()
@@ -110,7 +111,7 @@ def test_same_instance_keeps_state(tmp_path: Path) -> None:
     wal.mkdir(parents=True)
     Store(paths.store).save(StoredState(instance_id="i-same", applied={"file/x": "1"}))
     rec, _ = make(tmp_path, "i-same")
-    rec.run_pass(apply=True)
+    rec.run_pass()
     assert wal.exists()
     assert json.loads(paths.store.read_text())["applied"] == {"file/x": "1"}
     rec.close()

@@ -23,7 +23,6 @@ import re
 import signal
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ from hypothesis import strategies as st
 from ampd.cli import main
 from ampd.errors import AmpdError, SpecError
 from ampd.gateways.statesource import SourceFetcher, parse_ref
-from ampd.source.specfile import forget_sources, load_and_check, open_source
+from ampd.source.open import open_source
 from tests.harness.fixtures_aws import AwsEnv
 from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
 from tests.harness.fuzzgen import KINDS, SEED, fuzz_settings, run_timed, state_file, state_files
@@ -48,13 +47,6 @@ FUZZ = fuzz_settings(EXAMPLES)
 CLI_EVERY = 25
 BUCKET = "fuzz-states"
 SSM_MAX = 8192  # characters, advanced tier
-
-
-@pytest.fixture(autouse=True)
-def _no_registered_sources() -> Iterator[None]:
-    forget_sources()
-    yield
-    forget_sources()
 
 
 def ssm_text(data: bytes) -> str | None:
@@ -82,14 +74,15 @@ def check(name: str, rc: int, out: str, err: str) -> None:
 def validate(name: str, fetcher: SourceFetcher) -> tuple[int, str, str]:
     """What ``ampd validate --no-promtool SOURCE`` does, minus argparse and a new boto3
     client per call: the function behind the command and its error handling."""
+    src = open_source(name, None, run_promtool=False, fetcher=fetcher)
     try:
-        load_and_check(open_source(name, None, run_promtool=False, fetcher=fetcher))
+        src.load()
     except SpecError as e:
         return 1, "", f"{e}\n"
     except AmpdError as e:
         return 1, "", f"ampd: {e}\n"
     finally:
-        forget_sources()
+        src.close()
     return 0, f"{name}: valid\n", ""
 
 
@@ -98,7 +91,6 @@ def cli_validate(name: str) -> tuple[int, str, str]:
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         rc = main(["--log-level", "error", "validate", "--no-promtool", name])
     structlog.reset_defaults()
-    forget_sources()
     return rc, out.getvalue(), err.getvalue()
 
 

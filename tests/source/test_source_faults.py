@@ -22,9 +22,10 @@ import pytest
 
 from ampd import cli
 from ampd.gateways import files as gw_files
+from ampd.gateways.files import FileWriter
 from ampd.gateways.statesource import SourceFetcher
-from ampd.source import copies as sourcecopies
-from ampd.source.specfile import file_problems, forget_sources
+from ampd.source.open import open_remote
+from ampd.source.specfile import file_problems
 from ampd.source.state import StateSource
 from tests.harness.fixtures_aws import AwsEnv
 
@@ -32,13 +33,6 @@ REPO = Path(__file__).resolve().parents[2]
 NAME = "/fleet/prod/ampd"
 RULES = (REPO / "config/rules/node.yml").read_text()
 NOBODY = 65534
-
-
-@pytest.fixture(autouse=True)
-def _no_registered_sources() -> Iterator[None]:
-    forget_sources()
-    yield
-    forget_sources()
 
 
 def state(rule_file: str, stack: str = "fleet") -> str:
@@ -61,6 +55,7 @@ def source(cache: Path | None) -> StateSource:
         SourceFetcher(),
         validate=lambda loaded: file_problems(loaded, run_promtool=False),
         rng=random.Random(1),
+        files=FileWriter(),
     )
 
 
@@ -134,7 +129,7 @@ def test_a_write_fault_keeps_the_running_version_and_is_tried_again(
         e = OSError(code, os.strerror(code), str(path))
         raise gw_files._write_error(path, e) from e
 
-    monkeypatch.setattr(sourcecopies, "atomic_write", failing)
+    monkeypatch.setattr(gw_files, "atomic_write", failing)  # FileWriter.write's
     assert look(src) is False
     assert src.current().spec.stack == "fleet"  # still running the last good version
     valid = cond(src, "StateSourceValid")
@@ -259,6 +254,7 @@ def test_a_daemon_that_finds_root_owned_cache_files_says_so_and_runs(
             state_dir / "source",
             fetcher,
             validate=lambda loaded: file_problems(loaded, run_promtool=False),
+            files=FileWriter(),
         )
         cached = cond(daemon, "StateSourceCached")  # at start: no crash, a condition
         assert (cached.status, cached.reason) == ("False", "CacheFailed")
@@ -268,3 +264,24 @@ def test_a_daemon_that_finds_root_owned_cache_files_says_so_and_runs(
         valid = cond(daemon, "StateSourceValid")
     assert (valid.status, valid.reason) == ("False", "LocalCopyFailed")
     assert "Permission denied (EACCES)" in valid.message
+
+
+def test_a_read_only_remote_state_removes_its_scratch_copies(
+    aws_emulator_env: AwsEnv, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``ampd plan``/``render``/``validate`` open a remote state without a file writer:
+    the copies the checks need go to a private scratch directory, and close() removes
+    it; the state directory's cache is not written."""
+    publish(boto3.client("ssm"), state("rules/node.yml"))
+    scratch_root = tmp_path / "tmp"
+    scratch_root.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch_root))
+    src = open_remote(f"ssm:{NAME}", tmp_path / "source", run_promtool=False)
+    loaded = src.load()
+    [rules] = loaded.spec.workspace.rule_groups if loaded.spec.workspace else []
+    copy = Path(rules.file)
+    assert scratch_root in copy.parents and copy.read_text() == RULES
+    assert src.pushed_files() == {rules.file: RULES.encode()}
+    src.close()
+    assert list(scratch_root.iterdir()) == []  # nothing left behind
+    assert not (tmp_path / "source").exists()  # and no cache written

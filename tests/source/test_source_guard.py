@@ -6,7 +6,6 @@ or an operator accepts that version on a host (``ampd apply --accept VERSION``).
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -16,22 +15,16 @@ import yaml
 
 from ampd import cli
 from ampd.core import ConditionStatus
+from ampd.gateways.files import FileWriter
 from ampd.gateways.statesource import SourceFetcher
 from ampd.source.guard import destructive_changes
-from ampd.source.specfile import file_problems, forget_sources
+from ampd.source.specfile import file_problems
 from ampd.source.state import StateSource
 from ampd.spec.models import StateSpec
 from tests.harness.fixtures_aws import AwsEnv
 
 NAME = "/fleet/prod/ampd"
 JOBS = ["node", "app", "db", "cache"]
-
-
-@pytest.fixture(autouse=True)
-def _no_registered_sources() -> Iterator[None]:
-    forget_sources()
-    yield
-    forget_sources()
 
 
 def doc(jobs: list[str] | None, *, workspace: bool = False, **extra: Any) -> dict[str, Any]:
@@ -105,6 +98,7 @@ def host(state_dir: Path, seed: int) -> StateSource:
         SourceFetcher(),
         validate=lambda loaded: file_problems(loaded, run_promtool=False),
         rng=random.Random(seed),
+        files=FileWriter(),
     )
 
 
@@ -169,7 +163,6 @@ def test_a_fleet_holds_a_destructive_push_until_it_is_acknowledged(
         assert condition(h, "StateSourceHeld").status == ConditionStatus.TRUE
 
     # a CLI run on a host that has not accepted it applies the last good version, and says so
-    forget_sources()
     monkeypatch.setenv("STATE_DIRECTORY", str(dirs[1]))
     monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "host1" / "run"))
     assert cli.main(["apply"]) == 0
@@ -216,6 +209,7 @@ def test_an_s3_version_is_accepted_by_its_etag_as_printed(
         tmp_path / "source",
         SourceFetcher(),
         validate=lambda loaded: file_problems(loaded, run_promtool=False),
+        files=FileWriter(),
     )
     assert jobs_of(h) == JOBS
     etag = s3.put_object(Bucket="cfg", Key="fleet/state.yml", Body=b"version: 1\n")["ETag"]

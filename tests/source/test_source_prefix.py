@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +16,9 @@ import pytest
 
 from ampd import cli
 from ampd.errors import SpecError
+from ampd.gateways.files import FileWriter
 from ampd.gateways.statesource import SourceFetcher
-from ampd.source.specfile import file_problems, forget_sources
+from ampd.source.specfile import file_problems
 from ampd.source.state import StateSource
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import AwsEnv
@@ -45,13 +45,6 @@ HOSTILE = (
     "  alertmanager:\n"
     "    file: ssm:/prod/db/password\n"
 )
-
-
-@pytest.fixture(autouse=True)
-def _no_registered_sources() -> Iterator[None]:
-    forget_sources()
-    yield
-    forget_sources()
 
 
 class NamesAsked:
@@ -118,6 +111,7 @@ def test_nothing_outside_the_prefix_is_ever_asked_for(
         SourceFetcher(session=asked.session),
         validate=lambda loaded: file_problems(loaded, run_promtool=False),
         rng=random.Random(1),
+        files=FileWriter(),
     )
     with pytest.raises(SpecError):
         src.current()
@@ -158,6 +152,7 @@ def test_s3_reads_only_keys_under_the_state_prefix(
         None,
         SourceFetcher(session=asked.session),
         validate=lambda loaded: file_problems(loaded, run_promtool=False),
+        files=FileWriter(),
     )
     with pytest.raises(SpecError) as exc:
         src.current()
@@ -198,6 +193,7 @@ def test_a_cached_copy_naming_a_file_outside_the_prefix_is_not_run(
         cache,
         SourceFetcher(session=asked.session),
         validate=lambda loaded: file_problems(loaded, run_promtool=False),
+        files=FileWriter(),
     )
     with pytest.raises(SpecError, match="unreachable"):
         src.current()

@@ -6,7 +6,6 @@ fleet's parameter of the same name); without any region the source says so."""
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
@@ -14,8 +13,9 @@ import pytest
 
 from ampd import cli
 from ampd.errors import SpecError
+from ampd.gateways.files import FileWriter
 from ampd.gateways.statesource import NoRegion, SourceFetcher, source_region
-from ampd.source.specfile import file_problems, forget_sources
+from ampd.source.specfile import file_problems
 from ampd.source.state import StateSource
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import AwsEnv
@@ -23,13 +23,6 @@ from tests.harness.imds import ImdsServer
 
 NAME = "/fleet/prod/ampd"
 GOOD = "version: 1\nstack: fleet\nprometheus:\n  enabled: false\n"
-
-
-@pytest.fixture(autouse=True)
-def _no_registered_sources() -> Iterator[None]:
-    forget_sources()
-    yield
-    forget_sources()
 
 
 @pytest.fixture
@@ -52,6 +45,7 @@ def source(fetcher: SourceFetcher, cache: Path | None = None) -> StateSource:
         fetcher,
         validate=lambda loaded: file_problems(loaded, run_promtool=False),
         rng=random.Random(1),
+        files=FileWriter(),
     )
 
 
@@ -131,6 +125,5 @@ def test_cli_region_option(
         f"ssm:{NAME}:1:1: no region for the state source: pass --region, set AWS_REGION,"
         " or run on EC2 (instance metadata is disabled)"
     )
-    forget_sources()
     assert cli.main(["--region", "eu-west-1", "validate", f"ssm:{NAME}"]) == 0
     assert capsys.readouterr().out.strip() == f"ssm:{NAME}: valid"

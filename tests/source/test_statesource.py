@@ -9,7 +9,6 @@ import random
 import re
 import stat
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +17,14 @@ import pytest
 
 from ampd import cli
 from ampd.errors import Problem, SpecError
+from ampd.gateways.files import FileWriter
 from ampd.gateways.statesource import MAX_BYTES, SourceFetcher, SourceRef, parse_ref
+from ampd.source import specfile
+from ampd.source.local import FileSource
+from ampd.source.open import open_source
 from ampd.source.specfile import (
     file_problems,
-    forget_sources,
     load_and_check,
-    open_source,
-    state_source_for,
 )
 from ampd.source.state import StateSource
 from ampd.spec.load import LoadedSpec
@@ -35,13 +35,6 @@ REPO = Path(__file__).resolve().parents[2]
 NAME = "/fleet/prod/ampd"
 GOOD = "version: 1\nstack: fleet\nprometheus:\n  enabled: false\n"
 BUCKET = "fleet-config"
-
-
-@pytest.fixture(autouse=True)
-def _no_registered_sources() -> Iterator[None]:
-    forget_sources()
-    yield
-    forget_sources()
 
 
 @pytest.fixture
@@ -77,7 +70,12 @@ def source(
     where: str, cache: Path | None, validate: Counting | None = None, seed: int = 1
 ) -> StateSource:
     return StateSource(
-        where, cache, SourceFetcher(), validate=validate or Counting(), rng=random.Random(seed)
+        where,
+        cache,
+        SourceFetcher(),
+        validate=validate or Counting(),
+        rng=random.Random(seed),
+        files=FileWriter(),
     )
 
 
@@ -338,12 +336,15 @@ def test_poll_interval_is_a_setting_with_jitter(ssm: Any, tmp_path: Path) -> Non
     assert max(waits) - min(waits) > 30  # hosts do not poll in step
 
 
-def test_load_and_check_accepts_a_registered_source_by_name(ssm: Any, tmp_path: Path) -> None:
+def test_a_source_is_an_object_handed_in_not_a_name_looked_up(ssm: Any, tmp_path: Path) -> None:
     put(ssm, GOOD)
     src = open_source(f"ssm:{NAME}", tmp_path / "source")
-    assert state_source_for(Path(f"ssm:{NAME}")) is src
-    assert load_and_check(Path(f"ssm:{NAME}")).spec.stack == "fleet"
-    assert state_source_for(Path("/etc/ampd/state.yml")) is None
+    assert isinstance(src, StateSource) and src.remote and src.name == f"ssm:{NAME}"
+    assert load_and_check(src).spec.stack == "fleet"
+    local = open_source("/etc/ampd/state.yml")
+    assert isinstance(local, FileSource) and not local.remote
+    assert not hasattr(specfile, "state_source_for")  # no registry, no pseudo-paths
+    assert not hasattr(specfile, "_SOURCES")
 
 
 def test_cli_apply_caches_the_state_and_plan_writes_nothing(
@@ -356,7 +357,6 @@ def test_cli_apply_caches_the_state_and_plan_writes_nothing(
     monkeypatch.setenv("AMPD_RUNTIME", "supervisor")
     assert cli.main(["plan"]) == 0
     assert not (tmp_path / "state" / "source").exists()  # plan writes nothing
-    forget_sources()
     assert cli.main(["apply"]) == 0
     cached = tmp_path / "state" / "source" / "state.yml"
     assert cached.read_text() == GOOD
