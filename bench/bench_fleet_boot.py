@@ -35,6 +35,7 @@ import tempfile
 import threading
 import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -90,17 +91,32 @@ _BASE: list[Any] = []
 
 def _aws_side(store_path: Path, session: Any) -> Any:
     """This host's AWS side, signing with its own identity."""
-    from ampd.aws.gateway.client import AwsGateway  # noqa: PLC0415 (worker process only)
+    from ampd.aws.gateway.client import AwsReader  # noqa: PLC0415 (worker process only)
+    from ampd.aws.side.side import AwsSide  # noqa: PLC0415
+    from ampd.gateways.store import StoreView  # noqa: PLC0415
+
+    def factory(region: str, endpoint: str | None) -> AwsReader:
+        return AwsReader(region, endpoint, session=session)
+
+    return AwsSide(factory, StoreView(store_path))
+
+
+def _aws_pass(side: Any, spec: Any, facts: Any = None, *, refresh: bool) -> Any:
+    """One applying pass, as ``ampd run`` makes it (``ampd.engine.side.run_side``)."""
+    from ampd.aws.gateway.writer import AwsWriting  # noqa: PLC0415 (worker process only)
+    from ampd.engine.facts import Facts  # noqa: PLC0415
+    from ampd.engine.side import run_side  # noqa: PLC0415
     from ampd.gateways.store import Store  # noqa: PLC0415
 
-    def factory(region: str, endpoint: str | None) -> AwsGateway:
-        return AwsGateway(region, endpoint, session=session)
+    @dataclass(frozen=True)
+    class BenchWriters:
+        store: Store
+        aws: AwsWriting
 
-    try:
-        from ampd.aws.side.side import AwsSide  # noqa: PLC0415
-    except ImportError:  # before the two-sides layout
-        from ampd.aws.act.writes import AwsReconciler as AwsSide  # type: ignore[attr-defined,no-redef]  # noqa: PLC0415
-    return AwsSide(factory, Store(store_path))
+    if refresh:
+        side.forget_reads()
+    writers = BenchWriters(Store(side.store.path), AwsWriting())
+    return run_side(side, spec, facts or Facts(), writers)
 
 
 def boot_host(index: int, root: Path, deadline: float, metadata: dict[str, str]) -> dict[str, Any]:
@@ -144,7 +160,7 @@ def boot_host(index: int, root: Path, deadline: float, metadata: dict[str, str])
             source_failures.append("timeout" if "timeout" in last_error.lower() else "other")
             continue
         passes += 1
-        result = side.reconcile(spec, facts, apply=True, force_read=passes > 1)
+        result = _aws_pass(side, spec, facts, refresh=passes > 1)
         if result.workspace is not None and all(o.ok for o in result.outcomes):
             workspace = result.workspace.id
             break
@@ -282,7 +298,7 @@ def _manager(em: AwsEmulator, tmp: str) -> str:
     side = _aws_side(Path(tmp) / "manager.json", session)
     spec = load_spec(fleet_state("manage"), "manage.yml").spec
     for attempt in range(10):
-        result = side.reconcile(spec, apply=True, force_read=attempt > 0)
+        result = _aws_pass(side, spec, refresh=attempt > 0)
         if result.workspace is not None and all(o.ok for o in result.outcomes):
             return str(result.workspace.id)
     raise SystemExit("the manager could not create the workspace")

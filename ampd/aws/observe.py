@@ -14,7 +14,7 @@ from typing import Any
 
 import structlog
 
-from ampd.aws.gateway.client import AwsGateway, AwsUnreachable
+from ampd.aws.gateway.client import AwsReader, AwsUnreachable
 from ampd.aws.model import TRANSITIONAL, Desired, Live, Unreadable, workspace_key
 from ampd.core import Kind, ResourceKey
 from ampd.errors import PermanentError, TemporaryError
@@ -138,7 +138,7 @@ class WorkspaceLookup:
     deleted_id: str | None = None  # the stored workspace is gone (deleted outside ampd)
 
 
-def find_workspace(gw: AwsGateway, spec: StateSpec, stored_id: str | None) -> WorkspaceLookup:
+def find_workspace(gw: AwsReader, spec: StateSpec, stored_id: str | None) -> WorkspaceLookup:
     """By ``workspace.id``; else the stored id; else by alias among this stack's workspaces.
     One call when the workspace is there: DescribeWorkspace for an id, else one
     ListWorkspaces by alias (its summaries are enough)."""
@@ -177,7 +177,7 @@ def find_workspace(gw: AwsGateway, spec: StateSpec, stored_id: str | None) -> Wo
 
 
 def _read_amp(
-    gw: AwsGateway,
+    gw: AwsReader,
     key: ResourceKey,
     workspace_id: str,
     workspace_tags: Mapping[str, str],
@@ -220,7 +220,7 @@ def _read_amp(
 
 
 def _read_one(
-    gw: AwsGateway,
+    gw: AwsReader,
     key: ResourceKey,
     workspace_id: str | None,
     workspace_tags: Mapping[str, str],
@@ -271,7 +271,7 @@ def _read_one(
 
 
 def read_children(
-    gw: AwsGateway,
+    gw: AwsReader,
     *,
     stack: str,
     workspace: Live | None,

@@ -17,13 +17,15 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal, TextIO
 
-from ampd.aws.gateway.client import AwsGateway, make_gateway
+from ampd.aws.gateway.client import AwsReader, make_gateway
+from ampd.aws.gateway.writer import AwsWriting
 from ampd.aws.model import Desired, Live, Policy, Unreadable, ampd_tags, policy_from_spec
 from ampd.aws.observe import ObservedCache, find_workspace, read_children
 from ampd.aws.plan.desired import desired_iam, workspace_arn
 from ampd.aws.plan.resources import plan_resources
 from ampd.core import Change, Kind, Plan, ResourceKey
 from ampd.engine.plantext import plan_text
+from ampd.engine.source import SpecSource
 from ampd.errors import AmpdError, PermanentError
 from ampd.source.specfile import load_and_check
 from ampd.spec.models import StateSpec
@@ -58,7 +60,7 @@ def _related(key: ResourceKey, desired: list[Desired]) -> list[Desired]:
     return out
 
 
-def preview(gw: AwsGateway, spec: StateSpec, kind: AdoptKind, name: str, account: str) -> Adoption:
+def preview(gw: AwsReader, spec: StateSpec, kind: AdoptKind, name: str, account: str) -> Adoption:
     """Reads only. Raises PermanentError when the resource cannot or need not be adopted."""
     key = ResourceKey(KINDS[kind], name)
     if spec.iam is None:
@@ -127,11 +129,12 @@ def _describe(a: Adoption, stack: str) -> str:
 
 
 def adopt_command(
-    gateway: Callable[[], AwsGateway],
+    gateway: Callable[[], AwsReader],
     spec: StateSpec,
     kind: AdoptKind,
     name: str,
     *,
+    writing: AwsWriting,
     account: str | None,
     yes: bool,
     stdin: TextIO,
@@ -156,10 +159,11 @@ def adopt_command(
             return 1
     new = {k: v for k, v in adoption.tags_after.items() if adoption.tags_before.get(k) != v}
     try:
+        writer = writing.writer(gw)
         if adoption.key.kind is Kind.IAM_ROLE:
-            gw.tag_role(name, new)
+            writer.tag_role(name, new)
         else:
-            gw.tag_instance_profile(name, new)
+            writer.tag_instance_profile(name, new)
     except AmpdError as e:
         stdout.write(f"ampd adopt: {e}\n")
         return 1
@@ -169,7 +173,9 @@ def adopt_command(
     return 0
 
 
-def adopt_main(state: Path, kind: AdoptKind, name: str, *, yes: bool, region: str | None) -> int:
+def adopt_main(
+    state: Path | SpecSource, kind: AdoptKind, name: str, *, yes: bool, region: str | None
+) -> int:
     """What the CLI runs: the spec from ``--state``, the region as ``ampd policy`` finds it."""
     from ampd.commands.policy import region_of  # noqa: PLC0415 (a sibling command)
 
@@ -184,6 +190,7 @@ def adopt_main(state: Path, kind: AdoptKind, name: str, *, yes: bool, region: st
         spec,
         kind,
         name,
+        writing=AwsWriting(),  # the command asks before it writes
         account=None,
         yes=yes,
         stdin=sys.stdin,

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
-from ampd.aws.gateway.client import AwsGateway, make_gateway
+from ampd.aws.gateway.client import AwsReader, make_gateway
 from ampd.aws.plan.policy import Arns, PolicyInputs, RoleKind, boundary_arn, policy_for
+from ampd.engine.source import SpecSource
 from ampd.errors import AmpdError
 from ampd.gateways.paths import Paths
 from ampd.gateways.store import StoreView
@@ -31,7 +32,7 @@ def policy_command(
     *,
     region: str | None,
     account: str | None,
-    gateway: Callable[[str], AwsGateway],
+    gateway: Callable[[str], AwsReader],
     store: StoreView | None = None,
     workspace_id: str | None = None,
     own_role: str | None = None,
@@ -113,7 +114,7 @@ def region_of(spec: StateSpec, given: str | None) -> str | None:
 
 
 def policy_main(
-    state: Path,
+    state: Path | SpecSource,
     paths: Paths,
     kind: RoleKind,
     *,

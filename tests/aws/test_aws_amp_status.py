@@ -20,6 +20,7 @@ from ampd.aws.side.side import WORKSPACE_POLL, AwsSide
 from ampd.core import Condition, ConditionStatus, Health, Kind, ResourceKey, SideResult
 from ampd.gateways.store import Store
 from ampd.spec.models import StateSpec
+from tests.aws.passes import aws_pass
 from tests.harness.aws_amp import Phase
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import DATA_PLANE_URL, AwsEnv
@@ -103,7 +104,7 @@ def test_invalid_rules_are_degraded_with_amps_reason_until_the_file_is_fixed(
     aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
 ) -> None:
     rec = side(tmp_path)
-    first = rec.reconcile(spec(tmp_path, rules=BAD_RULES), apply=True)
+    first = aws_pass(rec, spec(tmp_path, rules=BAD_RULES), apply=True)
     assert all(o.ok for o in first.outcomes)  # AMP took the write; its verdict came after
     bad = status(first, RG)
     assert bad.health is Health.DEGRADED
@@ -115,17 +116,17 @@ def test_invalid_rules_are_degraded_with_amps_reason_until_the_file_is_fixed(
     # The same file again, read again from AWS: reported, not written again (no loop).
     aws_emulator.reset_requests()
     for force in (False, True):
-        again = rec.reconcile(spec(tmp_path, rules=BAD_RULES), apply=True, force_read=force)
+        again = aws_pass(rec, spec(tmp_path, rules=BAD_RULES), apply=True, force_read=force)
         assert again.plan.changes == ()
         assert status(again, RG).health is Health.DEGRADED
         assert "field 'expr' must be set" in status(again, RG).message
         assert cond(again, "RuleGroupsActive").reason == "CreationFailed"
     assert amp_writes(aws_emulator) == []
 
-    preview = rec.reconcile(spec(tmp_path, rules=RULES), apply=False)  # `ampd plan`
+    preview = aws_pass(rec, spec(tmp_path, rules=RULES), apply=False)  # `ampd plan`
     assert [(c.key, c.action.value) for c in preview.plan.changes] == [(RG, "update")]
     assert status(preview, RG).health is Health.DEGRADED  # until the fix is applied
-    fixed = rec.reconcile(spec(tmp_path, rules=RULES), apply=True)
+    fixed = aws_pass(rec, spec(tmp_path, rules=RULES), apply=True)
     assert [(c.key, c.action.value) for c in fixed.plan.changes] == [(RG, "update")]
     assert amp_writes(aws_emulator) == ["PutRuleGroupsNamespace"]
     assert status(fixed, RG).health is Health.HEALTHY
@@ -138,21 +139,21 @@ def test_an_update_amp_rejects_then_the_old_file_put_back(
     """AMP keeps the old definition when an update fails: the file put back equals what
     AMP holds, and ampd still writes it, since the status is what is wrong."""
     rec = side(tmp_path)
-    first = rec.reconcile(spec(tmp_path, am=ALERTMANAGER), apply=True)
+    first = aws_pass(rec, spec(tmp_path, am=ALERTMANAGER), apply=True)
     assert cond(first, "AlertManagerActive").status is ConditionStatus.TRUE
 
-    broken = rec.reconcile(spec(tmp_path, am=BAD_ALERTMANAGER), apply=True)
+    broken = aws_pass(rec, spec(tmp_path, am=BAD_ALERTMANAGER), apply=True)
     c = cond(broken, "AlertManagerActive")
     assert (c.status, c.reason) == (ConditionStatus.FALSE, "UpdateFailed")
     assert "'alertmanager_config' is required" in c.message
     assert status(broken, AM).health is Health.DEGRADED
 
     aws_emulator.reset_requests()
-    same = rec.reconcile(spec(tmp_path, am=BAD_ALERTMANAGER), apply=True, force_read=True)
+    same = aws_pass(rec, spec(tmp_path, am=BAD_ALERTMANAGER), apply=True, force_read=True)
     assert same.plan.changes == () and amp_writes(aws_emulator) == []
     assert status(same, AM).health is Health.DEGRADED
 
-    back = rec.reconcile(spec(tmp_path, am=ALERTMANAGER), apply=True)
+    back = aws_pass(rec, spec(tmp_path, am=ALERTMANAGER), apply=True)
     assert amp_writes(aws_emulator) == ["PutAlertManagerDefinition"]
     assert status(back, AM).health is Health.HEALTHY
     assert cond(back, "AlertManagerActive").status is ConditionStatus.TRUE
@@ -162,7 +163,7 @@ def test_a_failed_logging_configuration_is_reported_with_its_reason(
     aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
 ) -> None:
     rec = side(tmp_path)
-    first = rec.reconcile(spec(tmp_path, logs=LOGS), apply=True)
+    first = aws_pass(rec, spec(tmp_path, logs=LOGS), apply=True)
     assert cond(first, "LoggingActive").status is ConditionStatus.TRUE
     assert first.workspace is not None
     why = "the log group's resource policy does not allow AMP to write"
@@ -171,7 +172,7 @@ def test_a_failed_logging_configuration_is_reported_with_its_reason(
     )
 
     aws_emulator.reset_requests()
-    seen = rec.reconcile(spec(tmp_path, logs=LOGS), apply=True, force_read=True)
+    seen = aws_pass(rec, spec(tmp_path, logs=LOGS), apply=True, force_read=True)
     c = cond(seen, "LoggingActive")
     assert (c.status, c.reason) == (ConditionStatus.FALSE, "CreationFailed")
     assert why in c.message
@@ -184,7 +185,7 @@ def test_a_failed_configuration_update_is_not_repeated(
 ) -> None:
     aws_emulator.fail_next_configuration_update("retention is over the account's limit")
     rec = side(tmp_path)
-    first = rec.reconcile(spec(tmp_path, retention=400), apply=True)
+    first = aws_pass(rec, spec(tmp_path, retention=400), apply=True)
     c = cond(first, "WorkspaceConfigurationActive")
     assert (c.status, c.reason) == (ConditionStatus.FALSE, "UpdateFailed")
     assert "over the account's limit" in c.message
@@ -192,11 +193,11 @@ def test_a_failed_configuration_update_is_not_repeated(
 
     # AMP kept the old retention: the live value differs, yet these inputs failed.
     aws_emulator.reset_requests()
-    again = rec.reconcile(spec(tmp_path, retention=400), apply=True, force_read=True)
+    again = aws_pass(rec, spec(tmp_path, retention=400), apply=True, force_read=True)
     assert again.plan.changes == () and amp_writes(aws_emulator) == []
     assert cond(again, "WorkspaceConfigurationActive").reason == "UpdateFailed"
 
-    other = rec.reconcile(spec(tmp_path, retention=60), apply=True)
+    other = aws_pass(rec, spec(tmp_path, retention=60), apply=True)
     assert amp_writes(aws_emulator) == ["UpdateWorkspaceConfiguration"]
     assert cond(other, "WorkspaceConfigurationActive").status is ConditionStatus.TRUE
 
@@ -205,17 +206,17 @@ def test_a_configuration_amp_is_still_creating_is_looked_at_again_soon(
     aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
 ) -> None:
     rec = side(tmp_path)
-    first = rec.reconcile(spec(tmp_path), apply=True)  # the workspace, ACTIVE at once
+    first = aws_pass(rec, spec(tmp_path), apply=True)  # the workspace, ACTIVE at once
     assert cond(first, "WorkspaceActive").status is ConditionStatus.TRUE
     assert first.condition("RuleGroupsActive") is None  # the state asks for none
     aws_emulator.transition_delay(600.0)
-    creating = rec.reconcile(spec(tmp_path, rules=RULES), apply=True)
+    creating = aws_pass(rec, spec(tmp_path, rules=RULES), apply=True)
     assert status(creating, RG).health is Health.PROGRESSING
     c = cond(creating, "RuleGroupsActive")
     assert (c.status, c.reason) == (ConditionStatus.FALSE, "Creating")
     assert creating.requeue_after == WORKSPACE_POLL
     aws_emulator.reset_requests()
-    still = rec.reconcile(spec(tmp_path, rules=RULES), apply=True)
+    still = aws_pass(rec, spec(tmp_path, rules=RULES), apply=True)
     assert still.plan.changes == () and amp_writes(aws_emulator) == []
     assert aws_emulator.calls("DescribeRuleGroupsNamespace") == 1  # read again, not cached
     assert still.requeue_after == WORKSPACE_POLL
@@ -226,9 +227,9 @@ def test_the_prometheus_endpoint_of_a_workspace_found_by_alias(
 ) -> None:
     """ListWorkspaces' summaries carry no prometheusEndpoint: it is derived."""
     (tmp_path / "a").mkdir()
-    made = side(tmp_path / "a").reconcile(spec(tmp_path), apply=True)
+    made = aws_pass(side(tmp_path / "a"), spec(tmp_path), apply=True)
     assert made.workspace is not None
-    found = side(tmp_path).reconcile(spec(tmp_path), apply=True)  # by alias, one list
+    found = aws_pass(side(tmp_path), spec(tmp_path), apply=True)  # by alias, one list
     assert found.workspace is not None and found.workspace.id == made.workspace.id
     endpoint = status(found, WS).details["prometheus_endpoint"]
     assert endpoint == f"{DATA_PLANE_URL}/workspaces/{made.workspace.id}/"

@@ -18,7 +18,6 @@ from botocore.stub import Stubber
 from ampd.aws.gateway.base import CONFLICT_DELAY, THROTTLE_DELAY, AskedToWait
 from ampd.aws.gateway.client import (
     AlreadyExists,
-    AwsGateway,
     ResourceGone,
     api_call_counts,
     make_gateway,
@@ -26,6 +25,7 @@ from ampd.aws.gateway.client import (
 )
 from ampd.engine.retry import BACKOFF_CAP, AtLeast, RetryBook
 from ampd.errors import PermanentError, TemporaryError
+from tests.aws.passes import AwsReadWrite, read_write
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import ANY_POLICY, EC2_TRUST, REGION, AwsEnv
 
@@ -39,13 +39,13 @@ LOG_GROUP = f"arn:aws:logs:{REGION}:123456789012:log-group:ampd:*"
 
 
 @pytest.fixture
-def gw(aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator) -> Iterator[AwsGateway]:
+def gw(aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator) -> Iterator[AwsReadWrite]:
     aws_emulator.instant()
     reset_api_call_counts()
-    yield make_gateway(REGION)
+    yield read_write(make_gateway(REGION))
 
 
-def workspace(gw: AwsGateway) -> str:
+def workspace(gw: AwsReadWrite) -> str:
     return str(gw.create_workspace("errors", {}, "token-errors", None)["workspaceId"])
 
 
@@ -53,7 +53,7 @@ def workspace(gw: AwsGateway) -> str:
 
 
 def test_iam_concurrent_modification_is_temporary(
-    gw: AwsGateway, aws_emulator: AwsEmulator
+    gw: AwsReadWrite, aws_emulator: AwsEmulator
 ) -> None:
     """Old line caught: the fall-through ``return PermanentError(where)`` (409 was not
     matched), so the role stayed blocked until the state file changed."""
@@ -70,7 +70,7 @@ def test_iam_concurrent_modification_is_temporary(
 # -- not found on a delete: done ---------------------------------------------------------
 
 
-def test_not_found_on_amp_deletes_counts_as_done(gw: AwsGateway) -> None:
+def test_not_found_on_amp_deletes_counts_as_done(gw: AwsReadWrite) -> None:
     """Old line caught: deletes went through ``_call``, whose ResourceNotFoundException was
     a PermanentError."""
     ws = workspace(gw)
@@ -88,7 +88,7 @@ def test_not_found_on_amp_deletes_counts_as_done(gw: AwsGateway) -> None:
         assert counts.get((op, "ResourceNotFoundException")) == 1, (op, counts)
 
 
-def test_no_such_entity_on_iam_deletes_counts_as_done(gw: AwsGateway) -> None:
+def test_no_such_entity_on_iam_deletes_counts_as_done(gw: AwsReadWrite) -> None:
     gw.create_role("kept", TRUST, {}, "test")
     gw.create_instance_profile("lonely", {})
     gw.delete_inline_policy("kept", "never-put")
@@ -109,7 +109,9 @@ def test_no_such_entity_on_iam_deletes_counts_as_done(gw: AwsGateway) -> None:
     assert ("DeleteRole", "OK") not in counts
 
 
-def test_delete_role_whose_delete_finds_it_gone(gw: AwsGateway, aws_emulator: AwsEmulator) -> None:
+def test_delete_role_whose_delete_finds_it_gone(
+    gw: AwsReadWrite, aws_emulator: AwsEmulator
+) -> None:
     """A concurrent writer deleted the role between ampd's lists and its DeleteRole."""
     gw.create_role("racing", TRUST, {}, "test")
     aws_emulator.fail("DeleteRole", 1, status=404, code="NoSuchEntity", message="gone")
@@ -120,7 +122,7 @@ def test_delete_role_whose_delete_finds_it_gone(gw: AwsGateway, aws_emulator: Aw
 # -- not found on a write: the cached resource is gone -----------------------------------
 
 
-def test_not_found_on_amp_writes_is_resource_gone(gw: AwsGateway) -> None:
+def test_not_found_on_amp_writes_is_resource_gone(gw: AwsReadWrite) -> None:
     """Old line caught: ``return PermanentError(where)``: a Put on a rule group deleted
     outside ampd stayed blocked by fingerprint, and so did the create that replaced it."""
     ws = workspace(gw)
@@ -138,7 +140,7 @@ def test_not_found_on_amp_writes_is_resource_gone(gw: AwsGateway) -> None:
 
 
 def test_no_such_entity_on_iam_writes_is_resource_gone(
-    gw: AwsGateway, aws_emulator: AwsEmulator
+    gw: AwsReadWrite, aws_emulator: AwsEmulator
 ) -> None:
     gw.create_instance_profile("profile", {})
     iam = aws_emulator.client("iam")
@@ -165,7 +167,7 @@ def test_no_such_entity_on_iam_writes_is_resource_gone(
 # -- already exists ----------------------------------------------------------------------
 
 
-def test_entity_already_exists_is_already_exists(gw: AwsGateway) -> None:
+def test_entity_already_exists_is_already_exists(gw: AwsReadWrite) -> None:
     """Old line caught: ``return PermanentError(where)`` for EntityAlreadyExists."""
     gw.create_role("twice", TRUST, {}, "test")
     gw.create_instance_profile("twice", {})
@@ -176,7 +178,7 @@ def test_entity_already_exists_is_already_exists(gw: AwsGateway) -> None:
 
 
 def test_amp_conflict_on_a_child_that_is_there_is_already_exists(
-    gw: AwsGateway, aws_emulator: AwsEmulator
+    gw: AwsReadWrite, aws_emulator: AwsEmulator
 ) -> None:
     """Old line caught: ``if code == "ConflictException": return TemporaryError(...)``,
     which retried a create that can never succeed every 5 s, for ever."""
@@ -203,7 +205,7 @@ def test_amp_conflict_on_a_child_that_is_there_is_already_exists(
 
 
 def test_retry_after_on_a_throttled_answer_is_a_minimum_wait(
-    gw: AwsGateway, aws_emulator: AwsEmulator
+    gw: AwsReadWrite, aws_emulator: AwsEmulator
 ) -> None:
     """Old lines caught: ``TemporaryError(where, delay=THROTTLE_DELAY)`` ignored the header,
     and the book's jitter could halve any delay."""
@@ -226,7 +228,7 @@ def test_retry_after_on_a_throttled_answer_is_a_minimum_wait(
     assert api_call_counts().get(("GetRole", "Throttling")) == 1
 
 
-def test_retry_after_on_a_503_is_bounded_by_the_retry_books_cap(gw: AwsGateway) -> None:
+def test_retry_after_on_a_503_is_bounded_by_the_retry_books_cap(gw: AwsReadWrite) -> None:
     with Stubber(gw._amp) as stub:
         stub.add_client_error(
             "describe_workspace",
@@ -244,7 +246,7 @@ def test_retry_after_on_a_503_is_bounded_by_the_retry_books_cap(gw: AwsGateway) 
 # -- codes no operation of ampd's is sent --------------------------------------------------
 
 
-def test_codes_of_other_services_are_not_matched(gw: AwsGateway) -> None:
+def test_codes_of_other_services_are_not_matched(gw: AwsReadWrite) -> None:
     """API Gateway's NotFoundException is no 'not found' of AMP's, EC2's RequestLimitExceeded
     no throttling of IAM's (the emulator, held to the models, cannot send them: the Stubber
     does). Old lines caught: the old ``_NOT_FOUND_CODES`` (a describe answered None) and

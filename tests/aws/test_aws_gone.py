@@ -24,6 +24,7 @@ from ampd.aws.side.side import AwsSide
 from ampd.core import ConditionStatus, Health, Kind, ResourceKey, SideResult
 from ampd.gateways.store import Store
 from ampd.spec.models import StateSpec
+from tests.aws.passes import aws_pass
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import DATA_PLANE_URL, EC2_TRUST, AwsEnv
 
@@ -111,29 +112,29 @@ def test_deleted_outside_ampd_while_cached_is_recreated(
 ) -> None:
     change, delete, write = CHANGES[key]
     (tmp_path / "a").mkdir()
-    first = side(tmp_path / "a").reconcile(spec(tmp_path), apply=True)  # another host
+    first = aws_pass(side(tmp_path / "a"), spec(tmp_path), apply=True)  # another host
     assert failed(first) == []
     ws = ws_id(first)
     # the host's reconciler reads (a plan pass) while the state file already asks for more
     rec = side(tmp_path)
     wanted = spec(tmp_path, **change)
-    planned = rec.reconcile(wanted, apply=False)
+    planned = aws_pass(rec, wanted, apply=False)
     assert key in {c.key for c in planned.plan.changes}
     delete(aws_emulator.client("amp"), ws)  # meanwhile, someone deletes it
 
     aws_emulator.reset_requests()
-    second = rec.reconcile(wanted, apply=True)  # plans from its cache: writes, finds it gone
+    second = aws_pass(rec, wanted, apply=True)  # plans from its cache: writes, finds it gone
     assert aws_emulator.calls(write) == 1
     gone = status(second, key)
     assert gone.health is Health.PROGRESSING
     assert "deleted outside ampd" in gone.message and "recreated" in gone.message
     assert second.requeue_after == 0.0  # at once
 
-    third = rec.reconcile(wanted, apply=True)  # reads it again: created
+    third = aws_pass(rec, wanted, apply=True)  # reads it again: created
     assert failed(third) == [], failed(third)
     assert {c.key: c.action.value for c in third.plan.changes} == {key: "create"}
     assert status(third, key).health is Health.HEALTHY
-    fourth = rec.reconcile(wanted, apply=True, force_read=True)
+    fourth = aws_pass(rec, wanted, apply=True, force_read=True)
     assert fourth.plan.in_sync, fourth.plan
     amp = aws_emulator.client("amp")
     if key is RG:
@@ -156,12 +157,12 @@ def test_created_concurrently_by_another_host_converges(
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
     b = side(tmp_path / "b")
-    planned = b.reconcile(spec(tmp_path), apply=False)
+    planned = aws_pass(b, spec(tmp_path), apply=False)
     assert ROLE in {c.key for c in planned.plan.changes}
-    a = side(tmp_path / "a").reconcile(spec(tmp_path), apply=True)
+    a = aws_pass(side(tmp_path / "a"), spec(tmp_path), apply=True)
     assert failed(a) == []
 
-    second = b.reconcile(spec(tmp_path), apply=True)
+    second = aws_pass(b, spec(tmp_path), apply=True)
     stale = {o.change.key for o in second.outcomes if not o.ok}
     assert ROLE in stale
     for o in second.outcomes:
@@ -171,7 +172,7 @@ def test_created_concurrently_by_another_host_converges(
     assert ws_id(second) == ws_id(a)  # the same workspace (one client token per stack)
 
     aws_emulator.reset_requests()
-    third = b.reconcile(spec(tmp_path), apply=True)
+    third = aws_pass(b, spec(tmp_path), apply=True)
     assert failed(third) == [], failed(third)
     assert third.plan.changes == ()
     assert aws_emulator.writes() == []
@@ -182,18 +183,18 @@ def test_a_foreign_role_created_concurrently_is_refused_not_taken_over(
     aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
 ) -> None:
     rec = side(tmp_path)
-    planned = rec.reconcile(spec(tmp_path), apply=False)
+    planned = aws_pass(rec, spec(tmp_path), apply=False)
     assert ROLE in {c.key for c in planned.plan.changes}
     iam = aws_emulator.client("iam")
     iam.create_role(RoleName="ampd-writer", AssumeRolePolicyDocument=json.dumps(EC2_TRUST))
 
-    second = rec.reconcile(spec(tmp_path), apply=True)
+    second = aws_pass(rec, spec(tmp_path), apply=True)
     role_outcomes = [o for o in second.outcomes if o.change.key == ROLE]
     assert [o.ok for o in role_outcomes] == [False]
     assert "already exists" in role_outcomes[0].message
 
     aws_emulator.reset_requests()
-    third = rec.reconcile(spec(tmp_path), apply=True)
+    third = aws_pass(rec, spec(tmp_path), apply=True)
     assert ROLE not in {c.key for c in third.plan.changes}
     assert any(s.key == ROLE for s in third.plan.skipped)
     owned = third.condition("IamOwned")
@@ -208,7 +209,7 @@ def test_a_workspace_aws_is_deleting_is_neither_written_nor_used(
 ) -> None:
     """DeleteWorkspace answers 202 DELETING; the workspace stays listed a while."""
     rec = side(tmp_path)
-    first = rec.reconcile(spec(tmp_path), apply=True)
+    first = aws_pass(rec, spec(tmp_path), apply=True)
     assert failed(first) == []
     old = ws_id(first)
     aws_emulator.transition_delay(600.0)  # it stays DELETING for the rest of the test
@@ -219,7 +220,7 @@ def test_a_workspace_aws_is_deleting_is_neither_written_nor_used(
     # The state file drops the workspace section: the workspace AWS is deleting is
     # neither kept (deletion: retain) nor deleted again; ampd forgets it.
     aws_emulator.reset_requests()
-    dropped = rec.reconcile(spec(tmp_path).model_copy(update={"workspace": None}), apply=True)
+    dropped = aws_pass(rec, spec(tmp_path).model_copy(update={"workspace": None}), apply=True)
     assert [x for x in dropped.plan.skipped if x.key.kind is Kind.WORKSPACE] == []
     assert [c for c in dropped.plan.changes if c.key.kind is Kind.WORKSPACE] == []
     assert aws_emulator.calls("DeleteWorkspace") == 0
@@ -227,7 +228,7 @@ def test_a_workspace_aws_is_deleting_is_neither_written_nor_used(
 
     # Asked for again: a new workspace; nothing is written to the one being deleted.
     aws_emulator.reset_requests()
-    again = rec.reconcile(spec(tmp_path), apply=True)
+    again = aws_pass(rec, spec(tmp_path), apply=True)
     assert failed(again) == []
     assert ws_id(again) != old
     assert [r.operation for r in aws_emulator.writes() if old in r.path] == []
@@ -238,24 +239,24 @@ def test_a_workspace_deleted_outside_ampd_while_cached_is_created_again(
     aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
 ) -> None:
     rec = side(tmp_path)
-    first = rec.reconcile(spec(tmp_path), apply=True)
+    first = aws_pass(rec, spec(tmp_path), apply=True)
     assert failed(first) == []
     old = ws_id(first)
     base = spec(tmp_path)
     assert base.workspace is not None
     alias = base.workspace.model_copy(update={"alias": "prod-metrics-2"})
     renamed = base.model_copy(update={"workspace": alias})
-    planned = rec.reconcile(renamed, apply=False)  # reads it: an alias update is planned
+    planned = aws_pass(rec, renamed, apply=False)  # reads it: an alias update is planned
     assert [c.action.value for c in planned.plan.changes] == ["update"]
     aws_emulator.client("amp").delete_workspace(workspaceId=old)  # gone at once here
 
-    second = rec.reconcile(renamed, apply=True)
+    second = aws_pass(rec, renamed, apply=True)
     assert aws_emulator.calls("UpdateWorkspaceAlias") == 1
     ws_status = status(second, ResourceKey(Kind.WORKSPACE, "prod"))
     assert "deleted outside ampd" in ws_status.message
     assert second.requeue_after == 0.0
 
-    third = rec.reconcile(renamed, apply=True)
+    third = aws_pass(rec, renamed, apply=True)
     assert failed(third) == [], failed(third)
     assert ws_id(third) != old
     assert aws_emulator.calls("UpdateWorkspaceAlias") == 1  # not written to the gone one again
@@ -269,10 +270,10 @@ def test_a_read_throttled_with_retry_after_waits_at_least_that_long(
     pass's requeue is at least 120 s (before, a throttled read was retried on the book's
     own 5 s base, jittered down to 2.5 s, whatever AWS asked for)."""
     rec = side(tmp_path)
-    first = rec.reconcile(spec(tmp_path), apply=True)
+    first = aws_pass(rec, spec(tmp_path), apply=True)
     assert failed(first) == []
     aws_emulator.throttle("DescribeRuleGroupsNamespace", 1, retry_after=120)
-    second = rec.reconcile(spec(tmp_path), apply=True, force_read=True)
+    second = aws_pass(rec, spec(tmp_path), apply=True, force_read=True)
     assert aws_emulator.calls("DescribeRuleGroupsNamespace") >= 1
     assert "ThrottlingException" in status(second, RG).message
     assert second.requeue_after is not None and 120.0 <= second.requeue_after <= 300.0

@@ -33,7 +33,11 @@ from ampd.aws.observe import _GONE
 from tests.harness.model_check import COMMON_ERRORS
 
 ROOT = Path(__file__).resolve().parents[2]
-GATEWAYS = sorted(str(p.relative_to(ROOT)) for p in (ROOT / "ampd/aws/gateway").glob("*.py") if p.name not in ("__init__.py", "reads.py"))
+GATEWAYS = sorted(
+    str(p.relative_to(ROOT))
+    for p in (ROOT / "ampd/aws/gateway").glob("*.py")
+    if p.name not in ("__init__.py", "reads.py")
+)
 READERS = [*GATEWAYS, "ampd/aws/observe.py"]
 SERVICES = {"amp": "amp", "iam": "iam", "sts": "sts"}  # ampd's _call names -> botocore
 

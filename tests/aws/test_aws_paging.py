@@ -14,7 +14,8 @@ from collections.abc import Iterator
 import pytest
 from botocore.stub import Stubber
 
-from ampd.aws.gateway.client import AwsGateway, api_call_counts, make_gateway, reset_api_call_counts
+from ampd.aws.gateway.client import api_call_counts, make_gateway, reset_api_call_counts
+from tests.aws.passes import AwsReadWrite, read_write
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import ANY_POLICY, EC2_TRUST, REGION, AwsEnv
 
@@ -24,9 +25,9 @@ RULES = b"groups:\n- name: g\n  rules:\n  - record: r\n    expr: up\n"
 
 
 @pytest.fixture
-def gw(aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator) -> Iterator[AwsGateway]:
+def gw(aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator) -> Iterator[AwsReadWrite]:
     aws_emulator.instant()
-    yield make_gateway(REGION)
+    yield read_write(make_gateway(REGION))
 
 
 def paged(em: AwsEmulator) -> None:
@@ -42,7 +43,7 @@ def pages(em: AwsEmulator, operation: str) -> int:
     return sent
 
 
-def role_with_everything(gw: AwsGateway, em: AwsEmulator, role: str) -> None:
+def role_with_everything(gw: AwsReadWrite, em: AwsEmulator, role: str) -> None:
     """A role with 3 inline policies, 3 attached managed policies and 2 instance profiles."""
     gw.create_role(role, TRUST, {}, "paging")
     iam = em.client("iam")
@@ -56,7 +57,7 @@ def role_with_everything(gw: AwsGateway, em: AwsEmulator, role: str) -> None:
         gw.add_role_to_instance_profile(f"{role}-profile-{i}", role)
 
 
-def test_list_workspaces_reads_every_page(gw: AwsGateway, aws_emulator: AwsEmulator) -> None:
+def test_list_workspaces_reads_every_page(gw: AwsReadWrite, aws_emulator: AwsEmulator) -> None:
     made = {
         str(gw.create_workspace(f"paged-{i}", {}, f"token-{i}", None)["workspaceId"])
         for i in range(3)
@@ -66,7 +67,7 @@ def test_list_workspaces_reads_every_page(gw: AwsGateway, aws_emulator: AwsEmula
     assert pages(aws_emulator, "ListWorkspaces") == 3
 
 
-def test_list_rule_groups_reads_every_page(gw: AwsGateway, aws_emulator: AwsEmulator) -> None:
+def test_list_rule_groups_reads_every_page(gw: AwsReadWrite, aws_emulator: AwsEmulator) -> None:
     ws = str(gw.create_workspace("rules", {}, "token-rules", None)["workspaceId"])
     for i in range(3):
         gw.create_rule_group(ws, f"ns-{i}", RULES, {})
@@ -75,7 +76,7 @@ def test_list_rule_groups_reads_every_page(gw: AwsGateway, aws_emulator: AwsEmul
     assert pages(aws_emulator, "ListRuleGroupsNamespaces") == 3
 
 
-def test_iam_policy_lists_read_every_page(gw: AwsGateway, aws_emulator: AwsEmulator) -> None:
+def test_iam_policy_lists_read_every_page(gw: AwsReadWrite, aws_emulator: AwsEmulator) -> None:
     """Old lines caught: ``list_inline_policies``/``list_attached_policies`` returned the
     first page's ``PolicyNames``/``AttachedPolicies`` only."""
     role_with_everything(gw, aws_emulator, "lists")
@@ -87,7 +88,7 @@ def test_iam_policy_lists_read_every_page(gw: AwsGateway, aws_emulator: AwsEmula
     assert pages(aws_emulator, "ListAttachedRolePolicies") == 3
 
 
-def test_delete_role_clears_every_page_first(gw: AwsGateway, aws_emulator: AwsEmulator) -> None:
+def test_delete_role_clears_every_page_first(gw: AwsReadWrite, aws_emulator: AwsEmulator) -> None:
     """Old lines caught: one page of each list, so DeleteRole met the second policy (or
     instance profile) and failed with DeleteConflict, a permanent error."""
     role_with_everything(gw, aws_emulator, "doomed")
@@ -107,7 +108,7 @@ def test_delete_role_clears_every_page_first(gw: AwsGateway, aws_emulator: AwsEm
     assert counts[("DeleteRole", "OK")] == 1
 
 
-def test_simulate_principal_policy_reads_every_page(gw: AwsGateway) -> None:
+def test_simulate_principal_policy_reads_every_page(gw: AwsReadWrite) -> None:
     """The emulator answers SimulatePrincipalPolicy in one page, so the pages come from
     botocore's Stubber: the second request must carry the first page's Marker."""
     principal = "arn:aws:iam::123456789012:role/r"

@@ -14,12 +14,14 @@ from typing import Any
 import pytest
 
 from ampd.aws.gateway.client import make_gateway
+from ampd.aws.gateway.writer import AwsWriting
 from ampd.aws.side.side import WORKSPACE_POLL
 from ampd.aws.side.side import AwsSide as AwsReconciler
 from ampd.core import Action, Condition, ConditionStatus, Health, Kind, ResourceKey
 from ampd.core import SideResult as AwsResult
 from ampd.gateways.store import Store, StoredState
 from ampd.spec.models import StateSpec
+from tests.aws.passes import aws_pass
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import DATA_PLANE_URL, AwsEnv
 
@@ -100,7 +102,7 @@ def converge(
     aws_emulator: AwsEmulator, tmp_path: Path, files: dict[str, Path]
 ) -> tuple[AwsReconciler, AwsResult]:
     rec = reconciler(tmp_path)
-    result = rec.reconcile(make_spec(files), apply=True)
+    result = aws_pass(rec, make_spec(files), apply=True)
     assert failed(result) == []
     aws_emulator.reset_requests()
     return rec, result
@@ -109,7 +111,7 @@ def converge(
 def test_no_aws_sections_is_cheap(
     aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
 ) -> None:
-    result = reconciler(tmp_path).reconcile(StateSpec(version=1), apply=True)
+    result = aws_pass(reconciler(tmp_path), StateSpec(version=1), apply=True)
     assert result.plan.in_sync
     assert result.workspace is None
     assert aws_emulator.requests == []
@@ -120,7 +122,7 @@ def test_empty_account_is_built_then_costs_nothing(
 ) -> None:
     rec = reconciler(tmp_path)
     spec = make_spec(rule_files)
-    first = rec.reconcile(spec, apply=True)
+    first = aws_pass(rec, spec, apply=True)
     assert failed(first) == []
     kinds = {c.key.kind for c in first.plan.changes}
     assert kinds == {
@@ -182,17 +184,17 @@ def test_empty_account_is_built_then_costs_nothing(
 
     # Second pass, within resync: no call at all. Forced re-read: reads only.
     aws_emulator.reset_requests()
-    second = rec.reconcile(spec, apply=True)
+    second = aws_pass(rec, spec, apply=True)
     assert second.plan.in_sync and second.plan.changes == ()
     assert aws_emulator.requests == []
-    third = rec.reconcile(spec, apply=True, force_read=True)
+    third = aws_pass(rec, spec, apply=True, force_read=True)
     assert third.plan.in_sync
     assert aws_emulator.writes() == []
     assert len(aws_emulator.requests) > 5
     assert all(s.sync.value == "Synced" for s in third.statuses)
     # A fresh process (cache empty, store kept) finds the same workspace, writes nothing.
     aws_emulator.reset_requests()
-    fresh = reconciler(tmp_path).reconcile(spec, apply=True)
+    fresh = aws_pass(reconciler(tmp_path), spec, apply=True)
     assert fresh.workspace is not None and fresh.workspace.id == ws.id
     assert aws_emulator.writes() == []
 
@@ -200,7 +202,7 @@ def test_empty_account_is_built_then_costs_nothing(
 def test_plan_only_writes_nothing(
     aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
-    result = reconciler(tmp_path).reconcile(make_spec(rule_files), apply=False)
+    result = aws_pass(reconciler(tmp_path), make_spec(rule_files), apply=False)
     assert WS in {c.key for c in result.plan.changes}
     assert RG in {c.key for c in result.plan.changes}
     assert result.outcomes == ()
@@ -220,7 +222,7 @@ def test_drift_is_corrected(
     amp.delete_rule_groups_namespace(workspaceId=ws_id, name="node")
     aws_emulator.reset_requests()
 
-    result = rec.reconcile(make_spec(rule_files), apply=True, force_read=True)
+    result = aws_pass(rec, make_spec(rule_files), apply=True, force_read=True)
     assert {c.key for c in result.plan.drift} == {WS, RG}
     assert {c.key for c in result.plan.changes} == {WS, RG}
     assert failed(result) == []
@@ -249,7 +251,7 @@ def test_drift_is_only_reported(
     aws_emulator.reset_requests()
 
     rec = reconciler(tmp_path)  # e.g. the operator switched to report/observe and restarted
-    result = rec.reconcile(make_spec(rule_files, **aws_opts), apply=True)
+    result = aws_pass(rec, make_spec(rule_files, **aws_opts), apply=True)
     assert {c.key for c in result.plan.drift} == {WS, RG}
     assert result.plan.changes == ()
     # observe hosts check once that their role cannot write, with a simulation: nothing
@@ -271,7 +273,7 @@ def test_workspace_deleted_out_of_band_is_recreated(
     old = first.workspace.id
     aws_emulator.client("amp").delete_workspace(workspaceId=old)
 
-    result = rec.reconcile(make_spec(rule_files), apply=True, force_read=True)
+    result = aws_pass(rec, make_spec(rule_files), apply=True, force_read=True)
     assert failed(result) == []
     [ws_drift] = [c for c in result.plan.drift if c.key == WS]
     assert ws_drift.action is Action.CREATE
@@ -292,7 +294,7 @@ def test_access_denied_on_one_resource_others_converge(
     aws_emulator.deny("CreateRuleGroupsNamespace")
     rec = reconciler(tmp_path)
     spec = make_spec(rule_files)
-    result = rec.reconcile(spec, apply=True)
+    result = aws_pass(rec, spec, apply=True)
     [bad] = [o for o in result.outcomes if not o.ok]
     assert bad.change.key == RG
     assert bad.permanent
@@ -304,13 +306,13 @@ def test_access_denied_on_one_resource_others_converge(
 
     # Not retried while the desired state is the same...
     aws_emulator.reset_requests()
-    again = rec.reconcile(spec, apply=True)
+    again = aws_pass(rec, spec, apply=True)
     assert aws_emulator.calls("CreateRuleGroupsNamespace") == 0
     assert any(o.permanent and "not retried" in o.message for o in again.outcomes)
     # ...and retried once it changes (here: the rule file).
     aws_emulator.allow("CreateRuleGroupsNamespace")
     rule_files["rules"].write_text(RULES.replace("5m", "10m"))
-    fixed = rec.reconcile(spec, apply=True)
+    fixed = aws_pass(rec, spec, apply=True)
     assert failed(fixed) == []
     assert aws_emulator.calls("CreateRuleGroupsNamespace") == 1
 
@@ -329,14 +331,14 @@ def test_throttling_and_server_errors_are_retried_later(
         aws_emulator.fail("CreateWorkspace", times=1, status=status)
     rec = reconciler(tmp_path)
     spec = make_spec(rule_files)
-    first = rec.reconcile(spec, apply=True)
+    first = aws_pass(rec, spec, apply=True)
     [bad] = [o for o in first.outcomes if o.change.key == WS]
     assert not bad.ok and not bad.permanent
     assert bad.retry_after is not None and 0 < bad.retry_after <= 300
     assert first.requeue_after is not None
     assert cond(first, "AwsReachable") is ConditionStatus.TRUE
     assert aws_emulator.workspace_ids() == []
-    second = rec.reconcile(spec, apply=True)
+    second = aws_pass(rec, spec, apply=True)
     assert failed(second) == []
     assert len(aws_emulator.workspace_ids()) == 1
 
@@ -356,7 +358,7 @@ def test_unreachable_endpoint_fails_fast_and_keeps_last_workspace(
     Store(tmp_path / "ampd.json").save(StoredState(workspace_id="ws-known"))
     monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{_closed_port()}")
     started = time.monotonic()
-    result = reconciler(tmp_path).reconcile(make_spec(rule_files), apply=True)
+    result = aws_pass(reconciler(tmp_path), make_spec(rule_files), apply=True)
     # a refused connection answers at once; a pass that retried or waited on timeouts
     # would take far longer than this bound (which leaves room for a loaded machine)
     assert time.monotonic() - started < 8.0
@@ -371,9 +373,9 @@ def test_dropped_connection_mid_pass_is_temporary(
 ) -> None:
     aws_emulator.drop("ListWorkspaces")
     rec = reconciler(tmp_path)
-    first = rec.reconcile(make_spec(rule_files), apply=True)
+    first = aws_pass(rec, make_spec(rule_files), apply=True)
     assert cond(first, "AwsReachable") is ConditionStatus.FALSE
-    second = rec.reconcile(make_spec(rule_files), apply=True)
+    second = aws_pass(rec, make_spec(rule_files), apply=True)
     assert failed(second) == []
     assert cond(second, "AwsReachable") is ConditionStatus.TRUE
 
@@ -384,18 +386,22 @@ def test_lost_create_response_still_ends_with_one_workspace(
     # AWS creates the workspace but the response never arrives (as after a crash).
     aws_emulator.drop("CreateWorkspace", after=True)
     spec = make_spec(rule_files)
-    first = reconciler(tmp_path).reconcile(spec, apply=True)
+    first = aws_pass(reconciler(tmp_path), spec, apply=True)
     assert cond(first, "AwsReachable") is ConditionStatus.FALSE
     token = Store(tmp_path / "ampd.json").load().client_token
     assert token is not None  # persisted before the call
     assert len(aws_emulator.workspace_ids()) == 1
     # A restarted process lists by alias first and adopts it: still exactly one.
-    result = reconciler(tmp_path).reconcile(spec, apply=True)
+    result = aws_pass(reconciler(tmp_path), spec, apply=True)
     assert failed(result) == []
     assert result.workspace is not None
     assert aws_emulator.workspace_ids() == [result.workspace.id]
     # And the token alone is enough: AWS answers a repeated create with the same workspace.
-    replay = make_gateway("eu-west-1").create_workspace("prod-metrics", {}, token, None)
+    replay = (
+        AwsWriting()
+        .writer(make_gateway("eu-west-1"))
+        .create_workspace("prod-metrics", {}, token, None)
+    )
     assert replay["workspaceId"] == result.workspace.id
     assert aws_emulator.workspace_ids() == [result.workspace.id]
 
@@ -406,7 +412,7 @@ def test_creating_workspace_requeues_then_children_follow(
     aws_emulator.creation_delay(0.6)
     rec = reconciler(tmp_path)
     spec = make_spec(rule_files)
-    first = rec.reconcile(spec, apply=True)
+    first = aws_pass(rec, spec, apply=True)
     assert first.workspace is not None
     assert (
         "CREATING"
@@ -422,7 +428,7 @@ def test_creating_workspace_requeues_then_children_follow(
     deadline = time.monotonic() + 10
     result = first
     while time.monotonic() < deadline:
-        result = rec.reconcile(spec, apply=True)
+        result = aws_pass(rec, spec, apply=True)
         if cond(result, "WorkspaceActive") is ConditionStatus.TRUE:
             break
         time.sleep(0.1)
@@ -438,11 +444,11 @@ def test_creation_failed_is_degraded_and_not_retried(
     aws_emulator.fail_creations(1)
     rec = reconciler(tmp_path)
     spec = make_spec(rule_files)
-    first = rec.reconcile(spec, apply=True)
+    first = aws_pass(rec, spec, apply=True)
     assert first.workspace is not None
     c = first.condition("WorkspaceActive")
     assert c is not None and c.status is ConditionStatus.FALSE and "CREATION_FAILED" in c.message
-    again = rec.reconcile(spec, apply=True, force_read=True)
+    again = aws_pass(rec, spec, apply=True, force_read=True)
     ws_status = {s.key: s for s in again.statuses}[WS]
     assert ws_status.health is Health.DEGRADED
     assert "CREATION_FAILED" in ws_status.message
@@ -460,7 +466,7 @@ def test_kms_key_change_is_reported_not_applied(
             )
         }
     )
-    result = rec.reconcile(spec, apply=True)
+    result = aws_pass(rec, spec, apply=True)
     assert [s.key for s in result.plan.skipped if "kms_key_arn" in s.reason] == [WS]
     assert aws_emulator.writes() == []
 
@@ -483,7 +489,7 @@ def test_removed_rule_group_is_retained_or_deleted(
             "workspace": base.workspace.model_copy(update={"rule_groups": [], "deletion": deletion})
         }
     )
-    result = rec.reconcile(spec, apply=True)
+    result = aws_pass(rec, spec, apply=True)
     names = aws_emulator.client("amp").list_rule_groups_namespaces(workspaceId=first.workspace.id)
     present = [g["name"] for g in names["ruleGroupsNamespaces"]]
     if deleted:
@@ -498,7 +504,7 @@ def test_region_auto_comes_from_imds(
     aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path, rule_files: dict[str, Path]
 ) -> None:
     spec = make_spec(rule_files, region="auto")
-    result = AwsReconciler(make_gateway, Store(tmp_path / "ampd.json")).reconcile(spec, apply=True)
+    result = aws_pass(AwsReconciler(make_gateway, Store(tmp_path / "ampd.json")), spec, apply=True)
     assert result.workspace is not None and result.workspace.region == "eu-west-1"
     assert failed(result) == []
 

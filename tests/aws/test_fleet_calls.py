@@ -15,6 +15,7 @@ from ampd.core import ConditionStatus
 from ampd.engine.facts import Facts
 from ampd.gateways.store import Store
 from ampd.spec.models import StateSpec
+from tests.aws.passes import aws_pass
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import AwsEnv, role_session
 
@@ -43,7 +44,7 @@ def host_facts(instance_id: str = "i-0aaaaaaaaaaaaaaa1") -> Facts:
 
 def made_by_manager(tmp_path: Path) -> str:
     manager = AwsSide(make_gateway, Store(tmp_path / "manager.json"))
-    result = manager.reconcile(fleet_spec("manage"), apply=True)
+    result = aws_pass(manager, fleet_spec("manage"), apply=True)
     assert result.workspace is not None and all(o.ok for o in result.outcomes)
     return result.workspace.id
 
@@ -58,7 +59,7 @@ def test_an_observe_host_finds_the_workspace_by_alias_with_one_call(
     ws_id = made_by_manager(tmp_path)
     aws_emulator.reset_requests()
     host = AwsSide(make_gateway, Store(tmp_path / "host.json"), role_check_delay=3600)
-    result = host.reconcile(fleet_spec("observe"), host_facts(), apply=True)
+    result = aws_pass(host, fleet_spec("observe"), facts=host_facts(), apply=True)
     assert result.workspace is not None and result.workspace.id == ws_id
     assert all(o.ok for o in result.outcomes)
     assert operations(aws_emulator) == ["aps:ListWorkspaces"]  # no STS, no Describe
@@ -75,13 +76,15 @@ def test_a_pinned_or_remembered_workspace_is_one_describe(
     ws_id = made_by_manager(tmp_path)
     aws_emulator.reset_requests()
     pinned = AwsSide(make_gateway, Store(tmp_path / "pinned.json"), role_check_delay=3600)
-    result = pinned.reconcile(fleet_spec("observe", ws_id), host_facts(), apply=True)
+    result = aws_pass(pinned, fleet_spec("observe", ws_id), facts=host_facts(), apply=True)
     assert result.workspace is not None and result.workspace.id == ws_id
     assert operations(aws_emulator) == ["aps:DescribeWorkspace"]
     # a host booted from an image that kept ampd.json's workspace record (ampd bake)
     aws_emulator.reset_requests()
     baked = AwsSide(make_gateway, Store(tmp_path / "pinned.json"), role_check_delay=3600)
-    result = baked.reconcile(fleet_spec("observe"), host_facts("i-0bbbbbbbbbbbbbbb2"), apply=True)
+    result = aws_pass(
+        baked, fleet_spec("observe"), facts=host_facts("i-0bbbbbbbbbbbbbbb2"), apply=True
+    )
     assert result.workspace is not None and result.workspace.id == ws_id
     assert operations(aws_emulator) == ["aps:DescribeWorkspace"]
 
@@ -92,11 +95,11 @@ def test_without_instance_metadata_or_as_a_manager_the_account_comes_from_sts(
     made_by_manager(tmp_path)
     aws_emulator.reset_requests()
     off_ec2 = AwsSide(make_gateway, Store(tmp_path / "off.json"), role_check_delay=3600)
-    off_ec2.reconcile(fleet_spec("observe"), Facts(), apply=True)
+    aws_pass(off_ec2, fleet_spec("observe"), facts=Facts(), apply=True)
     assert operations(aws_emulator).count("sts:GetCallerIdentity") == 1
     aws_emulator.reset_requests()
     manager = AwsSide(make_gateway, Store(tmp_path / "manager.json"))
-    manager.reconcile(fleet_spec("manage"), host_facts(), apply=True, force_read=True)
+    aws_pass(manager, fleet_spec("manage"), facts=host_facts(), apply=True, force_read=True)
     assert operations(aws_emulator).count("sts:GetCallerIdentity") == 1
 
 
@@ -120,11 +123,11 @@ def test_the_role_check_runs_once_after_the_delay(
         make_gateway, Store(tmp_path / "host.json"), clock=lambda: now[0], role_check_delay=120
     )
     aws_emulator.reset_requests()
-    first = host.reconcile(spec, host_facts(), apply=True)
+    first = aws_pass(host, spec, facts=host_facts(), apply=True)
     assert first.condition("ObserveRoleReadOnly").reason == "NotCheckedYet"  # type: ignore[union-attr]
     assert checks(aws_emulator) == []
     now[0] = 121.0
-    later = host.reconcile(spec, host_facts(), apply=True)
+    later = aws_pass(host, spec, facts=host_facts(), apply=True)
     role = later.condition("ObserveRoleReadOnly")
     assert role is not None and (role.status, role.reason) == ("True", "ReadOnly")
     # who am I (needs no permission), then one simulation for AMP and one for IAM
@@ -134,7 +137,7 @@ def test_the_role_check_runs_once_after_the_delay(
         "iam:SimulatePrincipalPolicy",
     ]
     now[0] = 500.0
-    host.reconcile(spec, host_facts(), apply=True)
+    aws_pass(host, spec, facts=host_facts(), apply=True)
     assert len(checks(aws_emulator)) == 3  # once only
     # the check writes nothing and is never denied: no AccessDenied event on any host
     assert aws_emulator.writes() == []
@@ -142,7 +145,7 @@ def test_the_role_check_runs_once_after_the_delay(
     # a plan never checks
     planner = AwsSide(make_gateway, Store(tmp_path / "host.json"), role_check_delay=0)
     aws_emulator.reset_requests()
-    planner.reconcile(spec, host_facts(), apply=False)
+    aws_pass(planner, spec, facts=host_facts(), apply=False)
     assert checks(aws_emulator) == []
 
 

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from ampd.aws.gateway.client import make_gateway
+from ampd.aws.gateway.writer import AwsWriting
 from ampd.aws.model import NOT_OWNED, Desired, Live, Policy, ampd_tags
 from ampd.aws.plan.resources import plan_resources
 from ampd.aws.side.side import AwsSide
@@ -22,6 +23,7 @@ from ampd.commands.adopt import adopt_command
 from ampd.core import Action, Health, Kind, ResourceKey, SyncStatus
 from ampd.gateways.store import Store
 from ampd.spec.models import StateSpec
+from tests.aws.passes import aws_pass
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import EC2_TRUST, AwsEnv
 from tests.harness.fixtures_local import AmpdProcess
@@ -198,14 +200,14 @@ def test_an_untagged_admin_role_is_never_written(
 ) -> None:
     side = AwsSide(make_gateway, Store(tmp_path / "ampd.json"))
     spec = admin_spec(trusted=["arn:aws:iam::999999999999:root"])
-    plan = side.reconcile(spec, apply=False)
+    plan = aws_pass(side, spec, apply=False)
     skipped = {s.key: s.reason for s in plan.plan.skipped}
     assert skipped[ROLE] == NOT_OWNED
     assert skipped[INLINE].startswith("its role Admin exists, not created by ampd")
     assert skipped[PROFILE] == NOT_OWNED
     assert ROLE not in {c.key for c in plan.plan.changes}
 
-    result = side.reconcile(spec, apply=True)
+    result = aws_pass(side, spec, apply=True)
     assert writes_touching(aws_emulator, "Admin") == []
     assert writes_touching(aws_emulator, "ampd-writer") == [
         "CreateRole ampd-writer",  # ours: created, tagged, with its policy
@@ -252,6 +254,7 @@ def adopt(
         spec,
         kind,  # type: ignore[arg-type]
         name,
+        writing=AwsWriting(),
         account=None,
         yes=yes,
         stdin=io.StringIO(answer),
@@ -290,7 +293,7 @@ def test_adopt_then_the_next_pass_manages_it(
     assert again == 1 and "already ampd's" in text
 
     side = AwsSide(make_gateway, Store(tmp_path / "ampd.json"))
-    plan = side.reconcile(admin_spec(), apply=False).plan
+    plan = aws_pass(side, admin_spec(), apply=False).plan
     assert {(c.key, c.action) for c in plan.changes} >= {
         (ROLE, Action.UPDATE),
         (INLINE, Action.CREATE),

@@ -36,6 +36,7 @@ from ampd.gateways.sigv4 import Signer
 from ampd.gateways.store import Store
 from ampd.source.specfile import forget_sources, open_source
 from ampd.spec.models import StateSpec
+from tests.aws.passes import aws_pass
 from tests.harness.aws_emulator import ACCOUNT_ID, AwsEmulator, Recorded
 from tests.harness.dataplane import DataPlane
 from tests.harness.fixtures_aws import REGION, AwsEnv, assume, role_session
@@ -172,7 +173,7 @@ def denied(
 
 def manager_pass(world: World, spec: StateSpec, **kw: Any) -> list[Recorded]:
     side = AwsSide(make_gateway, Store(world.state_dir / "ampd.json"))
-    result = side.reconcile(spec, apply=True, **kw)
+    result = aws_pass(side, spec, **kw, apply=True)
     assert [f"{o.change.key}: {o.message}" for o in result.outcomes if not o.ok] == []
     assert result.unobserved == ()
     return world.em.requests
@@ -262,7 +263,7 @@ def test_every_call_of_every_pass_is_allowed_by_the_printed_policy(world: World)
     )
     em.reset_requests()
     side = AwsSide(make_gateway, Store(world.tmp / "host.json"), role_check_delay=0)
-    result = side.reconcile(world.spec(FLEET, "observer"), apply=True)
+    result = aws_pass(side, world.spec(FLEET, "observer"), apply=True)
     assert result.unobserved == ()
     check = result.condition("ObserveRoleReadOnly")
     assert check is not None and (check.status, check.reason) == ("True", "ReadOnly")

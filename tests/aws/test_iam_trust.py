@@ -20,6 +20,7 @@ from ampd.errors import SpecError
 from ampd.gateways.store import Store
 from ampd.spec.load import load_spec
 from ampd.spec.models import StateSpec
+from tests.aws.passes import aws_pass
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import AwsEnv
 
@@ -169,7 +170,7 @@ def test_a_foreign_trust_is_never_created(
             "iam": {"writer": {}, "reader": {"trusted": ["arn:aws:iam::999999999999:root"]}},
         }
     )
-    result = side.reconcile(s, apply=True)
+    result = aws_pass(side, s, apply=True)
     created = [
         r.params.get("RoleName") for r in aws_emulator.writes() if r.operation == "CreateRole"
     ]
@@ -195,7 +196,7 @@ def test_a_china_stack_end_to_end(
         }
     )
     side = AwsSide(make_gateway, Store(tmp_path / "ampd.json"))
-    first = side.reconcile(s, apply=True)
+    first = aws_pass(side, s, apply=True)
     assert [o.message for o in first.outcomes if not o.ok] == []
     iam = aws_emulator.client("iam", "cn-north-1")
     reader = iam.get_role(RoleName="ampd-reader")["Role"]
@@ -207,5 +208,5 @@ def test_a_china_stack_end_to_end(
     )
     doc = iam.get_role_policy(RoleName="ampd-writer", PolicyName="ampd-remote-write")
     assert "arn:aws:" not in json.dumps(doc["PolicyDocument"])
-    again = side.reconcile(s, apply=True, force_read=True)
+    again = aws_pass(side, s, apply=True, force_read=True)
     assert again.plan.in_sync, again.plan

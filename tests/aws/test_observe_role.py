@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ampd.aws.act.rolecheck import observe_role_check
-from ampd.aws.gateway.client import AwsGateway
+from ampd.aws.gateway.client import AwsReader
 from ampd.aws.plan.policy import Arns, PolicyInputs, host_policy, observe_policy
 from ampd.spec.models import StateSpec
 from tests.harness.aws_emulator import ACCOUNT_ID, AwsEmulator
@@ -38,10 +38,10 @@ def workspace_id(aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator) -> str:
     return str(amp.create_workspace(alias="fleet")["workspaceId"])
 
 
-def host(em: AwsEmulator, policies: dict[str, Any], **kw: Any) -> AwsGateway:
+def host(em: AwsEmulator, policies: dict[str, Any], **kw: Any) -> AwsReader:
     session = role_session(em, "fleet-host", policies, **kw)
     em.reset_requests()
-    return AwsGateway("eu-west-1", session=session)
+    return AwsReader("eu-west-1", session=session)
 
 
 def shipped(workspace_id: str) -> dict[str, Any]:

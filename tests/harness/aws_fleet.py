@@ -19,6 +19,7 @@ from ampd.aws.gateway.client import make_gateway
 from ampd.aws.side.side import AwsSide
 from ampd.gateways.store import Store
 from ampd.spec.models import StateSpec
+from tests.aws.passes import aws_pass
 
 
 def fleet_spec(stack: str = "fleet", alias: str = "fleet-metrics") -> StateSpec:
@@ -40,7 +41,7 @@ def run_creator(store_path: Path, deadline: float) -> tuple[str | None, float, i
     passes = 0
     while time.monotonic() < deadline:
         passes += 1
-        result = rec.reconcile(spec, apply=True, force_read=passes > 1)
+        result = aws_pass(rec, spec, apply=True, force_read=passes > 1)
         if result.workspace is not None and all(o.ok for o in result.outcomes):
             return result.workspace.id, time.monotonic() - started, passes
         time.sleep(min(0.2 * passes, 1.0))

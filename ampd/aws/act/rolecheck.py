@@ -61,7 +61,7 @@ IAM_WRITES = (
 
 
 class PermissionSimulator(Protocol):
-    """What the check needs of ampd.aws.gateway.client.AwsGateway."""
+    """What the check needs of ampd.aws.gateway.client.AwsReader."""
 
     region: str
 

@@ -12,7 +12,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, assert_never
 
-from ampd.aws.gateway.client import AwsGateway
+from ampd.aws.gateway.client import AwsReader
+from ampd.aws.gateway.writer import AwsWriter
 from ampd.aws.model import Live
 from ampd.core import Change, Kind
 from ampd.engine.actions import by_action
@@ -31,15 +32,20 @@ class Target:
 
 
 def create_workspace(
-    gw: AwsGateway, alias: str | None, tags: Mapping[str, str], token: str, kms: str | None
+    gw: AwsWriter,
+    reader: AwsReader,
+    alias: str | None,
+    tags: Mapping[str, str],
+    token: str,
+    kms: str | None,
 ) -> dict[str, Any]:
     """CreateWorkspace (idempotent by ``token``), then the workspace as described."""
     created = gw.create_workspace(alias, dict(tags), token, kms)
     ws_id = str(created["workspaceId"])
-    return gw.describe_workspace(ws_id) or {**created, "alias": alias}
+    return reader.describe_workspace(ws_id) or {**created, "alias": alias}
 
 
-def update_workspace(gw: AwsGateway, current: Live, change: Change) -> Live:
+def update_workspace(gw: AwsWriter, current: Live, change: Change) -> Live:
     """Alias and tags of an existing workspace; the updated live view."""
     ws_id, arn = str(current.details["id"]), str(current.details["arn"])
     for diff in change.diffs:
@@ -56,7 +62,7 @@ def update_workspace(gw: AwsGateway, current: Live, change: Change) -> Live:
     return replace(current, fields=fields, tags=dict(fields.get("tags") or {}))
 
 
-def apply_change(gw: AwsGateway, change: Change, target: Target) -> None:
+def apply_change(gw: AwsWriter, change: Change, target: Target) -> None:
     """Every AWS kind but the workspace's create/update (see above)."""
     kind = change.key.kind
     match kind:
@@ -82,13 +88,13 @@ def apply_change(gw: AwsGateway, change: Change, target: Target) -> None:
             assert_never(never)
 
 
-def _workspace(gw: AwsGateway, change: Change, target: Target) -> None:
+def _workspace(gw: AwsWriter, change: Change, target: Target) -> None:
     # create and update go through create_workspace / update_workspace (they need the
     # clientToken and the live view); only a delete lands here
     by_action(change, delete=lambda: gw.delete_workspace(target.workspace_id))
 
 
-def _configuration(gw: AwsGateway, change: Change, target: Target) -> None:
+def _configuration(gw: AwsWriter, change: Change, target: Target) -> None:
     def put() -> None:
         after = change.after or {}
         gw.update_workspace_configuration(target.workspace_id, int(after["retention_days"]))
@@ -96,7 +102,7 @@ def _configuration(gw: AwsGateway, change: Change, target: Target) -> None:
     by_action(change, create=put, update=put)  # a workspace always has a configuration
 
 
-def _logging(gw: AwsGateway, change: Change, target: Target) -> None:
+def _logging(gw: AwsWriter, change: Change, target: Target) -> None:
     ws, arn = target.workspace_id, str((change.after or {}).get("log_group_arn"))
     by_action(
         change,
@@ -106,7 +112,7 @@ def _logging(gw: AwsGateway, change: Change, target: Target) -> None:
     )
 
 
-def _alertmanager(gw: AwsGateway, change: Change, target: Target) -> None:
+def _alertmanager(gw: AwsWriter, change: Change, target: Target) -> None:
     ws, data = target.workspace_id, str((change.after or {}).get("data")).encode()
     by_action(
         change,
@@ -116,7 +122,7 @@ def _alertmanager(gw: AwsGateway, change: Change, target: Target) -> None:
     )
 
 
-def _rule_group(gw: AwsGateway, change: Change, target: Target) -> None:
+def _rule_group(gw: AwsWriter, change: Change, target: Target) -> None:
     key, after = change.key, change.after or {}
     diffs = {d.field: d for d in change.diffs}
     ws_id = target.workspace_id
@@ -143,7 +149,7 @@ def _rule_group(gw: AwsGateway, change: Change, target: Target) -> None:
     )
 
 
-def _role(gw: AwsGateway, change: Change, target: Target) -> None:
+def _role(gw: AwsWriter, change: Change, target: Target) -> None:
     name, after = change.key.name, change.after or {}
     diffs = {d.field: d for d in change.diffs}
 
@@ -171,7 +177,7 @@ def _role(gw: AwsGateway, change: Change, target: Target) -> None:
     )
 
 
-def _policy(gw: AwsGateway, change: Change) -> None:
+def _policy(gw: AwsWriter, change: Change) -> None:
     role, _, policy = change.key.name.partition("/")
     if policy.startswith("arn:"):  # a managed policy: attached, not written
         put = lambda: gw.attach_policy(role, policy)  # noqa: E731
@@ -186,7 +192,7 @@ def _policy(gw: AwsGateway, change: Change) -> None:
     )
 
 
-def _instance_profile(gw: AwsGateway, change: Change) -> None:
+def _instance_profile(gw: AwsWriter, change: Change) -> None:
     name, after = change.key.name, change.after or {}
     want = list(after.get("roles") or [])
 

@@ -1,8 +1,9 @@
 """The AWS gateway's one call path: clients, error translation, call counts.
 
-The typed API is in ``ampd.aws.gateway.client`` (AMP) and ``ampd.aws.gateway.iam`` (IAM).
+The typed API: reads in ``ampd.aws.gateway.client`` (AMP) and ``ampd.aws.gateway.iam`` (IAM),
+writes in ``ampd.aws.gateway.writer`` and ``ampd.aws.gateway.iam_writes``.
 
-Every call goes through :meth:`AwsGateway._call`, which
+Every call goes through :meth:`AwsBase._call`, which
 
 - counts it per ``(operation, code)`` (``api_call_counts()``, exported by the daemon as
   ``ampd_aws_api_calls_total``),
@@ -65,11 +66,13 @@ __all__ = [
     "AskedToWait",
     "AwsBase",
     "AwsUnreachable",
+    "Clients",
     "CredentialsRejected",
     "Identity",
     "NotFound",
     "ResourceGone",
     "api_call_counts",
+    "make_clients",
     "reset_api_call_counts",
 ]
 
@@ -243,6 +246,39 @@ def tag_dict(tags: list[Any] | None) -> dict[str, str]:
     return {t["Key"]: t["Value"] for t in tags or []}
 
 
+@dataclass
+class Clients:
+    """One region's boto3 clients and who they sign as: shared by the reader and the
+    writer of one session (``AwsWriting.writer``), so both make one set of connections."""
+
+    amp: PrometheusServiceClient
+    iam: IAMClient
+    sts: STSClient
+    principal: str | None = None  # the caller's ARN once STS has named it
+
+
+def make_clients(
+    region: str, endpoint_url: str | None = None, session: boto3.session.Session | None = None
+) -> Clients:
+    # boto3 and botocore are imported on the first AWS pass, not at start-up: they are
+    # most of ampd's memory and start-up time, and many hosts never call AWS.
+    import boto3  # noqa: PLC0415 (lazy, see above)
+    from botocore.config import Config  # noqa: PLC0415 (lazy, see above)
+
+    session = session or boto3.session.Session(region_name=region)
+    config = Config(
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        retries={"total_max_attempts": 1, "mode": "standard"},
+        user_agent_extra="ampd",
+    )
+    return Clients(
+        amp=session.client("amp", region_name=region, endpoint_url=endpoint_url, config=config),
+        iam=session.client("iam", region_name=region, config=config),
+        sts=session.client("sts", region_name=region, config=config),
+    )
+
+
 class AwsBase:
     """Clients of one region and the one call path every API method goes through."""
 
@@ -252,26 +288,13 @@ class AwsBase:
         endpoint_url: str | None = None,
         *,
         session: boto3.session.Session | None = None,
+        clients: Clients | None = None,
     ) -> None:
         self.region = region
-        # boto3 and botocore are imported on the first AWS pass, not at start-up: they
-        # are most of ampd's memory and start-up time, and many hosts never call AWS.
-        import boto3  # noqa: PLC0415 (lazy, see above)
-        from botocore.config import Config  # noqa: PLC0415 (lazy, see above)
-
-        session = session or boto3.session.Session(region_name=region)
-        config = Config(
-            connect_timeout=CONNECT_TIMEOUT,
-            read_timeout=READ_TIMEOUT,
-            retries={"total_max_attempts": 1, "mode": "standard"},
-            user_agent_extra="ampd",
-        )
-        self._amp: PrometheusServiceClient = session.client(
-            "amp", region_name=region, endpoint_url=endpoint_url, config=config
-        )
-        self._iam: IAMClient = session.client("iam", region_name=region, config=config)
-        self._sts: STSClient = session.client("sts", region_name=region, config=config)
-        self._principal: str | None = None
+        self.clients = clients or make_clients(region, endpoint_url, session)
+        self._amp = self.clients.amp
+        self._iam = self.clients.iam
+        self._sts = self.clients.sts
 
     # -- the one call path --------------------------------------------------------------
 
@@ -327,7 +350,7 @@ class AwsBase:
         if code in _DENIED_CODES or status == 403:
             m = _DENIED_RE.search(message)
             action = m.group("action") if m else f"{_IAM_PREFIX.get(service, service)}:{operation}"
-            principal = m.group("principal") if m else (self._principal or "the caller")
+            principal = m.group("principal") if m else (self.clients.principal or "the caller")
             return AccessDenied(action, principal, message)
         if code in _NOT_FOUND_CODES:
             return _not_found(operation, code, where)
@@ -373,5 +396,5 @@ class AwsBase:
 
     def identity(self) -> Identity:
         r = self._call("sts", "GetCallerIdentity", self._sts.get_caller_identity)
-        self._principal = r["Arn"]
+        self.clients.principal = r["Arn"]
         return Identity(account=r["Account"], arn=r["Arn"])

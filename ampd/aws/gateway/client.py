@@ -1,14 +1,13 @@
-"""The one AWS gateway: boto3 ``amp``, ``iam`` and ``sts`` clients, and nothing else.
+"""The AWS gateway's reader: boto3 ``amp``, ``iam`` and ``sts`` clients, read calls only.
 
 Every call goes through ``AwsBase._call`` (``ampd.aws.gateway.base``), which counts it and
-turns botocore's exceptions into ampd's error tree. AMP's API is here, IAM's in
-``ampd.aws.gateway.iam``.
+turns botocore's exceptions into ampd's error tree. AMP's reads are here, IAM's in
+``ampd.aws.gateway.iam``; the writes are an ``AwsWriter``'s (``ampd.aws.gateway.writer``).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
 from typing import Any
 
 from ampd.aws.gateway.base import (
@@ -21,12 +20,12 @@ from ampd.aws.gateway.base import (
     api_call_counts,
     reset_api_call_counts,
 )
-from ampd.aws.gateway.iam import IamApi
+from ampd.aws.gateway.iam import IamReads
 
 __all__ = [
     "AccessDenied",
     "AlreadyExists",
-    "AwsGateway",
+    "AwsReader",
     "AwsUnreachable",
     "CredentialsRejected",
     "Identity",
@@ -37,10 +36,10 @@ __all__ = [
 ]
 
 
-class AwsGateway(IamApi):
-    """Typed access to the AMP, IAM and STS APIs of one region."""
-
-    # -- AMP workspaces ---------------------------------------------------------------------
+class AwsReader(IamReads):
+    """Typed reads of the AMP, IAM and STS APIs of one region: every describe, list, get,
+    simulate and identity call, and no write. Its writer (the same clients) comes only
+    from an :class:`~ampd.aws.gateway.writer.AwsWriting`."""
 
     def list_workspaces(self, alias: str | None = None) -> list[dict[str, Any]]:
         """Summaries (``workspaceId``, ``arn``, ``alias``, ``status``, ``tags``...): a
@@ -63,43 +62,6 @@ class AwsGateway(IamApi):
         )
         return dict(r["workspace"]) if r is not None else None
 
-    def create_workspace(
-        self, alias: str | None, tags: Mapping[str, str], client_token: str, kms_key_arn: str | None
-    ) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"clientToken": client_token, "tags": dict(tags)}
-        if alias:
-            kwargs["alias"] = alias
-        if kms_key_arn:
-            kwargs["kmsKeyArn"] = kms_key_arn
-        r = self._call("amp", "CreateWorkspace", lambda: self._amp.create_workspace(**kwargs))
-        return {k: v for k, v in r.items() if k != "ResponseMetadata"}
-
-    def update_workspace_alias(self, workspace_id: str, alias: str) -> None:
-        self._call(
-            "amp",
-            "UpdateWorkspaceAlias",
-            lambda: self._amp.update_workspace_alias(workspaceId=workspace_id, alias=alias),
-        )
-
-    def delete_workspace(self, workspace_id: str) -> None:
-        self._delete(
-            "amp", "DeleteWorkspace", lambda: self._amp.delete_workspace(workspaceId=workspace_id)
-        )
-
-    def tag_resource(self, arn: str, tags: Mapping[str, str]) -> None:
-        self._call(
-            "amp", "TagResource", lambda: self._amp.tag_resource(resourceArn=arn, tags=dict(tags))
-        )
-
-    def untag_resource(self, arn: str, keys: list[str]) -> None:
-        self._call(
-            "amp",
-            "UntagResource",
-            lambda: self._amp.untag_resource(resourceArn=arn, tagKeys=keys),
-        )
-
-    # -- AMP workspace configuration, logging, alert manager --------------------------------
-
     def describe_workspace_configuration(self, workspace_id: str) -> dict[str, Any] | None:
         r = self._get(
             "amp",
@@ -107,15 +69,6 @@ class AwsGateway(IamApi):
             lambda: self._amp.describe_workspace_configuration(workspaceId=workspace_id),
         )
         return dict(r["workspaceConfiguration"]) if r is not None else None
-
-    def update_workspace_configuration(self, workspace_id: str, retention_days: int) -> None:
-        self._call(
-            "amp",
-            "UpdateWorkspaceConfiguration",
-            lambda: self._amp.update_workspace_configuration(
-                workspaceId=workspace_id, retentionPeriodInDays=retention_days
-            ),
-        )
 
     def describe_logging(self, workspace_id: str) -> dict[str, Any] | None:
         """The logging configuration (``logGroupArn``, ``status`` with ``statusCode`` and,
@@ -127,31 +80,6 @@ class AwsGateway(IamApi):
         )
         return dict(r["loggingConfiguration"]) if r is not None else None
 
-    def create_logging(self, workspace_id: str, log_group_arn: str) -> None:
-        self._call(
-            "amp",
-            "CreateLoggingConfiguration",
-            lambda: self._amp.create_logging_configuration(
-                workspaceId=workspace_id, logGroupArn=log_group_arn
-            ),
-        )
-
-    def update_logging(self, workspace_id: str, log_group_arn: str) -> None:
-        self._call(
-            "amp",
-            "UpdateLoggingConfiguration",
-            lambda: self._amp.update_logging_configuration(
-                workspaceId=workspace_id, logGroupArn=log_group_arn
-            ),
-        )
-
-    def delete_logging(self, workspace_id: str) -> None:
-        self._delete(
-            "amp",
-            "DeleteLoggingConfiguration",
-            lambda: self._amp.delete_logging_configuration(workspaceId=workspace_id),
-        )
-
     def describe_alertmanager(self, workspace_id: str) -> dict[str, Any] | None:
         """The definition (``data`` as bytes, ``status`` with ``statusCode`` and, when it
         failed, ``statusReason``), or None when the workspace has none."""
@@ -161,29 +89,6 @@ class AwsGateway(IamApi):
             lambda: self._amp.describe_alert_manager_definition(workspaceId=workspace_id),
         )
         return dict(r["alertManagerDefinition"]) if r is not None else None
-
-    def create_alertmanager(self, workspace_id: str, data: bytes) -> None:
-        self._call(
-            "amp",
-            "CreateAlertManagerDefinition",
-            lambda: self._amp.create_alert_manager_definition(workspaceId=workspace_id, data=data),
-        )
-
-    def put_alertmanager(self, workspace_id: str, data: bytes) -> None:
-        self._call(
-            "amp",
-            "PutAlertManagerDefinition",
-            lambda: self._amp.put_alert_manager_definition(workspaceId=workspace_id, data=data),
-        )
-
-    def delete_alertmanager(self, workspace_id: str) -> None:
-        self._delete(
-            "amp",
-            "DeleteAlertManagerDefinition",
-            lambda: self._amp.delete_alert_manager_definition(workspaceId=workspace_id),
-        )
-
-    # -- AMP rule groups namespaces -----------------------------------------------------
 
     def list_rule_groups(self, workspace_id: str) -> list[dict[str, Any]]:
         """Summaries (name, arn, status, tags): no data."""
@@ -205,33 +110,6 @@ class AwsGateway(IamApi):
         )
         return dict(r["ruleGroupsNamespace"]) if r is not None else None
 
-    def create_rule_group(
-        self, workspace_id: str, name: str, data: bytes, tags: Mapping[str, str]
-    ) -> None:
-        self._call(
-            "amp",
-            "CreateRuleGroupsNamespace",
-            lambda: self._amp.create_rule_groups_namespace(
-                workspaceId=workspace_id, name=name, data=data, tags=dict(tags)
-            ),
-        )
-
-    def put_rule_group(self, workspace_id: str, name: str, data: bytes) -> None:
-        self._call(
-            "amp",
-            "PutRuleGroupsNamespace",
-            lambda: self._amp.put_rule_groups_namespace(
-                workspaceId=workspace_id, name=name, data=data
-            ),
-        )
-
-    def delete_rule_group(self, workspace_id: str, name: str) -> None:
-        self._delete(
-            "amp",
-            "DeleteRuleGroupsNamespace",
-            lambda: self._amp.delete_rule_groups_namespace(workspaceId=workspace_id, name=name),
-        )
-
 
 def configured_region() -> str | None:
     """The region botocore's own chain would use (AWS_REGION, AWS_DEFAULT_REGION, config)."""
@@ -240,7 +118,7 @@ def configured_region() -> str | None:
     return boto3.session.Session().region_name or os.environ.get("AWS_REGION") or None
 
 
-def make_gateway(region: str, endpoint_url: str | None = None) -> AwsGateway:
-    """A gateway for ``region``; ``endpoint_url`` overrides the AMP control plane only
+def make_gateway(region: str, endpoint_url: str | None = None) -> AwsReader:
+    """A reader for ``region``; ``endpoint_url`` overrides the AMP control plane only
     (``AWS_ENDPOINT_URL`` / ``AWS_ENDPOINT_URL_AMP`` etc. are honoured by botocore)."""
-    return AwsGateway(region, endpoint_url=endpoint_url)
+    return AwsReader(region, endpoint_url=endpoint_url)

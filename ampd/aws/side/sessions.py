@@ -1,39 +1,40 @@
-"""The AWS side's gateways and identities, one per (region, endpoint), kept across passes
-and dropped when AWS rejects their credentials."""
+"""The AWS side's readers and identities, one per (region, endpoint), kept across passes
+and dropped when AWS rejects their credentials. A reader's writer (the same clients) is
+made at apply, from the writers the pass is handed."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from ampd.aws.gateway.client import AwsGateway, CredentialsRejected, Identity
+from ampd.aws.gateway.client import AwsReader, CredentialsRejected, Identity
 from ampd.engine.facts import Facts
 from ampd.errors import AmpdError
 from ampd.spec.models import StateSpec
 
-GatewayFactory = Callable[[str, str | None], AwsGateway]
+GatewayFactory = Callable[[str, str | None], AwsReader]  # makes readers
 
 
 class Sessions:
     def __init__(self, factory: GatewayFactory) -> None:
         self._factory = factory
-        self._gateways: dict[tuple[str, str | None], AwsGateway] = {}
+        self._readers: dict[tuple[str, str | None], AwsReader] = {}
         self._identities: dict[tuple[str, str | None], Identity] = {}
 
-    def gateway(self, region: str, endpoint: str | None) -> AwsGateway:
+    def reader(self, region: str, endpoint: str | None) -> AwsReader:
         key = (region, endpoint)
-        if key not in self._gateways:
-            self._gateways[key] = self._factory(region, endpoint)
-        return self._gateways[key]
+        if key not in self._readers:
+            self._readers[key] = self._factory(region, endpoint)
+        return self._readers[key]
 
     def forget_credentials(self, region: str, endpoint: str | None, e: AmpdError) -> None:
-        """Rejected credentials: the next pass builds a new gateway, whose session reads
+        """Rejected credentials: the next pass builds a new reader, whose session reads
         the credential chain again (a rotated shared file, new instance-role keys)."""
         if isinstance(e, CredentialsRejected):
-            self._gateways.pop((region, endpoint), None)
+            self._readers.pop((region, endpoint), None)
             self._identities.pop((region, endpoint), None)
 
     def identity(
-        self, gw: AwsGateway, region: str, spec: StateSpec, facts: Facts | None
+        self, gw: AwsReader, region: str, spec: StateSpec, facts: Facts | None
     ) -> Identity:
         """The account, without a call where instance metadata already says it: an observe
         host takes it from the instance identity document (IMDSv2); a manager asks STS,

@@ -1,0 +1,149 @@
+"""The AWS gateway's writer: every create, update, put, delete, tag, untag, attach, detach,
+add and remove call, over the clients of one reader's session.
+
+Only an :class:`AwsWriting` makes writers (``AwsWriting().writer(reader)``): it is the
+capability ``ampd.wiring.Writers`` carries, handed to the AWS side's apply and to nothing
+that plans. AMP's writes are here, IAM's in ``ampd.aws.gateway.iam_writes``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from ampd.aws.gateway.client import AwsReader
+from ampd.aws.gateway.iam_writes import IamWrites
+
+__all__ = ["AwsWriter", "AwsWriting"]
+
+
+class AwsWriter(IamWrites):
+    """Typed writes of the AMP and IAM APIs, sharing ``reader``'s clients and call counts."""
+
+    def __init__(self, reader: AwsReader) -> None:
+        super().__init__(reader.region, clients=reader.clients)
+        self._reader = reader
+
+    def create_workspace(
+        self, alias: str | None, tags: Mapping[str, str], client_token: str, kms_key_arn: str | None
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {"clientToken": client_token, "tags": dict(tags)}
+        if alias:
+            kwargs["alias"] = alias
+        if kms_key_arn:
+            kwargs["kmsKeyArn"] = kms_key_arn
+        r = self._call("amp", "CreateWorkspace", lambda: self._amp.create_workspace(**kwargs))
+        return {k: v for k, v in r.items() if k != "ResponseMetadata"}
+
+    def update_workspace_alias(self, workspace_id: str, alias: str) -> None:
+        self._call(
+            "amp",
+            "UpdateWorkspaceAlias",
+            lambda: self._amp.update_workspace_alias(workspaceId=workspace_id, alias=alias),
+        )
+
+    def delete_workspace(self, workspace_id: str) -> None:
+        self._delete(
+            "amp", "DeleteWorkspace", lambda: self._amp.delete_workspace(workspaceId=workspace_id)
+        )
+
+    def tag_resource(self, arn: str, tags: Mapping[str, str]) -> None:
+        self._call(
+            "amp", "TagResource", lambda: self._amp.tag_resource(resourceArn=arn, tags=dict(tags))
+        )
+
+    def untag_resource(self, arn: str, keys: list[str]) -> None:
+        self._call(
+            "amp",
+            "UntagResource",
+            lambda: self._amp.untag_resource(resourceArn=arn, tagKeys=keys),
+        )
+
+    def update_workspace_configuration(self, workspace_id: str, retention_days: int) -> None:
+        self._call(
+            "amp",
+            "UpdateWorkspaceConfiguration",
+            lambda: self._amp.update_workspace_configuration(
+                workspaceId=workspace_id, retentionPeriodInDays=retention_days
+            ),
+        )
+
+    def create_logging(self, workspace_id: str, log_group_arn: str) -> None:
+        self._call(
+            "amp",
+            "CreateLoggingConfiguration",
+            lambda: self._amp.create_logging_configuration(
+                workspaceId=workspace_id, logGroupArn=log_group_arn
+            ),
+        )
+
+    def update_logging(self, workspace_id: str, log_group_arn: str) -> None:
+        self._call(
+            "amp",
+            "UpdateLoggingConfiguration",
+            lambda: self._amp.update_logging_configuration(
+                workspaceId=workspace_id, logGroupArn=log_group_arn
+            ),
+        )
+
+    def delete_logging(self, workspace_id: str) -> None:
+        self._delete(
+            "amp",
+            "DeleteLoggingConfiguration",
+            lambda: self._amp.delete_logging_configuration(workspaceId=workspace_id),
+        )
+
+    def create_alertmanager(self, workspace_id: str, data: bytes) -> None:
+        self._call(
+            "amp",
+            "CreateAlertManagerDefinition",
+            lambda: self._amp.create_alert_manager_definition(workspaceId=workspace_id, data=data),
+        )
+
+    def put_alertmanager(self, workspace_id: str, data: bytes) -> None:
+        self._call(
+            "amp",
+            "PutAlertManagerDefinition",
+            lambda: self._amp.put_alert_manager_definition(workspaceId=workspace_id, data=data),
+        )
+
+    def delete_alertmanager(self, workspace_id: str) -> None:
+        self._delete(
+            "amp",
+            "DeleteAlertManagerDefinition",
+            lambda: self._amp.delete_alert_manager_definition(workspaceId=workspace_id),
+        )
+
+    def create_rule_group(
+        self, workspace_id: str, name: str, data: bytes, tags: Mapping[str, str]
+    ) -> None:
+        self._call(
+            "amp",
+            "CreateRuleGroupsNamespace",
+            lambda: self._amp.create_rule_groups_namespace(
+                workspaceId=workspace_id, name=name, data=data, tags=dict(tags)
+            ),
+        )
+
+    def put_rule_group(self, workspace_id: str, name: str, data: bytes) -> None:
+        self._call(
+            "amp",
+            "PutRuleGroupsNamespace",
+            lambda: self._amp.put_rule_groups_namespace(
+                workspaceId=workspace_id, name=name, data=data
+            ),
+        )
+
+    def delete_rule_group(self, workspace_id: str, name: str) -> None:
+        self._delete(
+            "amp",
+            "DeleteRuleGroupsNamespace",
+            lambda: self._amp.delete_rule_groups_namespace(workspaceId=workspace_id, name=name),
+        )
+
+
+class AwsWriting:
+    """The capability to write AWS: a writer for the session of a reader."""
+
+    def writer(self, reader: AwsReader) -> AwsWriter:
+        return AwsWriter(reader)
