@@ -33,7 +33,6 @@ class FactFinder:
         self._clock = clock
         self._imds_retry_at: float | None = None  # set while IMDS has not answered
         self._prom: tuple[str, tuple[int, int, int] | None] | None = None
-        self.native_failed = False
 
     def instance_labels(self) -> Mapping[str, str]:
         if self._labels is None:
@@ -83,7 +82,6 @@ class FactFinder:
             instance_labels=labels,
             prometheus_version=self.prometheus_version(spec),
             grafana_major=grafana.grafana_major(spec.grafana.binary) if spec.grafana else None,
-            native_failed=self.native_failed,
             notes=notes,
             conditions=conditions,
         )

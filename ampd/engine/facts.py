@@ -26,7 +26,6 @@ class Facts:
     instance_labels: Mapping[str, str] = field(default_factory=dict)
     prometheus_version: tuple[int, int, int] | None = None
     grafana_major: int | None = None
-    native_failed: bool = False  # this Prometheus claimed to sign, and did not
     # the bytes of the rule and alert manager files as they were validated: the AWS side
     # pushes these, never a file that turned invalid after the last good load
     spec_files: Mapping[str, bytes | None] | None = None
@@ -39,8 +38,9 @@ class Facts:
 
     @property
     def prometheus_can_sign(self) -> bool:
+        """By its version (the local side also knows one that claimed to and did not)."""
         v = self.prometheus_version
-        return not self.native_failed and v is not None and v >= NATIVE_SIGV4_MIN
+        return v is not None and v >= NATIVE_SIGV4_MIN
 
     def with_workspace(self, ws: WorkspaceRecord | None) -> Facts:
         return self if ws is None or ws == self.workspace else replace(self, workspace=ws)

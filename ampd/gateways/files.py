@@ -162,3 +162,17 @@ class FileWriter:
     def remove_tree(self, path: Path) -> None:
         """Removes ``path`` and everything under it; raises when something is left."""
         remove_tree_checked(path)
+
+    def remove_dir(self, path: Path) -> None:
+        """Removes the empty directory ``path``; raises OSError when it is not empty."""
+        path.rmdir()
+
+    def make_dir(self, path: Path, mode: int = 0o750) -> None:
+        """Makes ``path`` (and its parents) when it is not there; an existing one stays."""
+        path.mkdir(mode=mode, parents=True, exist_ok=True)
+
+    def move(self, source: Path, target: Path, mode: int | None = None) -> None:
+        """Renames ``source`` to ``target`` (the same file system), then sets ``mode``."""
+        source.rename(target)
+        if mode is not None:
+            target.chmod(mode)

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from ampd.errors import TemporaryError
 from ampd.gateways.execcheck import untrusted
-from ampd.gateways.files import atomic_write
+from ampd.gateways.files import FileWriter
 from ampd.gateways.http import request
 
 _VERSION_RE = re.compile(r"\b[Vv]ersion\s+v?(\d+)\.(\d+)\.(\d+)")
@@ -75,23 +75,23 @@ def _legacy_admin_password_file(state_dir: Path) -> Path:
     return state_dir / "secrets" / "grafana-admin-password"
 
 
-def ensure_admin_password(state_dir: Path) -> str:
-    """The admin password, made (random) the first time. Grafana reads it through
-    ``admin_password = $__file{...}`` in the generated grafana.ini. One left in the old
-    place is moved, not made anew: Grafana's database holds it since its first start."""
+def ensure_admin_password(state_dir: Path, files: FileWriter) -> str:
+    """The admin password, made (random) the first time, written through ``files``.
+    Grafana reads it through ``admin_password = $__file{...}`` in the generated
+    grafana.ini. One left in the old place is moved, not made anew: Grafana's database
+    holds it since its first start."""
     path = admin_password_file(state_dir)
     legacy = _legacy_admin_password_file(state_dir)
-    path.parent.mkdir(mode=0o750, parents=True, exist_ok=True)
+    files.make_dir(path.parent, 0o750)
     if legacy.exists() and not path.exists():
-        legacy.rename(path)
-        path.chmod(0o640)
+        files.move(legacy, path, 0o640)
     try:
         text = path.read_text().strip()
     except FileNotFoundError:
         text = ""
     if not text:
         text = secrets.token_urlsafe(24)
-        atomic_write(path, text.encode() + b"\n", 0o640)
+        files.write(path, text.encode() + b"\n", 0o640)
     return text
 
 

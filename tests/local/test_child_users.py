@@ -14,20 +14,21 @@ from pathlib import Path
 import pytest
 
 from ampd.gateways import grafana
+from ampd.gateways.files import FileWriter
 from ampd.gateways.runtime import Command
 from ampd.gateways.supervisor import Supervisor
 from ampd.gateways.users import PROCESS_USERS, process_user
 
 
 def test_the_admin_password_lives_where_only_ampd_and_grafana_read_it(tmp_path: Path) -> None:
-    password = grafana.ensure_admin_password(tmp_path)
+    password = grafana.ensure_admin_password(tmp_path, FileWriter())
     path = grafana.admin_password_file(tmp_path)
     assert path == tmp_path / "grafana-secrets" / "admin-password"
     assert path.read_text().strip() == password
     assert stat.S_IMODE(path.stat().st_mode) == 0o640
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o750
     assert not (tmp_path / "secrets").exists()  # ampd's own, and Grafana's no more
-    assert grafana.ensure_admin_password(tmp_path) == password  # made once
+    assert grafana.ensure_admin_password(tmp_path, FileWriter()) == password  # made once
 
 
 def test_a_password_from_before_is_moved_not_made_anew(tmp_path: Path) -> None:
@@ -37,7 +38,7 @@ def test_a_password_from_before_is_moved_not_made_anew(tmp_path: Path) -> None:
     legacy.parent.mkdir(mode=0o700)
     legacy.write_text("from-before\n")
     legacy.chmod(0o600)
-    assert grafana.ensure_admin_password(tmp_path) == "from-before"
+    assert grafana.ensure_admin_password(tmp_path, FileWriter()) == "from-before"
     assert not legacy.exists()
     moved = grafana.admin_password_file(tmp_path)
     assert moved.read_text() == "from-before\n"

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from ampd.gateways import grafana as grafana_gw
+from ampd.gateways.files import FileWriter
 from ampd.local.render.context import RenderContext, WorkspaceFacts
 from ampd.local.render.files import render_all
 from ampd.local.render.grafana import AMP_PLUGIN, bundled_dashboards
@@ -233,7 +234,7 @@ def test_provisioned_values_reach_grafana_literally_never_expanded(tmp_path: Pat
     written, and the admin password file it names stays unread. The stand-in expands
     as Grafana does (tests/harness/grafana_standin.py: interpolate)."""
     state_dir = tmp_path / "state"
-    secret = grafana_gw.ensure_admin_password(state_dir)
+    secret = grafana_gw.ensure_admin_password(state_dir, FileWriter())
     name = (
         f"$__file{{{state_dir}/grafana-secrets/admin-password}} $HOME ${{PATH}} $__env{{HOME}} $$"
     )

@@ -22,6 +22,7 @@ from ampd.local.render.context import RenderContext, WorkspaceFacts
 from ampd.local.render.imds import imds_needs
 from ampd.local.side.side import LocalSide
 from ampd.spec.models import StateSpec
+from tests.local.passes import applied, planned
 
 BASE = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1"
 WS = WorkspaceFacts("ws-1", "eu-west-1", f"{BASE}/api/v1/remote_write", f"{BASE}/api/v1/query")
@@ -224,9 +225,10 @@ def test_the_local_side_fences_before_it_starts_and_not_again(tmp_path: Path) ->
     paths = Paths(tmp_path / "lib", tmp_path / "run")
     paths.generated.mkdir(parents=True)
     rt = RecordingRuntime()
-    side = LocalSide(paths, rt, Store(paths.state_dir / "ampd.json"), state_path="/s.yml")
+    store = Store(paths.state_dir / "ampd.json")
+    side = LocalSide(paths, rt, store, state_path="/s.yml")
     facts = Facts(workspace=WS, prometheus_version=(2, 53, 0))
-    result = side.reconcile(spec("proxy"), facts, apply=True)
+    result = applied(side, spec("proxy"), facts, store, rt)
     first = imds_calls(rt)
     assert first == [("set_imds", "prometheus", "False"), ("set_imds", "sigv4-proxy", "True")]
     starts = [i for i, c in enumerate(rt.calls) if c[0] in ("start", "restart")]
@@ -234,10 +236,10 @@ def test_the_local_side_fences_before_it_starts_and_not_again(tmp_path: Path) ->
     fenced = [c for c in result.conditions if c.type == "ImdsFenced"]
     assert [c.status for c in fenced] == [ConditionStatus.TRUE]
     rt.calls.clear()
-    side.reconcile(spec("proxy"), facts, apply=True)
+    applied(side, spec("proxy"), facts, store, rt)
     assert imds_calls(rt) == []
-    side.reconcile(spec("native"), facts, apply=True)  # signs itself now: IMDS again
+    applied(side, spec("native"), facts, store, rt)  # signs itself now: IMDS again
     assert imds_calls(rt) == [("set_imds", "prometheus", "True")]
     rt.calls.clear()
-    side.reconcile(spec("native"), facts, apply=False)  # plan: touches nothing
+    planned(side, spec("native"), facts)  # plan: touches nothing
     assert imds_calls(rt) == []

@@ -13,15 +13,23 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from ampd.engine.reconcile import Reconciler
+import yaml
+
 from ampd.engine.status import status_document
 from ampd.engine.statusview import render_human
 from ampd.gateways.paths import Paths
-from tests.engine.test_reconcile_contract import FlakyRuntime, write
+from ampd.wiring import reconciler
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
 from tests.harness.prombins import PromBin
+from tests.local.passes import FlakyRuntime
 from tests.local.test_daemon_local import base_state, resource
 from tests.local.test_reload_check import BAD
+
+
+def write(path: Path, data: dict[str, Any]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
 
 
 def prom_pid(proc: AmpdProcess) -> int:
@@ -98,14 +106,15 @@ def test_status_names_listeners_beyond_loopback(tmp_path: Path) -> None:
         "prometheus": {"enabled": False},
         "metrics": {"listen": f"0.0.0.0:{free_port()}", "allow_non_loopback": True},
     }
-    rec = Reconciler(
+    rec = reconciler(
         write(tmp_path / "state.yml", spec),
         Paths(tmp_path / "lib", tmp_path / "run"),
         FlakyRuntime(),
+        writes=False,
         manage_processes=False,
     )
     try:
-        summary = rec.run_pass(apply=False)
+        summary = rec.run_pass()
     finally:
         rec.close()
     doc = status_document(summary, pid=1, now=summary.started_at)
@@ -114,14 +123,15 @@ def test_status_names_listeners_beyond_loopback(tmp_path: Path) -> None:
     assert f"listening beyond loopback: metrics on {listen}" in render_human(doc)
 
     spec["metrics"] = {"listen": f"127.0.0.1:{free_port()}"}
-    rec = Reconciler(
+    rec = reconciler(
         write(tmp_path / "state.yml", spec),
         Paths(tmp_path / "lib", tmp_path / "run"),
         FlakyRuntime(),
+        writes=False,
         manage_processes=False,
     )
     try:
-        summary = rec.run_pass(apply=False)
+        summary = rec.run_pass()
     finally:
         rec.close()
     assert status_document(summary, pid=1, now=0.0)["listeners_beyond_loopback"] == []

@@ -29,12 +29,13 @@ from ampd.core import (
 )
 from ampd.errors import PermanentError, TemporaryError
 from ampd.gateways import promreload
+from ampd.gateways.files import FileWriter
 from ampd.local.act import apply as local_act
 from ampd.local.observe import promconfig
-from ampd.local.render.files import Rendered
-from tests.engine.test_reconcile_contract import FlakyRuntime
+from ampd.local.render.encoding import Rendered
 from tests.harness.prom import Prometheus
 from tests.harness.prombins import PromBin
+from tests.local.passes import FlakyRuntime
 
 OLD = b"global:\n  scrape_interval: 15s\n"
 NEW = b"global:\n  scrape_interval: 30s\n"
@@ -144,6 +145,7 @@ def targets(
         {"prometheus": cmd},
         {"prometheus": listen},
         promtool,
+        FileWriter(),
     )
 
 

@@ -25,6 +25,7 @@ from hypothesis import strategies as st
 from ampd.cli import main
 from ampd.engine.facts import Facts
 from ampd.errors import SpecError
+from ampd.gateways.files import FileWriter
 from ampd.gateways.grafana import ensure_admin_password
 from ampd.local.render.context import RenderContext, WorkspaceFacts
 from ampd.local.render.effective import effective_spec, render_context
@@ -168,7 +169,7 @@ def promtool_accepts(generated: Path, agent: bool) -> None:
 
 
 def grafana_accepts(state_dir: Path) -> None:
-    ensure_admin_password(state_dir)
+    ensure_admin_password(state_dir, FileWriter())
     standin = Standin(state_dir / "generated" / "grafana" / "grafana.ini")
     try:
         standin.load_datasources()

@@ -62,7 +62,7 @@ MAKE_AMPD_FILES = """
 import os
 from pathlib import Path
 from ampd.gateways import grafana
-from ampd.gateways.files import atomic_write
+from ampd.gateways.files import FileWriter, atomic_write
 from ampd.gateways.store import Store, StoredState
 state = Path("/var/lib/ampd")
 Store(state / "ampd.json").save(StoredState())
@@ -70,7 +70,7 @@ Store(state / "ampd.json").save(StoredState())
 atomic_write(state / "secrets" / "token", b"secret\\n", 0o600)
 atomic_write(state / "source" / "state.yml", b"version: 1\\n", 0o600)
 atomic_write(state / "generated" / "prometheus.yml", b"global: {}\\n")
-grafana.ensure_admin_password(state)
+grafana.ensure_admin_password(state, FileWriter())
 """
 
 
@@ -228,7 +228,7 @@ def test_only_ampd_may_start_and_stop_the_child_units(ampd_box: SysBox) -> None:
                 assert done.returncode != 0, (user, verb, unit)
                 # clean: systemd 252's bus refuses CleanUnit from all but ampd
                 # (units/ampd-dbus.conf); a bus that passes it on leaves it to polkit
-                refused = ("authentication required",)
+                refused: tuple[str, ...] = ("authentication required",)
                 if verb == "clean":
                     refused += ("access denied",)
                 assert any(r in done.stderr.lower() for r in refused), done.stderr

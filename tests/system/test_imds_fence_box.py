@@ -60,9 +60,13 @@ while True:
 # One pass of ampd's local side, as ampd: Prometheus signs through the proxy.
 PASS = """
 import json
+from dataclasses import dataclass
 from pathlib import Path
+from ampd.engine.side import run_side
+from ampd.gateways.files import FileWriter
 from ampd.gateways.paths import Paths
 from ampd.gateways.store import Store
+from ampd.gateways.runtime import ProcessControl
 from ampd.gateways.systemd import SystemdRuntime
 from ampd.local.render.context import WorkspaceFacts
 from ampd.engine.facts import Facts
@@ -77,10 +81,21 @@ spec = StateSpec.model_validate({
     "prometheus": {"remote_write": {"signing": "proxy"}},
     "metrics": {"enabled": False},
 })
+
+
+@dataclass(frozen=True)
+class Writers:
+    store: Store
+    processes: ProcessControl
+    files: FileWriter
+
+
 paths = Paths(Path("/var/lib/ampd"), Path("/run/ampd-test"))
-side = LocalSide(paths, SystemdRuntime(paths), Store(paths.state_dir / "ampd.json"),
-                 state_path="/etc/ampd/state.yml")
-result = side.reconcile(spec, Facts(workspace=ws, prometheus_version=(2, 53, 0)), apply=True)
+runtime = SystemdRuntime(paths)
+store = Store(paths.state_dir / "ampd.json")
+side = LocalSide(paths, runtime, store, state_path="/etc/ampd/state.yml")
+facts = Facts(workspace=ws, prometheus_version=(2, 53, 0))
+result = run_side(side, spec, facts, Writers(store, runtime, FileWriter()))
 print(json.dumps([[c.type, c.status.value, c.message] for c in result.conditions]))
 """
 

@@ -10,7 +10,6 @@ an edit. Either way a rejected file is reported and not retried until its conten
 from __future__ import annotations
 
 import contextlib
-import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -23,23 +22,18 @@ from ampd.core import Action, Change, Command, Kind, Outcome, ProcessState, Reso
 from ampd.engine.actions import by_action
 from ampd.errors import AmpdError, PermanentError, TemporaryError
 from ampd.gateways import grafana, progress, promreload, promtool
-from ampd.gateways.files import atomic_write, read_bytes, remove
+from ampd.gateways.files import FileWriter, read_bytes
 from ampd.gateways.http import owned_get, request
-from ampd.gateways.runtime import Runtime
+from ampd.gateways.runtime import ProcessControl, RuntimeView
 from ampd.gateways.users import process_user
 from ampd.local.plan.changes import PROCESS_INPUTS
-from ampd.local.render.files import Rendered
+from ampd.local.render.encoding import Rendered
 
 log = structlog.get_logger()
 
 
-def command_from_rendered(r: Rendered) -> Command:
-    data = json.loads(r.data)
-    name = r.name.removesuffix(".cmd.json")
-    return Command(name, tuple(data["argv"]), dict(data.get("env", {})))
-
-
 def write_file(
+    files: FileWriter,
     generated: Path,
     r: Rendered,
     promtool_path: str | None,
@@ -47,24 +41,26 @@ def write_file(
     agent: bool = False,
     reload_checks: bool = False,
 ) -> None:
-    """Write one generated file. ``reload_checks``: a running Prometheus reloads this
-    prometheus.yml next and is its check (see the module docstring)."""
+    """Write one generated file through ``files``. ``reload_checks``: a running Prometheus
+    reloads this prometheus.yml next and is its check (see the module docstring)."""
     target = generated / r.name
     if r.name == "prometheus.yml" and not reload_checks:
         candidate = generated / ".prometheus.yml.candidate"
-        atomic_write(candidate, r.data, r.mode)
+        files.write(candidate, r.data, r.mode)
         try:
             res = promtool.check_config(candidate, promtool_path, agent=agent)
         finally:
-            remove(candidate)
+            files.remove(candidate)
         if not res.ok:
             raise PermanentError(f"generated prometheus.yml rejected by promtool: {res.output}")
     if r.name == "grafana/grafana.ini":  # it reads the admin password through $__file{}
-        grafana.ensure_admin_password(generated.parent)
-    atomic_write(target, r.data, r.mode)
+        grafana.ensure_admin_password(generated.parent, files)
+    files.write(target, r.data, r.mode)
 
 
-def reload_process(name: str, runtime: Runtime, listen: str | None, command: Command) -> None:
+def reload_process(
+    name: str, runtime: ProcessControl, listen: str | None, command: Command
+) -> None:
     """Reload and check that it took. Prometheus: SIGHUP through the runtime (no HTTP
     endpoint may stop or reload it), the verdict from its own /metrics (promreload)."""
     if name == "prometheus" and listen:
@@ -98,7 +94,7 @@ READY_POLL = 0.005
 EXITED_POLL = 0.1  # under systemd, a look at the process is a systemctl call
 
 
-def _wait_ready(name: str, listen: str | None, runtime: Runtime) -> None:
+def _wait_ready(name: str, listen: str | None, runtime: RuntimeView) -> None:
     """After (re)starting Prometheus, wait (bounded) until it is ready, so that the same
     pass reports it Healthy: a restarted Prometheus is Healthy again as fast as it
     starts, not one recheck later. Not ready in time is no failure: the pass reports it
@@ -121,7 +117,10 @@ def _wait_ready(name: str, listen: str | None, runtime: Runtime) -> None:
 
 
 def settle_restarted(
-    observed: Mapping[str, ProcessState], listens: Mapping[str, str], runtime: Runtime, now: float
+    observed: Mapping[str, ProcessState],
+    listens: Mapping[str, str],
+    runtime: RuntimeView,
+    now: float,
 ) -> None:
     """Under systemd the unit restarts a Prometheus that died (RestartSec=100ms), not the
     pass: the pass its exit queued waits for it as for one it restarted itself (bounded),
@@ -135,14 +134,16 @@ def settle_restarted(
 
 @dataclass(frozen=True)
 class LocalTargets:
-    """What local changes act on: the rendered files, where they go, the runtime."""
+    """What local changes act on: the rendered files, where they go, and the writers they
+    go through (the processes' control, the file writer): nothing else is written."""
 
     rendered: Mapping[str, Rendered]
     generated: Path
-    runtime: Runtime
+    processes: ProcessControl
     commands: Mapping[str, Command]
     listens: Mapping[str, str]
     promtool_path: str | None
+    files: FileWriter
     # prometheus.yml as it was before this pass wrote it: put back if the reload rejects it
     previous: dict[str, bytes | None] = field(default_factory=dict)
 
@@ -159,6 +160,7 @@ def _file_change(change: Change, t: LocalTargets, reload_checks: bool = False) -
         if reload_checks and name == PROM_YML:
             t.previous[name] = read_bytes(t.generated / name)
         write_file(
+            t.files,
             t.generated,
             t.rendered[name],
             t.promtool_path,
@@ -166,7 +168,7 @@ def _file_change(change: Change, t: LocalTargets, reload_checks: bool = False) -
             reload_checks=reload_checks and name == PROM_YML,
         )
 
-    by_action(change, create=write, update=write, delete=lambda: remove(t.generated / name))
+    by_action(change, create=write, update=write, delete=lambda: t.files.remove(t.generated / name))
 
 
 def _process_change(change: Change, t: LocalTargets) -> None:
@@ -174,19 +176,19 @@ def _process_change(change: Change, t: LocalTargets) -> None:
     name = change.key.name
 
     def start() -> None:
-        t.runtime.start(t.commands[name])
-        _wait_ready(name, t.listens.get(name), t.runtime)
+        t.processes.start(t.commands[name])
+        _wait_ready(name, t.listens.get(name), t.processes)
 
     def restart() -> None:
-        t.runtime.restart(t.commands[name])
-        _wait_ready(name, t.listens.get(name), t.runtime)
+        t.processes.restart(t.commands[name])
+        _wait_ready(name, t.listens.get(name), t.processes)
 
     by_action(
         change,
         create=start,
-        delete=lambda: t.runtime.stop(name),
+        delete=lambda: t.processes.stop(name),
         restart=restart,
-        reload=lambda: reload_process(name, t.runtime, t.listens.get(name), t.commands[name]),
+        reload=lambda: reload_process(name, t.processes, t.listens.get(name), t.commands[name]),
     )
 
 
@@ -279,10 +281,10 @@ def _put_back(outcomes: list[Outcome], t: LocalTargets, failed: Outcome) -> list
     target = t.generated / PROM_YML
     old = t.previous.get(PROM_YML)
     if old is not None:
-        atomic_write(target, old, t.rendered[PROM_YML].mode)
+        t.files.write(target, old, t.rendered[PROM_YML].mode)
         with contextlib.suppress(AmpdError, OSError):  # clears "last reload failed"
             reload_process(
-                "prometheus", t.runtime, t.listens.get("prometheus"), t.commands["prometheus"]
+                "prometheus", t.processes, t.listens.get("prometheus"), t.commands["prometheus"]
             )
     log.warning("change.rolled_back", key=f"file/{PROM_YML}", restored=old is not None)
     what = "rejected by" if failed.permanent else "not loaded by"

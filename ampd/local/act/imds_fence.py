@@ -15,7 +15,7 @@ import structlog
 
 from ampd.core import Condition, ConditionStatus
 from ampd.errors import AmpdError
-from ampd.gateways.runtime import Runtime
+from ampd.gateways.runtime import ProcessControl
 
 log = structlog.get_logger()
 
@@ -27,7 +27,7 @@ class ImdsFence:
         self._set: dict[str, bool] = {}  # process -> allowed, as last set or found
 
     def apply(
-        self, runtime: Runtime, needs: Mapping[str, bool], enabled: Collection[str]
+        self, runtime: ProcessControl, needs: Mapping[str, bool], enabled: Collection[str]
     ) -> Condition | None:
         """Set what differs from what was last set; None when not under systemd."""
         if runtime.name != "systemd":

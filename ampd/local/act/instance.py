@@ -10,24 +10,27 @@ import contextlib
 
 import structlog
 
-from ampd.core import Condition, ConditionStatus, Kind
+from ampd.core import Condition, ConditionStatus
 from ampd.errors import PermanentError, TemporaryError
-from ampd.gateways.files import remove_tree_checked
+from ampd.gateways.files import FileWriter
 from ampd.gateways.paths import Paths
-from ampd.gateways.runtime import Runtime
+from ampd.gateways.runtime import ProcessControl
 from ampd.gateways.store import Store, StoredState
+from ampd.local.plan.local import FILE_PREFIX, OWN_DATA
 
 __all__ = ["FILE_PREFIX", "INSTANCE_CONDITION", "OWN_DATA", "check_instance", "drop_instance_data"]
 
 log = structlog.get_logger()
 
-FILE_PREFIX = Kind.FILE.value + "/"
 INSTANCE_CONDITION = "InstanceDataDropped"
-OWN_DATA = ("prometheus", "grafana")  # under data/, each its process's own user's
 
 
 def check_instance(
-    writer: Store, runtime: Runtime, paths: Paths, instance_id: str | None
+    store: Store,
+    processes: ProcessControl,
+    files: FileWriter,
+    paths: Paths,
+    instance_id: str | None,
 ) -> Condition | None:
     """An instance started from a baked image drops the state of the one that baked it:
     last-applied hashes of local files, Prometheus' WAL/TSDB (its samples carry the
@@ -40,13 +43,13 @@ def check_instance(
     """
     if instance_id is None:
         return None
-    previous = writer.load().instance_id
+    previous = store.load().instance_id
     if previous == instance_id:
         return None
     kept: list[str] = []
     if previous is not None:
         log.warning("instance.changed", previous=previous, current=instance_id)
-        kept = drop_instance_data(runtime, paths)
+        kept = drop_instance_data(processes, files, paths)
         if kept:
             text = (
                 f"the data of instance {previous} is still under "
@@ -62,7 +65,7 @@ def check_instance(
             }
         state.instance_id = instance_id
 
-    writer.update(upd)
+    store.update(upd)
     if previous is None:
         return None
     return Condition(
@@ -73,13 +76,13 @@ def check_instance(
     )
 
 
-def drop_instance_data(runtime: Runtime, paths: Paths) -> list[str]:
+def drop_instance_data(processes: ProcessControl, files: FileWriter, paths: Paths) -> list[str]:
     """Remove everything under data/: the children's directories through the runtime,
     the rest directly. What could not be removed, one text per entry."""
     kept: list[str] = []
     for name in OWN_DATA:
         try:
-            runtime.forget_data(name)
+            processes.forget_data(name)
         except (TemporaryError, PermanentError) as e:
             kept.append(str(e))
     data = paths.state_dir / "data"
@@ -91,12 +94,12 @@ def drop_instance_data(runtime: Runtime, paths: Paths) -> list[str]:
         return [*kept, f"{data}: {e.strerror}"]
     for path in others:
         try:
-            remove_tree_checked(path)
+            files.remove_tree(path)
         except OSError as e:
             kept.append(f"{path}: {e.strerror}")
     if not kept:
         # data/ itself holds nothing now; under systemd it may be root's (made for
         # the units' StateDirectory=) and stay, empty
         with contextlib.suppress(OSError):
-            data.rmdir()
+            files.remove_dir(data)
     return kept

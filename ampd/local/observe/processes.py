@@ -12,8 +12,23 @@ from ampd.core import ProcessState
 from ampd.gateways.files import read_bytes, sha256_bytes
 from ampd.gateways.http import request, tcp_check
 from ampd.gateways.listeners import listener_owner, split_hostport
-from ampd.gateways.runtime import Runtime
+from ampd.gateways.runtime import RuntimeView
 from ampd.gateways.users import ProcessUser
+from ampd.local.report.owners import Squat
+
+__all__ = [
+    "HEALTH_PATHS",
+    "Probe",
+    "Squat",
+    "find_squatters",
+    "observe_files",
+    "observe_processes",
+    "parse_labeled",
+    "parse_metrics",
+    "probe_health",
+    "scrape",
+    "squat",
+]
 
 
 def observe_files(generated: Path, names: Iterable[str]) -> dict[str, str | None]:
@@ -24,7 +39,7 @@ def observe_files(generated: Path, names: Iterable[str]) -> dict[str, str | None
     return out
 
 
-def observe_processes(runtime: Runtime, names: Iterable[str]) -> dict[str, ProcessState]:
+def observe_processes(runtime: RuntimeView, names: Iterable[str]) -> dict[str, ProcessState]:
     return {name: runtime.observe(name) for name in names}
 
 
@@ -95,18 +110,6 @@ def scrape(listen: str, path: str = "/metrics", *, owner: int | None) -> str | N
     """The body of a 200 from a server that runs as ``owner``; None otherwise."""
     res = request(f"http://{listen}{path}", timeout=3.0, owner=owner)
     return res.body if res.status == 200 else None
-
-
-@dataclass(frozen=True)
-class Squat:
-    """A managed process' port held by another user."""
-
-    process: str
-    listen: str
-    uid: int  # who holds it (-1: a connection's far end that could not be told)
-    user: str
-    expected_uid: int
-    expected_user: str
 
 
 def _user_name(uid: int) -> str:

@@ -1,5 +1,6 @@
-"""The spec as it is rendered here: ``signing: auto`` resolved, and the render context
-built from the spec and the pass's facts. Pure."""
+"""The spec as it is rendered here: ``signing: auto`` resolved, the render context built
+from the spec and the pass's facts, and :func:`render_files`, the one way generated files
+are made (the daemon, ``ampd plan`` and ``ampd render`` use it). Pure."""
 
 from __future__ import annotations
 
@@ -8,7 +9,8 @@ from pathlib import Path
 
 from ampd.engine.facts import Facts
 from ampd.local.render.context import RenderContext
-from ampd.local.render.files import signing_mode
+from ampd.local.render.encoding import Rendered
+from ampd.local.render.files import render_all, signing_mode
 from ampd.spec.models import ProxySpec, StateSpec
 
 
@@ -20,15 +22,18 @@ def render_context(
     state_dir: Path,
     python: str,
     process_users: Mapping[str, str] | None = None,
+    native_failed: bool = False,
 ) -> RenderContext:
     """``process_users``: who each process runs as under the runtime in use (the proxy
-    signs for Prometheus' and Grafana's); None: the packaged users."""
+    signs for Prometheus' and Grafana's); None: the packaged users. ``native_failed``:
+    this Prometheus claimed to sign natively and did not (the local side's latch), so it
+    is taken for one that cannot."""
     return RenderContext(
         source=str(source),
         state_dir=str(state_dir),
         workspace=facts.workspace if spec.workspace is not None else None,
         instance_labels=facts.instance_labels,
-        prometheus_can_sign=facts.prometheus_can_sign,
+        prometheus_can_sign=facts.prometheus_can_sign and not native_failed,
         grafana_major=facts.grafana_major,
         python=python,
         process_users=dict(process_users or {}),
@@ -53,3 +58,10 @@ def effective_spec(spec: StateSpec, ctx: RenderContext) -> StateSpec:
     ):
         return spec.model_copy(update={"proxy": spec.proxy.model_copy(update={"enabled": False})})
     return spec
+
+
+def render_files(spec: StateSpec, ctx: RenderContext) -> tuple[StateSpec, dict[str, Rendered]]:
+    """The effective spec and every generated file, by name, exactly as the daemon writes
+    them."""
+    eff = effective_spec(spec, ctx)
+    return eff, {r.name: r for r in render_all(eff, ctx)}

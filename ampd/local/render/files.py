@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import re
-from dataclasses import dataclass
 from functools import cache
 from typing import TYPE_CHECKING, Any
 
 from ampd.core import PROCESS_USERS
 from ampd.local.render.context import RenderContext
+from ampd.local.render.encoding import Rendered, json_file, yaml_json
+from ampd.local.render.grafana import render_grafana
 from ampd.spec.checks import proxy_enabled
 from ampd.spec.models import StateSpec
 
@@ -34,33 +33,6 @@ def _env() -> Environment:
     return env
 
 
-# What a YAML parser refuses to read literally (outside YAML's printable set: C0 and C1
-# controls, surrogates, U+FFFE/U+FFFF), what YAML 1.1 parsers such as Prometheus' read as a
-# line break (NEL, U+2028, U+2029), and the byte order mark. Everything else -- characters
-# outside the BMP too -- is written as UTF-8: a \ud83d\ude00 pair is JSON, but not YAML.
-_YAML_UNSAFE = re.compile(
-    "[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff\ufeff\ufffe\uffff]"
-)
-
-
-def yaml_json(data: Any) -> bytes:
-    """``data`` as JSON that YAML parsers read back as the same value (JSON is YAML when
-    its text stays inside YAML's printable characters); sorted keys, stable bytes."""
-    text = json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False)
-    return _YAML_UNSAFE.sub(lambda m: f"\\u{ord(m.group()):04x}", text).encode()
-
-
-@dataclass(frozen=True)
-class Rendered:
-    name: str  # path relative to the generated directory
-    data: bytes
-    mode: int = 0o640
-
-    @property
-    def sha256(self) -> str:
-        return hashlib.sha256(self.data).hexdigest()
-
-
 def signing_mode(spec: StateSpec, ctx: RenderContext) -> str:
     """``proxy`` or ``native``: how Prometheus' remote writes get signed."""
     prom = spec.prometheus
@@ -70,10 +42,6 @@ def signing_mode(spec: StateSpec, ctx: RenderContext) -> str:
     if choice == "auto":
         return "native" if ctx.prometheus_can_sign else "proxy"
     return choice
-
-
-def _json(data: Any) -> bytes:
-    return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
 
 
 def proxy_url(spec: StateSpec) -> str:
@@ -245,19 +213,19 @@ def proxy_argv(spec: StateSpec, ctx: RenderContext) -> list[str]:
 
 def render_all(spec: StateSpec, ctx: RenderContext) -> list[Rendered]:
     """Every file ampd generates for this spec, sorted by name."""
-    from ampd.local.render.grafana import render_grafana  # noqa: PLC0415 - grafana imports this module
-
     out: list[Rendered] = []
     prom = spec.prometheus
     if prom is not None and prom.enabled:
         out.append(Rendered("prometheus.yml", render_prometheus(spec, ctx)))
         out.append(
-            Rendered("prometheus.cmd.json", _json({"argv": prometheus_argv(spec, ctx), "env": {}}))
+            Rendered(
+                "prometheus.cmd.json", json_file({"argv": prometheus_argv(spec, ctx), "env": {}})
+            )
         )
     if spec.proxy is not None and proxy_enabled(spec):
-        out.append(Rendered("proxy.json", _json(proxy_settings(spec, ctx))))
+        out.append(Rendered("proxy.json", json_file(proxy_settings(spec, ctx))))
         out.append(
-            Rendered("sigv4-proxy.cmd.json", _json({"argv": proxy_argv(spec, ctx), "env": {}}))
+            Rendered("sigv4-proxy.cmd.json", json_file({"argv": proxy_argv(spec, ctx), "env": {}}))
         )
     if spec.grafana is not None and spec.grafana.enabled:
         out.extend(render_grafana(spec, ctx))

@@ -52,7 +52,7 @@ from importlib import resources
 from typing import Any
 
 from ampd.local.render.context import RenderContext
-from ampd.local.render.files import Rendered, _json, yaml_json
+from ampd.local.render.encoding import Rendered, json_file, yaml_json
 from ampd.spec.models import StateSpec, split_listen
 
 AMP_PLUGIN = "grafana-amazonprometheus-datasource"
@@ -238,7 +238,7 @@ def bundled_dashboards() -> dict[str, bytes]:
     folder = resources.files("ampd.local.render").joinpath("dashboards")
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
         if entry.name.endswith(".json"):
-            out[entry.name] = _json(json.loads(entry.read_text(encoding="utf-8")))
+            out[entry.name] = json_file(json.loads(entry.read_text(encoding="utf-8")))
     return out
 
 
@@ -273,7 +273,7 @@ def render_grafana(spec: StateSpec, ctx: RenderContext) -> list[Rendered]:
             f"{prov}/dashboards/ampd.yaml",
             _yaml(provisioning_escape(dashboard_provider(spec, ctx))),
         ),
-        Rendered("grafana.cmd.json", _json(grafana_command(spec, ctx))),
+        Rendered("grafana.cmd.json", json_file(grafana_command(spec, ctx))),
     ]
     out += [Rendered(f"{DASHBOARDS_DIR}/{n}", b) for n, b in bundled_dashboards().items()]
     return out

@@ -8,13 +8,26 @@ and ampd sends it nothing: no credentials, no health, no remote-write verdict.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Protocol
 
 from ampd.core import Condition, ConditionStatus
 
-__all__ = ["CONDITION", "listeners_condition"]
+__all__ = ["CONDITION", "Squat", "listeners_condition"]
 
 CONDITION = "ListenersOwned"
+
+
+@dataclass(frozen=True)
+class Squat:
+    """A managed process' port held by another user."""
+
+    process: str
+    listen: str
+    uid: int  # who holds it (-1: a connection's far end that could not be told)
+    user: str
+    expected_uid: int
+    expected_user: str
 
 
 class SquatLike(Protocol):

@@ -1,0 +1,250 @@
+"""The local side in four steps (ampd.engine.side): a plan touches nothing and needs no
+control of the processes; the configuration-reload state is the side's own reading."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ampd.core import Action, Command, ConditionStatus, Kind, ProcessState, ResourceKey, SyncStatus
+from ampd.engine.facts import Facts
+from ampd.gateways.paths import Paths
+from ampd.gateways.runtime import RuntimeView
+from ampd.gateways.store import Store, StoredState, StoreView
+from ampd.local.side.side import LocalSide
+from ampd.spec.models import StateSpec
+from tests.local.passes import applied, planned
+
+FACTS = Facts(instance_labels={"instance_id": "i-0abc"}, prometheus_version=(2, 53, 0))
+
+
+def state(listen: str = "127.0.0.1:9090") -> StateSpec:
+    return StateSpec.model_validate(
+        {"version": 1, "prometheus": {"listen": listen}, "metrics": {"enabled": False}}
+    )
+
+
+class LookOnly:
+    """A runtime that can be looked at, and nothing else (a ``RuntimeView``)."""
+
+    name = "supervisor"
+
+    def __init__(self, running: bool = False, argv: tuple[str, ...] = ("prometheus",)) -> None:
+        self.running = running
+        self.argv = argv
+        self.observed: list[str] = []
+
+    def observe(self, name: str) -> ProcessState:
+        self.observed.append(name)
+        if name == "prometheus" and self.running:
+            return ProcessState(name, running=True, pid=4242, command=Command(name, self.argv))
+        return ProcessState(name, running=False)
+
+
+class Untouchable(LookOnly):
+    """A full runtime whose every control method raises, and is recorded."""
+
+    def __init__(self, running: bool = False) -> None:
+        super().__init__(running)
+        self.controlled: list[str] = []
+
+    def _refuse(self, what: str) -> None:
+        self.controlled.append(what)
+        raise AssertionError(f"a plan called {what}")
+
+    def start(self, command: Command) -> None:
+        self._refuse("start")
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        self._refuse("stop")
+
+    def restart(self, command: Command) -> None:
+        self._refuse("restart")
+
+    def reload(self, name: str) -> None:
+        self._refuse("reload")
+
+    def forget_data(self, name: str) -> None:
+        self._refuse("forget_data")
+
+    def set_imds(self, name: str, allowed: bool) -> None:
+        self._refuse("set_imds")
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        self._refuse("shutdown")
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in root.rglob("*") if p.is_file()}
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> Paths:
+    p = Paths(tmp_path / "lib", tmp_path / "run")
+    p.generated.mkdir(parents=True)
+    return p
+
+
+def test_a_plan_writes_nothing_and_controls_no_process(paths: Paths) -> None:
+    """A baked host's plan (another instance recorded, a stale file on disk, Prometheus
+    running on other flags): every change is pending, and nothing is touched."""
+    (paths.generated / "prometheus.yml").write_bytes(b"global: {}\n")
+    wal = paths.state_dir / "data" / "prometheus" / "wal"
+    wal.mkdir(parents=True)
+    (wal / "00000001").write_bytes(b"samples")
+    Store(paths.store).save(
+        StoredState(instance_id="i-baker", applied={"file/prometheus.yml": "0" * 64})
+    )
+    before = snapshot(paths.state_dir)
+    runtime = Untouchable(running=True)
+    side = LocalSide(paths, runtime, StoreView(paths.store), state_path="/etc/ampd/state.yml")
+
+    result = planned(side, state(), FACTS)
+
+    assert snapshot(paths.state_dir) == before  # no file, no ampd.json, no wiped data
+    assert runtime.controlled == []
+    assert set(runtime.observed) >= {"prometheus", "sigv4-proxy", "grafana"}
+    changes = {c.key: c.action for c in result.plan.changes}
+    assert changes[ResourceKey(Kind.FILE, "prometheus.cmd.json")] is Action.CREATE
+    assert changes[ResourceKey(Kind.FILE, "prometheus.yml")] is Action.UPDATE
+    # the new instance's plan starts the Prometheus whose data the wipe stops
+    assert changes[ResourceKey(Kind.PROCESS, "prometheus")] is Action.CREATE
+    assert result.outcomes == ()
+    pending = {s.key for s in result.statuses if s.sync is SyncStatus.OUT_OF_SYNC}
+    assert ResourceKey(Kind.FILE, "prometheus.yml") in pending
+
+
+def test_the_side_takes_a_runtime_it_can_only_look_at(paths: Paths) -> None:
+    runtime: RuntimeView = LookOnly()  # no start, stop, reload, forget_data, set_imds
+    side = LocalSide(paths, runtime, StoreView(paths.store), state_path="/etc/ampd/state.yml")
+    assert side.name == "local"
+    seen = side.observe(state(), FACTS)
+    plan = side.plan(state(), FACTS, seen)
+    assert seen.probed.processes["prometheus"].running is False
+    assert plan.plan.changes  # files to create, Prometheus to start
+    result = side.report(state(), FACTS, seen, plan, None)
+    assert result.plan == plan.plan
+    assert not paths.store.exists()
+    assert snapshot(paths.generated) == {}
+
+
+class PromStub:
+    """Answers what the local side asks a running Prometheus: /-/ready, and /metrics with
+    ``prometheus_config_last_reload_successful``."""
+
+    def __init__(self) -> None:
+        self.successful = 1
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+            def do_GET(self) -> None:
+                if self.path == "/-/ready":
+                    status, body = 200, b"ready\n"
+                elif self.path == "/metrics":
+                    status = 200
+                    body = (
+                        f"prometheus_config_last_reload_successful {stub.successful}\n"
+                        "prometheus_config_last_reload_success_timestamp_seconds 1.7e+09\n"
+                    ).encode()
+                else:
+                    status, body = 404, b""
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.listen = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+
+@pytest.fixture
+def prom() -> Iterator[PromStub]:
+    stub = PromStub()
+    stub.thread.start()
+    try:
+        yield stub
+    finally:
+        stub.server.shutdown()
+        stub.server.server_close()
+
+
+def loaded(conditions: Any) -> Any:
+    [cond] = [c for c in conditions if c.type == "PrometheusConfigLoaded"]
+    return cond
+
+
+def test_the_config_reload_state_is_the_local_sides_reading(paths: Paths, prom: PromStub) -> None:
+    """A reload that failed outside ampd (a hand-sent SIGHUP) shows in Prometheus' own
+    metrics; the side reads it when it observes, in a plan as in an applying pass."""
+    runtime = LookOnly(running=True, argv=("prometheus", f"--web.listen-address={prom.listen}"))
+    side = LocalSide(paths, runtime, StoreView(paths.store), state_path="/etc/ampd/state.yml")
+    prom.successful = 0
+    seen = side.observe(state(prom.listen), FACTS)
+    assert seen.probed.config_loaded is not None
+    assert seen.probed.config_loaded.status is ConditionStatus.FALSE
+    cond = loaded(planned(side, state(prom.listen), FACTS).conditions)
+    assert (cond.status, cond.reason) == (ConditionStatus.FALSE, "ReloadFailed")
+    prom.successful = 1
+    assert loaded(planned(side, state(prom.listen), FACTS).conditions).status is (
+        ConditionStatus.TRUE
+    )
+
+
+def test_no_config_reload_state_without_a_healthy_prometheus(paths: Paths) -> None:
+    side = LocalSide(paths, LookOnly(), StoreView(paths.store), state_path="/etc/ampd/state.yml")
+    result = planned(side, state(), FACTS)
+    assert [c for c in result.conditions if c.type == "PrometheusConfigLoaded"] == []
+
+
+class Recording(LookOnly):
+    """A runtime that records what it is told, and runs what it starts."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, str]] = []
+
+    def start(self, command: Command) -> None:
+        self.calls.append(("start", command.name))
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        self.calls.append(("stop", name))
+
+    def restart(self, command: Command) -> None:
+        self.calls.append(("restart", command.name))
+
+    def reload(self, name: str) -> None:
+        self.calls.append(("reload", name))
+
+    def forget_data(self, name: str) -> None:
+        self.calls.append(("forget_data", name))
+
+    def set_imds(self, name: str, allowed: bool) -> None:
+        self.calls.append(("set_imds", name))
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        pass
+
+
+def test_an_applying_pass_writes_through_the_writers_it_is_handed(paths: Paths) -> None:
+    runtime = Recording()
+    store = Store(paths.store)
+    side = LocalSide(paths, LookOnly(), StoreView(paths.store), state_path="/etc/ampd/state.yml")
+    spec = state().model_copy(
+        update={"prometheus": state().prometheus.model_copy(update={"binary": "/bin/true"})}  # type: ignore[union-attr]
+    )
+    result = applied(side, spec, FACTS, store, runtime)
+    assert ("start", "prometheus") in runtime.calls  # through the handed control only
+    assert (paths.generated / "prometheus.cmd.json").exists()
+    recorded = store.load()
+    assert recorded.instance_id == "i-0abc"
+    assert "file/prometheus.cmd.json" in recorded.applied
+    assert all(o.ok for o in result.outcomes if o.change.key.kind is Kind.FILE)
