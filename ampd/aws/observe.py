@@ -1,8 +1,8 @@
 """Read-only probes of AWS: live state as ``plan.aws.Live`` values, through the gateway.
 
 Reads go through an :class:`ObservedCache` so a steady state reads each resource at most
-once per ``resync``: the reconciler clears it on expiry, on ``force_read`` and when the
-desired state changes, and patches it after its own writes.
+once per ``resync``: the AWS side clears it on expiry, when asked (``forget_reads``) and when
+the desired state changes, and patches it after its own writes.
 """
 
 from __future__ import annotations

@@ -10,24 +10,36 @@ from typing import Any
 import pytest
 
 from ampd.core import Condition, ConditionStatus, SideResult
-from ampd.engine.reconcile import Reconciler
 from ampd.engine.side import Facts
 from ampd.gateways.paths import Paths
 from ampd.gateways.supervisor import Supervisor
 from ampd.spec.models import StateSpec
+from ampd.wiring import reconciler
 from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
 
 
 class SlowAws:
-    """Stands in for the AWS side at the daemon's seam: blocks until released."""
+    """Stands in for the AWS side at the daemon's seam: its observe blocks until released."""
+
+    name = "aws"
 
     def __init__(self) -> None:
         self.release = threading.Event()
         self.calls = 0
 
-    def reconcile(self, spec: StateSpec, facts: Facts, *, apply: bool) -> SideResult:
+    def observe(self, spec: StateSpec, facts: Facts) -> None:
         self.calls += 1
         self.release.wait(10)
+
+    def plan(self, spec: StateSpec, facts: Facts, seen: None) -> None:
+        return None
+
+    def apply(self, plan: None, seen: None, writers: object) -> None:
+        return None
+
+    def report(
+        self, spec: StateSpec, facts: Facts, seen: None, plan: None, done: None
+    ) -> SideResult:
         return SideResult(
             conditions=(Condition("AwsReachable", ConditionStatus.TRUE, "Connected"),)
         )
@@ -40,8 +52,8 @@ def test_slow_aws_pass_does_not_hold_the_local_side(tmp_path: Path) -> None:
         "metrics: {enabled: false}\n"
     )
     aws = SlowAws()
-    rec = Reconciler(state, Paths(tmp_path / "lib", tmp_path / "run"), Supervisor())
-    rec.aws = aws
+    paths = Paths(tmp_path / "lib", tmp_path / "run")
+    rec = reconciler(state, paths, Supervisor(), writes=False, aws=aws)  # type: ignore[arg-type]
     woken: list[bool] = []
     rec.on_aws_done = lambda: woken.append(True)
     first = rec.run_pass(aws_timeout=0.2)

@@ -5,9 +5,10 @@ answers is botocore's service models. ``tests/aws/test_aws_model_reads.py`` hold
 them: every path in ``READS`` must exist in that operation's output shape, every value in
 ``COMPARED`` must be in that member's enum, and every code in ``ERROR_CODES`` must be one
 that an operation ampd calls can send (or one every AWS endpoint can send). The same test
-scans the AWS gateways (``ampd/aws/gateway/client.py``, ``aws_iam.py``, ``aws_base.py``) and
-``ampd/aws/observe.py`` for the keys they read from answers: the gateways' reads must stay
-within this table, so a new read without an entry here fails the test.
+scans the AWS gateway (every module of ``ampd/aws/gateway/`` but this table: the reader,
+the writer and their call path) and ``ampd/aws/observe.py`` for the keys they read from
+answers: the gateways' reads must stay within this table, so a new read without an entry
+here fails the test.
 
 Paths use botocore's parsed member names (``Role.Arn``, not the XML element); ``[]`` steps
 into a list's items, a path that stops at a map or a structure reads it whole. Lists are
