@@ -37,7 +37,7 @@ def aws_pass(
     facts: Facts | None = None,
     force_read: bool = False,
 ) -> SideResult:
-    """``force_read``: :meth:`AwsSide.forget_reads` first (``ampd apply --refresh``)."""
+    """``force_read``: :meth:`AwsSide.forget_reads` first: every read is made again."""
     if force_read:
         side.forget_reads()
     return run_side(side, spec, facts or Facts(), writers_for(side) if apply else None)

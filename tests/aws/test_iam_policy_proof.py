@@ -32,9 +32,10 @@ import pytest
 from ampd.aws.gateway.client import make_gateway
 from ampd.aws.plan.desired import state_read_statement, writer_policy
 from ampd.aws.side.side import AwsSide
+from ampd.gateways.files import FileWriter
 from ampd.gateways.sigv4 import Signer
 from ampd.gateways.store import Store
-from ampd.source.specfile import forget_sources, open_source
+from ampd.source.open import open_source
 from ampd.spec.models import StateSpec
 from tests.aws.passes import aws_pass
 from tests.harness.aws_emulator import ACCOUNT_ID, AwsEmulator, Recorded
@@ -132,9 +133,10 @@ class World:
 
     def spec(self, location: str, name: str) -> StateSpec:
         """The state as a host loads it: fetched from SSM with the files beside it."""
-        forget_sources()
-        src = open_source(f"ssm:{location}", self.tmp / name, run_promtool=False)
-        return src.current().spec
+        src = open_source(
+            f"ssm:{location}", self.tmp / name, files=FileWriter(), run_promtool=False
+        )
+        return src.load().spec
 
     def role_policies(self, role: str) -> tuple[list[str], str | None]:
         found = self.em.principal_policies(f"arn:aws:iam::{ACCOUNT_ID}:role/{role}")
@@ -150,9 +152,7 @@ def world(
     monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[World]:
     aws_emulator.instant()  # the subject is the policy, not AWS's transitions
-    forget_sources()
     yield World(aws_emulator, tmp_path, monkeypatch)
-    forget_sources()
 
 
 def requests_of(calls: Iterable[Recorded]) -> list[tuple[Recorded, Request]]:
