@@ -16,11 +16,16 @@ from ampd.local.side.side import LocalSide
 from ampd.local.side.writers import LocalWriters
 from ampd.spec.models import StateSpec
 
-if TYPE_CHECKING:  # ampd.wiring.Writers is the daemon's LocalWriters (checked by mypy)
+if TYPE_CHECKING:  # checked by mypy: the side is a Side, the daemon's Writers its writers
+    from ampd.engine.side import Side
+    from ampd.local.side.side import LocalDone, LocalPlan, LocalSeen
     from ampd.wiring import Writers
 
     def _daemon_writers(w: Writers) -> LocalWriters:
         return w
+
+    def _a_side(s: LocalSide) -> Side[LocalSeen, LocalPlan, LocalDone, LocalWriters]:
+        return s
 
 
 @dataclass(frozen=True)

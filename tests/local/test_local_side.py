@@ -16,10 +16,12 @@ from ampd.engine.facts import Facts
 from ampd.gateways.paths import Paths
 from ampd.gateways.runtime import RuntimeView
 from ampd.gateways.store import Store, StoredState, StoreView
+from ampd.local.render.context import WorkspaceFacts
 from ampd.local.side.side import LocalSide
 from ampd.spec.models import StateSpec
 from tests.local.passes import applied, planned
 
+AMP = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1"
 FACTS = Facts(instance_labels={"instance_id": "i-0abc"}, prometheus_version=(2, 53, 0))
 
 
@@ -139,6 +141,7 @@ class PromStub:
 
     def __init__(self) -> None:
         self.successful = 1
+        self.failed = 0  # prometheus_remote_storage_samples_failed_total
         stub = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -153,6 +156,8 @@ class PromStub:
                     body = (
                         f"prometheus_config_last_reload_successful {stub.successful}\n"
                         "prometheus_config_last_reload_success_timestamp_seconds 1.7e+09\n"
+                        f"prometheus_remote_storage_samples_total {stub.failed}\n"
+                        f"prometheus_remote_storage_samples_failed_total {stub.failed}\n"
                     ).encode()
                 else:
                     status, body = 404, b""
@@ -248,3 +253,31 @@ def test_an_applying_pass_writes_through_the_writers_it_is_handed(paths: Paths) 
     assert recorded.instance_id == "i-0abc"
     assert "file/prometheus.cmd.json" in recorded.applied
     assert all(o.ok for o in result.outcomes if o.change.key.kind is Kind.FILE)
+
+
+def test_the_native_signing_latch_is_the_local_sides(paths: Paths, prom: PromStub) -> None:
+    """A Prometheus whose version says it signs, whose writes are all refused: the side
+    latches, and plans the proxy from then on (the facts know only the version)."""
+    ws = WorkspaceFacts("ws-1", "eu-west-1", f"{AMP}/api/v1/remote_write", f"{AMP}/api/v1/query")
+    facts = Facts(workspace=ws, prometheus_version=(2, 53, 0))
+    spec = StateSpec.model_validate(
+        {
+            "version": 1,
+            "workspace": {"alias": "a"},
+            "prometheus": {"listen": prom.listen, "remote_write": {"signing": "auto"}},
+            "metrics": {"enabled": False},
+        }
+    )
+    runtime = LookOnly(running=True, argv=("prometheus", f"--web.listen-address={prom.listen}"))
+    side = LocalSide(paths, runtime, StoreView(paths.store), state_path="/etc/ampd/state.yml")
+    assert facts.prometheus_can_sign
+    first = side.plan(spec, facts, side.observe(spec, facts))
+    assert "sigv4-proxy.cmd.json" not in first.rendered  # it signs itself
+    prom.failed = 10
+    seen = side.observe(spec, facts)
+    assert seen.native_failed and side.native_failed
+    assert seen.flow is not None and seen.flow.reason == "SamplesRejected"
+    assert "sigv4-proxy.cmd.json" in side.plan(spec, facts, seen).rendered
+    assert facts.prometheus_can_sign  # the facts never hold the latch
+    prom.failed = 0
+    assert "sigv4-proxy.cmd.json" in side.plan(spec, facts, side.observe(spec, facts)).rendered
