@@ -281,3 +281,41 @@ def test_the_native_signing_latch_is_the_local_sides(paths: Paths, prom: PromStu
     assert facts.prometheus_can_sign  # the facts never hold the latch
     prom.failed = 0
     assert "sigv4-proxy.cmd.json" in side.plan(spec, facts, side.observe(spec, facts)).rendered
+
+
+class Running(Recording):
+    """Runs what it starts, with the command it was given."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.commands: dict[str, Command] = {}
+
+    def start(self, command: Command) -> None:
+        super().start(command)
+        self.commands[command.name] = command
+
+    def observe(self, name: str) -> ProcessState:
+        self.observed.append(name)
+        cmd = self.commands.get(name)
+        return ProcessState(name, running=cmd is not None, pid=4242, command=cmd)
+
+
+def test_a_pass_that_changes_nothing_reads_the_processes_once(paths: Paths) -> None:
+    runtime = Running()
+    store = Store(paths.store)
+    side = LocalSide(paths, runtime, StoreView(paths.store), state_path="/etc/ampd/state.yml")
+    prom = state("127.0.0.1:9").prometheus
+    assert prom is not None
+    spec = state().model_copy(
+        update={"prometheus": prom.model_copy(update={"binary": "/bin/true"})}
+    )
+    first = applied(side, spec, FACTS, store, runtime)
+    assert first.outcomes and all(o.ok for o in first.outcomes)
+    assert sorted(runtime.observed) != sorted(set(runtime.observed))  # read back after acting
+    runtime.observed.clear()
+    runtime.calls.clear()
+    again = applied(side, spec, FACTS, store, runtime)
+    assert again.outcomes == () and runtime.calls == []
+    assert sorted(runtime.observed) == ["grafana", "prometheus", "sigv4-proxy"]
+    [prom_status] = [s for s in again.statuses if s.key == ResourceKey(Kind.PROCESS, "prometheus")]
+    assert prom_status.sync is SyncStatus.SYNCED

@@ -121,15 +121,17 @@ def settle_restarted(
     listens: Mapping[str, str],
     runtime: RuntimeView,
     now: float,
-) -> None:
+) -> bool:
     """Under systemd the unit restarts a Prometheus that died (RestartSec=100ms), not the
     pass: the pass its exit queued waits for it as for one it restarted itself (bounded),
-    so that it reports it Healthy, not Progressing until a recheck."""
+    so that it reports it Healthy, not Progressing until a recheck. True: it waited."""
     st = observed.get("prometheus")
     if runtime.name != "systemd" or st is None or not st.running or st.restarts == 0:
-        return
+        return False
     if st.started_at is not None and now - st.started_at < START_WAIT:
         _wait_ready("prometheus", listens.get("prometheus"), runtime)
+        return True
+    return False
 
 
 @dataclass(frozen=True)

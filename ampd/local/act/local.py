@@ -5,7 +5,8 @@ state first), the IMDS fence (before any start or restart), the drain wait the p
 decided, the file and process changes (ampd.local.act.apply; through the retry book: a
 file that failed for good on these exact bytes is not written again until its content
 changes), ampd.json's record, and a wait for a Prometheus its unit restarted. Then the
-processes are read and probed again, so that the report says what is true after acting.
+processes are read and probed again (unless the pass changed and waited for nothing), so
+that the report says what is true after acting.
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ class LocalActor:
                 conditions.append(instance)
             if instance is not None and instance.status is ConditionStatus.FALSE:
                 # the plan is for a host without the old instance's data: it waits for that
-                return self._read_back((), conditions, plan, processes, seen.now)
+                return self._read_back((), conditions, plan, seen, processes)
         if plan.listens:  # before any start/restart
             fenced = self.fence.apply(processes, plan.imds, plan.listens)
             if fenced is not None:
@@ -111,26 +112,34 @@ class LocalActor:
             outcomes = self._apply(plan.plan, targets, store, seen.now)
         if plan.unrecorded:
             self._record_unrecorded(plan.unrecorded, plan.rendered, outcomes, store)
-        return self._read_back(tuple(outcomes), conditions, plan, processes, seen.now)
+        return self._read_back(tuple(outcomes), conditions, plan, seen, processes)
 
     def _read_back(
         self,
         outcomes: tuple[Outcome, ...],
         conditions: list[Condition],
         plan: LocalPlan,
+        seen: LocalSeen,
         processes: ProcessControl,
-        now: float,
     ) -> LocalDone:
-        observed = None
-        if self.manage_processes:
+        """The processes and their health after acting. A pass that changed nothing (no
+        outcome, no wipe, the same processes to run) and waited for nothing keeps what it
+        observed: nothing it did can have changed it."""
+        acted = bool(outcomes) or plan.new_instance or plan.listens != seen.listens
+        observed = seen.probed.processes
+        if self.manage_processes and acted:
             observed = observe_local.observe_processes(processes, sorted(PROCESS_INPUTS))
-            settle_restarted(observed, plan.listens, processes, now)
+        waited = self.manage_processes and settle_restarted(
+            observed, plan.listens, processes, seen.now
+        )
+        if not acted and not waited:
+            return LocalDone(outcomes, tuple(conditions), seen.probed, dict(self.last_change))
         probed = probe_processes(
             processes,
             plan.spec,
             plan.listens,
             manage_processes=self.manage_processes,
-            observed=observed,
+            observed=observed if acted else None,
         )
         return LocalDone(outcomes, tuple(conditions), probed, dict(self.last_change))
 
