@@ -24,6 +24,7 @@ from ampd.spec.models import StateSpec
 from tests.aws.passes import aws_pass
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import DATA_PLANE_URL, AwsEnv
+from tests.harness.wait import wait_for
 
 RULES = """\
 groups:
@@ -425,13 +426,14 @@ def test_creating_workspace_requeues_then_children_follow(
     assert aws_emulator.calls("CreateRuleGroupsNamespace") == 0
     # IAM does not wait for the workspace
     assert aws_emulator.calls("CreateRole") == 2
-    deadline = time.monotonic() + 10
-    result = first
-    while time.monotonic() < deadline:
-        result = aws_pass(rec, spec, apply=True)
-        if cond(result, "WorkspaceActive") is ConditionStatus.TRUE:
-            break
-        time.sleep(0.1)
+    result = wait_for(
+        lambda: aws_pass(rec, spec, apply=True),
+        10,
+        0.1,
+        "WorkspaceActive=True",
+        until=lambda r: r is not None and cond(r, "WorkspaceActive") is ConditionStatus.TRUE,
+        retry_on=(),
+    )
     assert failed(result) == []
     assert cond(result, "WorkspaceActive") is ConditionStatus.TRUE
     assert aws_emulator.calls("CreateRuleGroupsNamespace") == 1

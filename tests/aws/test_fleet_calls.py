@@ -17,6 +17,7 @@ from ampd.gateways.store import Store
 from ampd.spec.models import StateSpec
 from tests.aws.passes import aws_pass
 from tests.harness.aws_emulator import AwsEmulator
+from tests.harness.clock import FakeClock
 from tests.harness.fixtures_aws import AwsEnv, role_session
 
 ACCOUNT = "123456789012"  # the emulator's account, as the identity document says it
@@ -118,15 +119,13 @@ def test_the_role_check_runs_once_after_the_delay(
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", creds.access_key)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", creds.secret_key)
     monkeypatch.setenv("AWS_SESSION_TOKEN", creds.token)
-    now = [0.0]
-    host = AwsSide(
-        make_gateway, Store(tmp_path / "host.json"), clock=lambda: now[0], role_check_delay=120
-    )
+    clock = FakeClock()
+    host = AwsSide(make_gateway, Store(tmp_path / "host.json"), clock=clock, role_check_delay=120)
     aws_emulator.reset_requests()
     first = aws_pass(host, spec, facts=host_facts(), apply=True)
     assert first.condition("ObserveRoleReadOnly").reason == "NotCheckedYet"  # type: ignore[union-attr]
     assert checks(aws_emulator) == []
-    now[0] = 121.0
+    clock.advance(121)
     later = aws_pass(host, spec, facts=host_facts(), apply=True)
     role = later.condition("ObserveRoleReadOnly")
     assert role is not None and (role.status, role.reason) == ("True", "ReadOnly")
@@ -136,7 +135,7 @@ def test_the_role_check_runs_once_after_the_delay(
         "iam:SimulatePrincipalPolicy",
         "iam:SimulatePrincipalPolicy",
     ]
-    now[0] = 500.0
+    clock.advance(379)  # at 500 s
     aws_pass(host, spec, facts=host_facts(), apply=True)
     assert len(checks(aws_emulator)) == 3  # once only
     # the check writes nothing and is never denied: no AccessDenied event on any host

@@ -8,7 +8,6 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-import time
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from ampd.gateways.files import FileWriter
 from ampd.gateways.runtime import Command
 from ampd.gateways.supervisor import Supervisor
 from ampd.gateways.users import PROCESS_USERS, process_user
+from tests.harness.wait import wait_for
 
 
 def test_the_admin_password_lives_where_only_ampd_and_grafana_read_it(tmp_path: Path) -> None:
@@ -55,9 +55,7 @@ def test_without_the_package_s_users_children_run_as_ampd_s_own_user(tmp_path: P
     sup = Supervisor()
     script = f"import os; open({str(out)!r}, 'w').write(f'{{os.getuid()}} {{os.getgid()}}')"
     sup.start(Command("prometheus", ("/usr/bin/python3", "-c", script)))
-    deadline = time.monotonic() + 10
-    while sup.observe("prometheus").running and time.monotonic() < deadline:
-        time.sleep(0.02)
+    wait_for(lambda: not sup.observe("prometheus").running, 10, 0.02, "the child to exit")
     assert sup.observe("prometheus").last_exit == 0
     assert out.read_text() == f"{os.geteuid()} {os.getegid()}"
     # and nothing was handed over: no data directory made, nothing chowned

@@ -26,6 +26,7 @@ from ampd.local.render.context import RenderContext, WorkspaceFacts
 from ampd.local.render.files import queue_fingerprint, render_prometheus
 from ampd.spec.load import load_spec
 from tests.harness.aio import free_port
+from tests.harness.clock import FakeClock
 from tests.harness.fixtures_local import wait_for
 from tests.harness.prom import Prometheus, PrometheusError
 from tests.harness.prombins import PromBin
@@ -69,14 +70,14 @@ def _fake(pages: list[str]) -> Any:
 
 
 def test_wait_is_bounded_by_the_timeout() -> None:
-    now = [0.0]
+    clock = FakeClock()
     res = wait_drained(
         "127.0.0.1:1",
         2.0,
         poll=0.5,
         fetch=_fake([METRICS_242]),
-        clock=lambda: now[0],
-        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock=clock,
+        sleep=clock.sleep,
     )
     assert res == Drained(False, 2.0, 204)
 
@@ -86,13 +87,13 @@ def test_sent_past_the_mark_is_drained_even_with_new_samples_pending() -> None:
         f'prometheus_remote_storage_queue_highest_sent_timestamp_seconds{{remote_name="amp",'
         f'url="{URL}"}} 1.796099695e+09\n'
     )
-    now = [0.0]
+    clock = FakeClock()
     res = wait_drained(
         "127.0.0.1:1",
         10.0,
         fetch=_fake([METRICS_242, later]),
-        clock=lambda: now[0],
-        sleep=lambda s: now.__setitem__(0, now[0] + s),
+        clock=clock,
+        sleep=clock.sleep,
     )
     assert res.drained
     assert res.pending_at_end == 17  # appended after the wait began: not waited for

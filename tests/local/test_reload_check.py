@@ -20,7 +20,6 @@ from ampd.core import (
     Action,
     Change,
     Command,
-    Condition,
     ConditionStatus,
     Kind,
     Outcome,
@@ -35,6 +34,7 @@ from ampd.local.observe import promconfig
 from ampd.local.render.encoding import Rendered
 from tests.harness.prom import Prometheus
 from tests.harness.prombins import PromBin
+from tests.harness.wait import wait_for
 from tests.local.passes import FlakyRuntime
 
 OLD = b"global:\n  scrape_interval: 15s\n"
@@ -292,13 +292,14 @@ def test_a_hand_sent_sighup_with_a_bad_file_is_seen_by_the_next_read(
         assert before is not None and before.status is ConditionStatus.TRUE
         prom.config_path.write_bytes(BAD)
         os.kill(prom.process.pid, signal.SIGHUP)
-        deadline = time.monotonic() + 10
-        cond: Condition | None = before
-        while (
-            time.monotonic() < deadline and cond is not None and cond.status is ConditionStatus.TRUE
-        ):
-            time.sleep(0.02)
-            cond = promconfig.config_condition(listen)
+        cond = wait_for(
+            lambda: promconfig.config_condition(listen),
+            10,
+            0.02,
+            "the refused reload seen",
+            until=lambda c: c is None or c.status is not ConditionStatus.TRUE,
+            retry_on=(),
+        )
         assert cond is not None and cond.status is ConditionStatus.FALSE
         assert cond.reason == "ReloadFailed"
         assert running_interval(prom) == "15s"  # still runs what it had

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import random
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +21,7 @@ from ampd.source.specfile import file_problems
 from ampd.source.state import StateSource
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import AwsEnv
+from tests.harness.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "/fleet/prod/ampd"
@@ -66,9 +66,7 @@ class NamesAsked:
 
 
 def settled(em: AwsEmulator, operation: str, at_least: int) -> int:
-    deadline = time.monotonic() + 5
-    while em.calls(operation) < at_least and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: em.calls(operation) >= at_least, 5, 0.01, f"{at_least} {operation}")
     return em.calls(operation)
 
 

@@ -18,6 +18,7 @@ from ampd.gateways.statesource import NoRegion, SourceFetcher, source_region
 from ampd.source.specfile import file_problems
 from ampd.source.state import StateSource
 from tests.harness.aws_emulator import AwsEmulator
+from tests.harness.clock import FakeClock
 from tests.harness.fixtures_aws import AwsEnv
 from tests.harness.imds import ImdsServer
 
@@ -59,14 +60,15 @@ def test_the_order_of_the_region_sources(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.delenv("AWS_DEFAULT_REGION")
     assert source_region(None, "us-west-2", imds_region=lambda: None) == "us-west-2"
     monkeypatch.delenv("AWS_EC2_METADATA_DISABLED", raising=False)
-    waits: list[float] = []
+    clock = FakeClock()
     answers = iter([None, None, "sa-east-1"])
-    got = source_region(None, None, imds_region=lambda: next(answers), sleep=waits.append)
-    assert (got, waits) == ("sa-east-1", [0.5, 1.0])
-    waits.clear()
+    got = source_region(None, None, imds_region=lambda: next(answers), sleep=clock.sleep)
+    assert (got, clock.slept) == ("sa-east-1", [0.5, 1.0])
+    clock = FakeClock()
     with pytest.raises(NoRegion, match="pass --region, set AWS_REGION, or run on EC2"):
-        source_region(None, None, imds_region=lambda: None, sleep=waits.append)
-    assert waits == [0.5, 1.0, 2.0]  # bounded: four tries, 3.5 s of waiting
+        source_region(None, None, imds_region=lambda: None, sleep=clock.sleep)
+    assert clock.slept == [0.5, 1.0, 2.0]  # bounded: four tries, 3.5 s of waiting
+    assert clock.elapsed == 3.5
 
 
 def test_an_imds_slow_at_the_first_fetch_is_asked_again(

@@ -8,7 +8,6 @@ import json
 import random
 import re
 import stat
-import time
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from ampd.source.state import StateSource
 from ampd.spec.load import LoadedSpec
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import AwsEnv
+from tests.harness.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 NAME = "/fleet/prod/ampd"
@@ -82,9 +82,7 @@ def source(
 def ops(em: AwsEmulator, operation: str, expected: int) -> int:
     """The recorded count of ``operation`` once ``expected`` have arrived (the emulator
     records a request after its response is sent) or 5 s have passed."""
-    deadline = time.monotonic() + 5
-    while em.calls(operation) < expected and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: em.calls(operation) >= expected, 5, 0.01, f"{expected} {operation}")
     return em.calls(operation)
 
 
