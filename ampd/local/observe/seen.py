@@ -138,6 +138,7 @@ def observe_side(
         probed=probed,
         flow=condition,
         native_failed=native_failed or unsigned,
+        process_users=dict(ctx.process_users),
         last_change=dict(last_change),
     )
 

@@ -100,19 +100,18 @@ class LocalSide:
         return self._actor.fence
 
     def context(
-        self, spec: StateSpec, facts: Facts, *, native_failed: bool | None = None
+        self, spec: StateSpec, facts: Facts, seen: LocalSeen | None = None
     ) -> RenderContext:
-        """The render context, with the native-signing latch (``native_failed``: as it
-        stood when seen) applied."""
-        latch = self.native_failed if native_failed is None else native_failed
+        """The render context, with the native-signing latch applied: as it stood when
+        ``seen`` was read (the users the processes run as, too), else as it stands."""
         return render_context(
             spec,
             facts,
             source=self.state_path,
             state_dir=self.paths.state_dir,
             python=self.self_command,
-            process_users=user_names(self.runtime.name),
-            native_failed=latch,
+            process_users=seen.process_users if seen else user_names(self.runtime.name),
+            native_failed=seen.native_failed if seen else self.native_failed,
         )
 
     def observe(self, spec: StateSpec, facts: Facts) -> LocalSeen:
@@ -136,7 +135,7 @@ class LocalSide:
     def plan(self, spec: StateSpec, facts: Facts, seen: LocalSeen) -> LocalPlan:
         return plan_local(
             spec,
-            self.context(spec, facts, native_failed=seen.native_failed),
+            self.context(spec, facts, seen),
             seen,
             instance_id=facts.instance_id,
             manage_processes=self.manage_processes,
