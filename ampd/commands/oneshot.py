@@ -25,8 +25,7 @@ from ampd.gateways.files import atomic_write
 from ampd.gateways.paths import Paths
 from ampd.gateways.store import StoreView
 from ampd.gateways.users import user_names
-from ampd.local.render.effective import render_context
-from ampd.local.side.side import render_files
+from ampd.local.render.effective import render_context, render_files
 from ampd.wiring import Writers, imds, make_runtime, reconciler, runtime_name, self_command
 
 SETTLE = 600.0  # default apply --settle: a new AMP workspace is ACTIVE within minutes

@@ -24,7 +24,7 @@ from ampd.core import Condition, ConditionStatus, Health, Plan, SideResult, Sync
 from ampd.engine.factfinder import FactFinder
 from ampd.engine.facts import Facts
 from ampd.engine.retry import RetryBook
-from ampd.engine.side import run_side
+from ampd.engine.side import Side, run_side
 from ampd.engine.source import SpecSource
 from ampd.engine.status import PassSummary, merge_conditions
 from ampd.engine.worker import SideWorker, crashed
@@ -45,9 +45,6 @@ PASS_LOCK_WAIT = 20.0  # a one-shot ``ampd apply`` may hold the state directory 
 W = TypeVar("W")  # the writers both sides take (ampd.wiring.Writers)
 
 
-AnySide = Any  # a Side[...] (ampd.engine.side) whose writers are W
-
-
 class Reconciler(Generic[W]):
     """The pass over both sides. ``writers`` None (``ampd plan``): nothing is applied and
     nothing is locked; with writers the pass holds the state directory's lock."""
@@ -59,8 +56,8 @@ class Reconciler(Generic[W]):
         source: SpecSource,
         paths: Paths,
         *,
-        local: AnySide,
-        aws: AnySide | None = None,
+        local: Side[Any, Any, Any, W],
+        aws: Side[Any, Any, Any, W] | None = None,
         writers: W | None,
         finder: FactFinder,
         book: RetryBook,
@@ -144,12 +141,8 @@ class Reconciler(Generic[W]):
         finally:
             structlog.contextvars.unbind_contextvars("reconcile_id")
 
-    def _run(self, side: AnySide, spec: StateSpec, facts: Facts) -> SideResult:
-        if not hasattr(side, "observe"):  # transitional: a side that passes in one call
-            legacy: SideResult = side.reconcile(spec, facts, apply=self.writers is not None)
-            return legacy
-        result: SideResult = run_side(side, spec, facts, self.writers)
-        return result
+    def _run(self, side: Side[Any, Any, Any, W], spec: StateSpec, facts: Facts) -> SideResult:
+        return run_side(side, spec, facts, self.writers)
 
     def _sides(self, aws_timeout: float) -> list[SideResult]:
         assert self.loaded is not None

@@ -58,9 +58,3 @@ def run_side(
     plan = side.plan(spec, facts, seen)
     done = side.apply(plan, seen, writers) if writers is not None else None
     return side.report(spec, facts, seen, plan, done)
-
-
-class OnePassSide(Protocol):
-    """Transitional: a side that still reconciles in one call."""
-
-    def reconcile(self, spec: StateSpec, facts: Facts, *, apply: bool) -> SideResult: ...

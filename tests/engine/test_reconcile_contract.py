@@ -29,6 +29,7 @@ from ampd.daemon.loop import Daemon
 from ampd.engine.retry import RetryBook
 from ampd.engine.status import overall
 from ampd.errors import PermanentError
+from ampd.gateways.files import FileWriter
 from ampd.gateways.paths import Paths
 from ampd.gateways.store import Store, StoreView
 from ampd.local.act import apply as local_act
@@ -169,7 +170,7 @@ def test_a_promtool_rejection_is_not_retried_until_the_spec_changes(tmp_path: Pa
 
 
 def test_executors_refuse_pairs_outside_their_kind(tmp_path: Path) -> None:
-    targets = local_act.LocalTargets({}, tmp_path, FlakyRuntime(), {}, {}, None)
+    targets = local_act.LocalTargets({}, tmp_path, FlakyRuntime(), {}, {}, None, FileWriter())
     with pytest.raises(PermanentError, match="does not apply"):
         local_act.apply_change(
             Change(ResourceKey(Kind.PROCESS, "prometheus"), Action.UPDATE), targets
@@ -191,7 +192,7 @@ def test_a_local_failure_outcome_is_reported_not_raised(tmp_path: Path) -> None:
             raise RuntimeError("start exploded")
 
     targets = local_act.LocalTargets(
-        {}, tmp_path, Boom(), {"prometheus": Command("prometheus", ("x",))}, {}, None
+        {}, tmp_path, Boom(), {"prometheus": Command("prometheus", ("x",))}, {}, None, FileWriter()
     )
     [o] = local_act.apply_local(
         [Change(ResourceKey(Kind.PROCESS, "prometheus"), Action.CREATE)], targets
