@@ -3,8 +3,8 @@
 :class:`StateSource` is what the daemon holds instead of a path when ``--state`` is
 ``ssm:NAME`` or ``s3://BUCKET/KEY``:
 
-- ``current()`` is the last good spec (``load_and_check`` calls it); the first call
-  fetches, later ones poll only when due. The files the spec names are fetched from
+- ``current()`` (``load()``) is the last good spec; the first call fetches, later ones
+  poll only when due. The files the spec names are fetched from
   beside the state, inside its own SSM path / S3 key prefix (``..``, absolute names and
   other ``ssm:``/``s3://`` names are refused with their position), and point at local
   copies; a copy that cannot be written is reported (LocalCopyFailed) and tried again.
@@ -14,15 +14,14 @@
   operator accepts that version (:meth:`StateSource.accept`).
 - ``poll()`` looks once (one ``GetParameters`` call for SSM); a new version is validated
   exactly like a local file (errors ``ssm:/fleet/prod/ampd:LINE:COL: ...``) and, when
-  good, becomes current and is cached (mode 0600) under ``<state dir>/source/``.
+  good, becomes current and -- when the source holds a file writer (``run``, ``apply``)
+  -- is cached (mode 0600) under ``<state dir>/source/``.
 - A bad version is remembered by version and hash: not re-validated, not retried until
   the document changes; ``StateSourceValid=False`` says where it is wrong, and the last
   good spec keeps running. An unreachable source runs the cached copy
   (``StateSourceReachable=False``).
 - ``look_now()`` (SIGHUP) makes the next pass look at once.
-- ``next_poll_in()`` is the time to the next look: ``state_source.poll_interval`` (60 s)
-  with +-20 % jitter; after a look that could not read the source, 5 s, 10 s, 20 s, ...
-  (+-50 % jitter, never longer than the interval).
+- ``next_poll_in()`` is the time to the next look (:mod:`ampd.source.polling`).
 """
 
 from __future__ import annotations
@@ -55,16 +54,13 @@ from ampd.source.docs import (
 )
 from ampd.source.files import Fetcher, fetch_files, take
 from ampd.source.guard import held_back
+from ampd.source.polling import DEFAULT_INTERVAL, next_wait
 from ampd.source.pushed import read_pushed_files
 from ampd.source.status import Held, LocalCopyFailed, SourceView, source_conditions
 from ampd.spec.load import LoadedSpec, load_spec
 from ampd.spec.models import duration_seconds
 
 log = structlog.get_logger()
-
-JITTER = 0.2
-DEFAULT_INTERVAL = 60.0
-RETRY_BASE = 5.0  # an unreadable source is looked at again after 5 s, 10 s, ... (capped)
 
 
 Validate = Callable[[LoadedSpec], list[Problem]]
@@ -212,10 +208,6 @@ class StateSource:
     def held(self) -> Held | None:
         return self._held
 
-    def _running(self) -> str:
-        good = self._good
-        return f"; running the last good version ({good.state.version})" if good else ""
-
     def poll(self) -> bool:
         """Look once. True when a new good version became current."""
         with self._lock:
@@ -231,16 +223,10 @@ class StateSource:
                 self._seen.pop(self.ref, None)  # looked at again at the next look
                 return False
             finally:  # the interval of the version now current; sooner after a failure
-                jitter = 1 + self._rng.uniform(-JITTER, JITTER)
-                wait = self.interval()
-                if self._unreachable is not None or self._local_failed:
-                    # spread widely: a fleet that boots together must not retry together
-                    self._failures += 1
-                    wait = min(wait, RETRY_BASE * 2 ** min(self._failures - 1, 10))
-                    jitter = self._rng.uniform(0.5, 1.5)
-                else:
-                    self._failures = 0
-                self._due = self._clock() + wait * jitter
+                failing = self._unreachable is not None or self._local_failed
+                self._failures = self._failures + 1 if failing else 0
+                wait = next_wait(self.interval(), self._failures, self._rng)
+                self._due = self._clock() + wait
 
     # -- polling --------------------------------------------------------------------------
 
