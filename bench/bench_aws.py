@@ -16,8 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 from bench.report import environment, write_section
-from tests.harness.fixtures_local import wait_for
 from tests.harness.stack import Stack
+from tests.harness.wait import wait_for
 
 
 def aws_resources(stack: Stack) -> list[str]:
@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
         local = [r for r in stack.aws.requests if r.at >= t1]
         local_s = time.time() - t1
         local_passes = passes_since(stack, t1)
-        wait_for("ampd still healthy", stack.ampd.status, 5)
+        wait_for(stack.ampd.status, 5, what="ampd still healthy")
     writes = [r for r in steady if r.is_write]
     reads = [r for r in steady if not r.is_write]
     by_op = Counter(f"{r.service}:{r.operation}" for r in steady)

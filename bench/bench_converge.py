@@ -31,8 +31,9 @@ from typing import Any
 import yaml
 
 from bench.report import environment, write_section
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
 from tests.harness.prom import Prometheus
+from tests.harness.wait import wait_for
 from tests.local.test_daemon_local import base_state, get_json, resource
 
 GOAL_P95_MS = 50.0
@@ -114,7 +115,9 @@ def ampd_rounds(
                 jobs = [{"job": f"b{i}", "targets": ["127.0.0.1:1"]}]
                 w0, t0 = time.time(), time.perf_counter()
                 proc.write_state(base_state(prom, met, jobs=jobs))
-                wait_for("config live", partial(config_has, listen, f"b{i}"), 30, every=0.002)
+                wait_for(
+                    partial(config_has, listen, f"b{i}"), 30, what="config live", interval=0.002
+                )
                 live.append(time.perf_counter() - t0)
                 marks.append((w0, w0 + live[-1]))
                 time.sleep(0.3)  # the next edit is a separate edit, not part of a burst
@@ -126,7 +129,7 @@ def ampd_rounds(
                 pid = int(resource(proc, "process", "prometheus")["message"].split()[-1])
                 t0 = time.perf_counter()
                 os.kill(pid, signal.SIGKILL)
-                wait_for("healthy again", partial(replaced, proc, pid), 60, every=0.01)
+                wait_for(partial(replaced, proc, pid), 60, what="healthy again", interval=0.01)
                 restarts.append(time.perf_counter() - t0)
             return live, stages(proc, marks), restarts, 0.0
         finally:
@@ -162,7 +165,7 @@ def bare_rounds(rounds: int) -> tuple[list[float], float, list[float]]:
             r0 = time.perf_counter()
             p.reload()
             reloads.append(time.perf_counter() - r0)
-            wait_for("config live", partial(config_has, listen, f"b{i}"), 30, every=0.002)
+            wait_for(partial(config_has, listen, f"b{i}"), 30, what="config live", interval=0.002)
             live.append(time.perf_counter() - t0)
             time.sleep(0.3)
     return live, started, reloads

@@ -39,8 +39,9 @@ from typing import Any
 
 from bench.report import environment
 from tests.harness.aws_emulator import AwsEmulator
-from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids
 from tests.harness.imds import ImdsServer
+from tests.harness.wait import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
 DOC = REPO / "docs" / "reliability.md"
@@ -256,7 +257,9 @@ def daemon_trials(n: int, rng: random.Random, rig: Rig, deadline: float = float(
         # status.json outlives a killed daemon: wait for the one the new daemon writes
         assert proc.proc is not None
         pid = proc.proc.pid
-        wait_for("status from this daemon", lambda: (proc.status() or {}).get("pid") == pid, 60)
+        wait_for(
+            lambda: (proc.status() or {}).get("pid") == pid, 60, what="status from this daemon"
+        )
         proc.wait_spec(timeout=60)
         proc.wait_healthy(timeout=60)
 

@@ -36,9 +36,9 @@ from typing import Any
 
 from ampd.gateways.promqueue import QueueSnapshot, read_queues, wait_drained
 from bench.report import environment, write_section
-from tests.harness.fixtures_local import wait_for
 from tests.harness.loss import Phase, failed_scrapes, received_values, runs
 from tests.harness.stack import Stack
+from tests.harness.wait import wait_for
 
 
 @dataclass(frozen=True)
@@ -148,10 +148,10 @@ def proxy_restart(run: Run, settle: float) -> Callable[[], str]:
             os.kill(pid, signal.SIGKILL)
         t0 = time.monotonic()
         new = wait_for(
-            "a new proxy",
             lambda: [p for p in pids_with(marker, "proxy.json") if p not in old],
             60,
-            every=0.05,
+            what="a new proxy",
+            interval=0.05,
         )
         back = time.monotonic() - t0
         hold(settle)
@@ -175,10 +175,10 @@ def prometheus_kills(run: Run, kills: int) -> Callable[[], str]:
             for pid in old:
                 os.kill(pid, signal.SIGKILL)
             t0 = time.monotonic()
-            wait_for("a new prometheus", partial(new_pids, marker, old), 60, every=0.01)
-            wait_for("it is ready", lambda: ready(run.listen), 60, every=0.01)
+            wait_for(partial(new_pids, marker, old), 60, what="a new prometheus", interval=0.01)
+            wait_for(lambda: ready(run.listen), 60, what="it is ready", interval=0.01)
             backs.append(time.monotonic() - t0)
-            wait_for("a scrape again", partial(scraped_since, run, scraped), 60, every=0.01)
+            wait_for(partial(scraped_since, run, scraped), 60, what="a scrape again", interval=0.01)
             gaps.append(time.monotonic() - t0)
         hold(STABLE_AFTER)
         return (
@@ -253,10 +253,10 @@ def main(argv: list[str] | None = None) -> None:
         selector = 'job="app"'
         window = 3600
         wait_for(
-            "the app's samples at the receiver",
             lambda: received_values(stack.receiver, selector, window),
             120,
-            every=0.5,
+            what="the app's samples at the receiver",
+            interval=0.5,
         )
         if not args.only_kills:
             run.phase("(a) reloads", reloads(run, lengths.reloads))
@@ -267,10 +267,10 @@ def main(argv: list[str] | None = None) -> None:
         drained = wait_drained(run.listen, 300.0)
         last = run.phases[-1].last
         wait_for(
-            "a scrape after the last phase",
             lambda: max(received_values(stack.receiver, selector, window), default=0) > last,
             120,
-            every=0.5,
+            what="a scrape after the last phase",
+            interval=0.5,
         )
         values = received_values(stack.receiver, selector, window)
         at_source = [failed_scrapes(stack.receiver, selector, a, b) for a, b in run.walls]

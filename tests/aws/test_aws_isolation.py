@@ -15,7 +15,8 @@ from ampd.gateways.paths import Paths
 from ampd.gateways.supervisor import Supervisor
 from ampd.spec.models import StateSpec
 from ampd.wiring import reconciler
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
+from tests.harness.wait import wait_for
 
 
 class SlowAws:
@@ -61,7 +62,7 @@ def test_slow_aws_pass_does_not_hold_the_local_side(tmp_path: Path) -> None:
     assert (cond.status, cond.reason) == (ConditionStatus.UNKNOWN, "Slow")
     assert first.duration_s < 5
     aws.release.set()
-    wait_for("the slow pass to report back", lambda: woken, timeout=10)
+    wait_for(lambda: woken, 10, what="the slow pass to report back")
     second = rec.run_pass(aws_timeout=0.2)
     assert second.conditions["AwsReachable"].status == ConditionStatus.TRUE
     assert aws.calls == 1  # the finished pass was used, not thrown away
@@ -92,14 +93,14 @@ def test_unreachable_aws_leaves_local_pipeline_running(tmp_path: Path) -> None:
     proc.start()
     try:
         wait_for(
-            "AwsReachable=False",
             lambda: (c := proc.condition("AwsReachable")) and c["status"] == "False",
-            timeout=60,
+            60,
+            what="AwsReachable=False",
         )
         wait_for(
-            "prometheus Healthy",
             lambda: (r := proc.resource("process", "prometheus")) and r["health"] == "Healthy",
-            timeout=30,
+            30,
+            what="prometheus Healthy",
         )
         doc = proc.status() or {}
         assert doc["health"] in ("Degraded", "Unknown")  # AWS resources cannot be read

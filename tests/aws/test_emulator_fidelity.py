@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import REGION
-from tests.harness.fixtures_local import wait_for
+from tests.harness.wait import wait_for
 
 RULES = b"groups:\n  - name: g\n    rules:\n      - record: job:up:sum\n        expr: sum(up)\n"
 ALERTMANAGER = (
@@ -90,7 +90,7 @@ def test_deleted_workspace_is_deleting_then_gone(aws_emulator: AwsEmulator) -> N
     def gone() -> bool:
         return ws not in [w["workspaceId"] for w in amp.list_workspaces()["workspaces"]]
 
-    wait_for("the deleted workspace to disappear", gone, timeout=10)
+    wait_for(gone, 10, what="the deleted workspace to disappear")
     with pytest.raises(ClientError) as e:
         amp.describe_workspace(workspaceId=ws)
     assert e.value.response["Error"]["Code"] == "ResourceNotFoundException"
@@ -106,7 +106,7 @@ def test_new_workspace_is_creating_then_active(aws_emulator: AwsEmulator) -> Non
     def active() -> bool:
         return _code(amp.describe_workspace(workspaceId=ws)["workspace"]["status"]) == "ACTIVE"
 
-    wait_for("the workspace to become ACTIVE", active, timeout=10)
+    wait_for(active, 10, what="the workspace to become ACTIVE")
 
 
 @pytest.mark.parametrize(
@@ -127,7 +127,7 @@ def test_invalid_rules_end_in_creation_failed_with_a_reason(
         status: dict[str, Any] = st["ruleGroupsNamespace"]["status"]
         return status if _code(status) != "CREATING" else None
 
-    status = wait_for("the namespace to settle", settled, timeout=10)
+    status = wait_for(settled, 10, what="the namespace to settle")
     assert _code(status) == "CREATION_FAILED"
     assert "invalid rule groups namespace data" in status["statusReason"]
 
@@ -146,9 +146,9 @@ def test_rule_groups_put_is_updating_then_active_or_update_failed(
         doc: dict[str, Any] = amp.describe_rule_groups_namespace(workspaceId=ws, name="n")
         return dict(doc["ruleGroupsNamespace"]["status"])
 
-    wait_for("UPDATING to end", lambda: _code(status()) == "ACTIVE", timeout=10)
+    wait_for(lambda: _code(status()) == "ACTIVE", 10, what="UPDATING to end")
     amp.put_rule_groups_namespace(workspaceId=ws, name="n", data=b"groups: 3")
-    wait_for("the bad put to fail", lambda: _code(status()) == "UPDATE_FAILED", timeout=10)
+    wait_for(lambda: _code(status()) == "UPDATE_FAILED", 10, what="the bad put to fail")
     assert "groups" in status()["statusReason"]
     summary = amp.list_rule_groups_namespaces(workspaceId=ws)["ruleGroupsNamespaces"][0]
     assert set(summary) == {"name", "arn", "status", "createdAt", "modifiedAt", "tags"}
@@ -188,7 +188,7 @@ def test_deleted_children_are_deleting_then_gone(aws_emulator: AwsEmulator) -> N
             return bool(e.response["Error"]["Code"] == "ResourceNotFoundException")
         return False
 
-    wait_for("the namespace and the logging configuration to go", gone, timeout=10)
+    wait_for(gone, 10, what="the namespace and the logging configuration to go")
 
 
 def test_alert_manager_definition_is_validated(aws_emulator: AwsEmulator) -> None:
@@ -202,11 +202,11 @@ def test_alert_manager_definition_is_validated(aws_emulator: AwsEmulator) -> Non
         doc = amp.describe_alert_manager_definition(workspaceId=ws)
         return dict(doc["alertManagerDefinition"]["status"])
 
-    wait_for("CREATING to end", lambda: _code(status()) != "CREATING", timeout=10)
+    wait_for(lambda: _code(status()) != "CREATING", 10, what="CREATING to end")
     assert _code(status()) == "CREATION_FAILED"
     assert "alertmanager_config" in status()["statusReason"]
     amp.put_alert_manager_definition(workspaceId=ws, data=ALERTMANAGER)
-    wait_for("the good put to apply", lambda: _code(status()) == "ACTIVE", timeout=10)
+    wait_for(lambda: _code(status()) == "ACTIVE", 10, what="the good put to apply")
 
 
 def test_logging_describe_without_configuration_is_404(aws_emulator: AwsEmulator) -> None:
@@ -228,7 +228,7 @@ def test_logging_describe_without_configuration_is_404(aws_emulator: AwsEmulator
             amp.describe_logging_configuration(workspaceId=ws)["loggingConfiguration"]["status"]
         )
 
-    wait_for("logging to become ACTIVE", lambda: status() == "ACTIVE", timeout=10)
+    wait_for(lambda: status() == "ACTIVE", 10, what="logging to become ACTIVE")
 
 
 def test_configuration_updating_then_active_and_failed_on_request(
@@ -245,11 +245,11 @@ def test_configuration_updating_then_active_and_failed_on_request(
     updated = amp.update_workspace_configuration(workspaceId=ws, retentionPeriodInDays=30)
     assert _code(updated["status"]) == "UPDATING"
     assert _code(config()["status"]) == "UPDATING"
-    wait_for("the update to apply", lambda: _code(config()["status"]) == "ACTIVE", timeout=10)
+    wait_for(lambda: _code(config()["status"]) == "ACTIVE", 10, what="the update to apply")
     assert config()["retentionPeriodInDays"] == 30
     aws_emulator.fail_next_configuration_update("quota exceeded")
     amp.update_workspace_configuration(workspaceId=ws, retentionPeriodInDays=60)
-    wait_for("the update to fail", lambda: _code(config()["status"]) != "UPDATING", timeout=10)
+    wait_for(lambda: _code(config()["status"]) != "UPDATING", 10, what="the update to fail")
     failed = config()
     assert failed["status"] == {"statusCode": "UPDATE_FAILED", "statusReason": "quota exceeded"}
     assert failed["retentionPeriodInDays"] == 30

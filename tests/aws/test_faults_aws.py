@@ -15,8 +15,9 @@ import pytest
 
 from ampd.aws.gateway.base import READ_TIMEOUT
 from tests.engine.test_faults import Rig, rig
-from tests.harness.fixtures_local import free_port, wait_for
+from tests.harness.fixtures_local import free_port
 from tests.harness.imds import ImdsServer
+from tests.harness.wait import wait_for
 
 __all__ = ["rig"]  # the fixture, shared with tests/engine/test_faults.py
 
@@ -49,7 +50,7 @@ def unreachable(r: Rig, reason: str, timeout: float = 90) -> dict[str, Any]:
         c = r.proc.condition("AwsReachable")
         return c if c and c["status"] == "False" and c["reason"] == reason else None
 
-    return dict(wait_for(f"AwsReachable=False ({reason})", said, timeout=timeout))
+    return dict(wait_for(said, timeout, what=f"AwsReachable=False ({reason})"))
 
 
 def recovered(r: Rig, pid: int, proxy_port: int | None = None) -> None:
@@ -134,11 +135,11 @@ def test_clock_skew_beyond_five_minutes(rig: Rig) -> None:
     assert proxy_up(port)
     rig.aws.skew(-400)  # the other way round is refused too
     wait_for(
-        "a not-yet-current signature reported",
         lambda: (
             "not yet current" in ((rig.proc.condition("AwsReachable") or {}).get("message") or "")
         ),
-        timeout=90,
+        90,
+        what="a not-yet-current signature reported",
     )
     rig.aws.skew(120)  # within SigV4's five minutes: accepted
     recovered(rig, pid, port)

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
+from tests.harness.wait import wait_for
 from tests.local.test_daemon_local import base_state, get_json
 
 pytestmark = pytest.mark.skipif(
@@ -39,12 +40,12 @@ def test_metrics_exposed_and_scraped(ampd_proc: AmpdProcess) -> None:
     ampd_proc.start()
     ampd_proc.wait_healthy()
     text = wait_for(
-        "a pass counted",
         lambda: (
             (t := fetch(f"http://127.0.0.1:{met}/metrics"))
             and 'ampd_reconcile_total{outcome="ok"} 0.0' not in t
             and t
         ),
+        what="a pass counted",
     )
     for family in FAMILIES:
         assert family in text, family
@@ -58,8 +59,8 @@ def test_metrics_exposed_and_scraped(ampd_proc: AmpdProcess) -> None:
     # the Prometheus ampd manages scrapes ampd itself
     listen = f"127.0.0.1:{prom}"
     res = wait_for(
-        "ampd_build_info scraped",
         lambda: get_json(f"http://{listen}/api/v1/query?query=ampd_build_info")["data"]["result"],
-        timeout=20,
+        20,
+        what="ampd_build_info scraped",
     )
     assert res[0]["metric"]["job"] == "ampd"

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 from tests.harness.execdir import trusted_dir
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
 from tests.harness.prombins import PromBin
+from tests.harness.wait import wait_for
 from tests.local.test_daemon_local import base_state, resource
 
 
@@ -79,21 +80,22 @@ def test_ready_status_watchdog_and_reload(tmp_path: Path, notify: NotifySocket) 
     try:
         t0 = time.monotonic()
         proc.start()
-        wait_for("READY=1", lambda: "READY=1" in notify.fields(), timeout=15)
+        wait_for(lambda: "READY=1" in notify.fields(), 15, what="READY=1")
         assert time.monotonic() - t0 < 15
         wait_for(
-            "a STATUS= roll-up", lambda: any(f.startswith("STATUS=Synced") for f in notify.fields())
+            lambda: any(f.startswith("STATUS=Synced") for f in notify.fields()),
+            what="a STATUS= roll-up",
         )
-        wait_for("several WATCHDOG=1", lambda: notify.fields().count("WATCHDOG=1") >= 3)
+        wait_for(lambda: notify.fields().count("WATCHDOG=1") >= 3, what="several WATCHDOG=1")
 
         n_ready = notify.fields().count("READY=1")
         assert proc.proc is not None
         proc.proc.send_signal(signal.SIGHUP)
-        wait_for("RELOADING=1", lambda: "RELOADING=1" in notify.fields())
+        wait_for(lambda: "RELOADING=1" in notify.fields(), what="RELOADING=1")
         assert any(f.startswith("MONOTONIC_USEC=") for f in notify.fields())
-        wait_for("READY=1 after reload", lambda: notify.fields().count("READY=1") > n_ready)
+        wait_for(lambda: notify.fields().count("READY=1") > n_ready, what="READY=1 after reload")
         pings = notify.fields().count("WATCHDOG=1")
-        wait_for("pings go on", lambda: notify.fields().count("WATCHDOG=1") > pings + 3)
+        wait_for(lambda: notify.fields().count("WATCHDOG=1") > pings + 3, what="pings go on")
     finally:
         assert proc.stop() == 0
     assert "STOPPING=1" in notify.fields()
@@ -126,9 +128,9 @@ def test_a_notify_socket_that_stops_draining_never_blocks_the_loop(
 
     try:
         proc.start()
-        wait_for("the daemon to drop a notification", lambda: "notify.dropped" in events())
+        wait_for(lambda: "notify.dropped" in events(), what="the daemon to drop a notification")
         # the loop still runs passes: a state edit is picked up and reported
-        first = wait_for("status.json", proc.status)
+        first = wait_for(proc.status, what="status.json")
         proc.write_state(
             {
                 "version": 1,
@@ -137,8 +139,8 @@ def test_a_notify_socket_that_stops_draining_never_blocks_the_loop(
             }
         )
         wait_for(
-            "a pass after the edit",
             lambda: (proc.status() or {}).get("generated_at") != first.get("generated_at"),
+            what="a pass after the edit",
         )
     finally:
         stopped_at = time.monotonic()
@@ -224,7 +226,7 @@ def test_a_long_pass_that_progresses_pings_and_a_stuck_one_does_not(
     try:
         proc.start()
         proc.wait_healthy(60)
-        wait_for("pings", lambda: len(pings.poll()) >= 3)
+        wait_for(lambda: len(pings.poll()) >= 3, what="pings")
 
         # 1. a pass longer than WatchdogSec that makes progress keeps pinging: ampd
         # restarts a killed Prometheus that now takes 2.5 s to start, and waits for it
@@ -234,10 +236,10 @@ def test_a_long_pass_that_progresses_pings_and_a_stuck_one_does_not(
         t0 = time.monotonic()
         os.kill(killed, signal.SIGKILL)
         wait_for(
-            "the new prometheus ready",
-            lambda: pings.poll() and ready(listen),  # stamps each ping as it comes
-            timeout=30,
-            every=0.02,
+            lambda: pings.poll() and ready(listen),
+            30,
+            what="the new prometheus ready",
+            interval=0.02,
         )
         took = time.monotonic() - t0
         during = [t for t in pings.poll() if t >= t0]
@@ -246,13 +248,13 @@ def test_a_long_pass_that_progresses_pings_and_a_stuck_one_does_not(
         assert took > WATCHDOG_S, f"the restart took {took:.2f} s: not a long pass"
         assert max(gaps) < 0.9 * WATCHDOG_S, f"pings held back in a pass that progressed: {gaps}"
         wait_for(
-            "a new healthy prometheus",
             lambda: (
                 (r := proc.resource("process", "prometheus"))
                 and r["health"] == "Healthy"
                 and r["message"] != f"pid {killed}"
             ),
-            timeout=30,
+            30,
+            what="a new healthy prometheus",
         )
 
         # 2. a pass stuck in one call does not: ampd's health probe of a Prometheus that
@@ -262,11 +264,11 @@ def test_a_long_pass_that_progresses_pings_and_a_stuck_one_does_not(
         os.kill(prom_pid, signal.SIGSTOP)
         assert proc.proc is not None
         proc.proc.send_signal(signal.SIGHUP)  # a pass now
-        wait_for("the pings to stop", lambda: pings.silent_for(WATCHDOG_S), timeout=20, every=0.05)
+        wait_for(lambda: pings.silent_for(WATCHDOG_S), 20, what="the pings to stop", interval=0.05)
         assert "watchdog.held" in [e.get("event") for e in proc.logs()]
         os.kill(prom_pid, signal.SIGCONT)
         stopped_at = pings.times[-1]
-        wait_for("pings resume", lambda: pings.poll()[-1] > stopped_at, timeout=30)
+        wait_for(lambda: pings.poll()[-1] > stopped_at, 30, what="pings resume")
     finally:
         if prom_pid:
             with contextlib.suppress(ProcessLookupError):

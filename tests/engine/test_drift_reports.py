@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tests.harness.fixtures_local import wait_for
 from tests.harness.stack import Stack
+from tests.harness.wait import wait_for
 
 pytestmark = [
     pytest.mark.slow,
@@ -42,20 +42,22 @@ def test_aws_and_file_drift_reported(tmp_path: Path) -> None:
         arn = amp.describe_workspace(workspaceId=ws_id)["workspace"]["arn"]
         amp.tag_resource(resourceArn=arn, tags={"team": "someone-else"})
 
-        res = wait_for("workspace OutOfSync", lambda: out_of_sync(st, "aws.workspace", "demo"), 30)
+        res = wait_for(
+            lambda: out_of_sync(st, "aws.workspace", "demo"), 30, what="workspace OutOfSync"
+        )
         assert res["health"] == "Healthy"
         tags = amp.list_tags_for_resource(resourceArn=arn)["tags"]
         assert tags["team"] == "someone-else"  # report only: not corrected
 
         generated = st.ampd.state_dir / "generated" / "prometheus.yml"
         generated.write_bytes(generated.read_bytes() + b"# by hand\n")
-        wait_for("file OutOfSync", lambda: out_of_sync(st, "file", "prometheus.yml"), 30)
+        wait_for(lambda: out_of_sync(st, "file", "prometheus.yml"), 30, what="file OutOfSync")
 
         # status.json and the log are two outputs of the pass: wait for the log line too
         def kinds() -> list[str]:
             return sorted({e["kind"] for e in st.ampd.events("drift.detected")})
 
-        wait_for("file drift logged", lambda: "file" in kinds() or None, 30)
+        wait_for(lambda: "file" in kinds() or None, 30, what="file drift logged")
         assert kinds() == ["aws.workspace", "file"]
         events = st.ampd.events("drift.detected")
         assert all(e["corrected"] is False for e in events)
@@ -65,7 +67,9 @@ def test_aws_and_file_drift_reported(tmp_path: Path) -> None:
         assert 'ampd_drift_detected_total{kind="file"} 1.0' in lines
         # several passes later, still counted once
         passes = len(st.ampd.events("reconcile.summary"))
-        wait_for("more passes", lambda: len(st.ampd.events("reconcile.summary")) >= passes + 2, 30)
+        wait_for(
+            lambda: len(st.ampd.events("reconcile.summary")) >= passes + 2, 30, what="more passes"
+        )
         assert len([e for e in st.ampd.events("drift.detected") if e["kind"] == "file"]) == 1
         assert 'ampd_drift_detected_total{kind="file"} 1.0' in metric_lines(
             listen, "ampd_drift_detected_total"

@@ -23,8 +23,9 @@ import pytest
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_aws import DATA_PLANE_URL, REGION, AwsEnv
-from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids
 from tests.harness.imds import ImdsServer
+from tests.harness.wait import wait_for
 
 pytestmark = [
     pytest.mark.prometheus,
@@ -109,9 +110,9 @@ class Rig:
     def condition(self, ctype: str, status: str, timeout: float = 60) -> dict[str, Any]:
         return dict(
             wait_for(
-                f"{ctype}={status}",
                 lambda: (c := self.proc.condition(ctype)) and c["status"] == status and c,
-                timeout=timeout,
+                timeout,
+                what=f"{ctype}={status}",
             )
         )
 
@@ -119,7 +120,7 @@ class Rig:
         """What worked before the fault still works: the same Prometheus, answering."""
         assert self.prom_pid() == pid
         assert self.prom_ready()
-        wait_for("job app scraped", lambda: "app" in self.jobs_live(), timeout=30)
+        wait_for(lambda: "app" in self.jobs_live(), 30, what="job app scraped")
 
 
 @pytest.fixture
@@ -138,7 +139,7 @@ def aws_says(rig: Rig, words: tuple[str, ...]) -> dict[str, Any]:
         r = rig.proc.resource("aws.workspace", "faults")
         return r if r and any(w in (r["message"] or "") for w in words) else None
 
-    return dict(wait_for(f"aws.workspace saying one of {words}", said, timeout=60))
+    return dict(wait_for(said, 60, what=f"aws.workspace saying one of {words}"))
 
 
 def test_aws_throttling_storm(rig: Rig) -> None:
@@ -148,7 +149,7 @@ def test_aws_throttling_storm(rig: Rig) -> None:
     rig.aws.throttle(None, times=None)
     res = aws_says(rig, ("ThrottlingException", "Rate exceeded"))
     assert res["health"] == "Unknown"
-    wait_for("ampd status exit 3", lambda: rig.proc.ampd("status").returncode == 3)
+    wait_for(lambda: rig.proc.ampd("status").returncode == 3, what="ampd status exit 3")
     rig.still_running(pid)
     rig.aws.clear_faults()
     rig.proc.wait_healthy(timeout=90)
@@ -160,7 +161,7 @@ def test_aws_5xx_storm(rig: Rig) -> None:
     rig.aws.fail(None, times=None, status=503)
     res = aws_says(rig, ("503", "emulated server error", "InternalServer", "ServiceUnavailable"))
     assert res["health"] != "Healthy"
-    wait_for("ampd status exit 3", lambda: rig.proc.ampd("status").returncode == 3)
+    wait_for(lambda: rig.proc.ampd("status").returncode == 3, what="ampd status exit 3")
     rig.still_running(pid)
     rig.aws.clear_faults()
     rig.proc.wait_healthy(timeout=90)
@@ -205,7 +206,9 @@ def test_imds_down(rig: Rig) -> None:
     try:
         rig.jobs = [*rig.jobs, {"job": "while_imds_down", "targets": ["127.0.0.1:2"]}]
         rig.write()
-        wait_for("the edit live without IMDS", lambda: "while_imds_down" in rig.jobs_live(), 60)
+        wait_for(
+            lambda: "while_imds_down" in rig.jobs_live(), 60, what="the edit live without IMDS"
+        )
         rig.still_running(pid)
     finally:
         imds = ImdsServer(region=REGION, port=port).start()
@@ -238,7 +241,7 @@ def failing_file(rig: Rig, words: tuple[str, ...]) -> dict[str, Any]:
         r = rig.proc.resource("file", "prometheus.yml")
         return r if r and any(w in (r["message"] or "") for w in words) else None
 
-    return dict(wait_for("prometheus.yml reported failing", bad, timeout=60))
+    return dict(wait_for(bad, 60, what="prometheus.yml reported failing"))
 
 
 def test_state_dir_read_only(rig: Rig) -> None:
@@ -256,7 +259,7 @@ def test_state_dir_read_only(rig: Rig) -> None:
         rig.still_running(pid)
     assert rig.proc.proc is not None
     rig.proc.proc.send_signal(signal.SIGHUP)
-    wait_for("the edit live after the reload", lambda: "later" in rig.jobs_live(), timeout=60)
+    wait_for(lambda: "later" in rig.jobs_live(), 60, what="the edit live after the reload")
     rig.proc.wait_healthy(timeout=60)
     rig.still_running(pid)
 
@@ -281,7 +284,7 @@ def test_state_dir_full(rig: Rig) -> None:
         assert [p.name for p in generated.iterdir() if p.name.endswith(".tmp")] == []
         rig.still_running(pid)
         filler.unlink()
-        wait_for("the edit live once there is room", lambda: "job59" in rig.jobs_live(), 60)
+        wait_for(lambda: "job59" in rig.jobs_live(), 60, what="the edit live once there is room")
         rig.proc.wait_healthy(timeout=60)
         rig.still_running(pid)
     finally:
@@ -300,19 +303,19 @@ def test_prometheus_binary_missing(rig: Rig, tmp_path: Path) -> None:
     binary.rename(binary.with_name("gone"))
     subprocess.run(["kill", "-9", str(pid)], check=True)
     res = wait_for(
-        "prometheus reported not running",
         lambda: (
             (r := rig.proc.resource("process", "prometheus")) and r["health"] != "Healthy" and r
         ),
-        timeout=60,
+        60,
+        what="prometheus reported not running",
     )
     assert rig.proc.ampd("status").returncode in (2, 3)
     assert res["message"]
     binary.with_name("gone").rename(binary)
     wait_for(
-        "prometheus back",
         lambda: (r := rig.proc.resource("process", "prometheus")) and r["health"] == "Healthy",
-        timeout=90,
+        90,
+        what="prometheus back",
     )
     assert rig.prom_ready()
 
@@ -326,14 +329,14 @@ def test_prometheus_port_taken(rig: Rig) -> None:
         rig.write()
         rig.proc.start()
         res = wait_for(
-            "prometheus reported failing",
             lambda: (
                 (r := rig.proc.resource("process", "prometheus")) and r["health"] != "Healthy" and r
             ),
-            timeout=60,
+            60,
+            what="prometheus reported failing",
         )
         assert res["message"]
-        wait_for("ampd still reports", lambda: rig.proc.ampd("status").returncode in (2, 3))
+        wait_for(lambda: rig.proc.ampd("status").returncode in (2, 3), what="ampd still reports")
     finally:
         squatter.close()
     rig.proc.wait_healthy(timeout=90)
@@ -374,5 +377,5 @@ def test_state_file_deleted_or_a_directory(rig: Rig, replacement: str, words: st
     rig.jobs = [*rig.jobs, {"job": "back", "targets": ["127.0.0.1:2"]}]
     rig.write()
     rig.condition("SpecValid", "True")
-    wait_for("the restored file live", lambda: "back" in rig.jobs_live(), timeout=60)
+    wait_for(lambda: "back" in rig.jobs_live(), 60, what="the restored file live")
     rig.still_running(pid)

@@ -7,7 +7,7 @@ import base64
 from typing import Any
 
 from tests.engine.test_faults import BROKEN_RULES, RULES, Rig, failing_file, read_only, rig
-from tests.harness.fixtures_local import wait_for
+from tests.harness.wait import wait_for
 
 __all__ = ["rig"]  # the fixture, shared with tests/engine/test_faults.py
 
@@ -19,7 +19,7 @@ def summaries(r: Rig) -> list[dict[str, Any]]:
 def wait_passes(r: Rig, n: int, timeout: float = 60.0) -> None:
     """Wait until ampd finished ``n`` more passes than it had now."""
     start = len(summaries(r))
-    wait_for(f"{n} more passes", lambda: len(summaries(r)) >= start + n, timeout)
+    wait_for(lambda: len(summaries(r)) >= start + n, timeout, what=f"{n} more passes")
 
 
 def test_a_rule_file_turned_invalid_never_reaches_aws(rig: Rig) -> None:
@@ -52,5 +52,5 @@ def test_read_only_state_dir_heals_by_itself_without_reloading_prometheus(rig: R
             if e.get("key") == "process/prometheus" and e.get("action") == "reload"
         ]
         assert reloads == [], f"{len(reloads)} reloads of a file that was not written"
-    wait_for("the edit live once writable", lambda: "later" in rig.jobs_live(), timeout=90)
+    wait_for(lambda: "later" in rig.jobs_live(), 90, what="the edit live once writable")
     rig.still_running(pid)

@@ -27,8 +27,9 @@ import pytest
 import structlog
 
 from ampd.cli import main
-from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids
 from tests.harness.fuzzgen import KINDS, state_file
+from tests.harness.wait import wait_for
 
 pytestmark = [
     pytest.mark.prometheus,
@@ -89,7 +90,7 @@ def test_broken_state_files_never_touch_the_running_pipeline(ampd_proc: AmpdProc
     ampd_proc.write_state(good_state(prom, met, app))
     ampd_proc.start()
     ampd_proc.wait_healthy()
-    wait_for("job app live", lambda: "app" in scrape_jobs(listen))
+    wait_for(lambda: "app" in scrape_jobs(listen), what="job app live")
     marker = str(ampd_proc.state_dir)
     pids = prometheus_pids(marker)
     assert len(pids) == 1
@@ -112,11 +113,11 @@ def test_broken_state_files_never_touch_the_running_pipeline(ampd_proc: AmpdProc
         t = time.time()
         replace_bytes(ampd_proc.state_file, data)
         doc = wait_for(
-            f"status of a pass on {kind} case {sum(tried.values())}: {data[:100]!r}",
             lambda t=t, expected=expected: (  # type: ignore[misc]
                 (s := pass_after(ampd_proc, t)) and s["spec"]["error"] == expected and s
             ),
-            timeout=20,
+            20,
+            what=f"status of a pass on {kind} case {sum(tried.values())}: {data[:100]!r}",
         )
         assert doc["spec"]["valid"] is False
         cond = ampd_proc.condition("SpecValid")
@@ -131,7 +132,7 @@ def test_broken_state_files_never_touch_the_running_pipeline(ampd_proc: AmpdProc
     ampd_proc.write_state(good_state(prom, met, [*app, {"job": "new", "targets": ["127.0.0.1:2"]}]))
     doc = ampd_proc.wait_spec()
     assert doc["spec"]["valid"] is True
-    wait_for("job new live", lambda: "new" in scrape_jobs(listen))
+    wait_for(lambda: "new" in scrape_jobs(listen), what="job new live")
     assert prometheus_pids(marker) == pids
     cond = ampd_proc.condition("SpecValid")
     assert cond is not None and cond["status"] == "True"

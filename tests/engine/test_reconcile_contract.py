@@ -39,7 +39,8 @@ from ampd.wiring import reconciler
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_aws import AwsEnv
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
+from tests.harness.wait import wait_for
 
 
 class FlakyRuntime:
@@ -356,9 +357,9 @@ def test_one_pass_per_edit_ampd_own_writes_queue_none(tmp_path: Path) -> None:
         # a fence: the next timer pass (at most 30 s later) comes after any event the
         # watcher could have delivered for ampd's own write into generated/
         wait_for(
-            "a timer pass after the edit",
             lambda: any("timer" in s["triggers"] for s in summaries()),
-            70,  # the idle interval is 30 s once everything is in line
+            70,
+            what="a timer pass after the edit",
         )
         triggers = [t for s in summaries() for t in s["triggers"]]
         assert not [t for t in triggers if "/generated/" in t], triggers

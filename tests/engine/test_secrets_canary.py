@@ -25,8 +25,9 @@ from typing import Any
 import pytest
 
 from ampd.gateways.grafana import admin_password_file
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
 from tests.harness.stack import Stack
+from tests.harness.wait import wait_for
 from tests.local.test_grafana_daemon import standin_binary
 
 pytestmark = [
@@ -95,16 +96,16 @@ def test_no_canary_anywhere(stack: Stack, tmp_path: Path) -> None:
 
     # the canary keys are in use: remote write signed with them is accepted
     wait_for(
-        "RemoteWriteFlowing=True",
         lambda: (c := stack.ampd.condition("RemoteWriteFlowing")) and c["status"] == "True",
-        timeout=120,
+        120,
+        what="RemoteWriteFlowing=True",
     )
     assert stack.dataplane is not None
     assert ACCESS_KEY in stack.dataplane.accepted_key_ids
     wait_for(
-        "grafana healthy",
         lambda: (r := stack.ampd.resource("process", "grafana")) and r["health"] == "Healthy",
-        timeout=60,
+        60,
+        what="grafana healthy",
     )
 
     outputs: dict[str, str] = {}

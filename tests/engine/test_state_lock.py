@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from ampd.gateways.statelock import hold
-from tests.harness.fixtures_local import REPO, AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import REPO, AmpdProcess, free_port
+from tests.harness.wait import wait_for
 
 HOLD = """
 import sys
@@ -129,7 +130,7 @@ def test_a_waiting_apply_runs_once_the_holder_lets_go(tmp_path: Path, holder: Ho
     reader.start()
     try:
         want = f"ampd: waiting for the state directory (pid {holder.pid} (test holder))\n"
-        wait_for("the CLI waiting for the holder", lambda: want in lines, 30)
+        wait_for(lambda: want in lines, 30, what="the CLI waiting for the holder")
         assert _written(p.state_dir) == []  # waiting: nothing written yet
         holder.release()
         assert cli.wait(60) == 0, "".join(lines)
@@ -150,17 +151,19 @@ def test_a_daemon_pass_waits_for_the_holder(
     ampd_proc.write_state(_state(tmp_path))
     ampd_proc.start()
     wait_for(
-        "the daemon waiting for the state directory",
         lambda: any(
             e.get("holder") == f"pid {holder.pid} (test holder)"
             for e in ampd_proc.events("state_lock.waiting")
         ),
         30,
+        what="the daemon waiting for the state directory",
     )
     assert _written(ampd_proc.state_dir) == []
     holder.release()
-    wait_for("generated/prometheus.yml", (ampd_proc.state_dir / "generated/prometheus.yml").exists)
-    wait_for("status.json", ampd_proc.status, 30)
+    wait_for(
+        (ampd_proc.state_dir / "generated/prometheus.yml").exists, what="generated/prometheus.yml"
+    )
+    wait_for(ampd_proc.status, 30, what="status.json")
 
 
 @pytest.fixture
@@ -205,7 +208,7 @@ def test_apply_beside_a_daemon_in_a_pass_refuses_naming_the_daemon(
                 os.close(fd)
             return False
 
-        wait_for("the daemon in a pass, holding the lock", daemon_holds, 30)
+        wait_for(daemon_holds, 30, what="the daemon in a pass, holding the lock")
         res = ampd.ampd("apply", "--once", "--wait", "0.5")
         assert res.returncode == 1, (res.stdout, res.stderr)
         assert f"is in use by pid {daemon} (ampd run)" in res.stderr, res.stderr

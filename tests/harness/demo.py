@@ -28,8 +28,8 @@ from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
-from tests.harness.fixtures_local import wait_for
 from tests.harness.stack import Stack
+from tests.harness.wait import wait_for
 
 
 def say(text: str) -> None:
@@ -150,11 +150,11 @@ def main(argv: list[str] | None = None) -> int:
         st.ampd.start()
         say("ampd run started; waiting for samples to arrive in the workspace ...")
         try:
-            wait_for("RemoteWriteFlowing=True", lambda: flowing(st), timeout=120)
+            wait_for(lambda: flowing(st), 120, what="RemoteWriteFlowing=True")
             res = wait_for(
-                "the app's series through the signed query path",
                 lambda: signed_query(st, "ampd_demo_requests_total")["data"]["result"],
-                timeout=60,
+                60,
+                what="the app's series through the signed query path",
             )
         except AssertionError as e:
             say(f"demo failed: {e}")

@@ -11,7 +11,7 @@ import signal
 import socket
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness import wait
+from tests.harness.wait import wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -35,18 +35,6 @@ def free_port() -> int:
 # (a KeyError, a JSON decode error, a failed assert) is a bug in the test or in ampd, and
 # is raised at once instead of being retried until the deadline.
 NOT_YET: tuple[type[BaseException], ...] = (OSError, http.client.HTTPException)
-
-
-def wait_for(
-    what: str,
-    fn: Callable[[], Any],
-    timeout: float = 20.0,
-    every: float = 0.1,
-    not_yet: tuple[type[BaseException], ...] = NOT_YET,
-) -> Any:
-    """:func:`tests.harness.wait.wait_for` with ``what`` first and ``NOT_YET`` as its
-    "not yet" exceptions: any other exception propagates immediately."""
-    return wait.wait_for(fn, timeout, every, what, retry_on=not_yet)
 
 
 class AmpdProcess:
@@ -207,7 +195,7 @@ class AmpdProcess:
             got, passes, ended = self._applied_since(mark)
             return got if got >= want and passes <= ended else None
 
-        return set(wait_for(f"ampd to apply {sorted(want)}", done, timeout))
+        return set(wait_for(done, timeout, what=f"ampd to apply {sorted(want)}"))
 
     def wait_spec(self, timeout: float = 20.0) -> dict[str, Any]:
         """A status written by a pass on the state file as it is now. Not necessarily the
@@ -216,16 +204,15 @@ class AmpdProcess:
         want = hashlib.sha256(self.state_file.read_bytes()).hexdigest()
         return dict(
             wait_for(
-                "a pass on the current state file",
                 lambda: (s := self.status()) and s["spec"]["sha256"] == want and s,
                 timeout,
+                what="a pass on the current state file",
             )
         )
 
     def wait_healthy(self, timeout: float = 30.0) -> dict[str, Any]:
         return dict(
             wait_for(
-                "ampd Synced and Healthy",
                 lambda: (
                     (s := self.status())
                     and s["sync"] == "Synced"
@@ -233,6 +220,7 @@ class AmpdProcess:
                     and s
                 ),
                 timeout,
+                what="ampd Synced and Healthy",
             )
         )
 
@@ -246,7 +234,7 @@ class AmpdProcess:
             started = datetime.fromisoformat(s["last_pass"]["started_at"]).timestamp()
             return s if started >= t else None
 
-        return dict(wait_for("a pass after the edit", newer, timeout))
+        return dict(wait_for(newer, timeout, what="a pass after the edit"))
 
 
 @pytest.fixture

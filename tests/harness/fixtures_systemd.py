@@ -8,14 +8,13 @@ the reason when this machine cannot boot a box (not root, no cgroup2, no deboots
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import pytest
 
 from tests.harness.sysbox import REPO, SysBox, ensure_rootfs, unavailable_reason
-from tests.harness.wait import wait_for
 
 UNITS = (
     "ampd.service",
@@ -125,18 +124,3 @@ def unit_processes(box: SysBox, unit: str) -> list[str]:
         return procs.read_text().split()
     except FileNotFoundError:
         return []
-
-
-T = TypeVar("T")
-
-
-def poll(
-    what: str,
-    check: Callable[[], T | None],
-    timeout: float = 20.0,
-    why: Callable[[], str] | None = None,
-) -> T:
-    """check() until it returns something truthy, at most ``timeout`` seconds; on a
-    timeout the assertion names ``what`` and, when given, ``why()`` (the box's state).
-    :func:`tests.harness.wait.wait_for` with ``what`` first; exceptions propagate."""
-    return wait_for(check, timeout, what=what, retry_on=(), detail=why)

@@ -1,8 +1,8 @@
 """The suite's one wait: poll a check until it holds, bounded in time.
 
-Every wait for a condition in the tests goes through :func:`wait_for` (the harness's other
-waits, ``fixtures_local.wait_for``, ``fixtures_systemd.poll``, ``Prometheus.wait_for`` and
-``SysBox.wait_for``, are thin users of it). A test never sleeps for a condition: it names
+Every wait for a condition in the tests goes through :func:`wait_for`
+(``Prometheus.wait_for`` and ``SysBox.wait_for``, which wait for a Prometheus query and a
+systemd unit's properties, are built on it). A test never sleeps for a condition: it names
 what it waits for, and a timeout says what that was and what was seen last.
 """
 

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 
 from tests.harness.execdir import trusted_dir
-from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids
 from tests.harness.prombins import HOST_BINARY, PromBin
+from tests.harness.wait import wait_for
 
 pytestmark = [
     pytest.mark.prometheus,
@@ -76,7 +77,7 @@ def test_scrape_job_added_then_removed(
     ampd_proc.write_state(base_state(prom, met, binary=binary))
     ampd_proc.start()
     ampd_proc.wait_healthy()
-    wait_for("self-scrape jobs", lambda: scrape_jobs(listen) == {"prometheus", "ampd"})
+    wait_for(lambda: scrape_jobs(listen) == {"prometheus", "ampd"}, what="self-scrape jobs")
 
     mark = ampd_proc.log_mark()
     app = [{"job": "app", "targets": ["127.0.0.1:1"]}]
@@ -84,11 +85,11 @@ def test_scrape_job_added_then_removed(
     ampd_proc.wait_applied(
         mark, ("file/prometheus.yml", "update"), ("process/prometheus", "reload")
     )
-    wait_for("job app live", lambda: "app" in scrape_jobs(listen))
+    wait_for(lambda: "app" in scrape_jobs(listen), what="job app live")
 
     ampd_proc.write_state(base_state(prom, met, binary=binary))
     ampd_proc.wait_spec()
-    wait_for("job app gone", lambda: "app" not in scrape_jobs(listen))
+    wait_for(lambda: "app" not in scrape_jobs(listen), what="job app gone")
     # the reloads kept the same Prometheus process
     assert len(ampd_proc.events("process.started")) == 1
 
@@ -127,13 +128,13 @@ def test_killed_prometheus_is_restarted(ampd_proc: AmpdProcess, ports: tuple[int
     pid = int(resource(ampd_proc, "process", "prometheus")["message"].split()[-1])
     os.kill(pid, signal.SIGKILL)
     wait_for(
-        "a new healthy prometheus",
         lambda: (
             (r := ampd_proc.resource("process", "prometheus"))
             and r["health"] == "Healthy"
             and r["message"] != f"pid {pid}"
         ),
-        timeout=30,
+        30,
+        what="a new healthy prometheus",
     )
     assert ampd_proc.events("process.exited")[0]["code"] == -9
 
@@ -148,8 +149,8 @@ def test_hand_edit_of_generated_config_is_reverted(
     generated = ampd_proc.state_dir / "generated" / "prometheus.yml"
     original = generated.read_bytes()
     generated.write_bytes(original + b"# a hand edit\n")
-    wait_for("prometheus.yml restored", lambda: generated.read_bytes() == original)
-    drift = wait_for("a drift event", lambda: ampd_proc.events("drift.detected"))
+    wait_for(lambda: generated.read_bytes() == original, what="prometheus.yml restored")
+    drift = wait_for(lambda: ampd_proc.events("drift.detected"), what="a drift event")
     assert drift[0]["name"] == "prometheus.yml"
     assert drift[0]["reason"] == "edited by hand"
     assert drift[0]["corrected"] is True
@@ -168,10 +169,10 @@ def test_hand_edit_only_reported_with_drift_report(
     edited = generated.read_bytes() + b"# a hand edit\n"
     generated.write_bytes(edited)
     res = wait_for(
-        "file reported OutOfSync",
         lambda: (
             (r := ampd_proc.resource("file", "prometheus.yml")) and r["sync"] == "OutOfSync" and r
         ),
+        what="file reported OutOfSync",
     )
     assert "drift reported" in res["message"]
     assert generated.read_bytes() == edited
@@ -191,14 +192,15 @@ def test_garbage_state_keeps_old_config_live(
 
     ampd_proc.write_state("version: 1\nprometheus:\n  listen: [oops\n")
     doc = wait_for(
-        "SpecValid=False", lambda: (s := ampd_proc.status()) and not s["spec"]["valid"] and s
+        lambda: s if (s := ampd_proc.status()) and not s["spec"]["valid"] else None,
+        what="SpecValid=False",
     )
     assert doc["spec"]["error"].startswith(f"{ampd_proc.state_file}:4:1: YAML syntax")
     assert "line 3, column 11" in doc["spec"]["error"]
     cond = ampd_proc.condition("SpecValid")
     assert cond is not None and cond["status"] == "False"
     assert (ampd_proc.state_dir / "generated" / "prometheus.yml").read_bytes() == generated
-    wait_for("job app still live", lambda: "app" in scrape_jobs(listen))
+    wait_for(lambda: "app" in scrape_jobs(listen), what="job app still live")
     assert resource(ampd_proc, "process", "prometheus")["health"] == "Healthy"
     human = ampd_proc.ampd("status")
     assert human.returncode == 3
@@ -206,7 +208,7 @@ def test_garbage_state_keeps_old_config_live(
 
     ampd_proc.write_state(base_state(prom, met))
     ampd_proc.wait_spec()
-    wait_for("job app gone after the fix", lambda: "app" not in scrape_jobs(listen))
+    wait_for(lambda: "app" not in scrape_jobs(listen), what="job app gone after the fix")
     assert resource(ampd_proc, "file", "prometheus.yml")["sync"] == "Synced"
     assert (ampd_proc.status() or {})["spec"]["valid"] is True
 
@@ -234,11 +236,11 @@ def test_crash_loop_is_degraded_with_stderr(
     ampd_proc.write_state(state)
     ampd_proc.start()
     res = wait_for(
-        "prometheus Degraded",
         lambda: (
             (r := ampd_proc.resource("process", "prometheus")) and r["health"] == "Degraded" and r
         ),
-        timeout=40,
+        40,
+        what="prometheus Degraded",
     )
     assert "crash-looping (exit 3)" in res["message"]
     assert "lock held" in res["message"]
@@ -259,6 +261,6 @@ def test_burst_of_edits_coalesces_and_last_wins(
             base_state(prom, met, jobs=[{"job": f"j{i}", "targets": ["127.0.0.1:1"]}])
         )
     ampd_proc.wait_spec()
-    wait_for("last edit live", lambda: scrape_jobs(listen) == {"prometheus", "ampd", "j49"})
+    wait_for(lambda: scrape_jobs(listen) == {"prometheus", "ampd", "j49"}, what="last edit live")
     passes = len(ampd_proc.events("reconcile.summary")) - before
     assert 1 <= passes <= 15, passes

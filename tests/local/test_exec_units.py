@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import pytest
 
-from tests.harness.fixtures_systemd import UNITS, drive, poll, prepare_state_dir
+from tests.harness.fixtures_systemd import UNITS, drive, prepare_state_dir
 from tests.harness.sysbox import SysBox
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
@@ -43,7 +44,11 @@ def box(ampd_box: SysBox) -> SysBox:
     ampd_box.run("install", "-d", "-o", "ampd", "-g", "ampd", DATA).check()
     ampd_box.write_file("/usr/local/bin/good", SCRIPT, mode=0o755)
     start(ampd_box, ["/usr/local/bin/good"])
-    poll("the script from /usr/local/bin ran", lambda: ampd_box.path(f"{DATA}/ran-good").exists())
+    wait_for(
+        lambda: ampd_box.path(f"{DATA}/ran-good").exists(),
+        what="the script from /usr/local/bin ran",
+        retry_on=(),
+    )
     drive(ampd_box, [("stop", "prometheus")])
     ampd_box.wait_for(UNIT, timeout=30, ActiveState="inactive")
     return ampd_box

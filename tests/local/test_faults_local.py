@@ -19,8 +19,9 @@ from ampd.gateways.imds import TIMEOUT as IMDS_TIMEOUT
 from tests.aws.test_faults_aws import proxy_up, with_proxy
 from tests.engine.test_faults import Rig, rig
 from tests.harness.execdir import trusted_dir
-from tests.harness.fixtures_local import prometheus_pids, wait_for
+from tests.harness.fixtures_local import prometheus_pids
 from tests.harness.imds import ImdsServer
+from tests.harness.wait import wait_for
 
 __all__ = ["rig"]  # the fixture, shared with tests/engine/test_faults.py
 
@@ -62,7 +63,7 @@ def test_crash_looping_server_is_backed_off_and_heals(rig: Rig, tmp_path: Path) 
     install(binary, CRASHING)
     for pid in prometheus_pids(str(rig.proc.state_dir)):
         os.kill(pid, signal.SIGKILL)
-    first = wait_for("a first crash", lambda: len(exits(rig)) >= 2, timeout=60)
+    first = wait_for(lambda: len(exits(rig)) >= 2, 60, what="a first crash")
     assert first
     start = time.monotonic()
     n0 = len(exits(rig))
@@ -71,7 +72,7 @@ def test_crash_looping_server_is_backed_off_and_heals(rig: Rig, tmp_path: Path) 
         res = rig.proc.resource("process", "prometheus")
         return res if res and "crash-looping (exit 3)" in (res["message"] or "") else None
 
-    res = wait_for("crash-looping reported with its exit status", looping, timeout=WINDOW)
+    res = wait_for(looping, WINDOW, what="crash-looping reported with its exit status")
     assert "giving up" in res["message"], res  # its stderr is shown too
     assert res["health"] == "Degraded"
     assert rig.proc.ampd("status").returncode == 3
@@ -80,7 +81,7 @@ def test_crash_looping_server_is_backed_off_and_heals(rig: Rig, tmp_path: Path) 
     assert rig.proc.proc.poll() is None
     left = WINDOW - (time.monotonic() - start)
     if left > 0:  # let the window run out; only counting happens meanwhile
-        wait_for("the window to pass", lambda: time.monotonic() - start >= WINDOW, left + 5)
+        wait_for(lambda: time.monotonic() - start >= WINDOW, left + 5, what="the window to pass")
     restarts = len(exits(rig)) - n0
     # each run lasts 0.5 s: a tight loop would crash ~40 times in 20 s; with a backoff
     # doubling from 1 s there are at most 5-6 (measured: see docs/reliability.md)
@@ -90,9 +91,9 @@ def test_crash_looping_server_is_backed_off_and_heals(rig: Rig, tmp_path: Path) 
     assert backoffs == sorted(backoffs) and backoffs[-1] >= 8, backoffs
     install(binary, GOOD)
     wait_for(
-        "prometheus back",
         lambda: (r := rig.proc.resource("process", "prometheus")) and r["health"] == "Healthy",
-        timeout=120,
+        120,
+        what="prometheus back",
     )
     assert rig.prom_ready()
     assert proxy_up(port)
@@ -119,16 +120,16 @@ def test_imds_slower_than_its_timeout(rig: Rig, imds: ImdsServer) -> None:
     cond = rig.condition("InstanceMetadata", "False", timeout=90)
     assert "did not answer in time" in cond["message"]
     generated = rig.proc.state_dir / "generated" / "prometheus.yml"
-    wait_for("prometheus.yml written", generated.exists, timeout=60)
+    wait_for(generated.exists, 60, what="prometheus.yml written")
     assert imds.instance_id not in generated.read_text()
-    wait_for("Prometheus up", lambda: len(prometheus_pids(str(rig.proc.state_dir))) == 1, 60)
+    wait_for(lambda: len(prometheus_pids(str(rig.proc.state_dir))) == 1, 60, what="Prometheus up")
     pid = rig.prom_pid()
     n = len(rig.proc.events("reconcile.summary"))
-    wait_for("another pass", lambda: len(rig.proc.events("reconcile.summary")) >= n + 1, 60)
+    wait_for(lambda: len(rig.proc.events("reconcile.summary")) >= n + 1, 60, what="another pass")
     slowest = max(float(e["duration_ms"]) for e in rig.proc.events("reconcile.summary"))
     assert slowest < 15_000, f"a pass took {slowest:.0f} ms"  # never hung on IMDS
     imds.delay = 0.0
     rig.condition("InstanceMetadata", "True", timeout=IMDS_RETRY + 60)
-    wait_for("the label live", lambda: imds.instance_id in generated.read_text(), 60)
+    wait_for(lambda: imds.instance_id in generated.read_text(), 60, what="the label live")
     assert rig.prom_pid() == pid
     assert rig.prom_ready()

@@ -21,9 +21,10 @@ import pytest
 from ampd.local.render.grafana import AMP_PLUGIN, bundled_dashboards
 from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_aws import DATA_PLANE_URL, REGION, AwsEnv
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
 from tests.harness.prom import Prometheus, prometheus_available
 from tests.harness.sample_app import SampleApp
+from tests.harness.wait import wait_for
 
 STANDIN = Path(__file__).parents[1] / "harness" / "grafana_standin.py"
 
@@ -97,12 +98,12 @@ def test_grafana_started_reloaded_restarted_and_stopped(
     ampd_proc.write_state(state(grafana, metrics))
     ampd_proc.start()
     res = wait_for(
-        "grafana healthy",
         lambda: (r := ampd_proc.resource("process", "grafana")) and r["health"] == "Healthy" and r,
-        timeout=40,
+        40,
+        what="grafana healthy",
     )
     pid = int(res["message"].split()[-1])
-    (first,) = wait_for("the stand-in started", lambda: starts(ampd_proc))
+    (first,) = wait_for(lambda: starts(ampd_proc), what="the stand-in started")
     assert first["pid"] == pid
     ws_id = ampd_proc.status()["workspace"]["id"]  # type: ignore[index]
     (ds,) = first["datasources"]
@@ -140,16 +141,16 @@ def test_grafana_started_reloaded_restarted_and_stopped(
         )
     )
     wait_for(
-        "a second start on the new port",
         lambda: len(s := starts(ampd_proc)) == 2 and s[1]["listen"] == f"127.0.0.1:{port2}",
+        what="a second start on the new port",
     )
     wait_for(
-        "grafana healthy on the new port",
         lambda: (
             (r := ampd_proc.resource("process", "grafana"))
             and r["health"] == "Healthy"
             and r["message"] != f"pid {pid}"
         ),
+        what="grafana healthy on the new port",
     )
     assert answers(f"127.0.0.1:{port2}")
     assert not answers(f"127.0.0.1:{port}")
@@ -158,13 +159,13 @@ def test_grafana_started_reloaded_restarted_and_stopped(
     new_pid = starts(ampd_proc)[1]["pid"]
     ampd_proc.write_state(state({**grafana, "enabled": False}, metrics))
     ampd_proc.wait_spec()
-    wait_for("the stand-in stopped", lambda: not answers(f"127.0.0.1:{port2}"))
+    wait_for(lambda: not answers(f"127.0.0.1:{port2}"), what="the stand-in stopped")
     wait_for(
-        "its process gone",
         lambda: (
             not Path(f"/proc/{new_pid}").exists()
             or "Z" in Path(f"/proc/{new_pid}/stat").read_text().split()[2]
         ),
+        what="its process gone",
     )
     assert ampd_proc.resource("process", "grafana") is None
 
@@ -257,22 +258,22 @@ def test_real_grafana_loads_the_provisioning(
     ampd_proc.write_state(state(grafana, metrics))
     ampd_proc.start()
     wait_for(
-        "grafana healthy",
         lambda: (r := ampd_proc.resource("process", "grafana")) and r["health"] == "Healthy",
-        timeout=60,
+        60,
+        what="grafana healthy",
     )
     password = (ampd_proc.state_dir / "grafana-secrets" / "admin-password").read_text().strip()
     listen = f"127.0.0.1:{port}"
     ds = wait_for(
-        "the provisioned data source",
         lambda: admin_get(listen, "/api/datasources/uid/ampd-amp", password),
+        what="the provisioned data source",
     )
     assert ds["jsonData"]["sigV4Auth"] is True
     found = wait_for(
-        "the bundled dashboards",
         lambda: (
             {d["uid"] for d in admin_get(listen, "/api/search?type=dash-db", password)}
             >= {"ampd-host", "ampd-self"}
         ),
+        what="the bundled dashboards",
     )
     assert found

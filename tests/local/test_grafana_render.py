@@ -23,8 +23,9 @@ from ampd.local.render.files import render_all
 from ampd.local.render.grafana import AMP_PLUGIN, bundled_dashboards
 from ampd.spec.models import StateSpec
 from tests.harness.execdir import trusted_dir
-from tests.harness.fixtures_local import free_port, wait_for
+from tests.harness.fixtures_local import free_port
 from tests.harness.grafana_standin import check_datasource
+from tests.harness.wait import wait_for
 
 STANDIN = Path(__file__).parents[1] / "harness" / "grafana_standin.py"
 
@@ -278,7 +279,7 @@ def test_provisioned_values_reach_grafana_literally_never_expanded(tmp_path: Pat
                 assert proc.poll() is None, log.read_text()
                 return None
 
-        listed = wait_for("the stand-in's data source list", lambda: get("/api/datasources"))
+        listed = wait_for(lambda: get("/api/datasources"), what="the stand-in's data source list")
         assert [ds["name"] for ds in listed] == [name]
         assert secret not in json.dumps(listed)
         found = get("/api/search")

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from tests.harness.fixtures_aws import DATA_PLANE_URL, REGION, AwsEnv
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
+from tests.harness.wait import wait_for
 from tests.local.test_grafana_daemon import standin_binary
 
 pytestmark = [
@@ -97,7 +98,7 @@ def test_every_listener_of_the_process_tree_is_on_loopback(
         mine = [s for s in listening() if s[2] & tree]
         return mine if set(ports.values()) <= {s[1] for s in mine} else None
 
-    mine = wait_for("every expected listener in ampd's tree", ours, timeout=60)
+    mine = wait_for(ours, 60, what="every expected listener in ampd's tree")
     wide = [(h, p) for h, p, _ in mine if h not in LOOPBACK]
     assert wide == [], f"listening beyond loopback: {wide} (all: {mine})"
     # the four asked for, and nothing the state file did not ask for

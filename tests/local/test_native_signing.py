@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.harness.fixtures_local import wait_for
 from tests.harness.prombins import PromBin
 from tests.harness.stack import Stack
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.prometheus]
 
@@ -35,7 +35,7 @@ def test_auto_signs_natively_only_with_a_prometheus_that_can_sign(
         assert state["prometheus"]["remote_write"]["signing"] == "auto"
         st.ampd.write_state(state)
         st.ampd.start()
-        wait_for("RemoteWriteFlowing=True", lambda: flowing(st), timeout=90)
+        wait_for(lambda: flowing(st), 90, what="RemoteWriteFlowing=True")
         generated = (st.ampd.state_dir / "generated" / "prometheus.yml").read_text()
         proxy = st.ampd.resource("process", "sigv4-proxy")
         if prometheus_bin.can_sign:

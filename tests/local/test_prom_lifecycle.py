@@ -19,8 +19,9 @@ from ampd.engine.status import status_document
 from ampd.engine.statusview import render_human
 from ampd.gateways.paths import Paths
 from ampd.wiring import reconciler
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
 from tests.harness.prombins import PromBin
+from tests.harness.wait import wait_for
 from tests.local.passes import FlakyRuntime
 from tests.local.test_daemon_local import base_state, resource
 from tests.local.test_reload_check import BAD
@@ -85,15 +86,16 @@ def test_a_reload_that_failed_outside_ampd_is_reported_by_the_next_pass(
     ampd_proc.start()
     ampd_proc.wait_healthy(60)
     wait_for(
-        "PrometheusConfigLoaded=True", lambda: (c := loaded(ampd_proc)) and c["status"] == "True"
+        lambda: (c := loaded(ampd_proc)) and c["status"] == "True",
+        what="PrometheusConfigLoaded=True",
     )
     pid = prom_pid(ampd_proc)
     (ampd_proc.state_dir / "generated" / "prometheus.yml").write_bytes(BAD)
     os.kill(pid, signal.SIGHUP)
     cond = wait_for(
-        "PrometheusConfigLoaded=False",
         lambda: (c := loaded(ampd_proc)) and c["status"] == "False" and c,
-        timeout=45,  # the next timer pass: 10 s while drift is reported
+        45,
+        what="PrometheusConfigLoaded=False",
     )
     assert cond["reason"] == "ReloadFailed"
     assert prom_pid(ampd_proc) == pid  # it runs what it had; nothing was restarted

@@ -27,9 +27,9 @@ from ampd.local.render.files import queue_fingerprint, render_prometheus
 from ampd.spec.load import load_spec
 from tests.harness.aio import free_port
 from tests.harness.clock import FakeClock
-from tests.harness.fixtures_local import wait_for
 from tests.harness.prom import Prometheus, PrometheusError
 from tests.harness.prombins import PromBin
+from tests.harness.wait import wait_for
 
 pytestmark = pytest.mark.prometheus
 
@@ -156,7 +156,7 @@ def listen_of(p: Prometheus) -> str:
 def test_down_then_up(agent_down: tuple[Prometheus, int]) -> None:
     agent, target = agent_down
     listen = listen_of(agent)
-    wait_for("samples pending", lambda: (s := read_queues(listen)) and s.pending > 0, 60)
+    wait_for(lambda: (s := read_queues(listen)) and s.pending > 0, 60, what="samples pending")
 
     held = wait_drained(listen, 1.0)
     assert not held.drained
@@ -166,7 +166,7 @@ def test_down_then_up(agent_down: tuple[Prometheus, int]) -> None:
     assert snap is not None
     amp = snap.queue("amp")
     assert amp is not None and amp.shards >= 1
-    wait_for("retries counted", lambda: (q := read_queues(listen)) and q.queues[0].retried > 0)
+    wait_for(lambda: (q := read_queues(listen)) and q.queues[0].retried > 0, what="retries counted")
 
     with Prometheus(mode="server", remote_write_receiver=True, port=target) as receiver:
         done = wait_drained(listen, 60.0)
@@ -223,7 +223,7 @@ def test_scrape_only_reload_keeps_the_queue_label_change_rebuilds_it(
 
     binary = str(prometheus_bin.binary)
     with Prometheus(first.decode(), mode="agent", port=port, binary=binary) as agent:
-        wait_for("samples pending", lambda: (s := read_queues(listen)) and s.pending > 0, 60)
+        wait_for(lambda: (s := read_queues(listen)) and s.pending > 0, 60, what="samples pending")
         before = read_queues(listen)
         assert before is not None
         agent.config_path.write_bytes(jobs_edit)
@@ -238,7 +238,7 @@ def test_scrape_only_reload_keeps_the_queue_label_change_rebuilds_it(
         # for up to its flush deadline (1 min), then drops what the queue held.
         agent.config_path.write_bytes(label_edit)
         threading.Thread(target=_reload_quietly, args=(agent,), daemon=True).start()
-        wait_for("the queue rebuilt", lambda: stops(agent) == 1)
+        wait_for(lambda: stops(agent) == 1, what="the queue rebuilt")
         assert agent.process is not None
         agent.process.kill()  # a clean stop would wait out the same flush deadline
 

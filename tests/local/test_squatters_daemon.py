@@ -22,8 +22,9 @@ from typing import Any
 import pytest
 
 from tests.harness.fixtures_aws import DATA_PLANE_URL, REGION, AwsEnv
-from tests.harness.fixtures_local import AmpdProcess, free_port, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port
 from tests.harness.squatter import Squatter
+from tests.harness.wait import wait_for
 from tests.local.test_grafana_daemon import standin_binary
 
 pytestmark = [
@@ -65,7 +66,9 @@ def _squatted(ampd: AmpdProcess) -> dict[str, Any] | None:
 def _passes_after(ampd: AmpdProcess, n: int) -> None:
     """Wait until ``n`` more passes have written status (a pass ends with its summary)."""
     start = len(ampd.events("reconcile.summary"))
-    wait_for(f"{n} more passes", lambda: len(ampd.events("reconcile.summary")) >= start + n, 60)
+    wait_for(
+        lambda: len(ampd.events("reconcile.summary")) >= start + n, 60, what=f"{n} more passes"
+    )
 
 
 def _assert_named(cond: dict[str, Any], listen: str, process: str, uid: int) -> None:
@@ -83,7 +86,7 @@ def test_a_port_taken_before_start_is_named_and_sent_nothing(
         squatter.wait_bound(10)
         ampd_proc.write_state(_state(ports, tmp_path, grafana=victim == "grafana"))
         ampd_proc.start()
-        cond = wait_for("ListenersOwned=False", lambda: _squatted(ampd_proc), 60)
+        cond = wait_for(lambda: _squatted(ampd_proc), 60, what="ListenersOwned=False")
         _assert_named(cond, listen, victim, squatter.uid)
         _passes_after(ampd_proc, 2)  # ampd keeps looking, and keeps sending nothing
         res = ampd_proc.resource("process", victim)
@@ -124,13 +127,13 @@ def test_the_proxy_port_taken_in_a_restart_window(
     ampd_proc.wait_healthy(timeout=90)
     owned = ampd_proc.condition("ListenersOwned")
     assert owned is not None and owned["status"] == "True", owned
-    [pid] = wait_for("the proxy's pid", lambda: _proxy_pids(ampd_proc.state_dir), 30)
+    [pid] = wait_for(lambda: _proxy_pids(ampd_proc.state_dir), 30, what="the proxy's pid")
     # The squatter spins on bind(); the proxy dies; the port is the squatter's long before
     # the supervisor's new proxy has even imported Python.
     with Squatter("127.0.0.1", ports["sigv4-proxy"], bind_for=30) as squatter:
         os.kill(pid, signal.SIGKILL)
         squatter.wait_bound(30)
-        cond = wait_for("ListenersOwned=False", lambda: _squatted(ampd_proc), 60)
+        cond = wait_for(lambda: _squatted(ampd_proc), 60, what="ListenersOwned=False")
         _assert_named(cond, listen, "sigv4-proxy", squatter.uid)
         _passes_after(ampd_proc, 2)
         flow = ampd_proc.condition("RemoteWriteFlowing")

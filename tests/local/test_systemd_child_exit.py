@@ -28,8 +28,8 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.harness.fixtures_systemd import poll
 from tests.harness.sysbox import SysBox
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow, pytest.mark.prometheus]
 
@@ -140,17 +140,19 @@ def start_ampd(box: SysBox) -> tuple[str, str]:
     box.run("systemctl", "start", "ampd.service", timeout=90).check()
     box.wait_for("ampd.service", timeout=60, ActiveState="active")
     ampd_pid = box.show("ampd.service", "MainPID")["MainPID"]
-    pid = poll(
-        "Prometheus running",
+    pid = wait_for(
         functools.partial(new_main_pid, box, "0"),
         60,
-        functools.partial(why, box),
+        what="Prometheus running",
+        retry_on=(),
+        detail=functools.partial(why, box),
     )
-    poll(
-        "a first Healthy status",
+    wait_for(
         functools.partial(prometheus_healthy, box, pid),
         90,
-        functools.partial(why, box),
+        what="a first Healthy status",
+        retry_on=(),
+        detail=functools.partial(why, box),
     )
 
     return ampd_pid, pid
@@ -166,31 +168,36 @@ def test_kill_9_of_prometheus_is_restarted_at_once_and_noticed_by_ampd(
     healthy_times: list[float] = []
     for i in range(KILLS):
         up_until = time.monotonic() + UP
-        poll(f"kill {i}: {UP:.0f} s up", functools.partial(_past, up_until), UP + 5)
+        wait_for(
+            functools.partial(_past, up_until), UP + 5, what=f"kill {i}: {UP:.0f} s up", retry_on=()
+        )
         old = pid
         killed_wall = time.time()
         killed = time.monotonic()
         box.run("kill", "-9", old).check()
 
-        pid = poll(
-            f"kill {i}: a new MainPID",
+        pid = wait_for(
             functools.partial(new_main_pid, box, old),
             10,
-            functools.partial(why, box),
+            what=f"kill {i}: a new MainPID",
+            retry_on=(),
+            detail=functools.partial(why, box),
         )
         new_pid_s = time.monotonic() - killed
-        entry = poll(
-            f"kill {i}: a pass triggered by exit:prometheus",
+        entry = wait_for(
             functools.partial(exit_pass, box, ampd_pid, killed_wall),
             10,
-            functools.partial(why, box),
+            what=f"kill {i}: a pass triggered by exit:prometheus",
+            retry_on=(),
+            detail=functools.partial(why, box),
         )
         pass_s = int(entry["__REALTIME_TIMESTAMP"]) / 1e6 - killed_wall
-        healthy = poll(
-            f"kill {i}: Prometheus Healthy with pid {pid}",
+        healthy = wait_for(
             functools.partial(prometheus_healthy, box, pid),
             HEALTHY_WITHIN,
-            functools.partial(why, box),
+            what=f"kill {i}: Prometheus Healthy with pid {pid}",
+            retry_on=(),
+            detail=functools.partial(why, box),
         )
         healthy_s = time.monotonic() - killed
         healthy_times.append(healthy_s)
@@ -261,17 +268,23 @@ def test_a_crash_loop_ends_in_failed_and_ampd_does_not_drive_it(ampd_box: SysBox
     install_binary(box, CRASHING)
     since = time.time()
     box.run("kill", "-9", pid).check()
-    looping = poll(
-        "crash-looping in status.json",
+    looping = wait_for(
         functools.partial(crash_looping, box),
         30,
-        functools.partial(why, box),
+        what="crash-looping in status.json",
+        retry_on=(),
+        detail=functools.partial(why, box),
     )
     failed_s = time.time() - since
     assert looping["health"] == "Degraded", looping
     props = box.show(UNIT, "ActiveState", "Result")
     assert props["ActiveState"] == "failed", props  # systemd gave up: its start limit
-    poll("the window", functools.partial(_past, time.monotonic() + LOOP_WINDOW - failed_s), 30)
+    wait_for(
+        functools.partial(_past, time.monotonic() + LOOP_WINDOW - failed_s),
+        30,
+        what="the window",
+        retry_on=(),
+    )
     runs = runs_of(box, since)
     print(f"crash loop: failed after {failed_s:.1f} s; {runs} runs in {LOOP_WINDOW:.0f} s")
     # a restart per exit (what ampd would drive with reset-failed) is ~40 runs in 25 s
@@ -279,7 +292,13 @@ def test_a_crash_loop_ends_in_failed_and_ampd_does_not_drive_it(ampd_box: SysBox
 
     install_binary(box, None)
     fixed = time.monotonic()
-    s = poll("Healthy again", functools.partial(healthy_any, box), 60, functools.partial(why, box))
+    s = wait_for(
+        functools.partial(healthy_any, box),
+        60,
+        what="Healthy again",
+        retry_on=(),
+        detail=functools.partial(why, box),
+    )
     print(f"fixed binary -> Healthy after {time.monotonic() - fixed:.1f} s (backoff 30 s)")
     assert s["health"] == "Healthy", s
 

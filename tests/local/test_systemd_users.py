@@ -23,9 +23,9 @@ from tests.harness.fixtures_systemd import (
     VENV_PYTHON,
     drive,
     install_standin,
-    poll,
 )
 from tests.harness.sysbox import SysBox
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
@@ -120,7 +120,9 @@ def probe_result(box: SysBox, unit: str) -> dict[str, str]:
                 return result
         return None
 
-    return poll(f"{unit} probed its reads", found, 30, lambda: box.journal(unit))
+    return wait_for(
+        found, 30, what=f"{unit} probed its reads", retry_on=(), detail=lambda: box.journal(unit)
+    )
 
 
 def probe(name: str, paths: list[str]) -> dict[str, Any]:

@@ -38,8 +38,9 @@ from ampd.errors import AmpdError, SpecError
 from ampd.gateways.statesource import SourceFetcher, parse_ref
 from ampd.source.open import open_source
 from tests.harness.fixtures_aws import AwsEnv
-from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids
 from tests.harness.fuzzgen import KINDS, SEED, fuzz_settings, run_timed, state_file, state_files
+from tests.harness.wait import wait_for
 
 EXAMPLES = int(os.environ.get("AMPD_SOURCE_FUZZ_EXAMPLES", "300"))
 DAEMON_CASES = int(os.environ.get("AMPD_SOURCE_DAEMON_FUZZ_CASES", "50"))
@@ -237,7 +238,7 @@ def test_daemon_keeps_the_last_good_pipeline_on_bad_ssm_versions(
                 ok = c and c["status"] == "False" and c["message"].startswith(first)
                 return c if ok else None
 
-            cond = wait_for(f"{kind} case {attempt} reported: {text[:100]!r}", reported, 30)
+            cond = wait_for(reported, 30, what=f"{kind} case {attempt} reported: {text[:100]!r}")
             assert re.match(rf"^ssm:{NAME}:[1-9]\d*:[1-9]\d*: ", cond["message"])
             assert "running the last good version" in cond["message"]
             assert prometheus_pids(marker) == pids, f"Prometheus restarted on {text[:200]!r}"
@@ -248,11 +249,11 @@ def test_daemon_keeps_the_last_good_pipeline_on_bad_ssm_versions(
         # a good version goes live by a reload of the same Prometheus
         put(NAME, good_state(port, [*app, {"job": "new", "targets": ["127.0.0.1:2"]}]))
         proc.proc.send_signal(signal.SIGHUP)
-        wait_for("the good version live", lambda: b'"new"' in generated.read_bytes(), 60)
+        wait_for(lambda: b'"new"' in generated.read_bytes(), 60, what="the good version live")
         wait_for(
-            "StateSourceValid=True",
             lambda: (c := proc.condition("StateSourceValid")) and c["status"] == "True",
             30,
+            what="StateSourceValid=True",
         )
         assert prometheus_pids(marker) == pids
         print(f"\nsource daemon fuzz: {sum(tried.values())} bad versions in {took:.1f} s")

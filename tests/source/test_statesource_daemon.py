@@ -11,7 +11,8 @@ import pytest
 import yaml
 
 from tests.harness.fixtures_aws import AwsEnv
-from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids, wait_for
+from tests.harness.fixtures_local import AmpdProcess, free_port, prometheus_pids
+from tests.harness.wait import wait_for
 
 pytestmark = pytest.mark.skipif(
     not Path("/usr/bin/prometheus").exists(), reason="needs Debian's prometheus package"
@@ -53,19 +54,21 @@ def test_daemon_follows_an_ssm_state_and_keeps_the_last_good_one(
     proc.start()
     try:
         doc = wait_for(
-            "Synced and Healthy",
             lambda: (s := proc.status()) and s["health"] == "Healthy" and s,
             90,
+            what="Synced and Healthy",
         )
         assert doc["spec"]["file"] == f"ssm:{NAME}"
-        assert wait_for("StateSourceValid", lambda: condition(proc, "StateSourceValid", "True"), 30)
+        assert wait_for(
+            lambda: condition(proc, "StateSourceValid", "True"), 30, what="StateSourceValid"
+        )
         [pid] = prometheus_pids(str(proc.state_dir))
 
         jobs = [{"job": "extra", "targets": ["127.0.0.1:9"]}]
         ssm.put_parameter(Name=NAME, Value=state(port, jobs), Type="SecureString", Overwrite=True)
         generated = proc.state_dir / "generated" / "prometheus.yml"
         wait_for(
-            "the new version applied", lambda: 'job_name: "extra"' in generated.read_text(), 60
+            lambda: 'job_name: "extra"' in generated.read_text(), 60, what="the new version applied"
         )
         assert prometheus_pids(str(proc.state_dir)) == [pid]  # reloaded, not restarted
 
@@ -73,7 +76,7 @@ def test_daemon_follows_an_ssm_state_and_keeps_the_last_good_one(
             Name=NAME, Value="version: 1\nprometheus: [", Type="SecureString", Overwrite=True
         )
         bad = wait_for(
-            "StateSourceValid=False", lambda: condition(proc, "StateSourceValid", "False"), 60
+            lambda: condition(proc, "StateSourceValid", "False"), 60, what="StateSourceValid=False"
         )
         assert f"ssm:{NAME}:" in bad["message"]  # the position names the source
         assert 'job_name: "extra"' in generated.read_text()  # the last good one keeps running
@@ -97,7 +100,7 @@ def test_daemon_holds_a_destructive_version_until_it_is_acknowledged(
     proc.state_file = Path(f"ssm:{NAME}")
     proc.start()
     try:
-        wait_for("Healthy", lambda: (s := proc.status()) and s["health"] == "Healthy", 90)
+        wait_for(lambda: (s := proc.status()) and s["health"] == "Healthy", 90, what="Healthy")
         [pid] = prometheus_pids(str(proc.state_dir))
         generated = proc.state_dir / "generated" / "prometheus.yml"
         before = generated.read_text()
@@ -107,13 +110,13 @@ def test_daemon_holds_a_destructive_version_until_it_is_acknowledged(
             Name=NAME, Value=yaml.safe_dump(stop), Type="SecureString", Overwrite=True
         )
         held = wait_for(
-            "StateSourceHeld=True", lambda: condition(proc, "StateSourceHeld", "True"), 60
+            lambda: condition(proc, "StateSourceHeld", "True"), 60, what="StateSourceHeld=True"
         )
         assert held["message"].startswith(f"ssm:{NAME} version 2 held: stops Prometheus")
         line = wait_for(
-            "the held version in STATUS=",
             lambda: (s := proc.status()) and "StateSourceHeld" in s["line"] and s["line"],
             30,
+            what="the held version in STATUS=",
         )
         assert "ampd apply --accept 2" in line
         assert (doc := proc.status()) is not None and doc["sync"] == "OutOfSync"  # exit 2
@@ -124,7 +127,9 @@ def test_daemon_holds_a_destructive_version_until_it_is_acknowledged(
         ssm.put_parameter(
             Name=NAME, Value=yaml.safe_dump(stop), Type="SecureString", Overwrite=True
         )
-        wait_for("StateSourceHeld=False", lambda: condition(proc, "StateSourceHeld", "False"), 60)
-        wait_for("Prometheus stopped", lambda: not prometheus_pids(str(proc.state_dir)), 60)
+        wait_for(
+            lambda: condition(proc, "StateSourceHeld", "False"), 60, what="StateSourceHeld=False"
+        )
+        wait_for(lambda: not prometheus_pids(str(proc.state_dir)), 60, what="Prometheus stopped")
     finally:
         assert proc.stop() == 0

@@ -13,8 +13,9 @@ import json
 
 import pytest
 
-from tests.harness.fixtures_systemd import VENV_PYTHON, drive, poll, prepare_state_dir
+from tests.harness.fixtures_systemd import VENV_PYTHON, drive, prepare_state_dir
 from tests.harness.sysbox import SysBox
+from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
@@ -131,17 +132,24 @@ def test_ampd_fences_a_running_child_live_and_its_packets_drop(ampd_box: SysBox)
     out = drive(box, [("set_imds", {"name": "prometheus", "allowed": False}), ("start", probe)])
     assert out == [None, None], out
     assert IMDS_IP in deny(box, PROM_UNIT) and "fd00:ec2::254" in deny(box, PROM_UNIT)
-    first = poll("the child's first look", lambda: seen(box), why=lambda: box.journal(PROM_UNIT))
+    first = wait_for(
+        lambda: seen(box),
+        what="the child's first look",
+        retry_on=(),
+        detail=lambda: box.journal(PROM_UNIT),
+    )
     assert first[1] == "blocked: TimeoutError", first  # dropped, not refused
 
     # the same unit, still running, allowed again: it reaches the stand-in, no restart
     assert drive(box, [("set_imds", {"name": "prometheus", "allowed": True})]) == [None]
     assert deny(box, PROM_UNIT) == ""
-    opened = poll("the child reaching IMDS", lambda: seen_if(box, opened=True))
+    opened = wait_for(
+        lambda: seen_if(box, opened=True), what="the child reaching IMDS", retry_on=()
+    )
     assert opened[0] == first[0], "the same process: applied live"
     # and fenced again, live
     drive(box, [("set_imds", {"name": "prometheus", "allowed": False})])
-    again = poll("the child fenced again", lambda: seen_if(box, opened=False))
+    again = wait_for(lambda: seen_if(box, opened=False), what="the child fenced again", retry_on=())
     assert again == (first[0], "blocked: TimeoutError")
     drive(box, [("stop", "prometheus")])
 
