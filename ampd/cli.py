@@ -34,6 +34,7 @@ def _wait_option(p: argparse.ArgumentParser) -> None:
 
 
 def _parser() -> argparse.ArgumentParser:
+    # Long on purpose: the whole command line, one block per command.
     p = argparse.ArgumentParser(prog="ampd", description=__doc__)
     p.add_argument(
         "--state",

@@ -73,6 +73,7 @@ class Daemon:
         """Signals, the spec loaded, READY=1; then the rest of start-up (the runtime, the
         AWS side, what a pass renders with: most of it is importing them). Its status says
         the first pass is pending."""
+        # Long on purpose: start-up in order (signals, READY=1, collaborators, loop, shutdown).
         self.loop = asyncio.get_running_loop()
         memory.limit_arenas()
         for sig, handler in (

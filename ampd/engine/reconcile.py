@@ -177,6 +177,7 @@ class Reconciler(Generic[W]):
     def _summary(
         self, rid: str, started: float, t0: float, results: Sequence[SideResult]
     ) -> PassSummary:
+        # Long on purpose: one record built field by field from what the pass saw.
         now = time.time()
         spec_ok = self.spec_error is None
         spec_cond = Condition(

@@ -189,6 +189,7 @@ def foreign_principals(
 
 def desired_iam(spec: StateSpec, *, account: str, ws_arn: str) -> DesiredSet:
     """``account`` is the caller's (STS, or the instance identity document)."""
+    # Long on purpose: one entry per role and its parts, in the order AWS needs them.
     iam = spec.iam
     if iam is None:
         return DesiredSet()

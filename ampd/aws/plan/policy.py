@@ -136,6 +136,7 @@ def _n(i: int) -> str:
 
 def manage_policy(p: PolicyInputs) -> dict[str, Any]:
     """What a ``mode: manage`` pass over this state calls, on this stack's resources only."""
+    # Long on purpose: the policy document itself: one statement per block, read top to bottom.
     spec, arns, ws_arn = p.spec, p.arns, p.ws_arn
     ws = spec.workspace
     out = _reads(p)
@@ -203,6 +204,7 @@ def _manage_iam(p: PolicyInputs) -> list[dict[str, Any] | None]:
     and ownership tag; its policies are written only while it carries that boundary (so
     nothing written can exceed it); its trust is changed, and a profile's roles swapped,
     only while it carries the stack's tag."""
+    # Long on purpose: the IAM statements, one per block, each scoped to the stack.
     spec, arns = p.spec, p.arns
     roles, profiles = p.roles(), p.profiles()
     if not roles:

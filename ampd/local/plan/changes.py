@@ -133,6 +133,7 @@ def plan_processes(
 ) -> tuple[Plan, float | None]:
     """Process changes, and the wall-clock time a backoff asks to be woken at (if any).
     ``unrecorded``: inputs written by a pass that did not finish (see unrecorded_files)."""
+    # Long on purpose: the process decision table, per process, in one place.
     changes: list[Change] = []
     skipped: list[Skipped] = []
     wake: float | None = None

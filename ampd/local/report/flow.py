@@ -96,6 +96,7 @@ class FlowTracker:
         now: float | None = None,
     ) -> Verdict:
         """``now`` (seconds, any clock) enables the window; without it every call closes one."""
+        # Long on purpose: the remote-write evidence rules, in the order they are decided.
         if prom_text is None:
             return Verdict(
                 ConditionStatus.UNKNOWN, "NoMetrics", "Prometheus /metrics did not answer"
