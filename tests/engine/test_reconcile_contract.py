@@ -21,7 +21,6 @@ from ampd.core import (
     Command,
     ConditionStatus,
     Kind,
-    ProcessState,
     ResourceKey,
     SideResult,
 )
@@ -41,43 +40,7 @@ from tests.harness.execdir import trusted_dir
 from tests.harness.fixtures_aws import AwsEnv
 from tests.harness.fixtures_local import AmpdProcess, free_port
 from tests.harness.wait import wait_for
-
-
-class FlakyRuntime:
-    """A runtime gateway with a bug: ``observe`` raises RuntimeError until fixed."""
-
-    name = "fake"
-
-    def __init__(self) -> None:
-        self.broken = True
-        self.started: list[str] = []
-
-    def observe(self, name: str) -> ProcessState:
-        if self.broken:
-            raise RuntimeError("observe exploded")
-        return ProcessState(name, running=name in self.started)
-
-    def start(self, command: Command) -> None:
-        self.started.append(command.name)
-
-    def stop(self, name: str, timeout: float = 10.0) -> None:
-        self.started.remove(name)
-
-    def restart(self, command: Command) -> None:
-        pass
-
-    def reload(self, name: str) -> None:
-        pass
-
-    def forget_data(self, name: str) -> None:
-        if name in self.started:
-            self.started.remove(name)
-
-    def set_imds(self, name: str, allowed: bool) -> None:
-        pass
-
-    def shutdown(self, timeout: float = 15.0) -> None:
-        pass
+from tests.local.passes import FlakyRuntime
 
 
 def write(path: Path, data: dict[str, Any]) -> Path:
