@@ -6,114 +6,94 @@ manages AWS from a CI job, is a normal use. Unknown keys are errors.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    BaseModel,
-    ConfigDict,
     Field,
     StringConstraints,
     model_validator,
 )
 
+from ampd.spec.iam import (
+    AccountId,
+    IamSpec,
+    PolicyRef,
+    Principal,
+    ReaderSpec,
+    WriterSpec,
+)
 from ampd.spec.named import NamedFile, named_files
+from ampd.spec.prometheus import (
+    InstanceLabel,
+    PrometheusSpec,
+    QueueSpec,
+    RemoteWriteSpec,
+    ScrapeConfigSpec,
+)
+from ampd.spec.types import (
+    AbsPath,
+    Alias,
+    Arn,
+    Duration,
+    FilePath,
+    IamName,
+    LabelName,
+    Listen,
+    Region,
+    StackName,
+    Strict,
+    TagKey,
+    TagValue,
+    UserName,
+    duration_seconds,
+    split_listen,
+)
+from ampd.spec.workspace import AlertmanagerSpec, LoggingSpec, RuleGroupSpec, WorkspaceSpec
 
-_DURATION_RE = re.compile(r"^(?P<n>\d+)(?P<unit>ms|s|m|h|d)$")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-
-
-def duration_seconds(text: str) -> float:
-    """``15s`` -> 15.0. Raises ValueError for anything else."""
-    m = _DURATION_RE.match(text)
-    if not m:
-        raise ValueError(f"{text!r} is not a duration: use a number and a unit, e.g. 15s, 5m, 1h")
-    return int(m.group("n")) * _UNIT_SECONDS[m.group("unit")]
-
-
-def _check_duration(text: str) -> str:
-    if duration_seconds(text) <= 0:
-        raise ValueError(f"{text!r} must be longer than zero")
-    return text
-
-
-Duration = Annotated[
-    str,
-    StringConstraints(pattern=r"^\d+(ms|s|m|h|d)$"),
-    AfterValidator(_check_duration),
-    Field(json_schema_extra={"examples": ["15s", "5m", "1h"]}),
+__all__ = [
+    "AbsPath",
+    "AccountId",
+    "AlertmanagerSpec",
+    "Alias",
+    "Arn",
+    "AwsSpec",
+    "DatasourceSpec",
+    "Duration",
+    "FilePath",
+    "GrafanaSpec",
+    "IamName",
+    "IamSpec",
+    "InstanceLabel",
+    "LabelName",
+    "Listen",
+    "LoggingSpec",
+    "MetricsSpec",
+    "NamedFile",
+    "PolicyRef",
+    "Principal",
+    "PrometheusSpec",
+    "ProxySpec",
+    "QueueSpec",
+    "ReaderSpec",
+    "Region",
+    "RemoteWriteSpec",
+    "RolloutSpec",
+    "RuleGroupSpec",
+    "ScrapeConfigSpec",
+    "StackName",
+    "StateSourceSpec",
+    "StateSpec",
+    "Strict",
+    "TagKey",
+    "TagValue",
+    "UserName",
+    "WorkspaceSpec",
+    "WriterSpec",
+    "duration_seconds",
+    "split_listen",
 ]
-
-
-def split_listen(text: str) -> tuple[str, int]:
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"{text!r} is not HOST:PORT, e.g. 127.0.0.1:9090")
-    host = host.strip("[]")
-    if host != "localhost":
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            raise ValueError(f"{host!r} is not an IP address or 'localhost'") from None
-    n = int(port)
-    if not 1 <= n <= 65535:
-        raise ValueError(f"port {n} is out of range 1-65535")
-    return host, n
-
-
-def _check_listen(text: str) -> str:
-    split_listen(text)
-    return text
-
-
-Listen = Annotated[
-    str, AfterValidator(_check_listen), Field(json_schema_extra={"examples": ["127.0.0.1:9090"]})
-]
-
-_REGION_RE = re.compile(r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-\d$")
-
-
-def _check_region(text: str) -> str:
-    if text != "auto" and not _REGION_RE.match(text):
-        raise ValueError(f"{text!r} is not an AWS region (e.g. eu-west-1) or 'auto'")
-    return text
-
-
-Region = Annotated[str, AfterValidator(_check_region)]
-
-_ARN_RE = re.compile(r"^arn:aws[a-z-]*:[a-z0-9-]+:[a-z0-9-]*:\d{12}:.+$")
-
-
-def _check_arn(text: str) -> str:
-    if not _ARN_RE.match(text):
-        raise ValueError(f"{text!r} is not an ARN (arn:aws:SERVICE:REGION:ACCOUNT:RESOURCE)")
-    return text
-
-
-Arn = Annotated[str, AfterValidator(_check_arn)]
-
-# AMP: alias 1-100 characters; IAM role names 1-64 of [\w+=,.@-].
-Alias = Annotated[str, StringConstraints(min_length=1, max_length=100)]
-IamName = Annotated[str, StringConstraints(pattern=r"^[\w+=,.@-]{1,64}$")]
-StackName = Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9-]{0,31}$")]
-LabelName = Annotated[str, StringConstraints(pattern=r"^[a-zA-Z_][a-zA-Z0-9_]*$")]
-TagKey = Annotated[str, StringConstraints(min_length=1, max_length=128)]
-TagValue = Annotated[str, StringConstraints(max_length=256)]
-AbsPath = Annotated[str, StringConstraints(pattern=r"^/")]
-# Files the state file refers to: absolute, or relative to the state file's directory.
-FilePath = Annotated[str, StringConstraints(min_length=1)]
-# A local user name, as useradd(8) accepts it on Debian (NAME_REGEX).
-UserName = Annotated[
-    str, StringConstraints(pattern=r"^[a-z_][a-z0-9_-]{0,30}\$?$", min_length=1, max_length=32)
-]
-
-
-class Strict(BaseModel):
-    # strict: YAML already gives real types, so "yes" for a boolean or "15" for a number
-    # is a mistake (and the JSON Schema says so too)
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=True)
 
 
 class AwsSpec(Strict):
@@ -123,167 +103,6 @@ class AwsSpec(Strict):
     resync: Duration = "5m"
     endpoint_url: str | None = None
     data_plane_url: str | None = None
-
-
-class LoggingSpec(Strict):
-    log_group_arn: Arn | None = None
-
-
-class RuleGroupSpec(Strict):
-    name: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z][-.0-9A-Z_a-z]{0,63}$")]
-    file: FilePath
-
-
-class AlertmanagerSpec(Strict):
-    file: FilePath
-
-
-class WorkspaceSpec(Strict):
-    alias: Alias | None = None
-    id: Annotated[str, StringConstraints(pattern=r"^ws-[0-9a-zA-Z-]{1,64}$")] | None = None
-    tags: dict[TagKey, TagValue] = Field(default_factory=dict)
-    retention_days: Annotated[int, Field(ge=1, le=1095)] | None = None
-    kms_key_arn: Arn | None = None
-    logging: LoggingSpec | None = None
-    rule_groups: list[RuleGroupSpec] = Field(default_factory=list)
-    alertmanager: AlertmanagerSpec | None = None
-    deletion: Literal["retain", "delete"] = "retain"
-
-    @model_validator(mode="after")
-    def _alias_or_id(self) -> WorkspaceSpec:
-        if self.alias is None and self.id is None:
-            raise ValueError("name the workspace: set alias (to create or find it) or id")
-        names = [g.name for g in self.rule_groups]
-        dupes = sorted({n for n in names if names.count(n) > 1})
-        if dupes:
-            raise ValueError(f"rule group names must be unique; repeated: {', '.join(dupes)}")
-        for key in self.tags:
-            if key.startswith(("ampd:", "aws:")):
-                raise ValueError(f"tag {key!r}: the ampd: and aws: prefixes are reserved")
-        return self
-
-
-class WriterSpec(Strict):
-    role_name: IamName = "ampd-writer"
-    instance_profile: IamName | None = "ampd-writer"
-    policy: Literal["scoped", "managed"] = "scoped"
-    manage: bool = True
-
-
-_PRINCIPAL_RE = re.compile(
-    r"^arn:aws[a-z-]*:(iam::\d{12}:(root|role/.+|user/.+)|sts::\d{12}:assumed-role/.+)$"
-)
-AccountId = Annotated[str, StringConstraints(pattern=r"^\d{12}$")]
-
-
-def _check_principal(text: str) -> str:
-    _check_arn(text)
-    if not _PRINCIPAL_RE.match(text):
-        raise ValueError(
-            f"{text!r} is not an IAM principal: a role, user or account root ARN "
-            "(arn:aws:iam::ACCOUNT:role/NAME)"
-        )
-    return text
-
-
-Principal = Annotated[str, AfterValidator(_check_principal)]
-
-
-def _check_policy_ref(text: str) -> str:
-    if text.startswith("arn:"):
-        if not re.match(r"^arn:aws[a-z-]*:iam::\d{12}:policy/[\w+=,.@/-]{1,128}$", text):
-            raise ValueError(f"{text!r} is not a policy ARN (arn:aws:iam::ACCOUNT:policy/NAME)")
-    elif not re.match(r"^[\w+=,.@-]{1,128}$", text):
-        raise ValueError(f"{text!r} is not a policy name or ARN")
-    return text
-
-
-PolicyRef = Annotated[str, AfterValidator(_check_policy_ref)]
-
-
-class ReaderSpec(Strict):
-    role_name: IamName = "ampd-reader"
-    policy: Literal["scoped", "managed"] = "scoped"
-    manage: bool = True
-    # principals in this host's own account only, unless their account is listed below
-    trusted: list[Literal["writer"] | Principal] = Field(default_factory=lambda: ["writer"])
-    trusted_accounts: list[AccountId] = Field(default_factory=list)
-
-    @model_validator(mode="after")
-    def _one_own_account(self) -> ReaderSpec:
-        accounts = {t.split(":")[4] for t in self.trusted if t != "writer"}
-        foreign = sorted(accounts - set(self.trusted_accounts))
-        if len(foreign) > 1:
-            raise ValueError(
-                f"trusted names principals in accounts {', '.join(foreign)}: only this "
-                "host's own account is trusted unless iam.reader.trusted_accounts lists it"
-            )
-        return self
-
-
-class IamSpec(Strict):
-    writer: WriterSpec | None = None
-    reader: ReaderSpec | None = None
-    # every role ampd creates carries this permissions boundary: a policy name in this
-    # account or its ARN; default ampd-boundary-<stack> (`ampd policy boundary` prints it)
-    permissions_boundary: PolicyRef | None = None
-
-
-class ScrapeConfigSpec(Strict):
-    job: LabelName
-    targets: Annotated[list[str], Field(min_length=1)]
-    metrics_path: AbsPath = "/metrics"
-    interval: Duration | None = None
-    scheme: Literal["http", "https"] = "http"
-    labels: dict[LabelName, str] = Field(default_factory=dict)
-
-    @model_validator(mode="after")
-    def _targets(self) -> ScrapeConfigSpec:
-        for t in self.targets:
-            host, sep, port = t.rpartition(":")
-            if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
-                raise ValueError(f"target {t!r} is not HOST:PORT")
-        return self
-
-
-class QueueSpec(Strict):
-    capacity: Annotated[int, Field(ge=1)] = 10000
-    max_samples_per_send: Annotated[int, Field(ge=1)] = 2000
-    max_shards: Annotated[int, Field(ge=1)] | None = None
-
-
-class RemoteWriteSpec(Strict):
-    signing: Literal["auto", "native", "proxy"] = "auto"
-    queue: QueueSpec = Field(default_factory=QueueSpec)
-
-
-InstanceLabel = Literal[
-    "instance_id", "availability_zone", "instance_type", "region", "account_id", "image_id"
-]
-
-
-class PrometheusSpec(Strict):
-    enabled: bool = True
-    binary: AbsPath = "/usr/bin/prometheus"
-    mode: Literal["agent", "server"] = "agent"
-    listen: Listen = "127.0.0.1:9090"
-    allow_non_loopback: bool = False
-    scrape_interval: Duration = "15s"
-    retention: Duration | None = None
-    external_labels: dict[LabelName, str] = Field(default_factory=dict)
-    instance_labels: list[InstanceLabel] = Field(default_factory=list)
-    scrape_configs: list[ScrapeConfigSpec] = Field(default_factory=list)
-    remote_write: RemoteWriteSpec | None = Field(default_factory=RemoteWriteSpec)
-
-    @model_validator(mode="after")
-    def _jobs_unique(self) -> PrometheusSpec:
-        jobs = [s.job for s in self.scrape_configs]
-        dupes = sorted({j for j in jobs if jobs.count(j) > 1})
-        if dupes:
-            raise ValueError(f"scrape job names must be unique; repeated: {', '.join(dupes)}")
-        if self.retention is not None and self.mode == "agent":
-            raise ValueError("retention applies to mode: server only (agent keeps only a WAL)")
-        return self
 
 
 class ProxySpec(Strict):
