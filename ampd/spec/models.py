@@ -50,7 +50,13 @@ from ampd.spec.types import (
     duration_seconds,
     split_listen,
 )
-from ampd.spec.workspace import AlertmanagerSpec, LoggingSpec, RuleGroupSpec, WorkspaceSpec
+from ampd.spec.workspace import (
+    AlertmanagerSpec,
+    LabelSetLimitSpec,
+    LoggingSpec,
+    RuleGroupSpec,
+    WorkspaceSpec,
+)
 
 __all__ = [
     "AbsPath",
@@ -67,6 +73,7 @@ __all__ = [
     "IamSpec",
     "InstanceLabel",
     "LabelName",
+    "LabelSetLimitSpec",
     "Listen",
     "LoggingSpec",
     "MetricsSpec",

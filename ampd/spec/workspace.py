@@ -10,7 +10,19 @@ from pydantic import (
     model_validator,
 )
 
-from ampd.spec.types import Alias, Arn, FilePath, Strict, TagKey, TagValue
+from ampd.spec.types import (
+    Alias,
+    Arn,
+    Duration,
+    FilePath,
+    LabelName,
+    Strict,
+    TagKey,
+    TagValue,
+    duration_seconds,
+)
+
+OUT_OF_ORDER_MAX = 600.0  # seconds: AMP's upper bound for outOfOrderTimeWindowInSeconds
 
 
 class LoggingSpec(Strict):
@@ -26,11 +38,27 @@ class AlertmanagerSpec(Strict):
     file: FilePath
 
 
+class LabelSetLimitSpec(Strict):
+    """``UpdateWorkspaceConfiguration.limitsPerLabelSet``: at most ``max_series`` active
+    series carry these labels; ``max_series: 0`` enforces nothing but makes AMP publish
+    the label set's usage to CloudWatch (a free meter)."""
+
+    labels: Annotated[
+        dict[LabelName, Annotated[str, StringConstraints(min_length=1)]], Field(min_length=1)
+    ]
+    max_series: Annotated[int, Field(ge=0)] = 0
+
+
 class WorkspaceSpec(Strict):
     alias: Alias | None = None
     id: Annotated[str, StringConstraints(pattern=r"^ws-[0-9a-zA-Z-]{1,64}$")] | None = None
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)
     retention_days: Annotated[int, Field(ge=1, le=1095)] | None = None
+    # how late a sample may arrive and still be accepted (AMP: 0-600 s, 60 s if unset)
+    out_of_order_window: Duration | None = None
+    # how far behind "now" recording and alerting rules query (AMP: 0 s if unset)
+    rule_query_offset: Duration | None = None
+    label_set_limits: list[LabelSetLimitSpec] = Field(default_factory=list)
     kms_key_arn: Arn | None = None
     logging: LoggingSpec | None = None
     rule_groups: list[RuleGroupSpec] = Field(default_factory=list)
@@ -45,6 +73,12 @@ class WorkspaceSpec(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"rule group names must be unique; repeated: {', '.join(dupes)}")
+        window = self.out_of_order_window
+        if window is not None and not 0 <= duration_seconds(window) <= OUT_OF_ORDER_MAX:
+            raise ValueError(f"out_of_order_window {window}: AMP accepts 0s to 10m")
+        sets = [tuple(sorted(limit.labels.items())) for limit in self.label_set_limits]
+        if len(set(sets)) != len(sets):
+            raise ValueError("label_set_limits: each label set may be listed once")
         for key in self.tags:
             if key.startswith(("ampd:", "aws:")):
                 raise ValueError(f"tag {key!r}: the ampd: and aws: prefixes are reserved")
