@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     Field,
     StringConstraints,
     model_validator,
@@ -38,6 +39,12 @@ class AlertmanagerSpec(Strict):
     file: FilePath
 
 
+def _out_of_order(text: str) -> str:
+    if not 0 <= duration_seconds(text) <= OUT_OF_ORDER_MAX:
+        raise ValueError(f"{text}: AMP accepts an out-of-order window of 0s to 10m")
+    return text
+
+
 class LabelSetLimitSpec(Strict):
     """``UpdateWorkspaceConfiguration.limitsPerLabelSet``: at most ``max_series`` active
     series carry these labels; ``max_series: 0`` enforces nothing but makes AMP publish
@@ -55,7 +62,7 @@ class WorkspaceSpec(Strict):
     tags: dict[TagKey, TagValue] = Field(default_factory=dict)
     retention_days: Annotated[int, Field(ge=1, le=1095)] | None = None
     # how late a sample may arrive and still be accepted (AMP: 0-600 s, 60 s if unset)
-    out_of_order_window: Duration | None = None
+    out_of_order_window: Annotated[Duration, AfterValidator(_out_of_order)] | None = None
     # how far behind "now" recording and alerting rules query (AMP: 0 s if unset)
     rule_query_offset: Duration | None = None
     label_set_limits: list[LabelSetLimitSpec] = Field(default_factory=list)
@@ -73,9 +80,6 @@ class WorkspaceSpec(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"rule group names must be unique; repeated: {', '.join(dupes)}")
-        window = self.out_of_order_window
-        if window is not None and not 0 <= duration_seconds(window) <= OUT_OF_ORDER_MAX:
-            raise ValueError(f"out_of_order_window {window}: AMP accepts 0s to 10m")
         sets = [tuple(sorted(limit.labels.items())) for limit in self.label_set_limits]
         if len(set(sets)) != len(sets):
             raise ValueError("label_set_limits: each label set may be listed once")
