@@ -20,12 +20,13 @@ EXIT_ERROR = 1
 EXIT_CHANGES = 2
 
 
-LOCK_WAIT = 10.0  # default --wait: longer than a daemon's pass usually takes
+LOCK_WAIT = 10.0  # default --lock-wait: longer than a daemon's pass usually takes
+APPLY_WAIT = 600.0  # default apply --wait: a new AMP workspace is ACTIVE within minutes
 
 
-def _wait_option(p: argparse.ArgumentParser) -> None:
+def _lock_wait_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--wait",
+        "--lock-wait",
         type=float,
         default=LOCK_WAIT,
         metavar="SECONDS",
@@ -60,14 +61,20 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--once", action="store_true", help="accepted for clarity; apply never loops")
     ap.add_argument("--json", action="store_true")
     ap.add_argument(
-        "--settle",
+        "--wait",
+        nargs="?",
         type=float,
-        default=600.0,
-        metavar="SECONDS",
-        help="pass again while AWS is still creating or updating what was applied, for up "
-        "to SECONDS (default 600; 0: one pass); still in progress then exits 2",
+        const=APPLY_WAIT,
+        default=APPLY_WAIT,
+        metavar="TIMEOUT",
+        help="pass again while AWS is still creating or updating what was applied, showing "
+        f"what it waits for, up to TIMEOUT seconds (default {APPLY_WAIT:g}; 0: one pass); "
+        "still in progress then exits 2",
     )
-    _wait_option(ap)
+    ap.add_argument(
+        "--settle", type=float, dest="wait", default=argparse.SUPPRESS, help=argparse.SUPPRESS
+    )
+    _lock_wait_option(ap)
     ap.add_argument(
         "--accept",
         metavar="VERSION",
@@ -79,13 +86,13 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--config", help="proxy settings JSON (default: generated/proxy.json)")
     r = sub.add_parser("render", help="write every generated file; start nothing")
     r.add_argument("--out", help="directory (default: the state directory's generated/)")
-    _wait_option(r)
+    _lock_wait_option(r)
     sub.add_parser("schema", help="JSON Schema of the state file")
     sub.add_parser("version", help="versions and runtime")
     bk = sub.add_parser("bake", help="prepare an image: drop per-instance state, keep fleet facts")
     bk.add_argument("--json", action="store_true")
     bk.add_argument("--dry-run", action="store_true", help="say what would go; remove nothing")
-    _wait_option(bk)
+    _lock_wait_option(bk)
     ex = sub.add_parser("exec", help="exec a managed process from its generated command")
     ex.add_argument("name", choices=["prometheus", "sigv4-proxy", "grafana"])
     ad = sub.add_parser("adopt", help="make an existing IAM role/instance profile this stack's")
@@ -178,7 +185,7 @@ def _dispatch(args: argparse.Namespace) -> int:
 
 def _locked(args: argparse.Namespace) -> int:
     """``apply``, ``render`` and ``bake`` write into the state directory: one writer at a
-    time, so they wait (``--wait``) for a running daemon's pass, or refuse naming its
+    time, so they wait (``--lock-wait``) for a running daemon's pass, or refuse naming its
     holder."""
     import contextlib
 
@@ -197,10 +204,10 @@ def _locked(args: argparse.Namespace) -> int:
             stack.enter_context(
                 hold(
                     state_dir,
-                    wait=args.wait,
+                    wait=args.lock_wait,
                     who=f"ampd {args.command}",
                     on_wait=waiting,
-                    hint=" (--wait SECONDS waits longer)",
+                    hint=" (--lock-wait SECONDS waits longer)",
                 )
             )
         except LockUnavailable:
@@ -243,7 +250,7 @@ def _with_state(args: argparse.Namespace, state: SpecSource) -> int:
     if cmd == "apply":
         from ampd.commands.oneshot import apply_command
 
-        return apply_command(state, resolve_paths(), as_json=args.json, settle=args.settle)
+        return apply_command(state, resolve_paths(), as_json=args.json, wait=args.wait)
     if cmd == "adopt":
         from ampd.commands.adopt import adopt_main
 

@@ -14,7 +14,9 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TextIO
 
+from ampd.commands.progress import Progress
 from ampd.core import ConditionStatus, Health, Outcome, Plan
 from ampd.engine.factfinder import FactFinder
 from ampd.engine.plantext import plan_json, plan_text
@@ -28,7 +30,7 @@ from ampd.gateways.users import user_names
 from ampd.local.render.effective import render_context, render_files
 from ampd.wiring import Writers, imds, make_runtime, reconciler, runtime_name, self_command
 
-SETTLE = 600.0  # default apply --settle: a new AMP workspace is ACTIVE within minutes
+WAIT = 600.0  # default apply --wait: a new AMP workspace is ACTIVE within minutes
 POLL_MIN = 0.5
 POLL_MAX = 5.0
 
@@ -112,11 +114,11 @@ def plan_command(state: SpecSource, paths: Paths, *, as_json: bool, color: str) 
     return 0 if summary.plan.in_sync else 2
 
 
-def in_progress(summary: PassSummary) -> list[str]:
+def in_progress(summary: PassSummary) -> list[tuple[str, str]]:
     """What AWS is still creating or updating for this pass (a workspace CREATING, a
-    configuration UPDATING, children waiting for their workspace)."""
+    configuration UPDATING, children waiting for their workspace): key and message."""
     return [
-        f"{s.key}: {s.message or s.health.value}"
+        (str(s.key), s.message or s.health.value)
         for s in summary.statuses
         if s.key.kind.is_aws and s.health is Health.PROGRESSING
     ]
@@ -127,19 +129,23 @@ def apply_command(
     paths: Paths,
     *,
     as_json: bool,
-    settle: float = SETTLE,
+    wait: float = WAIT,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
+    progress_out: TextIO | None = None,
 ) -> int:
     """0 converged, 2 partly, 1 nothing could be done.
 
     AWS finishes some changes after it answers (a new workspace is CREATING for a minute
     or more; its rule groups, alert manager and configuration can only be written once it
     is ACTIVE). ``apply`` passes again while AWS reports such work in progress, for up to
-    ``settle`` seconds; what is still in progress then makes it exit 2, naming it: a
-    converged exit is claimed only for what was seen converged."""
+    ``wait`` seconds, showing what it waits for on stderr (``ampd.commands.progress``);
+    what is still in progress then makes it exit 2, naming it: a converged exit is claimed
+    only for what was seen converged."""
     rec = _reconciler(state, paths, writes=True)
-    deadline = clock() + settle
+    out = progress_out if progress_out is not None else sys.stderr
+    progress = Progress(out, live=out.isatty(), clock=clock)
+    deadline = clock() + wait
     plan, outcomes = Plan(), list[Outcome]()
     try:
         while True:
@@ -156,10 +162,10 @@ def apply_command(
             left = deadline - clock()
             if failed or not pending or left <= 0:
                 break
-            wait = min(left, max(POLL_MIN, _until(summary.next_pass_at) or POLL_MAX), POLL_MAX)
-            print(f"ampd: AWS is still working ({pending[0]}); looking again", file=sys.stderr)
-            sleep(wait)
+            progress.update(pending)
+            sleep(min(left, max(POLL_MIN, _until(summary.next_pass_at) or POLL_MAX), POLL_MAX))
     finally:
+        progress.done()
         rec.close()
     if as_json:
         _print(plan, outcomes, as_json=True, color=False)
@@ -167,8 +173,8 @@ def apply_command(
     if failed:
         return 2 if applied else 1
     if pending:
-        for what in pending:
-            print(f"ampd: still in progress after {settle:g} s: {what}", file=sys.stderr)
+        for key, message in pending:
+            print(f"ampd: still in progress after {wait:g} s: {key}: {message}", file=sys.stderr)
         return 2
     return 0
 

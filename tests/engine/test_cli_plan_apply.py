@@ -62,7 +62,8 @@ def test_plan_apply_plan(proc: AmpdProcess, aws_emulator: AwsEmulator) -> None:
     applied = proc.ampd("apply", "--once")
     assert applied.returncode == 0, applied.stdout + applied.stderr
     assert "=> done" in applied.stdout
-    assert "AWS is still working (aws.workspace/cli" in applied.stderr
+    # what it waited for, as terraform says it (a pipe: plain lines)
+    assert "aws.workspace/cli: still creating... [0s elapsed]" in applied.stderr
     assert "+ aws.rule_group/node (create)" in applied.stdout
     assert aws_emulator.calls("CreateRuleGroupsNamespace") == 1
     assert len(aws_emulator.workspace_ids("eu-west-1")) == 1
@@ -74,10 +75,10 @@ def test_plan_apply_plan(proc: AmpdProcess, aws_emulator: AwsEmulator) -> None:
 
 
 def test_apply_says_what_aws_has_not_finished(proc: AmpdProcess, aws_emulator: AwsEmulator) -> None:
-    """With no time to settle (``--settle 0``), a workspace still CREATING is not claimed
+    """With no time to wait (``--wait=0``), a workspace still CREATING is not claimed
     converged: apply exits 2 and names it, and the rule group it could not write yet."""
     aws_emulator.creation_delay(600)
-    res = proc.ampd("apply", "--once", "--settle", "0")
+    res = proc.ampd("apply", "--once", "--wait=0")
     assert res.returncode == 2, res.stdout + res.stderr
     assert "still in progress after 0 s: aws.workspace/cli" in res.stderr
     assert "aws.rule_group/node" in res.stderr

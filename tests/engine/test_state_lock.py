@@ -103,7 +103,7 @@ def test_apply_and_render_beside_a_holder_refuse_naming_it(tmp_path: Path, holde
     p = AmpdProcess(tmp_path)
     p.write_state(_state(tmp_path))
     for args in (("apply", "--once"), ("render",), ("render", "--out", str(tmp_path / "out"))):
-        res = p.ampd(*args, "--wait", "0.3")
+        res = p.ampd(*args, "--lock-wait", "0.3")
         assert res.returncode == 1, (args, res.stdout, res.stderr)
         assert f"is in use by pid {holder.pid} (test holder); waited 0.3 s" in res.stderr, res
     assert _written(p.state_dir) == []
@@ -117,7 +117,7 @@ def test_a_waiting_apply_runs_once_the_holder_lets_go(tmp_path: Path, holder: Ho
     p.write_state(_state(tmp_path))
     argv = [str(Path(sys.executable).parent / "ampd"), "--state", str(p.state_file)]
     cli = subprocess.Popen(
-        [*argv, "apply", "--once", "--wait", "60"],
+        [*argv, "apply", "--once", "--lock-wait", "60"],
         env=p.env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -209,7 +209,7 @@ def test_apply_beside_a_daemon_in_a_pass_refuses_naming_the_daemon(
             return False
 
         wait_for(daemon_holds, 30, what="the daemon in a pass, holding the lock")
-        res = ampd.ampd("apply", "--once", "--wait", "0.5")
+        res = ampd.ampd("apply", "--once", "--lock-wait", "0.5")
         assert res.returncode == 1, (res.stdout, res.stderr)
         assert f"is in use by pid {daemon} (ampd run)" in res.stderr, res.stderr
         assert not (ampd.state_dir / "ampd.json").exists()  # the CLI wrote nothing
@@ -225,7 +225,7 @@ def test_a_symlink_in_place_of_the_lock_is_refused(tmp_path: Path) -> None:
     victim = tmp_path / "victim"
     victim.write_text("keep me\n")
     (p.state_dir / ".lock").symlink_to(victim)
-    res = p.ampd("apply", "--once", "--wait", "0.3")
+    res = p.ampd("apply", "--once", "--lock-wait", "0.3")
     assert res.returncode == 1
     assert ".lock is a symlink: refusing to lock through it" in res.stderr, res.stderr
     assert victim.read_text() == "keep me\n"
@@ -238,7 +238,7 @@ def test_a_lock_file_root_makes_is_the_state_directory_owners(tmp_path: Path) ->
     p.write_state(_state(tmp_path))
     p.state_dir.mkdir()
     os.chown(p.state_dir, 65534, 65534)
-    res = p.ampd("render", "--wait", "5")
+    res = p.ampd("render", "--lock-wait", "5")
     assert res.returncode == 0, res.stderr
     st = (p.state_dir / ".lock").stat()
     assert (st.st_uid, st.st_gid) == (65534, 65534)
@@ -250,7 +250,7 @@ def test_bake_beside_a_holder_refuses_and_removes_nothing(tmp_path: Path, holder
     generated = p.state_dir / "generated" / "prometheus.yml"
     generated.parent.mkdir(parents=True)
     generated.write_text("per-instance\n")
-    res = p.ampd("bake", "--wait", "0.3")
+    res = p.ampd("bake", "--lock-wait", "0.3")
     assert res.returncode == 1, (res.stdout, res.stderr)
     assert f"is in use by pid {holder.pid} (test holder)" in res.stderr
     assert generated.read_text() == "per-instance\n"

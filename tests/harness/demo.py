@@ -128,6 +128,9 @@ def live_status(st: Stack, stop: threading.Event, every: float = 3.0) -> None:
         print()
 
 
+DEMO_CREATION_DELAY = 20.0  # seconds a new workspace stays CREATING in the demo
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/demo", description=__doc__)
     parser.add_argument("--check", action="store_true", help="exit once metrics arrive")
@@ -140,6 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         say(f"IMDSv2 stand-in   {st.imds.endpoint}")
         say(f"AMP data plane    {st.dataplane.url}  (verifies SigV4, stores in {st.receiver.url})")
         say(f"sample app        {st.app.metrics_url}")
+        # as real AMP: a new workspace stays CREATING for a while (a minute or more there)
+        st.aws.creation_delay(DEMO_CREATION_DELAY)
+        say(f"new workspaces    CREATING for {DEMO_CREATION_DELAY:.0f} s, then ACTIVE")
         st.ampd.write_state(st.state(signing="auto"))
         say(f"state file        {st.ampd.state_file}")
         say(f"ampd log          {st.ampd.log_path}")
