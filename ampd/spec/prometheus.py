@@ -20,6 +20,12 @@ class ScrapeConfigSpec(Strict):
     interval: Duration | None = None
     scheme: Literal["http", "https"] = "http"
     labels: dict[LabelName, str] = Field(default_factory=dict)
+    # Prometheus' per-scrape guards (0 or unset: no limit). A scrape over sample_limit
+    # fails whole (the target is down, none of its samples is kept); one with more labels
+    # than label_limit, or a value longer than label_value_length_limit, fails too.
+    sample_limit: Annotated[int, Field(ge=0)] | None = None
+    label_limit: Annotated[int, Field(ge=0)] | None = None
+    label_value_length_limit: Annotated[int, Field(ge=0)] | None = None
 
     @model_validator(mode="after")
     def _targets(self) -> ScrapeConfigSpec:

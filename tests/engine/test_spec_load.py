@@ -340,6 +340,29 @@ ROWS = [
         WS + "prometheus: {scrape_configs: [{job: my_app, targets: ['h:1']}]}\n",
     ),
     (
+        "scrape-sample-limit-negative",
+        WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1'], sample_limit: -1}]}\n",
+        "prometheus.scrape_configs[0].sample_limit",
+        "greater than or equal to 0",
+        WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1'], sample_limit: 0}]}\n",
+    ),
+    (
+        "scrape-label-limit-string",
+        WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1'], label_limit: many}]}\n",
+        "prometheus.scrape_configs[0].label_limit",
+        "valid integer",
+        WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1'], label_limit: 30}]}\n",
+    ),
+    (
+        "scrape-label-value-length-limit-negative",
+        WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1'],"
+        " label_value_length_limit: -5}]}\n",
+        "prometheus.scrape_configs[0].label_value_length_limit",
+        "greater than or equal to 0",
+        WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1'],"
+        " label_value_length_limit: 200}]}\n",
+    ),
+    (
         "scrape-job-dupes",
         WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1']},"
         " {job: a, targets: ['h:2']}]}\n",
@@ -635,6 +658,19 @@ POSITIONS = [
         """,
         ["9:15: prometheus.scrape_configs[0].scheme"],
         id="type-error-before-semantic",
+    ),
+    pytest.param(
+        """\
+        version: 1
+        prometheus:
+          remote_write: null
+          scrape_configs:
+            - job: a
+              targets: ["h:1"]
+              sample_limit: -10
+        """,
+        ["7:21: prometheus.scrape_configs[0].sample_limit"],
+        id="scrape-limit-at-its-line",
     ),
     pytest.param(
         """\

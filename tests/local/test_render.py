@@ -19,6 +19,7 @@ from ampd.local.render.files import (
     prometheus_argv,
     proxy_argv,
     proxy_settings,
+    queue_fingerprint,
     render_all,
     render_prometheus,
     signing_mode,
@@ -191,6 +192,41 @@ VARIANTS: list[tuple[str, dict[str, Any], dict[str, Any], list[dict[str, Any]] |
         {"instance_labels": INSTANCE},
         [NATIVE],
     ),
+    (
+        "scrape-limits-agent",
+        {
+            "workspace": WS,
+            "prometheus": {
+                "scrape_configs": [
+                    {
+                        "job": "app",
+                        "targets": ["127.0.0.1:8080"],
+                        "sample_limit": 5000,
+                        "label_limit": 30,
+                        "label_value_length_limit": 200,
+                    },
+                    {"job": "unlimited", "targets": ["127.0.0.1:8081"], "sample_limit": 0},
+                ],
+                "remote_write": {"signing": "native"},
+            },
+        },
+        {},
+        [NATIVE],
+    ),
+    (
+        "scrape-limits-server",
+        {
+            "prometheus": {
+                "mode": "server",
+                "scrape_configs": [
+                    {"job": "app", "targets": ["127.0.0.1:8080"], "sample_limit": 1}
+                ],
+                "remote_write": None,
+            },
+        },
+        {},
+        None,
+    ),
 ]
 
 
@@ -258,6 +294,28 @@ def test_scrape_jobs_and_labels() -> None:
         "scheme": "http",
         "static_configs": [{"targets": ["localhost:9100"]}],
     }
+
+
+def test_scrape_limits_are_rendered_per_job_and_zero_is_no_limit() -> None:
+    v = next(v for v in VARIANTS if v[0] == "scrape-limits-agent")
+    jobs = {j["job_name"]: j for j in prom_doc(spec(**v[1]), ctx(**v[2]))["scrape_configs"]}
+    limited = {k: jobs["app"].get(k) for k in ("sample_limit", "label_limit")}
+    assert limited == {"sample_limit": 5000, "label_limit": 30}
+    assert jobs["app"]["label_value_length_limit"] == 200
+    for name in ("unlimited", "prometheus", "ampd"):  # 0 is Prometheus' own "no limit"
+        assert not {"sample_limit", "label_limit", "label_value_length_limit"} & set(jobs[name])
+
+
+def test_scrape_limits_leave_the_queue_alone() -> None:
+    """A limit is a scrape-job edit: the reload keeps the remote-write queue."""
+    base = {"workspace": WS, "prometheus": {"scrape_configs": [{"job": "a", "targets": ["h:1"]}]}}
+    limited = {
+        "workspace": WS,
+        "prometheus": {"scrape_configs": [{"job": "a", "targets": ["h:1"], "sample_limit": 9}]},
+    }
+    before, after = (render_prometheus(spec(**d), ctx()) for d in (base, limited))
+    assert before != after
+    assert queue_fingerprint(before) == queue_fingerprint(after)
 
 
 def test_external_labels_instance_label_wins_over_spec() -> None:
