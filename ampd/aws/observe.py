@@ -25,6 +25,7 @@ __all__ = [
     "ObservedCache",
     "WorkspaceLookup",
     "amp_status",
+    "configuration_live",
     "find_workspace",
     "read_children",
     "read_spec_files",
@@ -176,6 +177,25 @@ def find_workspace(gw: AwsReader, spec: StateSpec, stored_id: str | None) -> Wor
     return WorkspaceLookup(workspace_live(key, first), deleted)
 
 
+def configuration_live(c: Mapping[str, Any]) -> dict[str, Any]:
+    """A DescribeWorkspaceConfiguration answer in the desired fields' terms (the plan
+    compares only the ones the state file sets)."""
+    out_of_order = c.get("outOfOrderTimeWindowInSeconds")
+    offset = c.get("ruleQueryOffsetInSeconds")
+    return {
+        "retention_days": c.get("retentionPeriodInDays"),
+        "out_of_order_seconds": int(out_of_order) if out_of_order is not None else None,
+        "rule_query_offset_seconds": int(offset) if offset is not None else None,
+        "label_set_limits": [
+            {
+                "labels": dict(limit.get("labelSet") or {}),
+                "max_series": int((limit.get("limits") or {}).get("maxSeries") or 0),
+            }
+            for limit in c.get("limitsPerLabelSet") or []
+        ],
+    }
+
+
 def _read_amp(
     gw: AwsReader,
     key: ResourceKey,
@@ -189,8 +209,7 @@ def _read_amp(
         c = gw.describe_workspace_configuration(workspace_id)
         if c is None:
             return None
-        days = {"retention_days": c.get("retentionPeriodInDays")}
-        return Live(key, days, workspace_tags, **amp_status(c))
+        return Live(key, configuration_live(c), workspace_tags, **amp_status(c))
     if kind is Kind.LOGGING:
         logging = gw.describe_logging(workspace_id)
         if logging is None or not logging.get("logGroupArn"):

@@ -39,10 +39,17 @@ class AlertmanagerSpec(Strict):
     file: FilePath
 
 
+def _whole_seconds(text: str) -> str:
+    seconds = duration_seconds(text)
+    if seconds != int(seconds):
+        raise ValueError(f"{text}: AMP takes whole seconds")
+    return text
+
+
 def _out_of_order(text: str) -> str:
     if not 0 <= duration_seconds(text) <= OUT_OF_ORDER_MAX:
         raise ValueError(f"{text}: AMP accepts an out-of-order window of 0s to 10m")
-    return text
+    return _whole_seconds(text)
 
 
 class LabelSetLimitSpec(Strict):
@@ -64,7 +71,7 @@ class WorkspaceSpec(Strict):
     # how late a sample may arrive and still be accepted (AMP: 0-600 s, 60 s if unset)
     out_of_order_window: Annotated[Duration, AfterValidator(_out_of_order)] | None = None
     # how far behind "now" recording and alerting rules query (AMP: 0 s if unset)
-    rule_query_offset: Duration | None = None
+    rule_query_offset: Annotated[Duration, AfterValidator(_whole_seconds)] | None = None
     label_set_limits: list[LabelSetLimitSpec] = Field(default_factory=list)
     kms_key_arn: Arn | None = None
     logging: LoggingSpec | None = None

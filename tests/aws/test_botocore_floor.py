@@ -227,6 +227,139 @@ def missing(version: str) -> list[str]:
     return out
 
 
+# -- every field of every AMP request, nested ones included ------------------------------------
+
+
+def _nested(expr: ast.expr | None, prefix: str, fn: ast.AST) -> set[str]:
+    """The field paths an argument's expression builds: ``{"a": {"b": x}}`` under ``p``
+    is ``p``, ``p.a``, ``p.a.b``; a list (or comprehension) of them steps in with ``[]``;
+    a local name is followed to what it was assigned; anything else (``dict(labels)``, a
+    number) is a value, a leaf."""
+    out = {prefix}
+    if isinstance(expr, ast.Name):
+        assigned = [
+            n.value
+            for n in ast.walk(fn)
+            if isinstance(n, ast.Assign)
+            and any(isinstance(t, ast.Name) and t.id == expr.id for t in n.targets)
+        ]
+        for value in assigned:
+            out |= _nested(value, prefix, fn)
+    elif isinstance(expr, ast.Dict):
+        for k, v in zip(expr.keys, expr.values, strict=True):
+            if isinstance(k, ast.Constant) and isinstance(k.value, str):
+                out |= _nested(v, f"{prefix}.{k.value}", fn)
+    elif isinstance(expr, ast.List):
+        for item in expr.elts:
+            out |= _nested(item, f"{prefix}[]", fn)
+    elif isinstance(expr, ast.ListComp):
+        out |= _nested(expr.elt, f"{prefix}[]", fn)
+    return out
+
+
+def amp_fields() -> dict[str, set[str]]:
+    """Client method -> every field path ampd can send in that AMP request."""
+    found: dict[str, set[str]] = {}
+    for path in GATEWAYS:
+        tree = ast.parse(path.read_text(), str(path))
+        for fn in ast.walk(tree):
+            if not isinstance(fn, ast.FunctionDef):
+                continue
+            for node in ast.walk(fn):
+                if not (
+                    isinstance(node, ast.Call)
+                    and isinstance(node.func, ast.Attribute)
+                    and _client_of(node.func.value) == "amp"
+                    and node.func.attr != "get_paginator"
+                ):
+                    continue
+                fields = found.setdefault(node.func.attr, set())
+                for kw in node.keywords:
+                    if kw.arg is not None:
+                        fields |= _nested(kw.value, kw.arg, fn)
+                        continue
+                    assert isinstance(kw.value, ast.Name)
+                    fields |= _kwargs_fields(fn, kw.value.id)
+    return found
+
+
+def _kwargs_fields(fn: ast.AST, name: str) -> set[str]:
+    out: set[str] = set()
+    for n in ast.walk(fn):
+        if not isinstance(n, ast.Assign | ast.AnnAssign) or n.value is None:
+            continue
+        for t in n.targets if isinstance(n, ast.Assign) else [n.target]:
+            if isinstance(t, ast.Name) and t.id == name and isinstance(n.value, ast.Dict):
+                for k, v in zip(n.value.keys, n.value.values, strict=True):
+                    assert isinstance(k, ast.Constant) and isinstance(k.value, str)
+                    out |= _nested(v, k.value, fn)
+            elif (
+                isinstance(t, ast.Subscript)
+                and isinstance(t.value, ast.Name)
+                and t.value.id == name
+                and isinstance(t.slice, ast.Constant)
+            ):
+                out |= _nested(n.value, str(t.slice.value), fn)
+    return out
+
+
+@cache
+def amp_document(version: str) -> dict[str, Any]:
+    with zipfile.ZipFile(wheel(version)) as z:
+        names = [n for n in z.namelist() if n.startswith("botocore/data/amp/")]
+        [name] = (
+            sorted(n for n in names if n.endswith("/service-2.json.gz"))[-1:]
+            or sorted(n for n in names if n.endswith("/service-2.json"))[-1:]
+        )
+        raw = z.read(name)
+    return dict(json.loads(gzip.decompress(raw) if name.endswith(".gz") else raw))
+
+
+def unknown_fields(version: str) -> list[str]:
+    """The AMP request fields ampd can send that botocore ``version``'s amp model lacks."""
+    doc = amp_document(version)
+    shapes, ops = doc["shapes"], {botocore.xform_name(o): o for o in doc["operations"]}
+    out: list[str] = []
+    for method, paths in sorted(amp_fields().items()):
+        op = ops.get(method)
+        if op is None:
+            out.append(f"amp.{method} (no such operation)")
+            continue
+        root = doc["operations"][op]["input"]["shape"]
+        for path in sorted(paths):
+            shape = shapes[root]
+            for step in re.findall(r"[^.\[\]]+|\[\]", path):
+                if shape.get("type") == "map":
+                    break  # its keys are the caller's data
+                if step == "[]" and shape.get("type") == "list":
+                    shape = shapes[shape["member"]["shape"]]
+                elif step in shape.get("members", {}):
+                    shape = shapes[shape["members"][step]["shape"]]
+                else:
+                    out.append(f"amp.{op}: {path}")
+                    break
+    return out
+
+
+def test_the_field_scan_sees_nested_fields() -> None:
+    fields = amp_fields()
+    assert {
+        "limitsPerLabelSet[].labelSet",
+        "limitsPerLabelSet[].limits.maxSeries",
+        "outOfOrderTimeWindowInSeconds",
+    } <= fields["update_workspace_configuration"]
+    assert "retentionPeriodInDays" in fields["update_workspace_configuration"]
+
+
+def test_the_floor_knows_every_field_ampd_sends_to_amp() -> None:
+    assert unknown_fields(floor()) == [], f"botocore {floor()} lacks fields ampd sends"
+
+
+def test_the_release_below_the_floor_lacks_a_field_ampd_sends_to_amp() -> None:
+    """The floor is the tightest: the release below it cannot send one of them."""
+    assert unknown_fields(below(floor())), f"botocore {below(floor())} knows every field"
+
+
 # -- the tests --------------------------------------------------------------------------------
 
 
@@ -239,6 +372,9 @@ def test_the_scan_sees_every_call_the_gateway_makes() -> None:
     assert sent["amp", "update_workspace_configuration"].params == {
         "workspaceId",
         "retentionPeriodInDays",
+        "outOfOrderTimeWindowInSeconds",
+        "ruleQueryOffsetInSeconds",
+        "limitsPerLabelSet",
     }
     assert sent["iam", "list_role_policies"].paginated
     assert sent["amp", "list_workspaces"].params == {"alias"}

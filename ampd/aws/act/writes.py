@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any, assert_never
 
 from ampd.aws.gateway.client import AwsReader
-from ampd.aws.gateway.writer import AwsWriter
+from ampd.aws.gateway.writer import AwsWriter, LabelSetLimit
 from ampd.aws.model import Live
 from ampd.core import Change, Kind
 from ampd.engine.actions import by_action
@@ -96,8 +96,23 @@ def _workspace(gw: AwsWriter, change: Change, target: Target) -> None:
 
 def _configuration(gw: AwsWriter, change: Change, target: Target) -> None:
     def put() -> None:
-        after = change.after or {}
-        gw.update_workspace_configuration(target.workspace_id, int(after["retention_days"]))
+        # the fields that differ: every one of them the state file sets (a create, or a
+        # failed update, lists them all); AMP keeps the others
+        after = {d.field: d.after for d in change.diffs}
+
+        def number(name: str) -> int | None:
+            return int(after[name]) if after.get(name) is not None else None
+
+        limits = after.get("label_set_limits")
+        gw.update_workspace_configuration(
+            target.workspace_id,
+            retention_days=number("retention_days"),
+            out_of_order_seconds=number("out_of_order_seconds"),
+            rule_query_offset_seconds=number("rule_query_offset_seconds"),
+            label_set_limits=None
+            if limits is None
+            else [LabelSetLimit(dict(x["labels"]), int(x["max_series"])) for x in limits],
+        )
 
     by_action(change, create=put, update=put)  # a workspace always has a configuration
 

@@ -47,7 +47,13 @@ READS: Final[Mapping[str, tuple[str, ...]]] = {
     "TagResource": (),
     "UntagResource": (),
     "DescribeWorkspaceConfiguration": _under(
-        "workspaceConfiguration", "retentionPeriodInDays", *_STATUS
+        "workspaceConfiguration",
+        "retentionPeriodInDays",
+        "outOfOrderTimeWindowInSeconds",
+        "ruleQueryOffsetInSeconds",
+        "limitsPerLabelSet[].labelSet",
+        "limitsPerLabelSet[].limits.maxSeries",
+        *_STATUS,
     ),
     "UpdateWorkspaceConfiguration": (),
     "DescribeLoggingConfiguration": _under("loggingConfiguration", "logGroupArn", *_STATUS),

@@ -8,13 +8,23 @@ that plans. AMP's writes are here, IAM's in ``ampd.aws.gateway.iam_writes``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from ampd.aws.gateway.client import AwsReader
 from ampd.aws.gateway.iam_writes import IamWrites
 
-__all__ = ["AwsWriter", "AwsWriting"]
+__all__ = ["AwsWriter", "AwsWriting", "LabelSetLimit"]
+
+
+@dataclass(frozen=True)
+class LabelSetLimit:
+    """One of ``UpdateWorkspaceConfiguration.limitsPerLabelSet``: ``max_series`` 0 limits
+    nothing (AMP only meters the label set)."""
+
+    labels: Mapping[str, str]
+    max_series: int
 
 
 class AwsWriter(IamWrites):
@@ -59,13 +69,33 @@ class AwsWriter(IamWrites):
             lambda: self._amp.untag_resource(resourceArn=arn, tagKeys=keys),
         )
 
-    def update_workspace_configuration(self, workspace_id: str, retention_days: int) -> None:
+    def update_workspace_configuration(
+        self,
+        workspace_id: str,
+        *,
+        retention_days: int | None = None,
+        out_of_order_seconds: int | None = None,
+        rule_query_offset_seconds: int | None = None,
+        label_set_limits: Sequence[LabelSetLimit] | None = None,
+    ) -> None:
+        """Only the fields given are sent: AMP keeps every other one as it is. A list of
+        label set limits replaces AMP's whole list."""
+        kwargs: dict[str, Any] = {"workspaceId": workspace_id}
+        if retention_days is not None:
+            kwargs["retentionPeriodInDays"] = retention_days
+        if out_of_order_seconds is not None:
+            kwargs["outOfOrderTimeWindowInSeconds"] = out_of_order_seconds
+        if rule_query_offset_seconds is not None:
+            kwargs["ruleQueryOffsetInSeconds"] = rule_query_offset_seconds
+        if label_set_limits is not None:
+            kwargs["limitsPerLabelSet"] = [
+                {"labelSet": dict(limit.labels), "limits": {"maxSeries": limit.max_series}}
+                for limit in label_set_limits
+            ]
         self._call(
             "amp",
             "UpdateWorkspaceConfiguration",
-            lambda: self._amp.update_workspace_configuration(
-                workspaceId=workspace_id, retentionPeriodInDays=retention_days
-            ),
+            lambda: self._amp.update_workspace_configuration(**kwargs),
         )
 
     def create_logging(self, workspace_id: str, log_group_arn: str) -> None:

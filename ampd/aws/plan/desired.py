@@ -31,12 +31,14 @@ from ampd.aws.plan.arns import (
 from ampd.aws.plan.policy import boundary_arn
 from ampd.core import Kind, ResourceKey
 from ampd.spec.models import StateSpec
+from ampd.spec.types import duration_seconds
 
 __all__ = [
     "READER_ACTIONS",
     "READER_INLINE",
     "WRITER_INLINE",
     "client_token",
+    "configuration_fields",
     "desired_iam",
     "desired_workspace",
     "desired_workspace_children",
@@ -95,6 +97,28 @@ def desired_workspace(spec: StateSpec) -> Desired | None:
     return Desired(workspace_key(spec), fields, immutable=immutable)
 
 
+def configuration_fields(spec: StateSpec) -> dict[str, Any]:
+    """The workspace configuration's fields the state file sets, and only those: AMP
+    keeps its own value (or default) of every other one. ``label_set_limits: []`` set
+    on purpose removes every limit; left out, AMP's are not looked at."""
+    ws = spec.workspace
+    if ws is None:
+        return {}
+    out: dict[str, Any] = {}
+    if ws.retention_days is not None:
+        out["retention_days"] = ws.retention_days
+    if ws.out_of_order_window is not None:
+        out["out_of_order_seconds"] = int(duration_seconds(ws.out_of_order_window))
+    if ws.rule_query_offset is not None:
+        out["rule_query_offset_seconds"] = int(duration_seconds(ws.rule_query_offset))
+    if "label_set_limits" in ws.model_fields_set:
+        out["label_set_limits"] = [
+            {"labels": dict(limit.labels), "max_series": limit.max_series}
+            for limit in ws.label_set_limits
+        ]
+    return out
+
+
 def desired_workspace_children(spec: StateSpec, files: Mapping[str, bytes | None]) -> DesiredSet:
     """Configuration, logging, rule groups and alert manager definition.
 
@@ -107,13 +131,9 @@ def desired_workspace_children(spec: StateSpec, files: Mapping[str, bytes | None
     stack = spec.stack
     out: list[Desired] = []
     errors: dict[ResourceKey, str] = {}
-    if ws.retention_days is not None:
-        out.append(
-            Desired(
-                ResourceKey(Kind.WORKSPACE_CONFIGURATION, stack),
-                {"retention_days": ws.retention_days},
-            )
-        )
+    configuration = configuration_fields(spec)
+    if configuration:
+        out.append(Desired(ResourceKey(Kind.WORKSPACE_CONFIGURATION, stack), configuration))
     if ws.logging is not None:
         key = ResourceKey(Kind.LOGGING, stack)
         if ws.logging.log_group_arn is not None:
