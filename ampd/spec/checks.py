@@ -102,6 +102,23 @@ def _non_loopback(spec: StateSpec) -> list[tuple[Loc, str]]:
     return out
 
 
+def _ha_labels(spec: StateSpec) -> list[tuple[Loc, str]]:
+    """AMP deduplicates an HA pair's samples by ``cluster`` + ``__replica__``: a replica
+    label alone deduplicates nothing (and AMP takes at most 500 clusters a workspace,
+    which one host cannot count: docs/fleet.md)."""
+    prom = spec.prometheus
+    if prom is None or "__replica__" not in prom.external_labels:
+        return []
+    if "cluster" in prom.external_labels:
+        return []
+    return [
+        (
+            ("prometheus", "external_labels", "__replica__"),
+            "AMP deduplicates HA pairs by cluster + __replica__; set cluster too",
+        )
+    ]
+
+
 def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR0915 - one flat list of checks
     out: list[tuple[Loc, str]] = []
     listeners: list[tuple[Loc, str]] = []
@@ -198,6 +215,7 @@ def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR091
                             "it); the path goes in metrics_path",
                         )
                     )
+    out += _ha_labels(spec)
     if prom is not None and prom.instance_labels and prom.remote_write is None:
         out.append(
             (

@@ -281,6 +281,13 @@ CASES: list[tuple[str, dict[str, Any], str, str, dict[str, Any]]] = [
         "target 'h/m:80': a host name has no '/'",
         doc(prometheus={"remote_write": None, "scrape_configs": [JOB | {"targets": ["h:80"]}]}),
     ),
+    (
+        "ha-replica-without-cluster",
+        doc(workspace=WS, prometheus={"external_labels": {"__replica__": "a", "env": "prod"}}),
+        "prometheus.external_labels.__replica__",
+        "AMP deduplicates HA pairs by cluster + __replica__; set cluster too",
+        doc(workspace=WS, prometheus={"external_labels": {"__replica__": "a", "cluster": "p"}}),
+    ),
 ]
 
 
@@ -402,3 +409,26 @@ def test_log_group_pattern_is_the_amp_models() -> None:
     for op in ("CreateLoggingConfiguration", "UpdateLoggingConfiguration"):
         member = model.operation_model(op).input_shape.members["logGroupArn"]
         assert member.metadata["pattern"] == LOG_GROUP_ARN.pattern, op
+
+
+def test_a_replica_label_without_cluster_is_named_at_its_own_line() -> None:
+    text = (
+        "version: 1\n"
+        "workspace: {alias: w}\n"
+        "prometheus:\n"
+        "  external_labels:\n"
+        "    env: prod\n"
+        "    __replica__: a\n"
+    )
+    with pytest.raises(SpecError) as exc:
+        load_spec(text, "/etc/ampd/state.yml")
+    [problem] = exc.value.problems
+    assert (problem.file, problem.line, problem.path) == (
+        "/etc/ampd/state.yml",
+        6,
+        "prometheus.external_labels.__replica__",
+    )
+    assert str(exc.value).startswith("/etc/ampd/state.yml:6:")
+    # cluster alone (one host, or a fleet's shared value) is no HA pair: nothing to say
+    alone = load_spec(text.replace("__replica__: a", "cluster: c"), "s.yml").spec
+    assert semantic_problems(alone) == []
