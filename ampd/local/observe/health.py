@@ -1,17 +1,20 @@
 """What the local side reads after acting: each process's health (from its own user's
-listener only), whether remote write flows, the proxy's own conditions, the target count.
+listener only), whether remote write flows and how far behind it is, the proxy's own
+conditions, the target count.
 Reads only; every loopback request is owner-checked (``owner=UID``)."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Mapping
+from typing import NamedTuple
 
 from ampd.core import Condition, ConditionStatus, ProcessState
 from ampd.gateways.users import ProcessUser
 from ampd.local.observe import processes as observe_local
 from ampd.local.render.context import RenderContext
 from ampd.local.render.files import signing_mode
+from ampd.local.report.backlog import remote_write_lag
 from ampd.local.report.flow import FlowTracker
 from ampd.local.report.owners import squat_text
 from ampd.local.report.proxy import proxy_conditions
@@ -19,7 +22,13 @@ from ampd.local.report.statuses import HealthProbe
 from ampd.spec.checks import proxy_enabled
 from ampd.spec.models import StateSpec
 
-__all__ = ["probe", "proxy_evidence", "remote_write_condition", "targets"]
+__all__ = [
+    "RemoteWriteEvidence",
+    "probe",
+    "proxy_evidence",
+    "remote_write_condition",
+    "targets",
+]
 
 
 def probe(
@@ -41,6 +50,15 @@ def probe(
     return HealthProbe(p.ok, p.detail)
 
 
+class RemoteWriteEvidence(NamedTuple):
+    """RemoteWriteFlowing, whether native signing was shown not to sign, and the queue's
+    lag in seconds (newest appended - newest sent; None: not read, or nothing sent yet)."""
+
+    condition: Condition | None
+    native_unsigned: bool = False
+    lag: float | None = None
+
+
 def remote_write_condition(
     flow: FlowTracker,
     spec: StateSpec,
@@ -50,21 +68,27 @@ def remote_write_condition(
     external_proxy: bool,
     owners: Mapping[str, ProcessUser],
     squatted: Mapping[str, observe_local.Squat],
-) -> tuple[Condition | None, bool]:
+) -> RemoteWriteEvidence:
     prom = spec.prometheus
     if prom is None or not prom.enabled or prom.remote_write is None:
-        return None, False
+        return RemoteWriteEvidence(None)
     if ctx.workspace is None:
         msg = "the workspace is not known yet"
-        return Condition("RemoteWriteFlowing", ConditionStatus.UNKNOWN, "NoWorkspace", msg), False
+        return RemoteWriteEvidence(
+            Condition("RemoteWriteFlowing", ConditionStatus.UNKNOWN, "NoWorkspace", msg)
+        )
     st = observed.get("prometheus")
     if st is None or not st.running or "prometheus" not in listens:
         msg = "Prometheus is not running"
-        return Condition("RemoteWriteFlowing", ConditionStatus.FALSE, "PrometheusDown", msg), False
+        return RemoteWriteEvidence(
+            Condition("RemoteWriteFlowing", ConditionStatus.FALSE, "PrometheusDown", msg)
+        )
     squats = [squatted[n] for n in ("prometheus", "sigv4-proxy") if n in squatted]
     if squats:  # samples may be going to whoever holds the port: never "Flowing"
         msg = squat_text(squats[0])
-        return Condition("RemoteWriteFlowing", ConditionStatus.FALSE, "PortSquatted", msg), False
+        return RemoteWriteEvidence(
+            Condition("RemoteWriteFlowing", ConditionStatus.FALSE, "PortSquatted", msg)
+        )
     text = observe_local.scrape(listens["prometheus"], owner=owners["prometheus"].uid)
     builtin_proxy = "sigv4-proxy" in listens and not external_proxy
     # (an external aws-sigv4-proxy would sign and forward a /metrics request upstream)
@@ -75,7 +99,8 @@ def remote_write_condition(
     )
     verdict = flow.observe(text, proxy_text, signing=signing_mode(spec, ctx), now=time.monotonic())
     condition = Condition("RemoteWriteFlowing", verdict.status, verdict.reason, verdict.message)
-    return condition, verdict.native_unsigned
+    lag = remote_write_lag(text) if text is not None else None
+    return RemoteWriteEvidence(condition, verdict.native_unsigned, lag)
 
 
 def proxy_evidence(

@@ -1,6 +1,7 @@
 """Everything one local pass reads, before it decides anything: the generated files on
 disk, ampd.json's record, the managed processes, who holds their ports, their health,
-Prometheus' configuration-reload state and the remote-write evidence. Reads only."""
+Prometheus' configuration-reload state and the remote-write evidence (counters and lag).
+Reads only."""
 
 from __future__ import annotations
 
@@ -117,7 +118,7 @@ def observe_side(
     probed = probe_processes(eyes.runtime, spec, listens, manage_processes=eyes.manage_processes)
     recorded = [k.removeprefix(FILE_PREFIX) for k in stored.applied if k.startswith(FILE_PREFIX)]
     external_proxy = spec.proxy is not None and spec.proxy.implementation != "builtin"
-    condition, unsigned = health.remote_write_condition(
+    evidence = health.remote_write_condition(
         flow,
         spec,
         ctx,
@@ -136,8 +137,9 @@ def observe_side(
         promtool=promtool.find_promtool(spec.prometheus.binary if spec.prometheus else None),
         listens=listens,
         probed=probed,
-        flow=condition,
-        native_failed=native_failed or unsigned,
+        flow=evidence.condition,
+        remote_write_lag=evidence.lag,
+        native_failed=native_failed or evidence.native_unsigned,
         process_users=dict(ctx.process_users),
         last_change=dict(last_change),
     )

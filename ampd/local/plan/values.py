@@ -41,6 +41,8 @@ class LocalSeen:
     probed: Probed
     flow: Condition | None  # RemoteWriteFlowing, from Prometheus' (and the proxy's) counters
     native_failed: bool  # the latch: this Prometheus claimed to sign natively and did not
+    # seconds remote write is behind (newest appended - newest sent); None: not read
+    remote_write_lag: float | None = None
     process_users: Mapping[str, str] = field(default_factory=dict)  # process -> its user
     last_change: Mapping[ResourceKey, float] = field(default_factory=dict)
 

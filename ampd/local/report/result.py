@@ -11,6 +11,7 @@ from ampd.core import Condition, Health, SideResult
 from ampd.engine.retry import RetryBook
 from ampd.local.plan.local import LocalPlan
 from ampd.local.plan.values import LocalDone, LocalSeen
+from ampd.local.report.backlog import backlog_condition
 from ampd.local.report.owners import listeners_condition
 from ampd.local.report.proxy import proxy_conditions
 from ampd.local.report.statuses import LocalSnapshot, local_statuses
@@ -38,7 +39,8 @@ def local_result(seen: LocalSeen, plan: LocalPlan, done: LocalDone | None) -> Si
     statuses = local_statuses(snap)
     conditions: list[Condition] = list(done.conditions) if done is not None else []
     owned = listeners_condition(probed.squatted, checked=bool(plan.listens))
-    conditions += [c for c in (owned, seen.flow) if c is not None]
+    backlog = backlog_condition(plan.spec, seen.remote_write_lag)
+    conditions += [c for c in (owned, seen.flow, backlog) if c is not None]
     spec = plan.spec
     if spec.proxy is not None and proxy_enabled(spec):
         conditions += proxy_conditions(spec, probed.proxy_metrics)
