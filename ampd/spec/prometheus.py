@@ -13,6 +13,10 @@ from pydantic import (
 from ampd.spec.types import AbsPath, Duration, LabelName, Listen, Strict
 
 
+# Prometheus reads each limit into a Go uint: 0 to 2^32-1 fits on every platform
+ScrapeLimit = Annotated[int, Field(ge=0, le=2**32 - 1)]
+
+
 class ScrapeConfigSpec(Strict):
     job: LabelName
     targets: Annotated[list[str], Field(min_length=1)]
@@ -23,9 +27,9 @@ class ScrapeConfigSpec(Strict):
     # Prometheus' per-scrape guards (0 or unset: no limit). A scrape over sample_limit
     # fails whole (the target is down, none of its samples is kept); one with more labels
     # than label_limit, or a value longer than label_value_length_limit, fails too.
-    sample_limit: Annotated[int, Field(ge=0)] | None = None
-    label_limit: Annotated[int, Field(ge=0)] | None = None
-    label_value_length_limit: Annotated[int, Field(ge=0)] | None = None
+    sample_limit: ScrapeLimit | None = None
+    label_limit: ScrapeLimit | None = None
+    label_value_length_limit: ScrapeLimit | None = None
 
     @model_validator(mode="after")
     def _targets(self) -> ScrapeConfigSpec:

@@ -347,6 +347,15 @@ ROWS = [
         WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1'], sample_limit: 0}]}\n",
     ),
     (
+        "scrape-sample-limit-past-uint32",
+        WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1'],"
+        " sample_limit: 4294967296}]}\n",
+        "prometheus.scrape_configs[0].sample_limit",
+        "less than or equal to 4294967295",
+        WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1'],"
+        " sample_limit: 4294967295}]}\n",
+    ),
+    (
         "scrape-label-limit-string",
         WS + "prometheus: {scrape_configs: [{job: a, targets: ['h:1'], label_limit: many}]}\n",
         "prometheus.scrape_configs[0].label_limit",
