@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 
+from ampd.spec.cost import BudgetSpec, CostSpec, PriceTierSpec, RegionPriceSpec
 from ampd.spec.iam import (
     AccountId,
     IamSpec,
@@ -65,6 +66,8 @@ __all__ = [
     "Alias",
     "Arn",
     "AwsSpec",
+    "BudgetSpec",
+    "CostSpec",
     "DatasourceSpec",
     "Duration",
     "FilePath",
@@ -79,12 +82,14 @@ __all__ = [
     "MetricsSpec",
     "NamedFile",
     "PolicyRef",
+    "PriceTierSpec",
     "Principal",
     "PrometheusSpec",
     "ProxySpec",
     "QueueSpec",
     "ReaderSpec",
     "Region",
+    "RegionPriceSpec",
     "RemoteWriteSpec",
     "RolloutSpec",
     "RuleGroupSpec",
@@ -202,6 +207,8 @@ class StateSpec(Strict):
     state_source: StateSourceSpec = Field(default_factory=StateSourceSpec)
     rollout: RolloutSpec = Field(default_factory=RolloutSpec)
     runtime: Literal["auto", "systemd", "supervisor"] = "auto"
+    budget: BudgetSpec | None = None
+    cost: CostSpec | None = None
 
     @model_validator(mode="before")
     @classmethod
