@@ -25,6 +25,8 @@ class Kind(StrEnum):
     WORKSPACE = "aws.workspace"
     WORKSPACE_CONFIGURATION = "aws.workspace_configuration"
     LOGGING = "aws.logging"
+    QUERY_LOGGING = "aws.query_logging"
+    RESOURCE_POLICY = "aws.resource_policy"
     RULE_GROUP = "aws.rule_group"
     ALERTMANAGER = "aws.alertmanager"
     IAM_ROLE = "aws.iam_role"

@@ -21,6 +21,20 @@ FAILED = frozenset({"CREATION_FAILED", "UPDATE_FAILED"})
 UNKNOWN_ID = "(known after apply)"
 NOT_OWNED = "exists, not created by ampd"
 IAM_KINDS = frozenset({Kind.IAM_ROLE, Kind.IAM_POLICY, Kind.INSTANCE_PROFILE})
+# what AMP holds for the workspace: read and written only while it is ACTIVE
+AMP_CHILDREN = frozenset(
+    {
+        Kind.WORKSPACE_CONFIGURATION,
+        Kind.LOGGING,
+        Kind.QUERY_LOGGING,
+        Kind.RESOURCE_POLICY,
+        Kind.RULE_GROUP,
+        Kind.ALERTMANAGER,
+    }
+)
+# an Outcome's message when a write found the resource edited since it was read (a
+# resource policy's revision moved on): nothing was overwritten; the next pass reads again
+CONCURRENT_EDIT = "edited concurrently"
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ the desired state changes, and patches it after its own writes.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Any
 import structlog
 
 from ampd.aws.gateway.client import AwsReader, AwsUnreachable
-from ampd.aws.model import TRANSITIONAL, Desired, Live, Unreadable, workspace_key
+from ampd.aws.model import AMP_CHILDREN, TRANSITIONAL, Desired, Live, Unreadable, workspace_key
 from ampd.core import Kind, ResourceKey
 from ampd.errors import PermanentError, TemporaryError
 from ampd.gateways.files import read_bytes
@@ -27,6 +28,8 @@ __all__ = [
     "amp_status",
     "configuration_live",
     "find_workspace",
+    "policy_document",
+    "query_logging_live",
     "read_children",
     "read_spec_files",
     "workspace_gone",
@@ -37,9 +40,7 @@ log = structlog.get_logger()
 
 _GONE = frozenset({"DELETING"})
 _IAM_KINDS = frozenset({Kind.IAM_ROLE, Kind.IAM_POLICY, Kind.INSTANCE_PROFILE})
-_AMP_CHILDREN = frozenset(
-    {Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.RULE_GROUP, Kind.ALERTMANAGER}
-)
+_AMP_CHILDREN = AMP_CHILDREN
 
 
 @dataclass
@@ -196,6 +197,25 @@ def configuration_live(c: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def query_logging_live(q: Mapping[str, Any]) -> dict[str, Any]:
+    """The one destination AMP allows: its log group and its threshold."""
+    destinations = list(q.get("destinations") or [])
+    first = destinations[0] if destinations else {}
+    return {
+        "log_group_arn": (first.get("cloudWatchLogs") or {}).get("logGroupArn"),
+        "qsp_threshold": (first.get("filters") or {}).get("qspThreshold"),
+    }
+
+
+def policy_document(text: Any) -> Any:
+    """A resource policy as JSON (compared as a value, not as text); text AMP holds that
+    is not JSON stays text, and differs from any document ampd renders."""
+    try:
+        return json.loads(str(text))
+    except ValueError:
+        return text
+
+
 def _read_amp(
     gw: AwsReader,
     key: ResourceKey,
@@ -216,6 +236,20 @@ def _read_amp(
             return None
         arn = {"log_group_arn": str(logging["logGroupArn"])}
         return Live(key, arn, workspace_tags, **amp_status(logging))
+    if kind is Kind.QUERY_LOGGING:
+        q = gw.describe_query_logging(workspace_id)
+        if q is None:
+            return None
+        return Live(key, query_logging_live(q), workspace_tags, **amp_status(q))
+    if kind is Kind.RESOURCE_POLICY:
+        p = gw.describe_resource_policy(workspace_id)
+        if p is None:
+            return None
+        fields = {
+            "document": policy_document(p.get("policyDocument")),
+            "revision_id": p.get("revisionId"),
+        }
+        return Live(key, fields, workspace_tags, status=str(p.get("policyStatus") or "") or None)
     if kind is Kind.ALERTMANAGER:
         definition = gw.describe_alertmanager(workspace_id)
         if definition is None:

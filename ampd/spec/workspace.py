@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -63,6 +64,59 @@ class LabelSetLimitSpec(Strict):
     max_series: Annotated[int, Field(ge=0)] = 0
 
 
+# botocore's amp model's pattern of a query log destination's log group (held to the
+# model by tests/engine/test_spec_load.py): a log group ARN ending ":*"
+QUERY_LOG_GROUP_ARN = re.compile(
+    r"arn:aws[a-z0-9-]*:logs:[a-z0-9-]+:[0-9]{12}:log-group:[A-Za-z0-9\.\-\_\#/]{1,512}\:\*"
+)
+# aws:PrincipalOrgPaths: the organization, its root, then organizational units
+_ORG_PATH_RE = re.compile(
+    r"^o-[a-z0-9]{10,32}/r-[0-9a-z]{4,32}/(ou-[0-9a-z]{4,32}-[a-z0-9]{8,32}/)*$"
+)
+_ACCOUNT_RE = re.compile(r"^\d{12}$")
+
+
+def _query_log_group(text: str) -> str:
+    if not QUERY_LOG_GROUP_ARN.fullmatch(text):
+        raise ValueError(
+            f"{text!r} is not a log group ARN ending ':*' "
+            "(arn:aws:logs:REGION:ACCOUNT:log-group:NAME:*)"
+        )
+    return text
+
+
+def _writer(text: str) -> str:
+    if not (_ACCOUNT_RE.match(text) or _ORG_PATH_RE.match(text)):
+        raise ValueError(
+            f"{text!r} is neither an account id (12 digits) nor an organization path "
+            "(o-xxxxxxxxxx/r-xxxx/ou-xxxx-xxxxxxxx/, ending '/')"
+        )
+    return text
+
+
+class QueryLoggingSpec(Strict):
+    """AMP's query logging: queries that process more than ``qsp_threshold`` samples are
+    logged to the CloudWatch log group (``CreateQueryLoggingConfiguration``)."""
+
+    log_group_arn: Annotated[str, AfterValidator(_query_log_group)]
+    qsp_threshold: Annotated[int, Field(ge=0)]
+
+
+class ResourcePolicySpec(Strict):
+    """The workspace's resource policy: who else may remote-write into it. ``writers``
+    are account ids, or organization paths (every account in that organizational unit
+    and the ones beneath it)."""
+
+    writers: Annotated[list[Annotated[str, AfterValidator(_writer)]], Field(min_length=1)]
+
+    @model_validator(mode="after")
+    def _once_each(self) -> ResourcePolicySpec:
+        dupes = sorted({w for w in self.writers if self.writers.count(w) > 1})
+        if dupes:
+            raise ValueError(f"writers may be listed once each; repeated: {', '.join(dupes)}")
+        return self
+
+
 class WorkspaceSpec(Strict):
     alias: Alias | None = None
     id: Annotated[str, StringConstraints(pattern=r"^ws-[0-9a-zA-Z-]{1,64}$")] | None = None
@@ -75,6 +129,8 @@ class WorkspaceSpec(Strict):
     label_set_limits: list[LabelSetLimitSpec] = Field(default_factory=list)
     kms_key_arn: Arn | None = None
     logging: LoggingSpec | None = None
+    query_logging: QueryLoggingSpec | None = None
+    resource_policy: ResourcePolicySpec | None = None
     rule_groups: list[RuleGroupSpec] = Field(default_factory=list)
     alertmanager: AlertmanagerSpec | None = None
     deletion: Literal["retain", "delete"] = "retain"

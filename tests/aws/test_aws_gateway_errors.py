@@ -18,6 +18,7 @@ from botocore.stub import Stubber
 from ampd.aws.gateway.base import CONFLICT_DELAY, THROTTLE_DELAY, AskedToWait
 from ampd.aws.gateway.client import (
     AlreadyExists,
+    ConcurrentEdit,
     ResourceGone,
     api_call_counts,
     make_gateway,
@@ -199,6 +200,34 @@ def test_amp_conflict_on_a_child_that_is_there_is_already_exists(
         gw.create_rule_group(busy, "early", RULES, {})
     assert not isinstance(caught.value, AlreadyExists)
     assert caught.value.delay == CONFLICT_DELAY
+
+
+def test_a_stale_resource_policy_revision_is_a_concurrent_edit(
+    gw: AwsReadWrite, aws_emulator: AwsEmulator
+) -> None:
+    """A put or delete with the revision read, after someone else's edit: ConcurrentEdit
+    (read again; nothing overwritten). A policy still in transit is a wait, as ever."""
+    ws = workspace(gw)
+    doc = {"Version": "2012-10-17", "Statement": []}
+    gw.put_resource_policy(ws, doc, None)
+    read = gw.describe_resource_policy(ws)
+    assert read is not None
+    gw.put_resource_policy(ws, doc, str(read["revisionId"]))  # someone else's edit
+    for stale in (
+        lambda: gw.put_resource_policy(ws, doc, str(read["revisionId"])),
+        lambda: gw.delete_resource_policy(ws, str(read["revisionId"])),
+    ):
+        with pytest.raises(ConcurrentEdit) as caught:
+            stale()
+        assert caught.value.delay == 0.0
+    aws_emulator.transition_delay(600)
+    current = gw.describe_resource_policy(ws)
+    assert current is not None
+    gw.put_resource_policy(ws, doc, str(current["revisionId"]))  # UPDATING for 600 s
+    with pytest.raises(TemporaryError) as busy:
+        gw.put_resource_policy(ws, doc, None)
+    assert not isinstance(busy.value, ConcurrentEdit)
+    assert busy.value.delay == CONFLICT_DELAY
 
 
 # -- throttling and Retry-After ----------------------------------------------------------

@@ -259,7 +259,9 @@ def test_desired_state_from_spec() -> None:
     ws = desired_workspace(spec)
     assert ws is not None
     assert ws.fields["tags"] == {"team": "p", "ampd:managed": "true", "ampd:stack": "prod"}
-    children = desired_workspace_children(spec, {})
+    children = desired_workspace_children(
+        spec, {}, "arn:aws:aps:eu-west-1:123456789012:workspace/ws-1"
+    )
     assert ResourceKey(Kind.RULE_GROUP, "node") in children.errors  # file unreadable
     arn = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-1"
     iam = {str(d.key): d for d in desired_iam(spec, account="123456789012", ws_arn=arn).resources}

@@ -890,3 +890,96 @@ def test_a_clash_in_the_file_has_no_default_note() -> None:
     )
     assert [(p.path, p.line) for p in found] == [("metrics.listen", 6)]
     assert "default" not in found[0].message
+
+
+# -- workspace: the configuration's whole seconds, query logging, resource policy --------
+
+_LOGS = "arn:aws:logs:eu-west-1:123456789012:log-group:q:*"
+_ORG = "o-abcdefghij/r-ab12/ou-ab12-11111111/"
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "message", "good"),
+    [
+        pytest.param(
+            "rule_query_offset: 1500ms", "rule_query_offset", "whole seconds", "30s", id="offset"
+        ),
+        pytest.param(
+            "out_of_order_window: 90500ms", "out_of_order_window", "whole seconds", "2m", id="ooo"
+        ),
+        pytest.param(
+            "query_logging: {log_group_arn: 'arn:aws:logs:eu-west-1:123456789012:log-group:q',"
+            " qsp_threshold: 1}",
+            "query_logging.log_group_arn",
+            "ending ':*'",
+            f"{{log_group_arn: '{_LOGS}', qsp_threshold: 1}}",
+            id="query-log-group",
+        ),
+        pytest.param(
+            f"query_logging: {{log_group_arn: '{_LOGS}', qsp_threshold: -1}}",
+            "query_logging.qsp_threshold",
+            "greater than or equal to 0",
+            f"{{log_group_arn: '{_LOGS}', qsp_threshold: 0}}",
+            id="query-threshold",
+        ),
+        pytest.param(
+            f"query_logging: {{log_group_arn: '{_LOGS}'}}",
+            "query_logging.qsp_threshold",
+            "required",
+            f"{{log_group_arn: '{_LOGS}', qsp_threshold: 5}}",
+            id="query-threshold-required",
+        ),
+        pytest.param(
+            "resource_policy: {writers: ['12345']}",
+            "resource_policy.writers[0]",
+            "neither an account id",
+            "{writers: ['111122223333', '" + _ORG + "']}",
+            id="writer-account",
+        ),
+        pytest.param(
+            "resource_policy: {writers: ['o-abcdefghij/r-ab12/ou-ab12-11111111']}",
+            "resource_policy.writers[0]",
+            "organization path",
+            "{writers: ['" + _ORG + "']}",
+            id="writer-org-path",
+        ),
+        pytest.param(
+            "resource_policy: {writers: ['111122223333', '111122223333']}",
+            "resource_policy",
+            "listed once each",
+            "{writers: ['111122223333']}",
+            id="writer-twice",
+        ),
+        pytest.param(
+            "resource_policy: {writers: []}",
+            "resource_policy.writers",
+            "at least 1",
+            "{writers: ['111122223333']}",
+            id="writers-none",
+        ),
+    ],
+)
+def test_workspace_aws_fields_are_named_at_their_line(
+    field: str, bad: str, message: str, good: str
+) -> None:
+    body = f"workspace:\n  alias: w\n  {field}\n"
+    found = problems(body)
+    assert [p.path for p in found] == [f"workspace.{bad}"], found
+    assert message in found[0].message
+    assert (found[0].file, found[0].line) == (FILE, 4)  # "version: 1" is line 1
+    key = field.split(":", 1)[0]
+    assert load(f"workspace:\n  alias: w\n  {key}: {good}\n").spec.workspace is not None
+
+
+def test_query_log_group_pattern_is_the_amp_models() -> None:
+    """The copy in spec/workspace.py is the pattern botocore's amp model gives a query
+    logging destination's logGroupArn."""
+    import botocore.session  # noqa: PLC0415 (only this test needs it)
+
+    from ampd.spec.workspace import QUERY_LOG_GROUP_ARN  # noqa: PLC0415
+
+    model = botocore.session.get_session().get_service_model("amp")
+    for op in ("CreateQueryLoggingConfiguration", "UpdateQueryLoggingConfiguration"):
+        destination = model.operation_model(op).input_shape.members["destinations"].member
+        arn = destination.members["cloudWatchLogs"].members["logGroupArn"]
+        assert arn.metadata["pattern"] == QUERY_LOG_GROUP_ARN.pattern, op

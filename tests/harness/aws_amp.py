@@ -226,6 +226,10 @@ class Amp:
         self.lock = lock
         self.state = AmpState()
         self._arn_prefix = arn_prefix  # region -> "arn:aws:aps:REGION:ACCOUNT"
+        # query logging and resource policies (their module imports this one's helpers)
+        from tests.harness.aws_amp_extras import AmpExtras  # noqa: PLC0415
+
+        self.extras = AmpExtras(self._settle)
 
     def ws(self, ws_id: str) -> Workspace:
         """Our state of ``ws_id``, without the children whose DELETING is over."""

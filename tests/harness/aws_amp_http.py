@@ -1,7 +1,8 @@
 """The emulator's AMP routes: which operation a request is, what our layer answers itself
-(workspace lifecycle and lists, rule groups namespaces, alert manager, logging,
-configuration, rule group tags) and what it leaves to moto (workspaces, their tags and
-alias), with every 2xx status code set to the one botocore's ``amp`` model names."""
+(workspace lifecycle and lists, rule groups namespaces, alert manager, logging, query
+logging, the resource policy, configuration, rule group tags) and what it leaves to moto
+(workspaces, their tags and alias), with every 2xx status code set to the one botocore's
+``amp`` model names."""
 
 from __future__ import annotations
 
@@ -36,6 +37,13 @@ _AMP_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
         ("POST", r"^/workspaces/(?P<ws>[^/]+)/alias$", "UpdateWorkspaceAlias"),
         ("GET", r"^/workspaces/(?P<ws>[^/]+)/configuration$", "DescribeWorkspaceConfiguration"),
         ("PATCH", r"^/workspaces/(?P<ws>[^/]+)/configuration$", "UpdateWorkspaceConfiguration"),
+        ("GET", r"^/workspaces/(?P<ws>[^/]+)/logging/query$", "DescribeQueryLoggingConfiguration"),
+        ("POST", r"^/workspaces/(?P<ws>[^/]+)/logging/query$", "CreateQueryLoggingConfiguration"),
+        ("PUT", r"^/workspaces/(?P<ws>[^/]+)/logging/query$", "UpdateQueryLoggingConfiguration"),
+        ("DELETE", r"^/workspaces/(?P<ws>[^/]+)/logging/query$", "DeleteQueryLoggingConfiguration"),
+        ("GET", r"^/workspaces/(?P<ws>[^/]+)/policy$", "DescribeResourcePolicy"),
+        ("PUT", r"^/workspaces/(?P<ws>[^/]+)/policy$", "PutResourcePolicy"),
+        ("DELETE", r"^/workspaces/(?P<ws>[^/]+)/policy$", "DeleteResourcePolicy"),
         ("GET", r"^/workspaces/(?P<ws>[^/]+)/logging$", "DescribeLoggingConfiguration"),
         ("POST", r"^/workspaces/(?P<ws>[^/]+)/logging$", "CreateLoggingConfiguration"),
         ("PUT", r"^/workspaces/(?P<ws>[^/]+)/logging$", "UpdateLoggingConfiguration"),
@@ -210,6 +218,11 @@ class AmpRoutes:
                 doc = amp.update_config(ws_id, params)
             elif "AlertManager" in operation:
                 doc = amp.alertmanager(operation, ws_id, params)
+            elif "QueryLoggingConfiguration" in operation:
+                doc = amp.extras.query_logging_op(operation, ws_id, params)
+            elif "ResourcePolicy" in operation:
+                # DeleteResourcePolicy sends its revisionId in the query string
+                doc = amp.extras.policy_op(operation, ws_id, {**query, **params})
             elif "LoggingConfiguration" in operation:
                 doc = amp.logging(operation, ws_id, params)
             elif "RuleGroupsNamespace" in operation:

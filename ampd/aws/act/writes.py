@@ -72,6 +72,10 @@ def apply_change(gw: AwsWriter, change: Change, target: Target) -> None:
             _configuration(gw, change, target)
         case Kind.LOGGING:
             _logging(gw, change, target)
+        case Kind.QUERY_LOGGING:
+            _query_logging(gw, change, target)
+        case Kind.RESOURCE_POLICY:
+            _resource_policy(gw, change, target)
         case Kind.ALERTMANAGER:
             _alertmanager(gw, change, target)
         case Kind.RULE_GROUP:
@@ -124,6 +128,30 @@ def _logging(gw: AwsWriter, change: Change, target: Target) -> None:
         create=lambda: gw.create_logging(ws, arn),
         update=lambda: gw.update_logging(ws, arn),
         delete=lambda: gw.delete_logging(ws),
+    )
+
+
+def _query_logging(gw: AwsWriter, change: Change, target: Target) -> None:
+    ws, after = target.workspace_id, change.after or {}
+    arn, threshold = str(after.get("log_group_arn")), int(after.get("qsp_threshold") or 0)
+    by_action(
+        change,
+        create=lambda: gw.create_query_logging(ws, arn, threshold),
+        update=lambda: gw.update_query_logging(ws, arn, threshold),
+        delete=lambda: gw.delete_query_logging(ws),
+    )
+
+
+def _resource_policy(gw: AwsWriter, change: Change, target: Target) -> None:
+    """Always with the revision read (none: there was no policy): a policy edited since
+    is refused by AMP, never overwritten."""
+    ws = target.workspace_id
+    read = (change.before or {}).get("revision_id")
+    revision = str(read) if read else None
+    document = dict((change.after or {}).get("document") or {})
+    put = lambda: gw.put_resource_policy(ws, document, revision)  # noqa: E731
+    by_action(
+        change, create=put, update=put, delete=lambda: gw.delete_resource_policy(ws, revision)
     )
 
 

@@ -30,6 +30,9 @@ Every call goes through :meth:`AwsBase._call`, which
       not found on Describe*/Get*                    -> ``None`` from describe/get methods
       EntityAlreadyExists, ConflictException on a
         Create* of an AMP child that is there        -> AlreadyExists (read again, re-plan)
+      ConflictException on a write of the resource
+        policy that is not about a busy state        -> ConcurrentEdit (its revision moved
+                                                        on: nothing overwritten; read again)
       validation, quota, anything else               -> PermanentError
 
 Only codes that the amp, iam and sts models (or AWS's common errors) name are matched.
@@ -67,6 +70,7 @@ __all__ = [
     "AwsBase",
     "AwsUnreachable",
     "Clients",
+    "ConcurrentEdit",
     "CredentialsRejected",
     "Identity",
     "NotFound",
@@ -111,6 +115,9 @@ _GONE_ON_WRITE = ("Put", "Update", "Tag", "Untag", "Attach", "AddRoleTo", "Creat
 _AMP_CHILD_CREATES = frozenset(
     {"CreateRuleGroupsNamespace", "CreateAlertManagerDefinition", "CreateLoggingConfiguration"}
 )
+# writes made with the revision ampd read: a conflict not about a busy state means the
+# revision moved on (someone else edited it)
+_REVISIONED = frozenset({"PutResourcePolicy", "DeleteResourcePolicy"})
 _BUSY_RE = re.compile(r"\b(CREATING|UPDATING|DELETING|not (in )?(an? )?ACTIVE)\b", re.IGNORECASE)
 _IAM_PREFIX = {"amp": "aps", "iam": "iam", "sts": "sts"}
 _DENIED_RE = re.compile(
@@ -172,6 +179,15 @@ class AlreadyExists(TemporaryError):
     """A create found the resource already there (made by a concurrent writer, or by
     this host's own earlier call whose answer was lost). Not a failure to give up on:
     the next pass reads it again and plans from what is there."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, delay=0.0)
+
+
+class ConcurrentEdit(TemporaryError):
+    """A write made with the revision ampd read was refused: the resource was changed
+    since (by a person, or another writer). Nothing was overwritten; the next pass reads
+    it again and plans from what is there. ``delay`` is 0: nothing to wait for."""
 
     def __init__(self, message: str) -> None:
         super().__init__(message, delay=0.0)
@@ -359,6 +375,8 @@ class AwsBase:
         if code in _CONFLICT_CODES:
             if operation in _AMP_CHILD_CREATES and not _BUSY_RE.search(message):
                 return AlreadyExists(where)
+            if operation in _REVISIONED and not _BUSY_RE.search(message):
+                return ConcurrentEdit(where)
             return TemporaryError(where, delay=CONFLICT_DELAY)
         if code in _CONCURRENT_CODES:
             return TemporaryError(where, delay=CONFLICT_DELAY)

@@ -14,6 +14,7 @@ from ampd.aws.gateway.base import (
     AccessDenied,
     AlreadyExists,
     AwsUnreachable,
+    ConcurrentEdit,
     CredentialsRejected,
     Identity,
     ResourceGone,
@@ -27,6 +28,7 @@ __all__ = [
     "AlreadyExists",
     "AwsReader",
     "AwsUnreachable",
+    "ConcurrentEdit",
     "CredentialsRejected",
     "Identity",
     "ResourceGone",
@@ -79,6 +81,28 @@ class AwsReader(IamReads):
             lambda: self._amp.describe_logging_configuration(workspaceId=workspace_id),
         )
         return dict(r["loggingConfiguration"]) if r is not None else None
+
+    def describe_query_logging(self, workspace_id: str) -> dict[str, Any] | None:
+        """The query logging configuration (``destinations`` with the log group and the
+        threshold, ``status``), or None when the workspace has none."""
+        r = self._get(
+            "amp",
+            "DescribeQueryLoggingConfiguration",
+            lambda: self._amp.describe_query_logging_configuration(workspaceId=workspace_id),
+        )
+        return dict(r["queryLoggingConfiguration"]) if r is not None else None
+
+    def describe_resource_policy(self, workspace_id: str) -> dict[str, Any] | None:
+        """The resource policy (``policyDocument`` as text, ``policyStatus``,
+        ``revisionId``), or None when the workspace has none."""
+        r = self._get(
+            "amp",
+            "DescribeResourcePolicy",
+            lambda: self._amp.describe_resource_policy(workspaceId=workspace_id),
+        )
+        if r is None:
+            return None
+        return {k: r[k] for k in ("policyDocument", "policyStatus", "revisionId")}
 
     def describe_alertmanager(self, workspace_id: str) -> dict[str, Any] | None:
         """The definition (``data`` as bytes, ``status`` with ``statusCode`` and, when it

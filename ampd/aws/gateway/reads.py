@@ -60,6 +60,18 @@ READS: Final[Mapping[str, tuple[str, ...]]] = {
     "CreateLoggingConfiguration": (),
     "UpdateLoggingConfiguration": (),
     "DeleteLoggingConfiguration": (),
+    "DescribeQueryLoggingConfiguration": _under(
+        "queryLoggingConfiguration",
+        "destinations[].cloudWatchLogs.logGroupArn",
+        "destinations[].filters.qspThreshold",
+        *_STATUS,
+    ),
+    "CreateQueryLoggingConfiguration": (),
+    "UpdateQueryLoggingConfiguration": (),
+    "DeleteQueryLoggingConfiguration": (),
+    "DescribeResourcePolicy": ("policyDocument", "policyStatus", "revisionId"),
+    "PutResourcePolicy": (),
+    "DeleteResourcePolicy": (),
     "DescribeAlertManagerDefinition": _under("alertManagerDefinition", "data", *_STATUS),
     "CreateAlertManagerDefinition": (),
     "PutAlertManagerDefinition": (),
@@ -133,6 +145,11 @@ COMPARED: Final[Mapping[str, frozenset[str]]] = {
         {"ACTIVE", "UPDATING", "UPDATE_FAILED"}
     ),
     "DescribeLoggingConfiguration:loggingConfiguration.status.statusCode": _AMP_ALL,
+    "DescribeQueryLoggingConfiguration:queryLoggingConfiguration.status.statusCode": _AMP_ALL,
+    # a resource policy never fails: it is only ever in transit or ACTIVE
+    "DescribeResourcePolicy:policyStatus": frozenset(
+        {"ACTIVE", "CREATING", "UPDATING", "DELETING"}
+    ),
     "DescribeAlertManagerDefinition:alertManagerDefinition.status.statusCode": _AMP_ALL,
     "DescribeRuleGroupsNamespace:ruleGroupsNamespace.status.statusCode": _AMP_ALL,
     "SimulatePrincipalPolicy:EvaluationResults[].EvalDecision": _DECISIONS,

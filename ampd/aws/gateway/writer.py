@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ampd.aws.gateway.base import policy_json
 from ampd.aws.gateway.client import AwsReader
 from ampd.aws.gateway.iam_writes import IamWrites
 
@@ -121,6 +122,65 @@ class AwsWriter(IamWrites):
             "amp",
             "DeleteLoggingConfiguration",
             lambda: self._amp.delete_logging_configuration(workspaceId=workspace_id),
+        )
+
+    def create_query_logging(self, workspace_id: str, log_group_arn: str, threshold: int) -> None:
+        self._call(
+            "amp",
+            "CreateQueryLoggingConfiguration",
+            lambda: self._amp.create_query_logging_configuration(
+                workspaceId=workspace_id,
+                destinations=[
+                    {
+                        "cloudWatchLogs": {"logGroupArn": log_group_arn},
+                        "filters": {"qspThreshold": threshold},
+                    }
+                ],
+            ),
+        )
+
+    def update_query_logging(self, workspace_id: str, log_group_arn: str, threshold: int) -> None:
+        self._call(
+            "amp",
+            "UpdateQueryLoggingConfiguration",
+            lambda: self._amp.update_query_logging_configuration(
+                workspaceId=workspace_id,
+                destinations=[
+                    {
+                        "cloudWatchLogs": {"logGroupArn": log_group_arn},
+                        "filters": {"qspThreshold": threshold},
+                    }
+                ],
+            ),
+        )
+
+    def delete_query_logging(self, workspace_id: str) -> None:
+        self._delete(
+            "amp",
+            "DeleteQueryLoggingConfiguration",
+            lambda: self._amp.delete_query_logging_configuration(workspaceId=workspace_id),
+        )
+
+    def put_resource_policy(
+        self, workspace_id: str, document: Mapping[str, Any], revision_id: str | None
+    ) -> None:
+        """With the ``revision_id`` read: AMP refuses it (ConflictException) when the
+        policy was changed since, and it is never overwritten (``ConcurrentEdit``). None
+        only when there was no policy to read."""
+        kwargs: dict[str, Any] = {
+            "workspaceId": workspace_id,
+            "policyDocument": policy_json(document),
+        }
+        if revision_id is not None:
+            kwargs["revisionId"] = revision_id
+        self._call("amp", "PutResourcePolicy", lambda: self._amp.put_resource_policy(**kwargs))
+
+    def delete_resource_policy(self, workspace_id: str, revision_id: str | None) -> None:
+        kwargs: dict[str, Any] = {"workspaceId": workspace_id}
+        if revision_id is not None:
+            kwargs["revisionId"] = revision_id
+        self._delete(
+            "amp", "DeleteResourcePolicy", lambda: self._amp.delete_resource_policy(**kwargs)
         )
 
     def create_alertmanager(self, workspace_id: str, data: bytes) -> None:

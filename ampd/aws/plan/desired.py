@@ -28,10 +28,14 @@ from ampd.aws.plan.arns import (
     state_read_statement,
     writer_policy,
 )
+from ampd.aws.plan.configuration import (
+    configuration_fields,
+    query_logging_fields,
+    resource_policy_document,
+)
 from ampd.aws.plan.policy import boundary_arn
 from ampd.core import Kind, ResourceKey
 from ampd.spec.models import StateSpec
-from ampd.spec.types import duration_seconds
 
 __all__ = [
     "READER_ACTIONS",
@@ -97,30 +101,11 @@ def desired_workspace(spec: StateSpec) -> Desired | None:
     return Desired(workspace_key(spec), fields, immutable=immutable)
 
 
-def configuration_fields(spec: StateSpec) -> dict[str, Any]:
-    """The workspace configuration's fields the state file sets, and only those: AMP
-    keeps its own value (or default) of every other one. ``label_set_limits: []`` set
-    on purpose removes every limit; left out, AMP's are not looked at."""
-    ws = spec.workspace
-    if ws is None:
-        return {}
-    out: dict[str, Any] = {}
-    if ws.retention_days is not None:
-        out["retention_days"] = ws.retention_days
-    if ws.out_of_order_window is not None:
-        out["out_of_order_seconds"] = int(duration_seconds(ws.out_of_order_window))
-    if ws.rule_query_offset is not None:
-        out["rule_query_offset_seconds"] = int(duration_seconds(ws.rule_query_offset))
-    if "label_set_limits" in ws.model_fields_set:
-        out["label_set_limits"] = [
-            {"labels": dict(limit.labels), "max_series": limit.max_series}
-            for limit in ws.label_set_limits
-        ]
-    return out
-
-
-def desired_workspace_children(spec: StateSpec, files: Mapping[str, bytes | None]) -> DesiredSet:
-    """Configuration, logging, rule groups and alert manager definition.
+def desired_workspace_children(
+    spec: StateSpec, files: Mapping[str, bytes | None], ws_arn: str
+) -> DesiredSet:
+    """Configuration, logging, query logging, resource policy, rule groups and alert
+    manager definition (``ws_arn``: the workspace the resource policy is about).
 
     ``files`` holds the bytes of every rule/alertmanager file the spec names (None when
     missing): reading them is the caller's business, this module stays pure.
@@ -140,6 +125,12 @@ def desired_workspace_children(spec: StateSpec, files: Mapping[str, bytes | None
             out.append(Desired(key, {"log_group_arn": ws.logging.log_group_arn}))
         else:
             out.append(Desired(key, present=False))
+    query_logging = query_logging_fields(spec)
+    if query_logging:
+        out.append(Desired(ResourceKey(Kind.QUERY_LOGGING, stack), query_logging))
+    document = resource_policy_document(spec, ws_arn)
+    if document is not None:
+        out.append(Desired(ResourceKey(Kind.RESOURCE_POLICY, stack), {"document": document}))
     for group in ws.rule_groups:
         key = ResourceKey(Kind.RULE_GROUP, group.name)
         raw = files.get(group.file)

@@ -45,6 +45,7 @@ from ampd.aws.plan.arns import (
     workspace_children,
     writer_policy,
 )
+from ampd.aws.plan.configuration import configuration_fields
 from ampd.aws.plan.inputs import PolicyInputs, boundary_arn
 from ampd.spec.models import StateSpec
 
@@ -84,10 +85,14 @@ def _reads(p: PolicyInputs) -> list[dict[str, Any] | None]:
         if ws.id is None:
             out.append(statement("AmpdFindWorkspace", ["aps:ListWorkspaces"], "*"))
         actions = ["aps:DescribeWorkspace"]
-        if ws.retention_days is not None:
+        if configuration_fields(spec):
             actions.append("aps:DescribeWorkspaceConfiguration")
         if ws.logging is not None:
             actions.append("aps:DescribeLoggingConfiguration")
+        if ws.query_logging is not None:
+            actions.append("aps:DescribeQueryLoggingConfiguration")
+        if ws.resource_policy is not None:
+            actions.append("aps:DescribeResourcePolicy")
         if ws.alertmanager is not None:
             actions.append("aps:DescribeAlertManagerDefinition")
         if ws.rule_groups or ws.deletion == "delete":
@@ -154,7 +159,7 @@ def manage_policy(p: PolicyInputs) -> dict[str, Any]:
         actions = ["aps:UpdateWorkspaceAlias", "aps:TagResource", "aps:UntagResource"]
         if deleting:
             actions.append("aps:DeleteWorkspace")
-        if ws.retention_days is not None:
+        if configuration_fields(spec):
             actions.append("aps:UpdateWorkspaceConfiguration")
         if ws.logging is not None:
             actions += [
@@ -162,6 +167,14 @@ def manage_policy(p: PolicyInputs) -> dict[str, Any]:
                 "aps:UpdateLoggingConfiguration",
                 "aps:DeleteLoggingConfiguration",
             ]
+        if ws.query_logging is not None:
+            actions += [
+                "aps:CreateQueryLoggingConfiguration",
+                "aps:UpdateQueryLoggingConfiguration",
+                "aps:DeleteQueryLoggingConfiguration",
+            ]
+        if ws.resource_policy is not None:
+            actions += ["aps:PutResourcePolicy", "aps:DeleteResourcePolicy"]
         if ws.alertmanager is not None:
             actions += ["aps:CreateAlertManagerDefinition", "aps:PutAlertManagerDefinition"]
             if deleting:
@@ -174,7 +187,7 @@ def manage_policy(p: PolicyInputs) -> dict[str, Any]:
             if deleting:
                 actions.append("aps:DeleteRuleGroupsNamespace")
             out.append(statement("AmpdWriteRuleGroups", actions, workspace_children(ws_arn)))
-        if ws.logging is not None:
+        if ws.logging is not None or ws.query_logging is not None:
             # AMP vends its logs to CloudWatch Logs with the caller's permissions; these
             # actions have no resource-level permissions
             out.append(

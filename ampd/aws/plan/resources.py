@@ -142,6 +142,8 @@ _DELETE_ORDER = {
     Kind.RULE_GROUP: 0,
     Kind.ALERTMANAGER: 0,
     Kind.LOGGING: 0,
+    Kind.QUERY_LOGGING: 0,
+    Kind.RESOURCE_POLICY: 0,
     Kind.WORKSPACE_CONFIGURATION: 0,
     Kind.INSTANCE_PROFILE: 1,
     Kind.IAM_POLICY: 2,
@@ -229,7 +231,10 @@ def plan_resources(  # noqa: PLR0915 (the decision table, in one place)
 
     deletions: list[Change] = []
     for live in orphans:
-        if policy.mode == "observe" or policy.deletion == "retain":
+        if live.key.kind is Kind.WORKSPACE_CONFIGURATION:
+            why = "no longer in the state file; AMP keeps its values (it cannot be deleted)"
+            skipped.append(Skipped(live.key, why))
+        elif policy.mode == "observe" or policy.deletion == "retain":
             skipped.append(
                 Skipped(live.key, "no longer in the state file; kept (deletion: retain)")
             )

@@ -1,25 +1,30 @@
 """Conditions for the configurations AMP holds for the workspace, from AMP's own status. Pure.
 
-``WorkspaceConfigurationActive``, ``LoggingActive``, ``AlertManagerActive`` and
-``RuleGroupsActive``: each only when the state file asks for that resource. True when AMP
-reports it ACTIVE; False with AMP's status as the reason (``CreationFailed``,
-``UpdateFailed``, ``Creating``, ``Updating``, ``Deleting``) and AMP's ``statusReason``
-in the message, or ``Missing`` / ``WaitingForWorkspace``; Unknown when it could not be
-read, or its file could not.
+``WorkspaceConfigurationActive``, ``LoggingActive``, ``QueryLoggingActive``,
+``ResourcePolicyInSync``, ``AlertManagerActive`` and ``RuleGroupsActive``: each only when
+the state file asks for that resource. True when AMP reports it ACTIVE; False with AMP's
+status as the reason (``CreationFailed``, ``UpdateFailed``, ``Creating``, ``Updating``,
+``Deleting``) and AMP's ``statusReason`` in the message, or ``Missing`` /
+``WaitingForWorkspace``; ``ConcurrentEdit`` when a write found it edited since it was
+read (nothing overwritten: read again next pass); for the resource policy also
+``OutOfSync`` while AMP's differs from the state's (``aws.mode: observe``, ``drift:
+report``); Unknown when it could not be read, or its file could not.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
-from ampd.aws.model import Desired, Live, Unreadable
-from ampd.core import Condition, ConditionStatus, Kind, ResourceKey, ResourceStatus
+from ampd.aws.model import CONCURRENT_EDIT, Desired, Live, Unreadable
+from ampd.core import Condition, ConditionStatus, Kind, ResourceKey, ResourceStatus, SyncStatus
 
 __all__ = ["AMP_CONDITIONS", "amp_conditions", "amp_reason", "amp_status_text"]
 
 AMP_CONDITIONS: dict[Kind, str] = {
     Kind.WORKSPACE_CONFIGURATION: "WorkspaceConfigurationActive",
     Kind.LOGGING: "LoggingActive",
+    Kind.QUERY_LOGGING: "QueryLoggingActive",
+    Kind.RESOURCE_POLICY: "ResourcePolicyInSync",
     Kind.ALERTMANAGER: "AlertManagerActive",
     Kind.RULE_GROUP: "RuleGroupsActive",
 }
@@ -52,12 +57,16 @@ def _verdict(
     live = observed.get(key)
     if isinstance(live, Unreadable):
         return ConditionStatus.UNKNOWN, "Unreadable", f"{key}: {live.error}"
+    st = statuses.get(key)
+    if st is not None and st.message.startswith(CONCURRENT_EDIT):
+        return ConditionStatus.FALSE, "ConcurrentEdit", f"{key}: {st.message}"
     if live is None:
-        st = statuses.get(key)
         why = st.message if st is not None and st.message else "does not exist"
         return ConditionStatus.FALSE, "Missing", f"{key}: {why}"
     if live.status not in (None, "ACTIVE"):
         return ConditionStatus.FALSE, amp_reason(live.status), f"{key}: {amp_status_text(live)}"
+    if key.kind is Kind.RESOURCE_POLICY and st is not None and st.sync is SyncStatus.OUT_OF_SYNC:
+        return ConditionStatus.FALSE, "OutOfSync", f"{key}: {st.message or 'differs'}"
     return ConditionStatus.TRUE, "Active", f"{key}: ACTIVE"
 
 

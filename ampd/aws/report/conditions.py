@@ -12,7 +12,15 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ampd.aws.model import FAILED, TRANSITIONAL, Desired, Live, Unreadable, workspace_key
+from ampd.aws.model import (
+    AMP_CHILDREN,
+    FAILED,
+    TRANSITIONAL,
+    Desired,
+    Live,
+    Unreadable,
+    workspace_key,
+)
 from ampd.aws.plan.resources import Refusal, iam_refusal
 from ampd.aws.report.amp import amp_conditions, amp_status_text
 from ampd.core import (
@@ -30,7 +38,7 @@ from ampd.core import (
 from ampd.spec.models import StateSpec
 
 IAM_KINDS = (Kind.IAM_ROLE, Kind.IAM_POLICY, Kind.INSTANCE_PROFILE)
-AMP_KINDS = (Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.ALERTMANAGER, Kind.RULE_GROUP)
+AMP_KINDS = AMP_CHILDREN
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ampd.aws.gateway.client import Identity
-from ampd.aws.model import Desired, DesiredSet, Live, Unreadable, policy_from_spec, workspace_key
+from ampd.aws.model import (
+    AMP_CHILDREN,
+    Desired,
+    DesiredSet,
+    Live,
+    Unreadable,
+    policy_from_spec,
+    workspace_key,
+)
 from ampd.aws.plan.desired import (
     desired_iam,
     desired_workspace,
@@ -29,10 +37,6 @@ from ampd.gateways.store import StoredState
 from ampd.spec.models import StateSpec
 
 __all__ = ["AMP_CHILDREN", "plan_pass", "plan_wave1", "plan_wave2", "wave2_desired"]
-
-AMP_CHILDREN = frozenset(
-    {Kind.WORKSPACE_CONFIGURATION, Kind.LOGGING, Kind.RULE_GROUP, Kind.ALERTMANAGER}
-)
 
 
 def plan_pass(spec: StateSpec, seen: AwsSeen) -> AwsPlan:
@@ -84,7 +88,7 @@ def wave2_desired(
         if ws_live is not None
         else workspace_arn(region, identity.account, None)
     )
-    children = desired_workspace_children(spec, files)
+    children = desired_workspace_children(spec, files, ws_arn)
     return children, desired_iam(spec, account=identity.account, ws_arn=ws_arn)
 
 
@@ -119,6 +123,8 @@ def plan_wave2(
     forget = tuple(
         str(k) for k, v in seen.observed.items() if v is None and k not in desired
     )  # gone: nothing left to remember
+    # a configuration no longer asked for stays as AMP holds it: nothing to remember
+    forget += tuple(str(o.key) for o in seen.orphans if o.key.kind is Kind.WORKSPACE_CONFIGURATION)
     planned = [d for d in desired.values() if d.key not in waiting]
     plan = plan_resources(
         planned, observed, stored.applied, policy_from_spec(spec), list(seen.orphans)

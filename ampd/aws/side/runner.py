@@ -15,10 +15,9 @@ from dataclasses import dataclass
 
 import structlog
 
-from ampd.aws.gateway.client import AlreadyExists, AwsUnreachable, ResourceGone
-from ampd.aws.model import Desired, Live, fingerprint
+from ampd.aws.gateway.client import AlreadyExists, AwsUnreachable, ConcurrentEdit, ResourceGone
+from ampd.aws.model import AMP_CHILDREN, CONCURRENT_EDIT, Desired, Live, fingerprint
 from ampd.aws.observe import ObservedCache
-from ampd.aws.side.planning import AMP_CHILDREN
 from ampd.core import Action, Change, Kind, Outcome
 from ampd.engine.retry import RetryBook
 from ampd.errors import PermanentError, TemporaryError
@@ -56,7 +55,7 @@ class ChangeRunner:
             effect()
         except AwsUnreachable:
             raise
-        except (ResourceGone, AlreadyExists) as e:
+        except (ResourceGone, AlreadyExists, ConcurrentEdit) as e:
             return self._reread(change, e)
         except PermanentError as e:
             self._book.failed_permanently(key, fp, str(e))
@@ -78,7 +77,7 @@ class ChangeRunner:
         applied = fp if desired is not None and change.action is not Action.DELETE else None
         return Ran(Outcome(change, ok=True, message=change.reason), applied)
 
-    def _reread(self, change: Change, e: ResourceGone | AlreadyExists) -> Ran:
+    def _reread(self, change: Change, e: ResourceGone | AlreadyExists | ConcurrentEdit) -> Ran:
         """What ampd remembered of the resource is stale: forget it and pass again at
         once, so the next pass plans from what AWS holds (a create for a resource deleted
         outside ampd; an update, an in-sync or a refusal for one that is there). Not a
@@ -90,6 +89,11 @@ class ChangeRunner:
         gone = isinstance(e, ResourceGone)
         if gone:
             message = f"deleted outside ampd; read again and recreated on the next pass ({e})"
+        elif isinstance(e, ConcurrentEdit):
+            message = (
+                f"{CONCURRENT_EDIT} since ampd read it: not overwritten; read again on the "
+                f"next pass ({e})"
+            )
         else:
             message = f"already exists; read again on the next pass ({e})"
         log.warning(

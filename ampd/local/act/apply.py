@@ -220,6 +220,8 @@ def apply_change(change: Change, t: LocalTargets, reload_checks: bool = False) -
             Kind.WORKSPACE
             | Kind.WORKSPACE_CONFIGURATION
             | Kind.LOGGING
+            | Kind.QUERY_LOGGING
+            | Kind.RESOURCE_POLICY
             | Kind.RULE_GROUP
             | Kind.ALERTMANAGER
             | Kind.IAM_ROLE

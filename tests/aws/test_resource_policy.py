@@ -1,0 +1,245 @@
+"""``workspace.resource_policy``: who else may remote-write into the workspace.
+
+ampd renders the policy (the writers may ``aps:RemoteWrite`` into this workspace, and
+nothing else), writes it with the ``revisionId`` it read, and never overwrites an edit
+made since: AMP refuses the stale revision, the outcome and ``ResourcePolicyInSync`` name
+the concurrent edit, and the next pass reads again."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ampd.aws.gateway.client import AwsReader
+from ampd.aws.plan.configuration import resource_policy_document
+from ampd.aws.side.side import AwsSide
+from ampd.core import Action, ConditionStatus, Kind, ResourceKey, SideResult
+from ampd.gateways.store import Store
+from ampd.spec.models import StateSpec
+from tests.aws.passes import aws_pass
+from tests.harness.aws_emulator import AwsEmulator
+from tests.harness.fixtures_aws import DATA_PLANE_URL, AwsEnv
+
+RP = ResourceKey(Kind.RESOURCE_POLICY, "prod")
+ORG = "o-abcdefghij/r-ab12/ou-ab12-11111111/"
+OPS = ("PutResourcePolicy", "DeleteResourcePolicy")
+WS_ARN = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-1"
+
+
+@pytest.fixture(autouse=True)
+def _instant(request: pytest.FixtureRequest) -> None:
+    if "aws_emulator" in request.fixturenames:
+        request.getfixturevalue("aws_emulator").instant()
+
+
+def spec(writers: list[str] | None, deletion: str = "retain") -> StateSpec:
+    workspace: dict[str, Any] = {"alias": "prod-metrics", "deletion": deletion}
+    if writers is not None:
+        workspace["resource_policy"] = {"writers": writers}
+    return StateSpec.model_validate(
+        {
+            "version": 1,
+            "stack": "prod",
+            "aws": {"region": "eu-west-1", "data_plane_url": DATA_PLANE_URL},
+            "workspace": workspace,
+        }
+    )
+
+
+class EditedAfterRead(AwsReader):
+    """Someone else edits the policy right after ampd read it (once)."""
+
+    edit: dict[str, Any] | None = None
+
+    def describe_resource_policy(self, workspace_id: str) -> dict[str, Any] | None:
+        found = super().describe_resource_policy(workspace_id)
+        edit, EditedAfterRead.edit = EditedAfterRead.edit, None
+        if edit is not None and found is not None:
+            self._amp.put_resource_policy(
+                workspaceId=workspace_id,
+                policyDocument=json.dumps(edit),
+                revisionId=str(found["revisionId"]),
+            )
+        return found
+
+
+def side(tmp_path: Path) -> AwsSide:
+    return AwsSide(
+        lambda region, endpoint: EditedAfterRead(region, endpoint_url=endpoint),
+        Store(tmp_path / "ampd.json"),
+    )
+
+
+def writes(em: AwsEmulator) -> list[tuple[str, str | None]]:
+    """Each write and the revision it named (in the body of a put, the query of a delete)."""
+    return [
+        (r.operation, r.params.get("revisionId") or r.params.get("query", {}).get("revisionId"))
+        for r in em.requests
+        if r.operation in OPS
+    ]
+
+
+def live(em: AwsEmulator, ws_id: str) -> dict[str, Any]:
+    return dict(em.client("amp").describe_resource_policy(workspaceId=ws_id))
+
+
+def in_sync(result: SideResult) -> tuple[ConditionStatus, str, str]:
+    c = result.condition("ResourcePolicyInSync")
+    assert c is not None, [x.type for x in result.conditions]
+    return c.status, c.reason, c.message
+
+
+def test_the_document_grants_remote_write_to_the_writers_only() -> None:
+    doc = resource_policy_document(spec(["222233334444", ORG, "111122223333"]), WS_ARN)
+    assert doc == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "AmpdRemoteWriteAccounts",
+                "Effect": "Allow",
+                "Principal": {
+                    "AWS": ["arn:aws:iam::111122223333:root", "arn:aws:iam::222233334444:root"]
+                },
+                "Action": "aps:RemoteWrite",
+                "Resource": WS_ARN,
+            },
+            {
+                "Sid": "AmpdRemoteWriteOrganizationPaths",
+                "Effect": "Allow",
+                "Principal": "*",
+                "Action": "aps:RemoteWrite",
+                "Resource": WS_ARN,
+                "Condition": {"ForAnyValue:StringLike": {"aws:PrincipalOrgPaths": [f"{ORG}*"]}},
+            },
+        ],
+    }
+    china = resource_policy_document(
+        spec(["111122223333"]), "arn:aws-cn:aps:cn-north-1:123456789012:workspace/ws-1"
+    )
+    assert china is not None
+    assert china["Statement"][0]["Principal"] == {"AWS": ["arn:aws-cn:iam::111122223333:root"]}
+    assert resource_policy_document(spec(None), WS_ARN) is None
+
+
+def test_written_with_the_revision_read_then_in_sync(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    rec = side(tmp_path)
+    first = aws_pass(rec, spec(["111122223333"]), apply=True)
+    assert first.workspace is not None
+    ws_id = first.workspace.id
+    assert writes(aws_emulator) == [("PutResourcePolicy", None)]  # none to read: none sent
+    policy = live(aws_emulator, ws_id)
+    document = json.loads(policy["policyDocument"])
+    assert document["Statement"][0]["Resource"] == first.workspace.arn
+    assert in_sync(first)[:2] == (ConditionStatus.TRUE, "Active")
+
+    aws_emulator.reset_requests()
+    again = aws_pass(rec, spec(["111122223333"]), apply=True, force_read=True)
+    assert again.plan.in_sync and writes(aws_emulator) == []
+
+    revision = live(aws_emulator, ws_id)["revisionId"]
+    aws_pass(rec, spec(["111122223333", ORG]), apply=True)
+    assert writes(aws_emulator) == [("PutResourcePolicy", revision)]
+    assert len(json.loads(live(aws_emulator, ws_id)["policyDocument"])["Statement"]) == 2
+
+
+def test_a_concurrent_edit_is_reported_never_overwritten_and_read_again(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    rec = side(tmp_path)
+    first = aws_pass(rec, spec(["111122223333"]), apply=True)
+    assert first.workspace is not None
+    ws_id = first.workspace.id
+    theirs = {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::999988887777:root"},
+                "Action": "aps:RemoteWrite",
+                "Resource": first.workspace.arn,
+            }
+        ],
+    }
+    EditedAfterRead.edit = theirs
+    raced = aws_pass(rec, spec(["222233334444"]), apply=True)
+    [outcome] = [o for o in raced.outcomes if o.change.key == RP]
+    assert not outcome.ok and outcome.message.startswith("edited concurrently"), outcome
+    status, reason, message = in_sync(raced)
+    assert (status, reason) == (ConditionStatus.FALSE, "ConcurrentEdit")
+    assert "ConflictException" in message
+    assert json.loads(live(aws_emulator, ws_id)["policyDocument"]) == theirs  # not overwritten
+    assert raced.requeue_after is not None and raced.requeue_after <= 1.0  # at once
+
+    # the next pass reads their edit and its revision, and writes over it knowingly
+    revision = live(aws_emulator, ws_id)["revisionId"]
+    aws_emulator.reset_requests()
+    after = aws_pass(rec, spec(["222233334444"]), apply=True)
+    [change] = after.plan.changes
+    assert change.key == RP and change.action is Action.UPDATE
+    assert change.diffs[0].before == theirs
+    assert writes(aws_emulator) == [("PutResourcePolicy", revision)]
+    assert in_sync(after)[0] is ConditionStatus.TRUE
+
+
+def test_observe_mode_reports_a_policy_out_of_sync_and_writes_nothing(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    rec = side(tmp_path)
+    aws_pass(rec, spec(["111122223333"]), apply=True)
+    observe = spec(["222233334444"]).model_copy(
+        update={"aws": spec(None).aws_or_default.model_copy(update={"mode": "observe"})}
+    )
+    aws_emulator.reset_requests()
+    seen = aws_pass(rec, observe, apply=True)
+    assert [d.key for d in seen.plan.drift] == [RP] and writes(aws_emulator) == []
+    assert in_sync(seen)[:2] == (ConditionStatus.FALSE, "OutOfSync")
+
+
+def test_removed_from_the_state_it_is_deleted_with_its_revision(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    rec = side(tmp_path)
+    first = aws_pass(rec, spec(["111122223333"], deletion="delete"), apply=True)
+    assert first.workspace is not None
+    revision = live(aws_emulator, first.workspace.id)["revisionId"]
+    aws_emulator.reset_requests()
+    gone = aws_pass(rec, spec(None, deletion="delete"), apply=True)
+    assert [(c.key, c.action) for c in gone.plan.changes] == [(RP, Action.DELETE)]
+    assert writes(aws_emulator) == [("DeleteResourcePolicy", revision)]
+    amp = aws_emulator.client("amp")
+    with pytest.raises(amp.exceptions.ResourceNotFoundException):
+        amp.describe_resource_policy(workspaceId=first.workspace.id)
+
+
+def test_the_emulator_holds_revisions_as_amp_does(aws_emulator: AwsEmulator) -> None:
+    amp = aws_emulator.client("amp")
+    ws = amp.create_workspace(alias="r")["workspaceId"]
+    doc = json.dumps({"Version": "2012-10-17", "Statement": []})
+    with pytest.raises(amp.exceptions.ResourceNotFoundException):
+        amp.describe_resource_policy(workspaceId=ws)
+    with pytest.raises(amp.exceptions.ValidationException):
+        amp.put_resource_policy(workspaceId=ws, policyDocument="not json")
+    first = amp.put_resource_policy(workspaceId=ws, policyDocument=doc)
+    assert first["policyStatus"] == "CREATING"
+    second = amp.put_resource_policy(
+        workspaceId=ws, policyDocument=doc, revisionId=first["revisionId"]
+    )
+    assert second["policyStatus"] == "UPDATING" and second["revisionId"] != first["revisionId"]
+    for call in (
+        lambda: amp.put_resource_policy(
+            workspaceId=ws, policyDocument=doc, revisionId=first["revisionId"]
+        ),
+        lambda: amp.delete_resource_policy(workspaceId=ws, revisionId=first["revisionId"]),
+    ):
+        with pytest.raises(amp.exceptions.ConflictException):
+            call()
+    assert amp.describe_resource_policy(workspaceId=ws)["revisionId"] == second["revisionId"]
+    amp.delete_resource_policy(workspaceId=ws, revisionId=second["revisionId"])
+    with pytest.raises(amp.exceptions.ResourceNotFoundException):
+        amp.describe_resource_policy(workspaceId=ws)
+    assert aws_emulator.violations() == []
