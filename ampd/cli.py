@@ -34,6 +34,16 @@ def _lock_wait_option(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _fleet_size(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of hosts (1 or more)")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     # Long on purpose: the whole command line, one block per command.
     p = argparse.ArgumentParser(prog="ampd", description=__doc__)
@@ -57,6 +67,13 @@ def _parser() -> argparse.ArgumentParser:
     pl = sub.add_parser("plan", help="observe and plan once; change nothing (0 in sync, 2 pending)")
     pl.add_argument("--json", action="store_true")
     pl.add_argument("--color", choices=["auto", "always", "never"], default="auto")
+    pl.add_argument(
+        "--fleet-size",
+        type=_fleet_size,
+        metavar="N",
+        help="hosts running this state: AMP's tiers apply to the fleet's total "
+        "(default: cost.fleet_size, else 1)",
+    )
     ap = sub.add_parser("apply", help="reconcile once, then exit (0 converged, 2 partly)")
     ap.add_argument("--once", action="store_true", help="accepted for clarity; apply never loops")
     ap.add_argument("--json", action="store_true")
@@ -75,6 +92,11 @@ def _parser() -> argparse.ArgumentParser:
         "--settle", type=float, dest="wait", default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     _lock_wait_option(ap)
+    ap.add_argument(
+        "--over-budget",
+        action="store_true",
+        help="apply although the ingest estimate is over the state's budget",
+    )
     ap.add_argument(
         "--accept",
         metavar="VERSION",
@@ -246,11 +268,23 @@ def _with_state(args: argparse.Namespace, state: SpecSource) -> int:
     if cmd == "plan":
         from ampd.commands.oneshot import plan_command
 
-        return plan_command(state, resolve_paths(), as_json=args.json, color=args.color)
+        return plan_command(
+            state,
+            resolve_paths(),
+            as_json=args.json,
+            color=args.color,
+            fleet_size=args.fleet_size,
+        )
     if cmd == "apply":
         from ampd.commands.oneshot import apply_command
 
-        return apply_command(state, resolve_paths(), as_json=args.json, wait=args.wait)
+        return apply_command(
+            state,
+            resolve_paths(),
+            as_json=args.json,
+            wait=args.wait,
+            allow_over_budget=args.over_budget,
+        )
     if cmd == "adopt":
         from ampd.commands.adopt import adopt_main
 

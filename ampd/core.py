@@ -257,6 +257,7 @@ class SideResult:
     unobserved: tuple[str, ...] = ()
     workspace: WorkspaceRecord | None = None  # the AWS side: where the workspace is
     targets: int | None = None  # the local side: Prometheus' active scrape targets
+    ingest: Mapping[str, Any] | None = None  # the ingest side: its estimate, JSON-able
 
     def condition(self, type_: str) -> Condition | None:
         return next((c for c in self.conditions if c.type == type_), None)

@@ -26,6 +26,10 @@ from ampd.gateways.runtime import ProcessControl, Runtime
 from ampd.gateways.store import Store, StoreView
 from ampd.gateways.supervisor import Supervisor
 from ampd.gateways.systemd import SystemdRuntime, running_under_systemd
+from ampd.gateways.users import process_user
+from ampd.ingest.gateway import Fetched, owned_metrics
+from ampd.ingest.observe import Observer
+from ampd.ingest.side import IngestSide
 from ampd.local.side.side import LocalSide, OwnWrites
 from ampd.source.local import FileSource
 from ampd.spec.load import load_spec
@@ -89,6 +93,18 @@ def make_aws(store: StoreView, book: RetryBook) -> AwsSide:
     return AwsSide(make_gateway, store, book)
 
 
+def make_ingest(paths: Paths, runtime_name: str, fleet_size: int | None = None) -> IngestSide:
+    """The ingest side: dry scrapes, prices, and Prometheus' own /metrics read only from
+    a server running as the user Prometheus runs as."""
+    uid = process_user("prometheus", runtime_name).uid
+
+    def metrics(url: str) -> Fetched:
+        return owned_metrics(url, uid)
+
+    observer = Observer(paths.state_dir, StoreView(paths.store), metrics=metrics)
+    return IngestSide(observer, fleet_size=fleet_size)
+
+
 def reconciler(
     state: SpecSource | Path,
     paths: Paths,
@@ -100,11 +116,13 @@ def reconciler(
     self_command: str = "/usr/bin/ampd",
     manage_processes: bool = True,
     own_writes: OwnWrites | None = None,
+    ingest: IngestSide | bool = True,
 ) -> Reconciler[Writers]:
     """The pass and its collaborators, built in one place and handed in: the spec's
     source, the local side, the AWS side (``aws=True``: the real one), the fact finder,
     one retry book, and -- only when the caller ``writes`` (``ampd run``, ``ampd
-    apply``) -- the :class:`Writers`. Everything else reads through a StoreView."""
+    apply``) -- the :class:`Writers`. Everything else reads through a StoreView.
+    ``ingest``: the ingest side (True: built here; False: none)."""
     source = FileSource(state) if isinstance(state, Path) else state
     view = StoreView(paths.store)
     book = RetryBook()
@@ -119,11 +137,13 @@ def reconciler(
         own_writes=own_writes,
     )
     aws_side = make_aws(view, book) if aws is True else (aws or None)
+    ingest_side = make_ingest(paths, runtime.name) if ingest is True else (ingest or None)
     return Reconciler(
         source,
         paths,
         local=local,
         aws=aws_side,
+        ingest=ingest_side,
         writers=make_writers(paths.store, runtime) if writes else None,
         finder=FactFinder(view, instance_facts),
         book=book,
@@ -136,6 +156,7 @@ __all__ = [
     "api_call_counts",
     "imds",
     "make_aws",
+    "make_ingest",
     "make_runtime",
     "make_writers",
     "reconciler",

@@ -12,13 +12,14 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 from ampd.commands.progress import Progress
 from ampd.core import ConditionStatus, Health, Outcome, Plan
 from ampd.engine.factfinder import FactFinder
+from ampd.engine.ingesttext import ingest_text
 from ampd.engine.plantext import plan_json, plan_text
 from ampd.engine.reconcile import Reconciler
 from ampd.engine.source import SpecSource
@@ -27,15 +28,26 @@ from ampd.gateways.files import atomic_write
 from ampd.gateways.paths import Paths
 from ampd.gateways.store import StoreView
 from ampd.gateways.users import user_names
+from ampd.ingest.side import IngestSide
 from ampd.local.render.effective import render_context, render_files
-from ampd.wiring import Writers, imds, make_runtime, reconciler, runtime_name, self_command
+from ampd.wiring import (
+    Writers,
+    imds,
+    make_ingest,
+    make_runtime,
+    reconciler,
+    runtime_name,
+    self_command,
+)
 
 WAIT = 600.0  # default apply --wait: a new AMP workspace is ACTIVE within minutes
 POLL_MIN = 0.5
 POLL_MAX = 5.0
 
 
-def _reconciler(source: SpecSource, paths: Paths, *, writes: bool) -> Reconciler[Writers]:
+def _reconciler(
+    source: SpecSource, paths: Paths, *, writes: bool, ingest: IngestSide | None = None
+) -> Reconciler[Writers]:
     """``writes`` False (``ampd plan``): no Writers is built, so nothing can be applied:
     not to AWS, not to a process, not to a file, not to ampd.json."""
     runtime = make_runtime(source, lambda _name: None)
@@ -50,6 +62,7 @@ def _reconciler(source: SpecSource, paths: Paths, *, writes: bool) -> Reconciler
         instance_facts=imds.instance_labels,
         self_command=self_command(),
         manage_processes=runtime.name != "supervisor",
+        ingest=ingest if ingest is not None else True,
     )
 
 
@@ -87,19 +100,50 @@ def _notes(summary: PassSummary) -> None:
             print(f"ampd: {ctype}: {c.message or c.reason}", file=sys.stderr)
 
 
-def _print(plan: Plan, outcomes: Sequence[Outcome], *, as_json: bool, color: bool) -> None:
+def _print(
+    plan: Plan,
+    outcomes: Sequence[Outcome],
+    *,
+    as_json: bool,
+    color: bool,
+    ingest: Mapping[str, Any] | None = None,
+) -> None:
+    """The plan, and after its changes the ingest estimate (JSON: its ``ingest``)."""
     if as_json:
-        print(json.dumps(plan_json(plan, outcomes), indent=2, sort_keys=True))
-    else:
-        sys.stdout.write(plan_text(plan, color=color, outcomes=outcomes))
+        doc = plan_json(plan, outcomes)
+        if ingest is not None:
+            doc["ingest"] = ingest["estimate"]
+        print(json.dumps(doc, indent=2, sort_keys=True))
+        return
+    text = plan_text(plan, color=color, outcomes=outcomes)
+    if ingest is not None:  # after the changes, before the closing "Plan: ..." line
+        head, _, last = text.rstrip("\n").rpartition("\n")
+        table = ingest_text(ingest["estimate"], list(ingest.get("notes", [])))
+        text = f"{head}\n{table}\n{last}\n" if head else f"{last}\n{table}"
+    sys.stdout.write(text)
 
 
-def plan_command(state: SpecSource, paths: Paths, *, as_json: bool, color: str) -> int:
-    """0 in sync, 2 changes pending, 1 error: an invalid file, or something that could
-    not be read (AWS unreachable, denied, throttled) — a plan that did not see
-    everything is no plan."""
+def over_budget(ingest: Mapping[str, Any] | None) -> str | None:
+    """The budget's reason when the estimate is over it."""
+    budget = ingest["estimate"].get("budget") if ingest is not None else None
+    return str(budget["reason"]) if budget is not None and budget["over"] else None
+
+
+def plan_command(
+    state: SpecSource,
+    paths: Paths,
+    *,
+    as_json: bool,
+    color: str,
+    fleet_size: int | None = None,
+) -> int:
+    """0 in sync, 2 changes pending or the estimate over the budget (the reason on
+    stderr), 1 error: an invalid file, or something that could not be read (AWS
+    unreachable, denied, throttled) — a plan that did not see everything is no plan."""
     use_color = color == "always" or (color == "auto" and sys.stdout.isatty())
-    rec = _reconciler(state, paths, writes=False)
+    runtime = runtime_name(state)
+    ingest = make_ingest(paths, runtime, fleet_size)
+    rec = _reconciler(state, paths, writes=False, ingest=ingest)
     try:
         summary = rec.run_pass()
     finally:
@@ -108,10 +152,25 @@ def plan_command(state: SpecSource, paths: Paths, *, as_json: bool, color: str) 
         print(summary.spec_error, file=sys.stderr)
         return 1
     _notes(summary)
-    _print(summary.plan, (), as_json=as_json, color=use_color)
+    _print(summary.plan, (), as_json=as_json, color=use_color, ingest=summary.ingest)
     if summary.failed or summary.unobserved:
         return 1
+    over = over_budget(summary.ingest)
+    if over is not None:
+        print(f"ampd: over budget: {over}", file=sys.stderr)
+        return 2
     return 0 if summary.plan.in_sync else 2
+
+
+def _estimate_first(state: SpecSource, paths: Paths, side: IngestSide) -> str | None:
+    """Before anything is applied: the estimate against the budget (the reason, when it
+    is over). Reads only; the side keeps its dry scrapes for the pass that follows."""
+    spec = state.load().spec
+    if spec.prometheus is None:
+        return None
+    facts = FactFinder(StoreView(paths.store), imds.instance_labels).gather(spec)
+    plan = side.plan(spec, facts, side.observe(spec, facts))
+    return plan.budget.reason if plan.budget is not None and plan.budget.over else None
 
 
 def in_progress(summary: PassSummary) -> list[tuple[str, str]]:
@@ -133,6 +192,7 @@ def apply_command(
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], None] = time.sleep,
     progress_out: TextIO | None = None,
+    allow_over_budget: bool = False,
 ) -> int:
     """0 converged, 2 partly, 1 nothing could be done.
 
@@ -141,8 +201,19 @@ def apply_command(
     is ACTIVE). ``apply`` passes again while AWS reports such work in progress, for up to
     ``wait`` seconds, showing what it waits for on stderr (``ampd.commands.progress``);
     what is still in progress then makes it exit 2, naming it: a converged exit is claimed
-    only for what was seen converged."""
-    rec = _reconciler(state, paths, writes=True)
+    only for what was seen converged.
+
+    An estimate over the budget is refused (1, nothing applied, the reason named) unless
+    ``allow_over_budget`` (``--over-budget``)."""
+    ingest = make_ingest(paths, runtime_name(state))
+    over = _estimate_first(state, paths, ingest)
+    if over is not None and not allow_over_budget:
+        print(
+            f"ampd: over budget, nothing applied: {over} (--over-budget applies it)",
+            file=sys.stderr,
+        )
+        return 1
+    rec = _reconciler(state, paths, writes=True, ingest=ingest)
     out = progress_out if progress_out is not None else sys.stderr
     progress = Progress(out, live=out.isatty(), clock=clock)
     deadline = clock() + wait

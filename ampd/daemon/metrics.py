@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
-from prometheus_client.core import CounterMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ampd import __version__
@@ -48,6 +49,59 @@ class _Notify(Collector):
         yield failed
 
 
+class _Ingest(Collector):
+    """The ingest side's estimate and what Prometheus measured (so a fleet dashboard can
+    rank hosts by samples/s), from the last pass. A value not known is left out, never 0."""
+
+    def __init__(self) -> None:
+        self.doc: Mapping[str, Any] | None = None
+
+    def observe(self, ingest: Mapping[str, Any] | None) -> None:
+        self.doc = ingest
+
+    def collect(self) -> Iterator[Metric]:
+        doc = self.doc
+        empty: Mapping[str, Any] = {"jobs": [], "total": {"after": {}}}
+        est: Mapping[str, Any] = doc["estimate"] if doc is not None else empty
+        measured: Mapping[str, Any] = doc["measured"] if doc is not None else {}
+        rate = GaugeMetricFamily(
+            "ampd_ingest_estimated_samples_per_second",
+            "Estimated samples/s this host sends to AMP, per scrape job",
+            labels=["job"],
+        )
+        series = GaugeMetricFamily(
+            "ampd_ingest_estimated_series",
+            "Estimated active series per scrape job (with the 5 Prometheus adds per target)",
+            labels=["job"],
+        )
+        for j in est["jobs"]:
+            rate.add_metric([j["job"]], j["after"]["samples_per_second"])
+            series.add_metric([j["job"]], j["after"]["series"])
+        yield rate
+        yield series
+        for name, help_, value in (
+            (
+                "ampd_ingest_measured_samples_per_second",
+                "Samples/s the managed Prometheus sent (rate of its remote-storage samples)",
+                measured.get("samples_per_second"),
+            ),
+            (
+                "ampd_ingest_active_series",
+                "Active series of the managed Prometheus",
+                measured.get("active_series"),
+            ),
+            (
+                "ampd_ingest_estimated_dollars_per_month",
+                "Estimated AMP ingestion dollars a month for this host (the fleet's tiers)",
+                est["total"]["after"].get("dollars_per_month"),
+            ),
+        ):
+            fam = GaugeMetricFamily(name, help_)
+            if value is not None:
+                fam.add_metric([], value)
+            yield fam
+
+
 class Metrics:
     def __init__(
         self,
@@ -85,6 +139,8 @@ class Metrics:
             registry=r,
         )
         self.spec_valid = Gauge("ampd_spec_valid", "1 when the state file is valid", registry=r)
+        self.ingest = _Ingest()
+        r.register(self.ingest)
         info = Gauge("ampd_build_info", "ampd's version", ["version"], registry=r)
         info.labels(__version__).set(1)
         r.register(_AwsCalls(aws_calls))
@@ -101,6 +157,7 @@ class Metrics:
         self.spec_valid.set(0 if s.spec_error else 1)
         for change in fresh_drift:
             self.drift.labels(change.key.kind.value).inc()
+        self.ingest.observe(s.ingest)
         self.sync.clear()
         self.health.clear()
         for st in s.statuses:

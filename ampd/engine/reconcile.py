@@ -26,7 +26,7 @@ from ampd.engine.facts import Facts
 from ampd.engine.retry import RetryBook
 from ampd.engine.side import Side, run_side
 from ampd.engine.source import SpecSource
-from ampd.engine.status import PassSummary, merge_conditions
+from ampd.engine.status import PROBLEM_CONDITIONS, PassSummary, merge_conditions
 from ampd.engine.worker import SideWorker, crashed
 from ampd.errors import SpecError
 from ampd.gateways import progress, statelock
@@ -58,6 +58,7 @@ class Reconciler(Generic[W]):
         *,
         local: Side[Any, Any, Any, W],
         aws: Side[Any, Any, Any, W] | None = None,
+        ingest: Side[Any, Any, Any, W] | None = None,
         writers: W | None,
         finder: FactFinder,
         book: RetryBook,
@@ -67,6 +68,7 @@ class Reconciler(Generic[W]):
         self.paths = paths
         self.local = local
         self.aws = aws
+        self.ingest = ingest
         self.writers = writers
         self.finder = finder
         self.book = book
@@ -172,7 +174,24 @@ class Reconciler(Generic[W]):
         else:
             self.book.succeeded("local")
         results.append(_healthy_unless_crashed("local", local))
+        if self.ingest is not None and spec.prometheus is not None:
+            results.append(self._run_ingest(self.ingest, spec, facts))
         return results
+
+    def _run_ingest(
+        self, side: Side[Any, Any, Any, W], spec: StateSpec, facts: Facts
+    ) -> SideResult:
+        """After the local side: the estimate of what this host sends, and its price."""
+        try:
+            result = self._run(side, spec, facts)
+        except Exception as e:
+            log.error("ingest.pass.crashed", error=str(e), traceback=traceback.format_exc())
+            return replace(
+                crashed("ingest", e), requeue_after=self.book.failed_temporarily("ingest")
+            )
+        self.book.succeeded("ingest")
+        progress.mark()
+        return result
 
     def _summary(
         self, rid: str, started: float, t0: float, results: Sequence[SideResult]
@@ -230,6 +249,7 @@ class Reconciler(Generic[W]):
                 else None
             ),
             targets=next((r.targets for r in results if r.targets is not None), None),
+            ingest=next((r.ingest for r in results if r.ingest is not None), None),
             next_pass_at=now + min(waits) if waits else None,
             runtime=self.runtime_name,
             errors=list(self.errors),
@@ -243,11 +263,17 @@ class Reconciler(Generic[W]):
 
 
 def _in_line(results: Sequence[SideResult]) -> bool:
-    """Everything Synced and Healthy, and no condition False or Unknown."""
+    """Everything Synced and Healthy, and no condition False or Unknown (a condition
+    named for a problem, such as IngestOverBudget, is in line when False)."""
     statuses = [s for r in results for s in r.statuses]
     conditions = [c for r in results for c in r.conditions]
     synced = all(s.sync is SyncStatus.SYNCED and s.health is Health.HEALTHY for s in statuses)
-    return synced and all(c.status is ConditionStatus.TRUE for c in conditions)
+    good = [
+        c.status
+        is (ConditionStatus.FALSE if c.type in PROBLEM_CONDITIONS else ConditionStatus.TRUE)
+        for c in conditions
+    ]
+    return synced and all(good)
 
 
 def _healthy_unless_crashed(side: str, result: SideResult) -> SideResult:

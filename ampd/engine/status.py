@@ -32,6 +32,8 @@ DEGRADING_CONDITIONS = (
     "ListenersOwned",  # a managed port held by another user (ampd.local.report.owners)
     "InstanceDataDropped",  # another instance's WAL kept after a start from an image
 )
+# Named for a problem: True is the problem (False is in line).
+PROBLEM_CONDITIONS = ("IngestOverBudget",)
 
 
 def iso(ts: float | None) -> str | None:
@@ -81,6 +83,8 @@ class PassSummary:
     unobserved: Sequence[str] = field(default_factory=list)  # what could not be read
     # (section, listen) bound beyond loopback, each opted in with allow_non_loopback
     exposed: Sequence[tuple[str, str]] = field(default_factory=list)
+    # the ingest side's estimate, measured rate and notes (ampd.ingest.report), JSON-able
+    ingest: Mapping[str, Any] | None = None
 
     @property
     def applied(self) -> int:
@@ -172,6 +176,7 @@ def status_document(summary: PassSummary, *, pid: int, now: float) -> dict[str, 
         "listeners_beyond_loopback": [
             {"section": section, "listen": listen} for section, listen in summary.exposed
         ],
+        "ingest": dict(summary.ingest) if summary.ingest is not None else None,
     }
 
 

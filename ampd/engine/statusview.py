@@ -43,6 +43,7 @@ def render_human(doc: dict[str, Any]) -> str:
         mark = "ok" if ch["ok"] else f"FAILED {ch['message']}"
         lines.append(f"  {ch['action']:<8} {ch['key']}: {ch['reason']} [{mark}]")
     lines.append(f"next pass: {doc['next_pass_at']}")
+    lines += _ingest_lines(doc.get("ingest"))
     for x in doc.get("listeners_beyond_loopback", []):
         lines.append(f"listening beyond loopback: {x['section']} on {x['listen']} (opted in)")
     if doc["errors"]:
@@ -50,6 +51,36 @@ def render_human(doc: dict[str, Any]) -> str:
         for e in doc["errors"][-5:]:
             lines.append(f"  {e['key']}: {e['message']}")
     return "\n".join(line.rstrip() for line in lines) + "\n"
+
+
+def _figure(fig: dict[str, Any] | None) -> str:
+    if fig is None:
+        return "none"
+    dollars = fig.get("dollars_per_month")
+    price = f", ${dollars:,.2f}/month" if dollars is not None else ""
+    return f"{fig['series']} series, {fig['samples_per_second']:.1f} samples/s{price}"
+
+
+def _ingest_lines(ingest: dict[str, Any] | None) -> list[str]:
+    """The estimate next to what Prometheus measured, and the budget."""
+    if not ingest:
+        return []
+    est, measured = ingest["estimate"], ingest["measured"]
+    rate, active = measured.get("samples_per_second"), measured.get("active_series")
+    lines = [
+        f"ingest: estimated {_figure(est['total']['after'])} "
+        f"({est['region']}, fleet of {est['fleet_size']})",
+        "  measured: "
+        + (f"{rate:.1f} samples/s" if rate is not None else "samples/s not measured yet")
+        + (f", {active} active series" if active is not None else "")
+        + (f" ({measured['error']})" if measured.get("error") else ""),
+    ]
+    for j in est["jobs"]:
+        lines.append(f"  {j['job']}: {_figure(j['after'])}")
+    if est.get("budget") is not None:
+        lines.append(f"  budget: {est['budget']['reason']}")
+    lines += [f"  {n}" for n in ingest.get("notes", [])]
+    return lines
 
 
 def status_command(path: Path, *, as_json: bool) -> int:

@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from ampd.core import WorkspaceRecord
 from ampd.gateways.files import atomic_write, read_bytes
@@ -30,6 +31,7 @@ class StoredState:
     instance_id: str | None = None
     applied: dict[str, str] = field(default_factory=dict)  # str(ResourceKey) -> sha256
     workspace: WorkspaceRecord | None = None
+    ingest: dict[str, Any] | None = None  # the last applied ingest estimate (ampd.ingest)
 
     def copy(self) -> StoredState:
         return replace(self, applied=dict(self.applied))
@@ -61,17 +63,20 @@ def _decode(raw: bytes | None) -> StoredState:
         instance_id=text("instance_id"),
         applied={str(k): str(v) for k, v in applied.items()} if isinstance(applied, dict) else {},
         workspace=WorkspaceRecord.from_json(ws_data) if ws_data else None,
+        ingest=data["ingest"] if isinstance(data.get("ingest"), dict) else None,
     )
 
 
 def encode(state: StoredState) -> bytes:
-    data = {
+    data: dict[str, Any] = {
         "workspace_id": state.workspace_id,
         "client_token": state.client_token,
         "instance_id": state.instance_id,
         "applied": dict(sorted(state.applied.items())),
         "workspace": state.workspace.to_json() if state.workspace is not None else None,
     }
+    if state.ingest is not None:  # left out until an estimate is applied: older files alike
+        data["ingest"] = state.ingest
     return json.dumps(data, indent=2, sort_keys=True).encode() + b"\n"
 
 

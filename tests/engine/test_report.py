@@ -264,7 +264,9 @@ def test_status_document_shape() -> None:
         "next_pass_at",
         "errors",
         "listeners_beyond_loopback",
+        "ingest",
     }
+    assert doc["ingest"] is None  # no ingest side ran
     assert doc["pid"] == 4242
     assert at(doc["generated_at"]) == T0 + 1
     assert (doc["sync"], doc["health"]) == ("Synced", "Healthy")

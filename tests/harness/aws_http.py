@@ -26,6 +26,7 @@ from tests.harness.aws_iam_pages import (
     simulate_page,
     whole_request,
 )
+from tests.harness.aws_pricing import get_products
 from tests.harness.aws_wire import (
     _JSON_SERVICES,
     ACCOUNT_ID,
@@ -43,6 +44,7 @@ from tests.harness.aws_wire import (
 if TYPE_CHECKING:
     from tests.harness.aws_emulator import AwsEmulator
 
+_AMZ_JSON = "application/x-amz-json-1.1"
 _READ_PREFIXES = ("Describe", "List", "Get", "Head", "Simulate")
 # path-style S3: (method, has a key) -> operation, for recording and fault injection
 _S3_OPERATIONS = {
@@ -305,6 +307,9 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
             self._simulate(body)
         elif service == "iam" and operation in PAGED_LISTS:
             self._iam_list(operation, body)
+        elif service == "pricing":  # moto has no Price List: tests.harness.aws_pricing
+            status, doc = get_products(body)
+            self._send(status, json.dumps(doc).encode(), {"Content-Type": _AMZ_JSON})
         else:
             self._forward(body)
         if lose_response:

@@ -54,6 +54,7 @@ SERVICE_MODELS: Mapping[str, str] = {
     "sts": "sts",
     "ssm": "ssm",
     "s3": "s3",
+    "pricing": "pricing",
 }
 
 # Codes any AWS endpoint can answer whether or not an operation's model lists them: the

@@ -1,0 +1,86 @@
+"""The ingest side's effects on the outside world, all reads: a bounded dry scrape of a
+target, the managed Prometheus' own /metrics (only from a server running as its user),
+and the AWS Price List (``pricing:GetProducts``, whose endpoint is in us-east-1)."""
+
+from __future__ import annotations
+
+import http.client
+import ssl
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from typing import Any
+
+from ampd.gateways.http import no_proxy_opener, request
+
+__all__ = ["PRICING_REGION", "Fetched", "dry_scrape", "owned_metrics", "price_list"]
+
+PRICING_REGION = "us-east-1"  # the Price List API answers there for every Region
+SCRAPE_TIMEOUT = 3.0
+SCRAPE_BYTES = 8 * 1024 * 1024  # a larger exposition is counted up to here
+
+
+@dataclass(frozen=True)
+class Fetched:
+    body: str | None  # None: nothing read
+    error: str = ""
+    truncated: bool = False
+
+
+def dry_scrape(url: str, *, timeout: float = SCRAPE_TIMEOUT, cap: int = SCRAPE_BYTES) -> Fetched:
+    """The GET Prometheus makes of a target, bounded in time and bytes. A body cut at
+    ``cap`` keeps its whole lines only."""
+    req = urllib.request.Request(  # noqa: S310 - the scrape URL from the state file
+        url, headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}
+    )
+    handlers: list[urllib.request.BaseHandler] = [
+        urllib.request.HTTPSHandler(context=ssl.create_default_context())
+    ]
+    try:
+        with no_proxy_opener(*handlers).open(req, timeout=timeout) as resp:
+            data = resp.read(cap + 1)
+    except urllib.error.HTTPError as e:
+        return Fetched(None, f"HTTP {e.code}")
+    except urllib.error.URLError as e:
+        return Fetched(None, str(e.reason))
+    except (OSError, http.client.HTTPException) as e:
+        return Fetched(None, str(e) or type(e).__name__)
+    truncated = len(data) > cap
+    if truncated:
+        data = data[:cap].rpartition(b"\n")[0]
+    return Fetched(data.decode("utf-8", "replace"), truncated=truncated)
+
+
+def owned_metrics(url: str, owner: int, timeout: float = 3.0) -> Fetched:
+    """GET ``url`` only from a server running as ``owner`` (ampd.gateways.http)."""
+    r = request(url, timeout=timeout, owner=owner)
+    if r.status != 200:
+        return Fetched(None, r.body[:200] if r.status == 0 else f"HTTP {r.status}")
+    return Fetched(r.body)
+
+
+def price_list(region: str, endpoint_url: str | None, timeout: float = 5.0) -> list[str]:
+    """The AmazonPrometheus products of ``region``: the PriceList's JSON documents.
+    Raises on any failure (the caller falls back to its cache or the built-in table)."""
+    import boto3  # noqa: PLC0415 - only a pass that asks for prices loads boto3's pricing
+    from botocore.config import Config  # noqa: PLC0415
+
+    config = Config(connect_timeout=timeout, read_timeout=timeout, retries={"max_attempts": 1})
+    # no boto3-stubs for pricing in the dev dependencies: the client is typed Any here
+    client: Any = boto3.client(
+        "pricing", region_name=PRICING_REGION, endpoint_url=endpoint_url, config=config
+    )
+    items: list[str] = []
+    kwargs: dict[str, Any] = {
+        "ServiceCode": "AmazonPrometheus",
+        "Filters": [{"Type": "TERM_MATCH", "Field": "regionCode", "Value": region}],
+        "FormatVersion": "aws_v1",
+    }
+    for _ in range(20):  # a few pages at most; AmazonPrometheus has a handful of products
+        page = client.get_products(**kwargs)
+        items.extend(str(x) for x in page.get("PriceList", []))
+        token = page.get("NextToken")
+        if not token:
+            break
+        kwargs["NextToken"] = token
+    return items

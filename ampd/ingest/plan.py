@@ -1,0 +1,95 @@
+"""Pure: the estimate from the spec and what was seen, and the budget's verdict.
+
+Per scrape job: its targets, the series a dry scrape of each found (an unreadable target
+counts 0 and is named), plus the series Prometheus adds per target; the job's interval
+(or ``prometheus.scrape_interval``); samples/s = series / interval. Dollars are the
+Region's tiers applied to the fleet's total, divided by the fleet size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ampd.ingest.model import PER_TARGET_SERIES, Budget, Estimate, JobEstimate, Measured, Prices
+from ampd.spec.models import ScrapeConfigSpec, StateSpec, duration_seconds
+
+__all__ = [
+    "IngestPlan",
+    "IngestSeen",
+    "budget_verdict",
+    "estimate",
+    "job_interval",
+    "plan_ingest",
+    "target_url",
+]
+
+
+@dataclass(frozen=True)
+class IngestSeen:
+    region: str
+    fleet_size: int
+    # (job, target) -> the series a dry scrape found; None: unreadable
+    scrapes: Mapping[tuple[str, str], int | None]
+    prices: Prices | None  # chosen: state, price list, cache or built-in
+    fresh_cache: bytes | None  # the cache file's new bytes when the Price List answered
+    before: Mapping[str, Any] | None  # the last applied estimate (ampd.json)
+    measured: Measured = field(default_factory=Measured)
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IngestPlan:
+    estimate: Estimate
+    budget: Budget | None
+    write_cache: bytes | None  # apply writes this price cache
+    record: Mapping[str, Any]  # apply keeps this in ampd.json (the next plan's "before")
+
+
+def job_interval(spec: StateSpec, job: ScrapeConfigSpec) -> float:
+    assert spec.prometheus is not None
+    return duration_seconds(job.interval or spec.prometheus.scrape_interval)
+
+
+def target_url(job: ScrapeConfigSpec, target: str) -> str:
+    return f"{job.scheme}://{target}{job.metrics_path}"
+
+
+def estimate(spec: StateSpec, seen: IngestSeen) -> Estimate:
+    jobs: list[JobEstimate] = []
+    scrape_configs = spec.prometheus.scrape_configs if spec.prometheus is not None else []
+    for job in scrape_configs:
+        counts = [seen.scrapes.get((job.job, t)) for t in job.targets]
+        unreadable = tuple(t for t, n in zip(job.targets, counts, strict=True) if n is None)
+        series = sum(n + PER_TARGET_SERIES for n in counts if n is not None)
+        jobs.append(
+            JobEstimate(job.job, len(job.targets), job_interval(spec, job), series, unreadable)
+        )
+    return Estimate(seen.region, seen.prices, seen.fleet_size, tuple(jobs), seen.notes)
+
+
+def budget_verdict(spec: StateSpec, est: Estimate) -> Budget | None:
+    """The estimate against ``budget`` (None without one)."""
+    b = spec.budget
+    if b is None or (b.samples_per_second is None and b.fleet_samples_per_second is None):
+        return None
+    over: list[str] = []
+    host, fleet = est.samples_per_second, est.fleet_samples_per_second
+    if b.samples_per_second is not None and host > b.samples_per_second:
+        over.append(
+            f"the estimate of {host:.1f} samples/s is over budget.samples_per_second "
+            f"({b.samples_per_second:g})"
+        )
+    if b.fleet_samples_per_second is not None and fleet > b.fleet_samples_per_second:
+        over.append(
+            f"the fleet's estimate of {fleet:.1f} samples/s ({est.fleet_size} hosts) is over "
+            f"budget.fleet_samples_per_second ({b.fleet_samples_per_second:g})"
+        )
+    reason = "; ".join(over) if over else f"within budget ({host:.1f} samples/s estimated)"
+    return Budget(b.samples_per_second, b.fleet_samples_per_second, bool(over), reason)
+
+
+def plan_ingest(spec: StateSpec, seen: IngestSeen) -> IngestPlan:
+    est = estimate(spec, seen)
+    return IngestPlan(est, budget_verdict(spec, est), seen.fresh_cache, est.applied_json())

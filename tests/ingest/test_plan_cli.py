@@ -1,0 +1,118 @@
+"""``ampd plan`` says what an edit costs: a real dry scrape of a real local app through a
+real ``ampd plan --json``; the budget makes a plan exit 2 and an apply refuse, unless
+``--over-budget``; the plan writes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from ampd.gateways.http import request
+from tests.harness.fixtures_local import AmpdProcess, free_port
+from tests.harness.sample_app import SampleApp
+
+
+@pytest.fixture
+def app() -> Iterator[SampleApp]:
+    a = SampleApp().start()
+    try:
+        yield a
+    finally:
+        a.stop()
+
+
+def _series(url: str) -> int:
+    """The app's series, counted by prometheus_client's own parser."""
+    body = request(url).body
+    return sum(len(f.samples) for f in text_string_to_metric_families(body))
+
+
+def _state(app: SampleApp, **extra: Any) -> dict[str, Any]:
+    return {
+        "version": 1,
+        "aws": {"region": "us-east-1"},
+        "prometheus": {
+            "listen": f"127.0.0.1:{free_port()}",
+            "remote_write": None,
+            "scrape_interval": "15s",
+            "scrape_configs": [
+                {"job": "app", "targets": [app.target]},
+                {"job": "gone", "targets": [f"127.0.0.1:{free_port()}"], "interval": "60s"},
+            ],
+        },
+        "metrics": {"enabled": False},
+        "runtime": "supervisor",
+        **extra,
+    }
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_plan_json_has_the_estimate_of_a_real_dry_scrape(
+    ampd_proc: AmpdProcess, app: SampleApp
+) -> None:
+    ampd_proc.write_state(_state(app))
+    before = _files(ampd_proc.tmp)
+    r = ampd_proc.ampd("plan", "--json", "--fleet-size", "1000")
+    assert r.returncode == 2, r.stderr  # changes pending: nothing rendered yet
+    ingest = json.loads(r.stdout)["ingest"]
+    assert _files(ampd_proc.tmp) == before  # the plan wrote nothing
+    expected = _series(app.metrics_url) + 5  # the series Prometheus adds per target
+    app_job, gone = ingest["jobs"]
+    # the sample app's counters move with each request: its series do not
+    assert app_job["after"]["series"] == expected
+    assert app_job["after"]["samples_per_second"] == pytest.approx(expected / 15, abs=1e-6)
+    assert (app_job["targets"], app_job["interval_s"], app_job["before"]) == (1, 15.0, None)
+    assert gone["unreadable"] == gone_targets(ampd_proc)
+    assert gone["after"]["series"] == 0
+    assert ingest["fleet_size"] == 1000
+    assert ingest["prices"] == {"source": "built-in", "as_of": "2026-12-01", "currency": "USD"}
+    assert ingest["region"] == "us-east-1" and ingest["budget"] is None
+    month = expected / 15 * 730 * 3600
+    assert ingest["total"]["after"]["samples_per_month"] == pytest.approx(month, rel=1e-6)
+    # the fleet's total is in the first tier: $0.90 per 10M, per host
+    assert ingest["total"]["after"]["dollars_per_month"] == pytest.approx(
+        month * 0.9 / 1e7, abs=0.01
+    )
+    text = ampd_proc.ampd("plan", "--color", "never")
+    assert "What this host sends to AMP (us-east-1, per host of a fleet of 1)" in text.stdout
+    assert "prices: built-in as of 2026-12-01" in text.stdout
+
+
+def gone_targets(p: AmpdProcess) -> list[str]:
+    data = json.loads(json.dumps(__import__("yaml").safe_load(p.state_file.read_text())))
+    return list(data["prometheus"]["scrape_configs"][1]["targets"])
+
+
+def test_over_budget_plan_exits_2_and_apply_refuses_until_told(
+    ampd_proc: AmpdProcess, app: SampleApp
+) -> None:
+    ampd_proc.write_state(_state(app, budget={"samples_per_second": 0.5}))
+    plan = ampd_proc.ampd("plan", "--json")
+    assert plan.returncode == 2
+    assert "over budget" in plan.stderr and "budget.samples_per_second (0.5)" in plan.stderr
+    assert json.loads(plan.stdout)["ingest"]["budget"]["over"] is True
+
+    refused = ampd_proc.ampd("apply", "--wait", "0")
+    assert refused.returncode == 1
+    assert "over budget, nothing applied" in refused.stderr
+    assert not (ampd_proc.state_dir / "ampd.json").exists()
+    assert not (ampd_proc.state_dir / "generated" / "prometheus.yml").exists()
+
+    done = ampd_proc.ampd("apply", "--wait", "0", "--over-budget")
+    assert done.returncode in (0, 2), done.stderr
+    assert (ampd_proc.state_dir / "generated" / "prometheus.yml").exists()
+    stored = json.loads((ampd_proc.state_dir / "ampd.json").read_text())
+    assert stored["ingest"]["jobs"]["app"]["series"] == _series(app.metrics_url) + 5
+
+    # the next plan shows that estimate as "before"
+    again = json.loads(ampd_proc.ampd("plan", "--json").stdout)["ingest"]
+    assert again["jobs"][0]["before"] == stored["ingest"]["jobs"]["app"]
+    assert again["total"]["before"] == stored["ingest"]["total"]
