@@ -13,11 +13,19 @@ from typing import Any
 
 from ampd.gateways.http import no_proxy_opener, request
 
-__all__ = ["PRICING_REGION", "Fetched", "dry_scrape", "owned_metrics", "price_list"]
+__all__ = [
+    "PRICING_REGION",
+    "USER_AGENT",
+    "Fetched",
+    "dry_scrape",
+    "owned_metrics",
+    "price_list",
+]
 
 PRICING_REGION = "us-east-1"  # the Price List API answers there for every Region
 SCRAPE_TIMEOUT = 3.0
 SCRAPE_BYTES = 8 * 1024 * 1024  # a larger exposition is counted up to here
+USER_AGENT = "ampd-ingest-estimate"
 
 
 @dataclass(frozen=True)
@@ -31,7 +39,11 @@ def dry_scrape(url: str, *, timeout: float = SCRAPE_TIMEOUT, cap: int = SCRAPE_B
     """The GET Prometheus makes of a target, bounded in time and bytes. A body cut at
     ``cap`` keeps its whole lines only."""
     req = urllib.request.Request(  # noqa: S310 - the scrape URL from the state file
-        url, headers={"Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1"}
+        url,
+        headers={
+            "Accept": "text/plain;version=0.0.4;q=1,*/*;q=0.1",
+            "User-Agent": USER_AGENT,  # a target can tell ampd's estimate from a scrape
+        },
     )
     handlers: list[urllib.request.BaseHandler] = [
         urllib.request.HTTPSHandler(context=ssl.create_default_context())

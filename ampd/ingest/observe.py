@@ -15,6 +15,7 @@ from pathlib import Path
 import structlog
 
 from ampd.engine.facts import Facts
+from ampd.gateways import progress
 from ampd.gateways.files import read_bytes
 from ampd.gateways.store import StoreView
 from ampd.ingest import gateway
@@ -117,6 +118,7 @@ class Observer:
         if cached is not None and cached[0] == config and now - cached[1] < SCRAPE_TTL:
             return cached[2]
         got = self.scrape(target_url(job, target))
+        progress.mark()  # one target read: the watchdog hears of each, not only the pass
         series = count_series(got.body) if got.body is not None else None
         if got.body is None:
             log.info("ingest.target_unreadable", job=job.job, target=target, error=got.error)

@@ -1,0 +1,47 @@
+"""The daemon does not scrape every target on every pass: a target's dry scrape is kept
+until its job's configuration changes or 10 minutes pass (a fake clock moves them)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ampd.engine.facts import Facts
+from ampd.gateways.store import StoreView
+from ampd.ingest.gateway import Fetched
+from ampd.ingest.observe import SCRAPE_TTL, Observer
+from ampd.spec.load import load_spec
+from tests.harness.clock import FakeClock
+
+STATE = """\
+version: 1
+prometheus:
+  scrape_configs:
+    - {job: app, targets: ['127.0.0.1:9101', '127.0.0.1:9102'], interval: INTERVAL}
+"""
+
+
+def test_dry_scrapes_are_kept_until_the_job_changes_or_ten_minutes_pass(tmp_path: Path) -> None:
+    urls: list[str] = []
+
+    def scrape(url: str) -> Fetched:
+        urls.append(url)
+        return Fetched("a 1\nb 2\n")
+
+    clock = FakeClock()
+    obs = Observer(
+        tmp_path, StoreView(tmp_path / "ampd.json"), metrics=None, scrape=scrape, clock=clock
+    )
+    spec = load_spec(STATE.replace("INTERVAL", "15s"), "s.yml").spec
+    first = obs.observe(spec, Facts(), 1)
+    assert first.scrapes == {("app", "127.0.0.1:9101"): 2, ("app", "127.0.0.1:9102"): 2}
+    assert urls == ["http://127.0.0.1:9101/metrics", "http://127.0.0.1:9102/metrics"]
+    clock.advance(SCRAPE_TTL - 1)
+    obs.observe(spec, Facts(), 1)
+    assert len(urls) == 2  # within 10 minutes: nothing scraped again
+    clock.advance(2)
+    obs.observe(spec, Facts(), 1)
+    assert len(urls) == 4  # 10 minutes passed: both again
+    edited = load_spec(STATE.replace("INTERVAL", "30s"), "s.yml").spec
+    obs.observe(edited, Facts(), 1)
+    assert len(urls) == 6  # the job changed: its targets again at once
+    assert first.region == "unknown" and first.prices is None
