@@ -58,7 +58,8 @@ def _files(root: Path) -> dict[str, bytes]:
 def test_plan_json_has_the_estimate_of_a_real_dry_scrape(
     ampd_proc: AmpdProcess, app: SampleApp
 ) -> None:
-    ampd_proc.write_state(_state(app))
+    state = _state(app)
+    ampd_proc.write_state(state)
     before = _files(ampd_proc.tmp)
     r = ampd_proc.ampd("plan", "--json", "--fleet-size", "1000")
     assert r.returncode == 2, r.stderr  # changes pending: nothing rendered yet
@@ -70,7 +71,7 @@ def test_plan_json_has_the_estimate_of_a_real_dry_scrape(
     assert app_job["after"]["series"] == expected
     assert app_job["after"]["samples_per_second"] == pytest.approx(expected / 15, abs=1e-6)
     assert (app_job["targets"], app_job["interval_s"], app_job["before"]) == (1, 15.0, None)
-    assert gone["unreadable"] == gone_targets(ampd_proc)
+    assert gone["unreadable"] == state["prometheus"]["scrape_configs"][1]["targets"]
     assert gone["after"]["series"] == 0
     assert ingest["fleet_size"] == 1000
     assert ingest["prices"] == {"source": "built-in", "as_of": "2026-12-01", "currency": "USD"}
@@ -84,11 +85,6 @@ def test_plan_json_has_the_estimate_of_a_real_dry_scrape(
     text = ampd_proc.ampd("plan", "--color", "never")
     assert "What this host sends to AMP (us-east-1, per host of a fleet of 1)" in text.stdout
     assert "prices: built-in as of 2026-12-01" in text.stdout
-
-
-def gone_targets(p: AmpdProcess) -> list[str]:
-    data = json.loads(json.dumps(__import__("yaml").safe_load(p.state_file.read_text())))
-    return list(data["prometheus"]["scrape_configs"][1]["targets"])
 
 
 def test_over_budget_plan_exits_2_and_apply_refuses_until_told(
@@ -116,3 +112,21 @@ def test_over_budget_plan_exits_2_and_apply_refuses_until_told(
     again = json.loads(ampd_proc.ampd("plan", "--json").stdout)["ingest"]
     assert again["jobs"][0]["before"] == stored["ingest"]["jobs"]["app"]
     assert again["total"]["before"] == stored["ingest"]["total"]
+
+
+def test_a_plan_in_sync_but_over_budget_still_exits_2(
+    ampd_proc: AmpdProcess, app: SampleApp
+) -> None:
+    state = _state(app)
+    state["prometheus"]["enabled"] = False  # nothing to run: apply leaves it all in sync
+    ampd_proc.write_state(state)
+    applied = ampd_proc.ampd("apply", "--wait", "0")
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    in_sync = ampd_proc.ampd("plan")
+    assert in_sync.returncode == 0, in_sync.stdout + in_sync.stderr
+    assert in_sync.stdout.startswith("No changes.")
+    ampd_proc.write_state({**state, "budget": {"fleet_samples_per_second": 1}})
+    over = ampd_proc.ampd("plan", "--fleet-size", "3")
+    assert over.returncode == 2
+    assert "No changes." in over.stdout
+    assert "(3 hosts) is over budget.fleet_samples_per_second (1)" in over.stderr
