@@ -175,7 +175,9 @@ class Reconciler(Generic[W]):
             self.book.succeeded("local")
         results.append(_healthy_unless_crashed("local", local))
         if self.ingest is not None and spec.prometheus is not None:
-            results.append(self._run_ingest(self.ingest, spec, facts))
+            results.append(
+                _healthy_unless_crashed("ingest", self._run_ingest(self.ingest, spec, facts))
+            )
         return results
 
     def _run_ingest(
