@@ -35,6 +35,7 @@ from ampd.spec.models import ScrapeConfigSpec, StateSpec
 log = structlog.get_logger()
 
 SCRAPE_TTL = 600.0  # a target is dry-scraped again after this long, or when its job changes
+UNREADABLE_TTL = 60.0  # ... and one that did not answer, after this long
 PRICES_FILE = "prices.json"  # under the state directory: the Price List's last answers
 SENT = "prometheus_remote_storage_samples_total"
 ACTIVE = ("prometheus_agent_active_series", "prometheus_tsdb_head_series")
@@ -115,7 +116,8 @@ class Observer:
         key = (job.job, target)
         with self.memory.lock:
             cached = self.memory.scrapes.get(key)
-        if cached is not None and cached[0] == config and now - cached[1] < SCRAPE_TTL:
+        ttl = SCRAPE_TTL if cached is None or cached[2] is not None else UNREADABLE_TTL
+        if cached is not None and cached[0] == config and now - cached[1] < ttl:
             return cached[2]
         got = self.scrape(target_url(job, target))
         progress.mark()  # one target read: the watchdog hears of each, not only the pass

@@ -1,5 +1,6 @@
 """The daemon does not scrape every target on every pass: a target's dry scrape is kept
-until its job's configuration changes or 10 minutes pass (a fake clock moves them)."""
+until its job's configuration changes or 10 minutes pass, one that did not answer for a
+minute (a fake clock moves them)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from pathlib import Path
 from ampd.engine.facts import Facts
 from ampd.gateways.store import StoreView
 from ampd.ingest.gateway import Fetched
-from ampd.ingest.observe import SCRAPE_TTL, Observer
+from ampd.ingest.observe import SCRAPE_TTL, UNREADABLE_TTL, Observer
 from ampd.spec.load import load_spec
 from tests.harness.clock import FakeClock
 
@@ -45,3 +46,21 @@ def test_dry_scrapes_are_kept_until_the_job_changes_or_ten_minutes_pass(tmp_path
     obs.observe(edited, Facts(), 1)
     assert len(urls) == 6  # the job changed: its targets again at once
     assert first.region == "unknown" and first.prices is None
+
+
+def test_a_target_that_did_not_answer_is_asked_again_after_a_minute(tmp_path: Path) -> None:
+    answers = [Fetched(None, "refused"), Fetched("a 1\n")]
+    clock = FakeClock()
+
+    def scrape(url: str) -> Fetched:
+        return answers.pop(0)
+
+    view = StoreView(tmp_path / "ampd.json")
+    obs = Observer(tmp_path, view, metrics=None, scrape=scrape, clock=clock)
+    spec = load_spec(STATE.replace("INTERVAL", "15s").replace(", '127.0.0.1:9102'", ""), "s").spec
+    assert obs.observe(spec, Facts(), 1).scrapes == {("app", "127.0.0.1:9101"): None}
+    clock.advance(UNREADABLE_TTL - 1)
+    assert obs.observe(spec, Facts(), 1).scrapes == {("app", "127.0.0.1:9101"): None}
+    clock.advance(2)
+    assert obs.observe(spec, Facts(), 1).scrapes == {("app", "127.0.0.1:9101"): 1}
+    assert answers == []
