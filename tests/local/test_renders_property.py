@@ -89,6 +89,9 @@ JOB = st.fixed_dictionaries(
         "interval": DURATION,
         "scheme": st.sampled_from(["http", "https"]),
         "labels": st.dictionaries(NAME, TEXT, max_size=3),
+        "sample_limit": st.integers(0, 2**32 - 1),
+        "label_limit": st.integers(0, 2**32 - 1),
+        "label_value_length_limit": st.integers(0, 2**32 - 1),
     },
 )
 
