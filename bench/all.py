@@ -25,6 +25,11 @@ BENCHES: dict[str, tuple[str, list[str], list[str]]] = {
     "proxy": ("bench.bench_proxy", [], []),
     "proxy_flood": ("bench.bench_proxy", ["--flood", "--rounds", "5"], []),
     "fleet_workspace": ("bench.bench_fleet_workspace", [], []),
+    "ingest": (
+        "bench.bench_ingest",
+        ["--window", "120"],
+        ["--window", "30", "--settle", "10", "--no-doc"],
+    ),
 }
 SLOW_IN_QUICK = ("proxy", "proxy_flood", "fleet_workspace")  # no short mode: left out of --quick
 
