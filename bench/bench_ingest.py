@@ -246,6 +246,14 @@ def render(cases: list[Case], args: argparse.Namespace) -> str:
                 f"| {count(c.series.get(job))} | {fig(b)} | {fig(r)} "
                 f"| {fig(actual)} | {pct(b, actual)} | {pct(r, actual)} |"
             )
+        missing = {j: r for j, r in c.receiver.items() if c.before.jobs.get(j) is None}
+        if missing and got > 0:
+            share = sum(missing.values())
+            notes.append(
+                f"- {c.name}: jobs the estimate has no figure for "
+                f"({', '.join(f'`{j}`' for j in sorted(missing))}) sent {share:,.2f} "
+                f"samples/s, {share / got * 100:.1f} % of what the receiver got."
+            )
         if c.running is not None and c.running.total != est:
             notes.append(
                 f"- {c.name}: `ampd plan` while the daemon runs says {fig(c.running.total)} "
