@@ -40,7 +40,6 @@ log = structlog.get_logger()
 
 _GONE = frozenset({"DELETING"})
 _IAM_KINDS = frozenset({Kind.IAM_ROLE, Kind.IAM_POLICY, Kind.INSTANCE_PROFILE})
-_AMP_CHILDREN = AMP_CHILDREN
 
 
 @dataclass
@@ -71,9 +70,9 @@ class ObservedCache:
             self.workspace = None
             self.workspace_read = False
             self.rule_group_tags = None
-            for k in [k for k in self.resources if k.kind in _AMP_CHILDREN]:
+            for k in [k for k in self.resources if k.kind in AMP_CHILDREN]:
                 del self.resources[k]
-        if key.kind in _AMP_CHILDREN:
+        if key.kind in AMP_CHILDREN:
             self.workspace_read = False  # the workspace itself may be what is gone
 
     def clear(self) -> None:
@@ -280,7 +279,7 @@ def _read_one(
     cache: ObservedCache,
 ) -> Live | None:
     kind, name = key.kind, key.name
-    if kind in _AMP_CHILDREN:
+    if kind in AMP_CHILDREN:
         if workspace_id is None:
             return None
         return _read_amp(gw, key, workspace_id, workspace_tags, cache)

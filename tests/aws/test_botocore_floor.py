@@ -349,6 +349,11 @@ def test_the_field_scan_sees_nested_fields() -> None:
         "outOfOrderTimeWindowInSeconds",
     } <= fields["update_workspace_configuration"]
     assert "retentionPeriodInDays" in fields["update_workspace_configuration"]
+    assert {
+        "destinations[].cloudWatchLogs.logGroupArn",
+        "destinations[].filters.qspThreshold",
+    } <= fields["create_query_logging_configuration"]
+    assert fields["put_resource_policy"] == {"workspaceId", "policyDocument", "revisionId"}
 
 
 def test_the_floor_knows_every_field_ampd_sends_to_amp() -> None:

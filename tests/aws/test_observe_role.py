@@ -121,3 +121,18 @@ def test_a_role_not_allowed_to_simulate_is_told_how(
     assert (cond.status, cond.reason) == ("Unknown", "CannotCheck")
     assert "iam:SimulatePrincipalPolicy" in cond.message
     assert "ampd policy observe" in cond.message
+
+
+def test_a_role_that_can_put_the_resource_policy_is_reported(
+    aws_emulator: AwsEmulator, workspace_id: str
+) -> None:
+    """PutResourcePolicy would let a fleet host grant other accounts remote write."""
+    grant = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "aps:PutResourcePolicy", "Resource": "*"}],
+    }
+    gateway = host(aws_emulator, {**shipped(workspace_id), "grant": grant})
+    cond = observe_role_check(gateway, workspace_id)
+    assert (cond.status, cond.reason) == ("False", "RoleCanWrite")
+    assert "aps:PutResourcePolicy" in cond.message and "aps:Create" not in cond.message
+    quiet(aws_emulator)

@@ -45,6 +45,7 @@ AMP_WRITES = (
     "aps:DeleteRuleGroupsNamespace",
     "aps:PutAlertManagerDefinition",
     "aps:UpdateWorkspaceConfiguration",
+    "aps:PutResourcePolicy",  # would let other accounts write into the workspace
     "aps:UpdateWorkspaceAlias",
     "aps:TagResource",
     "aps:DeleteWorkspace",
