@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from ampd.aws.gateway.client import make_gateway
-from ampd.aws.side.side import AwsSide
+from ampd.aws.side.side import WORKSPACE_POLL, AwsSide
 from ampd.core import Action, ConditionStatus, Health, Kind, ResourceKey, SideResult
 from ampd.gateways.store import Store
 from ampd.spec.models import StateSpec
@@ -182,3 +182,20 @@ def test_the_emulator_validates_as_amp_does(aws_emulator: AwsEmulator) -> None:
     with pytest.raises(amp.exceptions.ValidationException):  # one per workspace
         amp.create_query_logging_configuration(workspaceId=ws, destinations=destination(LOGS, 0))
     assert aws_emulator.violations() == []
+
+
+def test_a_configuration_amp_is_still_creating_is_looked_at_again_soon(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    rec = side(tmp_path)
+    want = spec({"log_group_arn": LOGS, "qsp_threshold": 10})
+    aws_pass(rec, spec(None), apply=True)  # the workspace, ACTIVE at once
+    aws_emulator.transition_delay(600.0)
+    creating = aws_pass(rec, want, apply=True)
+    assert condition(creating)[:2] == (ConditionStatus.FALSE, "Creating")
+    assert {s.key: s for s in creating.statuses}[QL].health is Health.PROGRESSING
+    assert creating.requeue_after == WORKSPACE_POLL
+    aws_emulator.reset_requests()
+    still = aws_pass(rec, want, apply=True)  # not written again while AMP works on it
+    assert still.plan.changes == () and writes(aws_emulator) == []
+    assert aws_emulator.calls("DescribeQueryLoggingConfiguration") == 1  # read, not cached

@@ -243,3 +243,16 @@ def test_the_emulator_holds_revisions_as_amp_does(aws_emulator: AwsEmulator) -> 
     with pytest.raises(amp.exceptions.ResourceNotFoundException):
         amp.describe_resource_policy(workspaceId=ws)
     assert aws_emulator.violations() == []
+
+
+def test_a_policy_amp_is_still_updating_is_waited_for(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    rec = side(tmp_path)
+    aws_pass(rec, spec(["111122223333"]), apply=True)
+    aws_emulator.transition_delay(600.0)
+    updating = aws_pass(rec, spec(["222233334444"]), apply=True)
+    assert in_sync(updating)[:2] == (ConditionStatus.FALSE, "Updating")
+    aws_emulator.reset_requests()
+    still = aws_pass(rec, spec(["222233334444"]), apply=True)
+    assert still.plan.changes == () and writes(aws_emulator) == []
