@@ -27,8 +27,10 @@ def test_a_thousand_such_hosts_pay_the_fleet_tiers_not_one_host_times_1000() -> 
     fleet_month = 175_200_000 * 1000
     assert tiered_dollars(fleet_month, US_EAST_1.tiers) == pytest.approx(180 + 6062)
     fig = host_figures(1000, 1000 / 15, US_EAST_1, fleet=1000)
+    assert fig.dollars_per_month is not None
     assert fig.dollars_per_month == pytest.approx(6.242)
     assert fig.dollars_per_month * 1000 < 15.768 * 1000  # the tiers, not N times one host
+    assert fig.to_json()["dollars_per_month"] == 6.24
 
 
 def test_the_third_tier_applies_above_252_billion() -> None:
