@@ -218,6 +218,7 @@ def apply_command(
     progress = Progress(out, live=out.isatty(), clock=clock)
     deadline = clock() + wait
     plan, outcomes = Plan(), list[Outcome]()
+    ingest_doc: Mapping[str, Any] | None = None
     try:
         while True:
             summary = rec.run_pass()
@@ -226,6 +227,7 @@ def apply_command(
                 return 1
             _notes(summary)
             plan, outcomes = plan + summary.plan, [*outcomes, *summary.outcomes]
+            ingest_doc = summary.ingest or ingest_doc
             if not as_json:
                 _print(summary.plan, summary.outcomes, as_json=False, color=False)
             pending = in_progress(summary)
@@ -239,7 +241,7 @@ def apply_command(
         progress.done()
         rec.close()
     if as_json:
-        _print(plan, outcomes, as_json=True, color=False)
+        _print(plan, outcomes, as_json=True, color=False, ingest=ingest_doc)
     applied = any(o.ok for o in outcomes)
     if failed:
         return 2 if applied else 1

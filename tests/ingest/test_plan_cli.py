@@ -102,8 +102,9 @@ def test_over_budget_plan_exits_2_and_apply_refuses_until_told(
     assert not (ampd_proc.state_dir / "ampd.json").exists()
     assert not (ampd_proc.state_dir / "generated" / "prometheus.yml").exists()
 
-    done = ampd_proc.ampd("apply", "--wait", "0", "--over-budget")
+    done = ampd_proc.ampd("apply", "--wait", "0", "--over-budget", "--json")
     assert done.returncode in (0, 2), done.stderr
+    assert json.loads(done.stdout)["ingest"]["budget"]["over"] is True
     assert (ampd_proc.state_dir / "generated" / "prometheus.yml").exists()
     stored = json.loads((ampd_proc.state_dir / "ampd.json").read_text())
     assert stored["ingest"]["jobs"]["app"]["series"] == _series(app.metrics_url) + 5
