@@ -118,6 +118,9 @@ def resource_status(s: AwsSnapshot, key: ResourceKey) -> ResourceStatus:
             health, message = Health.HEALTHY, outcome.message
             if key.kind is Kind.WORKSPACE and s.workspace is not None:
                 health = workspace_health(s.workspace.status)
+                if s.workspace.status and s.workspace.status != "ACTIVE":
+                    done = f"{outcome.change.action.value}d"  # "created; AWS reports CREATING"
+                    message = f"{done}; AWS reports {s.workspace.status}"
             elif key.kind in AMP_KINDS and isinstance(live, Live) and live.status:
                 health = workspace_health(live.status)  # as AMP read it back after the write
                 if live.status != "ACTIVE":
