@@ -215,6 +215,19 @@ def apply_command(
         return 1
     rec = _reconciler(state, paths, writes=True, ingest=ingest)
     out = progress_out if progress_out is not None else sys.stderr
+    return _apply_passes(rec, as_json=as_json, wait=wait, clock=clock, sleep=sleep, out=out)
+
+
+def _apply_passes(
+    rec: Reconciler[Writers],
+    *,
+    as_json: bool,
+    wait: float,
+    clock: Callable[[], float],
+    sleep: Callable[[float], None],
+    out: TextIO,
+) -> int:
+    """The passes of ``apply``, while AWS reports work in progress (see apply_command)."""
     progress = Progress(out, live=out.isatty(), clock=clock)
     deadline = clock() + wait
     plan, outcomes = Plan(), list[Outcome]()
