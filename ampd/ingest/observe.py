@@ -21,7 +21,7 @@ from ampd.gateways.store import StoreView
 from ampd.ingest import gateway
 from ampd.ingest.exposition import count_series, sample_sum
 from ampd.ingest.model import Measured, Prices
-from ampd.ingest.plan import IngestSeen, target_url
+from ampd.ingest.plan import IngestSeen, scrape_jobs, target_url
 from ampd.ingest.prices import (
     BUILT_IN,
     decode_cache,
@@ -101,7 +101,7 @@ class Observer:
 
     # ---- the dry scrapes --------------------------------------------------------------
     def dry_scrapes(self, spec: StateSpec) -> dict[tuple[str, str], int | None]:
-        jobs = spec.prometheus.scrape_configs if spec.prometheus is not None else []
+        jobs = scrape_jobs(spec)
         out: dict[tuple[str, str], int | None] = {}
         now = self.clock()
         for job in jobs:

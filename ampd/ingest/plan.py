@@ -1,6 +1,7 @@
 """Pure: the estimate from the spec and what was seen, and the budget's verdict.
 
-Per scrape job: its targets, the series a dry scrape of each found (an unreadable target
+Per scrape job (the state's, and the two ampd adds: Prometheus itself and ampd's own
+/metrics): its targets, the series a dry scrape of each found (an unreadable target
 counts 0 and is named), plus the series Prometheus adds per target; the job's interval
 (or ``prometheus.scrape_interval``); samples/s = series / interval. Dollars are the
 Region's tiers applied to the fleet's total, divided by the fleet size.
@@ -22,6 +23,7 @@ __all__ = [
     "estimate",
     "job_interval",
     "plan_ingest",
+    "scrape_jobs",
     "target_url",
 ]
 
@@ -56,10 +58,22 @@ def target_url(job: ScrapeConfigSpec, target: str) -> str:
     return f"{job.scheme}://{target}{job.metrics_path}"
 
 
+def scrape_jobs(spec: StateSpec) -> list[ScrapeConfigSpec]:
+    """Every job the rendered prometheus.yml scrapes, in its order: Prometheus itself, ampd's
+    own /metrics (when ``metrics.enabled`` and ``metrics.scrape``), then the state's jobs.
+    What ampd adds is sent to AMP too, so it is estimated like the rest."""
+    prom = spec.prometheus
+    if prom is None:
+        return []
+    jobs = [ScrapeConfigSpec(job="prometheus", targets=[prom.listen])]
+    if spec.metrics.enabled and spec.metrics.scrape:
+        jobs.append(ScrapeConfigSpec(job="ampd", targets=[spec.metrics.listen]))
+    return [*jobs, *prom.scrape_configs]
+
+
 def estimate(spec: StateSpec, seen: IngestSeen) -> Estimate:
     jobs: list[JobEstimate] = []
-    scrape_configs = spec.prometheus.scrape_configs if spec.prometheus is not None else []
-    for job in scrape_configs:
+    for job in scrape_jobs(spec):
         counts = [seen.scrapes.get((job.job, t)) for t in job.targets]
         unreadable = tuple(t for t, n in zip(job.targets, counts, strict=True) if n is None)
         series = sum(n + PER_TARGET_SERIES for n in counts if n is not None)

@@ -79,10 +79,12 @@ def _seen(region: str, fleet: int, **scrapes: int | None) -> IngestSeen:
     return IngestSeen(region, fleet, keyed, prices, None, None)
 
 
-def test_per_job_series_add_five_per_target_and_unreadable_targets_count_zero() -> None:
+def test_every_rendered_job_is_estimated_and_unreadable_targets_count_zero() -> None:
     spec = load_spec(STATE.replace("REGION", "us-east-1"), "state.yml").spec
     est = estimate(spec, _seen("us-east-1", 1, a1=995, a2=None, s1=115))
-    app, slow = est.jobs
+    prom, own, app, slow = est.jobs  # the two jobs ampd renders first, then the state's
+    assert (prom.job, prom.unreadable, prom.series) == ("prometheus", ("127.0.0.1:9090",), 0)
+    assert (own.job, own.unreadable, own.interval_s) == ("ampd", ("127.0.0.1:9795",), 15.0)
     assert (app.series, app.interval_s, app.unreadable) == (1000, 15.0, ("127.0.0.1:9102",))
     assert (slow.series, slow.interval_s) == (120, 60.0)
     assert est.samples_per_second == pytest.approx(1000 / 15 + 2)
@@ -123,3 +125,10 @@ def test_state_prices_override_and_the_cache_round_trips() -> None:
     assert (back.source, back.tiers) == ("cache", p.tiers)
     assert decode_cache(b"{not json") == {}
     assert json.loads(encode_cache({})) == {}
+
+
+def test_ampd_own_job_is_left_out_when_prometheus_does_not_scrape_it() -> None:
+    text = STATE.replace("REGION", "us-east-1") + "metrics: {scrape: false}\n"
+    spec = load_spec(text, "state.yml").spec
+    est = estimate(spec, _seen("us-east-1", 1, a1=1, a2=1, s1=1))
+    assert [j.job for j in est.jobs] == ["prometheus", "app", "slow"]

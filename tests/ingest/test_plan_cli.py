@@ -66,7 +66,10 @@ def test_plan_json_has_the_estimate_of_a_real_dry_scrape(
     ingest = json.loads(r.stdout)["ingest"]
     assert _files(ampd_proc.tmp) == before  # the plan wrote nothing
     expected = _series(app.metrics_url) + 5  # the series Prometheus adds per target
-    app_job, gone = ingest["jobs"]
+    jobs = {j["job"]: j for j in ingest["jobs"]}
+    assert list(jobs) == ["prometheus", "app", "gone"]  # as prometheus.yml scrapes them
+    app_job, gone = jobs["app"], jobs["gone"]
+    assert jobs["prometheus"]["unreadable"] == [state["prometheus"]["listen"]]  # not running
     # the sample app's counters move with each request: its series do not
     assert app_job["after"]["series"] == expected
     assert app_job["after"]["samples_per_second"] == pytest.approx(expected / 15, abs=1e-6)
@@ -111,7 +114,8 @@ def test_over_budget_plan_exits_2_and_apply_refuses_until_told(
 
     # the next plan shows that estimate as "before"
     again = json.loads(ampd_proc.ampd("plan", "--json").stdout)["ingest"]
-    assert again["jobs"][0]["before"] == stored["ingest"]["jobs"]["app"]
+    again_app = next(j for j in again["jobs"] if j["job"] == "app")
+    assert again_app["before"] == stored["ingest"]["jobs"]["app"]
     assert again["total"]["before"] == stored["ingest"]["total"]
 
 

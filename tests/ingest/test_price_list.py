@@ -100,4 +100,5 @@ def test_a_region_without_prices_says_so(
     assert result.ingest["estimate"]["prices"] is None
     assert result.ingest["notes"] == [f"prices for {region} are not known: set cost.prices"]
     assert result.ingest["estimate"]["total"]["after"]["dollars_per_month"] is None
-    assert result.ingest["estimate"]["jobs"][0]["unreadable"] == ["127.0.0.1:1"]
+    jobs = {j["job"]: j for j in result.ingest["estimate"]["jobs"]}
+    assert jobs["app"]["unreadable"] == ["127.0.0.1:1"]
