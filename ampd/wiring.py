@@ -95,13 +95,24 @@ def make_aws(store: StoreView, book: RetryBook) -> AwsSide:
 
 def make_ingest(paths: Paths, runtime_name: str, fleet_size: int | None = None) -> IngestSide:
     """The ingest side: dry scrapes, prices, and Prometheus' own /metrics read only from
-    a server running as the user Prometheus runs as."""
+    a server running as the user Prometheus runs as (ampd's own, as the user that owns
+    the state directory)."""
     uid = process_user("prometheus", runtime_name).uid
+    try:  # ampd runs as the owner of its state directory
+        own_uid: int | None = paths.state_dir.stat().st_uid
+    except OSError:
+        own_uid = None
 
     def metrics(url: str) -> Fetched:
         return owned_metrics(url, uid)
 
-    observer = Observer(paths.state_dir, StoreView(paths.store), metrics=metrics)
+    def own_metrics(url: str) -> Fetched:
+        assert own_uid is not None
+        return owned_metrics(url, own_uid)
+
+    view = StoreView(paths.store)
+    own = own_metrics if own_uid is not None else None
+    observer = Observer(paths.state_dir, view, metrics=metrics, own_metrics=own)
     return IngestSide(observer, fleet_size=fleet_size)
 
 

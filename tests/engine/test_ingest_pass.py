@@ -61,7 +61,11 @@ def test_an_ingest_crash_is_its_own_condition_and_clears(tmp_path: Path) -> None
         assert second.conditions["IngestSideHealthy"].status is ConditionStatus.TRUE
         assert overall(first)[1] == overall(second)[1]  # the estimate is not the host's health
         assert second.ingest is not None
-        assert second.ingest["estimate"]["jobs"][0]["after"]["series"] == 6
+        jobs = {j["job"]: j for j in second.ingest["estimate"]["jobs"]}
+        assert jobs["app"]["after"]["series"] == 6
+        # the jobs ampd adds are read only from their owners: none is known here
+        assert len(jobs["prometheus"]["unreadable"]) == 1
+        assert jobs["prometheus"]["after"]["series"] == 0
         # an applying pass keeps the estimate for the next plan's "before"
         stored = StoreView(paths.store).load().ingest
         assert stored is not None and stored["jobs"]["app"]["series"] == 6

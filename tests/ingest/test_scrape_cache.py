@@ -66,3 +66,25 @@ def test_a_target_that_did_not_answer_is_asked_again_after_a_minute(tmp_path: Pa
     clock.advance(2)
     assert obs.observe(spec, Facts(), 1).scrapes[key] == 1
     assert answers == []
+
+
+def test_the_jobs_ampd_adds_are_read_only_through_their_owners_readers(tmp_path: Path) -> None:
+    plain: list[str] = []
+    owned: list[str] = []
+
+    def scrape(url: str) -> Fetched:
+        plain.append(url)
+        return Fetched("a 1\n")
+
+    def prometheus(url: str) -> Fetched:
+        owned.append(url)
+        return Fetched("p 1\nq 2\n")
+
+    view = StoreView(tmp_path / "ampd.json")
+    obs = Observer(tmp_path, view, metrics=prometheus, own_metrics=None, scrape=scrape)
+    spec = load_spec(STATE.replace("INTERVAL", "15s"), "s.yml").spec
+    seen = obs.observe(spec, Facts(), 1)
+    assert seen.scrapes[("prometheus", "127.0.0.1:9090")] == 2
+    assert seen.scrapes[("ampd", "127.0.0.1:9795")] is None  # no owner known: not read
+    assert all(":910" in url for url in plain)  # the plain GET only for the state's jobs
+    assert "http://127.0.0.1:9090/metrics" in owned
