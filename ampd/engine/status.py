@@ -33,7 +33,10 @@ DEGRADING_CONDITIONS = (
     "InstanceDataDropped",  # another instance's WAL kept after a start from an image
 )
 # Named for a problem: True is the problem (False is in line).
-PROBLEM_CONDITIONS = ("IngestOverBudget",)
+PROBLEM_CONDITIONS = ("IngestOverBudget", "RemoteWriteBacklog")
+# A True here means samples will not be kept: the host is Degraded (AMP rejects samples
+# older than its out-of-order window when they finally arrive).
+DEGRADING_PROBLEMS = ("RemoteWriteBacklog",)
 
 
 def iso(ts: float | None) -> str | None:
@@ -107,6 +110,10 @@ def overall(summary: PassSummary) -> tuple[SyncStatus, Health]:
     for ctype in DEGRADING_CONDITIONS:
         c = summary.conditions.get(ctype)
         if c is not None and c.status == ConditionStatus.FALSE:
+            health = Health.worst([health, Health.DEGRADED])
+    for ctype in DEGRADING_PROBLEMS:
+        c = summary.conditions.get(ctype)
+        if c is not None and c.status == ConditionStatus.TRUE:
             health = Health.worst([health, Health.DEGRADED])
     return sync, health
 
@@ -192,9 +199,10 @@ def _worst_problem(summary: PassSummary) -> str | None:
     for c in summary.conditions.values():
         if c.status == ConditionStatus.FALSE and c.type in ("AwsReachable", "RemoteWriteFlowing"):
             return f"{c.type}=False: {c.message or c.reason}"
-    held = summary.conditions.get("StateSourceHeld")
-    if held is not None and held.status == ConditionStatus.TRUE:
-        return f"StateSourceHeld: {held.message}"
+    for ctype in (*DEGRADING_PROBLEMS, "StateSourceHeld"):
+        problem = summary.conditions.get(ctype)
+        if problem is not None and problem.status == ConditionStatus.TRUE:
+            return f"{ctype}: {problem.message or problem.reason}"
     for ctype in ("StateSourceValid", "StateSourceCached"):
         source = summary.conditions.get(ctype)
         if source is not None and source.status == ConditionStatus.FALSE:

@@ -67,6 +67,12 @@ class SampleApp(ThreadedApp):
 
     async def _metrics(self, request: web.Request) -> web.Response:
         self.requests.inc()
+        if request.headers.get("User-Agent", "").startswith("ampd-ingest-estimate"):
+            # ampd plan's dry scrape (a read, at most one per 10 minutes): not a
+            # Prometheus scrape, so the loss benchmarks do not count it as one
+            return web.Response(
+                body=generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_LATEST}
+            )
         self.scrapes_counter.inc()
         t = time.monotonic() - self._started_at
         self.temperature.set(round(21.0 + 3.0 * math.sin(t / 30.0), 3))
