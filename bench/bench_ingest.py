@@ -230,13 +230,16 @@ def fig(x: float | None) -> str:
 def render(cases: list[Case], args: argparse.Namespace) -> str:
     rows, jobs_rows, notes = [], [], []
     for c in cases:
-        est = c.before.total
+        # what `ampd plan` says on a running host, before an edit is applied: the jobs
+        # ampd adds (prometheus, ampd) are read from the processes that serve them
+        est = c.running.total if c.running is not None else None
         got = sum(c.receiver.values())
         ok = within(est, c.counter_rate)
         rows.append(
             f"| {c.name} | {c.served} | {fig(est)} | {fig(c.counter_rate)} "
             f"| {pct(est, c.counter_rate)} | {fig(got)} | {pct(est, got)} "
-            f"| {'met' if ok else '**missed**'} |"
+            f"| {'met' if ok else '**missed**'} | {fig(c.before.total)} "
+            f"({pct(c.before.total, c.counter_rate)}) |"
         )
         for job in sorted(set(c.receiver) | set(c.before.jobs)):
             actual = c.receiver.get(job, 0.0)
@@ -254,26 +257,26 @@ def render(cases: list[Case], args: argparse.Namespace) -> str:
                 f"({', '.join(f'`{j}`' for j in sorted(missing))}) sent {share:,.2f} "
                 f"samples/s, {share / got * 100:.1f} % of what the receiver got."
             )
-        if c.running is not None and c.running.total != est:
-            notes.append(
-                f"- {c.name}: `ampd plan` while the daemon runs says {fig(c.running.total)} "
-                f"samples/s in total ({pct(c.running.total, c.counter_rate)} against the "
-                "counters)."
-            )
         for job, why in c.before.unreadable.items():
-            notes.append(f"- {c.name}: before the start, job {job} unreadable: {'; '.join(why)}")
+            notes.append(
+                f"- {c.name}: before the first start, job {job} unreadable (its process "
+                f"is not running yet, so it counts 0, named): {'; '.join(why)}"
+            )
         bad = {k: v for k, v in c.trouble.items() if v}
         if bad:
             notes.append(f"- {c.name}: in the window, {bad} (not ingested, or sent twice)")
-    verdict = all(within(c.before.total, c.counter_rate) for c in cases)
+    verdict = all(within(c.running.total if c.running else None, c.counter_rate) for c in cases)
     return "\n".join(
         [
             "## Ingest estimate against the measured rate (`bench/bench_ingest.py`)",
             "",
             f"One scrape job `{JOB}` on one target, every {args.interval} s (the jobs ampd "
             f"always adds, `prometheus` and `ampd`, every {BUILTIN_INTERVAL} s): the "
-            "estimate is `ingest.total.after.samples_per_second` of `ampd plan --json`, "
-            "taken before the daemon starts. Then the real `ampd run` (agent-mode "
+            "estimate is `ingest.total.after.samples_per_second` of `ampd plan --json` on "
+            "the running host (what a plan says before an edit is applied; the jobs ampd "
+            "adds are read from the processes that serve them); the last column is the "
+            "plan before the first start, when those processes do not run yet and their "
+            "jobs count 0, named as unreadable. The real `ampd run` (agent-mode "
             "Prometheus, signing proxy, SigV4-verifying data plane, receiving Prometheus): "
             f"after the first samples arrive and {args.settle:.0f} s more, a window of "
             f"{args.window:.0f} s (whole scrape intervals of every job). Measured: the rate "
@@ -284,8 +287,9 @@ def render(cases: list[Case], args: argparse.Namespace) -> str:
             environment(),
             "",
             "| target | series served | estimate (samples/s) | measured: remote-write "
-            "counters | difference | measured: receiver | difference | goal +-10 % |",
-            "|---|---|---:|---:|---:|---:|---:|---|",
+            "counters | difference | measured: receiver | difference | goal +-10 % "
+            "| estimate before the first start |",
+            "|---|---|---:|---:|---:|---:|---:|---|---:|",
             *rows,
             "",
             f"Goal: the estimate within +-{GOAL_PCT:.0f} % of the measured rate for both: "

@@ -12,7 +12,6 @@ from pydantic import (
 
 from ampd.spec.types import AbsPath, Duration, LabelName, Listen, Strict
 
-
 # Prometheus reads each limit into a Go uint: 0 to 2^32-1 fits on every platform
 ScrapeLimit = Annotated[int, Field(ge=0, le=2**32 - 1)]
 
