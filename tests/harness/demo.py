@@ -168,7 +168,23 @@ def main(argv: list[str] | None = None) -> int:
             say(st.ampd.log_path.read_text()[-3000:])
             return 1
         say("")
-        say("$ ampd status")
+        say("$ ampd status   # AWS is still creating the workspace; what hangs off it waits")
+        say(st.ampd.ampd("status").stdout.rstrip())
+        try:
+            wait_for(
+                lambda: (
+                    (r := st.ampd.resource("aws.workspace", "demo")) and r["health"] == "Healthy"
+                ),
+                DEMO_CREATION_DELAY + 60,
+                what="the workspace ACTIVE",
+            )
+            wait_for(lambda: st.aws.calls("CreateRuleGroupsNamespace") > 0, 60, what="rules")
+        except AssertionError as e:
+            say(f"demo failed: {e}")
+            say(st.ampd.log_path.read_text()[-3000:])
+            return 1
+        say("")
+        say("$ ampd status   # the workspace is ACTIVE: what hangs off it is written")
         say(st.ampd.ampd("status").stdout.rstrip())
         say("")
         say(f"$ {query_path(st)}")
