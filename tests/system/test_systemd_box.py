@@ -27,13 +27,15 @@ from tests.harness.wait import wait_for
 
 pytestmark = [pytest.mark.systemd, pytest.mark.slow]
 
-# A long-running child: says hello on stderr, records every SIGHUP in $DATA/hups.
+# A long-running child: records every SIGHUP in $DATA/hups. Once its handler is in place
+# (a SIGHUP before that would end it) it writes $DATA/ready-TAG and says hello on stderr.
 CHILD = (
     "import os, signal, sys, time\n"
-    "print('child up', sys.argv[1], file=sys.stderr, flush=True)\n"
     "def hup(*_):\n"
     "    with open(os.environ['DATA'] + '/hups', 'a') as f: f.write('hup\\n')\n"
     "signal.signal(signal.SIGHUP, hup)\n"
+    "open(os.environ['DATA'] + '/ready-' + sys.argv[1], 'w').close()\n"
+    "print('child up', sys.argv[1], file=sys.stderr, flush=True)\n"
     "while True: time.sleep(1)\n"
 )
 PROM_DATA = "/var/lib/ampd/data/prometheus"
@@ -125,6 +127,7 @@ def test_runtime_starts_reloads_restarts_and_stops_a_child(ampd_box: SysBox) -> 
     assert box.show("ampd-prometheus.service", "User")["User"] == "ampd-prometheus"
 
     # reload: SIGHUP reaches the process itself (ampd exec replaced itself with it)
+    wait_for(lambda: box.path(f"{PROM_DATA}/ready-one").exists(), what="SIGHUP handler set")
     drive(box, [("reload", "prometheus")])
     wait_for(lambda: box.path(f"{PROM_DATA}/hups").exists(), what="SIGHUP recorded")
     again = drive(box, [("observe", "prometheus")])[0]
