@@ -22,6 +22,7 @@ EXIT_CHANGES = 2
 
 LOCK_WAIT = 10.0  # default --lock-wait: longer than a daemon's pass usually takes
 APPLY_WAIT = 600.0  # default apply --wait: a new AMP workspace is ACTIVE within minutes
+REMOTE_PREFIXES = ("ssm:", "s3:/", "appconfig:")  # --state values that are not a path
 
 
 def _lock_wait_option(p: argparse.ArgumentParser) -> None:
@@ -109,7 +110,12 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("render", help="write every generated file; start nothing")
     r.add_argument("--out", help="directory (default: the state directory's generated/)")
     _lock_wait_option(r)
-    sub.add_parser("schema", help="JSON Schema of the state file")
+    sc = sub.add_parser("schema", help="JSON Schema of the state file")
+    sc.add_argument(
+        "--appconfig",
+        action="store_true",
+        help="as an AWS AppConfig JSON_SCHEMA validator (draft-04, minified, within its size)",
+    )
     sub.add_parser("version", help="versions and runtime")
     bk = sub.add_parser("bake", help="prepare an image: drop per-instance state, keep fleet facts")
     bk.add_argument("--json", action="store_true")
@@ -159,6 +165,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     from ampd.gateways.paths import resolve_paths, state_file_from_env
 
     cmd = args.command
+    if cmd == "schema" and args.appconfig:
+        from ampd.spec.appconfig_schema import appconfig_schema_json
+
+        try:
+            text = appconfig_schema_json()
+        except ValueError as e:  # over AppConfig's size, or a keyword without a draft-04 form
+            print(f"ampd: {e}", file=sys.stderr)
+            return EXIT_ERROR
+        sys.stdout.write(text)
+        return EXIT_OK
     if cmd == "schema":
         from ampd.spec.schema import schema_json
 
@@ -323,9 +339,10 @@ def _state(
     from ampd.gateways.paths import state_file_from_env
 
     raw = cli_value or os.environ.get("AMPD_STATE")
-    if not raw or not raw.startswith(("ssm:", "s3:/")):  # a file: no remote loader imported
+    if not raw or not raw.startswith(REMOTE_PREFIXES):  # a file: no remote loader imported
         if accept is not None:
-            raise AmpdError("--accept is for an ssm:/s3:// state; a local file is applied as is")
+            why = "a local file is applied as is"
+            raise AmpdError(f"--accept is for a remote (ssm:, s3://, appconfig:) state; {why}")
         from ampd.source.local import FileSource
 
         return FileSource(state_file_from_env(cli_value))
