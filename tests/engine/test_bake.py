@@ -12,8 +12,10 @@ from pathlib import Path
 import pytest
 
 from ampd import cli
-from ampd.commands.bake import bake
+from ampd.commands.bake import bake, scratch_in_source, without_session_fields
 from ampd.gateways.paths import Paths
+from ampd.gateways.sourceref import parse_ref
+from ampd.source.docs import load_cache
 from tests.engine.test_plan_contract import snapshot
 from tests.engine.test_plan_contract import state as plan_contract_state
 from tests.harness.fixtures_aws import AwsEnv
@@ -172,3 +174,107 @@ def test_bake_as_root_keeps_the_owner_of_ampd_json(tmp_path: Path) -> None:
     assert (st.st_uid, st.st_gid) == owner
     assert st.st_mode & 0o777 == 0o600
     assert json.loads(paths.store.read_text())["instance_id"] is None
+
+
+# -- an appconfig: state ------------------------------------------------------------------
+
+TOKEN = "AYADeNgfrPmkq1BqOIuZ1vbMTWRGzD7iBFjXYrTm3R6v0EXAMPLE"
+APPCONFIG_META = {
+    "source": "appconfig:fleet/prod/ampd",
+    "version": "v7",
+    "sha256": "ab" * 32,
+    "files": {
+        "rules.yml": {
+            "ref": "appconfig:fleet/prod/rules.yml",
+            "version": "sha256:0123456789ab",
+            "path": "FILES/0123-rules.yml",
+        }
+    },
+    "saved_at": 1_800_000_000.0,
+    # what a source must never keep on disk; bake drops it should one ever be there
+    "session": {"configuration_token": TOKEN, "next_poll_in": 45},
+    "NextPollConfigurationToken": TOKEN,
+}
+
+
+def appconfig_host(tmp_path: Path) -> Paths:
+    """A host whose state came from AppConfig: the last good copy and its file under
+    source/, with session leftovers beside it (a token in source.json and in a file of its
+    own, a temporary file of an interrupted write)."""
+    paths = baked_host(tmp_path)
+    source = paths.state_dir / "source"
+    files = source / "files"
+    files.mkdir()
+    (files / "0123-rules.yml").write_text("groups: []\n")
+    (files / ".0123-rules.yml.x1.tmp").write_text("groups")
+    meta = json.loads(json.dumps(APPCONFIG_META).replace("FILES", str(files)))
+    (source / "source.json").write_text(json.dumps(meta))
+    (source / "state.yml").write_text("version: 1\n")
+    (source / "appconfig-session.json").write_text(json.dumps({"token": TOKEN}))
+    (source / ".state.yml.abc.tmp").write_text("version")
+    return paths
+
+
+def files_holding(root: Path, text: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and text.encode() in p.read_bytes()]
+
+
+def test_bake_keeps_the_appconfig_copy_and_no_session(tmp_path: Path) -> None:
+    paths = appconfig_host(tmp_path)
+    source = paths.state_dir / "source"
+    assert files_holding(paths.state_dir, TOKEN)  # the leftovers are there to find
+    report = bake(paths)
+    assert files_holding(tmp_path, TOKEN) == []  # no token anywhere in the image
+    assert sorted(p.name for p in source.iterdir()) == ["files", "source.json", "state.yml"]
+    assert [p.name for p in (source / "files").iterdir()] == ["0123-rules.yml"]
+    assert (source / "state.yml").read_text() == "version: 1\n"
+    meta = json.loads((source / "source.json").read_text())
+    assert sorted(meta) == ["files", "saved_at", "sha256", "source", "version"]
+    assert meta["files"]["rules.yml"]["version"] == "sha256:0123456789ab"
+    assert (source / "source.json").stat().st_mode & 0o777 == 0o600
+    removed = " ".join(f"{p} ({why})" for p, why in report.removed)
+    assert "appconfig-session.json" in removed
+    assert "session, NextPollConfigurationToken" in removed
+    assert "last good copy of appconfig:fleet/prod/ampd, version v7" in " ".join(report.kept)
+    assert bake(paths).removed == []  # idempotent
+
+
+def test_dry_run_keeps_the_session_leftovers(tmp_path: Path) -> None:
+    paths = appconfig_host(tmp_path)
+    before = {p: p.read_bytes() for p in paths.state_dir.rglob("*") if p.is_file()}
+    report = bake(paths, dry_run=True)
+    assert any("appconfig-session.json" in p for p, _ in report.removed)
+    assert {p: p.read_bytes() for p in paths.state_dir.rglob("*") if p.is_file()} == before
+
+
+def test_the_baked_copy_is_still_the_sources_cache(tmp_path: Path) -> None:
+    """Dropping the session fields leaves a cache the source reads as before."""
+    paths = baked_host(tmp_path)
+    source = paths.state_dir / "source"
+    (source / "state.yml").write_text("version: 1\n")
+    meta = {"source": "ssm:/fleet/prod/ampd", "version": "3", "sha256": "x", "files": {}}
+    (source / "source.json").write_text(json.dumps({**meta, "session_token": TOKEN}))
+    bake(paths)
+    cached = load_cache(source, parse_ref("ssm:/fleet/prod/ampd"))
+    assert cached is not None
+    doc, files = cached
+    assert (doc.version, doc.data, files) == ("3", b"version: 1\n", {})
+
+
+@pytest.mark.parametrize(
+    ("meta", "kept", "dropped"),
+    [
+        ({"source": "s", "version": "1"}, {"source": "s", "version": "1"}, []),
+        ({"token": "t", "v": 1}, {"v": 1}, ["token"]),
+        ({"a": {"SessionId": "x", "b": 2}}, {"a": {"b": 2}}, ["a.SessionId"]),
+        ({"a": [{"next_token": 1}, {"c": 3}]}, {"a": [{}, {"c": 3}]}, ["a[0].next_token"]),
+        ([1, "token"], [1, "token"], []),  # values are not field names
+    ],
+)
+def test_session_fields(meta: object, kept: object, dropped: list[str]) -> None:
+    assert without_session_fields(meta) == (kept, dropped)
+
+
+def test_scratch_in_source() -> None:
+    names = ["state.yml", "source.json", "files", "accepted.json", "session", ".a.tmp"]
+    assert scratch_in_source(names) == [".a.tmp", "session"]
