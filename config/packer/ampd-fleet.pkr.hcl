@@ -4,6 +4,7 @@
 # state (SSM); the first pass on each renders everything with the new instance's labels.
 #
 #   packer build -var region=eu-west-1 -var state=ssm:/fleet/prod/ampd ampd-fleet.pkr.hcl
+#   packer build -var-file=appconfig.pkrvars.hcl ampd-fleet.pkr.hcl    # AWS AppConfig
 #
 # Checked by tests/package/test_fleet_examples.py with Debian's `packer validate -syntax-only`.
 
@@ -15,7 +16,7 @@ variable "region" {
 variable "state" {
   type        = string
   default     = "ssm:/fleet/prod/ampd"
-  description = "where the fleet's hosts read their state: ssm:NAME or s3://BUCKET/KEY"
+  description = "where the fleet's hosts read their state: ssm:NAME, s3://BUCKET/KEY or appconfig:APPLICATION/ENVIRONMENT/PROFILE"
 }
 
 variable "apt_repository" {
@@ -72,7 +73,7 @@ build {
       "sudo systemctl enable ampd.service",
       # ampd may have run on the build instance: stop it (and its children), then drop
       # what belongs to the build instance. bake keeps the workspace id, the clientToken
-      # and the cached copy of the state, and says what it removed.
+      # and the cached copy of the state (no AppConfig session), and says what it removed.
       "sudo systemctl stop ampd.service",
       "sudo -u ampd env STATE_DIRECTORY=/var/lib/ampd RUNTIME_DIRECTORY=/run/ampd ampd bake",
     ]

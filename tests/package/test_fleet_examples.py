@@ -1,6 +1,7 @@
 """The fleet examples under config/ are accepted by the real tools: Debian's cloud-init
 (``cloud-init schema --config-file``), Debian's packer (``packer validate -syntax-only``)
-and ampd itself; the managing example grants the writer exactly the fleet's parameter."""
+and ampd itself; the managing examples grant the writer exactly the fleet's parameter, or
+the fleet's AppConfig profile and the profiles beside it."""
 
 from __future__ import annotations
 
@@ -16,7 +17,11 @@ from ampd.source.specfile import load_and_check
 
 REPO = Path(__file__).resolve().parents[2]
 USER_DATA = REPO / "config/cloud-init/user-data.yml"
+USER_DATA_APPCONFIG = REPO / "config/cloud-init/user-data-appconfig.yml"
 PACKER = REPO / "config/packer/ampd-fleet.pkr.hcl"
+PACKER_APPCONFIG = REPO / "config/packer/appconfig.pkrvars.hcl"
+APPCONFIG_STATE = "appconfig:fleet/prod/ampd"
+APPCONFIG_READ = ["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"]
 WS_ARN = "arn:aws:aps:eu-west-1:123456789012:workspace/ws-1"
 
 
@@ -36,8 +41,9 @@ def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess
     return subprocess.run(argv, capture_output=True, text=True, timeout=120, cwd=cwd, check=False)
 
 
-def test_cloud_init_accepts_the_user_data() -> None:
-    r = run([tool("cloud-init"), "schema", "--config-file", str(USER_DATA)])
+@pytest.mark.parametrize("user_data", [USER_DATA, USER_DATA_APPCONFIG], ids=lambda p: p.name)
+def test_cloud_init_accepts_the_user_data(user_data: Path) -> None:
+    r = run([tool("cloud-init"), "schema", "--config-file", str(user_data)])
     assert r.returncode == 0, r.stdout + r.stderr
     # Debian 12's cloud-init says "Valid cloud-config: FILE", Debian 13's "Valid schema FILE"
     assert "Valid cloud-config" in r.stdout or "Valid schema" in r.stdout, r.stdout
@@ -60,6 +66,17 @@ def test_user_data_sets_the_state_source_and_enables_the_unit() -> None:
     assert "[systemctl, enable, --now, ampd.service]" in text
 
 
+def test_appconfig_user_data_reads_appconfig() -> None:
+    """The same user data but for the state's source (and the comments saying so)."""
+    text = USER_DATA_APPCONFIG.read_text()
+    assert f"      AMPD_STATE={APPCONFIG_STATE}" in text.splitlines()
+    assert "ssm:" not in text
+    assert "[systemctl, enable, --now, ampd.service]" in text
+    code = [ln for ln in text.splitlines() if not ln.lstrip().startswith("#")]
+    ssm_code = [ln for ln in USER_DATA.read_text().splitlines() if not ln.lstrip().startswith("#")]
+    assert [ln.replace(APPCONFIG_STATE, "ssm:/fleet/prod/ampd") for ln in code] == ssm_code
+
+
 def test_packer_accepts_the_template(tmp_path: Path) -> None:
     r = run([tool("packer"), "validate", "-syntax-only", PACKER.name], cwd=PACKER.parent)
     assert r.returncode == 0, r.stdout + r.stderr
@@ -70,13 +87,41 @@ def test_packer_accepts_the_template(tmp_path: Path) -> None:
     assert r.returncode == 1
 
 
+def test_packer_accepts_the_appconfig_variables(tmp_path: Path) -> None:
+    """The AppConfig build is the same template with a variable file; packer parses the
+    file and knows every variable it sets (an unknown one only warns: look for it)."""
+    argv = ["validate", "-syntax-only", f"-var-file={PACKER_APPCONFIG.name}", PACKER.name]
+    r = run([tool("packer"), *argv], cwd=PACKER.parent)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "Syntax-only check passed" in r.stdout
+    assert "Undefined variable" not in r.stdout + r.stderr
+    shutil.copyfile(PACKER, tmp_path / PACKER.name)
+    broken = tmp_path / PACKER_APPCONFIG.name
+    broken.write_text(PACKER_APPCONFIG.read_text().replace(f'"{APPCONFIG_STATE}"', APPCONFIG_STATE))
+    r = run([tool("packer"), *argv], cwd=tmp_path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    unknown = tmp_path / "unknown.pkrvars.hcl"
+    unknown.write_text(f'stat = "{APPCONFIG_STATE}"\n')
+    r = run(
+        [tool("packer"), "validate", "-syntax-only", f"-var-file={unknown.name}", PACKER.name],
+        cwd=tmp_path,
+    )
+    assert "Undefined variable" in r.stdout + r.stderr  # what the first check looks for
+
+
+def test_appconfig_variables_set_the_state() -> None:
+    lines = [ln for ln in PACKER_APPCONFIG.read_text().splitlines() if not ln.startswith("#")]
+    assert lines == [f'state = "{APPCONFIG_STATE}"']
+    assert 'variable "state"' in PACKER.read_text()
+
+
 def test_packer_template_bakes_after_stopping_ampd() -> None:
     text = PACKER.read_text()
     assert text.index("sudo systemctl stop ampd.service") < text.rindex("ampd bake")
     assert "AMPD_STATE=$AMPD_STATE" in text
 
 
-@pytest.mark.parametrize("name", ["observe.yml", "manage.yml"])
+@pytest.mark.parametrize("name", ["observe.yml", "manage.yml", "manage-appconfig.yml"])
 def test_fleet_states_are_valid(name: str) -> None:
     load_and_check(REPO / "config/fleet" / name)
 
@@ -90,6 +135,18 @@ def test_fleet_hosts_observe_and_the_manager_manages() -> None:
     assert observe.workspace is not None and manage.workspace is not None
     assert observe.workspace.alias == manage.workspace.alias
     assert observe.stack == manage.stack
+
+
+def test_appconfig_examples_name_one_profile() -> None:
+    """The /etc/default/ampd, the user data and the packer variables of the AppConfig
+    examples name the same profile; the manager is manage.yml with the location by ids."""
+    text = (REPO / "config/fleet/default-ampd-appconfig").read_text()
+    assert f"AMPD_STATE={APPCONFIG_STATE}" in text.splitlines()
+    assert f"      AMPD_STATE={APPCONFIG_STATE}" in USER_DATA_APPCONFIG.read_text().splitlines()
+    manage = load_and_check(REPO / "config/fleet/manage.yml").spec
+    appconfig = load_and_check(REPO / "config/fleet/manage-appconfig.yml").spec
+    assert appconfig.state_source.location == "appconfig:abc1234/def5678/ghi9012"
+    assert appconfig.model_copy(update={"state_source": manage.state_source}) == manage
 
 
 def test_default_file_names_the_same_parameter() -> None:
@@ -117,6 +174,12 @@ def test_default_file_names_the_same_parameter() -> None:
             ["s3:GetObject"],
             "arn:aws:s3:::fleet-config/prod/ampd.yml",
         ),
+        (
+            "appconfig:abc1234/def5678/ghi9012",
+            APPCONFIG_READ,
+            "arn:aws:appconfig:eu-west-1:123456789012:application/abc1234"
+            "/environment/def5678/configuration/ghi9012",
+        ),
     ],
 )
 def test_writer_reads_exactly_the_state(location: str, actions: list[str], resource: str) -> None:
@@ -141,4 +204,21 @@ def test_managed_writer_policy_carries_the_state_location() -> None:
         WS_ARN,
         "arn:aws:ssm:eu-west-1:123456789012:parameter/fleet/prod/ampd",
         "arn:aws:ssm:eu-west-1:123456789012:parameter/fleet/prod/*",  # the files beside it
+    ]
+
+
+def test_managed_writer_policy_carries_the_appconfig_location() -> None:
+    spec = load_and_check(REPO / "config/fleet/manage-appconfig.yml").spec
+    desired = desired_iam(spec, account="123456789012", ws_arn=WS_ARN)
+    docs = [
+        d.fields["document"]
+        for d in desired.resources
+        if d.key.name == "ampd-fleet-writer/ampd-remote-write"
+    ]
+    assert len(docs) == 1
+    env = "arn:aws:appconfig:eu-west-1:123456789012:application/abc1234/environment/def5678"
+    assert [(s["Action"], s["Resource"]) for s in docs[0]["Statement"]] == [
+        (["aps:RemoteWrite"], WS_ARN),
+        (APPCONFIG_READ, f"{env}/configuration/ghi9012"),
+        (APPCONFIG_READ, f"{env}/configuration/*"),  # the profiles beside it: its files
     ]
