@@ -132,6 +132,9 @@ BAD: dict[str, Any] = {
 HOST_ONLY: dict[str, Any] = {
     "workspace without alias or id": edit("workspace.alias", "-"),
     "__replica__ without cluster": edit("prometheus.external_labels", {"__replica__": "a"}),
+    "not an AWS region": edit("aws.region", "Europe"),
+    "listen without a port": edit("prometheus.listen", "localhost"),
+    "not a state location": edit("state_source.location", "ftp://fleet/ampd"),
 }
 
 
