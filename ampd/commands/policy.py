@@ -16,6 +16,7 @@ from ampd.aws.gateway.client import AwsReader, make_gateway
 from ampd.aws.plan.policy import Arns, PolicyInputs, RoleKind, boundary_arn, policy_for
 from ampd.engine.source import SpecSource
 from ampd.errors import AmpdError
+from ampd.gateways.appconfigids import is_ids, resolve_ids
 from ampd.gateways.paths import Paths
 from ampd.gateways.store import StoreView
 from ampd.source.specfile import load_and_check, source_name
@@ -37,14 +38,21 @@ def policy_command(
     workspace_id: str | None = None,
     own_role: str | None = None,
     state_location: str | None = None,
+    appconfig_ids: Callable[[str, str], str] | None = None,
     stdout: TextIO,
     stderr: TextIO,
 ) -> int:
     """Prints the policy document on ``stdout`` and what to do with it on ``stderr``.
-    0 printed, 1 not (region or account unknown, or nothing to grant)."""
+    0 printed, 1 not (region or account unknown, or nothing to grant). An AppConfig state
+    named by names is scoped by the ids ``appconfig_ids(location, region)`` finds."""
     if region is None:
         stderr.write("ampd policy: the region is not known: set aws.region or pass --region\n")
         return 1
+    if state_location and state_location.startswith("appconfig:"):
+        found = _appconfig_ids(state_location, region, appconfig_ids, stderr)
+        if found is None:
+            return 1
+        state_location = found
     if account is None:
         try:
             account = gateway(region).identity().account
@@ -73,6 +81,29 @@ def policy_command(
     for note in _notes(kind, inputs):
         stderr.write(f"ampd policy: {note}\n")
     return 0
+
+
+def _appconfig_ids(
+    location: str,
+    region: str,
+    resolve: Callable[[str, str], str] | None,
+    stderr: TextIO,
+) -> str | None:
+    """The AppConfig location with ids (IAM scopes the Data API by id): looked up by
+    ``resolve``; when that fails, a location that already reads as ids is taken as it is."""
+    try:
+        if resolve is None:
+            raise AmpdError("no way to look up AppConfig ids here")
+        return resolve(location, region)
+    except AmpdError as e:
+        if is_ids(location):
+            stderr.write(f"ampd policy: {e}; taking {location} as ids\n")
+            return location
+        stderr.write(
+            f"ampd policy: IAM scopes AppConfig by id, and {e}: pass --state"
+            " appconfig:APP_ID/ENV_ID/PROFILE_ID\n"
+        )
+        return None
 
 
 def _notes(kind: RoleKind, p: PolicyInputs) -> list[str]:
@@ -136,6 +167,7 @@ def policy_main(
         workspace_id=workspace_id,
         own_role=role,
         state_location=source_name(state),
+        appconfig_ids=lambda loc, r: resolve_ids(loc, r, endpoint),
         stdout=sys.stdout,
         stderr=sys.stderr,
     )

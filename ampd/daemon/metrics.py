@@ -141,6 +141,12 @@ class Metrics:
         self.spec_valid = Gauge("ampd_spec_valid", "1 when the state file is valid", registry=r)
         self.ingest = _Ingest()
         r.register(self.ingest)
+        self.state_version = Gauge(
+            "ampd_state_version_info",
+            "1 for the state source and the version of it in force",
+            ["source", "version"],
+            registry=r,
+        )
         info = Gauge("ampd_build_info", "ampd's version", ["version"], registry=r)
         info.labels(__version__).set(1)
         r.register(_AwsCalls(aws_calls))
@@ -155,6 +161,9 @@ class Metrics:
         if outcome == "ok":
             self.last_success.set(end)
         self.spec_valid.set(0 if s.spec_error else 1)
+        self.state_version.clear()
+        if s.spec_version is not None:
+            self.state_version.labels(s.spec_file, s.spec_version).set(1)
         for change in fresh_drift:
             self.drift.labels(change.key.kind.value).inc()
         self.ingest.observe(s.ingest)

@@ -48,6 +48,12 @@ class SpecSource(Protocol):
 
     def conditions(self) -> Sequence[Condition]: ...
 
+    def version(self) -> str | None:
+        """The version of the good spec in force: an SSM Version, an S3 ETag, an AppConfig
+        VersionLabel (else ``sha256:`` and 12 hex digits of it), a file's ``sha256:...``;
+        None while there is none."""
+        ...
+
     def next_poll_in(self) -> float | None:
         """Seconds to the next look at a remote source; None for a file (it is watched)."""
         ...

@@ -88,6 +88,8 @@ class PassSummary:
     exposed: Sequence[tuple[str, str]] = field(default_factory=list)
     # the ingest side's estimate, measured rate and notes (ampd.ingest.report), JSON-able
     ingest: Mapping[str, Any] | None = None
+    # the version of the state in force, as its source names it (SpecSource.version)
+    spec_version: str | None = None
 
     @property
     def applied(self) -> int:
@@ -142,6 +144,7 @@ def status_document(summary: PassSummary, *, pid: int, now: float) -> dict[str, 
             "file": summary.spec_file,
             "generation": summary.spec_generation,
             "sha256": summary.spec_sha256,
+            "version": summary.spec_version,
             "valid": summary.spec_error is None,
             "error": summary.spec_error,
         },

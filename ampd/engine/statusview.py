@@ -16,7 +16,8 @@ def render_human(doc: dict[str, Any]) -> str:
     lines = [f"ampd: {doc['sync']} · {doc['health']}   ({doc['line']})"]
     spec = doc["spec"]
     valid = "valid" if spec["valid"] else "INVALID (running the last good spec)"
-    lines.append(f"state file: {spec['file']} (generation {spec['generation']}, {valid})")
+    version = f", version {spec['version']}" if spec.get("version") else ""
+    lines.append(f"state file: {spec['file']} (generation {spec['generation']}{version}, {valid})")
     if spec.get("error"):
         lines += [f"  {line}" for line in spec["error"].splitlines()]
     ws = doc.get("workspace")

@@ -1,12 +1,16 @@
-"""Where a state document lives, and fetching it: a local file, SSM Parameter Store or S3.
+"""Where a state document lives, and fetching it: a local file, SSM Parameter Store, S3 or
+AWS AppConfig.
 
-``--state`` / ``AMPD_STATE`` take a path, ``ssm:NAME`` (String or SecureString, decrypted)
-or ``s3://BUCKET/KEY``. :class:`SourceFetcher` reads remote documents with botocore's
-normal credential chain (``AWS_ENDPOINT_URL`` honoured) and fetches only what changed:
+``--state`` / ``AMPD_STATE`` take a path, ``ssm:NAME`` (String or SecureString, decrypted),
+``s3://BUCKET/KEY`` or ``appconfig:APPLICATION/ENVIRONMENT/PROFILE``. :class:`SourceFetcher`
+reads remote documents with botocore's normal credential chain (``AWS_ENDPOINT_URL``
+honoured) and fetches only what changed:
 
 - SSM: one ``GetParameters`` call per poll for the state and every parameter it names
   (up to 10 names a call); an unchanged ``Version`` means nothing to do.
 - S3: ``GetObject`` with ``If-None-Match: <ETag>``; 304 means unchanged.
+- AppConfig: the Data API, one configuration session per profile, polled no sooner than
+  the server asks (:mod:`ampd.gateways.appconfigdata`).
 
 Every failure is a :class:`SourceError` whose message is one line naming the source and
 the reason (missing, denied, too large, unreachable, throttled, not UTF-8).
@@ -15,8 +19,6 @@ the reason (missing, denied, too large, unreachable, throttled, not UTF-8).
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -26,8 +28,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from ampd.errors import AmpdError
 from ampd.gateways import imds
+from ampd.gateways.appconfigdata import AppConfigSessions
 from ampd.gateways.botoerrors import network_errors
-from ampd.gateways.files import atomic_write
 from ampd.gateways.sourceref import SourceRef, outside_prefix, parse_ref
 
 if TYPE_CHECKING:
@@ -40,12 +42,8 @@ __all__ = [
     "SourceError",
     "SourceFetcher",
     "SourceRef",
-    "give_to_owner_of",
     "outside_prefix",
     "parse_ref",
-    "remove_scratch",
-    "scratch_dir",
-    "scratch_write",
     "source_region",
 ]
 
@@ -57,7 +55,21 @@ IMDS_ATTEMPTS = 4  # 1 s each, 0.5 s, 1 s, 2 s apart: a slow IMDS at boot is wai
 IMDS_BACKOFF = 0.5
 
 _DENIED = frozenset({"AccessDenied", "AccessDeniedException", "403", "Forbidden"})
-_MISSING = frozenset({"ParameterNotFound", "NoSuchKey", "NoSuchBucket", "404", "NotFound"})
+_MISSING = frozenset(
+    {
+        "ParameterNotFound",
+        "NoSuchKey",
+        "NoSuchBucket",
+        "404",
+        "NotFound",
+        "ResourceNotFoundException",
+    }
+)
+_NOT_FOUND = {
+    "s3": "does not exist",
+    "ssm": "parameter not found",
+    "appconfig": "no such application, environment or configuration profile",
+}
 _THROTTLED = frozenset(
     {"ThrottlingException", "Throttling", "TooManyUpdates", "SlowDown", "RequestLimitExceeded"}
 )
@@ -104,7 +116,7 @@ def _client_error(ref: SourceRef, e: botocore.exceptions.ClientError) -> SourceE
         what = f": {message}" if message else ""
         return SourceError(ref, f"access denied{what}")
     if code in _MISSING:
-        return SourceError(ref, "does not exist" if ref.kind == "s3" else "parameter not found")
+        return SourceError(ref, _NOT_FOUND.get(ref.kind, "does not exist"))
     if code in _THROTTLED:
         return SourceError(ref, f"throttled ({code}); will try again", unreachable=True)
     status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
@@ -184,10 +196,28 @@ class SourceFetcher:
         self._sleep = sleep
         self._clients: dict[str, Any] = {}
         self._lock = threading.Lock()
-        self.calls = 0  # API requests made, for tests and benchmarks
+        self._calls = 0
         self.region: str | None = None  # the region the clients were made for
+        self.appconfig = AppConfigSessions(
+            lambda: self._client("appconfigdata"), max_bytes=MAX_BYTES
+        )
 
-    def _client(self, service: Literal["ssm", "s3"]) -> Any:
+    @property
+    def calls(self) -> int:
+        """API requests made, for tests and benchmarks."""
+        return self._calls + self.appconfig.calls
+
+    def pace(self, seconds: float) -> None:
+        """The poll interval the state asks for (AppConfig sessions ask the server for it)."""
+        self.appconfig.pace(seconds)
+
+    def wait_before(self, refs: Sequence[SourceRef]) -> float:
+        """Seconds until the server lets the next look read ``refs`` (AppConfig's pacing)."""
+        return max(
+            (self.appconfig.wait_before(r) for r in refs if r.kind == "appconfig"), default=0.0
+        )
+
+    def _client(self, service: Literal["ssm", "s3", "appconfigdata"]) -> Any:
         with self._lock:
             if service not in self._clients:
                 import boto3  # noqa: PLC0415 (lazy: a file-only daemon never loads it)
@@ -211,7 +241,7 @@ class SourceFetcher:
             return self._clients[service]
 
     def _client_or_error(
-        self, service: Literal["ssm", "s3"], refs: Sequence[SourceRef]
+        self, service: Literal["ssm", "s3", "appconfigdata"], refs: Sequence[SourceRef]
     ) -> Any | dict[SourceRef, Fetched | SourceError]:
         try:
             return self._client(service)
@@ -232,6 +262,8 @@ class SourceFetcher:
         for ref in refs:
             if ref.kind == "s3":
                 out[ref] = self._s3(ref, known.get(ref))
+            elif ref.kind == "appconfig":
+                out[ref] = self._appconfig(ref, known.get(ref))
             elif ref.kind == "file":
                 out[ref] = _file(ref)
         return out
@@ -242,7 +274,7 @@ class SourceFetcher:
         client = self._client_or_error("ssm", refs)
         if isinstance(client, dict):
             return client
-        self.calls += 1
+        self._calls += 1
         bx = _exceptions()
         try:
             resp = client.get_parameters(Names=[r.name for r in refs], WithDecryption=True)
@@ -276,7 +308,7 @@ class SourceFetcher:
         client = self._client_or_error("s3", [ref])
         if isinstance(client, dict):
             return client[ref]
-        self.calls += 1
+        self._calls += 1
         bx = _exceptions()
         args: dict[str, Any] = {"Bucket": ref.bucket, "Key": ref.name}
         if etag:
@@ -309,35 +341,29 @@ class SourceFetcher:
             body.close()
         return Fetched(ref, str(resp.get("ETag", "")), data)
 
-
-def give_to_owner_of(owner_of: Path, *paths: Path) -> None:
-    """Run as root (``sudo ampd apply --once``), hand what was written under the state
-    directory to that directory's owner (the ``ampd`` user), so that the daemon can read
-    and replace it. Nothing to do for anyone else. OSError when it cannot be done."""
-    if os.geteuid() != 0:
-        return
-    st = owner_of.stat()
-    for p in paths:
-        try:
-            mine = p.lstat()
-        except FileNotFoundError:
-            continue
-        if (mine.st_uid, mine.st_gid) != (st.st_uid, st.st_gid):
-            os.lchown(p, st.st_uid, st.st_gid)
-
-
-def scratch_write(path: Path, data: bytes) -> None:
-    """Write into a scratch directory of :func:`scratch_dir` (private to this process)."""
-    atomic_write(path, data, 0o600)
-
-
-def remove_scratch(path: Path) -> None:
-    shutil.rmtree(path, ignore_errors=True)
-
-
-def scratch_dir() -> Path:
-    """A private temporary directory (for checking fetched files without a state dir)."""
-    return Path(tempfile.mkdtemp(prefix="ampd-source-"))
+    def _appconfig(self, ref: SourceRef, known: str | None) -> Fetched | SourceError:
+        answer = self.appconfig.look(ref, known)
+        e = answer.error
+        if e is None:
+            if answer.no_content or answer.version is None:
+                why = "no configuration deployed to this environment yet"
+                return SourceError(ref, why)
+            if answer.data is not None and len(answer.data) > MAX_BYTES:
+                return SourceError(ref, f"too large: more than {MAX_BYTES} bytes")
+            return Fetched(ref, answer.version, answer.data)
+        if isinstance(e, NoRegion):
+            return SourceError(ref, str(e), unreachable=True, condition_reason="NoRegion")
+        bx = _exceptions()
+        if isinstance(e, bx.ClientError):
+            return _client_error(ref, e)
+        if isinstance(e, network_errors()):
+            return SourceError(ref, f"unreachable: {e}", unreachable=True)
+        if isinstance(e, bx.NoCredentialsError):
+            why = "no AWS credentials (env, shared config or instance role)"
+            return SourceError(ref, why, unreachable=True)
+        if isinstance(e, bx.BotoCoreError):
+            return SourceError(ref, str(e))
+        raise e
 
 
 def _file(ref: SourceRef) -> Fetched | SourceError:

@@ -13,13 +13,8 @@ import structlog
 
 from ampd.errors import AmpdError, SpecError
 from ampd.gateways.files import FileWriter, read_bytes
-from ampd.gateways.statesource import (
-    SourceRef,
-    give_to_owner_of,
-    remove_scratch,
-    scratch_dir,
-    scratch_write,
-)
+from ampd.gateways.scratch import give_to_owner_of, remove_scratch, scratch_dir, scratch_write
+from ampd.gateways.statesource import SourceRef
 from ampd.source.docs import (
     Doc,
     Good,

@@ -10,20 +10,33 @@ from __future__ import annotations
 
 from collections.abc import Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from ampd.errors import Problem
 from ampd.gateways.statesource import Fetched, SourceError, SourceRef
 from ampd.source.docs import Doc, referenced_files
 from ampd.spec.load import LoadedSpec
 
-__all__ = ["Fetcher", "NamedFiles", "fetch_files", "take"]
+__all__ = ["Fetcher", "NamedFiles", "Paced", "fetch_files", "take"]
 
 
 class Fetcher(Protocol):
     def fetch(
         self, refs: Sequence[SourceRef], known: Mapping[SourceRef, str]
     ) -> dict[SourceRef, Fetched | SourceError]: ...
+
+
+@runtime_checkable
+class Paced(Protocol):
+    """A fetcher whose server says when it may look again (AppConfig's Data API)."""
+
+    def pace(self, seconds: float) -> None:
+        """The poll interval the state asks for."""
+        ...
+
+    def wait_before(self, refs: Sequence[SourceRef]) -> float:
+        """Seconds until the server lets the next look read ``refs``."""
+        ...
 
 
 def take(seen: MutableMapping[SourceRef, Doc], result: Fetched | SourceError) -> Doc:

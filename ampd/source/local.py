@@ -69,6 +69,10 @@ class FileSource:
     def conditions(self) -> Sequence[Condition]:
         return ()
 
+    def version(self) -> str | None:
+        good = self._good
+        return None if good is None else "sha256:" + good.sha256[:12]
+
     def next_poll_in(self) -> float | None:
         return None
 

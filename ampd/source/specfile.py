@@ -28,12 +28,13 @@ from ampd.spec.named import NamedFile
 
 
 def source_name(path: Path | str | SpecSource) -> str | None:
-    """``ssm:NAME`` / ``s3://BUCKET/KEY`` when ``path`` names a remote state, else None.
+    """``ssm:NAME`` / ``s3://BUCKET/KEY`` / ``appconfig:APP/ENV/PROFILE`` when ``path`` names
+    a remote state, else None.
     (``Path("s3://b/k")`` reads back as ``s3:/b/k``; both spellings are understood.)"""
     if not isinstance(path, str | Path):
         return path.name if path.remote else None
     text = str(path)
-    if text.startswith("ssm:"):
+    if text.startswith(("ssm:", "appconfig:")):
         return text
     if text.startswith("s3:/"):
         return "s3://" + text[4:].lstrip("/")

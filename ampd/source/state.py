@@ -1,26 +1,23 @@
-"""A state document followed in SSM Parameter Store or S3, with a last good copy on disk.
+"""A state document followed in SSM Parameter Store, S3 or AppConfig, with a last good copy
+on disk (docs/fleet.md tells the whole story).
 
 :class:`StateSource` is what the daemon holds instead of a path when ``--state`` is
-``ssm:NAME`` or ``s3://BUCKET/KEY``:
+``ssm:NAME``, ``s3://BUCKET/KEY`` or ``appconfig:APP/ENV/PROFILE``:
 
-- ``current()`` (``load()``) is the last good spec; the first call fetches, later ones
-  poll only when due. The files the spec names are fetched from
-  beside the state, inside its own SSM path / S3 key prefix (``..``, absolute names and
-  other ``ssm:``/``s3://`` names are refused with their position), and point at local
-  copies; a copy that cannot be written is reported (LocalCopyFailed) and tried again.
+- ``current()`` (``load()``) is the last good spec, polling first when a poll is due. The
+  files it names are fetched from beside it, inside its own prefix (a name outside is
+  refused with its position), and point at local copies (a copy that cannot be written
+  is reported, LocalCopyFailed, and tried again).
 - A valid version that would take Prometheus, remote_write, the workspace or most scrape
-  jobs away from a running host is held (:mod:`ampd.source.guard`,
-  ``StateSourceHeld=True``) until it says ``rollout: {allow_destructive: true}`` or an
-  operator accepts that version (:meth:`StateSource.accept`).
-- ``poll()`` looks once (one ``GetParameters`` call for SSM); a new version is validated
-  exactly like a local file (errors ``ssm:/fleet/prod/ampd:LINE:COL: ...``) and, when
-  good, becomes current and -- when the source holds a file writer (``run``, ``apply``)
-  -- is cached (mode 0600) under ``<state dir>/source/``.
-- A bad version is remembered by version and hash: not re-validated, not retried until
-  the document changes; ``StateSourceValid=False`` says where it is wrong, and the last
-  good spec keeps running. An unreachable source runs the cached copy
-  (``StateSourceReachable=False``).
-- ``look_now()`` (SIGHUP) makes the next pass look at once.
+  jobs away from a running host is held (:mod:`ampd.source.guard`) until it says
+  ``rollout: {allow_destructive: true}`` or an operator accepts it (:meth:`accept`).
+- ``poll()`` looks once; a new version is validated exactly like a local file and, when
+  good, becomes current and (with a file writer: ``run``, ``apply``) is cached, mode 0600,
+  under ``<state dir>/source/``. A bad version is remembered by hash and not retried until
+  the document changes (``StateSourceValid=False``); an unreachable source runs the cached
+  copy (``StateSourceReachable=False``).
+- ``look_now()`` (SIGHUP) makes the next pass look at once -- but never sooner than a
+  server that paces its readers allows (AppConfig's NextPollIntervalInSeconds).
 - ``next_poll_in()`` is the time to the next look (:mod:`ampd.source.polling`).
 """
 
@@ -52,7 +49,7 @@ from ampd.source.docs import (
     referenced_files,
     why,
 )
-from ampd.source.files import Fetcher, fetch_files, take
+from ampd.source.files import Fetcher, Paced, fetch_files, take
 from ampd.source.guard import held_back
 from ampd.source.polling import DEFAULT_INTERVAL, next_wait
 from ampd.source.pushed import read_pushed_files
@@ -193,6 +190,10 @@ class StateSource:
             )
         )
 
+    def version(self) -> str | None:
+        good = self._good
+        return None if good is None else bare_version(good.state.version)
+
     def accept(self, version: str) -> None:
         """Record that an operator accepts ``version`` (``ampd apply --accept``): the
         destructive-change guard lets exactly that version through, here and in the
@@ -226,11 +227,18 @@ class StateSource:
                 failing = self._unreachable is not None or self._local_failed
                 self._failures = self._failures + 1 if failing else 0
                 wait = next_wait(self.interval(), self._failures, self._rng)
-                self._due = self._clock() + wait
+                self._due = self._clock() + max(wait, self._server_wait())
 
     # -- polling --------------------------------------------------------------------------
 
+    def _server_wait(self) -> float:
+        """How long the server asked to wait before the next look (AppConfig's pacing)."""
+        paced = self._fetcher if isinstance(self._fetcher, Paced) else None
+        return paced.wait_before([self.ref, *self._seen_files]) if paced is not None else 0.0
+
     def _poll(self) -> bool:
+        if isinstance(self._fetcher, Paced):
+            self._fetcher.pace(self.interval())
         refs = [self.ref, *self._seen_files]
         known = {r: self._seen[r].version for r in refs if r in self._seen}
         got = self._fetcher.fetch(refs, known)

@@ -166,21 +166,36 @@ class MetricsSpec(Strict):
 
 
 _LOCATION_RE = re.compile(r"^(ssm:[A-Za-z0-9_.\-/]+|s3://[a-z0-9][a-z0-9.\-]{1,62}/.+)$")
+_APPCONFIG_ID = r"[a-z0-9]{7}"  # the ids AppConfig gives applications, environments, profiles
+_APPCONFIG_RE = re.compile(rf"^appconfig:{_APPCONFIG_ID}/{_APPCONFIG_ID}/{_APPCONFIG_ID}$")
 
 
 def _check_location(text: str) -> str:
+    if text.startswith("appconfig:"):
+        if not _APPCONFIG_RE.match(text):
+            raise ValueError(
+                f"{text!r}: IAM scopes AppConfig by id, so this location names the"
+                " application, environment and configuration profile by their ids"
+                " (appconfig:abc1234/def5678/ghi9012; `aws appconfig list-applications`"
+                " shows them)"
+            )
+        return text
     if not _LOCATION_RE.match(text) or text.endswith("/"):
-        raise ValueError(f"{text!r} is not a state location: use ssm:NAME or s3://BUCKET/KEY")
+        raise ValueError(
+            f"{text!r} is not a state location: use ssm:NAME, s3://BUCKET/KEY"
+            " or appconfig:APP_ID/ENV_ID/PROFILE_ID"
+        )
     return text
 
 
 class StateSourceSpec(Strict):
-    """How ampd follows a state document held in SSM Parameter Store or S3."""
+    """How ampd follows a state document held in SSM Parameter Store, S3 or AppConfig."""
 
     # looked at this often, with +-20 % jitter so a fleet does not poll in step
     poll_interval: Duration = "60s"
     # where the fleet's hosts read this state; with iam.writer managed, the writer role
-    # may read exactly this parameter or object (and the files named beside it)
+    # may read exactly this parameter, object or AppConfig profile (and the files named
+    # beside it); AppConfig's poll interval is at least 15s (the server's floor)
     location: Annotated[str, AfterValidator(_check_location)] | None = None
 
     @model_validator(mode="after")

@@ -88,7 +88,7 @@ def test_validate_refuses_names_outside_the_prefix_with_positions(
         " (read from ssm:/fleet/prod/)",
         f"ssm:{NAME}:15:11: workspace.alertmanager.file: ssm:/prod/db/password: a remote"
         " state may only name files beside it (under ssm:/fleet/prod/), not another"
-        " ssm:/s3:// name",
+        " ssm:, s3:// or appconfig: name",
     ]
     assert not any("hunter2" in line for line in err)
 

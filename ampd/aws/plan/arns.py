@@ -17,6 +17,9 @@ REMOTE_WRITE_MANAGED_NAME = "AmazonPrometheusRemoteWriteAccess"
 QUERY_MANAGED_NAME = "AmazonPrometheusQueryAccess"
 QUERY_ACTIONS = ("aps:GetLabels", "aps:GetMetricMetadata", "aps:GetSeries", "aps:QueryMetrics")
 SSM_READ = ["ssm:GetParameter", "ssm:GetParameters"]
+PRICE_LIST_READ = "pricing:GetProducts"
+# the AppConfig Data API: one session per profile, then its polls
+APPCONFIG_READ = ["appconfig:StartConfigurationSession", "appconfig:GetLatestConfiguration"]
 
 
 _ISO_RE = re.compile(r"^[a-z]{2}-iso([a-z]?)-")
@@ -94,6 +97,15 @@ class Arns:
     def s3_object(self, bucket_and_key: str) -> str:
         return f"arn:{self.partition}:s3:::{bucket_and_key}"
 
+    def appconfig_profile(self, app_env_profile: str) -> str:
+        """``APP_ID/ENV_ID/PROFILE_ID`` (``*`` for every profile) as the configuration ARN
+        that the Data API's actions are scoped to."""
+        app, env, profile = app_env_profile.split("/", 2)
+        return (
+            f"arn:{self.partition}:appconfig:{self.region}:{self.account}:application/{app}"
+            f"/environment/{env}/configuration/{profile}"
+        )
+
     @staticmethod
     def from_workspace_arn(ws_arn: str) -> Arns:
         parts = ws_arn.split(":")
@@ -126,13 +138,22 @@ def document(statements: Iterable[dict[str, Any] | None]) -> dict[str, Any]:
     return {"Version": VERSION, "Statement": [s for s in statements if s is not None]}
 
 
+def price_list_statement() -> dict[str, Any]:
+    """The AWS Price List, which the ingest side reads for the Region's prices
+    (``ampd.ingest``). It has no resource-level permissions: its one resource is ``*``."""
+    return statement("AmpdReadPrices", [PRICE_LIST_READ], "*")
+
+
 # -- the state document and the files beside it --------------------------------------------
 
 
 def state_read_statement(location: str, ws_arn: str) -> dict[str, Any]:
-    """Read access to exactly the state document at ``location`` (``ssm:NAME`` or
-    ``s3://BUCKET/KEY``), in the workspace's partition, region and account."""
+    """Read access to exactly the state document at ``location`` (``ssm:NAME``,
+    ``s3://BUCKET/KEY`` or ``appconfig:APP_ID/ENV_ID/PROFILE_ID``), in the workspace's
+    partition, region and account."""
     arns = Arns.from_workspace_arn(ws_arn)
+    if location.startswith("appconfig:"):
+        return statement("AmpdReadState", APPCONFIG_READ, arns.appconfig_profile(location[10:]))
     if location.startswith("ssm:"):
         return statement("AmpdReadState", SSM_READ, arns.ssm_parameter(location[4:]))
     return statement("AmpdReadState", ["s3:GetObject"], arns.s3_object(location[5:]))
@@ -142,7 +163,10 @@ def state_prefix(location: str) -> str | None:
     """The prefix the files a state names are read from (the state's own SSM path, or its
     S3 key's directory, ending in ``/``), as ``ampd.gateways.statesource`` reads them.
     None at the top (``ssm:ampd``, ``ssm:/ampd``, ``s3://bucket/ampd.yml``), whose prefix
-    would be every parameter or object there: such a state gets no files beside it."""
+    would be every parameter or object there: such a state gets no files beside it. An
+    AppConfig state's prefix is its ``APP/ENV/``: the profiles beside it."""
+    if location.startswith("appconfig:"):
+        return location[10:].rpartition("/")[0] + "/"
     name = location[4:] if location.startswith("ssm:") else location[5:].partition("/")[2]
     head, sep, _ = name.rpartition("/")
     if not head.strip("/"):
@@ -159,6 +183,9 @@ def state_files_statement(location: str, ws_arn: str) -> dict[str, Any] | None:
     if prefix is None:
         return None
     arns = Arns.from_workspace_arn(ws_arn)
+    if location.startswith("appconfig:"):
+        profiles = arns.appconfig_profile(prefix + "*")
+        return statement("AmpdReadStateFiles", APPCONFIG_READ, profiles)
     if location.startswith("ssm:"):
         return statement("AmpdReadStateFiles", SSM_READ, arns.ssm_parameter(prefix) + "*")
     return statement("AmpdReadStateFiles", ["s3:GetObject"], arns.s3_object(prefix) + "*")
