@@ -19,6 +19,7 @@ import jsonschema
 import pytest
 import yaml
 from botocore.model import StructureShape
+from botocore.validate import ParamValidator
 
 from ampd import cli
 from ampd.errors import SpecError
@@ -148,6 +149,17 @@ def test_the_schema_is_draft_04_and_fits_appconfig() -> None:
     limit = shape.members["Content"].metadata["max"]
     assert limit == VALIDATOR_MAX_CHARS
     assert len(text) <= limit
+    request = {
+        "ApplicationId": "abc1234",
+        "Name": "ampd",
+        "LocationUri": "hosted",
+        "Type": "AWS.Freeform",
+        "Validators": [{"Type": "JSON_SCHEMA", "Content": text}],
+    }
+    op = model.operation_model("CreateConfigurationProfile")
+    assert op.input_shape is not None
+    report = ParamValidator().validate(request, op.input_shape)
+    assert not report.has_errors(), report.generate_report()
     assert "\n" not in text.rstrip("\n")  # minified
     assert "$defs" not in text and "#/$defs/" not in text
     for gone in ('"const"', '"title"', '"description"', '"examples"', '"propertyNames"'):
