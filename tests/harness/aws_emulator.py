@@ -16,6 +16,21 @@ Our layer makes the answers those of AWS as botocore's service models describe t
   ``instant()`` makes every transition immediate.
 - IAM (``aws_iam_pages``): SimulatePrincipalPolicy (moto has none) and AWS's paging of the
   lists ampd reads (``page_size(n)``, or the caller's MaxItems/maxResults).
+- AppConfig (``aws_appconfig*``; both services sign as ``appconfig``, the Data API is
+  told apart by its paths and recorded and checked as ``appconfigdata``): moto keeps
+  applications, configuration profiles (Validator Content over the model's 32768 is
+  refused) and hosted versions; ours are environments (Monitors), deployment strategies
+  (AWS's predefined ``AppConfig.*`` ones too), deployments (validators run first:
+  JSON_SCHEMA as draft-04, YAML content parsed as YAML; DEPLOYING -> BAKING -> COMPLETE
+  by the strategy's steps; StopDeployment -> ROLLED_BACK, or REVERTED with AllowRevert)
+  and the Data API (sessions by names or ids; single-use tokens valid 24 h; an unchanged
+  poll has an empty body; an early poll is refused with PollIntervalNotSatisfied). Its
+  hooks are ``em.appconfig``: ``hold(on, app=None, env=None, number=None)``, ``step(app,
+  env, deployment_number=None)``, ``set_alarm(arn, state)`` (``ALARM`` rolls back the
+  deployments of environments monitoring it), ``minute_seconds(s)`` (one AppConfig
+  minute, default 60), ``advance(seconds)`` (AppConfig's clock), ``refuse_early(on)``,
+  ``sessions()``, ``early_polls()``. A session is admitted to an in-progress
+  deployment's version in poll order while fewer than ``ceil(p% * active sessions)`` are.
 - Every response is held to botocore's model by ``tests.harness.model_check``;
   ``violations()`` lists where it differed (the ``aws_emulator`` fixture fails the test).
 
@@ -35,7 +50,12 @@ controls are reachable over HTTP under ``/_emulator/`` (``GET requests``, ``GET
 violations``, ``POST reset``, ``POST fault`` with ``{"kind": "throttle", "operation":
 "...", "times": N, "retry_after": S}``; kinds: throttle, error (status, code, message),
 drop, latency, deny, creation_delay, transition_delay, instant, page_size (size),
-fail_configuration_update (reason), clear).
+fail_configuration_update (reason), clear). AppConfig's hooks are under
+``/_emulator/appconfig/``: ``POST hold`` ``{"on", "app", "env", "deployment_number"}``,
+``POST step`` ``{"app", "env", "deployment_number"}`` (answers the deployment),
+``POST alarm`` ``{"arn", "state"}``, ``POST minute_seconds`` ``{"seconds"}``, ``POST
+advance`` ``{"seconds"}``, ``POST refuse_early`` ``{"on"}``, ``GET sessions``, ``GET
+early_polls``.
 """
 
 from __future__ import annotations
@@ -55,6 +75,7 @@ from typing import Any
 
 from tests.harness.aio import run_standalone
 from tests.harness.aws_amp import DEFAULT_DELAY, Amp
+from tests.harness.aws_appconfig import AppConfig
 from tests.harness.aws_http import _MAX_SKEW, Handler, Recorded, _Fault, _QuietServer
 from tests.harness.aws_iam_pages import iam_context, principal_policies
 from tests.harness.aws_wire import _JSON_SERVICES, ACCOUNT_ID, DEFAULT_PRINCIPAL
@@ -97,6 +118,7 @@ class AwsEmulator(StartStop):
         self._lock = threading.RLock()
         self._create_lock = threading.Lock()
         self._amp = Amp(self._lock, lambda region: f"arn:aws:aps:{region}:{ACCOUNT_ID}")
+        self.appconfig = AppConfig(self._lock)  # AppConfig's state and test hooks
         self._violations: list[str] = []
         self._faults: list[_Fault] = []
         self._expired_tokens: set[str] = set()
@@ -186,6 +208,7 @@ class AwsEmulator(StartStop):
             conn.close()
         with self._lock:
             self._amp = Amp(self._lock, lambda region: f"arn:aws:aps:{region}:{ACCOUNT_ID}")
+            self.appconfig.reset()
             self._violations.clear()
             self._faults.clear()
             self._requests.clear()

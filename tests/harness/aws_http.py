@@ -18,6 +18,12 @@ from typing import TYPE_CHECKING, Any
 
 from tests.harness.aws_amp import required_members
 from tests.harness.aws_amp_http import AmpRoutes, amp_operation
+from tests.harness.aws_appconfig_http import (
+    AppConfigRoutes,
+    appconfig_control,
+    appconfig_operation,
+    is_data_path,
+)
 from tests.harness.aws_iam_pages import (
     PAGED_LISTS,
     cut_page,
@@ -57,7 +63,8 @@ _S3_OPERATIONS = {
 }
 _MAX_SKEW = 300.0  # SigV4: a signature more than 5 minutes off the server's clock is refused
 _CREDENTIAL_RE = re.compile(r"Credential=([^/]+)/[^/]+/([^/]+)/([^/]+)/")
-_IAM_ACTION_PREFIX = {"aps": "aps", "iam": "iam", "sts": "sts"}
+_IAM_ACTION_PREFIX = {"aps": "aps", "iam": "iam", "sts": "sts", "appconfigdata": "appconfig"}
+_APPCONFIG = frozenset({"appconfig", "appconfigdata"})  # recorded: appconfigdata, the Data API
 
 
 @dataclass(frozen=True)
@@ -104,7 +111,7 @@ class _QuietServer(ThreadingHTTPServer):
         super().handle_error(request, client_address)
 
 
-class Handler(AmpRoutes, BaseHTTPRequestHandler):
+class Handler(AmpRoutes, AppConfigRoutes, BaseHTTPRequestHandler):
     emulator: AwsEmulator
     protocol_version = "HTTP/1.1"
     server_version = "ampd-aws-emulator"
@@ -190,6 +197,10 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         body = self.rfile.read(length) if length else b""
         parsed = urllib.parse.urlsplit(self.path)
+        if parsed.path.startswith("/_emulator/appconfig/"):
+            name = parsed.path.removeprefix("/_emulator/appconfig/")
+            appconfig_control(self, self.emulator.appconfig, name, body)
+            return
         if parsed.path.startswith("/_emulator/"):
             control(self, self.emulator, parsed.path, body)
             return
@@ -197,6 +208,8 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
         m = _CREDENTIAL_RE.search(auth)
         region = m.group(2) if m else "us-east-1"
         service = m.group(3) if m else "unknown"
+        if service == "appconfig" and is_data_path(parsed.path):
+            service = "appconfigdata"  # the Data API signs as appconfig too
         operation, ids = self._operation(service, self.command, parsed.path, body)
         # Recorded when the status line is produced (send_response), before the client can
         # see an answer: a test that reads the log right after its call returns finds it.
@@ -235,6 +248,8 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
     ) -> tuple[str, dict[str, str]]:
         if service == "aps":
             return amp_operation(method, path)
+        if service in _APPCONFIG:
+            return appconfig_operation(method, path)
         target = self.headers.get("X-Amz-Target", "")
         if service in _JSON_SERVICES and target:  # e.g. AmazonSSM.GetParameters
             return target.rpartition(".")[2], {}
@@ -283,7 +298,7 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
             elif fault.kind == "throttle":
                 json_errors = service in _JSON_SERVICES
                 code = "ThrottlingException" if json_errors else "Throttling"
-                default = 429 if service == "aps" else 400
+                default = 429 if service == "aps" or service in _APPCONFIG else 400
                 status = fault.status or default
                 self._unchecked = status != default  # a status the test chose
                 headers = {}
@@ -307,6 +322,8 @@ class Handler(AmpRoutes, BaseHTTPRequestHandler):
             self._simulate(body)
         elif service == "iam" and operation in PAGED_LISTS:
             self._iam_list(operation, body)
+        elif service in _APPCONFIG:
+            self._appconfig(service, region, operation, ids, parsed, body)
         elif service == "pricing":  # moto has no Price List: tests.harness.aws_pricing
             status, doc = get_products(body)
             self._send(status, json.dumps(doc).encode(), {"Content-Type": _AMZ_JSON})

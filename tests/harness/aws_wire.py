@@ -12,8 +12,9 @@ from typing import Any
 
 ACCOUNT_ID = "123456789012"
 DEFAULT_PRINCIPAL = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/ampd-test/i-0123456789abcdef0"
-# services whose errors are JSON (aps: REST-JSON; ssm, pricing: JSON 1.1 with X-Amz-Target)
-_JSON_SERVICES = frozenset({"aps", "ssm", "pricing"})
+# services whose errors are JSON (aps, appconfig, appconfigdata: REST-JSON; ssm, pricing:
+# JSON 1.1 with X-Amz-Target)
+_JSON_SERVICES = frozenset({"aps", "ssm", "pricing", "appconfig", "appconfigdata"})
 
 
 def control(handler: Any, em: Any, path: str, body: bytes) -> None:
@@ -78,7 +79,7 @@ def control(handler: Any, em: Any, path: str, body: bytes) -> None:
         handler._json(404, {"message": f"no control endpoint {name!r}"})
 
 
-CHECKED = frozenset({"aps", "iam", "sts", "ssm", "s3", "pricing"})
+CHECKED = frozenset({"aps", "iam", "sts", "ssm", "s3", "pricing", "appconfig", "appconfigdata"})
 
 
 @functools.cache

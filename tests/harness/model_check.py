@@ -4,7 +4,9 @@
 differs from the model botocore ships (the only machine-readable description of real AWS we
 have); ``[]`` means it conforms. ``service`` is the SigV4 signing name the emulator sees:
 ``aps`` (model ``amp``, rest-json), ``iam`` and ``sts`` (query, XML), ``ssm`` (json) and
-``s3`` (rest-xml: status and error code only, since object bodies are blobs).
+``s3`` (rest-xml: status and error code only, since object bodies are blobs), ``appconfig``
+and ``appconfigdata`` (rest-json; the emulator names the Data API by its paths, since both
+sign as ``appconfig``).
 
 Success (2xx): the status must be the operation's ``http.responseCode``. JSON bodies are
 walked raw: required members, no member the shape does not define, types (timestamps as
@@ -55,6 +57,9 @@ SERVICE_MODELS: Mapping[str, str] = {
     "ssm": "ssm",
     "s3": "s3",
     "pricing": "pricing",
+    "appconfig": "appconfig",
+    # the AppConfig Data API signs as appconfig; the emulator tells it apart by its paths
+    "appconfigdata": "appconfigdata",
 }
 
 # Codes any AWS endpoint can answer whether or not an operation's model lists them: the
