@@ -75,15 +75,24 @@ def test_hosted_version_and_profile_answer_the_models_status(world: World) -> No
     assert "VersionLabel" not in r
 
 
-def test_validator_content_longer_than_the_model_allows_is_refused(world: World) -> None:
+@pytest.mark.parametrize(
+    "content",
+    [json.dumps({"description": " " * 32769}), "{not json", json.dumps({"type": 12})],
+    ids=["longer-than-the-model-allows", "not-json", "not-a-draft-04-schema"],
+)
+def test_a_bad_validator_is_refused(world: World, content: str) -> None:
     with pytest.raises(ClientError) as e:
         world.ac.create_configuration_profile(
             ApplicationId=world.app,
             Name="big",
             LocationUri="hosted",
-            Validators=[{"Type": "JSON_SCHEMA", "Content": " " * 32769}],
+            Validators=[{"Type": "JSON_SCHEMA", "Content": content}],
         )
     assert error_of(e)[:2] == ("BadRequestException", 400)
+    names = [
+        p["Name"] for p in world.ac.list_configuration_profiles(ApplicationId=world.app)["Items"]
+    ]
+    assert names == ["state"]
 
 
 def test_unknown_environment_of_the_control_plane_is_not_found(world: World) -> None:
@@ -180,7 +189,7 @@ def test_early_poll_is_refused_and_recorded(deployed: World) -> None:
     problem = r["Details"]["InvalidParameters"]["ConfigurationToken"]["Problem"]
     assert problem == "PollIntervalNotSatisfied"
     [(sid, early)] = deployed.em.appconfig.early_polls()
-    assert 14 < early <= 15
+    assert 10 < early <= 15
     assert sid in {s[0] for s in deployed.em.appconfig.sessions()}
     settle(deployed)
     assert host.poll() == b""  # the refused token stays usable
@@ -230,3 +239,15 @@ def test_throttled_poll_is_the_models_429(deployed: World) -> None:
         host.w.data.get_latest_configuration(ConfigurationToken=host.token)
     deployed.em.clear_faults()
     assert error_of(e)[:2] == ("ThrottlingException", 429)
+
+
+def test_lists_are_paged(world: World) -> None:
+    for name in ("a", "b", "c"):
+        world.ac.create_environment(ApplicationId=world.app, Name=name)
+    first = world.ac.list_environments(ApplicationId=world.app, MaxResults=3)
+    assert len(first["Items"]) == 3
+    rest = world.ac.list_environments(ApplicationId=world.app, NextToken=first["NextToken"])
+    assert [e["Name"] for e in rest["Items"]] == ["c"] and "NextToken" not in rest
+    paginator = world.ac.get_paginator("list_deployment_strategies")
+    pages = list(paginator.paginate(PaginationConfig={"PageSize": 2}))
+    assert len(pages) == 2 and sum(len(p["Items"]) for p in pages) == 4

@@ -189,3 +189,17 @@ def test_controls_over_http(deployed: World) -> None:
     call("alarm", {"arn": ALARM, "state": "ALARM"})
     assert deployed.deployment(2)["State"] == "ROLLED_BACK"
     assert call("early_polls") == {"early_polls": []}
+
+
+def test_a_held_deployment_ignores_the_clock_until_released(deployed: World) -> None:
+    ac = deployed.em.appconfig
+    deployed.deploy(deployed.version({"replicas": 11}), LINEAR50)
+    ac.step(deployed.app, deployed.env)
+    ac.advance(3600)  # an hour of AppConfig's clock: a held deployment stays at 50 %
+    held = deployed.deployment(2)
+    assert (held["State"], held["PercentageComplete"]) == ("DEPLOYING", 50.0)
+    ac.minute_seconds(0.2)
+    ac.hold(False, deployed.app, deployed.env)
+    wait_for(lambda: deployed.deployment(2)["State"] == "COMPLETE", 10, what="COMPLETE")
+    kinds = [e["EventType"] for e in deployed.deployment(2)["EventLog"]]
+    assert kinds.count("PERCENTAGE_UPDATED") == 2

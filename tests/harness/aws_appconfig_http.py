@@ -24,7 +24,7 @@ from tests.harness.aws_appconfig import (
 )
 from tests.harness.aws_appconfig_data import poll, start_session
 from tests.harness.aws_appconfig_deploy import start_deployment, stop_deployment
-from tests.harness.aws_appconfig_plan import VALIDATOR_MAX, Strategy
+from tests.harness.aws_appconfig_plan import Strategy, validator_problem
 
 if TYPE_CHECKING:
     from tests.harness.aws_emulator import AwsEmulator
@@ -140,11 +140,9 @@ class AppConfigRoutes:
     def _appconfig_moto(self, operation: str, status: int, body: bytes) -> None:
         """moto's answer, with the model's status code (and hosted versions' headers)."""
         if operation in ("CreateConfigurationProfile", "UpdateConfigurationProfile"):
-            for v in json.loads(body or b"{}").get("Validators") or []:
-                if len(str(v.get("Content", ""))) > VALIDATOR_MAX:
-                    raise bad_request(
-                        f"Validator Content is longer than {VALIDATOR_MAX} characters"
-                    )
+            problem = validator_problem(json.loads(body or b"{}").get("Validators") or [])
+            if problem is not None:
+                raise bad_request(problem)
         self._forward(body, hold=True, status_as=status)  # type: ignore[attr-defined]
         held, self._held = self._held, None
         assert held is not None
@@ -189,14 +187,13 @@ class AppConfigRoutes:
             ac.state.strategies[(region, strategy.id)] = strategy
             return strategy.doc()
         if operation == "ListDeploymentStrategies":
-            return {"Items": [s.doc() for s in ac.strategies(region)]}
+            return _page([s.doc() for s in ac.strategies(region)], query)
         if operation == "GetDeploymentStrategy":
             return ac.strategy(region, ids["strategy"]).doc()
         if operation == "ListApplications":
             apps = moto_backend(region).applications.values()
-            return {
-                "Items": [{k: v for k, v in a.to_json().items() if v is not None} for a in apps]
-            }
+            docs = [{k: v for k, v in a.to_json().items() if v is not None} for a in apps]
+            return _page(docs, query)
         app_id = _application(region, ids["app"])
         if operation == "CreateEnvironment":
             env = Environment(
@@ -215,7 +212,7 @@ class AppConfigRoutes:
                 for e in ac.state.environments.values()
                 if (e.region, e.app_id) == (region, app_id)
             ]
-            return {"Items": [ac.env_doc(e) for e in envs]}
+            return _page([ac.env_doc(e) for e in envs], query)
         env = _environment(ac, region, app_id, ids["env"])
         if operation == "GetEnvironment":
             return ac.env_doc(env)
@@ -224,7 +221,7 @@ class AppConfigRoutes:
         deps = ac.state.deployments.get((region, app_id, env.id), [])
         ac.refresh_all()
         if operation == "ListDeployments":
-            return {"Items": [d.summary() for d in reversed(deps)]}
+            return _page([d.summary() for d in reversed(deps)], query)
         found = next((d for d in deps if d.number == int(ids["number"])), None)
         if found is None:
             raise not_found("Deployment", ids["number"])
@@ -232,6 +229,19 @@ class AppConfigRoutes:
             return found.doc()
         allow = str(self.headers.get("Allow-Revert", "")).lower() == "true"
         return stop_deployment(ac, found, allow)
+
+
+def _page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
+    """One page of a list (``max_results``, default 50; ``next_token``: an opaque offset)."""
+    token = query.get("next_token", "o0")
+    if not token.startswith("o") or not token[1:].isdigit():
+        raise bad_request("Invalid NextToken")
+    start = int(token[1:])
+    size = int(query.get("max_results", 50))
+    out: dict[str, Any] = {"Items": items[start : start + size]}
+    if start + size < len(items):
+        out["NextToken"] = f"o{start + size}"
+    return out
 
 
 # moto answers every error 400; the status the model gives each

@@ -30,6 +30,7 @@ __all__ = [
     "invalid_details",
     "iso",
     "steps",
+    "validator_problem",
 ]
 
 VALIDATOR_MAX = 32768  # the model's max length of a Validator's Content
@@ -285,6 +286,24 @@ def _parse(content: bytes, content_type: str) -> tuple[Any, str | None]:
         return json.loads(text), None
     except ValueError as e:
         return None, f"content is not valid JSON: {e}"
+
+
+def validator_problem(validators: Sequence[Mapping[str, Any]]) -> str | None:
+    """Why CreateConfigurationProfile/UpdateConfigurationProfile refuse ``validators``
+    (Content over the model's maximum; a JSON_SCHEMA that is no draft-04 schema), or None."""
+    from jsonschema import Draft4Validator, SchemaError  # noqa: PLC0415 (only here)
+
+    for v in validators:
+        content = str(v.get("Content", ""))
+        if len(content) > VALIDATOR_MAX:
+            return f"Validator Content is longer than {VALIDATOR_MAX} characters"
+        if v.get("Type") != "JSON_SCHEMA":
+            continue
+        try:
+            Draft4Validator.check_schema(json.loads(content))
+        except (ValueError, SchemaError) as e:
+            return f"Validator Content is not a valid JSON Schema: {str(e).splitlines()[0]}"
+    return None
 
 
 def invalid_details(
