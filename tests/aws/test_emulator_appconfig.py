@@ -251,3 +251,13 @@ def test_lists_are_paged(world: World) -> None:
     paginator = world.ac.get_paginator("list_deployment_strategies")
     pages = list(paginator.paginate(PaginationConfig={"PageSize": 2}))
     assert len(pages) == 2 and sum(len(p["Items"]) for p in pages) == 4
+
+
+def test_poll_interval_override_paces_a_fast_fleet(deployed: World) -> None:
+    deployed.em.appconfig.poll_interval(1)
+    host = Host(deployed)
+    host.poll()
+    assert host.interval == 1
+    deployed.em.appconfig.advance(1)
+    assert host.poll() == b""  # one second later is on time
+    assert deployed.em.appconfig.early_polls() == []

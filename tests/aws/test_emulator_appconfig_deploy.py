@@ -203,3 +203,21 @@ def test_a_held_deployment_ignores_the_clock_until_released(deployed: World) -> 
     wait_for(lambda: deployed.deployment(2)["State"] == "COMPLETE", 10, what="COMPLETE")
     kinds = [e["EventType"] for e in deployed.deployment(2)["EventLog"]]
     assert kinds.count("PERCENTAGE_UPDATED") == 2
+
+
+def test_a_version_is_deployed_by_its_label(deployed: World) -> None:
+    host = Host(deployed)
+    host.poll()
+    deployed.version({"replicas": 12}, label="twelve")
+    r = deployed.ac.start_deployment(
+        ApplicationId=deployed.app,
+        EnvironmentId=deployed.env,
+        DeploymentStrategyId="AppConfig.AllAtOnce",
+        ConfigurationProfileId=deployed.profile,
+        ConfigurationVersion="twelve",
+    )
+    assert (r["ConfigurationVersion"], r["VersionLabel"]) == ("2", "twelve")
+    assert deployed.em.appconfig.step(deployed.app, deployed.env)["State"] == "BAKING"
+    settle(deployed)
+    host.poll()
+    assert host.seen == {"replicas": 12}

@@ -98,6 +98,7 @@ class _State:
     minute: float = 60.0
     hold: bool = False
     refuse_early: bool = True
+    poll_interval: int | None = None  # the interval every answer gives (None: the session's)
 
 
 def moto_backend(region: str) -> Any:
@@ -179,6 +180,13 @@ class AppConfig:
         """Whether an early poll is refused (AppConfig's way, the default) or answered."""
         with self._lock:
             self._s.refuse_early = on
+
+    def poll_interval(self, seconds: int | None) -> None:
+        """Every GetLatestConfiguration answers this Next-Poll-Interval-In-Seconds (and
+        holds the next poll to it) instead of the session's, so a fleet of real clients
+        polls fast; None: AppConfig's own (the session's RequiredMinimumPollInterval)."""
+        with self._lock:
+            self._s.poll_interval = seconds
 
     def sessions(self) -> list[tuple[str, str, str, str, int | None, float | None]]:
         """(session id, application, environment, profile ids, version last received,

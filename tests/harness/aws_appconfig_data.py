@@ -90,9 +90,11 @@ def poll(ac: AppConfig, token: str) -> tuple[bytes, dict[str, str]]:
     session.last_poll = now
     dep = ac.served(session, now)
     data = b""
+    interval = ac.state.poll_interval
+    interval = session.interval if interval is None else interval
     headers = {
         "Next-Poll-Configuration-Token": ac.token_for(session, now),
-        "Next-Poll-Interval-In-Seconds": str(session.interval),
+        "Next-Poll-Interval-In-Seconds": str(interval),
         "Content-Type": dep.content_type if dep is not None else "application/octet-stream",
     }
     if dep is not None and dep.version != session.version:
@@ -100,5 +102,5 @@ def poll(ac: AppConfig, token: str) -> tuple[bytes, dict[str, str]]:
         session.version = dep.version
         if dep.version_label:
             headers["Version-Label"] = dep.version_label
-    session.not_before = now + session.interval
+    session.not_before = now + interval
     return data, headers

@@ -1,7 +1,8 @@
 """AppConfig's StartDeployment and StopDeployment: what they check (the strategy, the
-hosted version, a deployment already in progress, the profile's validators), what they
-answer, and how a stop rolls back (DEPLOYING; BAKING too with AllowRevert) or, with
-AllowRevert, reverts the COMPLETE deployment in effect (within 72 hours)."""
+hosted version by number or VersionLabel, a deployment already in progress, the
+profile's validators), what they answer, and how a stop rolls back (DEPLOYING; BAKING
+too with AllowRevert) or, with AllowRevert, reverts the COMPLETE deployment in effect
+(within 72 hours)."""
 
 from __future__ import annotations
 
@@ -34,16 +35,24 @@ def _content(raw: Any) -> bytes:
     return raw if isinstance(raw, bytes) else str(raw or "").encode()
 
 
+def _version(profile: Any, wanted: str) -> Any:
+    """The hosted version ``wanted`` names: its number, or its VersionLabel."""
+    versions = profile.config_versions
+    if wanted.isdigit():
+        return versions.get(int(wanted))
+    return next((v for v in versions.values() if v.version_label == wanted), None)
+
+
 def start_deployment(ac: AppConfig, env: Environment, doc: Mapping[str, Any]) -> dict[str, Any]:
     """The new deployment's document, or the AppConfigError AppConfig answers."""
     region = env.region
     profile_ident = str(doc.get("ConfigurationProfileId", ""))
     profile = hosted_profile(region, env.app_id, profile_ident)
-    if profile is None:
+    if profile is None or profile.id != profile_ident:  # the control plane takes ids only
         raise not_found("ConfigurationProfile", profile_ident)
     strategy = ac.strategy(region, str(doc.get("DeploymentStrategyId", "")))
     wanted = str(doc.get("ConfigurationVersion", ""))
-    version = profile.config_versions.get(int(wanted)) if wanted.isdigit() else None
+    version = _version(profile, wanted)
     if version is None:
         raise not_found("HostedConfigurationVersion", wanted)
     deps = ac.state.deployments.setdefault((region, env.app_id, env.id), [])

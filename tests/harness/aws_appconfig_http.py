@@ -284,7 +284,7 @@ def _environment(ac: AppConfig, region: str, app_id: str, ident: str) -> Environ
 def appconfig_control(handler: Any, ac: AppConfig, name: str, body: bytes) -> None:
     """``/_emulator/appconfig/<name>``: POST hold {on, app, env, deployment_number}, step
     {app, env, deployment_number}, alarm {arn, state}, minute_seconds {seconds}, advance
-    {seconds}, refuse_early {on}; GET sessions, early_polls."""
+    {seconds}, poll_interval {seconds}, refuse_early {on}; GET sessions, early_polls."""
     spec: dict[str, Any] = json.loads(body or b"{}") if handler.command == "POST" else {}
     number = spec.get("deployment_number")
     number = None if number is None else int(number)
@@ -311,6 +311,10 @@ def appconfig_control(handler: Any, ac: AppConfig, name: str, body: bytes) -> No
         handler._json(200, {})
     elif name == "advance":
         ac.advance(float(spec["seconds"]))
+        handler._json(200, {})
+    elif name == "poll_interval":
+        seconds = spec.get("seconds")
+        ac.poll_interval(None if seconds is None else int(seconds))
         handler._json(200, {})
     elif name == "refuse_early":
         ac.refuse_early(bool(spec.get("on", True)))

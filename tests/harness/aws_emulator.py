@@ -29,6 +29,7 @@ Our layer makes the answers those of AWS as botocore's service models describe t
   env, deployment_number=None)``, ``set_alarm(arn, state)`` (``ALARM`` rolls back the
   deployments of environments monitoring it), ``minute_seconds(s)`` (one AppConfig
   minute, default 60), ``advance(seconds)`` (AppConfig's clock), ``refuse_early(on)``,
+  ``poll_interval(seconds)`` (the interval every poll answer gives, for fast fleets),
   ``sessions()``, ``early_polls()``. A session is admitted to an in-progress
   deployment's version in poll order while fewer than ``ceil(p% * active sessions)`` are.
 - Every response is held to botocore's model by ``tests.harness.model_check``;
@@ -54,7 +55,8 @@ fail_configuration_update (reason), clear). AppConfig's hooks are under
 ``/_emulator/appconfig/``: ``POST hold`` ``{"on", "app", "env", "deployment_number"}``,
 ``POST step`` ``{"app", "env", "deployment_number"}`` (answers the deployment),
 ``POST alarm`` ``{"arn", "state"}``, ``POST minute_seconds`` ``{"seconds"}``, ``POST
-advance`` ``{"seconds"}``, ``POST refuse_early`` ``{"on"}``, ``GET sessions``, ``GET
+advance`` ``{"seconds"}``, ``POST poll_interval`` ``{"seconds"}``, ``POST refuse_early``
+``{"on"}``, ``GET sessions``, ``GET
 early_polls``.
 """
 
