@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 
-from ampd.aws.gateway.client import make_gateway
+from ampd.aws.gateway.client import AlreadyExists, make_gateway
 from ampd.aws.side.side import WORKSPACE_POLL, AwsSide
 from ampd.core import Action, ConditionStatus, Health, Kind, ResourceKey, SideResult
+from ampd.errors import PermanentError
 from ampd.gateways.store import Store
 from ampd.spec.models import StateSpec
-from tests.aws.passes import aws_pass
+from tests.aws.passes import aws_pass, read_write
 from tests.harness.aws_amp import Phase
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.fixtures_aws import DATA_PLANE_URL, AwsEnv
@@ -199,3 +200,84 @@ def test_a_configuration_amp_is_still_creating_is_looked_at_again_soon(
     still = aws_pass(rec, want, apply=True)  # not written again while AMP works on it
     assert still.plan.changes == () and writes(aws_emulator) == []
     assert aws_emulator.calls("DescribeQueryLoggingConfiguration") == 1  # read, not cached
+
+
+def test_two_hosts_creating_it_at_once_the_loser_reads_it_and_updates_it(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    """Host B read "none"; host A created it meanwhile. B's create is refused (AMP holds
+    one per workspace): not a permanent failure but "someone created it": B reads it at
+    once and, as its state wants another threshold, updates it."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = side(tmp_path / "a"), side(tmp_path / "b")
+    built = aws_pass(a, spec(None), apply=True)
+    assert built.workspace is not None
+    ws_id = built.workspace.id
+    planned = aws_pass(b, spec({"log_group_arn": LOGS, "qsp_threshold": 20}), apply=False)
+    assert [(c.key, c.action) for c in planned.plan.changes] == [(QL, Action.CREATE)]
+    aws_pass(a, spec({"log_group_arn": LOGS, "qsp_threshold": 10}), apply=True)
+    aws_emulator.reset_requests()
+
+    raced = aws_pass(b, spec({"log_group_arn": LOGS, "qsp_threshold": 20}), apply=True)
+    assert writes(aws_emulator) == [("CreateQueryLoggingConfiguration", destination(LOGS, 20))]
+    [outcome] = [o for o in raced.outcomes if o.change.key == QL]
+    assert not outcome.ok and not outcome.permanent
+    assert outcome.message.startswith("already exists"), outcome.message
+    assert raced.requeue_after is not None and raced.requeue_after <= 1.0  # at once
+    assert described(aws_emulator, ws_id)["destinations"] == destination(LOGS, 10)  # A's
+
+    aws_emulator.reset_requests()
+    after = aws_pass(b, spec({"log_group_arn": LOGS, "qsp_threshold": 20}), apply=True)
+    [change] = after.plan.changes
+    assert (change.key, change.action) == (QL, Action.UPDATE)
+    assert [(d.field, d.before, d.after) for d in change.diffs] == [("qsp_threshold", 10, 20)]
+    assert writes(aws_emulator) == [("UpdateQueryLoggingConfiguration", destination(LOGS, 20))]
+    assert all(o.ok for o in after.outcomes)
+    assert described(aws_emulator, ws_id)["destinations"] == destination(LOGS, 20)
+
+
+def test_the_loser_with_the_same_configuration_writes_nothing_more(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = side(tmp_path / "a"), side(tmp_path / "b")
+    want = spec({"log_group_arn": LOGS, "qsp_threshold": 10})
+    aws_pass(a, spec(None), apply=True)
+    aws_pass(b, want, apply=False)
+    aws_pass(a, want, apply=True)
+    raced = aws_pass(b, want, apply=True)
+    assert [o.permanent for o in raced.outcomes if not o.ok] == [False]
+    aws_emulator.reset_requests()
+    after = aws_pass(b, want, apply=True)
+    assert after.plan.in_sync and writes(aws_emulator) == []
+    assert condition(after)[:2] == (ConditionStatus.TRUE, "Active")
+
+
+def test_a_conflict_on_the_create_is_already_exists_and_a_real_refusal_stays_permanent(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator
+) -> None:
+    """The gateway: AMP's ConflictException on this create (a configuration that is
+    there) is AlreadyExists, as for AMP's other one-per-workspace children; so is the
+    ValidationException botocore's model names, once a re-read finds one there. A
+    ValidationException with nothing there (a bad log group ARN) stays permanent."""
+    gw = read_write(make_gateway("eu-west-1"))
+    ws = str(gw.create_workspace("q", {}, "token-q", None)["workspaceId"])
+    bad = "arn:aws:logs:eu-west-1:123456789012:log-group:no-star"
+    with pytest.raises(PermanentError) as refused:
+        gw.create_query_logging(ws, bad, 1)
+    assert not isinstance(refused.value, AlreadyExists)
+    gw.create_query_logging(ws, LOGS, 1)
+    with pytest.raises(AlreadyExists):  # the emulator's ValidationException, then a read
+        gw.create_query_logging(ws, LOGS, 2)
+    aws_emulator.fail(
+        "CreateQueryLoggingConfiguration",
+        1,
+        status=409,
+        code="ConflictException",
+        message="A query logging configuration already exists for this workspace",
+    )
+    with pytest.raises(AlreadyExists):
+        gw.create_query_logging(ws, LOGS, 2)
+    assert described(aws_emulator, ws)["destinations"] == destination(LOGS, 1)

@@ -131,7 +131,8 @@ def test_written_with_the_revision_read_then_in_sync(
     first = aws_pass(rec, spec(["111122223333"]), apply=True)
     assert first.workspace is not None
     ws_id = first.workspace.id
-    assert writes(aws_emulator) == [("PutResourcePolicy", None)]  # none to read: none sent
+    # none to read: the put says so, and AMP would refuse it had one been made meanwhile
+    assert writes(aws_emulator) == [("PutResourcePolicy", "NO_POLICY")]
     policy = live(aws_emulator, ws_id)
     document = json.loads(policy["policyDocument"])
     assert document["Statement"][0]["Resource"] == first.workspace.arn
@@ -256,3 +257,76 @@ def test_a_policy_amp_is_still_updating_is_waited_for(
     aws_emulator.reset_requests()
     still = aws_pass(rec, spec(["222233334444"]), apply=True)
     assert still.plan.changes == () and writes(aws_emulator) == []
+
+
+def test_two_writers_that_both_read_no_policy_never_clobber_each_other(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    """Host B read "no policy"; host A wrote one meanwhile. B's put names ``NO_POLICY``,
+    so AMP refuses it (ConflictException): A's policy stands, B's outcome is a concurrent
+    edit to read again at once (not a permanent failure), and B's next pass plans against
+    A's policy and writes over it knowingly, with A's revision. (A put without a
+    revision -- what ampd sent before -- is written by AMP regardless: A's was lost.)"""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = side(tmp_path / "a"), side(tmp_path / "b")
+    built = aws_pass(a, spec(None), apply=True)  # the workspace, with no policy yet
+    assert built.workspace is not None
+    ws_id = built.workspace.id
+    planned = aws_pass(b, spec(["222233334444"]), apply=False)  # B reads: none
+    assert [(c.key, c.action) for c in planned.plan.changes] == [(RP, Action.CREATE)]
+    aws_pass(a, spec(["111122223333"]), apply=True)
+    theirs = live(aws_emulator, ws_id)
+    aws_emulator.reset_requests()
+
+    raced = aws_pass(b, spec(["222233334444"]), apply=True)
+    assert writes(aws_emulator) == [("PutResourcePolicy", "NO_POLICY")]
+    [outcome] = [o for o in raced.outcomes if o.change.key == RP]
+    assert not outcome.ok and not outcome.permanent
+    assert outcome.message.startswith("edited concurrently"), outcome.message
+    assert in_sync(raced)[:2] == (ConditionStatus.FALSE, "ConcurrentEdit")
+    assert raced.requeue_after is not None and raced.requeue_after <= 1.0
+    assert live(aws_emulator, ws_id) == theirs  # A's policy, as A wrote it
+
+    aws_emulator.reset_requests()
+    after = aws_pass(b, spec(["222233334444"]), apply=True)
+    [change] = after.plan.changes
+    assert (change.key, change.action) == (RP, Action.UPDATE)
+    assert change.diffs[0].before == json.loads(theirs["policyDocument"])
+    assert writes(aws_emulator) == [("PutResourcePolicy", theirs["revisionId"])]
+    assert in_sync(after)[0] is ConditionStatus.TRUE
+
+
+def test_two_writers_with_the_same_policy_converge_without_a_second_write(
+    aws_emulator_env: AwsEnv, aws_emulator: AwsEmulator, tmp_path: Path
+) -> None:
+    """The fleet case: both hosts want the same policy. The loser reads the winner's
+    and finds it in sync: nothing is written again."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    a, b = side(tmp_path / "a"), side(tmp_path / "b")
+    aws_pass(a, spec(None), apply=True)
+    aws_pass(b, spec(["111122223333"]), apply=False)
+    aws_pass(a, spec(["111122223333"]), apply=True)
+    raced = aws_pass(b, spec(["111122223333"]), apply=True)
+    assert [o.ok for o in raced.outcomes if o.change.key == RP] == [False]
+    aws_emulator.reset_requests()
+    after = aws_pass(b, spec(["111122223333"]), apply=True)
+    assert after.plan.in_sync and writes(aws_emulator) == []
+    assert in_sync(after)[0] is ConditionStatus.TRUE
+
+
+def test_the_emulator_refuses_no_policy_once_there_is_one(aws_emulator: AwsEmulator) -> None:
+    """``revisionId: NO_POLICY`` creates the first policy and is refused after it (409,
+    held to botocore's model); no revision at all writes regardless, as AMP documents."""
+    amp = aws_emulator.client("amp")
+    ws = amp.create_workspace(alias="n")["workspaceId"]
+    doc = json.dumps({"Version": "2012-10-17", "Statement": []})
+    first = amp.put_resource_policy(workspaceId=ws, policyDocument=doc, revisionId="NO_POLICY")
+    assert first["policyStatus"] == "CREATING"
+    with pytest.raises(amp.exceptions.ConflictException):
+        amp.put_resource_policy(workspaceId=ws, policyDocument=doc, revisionId="NO_POLICY")
+    assert amp.describe_resource_policy(workspaceId=ws)["revisionId"] == first["revisionId"]
+    blind = amp.put_resource_policy(workspaceId=ws, policyDocument=doc)
+    assert blind["revisionId"] != first["revisionId"]
+    assert aws_emulator.violations() == []

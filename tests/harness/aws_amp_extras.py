@@ -6,7 +6,11 @@ UPDATING for ``transition_delay``, then ACTIVE; DELETING, then gone; its one des
 is validated as AMP does (the log group ARN's pattern, ``qspThreshold >= 0``). The
 resource policy has a ``revisionId`` that every put and delete changes: a put or delete
 naming another revision is refused with 409 ConflictException (someone edited it since it
-was read), as is any write while it is CREATING, UPDATING or DELETING.
+was read), as is a put naming ``NO_POLICY`` when there is one (someone made it since the
+caller read "none"), and any write while it is CREATING, UPDATING or DELETING; a put
+naming no revision writes regardless, as AMP's documentation says. A second create of
+the query logging configuration is refused with a ValidationException: botocore's model
+names no other error for that create.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ _LOG_GROUP_ARN = (
     r"arn:aws[a-z0-9-]*:logs:[a-z0-9-]+:[0-9]{12}:log-group:[A-Za-z0-9\.\-\_\#/]{1,512}\:\*"
 )
 _GONE = "GONE"  # not an AMP status: a DELETING resource that has gone
+NO_POLICY = "NO_POLICY"  # PutResourcePolicy's revisionId for "there is none yet"
 
 
 @dataclass
@@ -115,7 +120,7 @@ class AmpExtras:
         destinations = _destinations(params)
         now = time.time()
         if op == "CreateQueryLoggingConfiguration":
-            if q is not None:  # the model names no ConflictException for a create
+            if q is not None:  # botocore's model names no ConflictException for this create
                 raise invalid("A query logging configuration already exists for this workspace")
             phase = Phase("CREATING", self._settle())
             self.query_logging[ws_id] = QueryLogging(phase, destinations, now, now)
@@ -144,7 +149,15 @@ class AmpExtras:
         revision = params.get("revisionId")
         if p is not None and p.phase.busy:
             raise conflict(ws_id, kind, f"Resource policy is {p.phase.now()[0]}")
-        if revision is not None and (p is None or p.revision != revision):
+        if revision == NO_POLICY and op == "PutResourcePolicy":
+            if p is not None:  # someone made one since the caller read "none"
+                raise conflict(
+                    ws_id,
+                    kind,
+                    f"revisionId {NO_POLICY} does not match: the workspace has a resource "
+                    f"policy (revision {p.revision})",
+                )
+        elif revision is not None and (p is None or p.revision != revision):
             current = p.revision if p is not None else "none"
             raise conflict(
                 ws_id,

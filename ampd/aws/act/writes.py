@@ -143,8 +143,9 @@ def _query_logging(gw: AwsWriter, change: Change, target: Target) -> None:
 
 
 def _resource_policy(gw: AwsWriter, change: Change, target: Target) -> None:
-    """Always with the revision read (none: there was no policy): a policy edited since
-    is refused by AMP, never overwritten."""
+    """Always with the revision read (none: there was no policy, and the writer tells AMP
+    so with ``NO_POLICY``): a policy edited or made since is refused by AMP
+    (``ConcurrentEdit``), never overwritten."""
     ws = target.workspace_id
     read = (change.before or {}).get("revision_id")
     revision = str(read) if read else None

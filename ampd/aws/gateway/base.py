@@ -1,4 +1,7 @@
-"""The AWS gateway's one call path: clients, error translation, call counts.
+"""The AWS gateway's one call path: what each AWS answer means, and the call that counts it.
+
+The clients and the call counts are in ``ampd.aws.gateway.clients``, the error classes in
+``ampd.aws.gateway.errors`` (both re-exported here).
 
 The typed API: reads in ``ampd.aws.gateway.client`` (AMP) and ``ampd.aws.gateway.iam`` (IAM),
 writes in ``ampd.aws.gateway.writer`` and ``ampd.aws.gateway.iam_writes``.
@@ -29,10 +32,14 @@ Every call goes through :meth:`AwsBase._call`, which
                                                         exist stays a PermanentError
       not found on Describe*/Get*                    -> ``None`` from describe/get methods
       EntityAlreadyExists, ConflictException on a
-        Create* of an AMP child that is there        -> AlreadyExists (read again, re-plan)
+        Create* of an AMP child that is there        -> AlreadyExists (read again, re-plan);
+                                                        also any refusal of a query logging
+                                                        create that a re-read finds there
+                                                        (``AwsWriter.create_query_logging``)
       ConflictException on a write of the resource
-        policy that is not about a busy state        -> ConcurrentEdit (its revision moved
-                                                        on: nothing overwritten; read again)
+        policy that is not about a busy state        -> ConcurrentEdit (its revision, or
+                                                        NO_POLICY, moved on: nothing
+                                                        overwritten; read again)
       validation, quota, anything else               -> PermanentError
 
 Only codes that the amp, iam and sts models (or AWS's common errors) name are matched.
@@ -43,27 +50,48 @@ reconciler, in one place. Timeouts are short so a pass never hangs on AWS.
 
 from __future__ import annotations
 
-import json
 import re
-import threading
-from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 
-from ampd.engine.retry import BACKOFF_CAP, AtLeast
+from ampd.aws.gateway.clients import (
+    CONNECT_TIMEOUT,
+    READ_TIMEOUT,
+    Clients,
+    Identity,
+    api_call_counts,
+    count,
+    make_clients,
+    policy_json,
+    reset_api_call_counts,
+    tag_dict,
+    tag_list,
+)
+from ampd.aws.gateway.errors import (
+    CREDENTIALS_DELAY,
+    EXPIRED_CODES,
+    AccessDenied,
+    AlreadyExists,
+    AskedToWait,
+    AwsUnreachable,
+    ConcurrentEdit,
+    CredentialsRejected,
+    NotFound,
+    ResourceGone,
+    credentials_rejected,
+)
 from ampd.errors import PermanentError, TemporaryError
 from ampd.gateways.botoerrors import network_errors
 
 if TYPE_CHECKING:
     import boto3
-    from mypy_boto3_amp.client import PrometheusServiceClient
-    from mypy_boto3_iam.client import IAMClient
-    from mypy_boto3_sts.client import STSClient
 
 __all__ = [
+    "CONNECT_TIMEOUT",
+    "CREDENTIALS_DELAY",
+    "READ_TIMEOUT",
     "AccessDenied",
     "AlreadyExists",
     "AskedToWait",
@@ -77,27 +105,26 @@ __all__ = [
     "ResourceGone",
     "api_call_counts",
     "make_clients",
+    "policy_json",
     "reset_api_call_counts",
+    "tag_dict",
+    "tag_list",
 ]
 
 log = structlog.get_logger()
 
 T = TypeVar("T")
 
-CONNECT_TIMEOUT = 3.0
-READ_TIMEOUT = 10.0
-
 THROTTLE_DELAY = 2.0
 SERVER_ERROR_DELAY = 1.0
 NETWORK_DELAY = 5.0
 CONFLICT_DELAY = 5.0
-CREDENTIALS_DELAY = 10.0
 
 # IAM and STS (query protocol) answer "Throttling", AMP (rest-json) "ThrottlingException".
 _THROTTLING_CODES = frozenset({"Throttling", "ThrottlingException"})
 _DENIED_CODES = frozenset({"AccessDenied", "AccessDeniedException"})
 _NOT_FOUND_CODES = frozenset({"ResourceNotFoundException", "NoSuchEntity"})
-_EXPIRED_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+_EXPIRED_CODES = EXPIRED_CODES
 _CREDENTIAL_CODES = _EXPIRED_CODES | {
     "InvalidClientTokenId",
     "UnrecognizedClientException",
@@ -111,9 +138,14 @@ _CONFLICT_CODES = frozenset({"ConflictException"})
 # a not-found on these means what the cache holds is stale
 _GONE_ON_WRITE = ("Put", "Update", "Tag", "Untag", "Attach", "AddRoleTo", "Create")
 # AMP's creates of a workspace's child: a ConflictException that is not about the
-# workspace's state means the child is already there
+# workspace's state means the child is already there (one per workspace, made meanwhile)
 _AMP_CHILD_CREATES = frozenset(
-    {"CreateRuleGroupsNamespace", "CreateAlertManagerDefinition", "CreateLoggingConfiguration"}
+    {
+        "CreateRuleGroupsNamespace",
+        "CreateAlertManagerDefinition",
+        "CreateLoggingConfiguration",
+        "CreateQueryLoggingConfiguration",
+    }
 )
 # writes made with the revision ampd read: a conflict not about a busy state means the
 # revision moved on (someone else edited it)
@@ -124,108 +156,6 @@ _DENIED_RE = re.compile(
     r"(?:User|Principal):?\s+(?P<principal>\S+)\s+is not authorized to perform:?\s+"
     r"(?P<action>[\w-]+:[\w*]+)"
 )
-
-
-class AwsUnreachable(TemporaryError):
-    """The endpoint could not be reached at all (refused, reset, timed out, DNS)."""
-
-
-class CredentialsRejected(AwsUnreachable):
-    """AWS answered but did not accept the request's credentials: ``reason`` is
-    ``ClockSkew`` (the signature's time is more than 5 minutes off AWS's clock),
-    ``CredentialsExpired`` (the session token was rotated out) or ``CredentialsInvalid``."""
-
-    def __init__(self, reason: str, message: str, delay: float) -> None:
-        self.reason = reason
-        super().__init__(message, delay=delay)
-
-
-def credentials_rejected(code: str, message: str, where: str) -> CredentialsRejected:
-    skewed = ("Signature expired", "Signature not yet current")
-    if any(w in message for w in skewed):
-        hint = "the host's clock is more than 5 minutes off AWS's (check chrony/NTP)"
-        return CredentialsRejected("ClockSkew", f"{where} ({hint})", CREDENTIALS_DELAY)
-    if code in _EXPIRED_CODES:
-        hint = "AWS credentials expired; fresh ones are read from the credential chain"
-        return CredentialsRejected("CredentialsExpired", f"{where} ({hint})", CREDENTIALS_DELAY)
-    return CredentialsRejected("CredentialsInvalid", where, CREDENTIALS_DELAY)
-
-
-class AskedToWait(TemporaryError):
-    """AWS was throttling or unavailable and said how long to wait (``Retry-After``).
-
-    ``delay`` is an :class:`~ampd.engine.retry.AtLeast`: the retry book never waits less
-    than ``retry_after`` seconds (bounded by its cap) before the next try."""
-
-    def __init__(self, message: str, retry_after: float) -> None:
-        self.retry_after = min(max(retry_after, 0.0), BACKOFF_CAP)
-        super().__init__(message, delay=AtLeast(self.retry_after))
-
-
-class NotFound(PermanentError):
-    """A describe/get/delete found nothing: ``_get`` makes it None, ``_delete`` done."""
-
-
-class ResourceGone(TemporaryError):
-    """A write (``Put…``/``Update…``) found its resource gone: deleted outside ampd since
-    it was last read. What was remembered of it is stale; the next pass reads it again
-    and plans from what is there (a create). ``delay`` is 0: nothing to wait for."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, delay=0.0)
-
-
-class AlreadyExists(TemporaryError):
-    """A create found the resource already there (made by a concurrent writer, or by
-    this host's own earlier call whose answer was lost). Not a failure to give up on:
-    the next pass reads it again and plans from what is there."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, delay=0.0)
-
-
-class ConcurrentEdit(TemporaryError):
-    """A write made with the revision ampd read was refused: the resource was changed
-    since (by a person, or another writer). Nothing was overwritten; the next pass reads
-    it again and plans from what is there. ``delay`` is 0: nothing to wait for."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, delay=0.0)
-
-
-class AccessDenied(PermanentError):
-    """AWS refused an action to the principal; names both."""
-
-    def __init__(self, action: str, principal: str, detail: str) -> None:
-        self.action = action
-        self.principal = principal
-        super().__init__(f"AccessDenied: {principal} is not allowed to call {action} ({detail})")
-
-
-@dataclass(frozen=True)
-class Identity:
-    account: str
-    arn: str
-
-
-_counts: Counter[tuple[str, str]] = Counter()
-_counts_lock = threading.Lock()
-
-
-def api_call_counts() -> dict[tuple[str, str], int]:
-    """Calls made so far by every gateway in this process, per (operation, code)."""
-    with _counts_lock:
-        return dict(_counts)
-
-
-def reset_api_call_counts() -> None:
-    with _counts_lock:
-        _counts.clear()
-
-
-def _count(operation: str, code: str) -> None:
-    with _counts_lock:
-        _counts[(operation, code)] += 1
 
 
 def retry_after(headers: Mapping[str, Any]) -> float | None:
@@ -248,51 +178,6 @@ def _not_found(operation: str, code: str, where: str) -> Exception:
             return PermanentError(where)  # a managed policy or boundary ARN that is not there
         return ResourceGone(where)
     return NotFound(where)
-
-
-def policy_json(doc: Mapping[str, Any]) -> str:
-    return json.dumps(doc, sort_keys=True, separators=(",", ":"))
-
-
-def tag_list(tags: Mapping[str, str]) -> list[dict[str, str]]:
-    return [{"Key": k, "Value": v} for k, v in sorted(tags.items())]
-
-
-def tag_dict(tags: list[Any] | None) -> dict[str, str]:
-    return {t["Key"]: t["Value"] for t in tags or []}
-
-
-@dataclass
-class Clients:
-    """One region's boto3 clients and who they sign as: shared by the reader and the
-    writer of one session (``AwsWriting.writer``), so both make one set of connections."""
-
-    amp: PrometheusServiceClient
-    iam: IAMClient
-    sts: STSClient
-    principal: str | None = None  # the caller's ARN once STS has named it
-
-
-def make_clients(
-    region: str, endpoint_url: str | None = None, session: boto3.session.Session | None = None
-) -> Clients:
-    # boto3 and botocore are imported on the first AWS pass, not at start-up: they are
-    # most of ampd's memory and start-up time, and many hosts never call AWS.
-    import boto3  # noqa: PLC0415 (lazy, see above)
-    from botocore.config import Config  # noqa: PLC0415 (lazy, see above)
-
-    session = session or boto3.session.Session(region_name=region)
-    config = Config(
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
-        retries={"total_max_attempts": 1, "mode": "standard"},
-        user_agent_extra="ampd",
-    )
-    return Clients(
-        amp=session.client("amp", region_name=region, endpoint_url=endpoint_url, config=config),
-        iam=session.client("iam", region_name=region, config=config),
-        sts=session.client("sts", region_name=region, config=config),
-    )
 
 
 class AwsBase:
@@ -326,23 +211,23 @@ class AwsBase:
             meta = e.response.get("ResponseMetadata", {})
             status = int(meta.get("HTTPStatusCode") or 0)
             wait = retry_after(meta.get("HTTPHeaders") or {})
-            _count(operation, code)
+            count(operation, code)
             raise self._translate(
                 service, operation, code, message, status, retry_after=wait
             ) from e
         except network_errors() as e:
-            _count(operation, "NetworkError")
+            count(operation, "NetworkError")
             raise AwsUnreachable(f"{operation}: {e}", delay=NETWORK_DELAY) from e
         except botocore.exceptions.NoCredentialsError as e:
-            _count(operation, "NoCredentials")
+            count(operation, "NoCredentials")
             raise TemporaryError(
                 f"{operation}: no AWS credentials (env, shared config or instance role)",
                 delay=30.0,
             ) from e
         except botocore.exceptions.BotoCoreError as e:
-            _count(operation, type(e).__name__)
+            count(operation, type(e).__name__)
             raise PermanentError(f"{operation}: {e}") from e
-        _count(operation, "OK")
+        count(operation, "OK")
         return result
 
     def _translate(

@@ -12,11 +12,16 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ampd.aws.gateway.base import policy_json
+from ampd.aws.gateway.base import AccessDenied, AlreadyExists, policy_json
 from ampd.aws.gateway.client import AwsReader
 from ampd.aws.gateway.iam_writes import IamWrites
+from ampd.errors import PermanentError
 
-__all__ = ["AwsWriter", "AwsWriting", "LabelSetLimit"]
+__all__ = ["NO_POLICY", "AwsWriter", "AwsWriting", "LabelSetLimit"]
+
+# PutResourcePolicy's revisionId for a workspace that has no policy: AMP refuses the put
+# (ConflictException) when one was made meanwhile
+NO_POLICY = "NO_POLICY"
 
 
 @dataclass(frozen=True)
@@ -30,6 +35,8 @@ class LabelSetLimit:
 
 class AwsWriter(IamWrites):
     """Typed writes of the AMP and IAM APIs, sharing ``reader``'s clients and call counts."""
+
+    _reader: AwsReader  # a create that lost a race reads what is there
 
     def __init__(self, reader: AwsReader) -> None:
         super().__init__(reader.region, clients=reader.clients)
@@ -125,19 +132,31 @@ class AwsWriter(IamWrites):
         )
 
     def create_query_logging(self, workspace_id: str, log_group_arn: str, threshold: int) -> None:
-        self._call(
-            "amp",
-            "CreateQueryLoggingConfiguration",
-            lambda: self._amp.create_query_logging_configuration(
-                workspaceId=workspace_id,
-                destinations=[
-                    {
-                        "cloudWatchLogs": {"logGroupArn": log_group_arn},
-                        "filters": {"qspThreshold": threshold},
-                    }
-                ],
-            ),
-        )
+        """A workspace holds one query logging configuration. When another writer made it
+        first, AMP refuses this create: with a ConflictException (``AlreadyExists``, see
+        ``ampd.aws.gateway.base``), or, as botocore's model has it (it names no conflict
+        for this create), a ValidationException. Either way, one that is there now is
+        ``AlreadyExists``: the next pass reads it and updates it if it differs."""
+        try:
+            self._call(
+                "amp",
+                "CreateQueryLoggingConfiguration",
+                lambda: self._amp.create_query_logging_configuration(
+                    workspaceId=workspace_id,
+                    destinations=[
+                        {
+                            "cloudWatchLogs": {"logGroupArn": log_group_arn},
+                            "filters": {"qspThreshold": threshold},
+                        }
+                    ],
+                ),
+            )
+        except AccessDenied:
+            raise
+        except PermanentError as e:
+            if self._reader.describe_query_logging(workspace_id) is None:
+                raise  # truly refused: nothing is there
+            raise AlreadyExists(f"{e} (a query logging configuration is there now)") from e
 
     def update_query_logging(self, workspace_id: str, log_group_arn: str, threshold: int) -> None:
         self._call(
@@ -164,15 +183,16 @@ class AwsWriter(IamWrites):
     def put_resource_policy(
         self, workspace_id: str, document: Mapping[str, Any], revision_id: str | None
     ) -> None:
-        """With the ``revision_id`` read: AMP refuses it (ConflictException) when the
-        policy was changed since, and it is never overwritten (``ConcurrentEdit``). None
-        only when there was no policy to read."""
+        """Always conditional on what was read: the ``revision_id`` read, or, when there
+        was no policy to read (None), ``NO_POLICY``. AMP refuses it (ConflictException)
+        when the policy was changed or made since: ``ConcurrentEdit``, nothing overwritten.
+        (Without a revision AMP would write regardless: two writers that both read "no
+        policy" would clobber each other.)"""
         kwargs: dict[str, Any] = {
             "workspaceId": workspace_id,
             "policyDocument": policy_json(document),
+            "revisionId": revision_id if revision_id is not None else NO_POLICY,
         }
-        if revision_id is not None:
-            kwargs["revisionId"] = revision_id
         self._call("amp", "PutResourcePolicy", lambda: self._amp.put_resource_policy(**kwargs))
 
     def delete_resource_policy(self, workspace_id: str, revision_id: str | None) -> None:
