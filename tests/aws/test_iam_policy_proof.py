@@ -403,7 +403,8 @@ def test_policy_documents_are_valid_iam(world: World, kind: str) -> None:
     for st in doc["Statement"]:
         assert st["Effect"] == "Allow" and st["Action"] and st["Resource"]
         assert all(
-            a.split(":")[0] in {"aps", "iam", "ssm", "s3", "logs", "sts"} for a in st["Action"]
+            a.split(":")[0] in {"aps", "iam", "ssm", "s3", "logs", "sts", "pricing"}
+            for a in st["Action"]
         )
         if kind != "manage":  # only the manager writes
             assert not any(

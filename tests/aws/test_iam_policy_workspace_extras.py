@@ -2,10 +2,11 @@
 configuration's 2026 fields, query logging and the resource policy.
 
 A manager builds them, changes them and deletes them against the emulator; every AWS call
-it made is judged (tests/harness/iam_eval.py) against the policy ``ampd policy manage``
-prints for that state. The new operations act on the workspace (their ARN is the
-workspace's, as for the logging configuration); every other call is judged as
-tests/harness/iam_calls.py knows it."""
+it made is judged (tests/harness/iam_eval.py), as tests/harness/iam_calls.py authorizes
+it (the new operations act on the workspace's ARN, as the logging configuration's do),
+against the policy ``ampd policy manage`` prints for that state. And the other way round:
+of these operations the policy grants only what the passes called, and a state without
+the sections grants none of them."""
 
 from __future__ import annotations
 
@@ -29,6 +30,8 @@ from tests.harness.iam_eval import Request, decide
 LOGS = f"arn:aws:logs:{REGION}:{ACCOUNT_ID}:log-group:amp-queries:*"
 ON_THE_WORKSPACE = frozenset(
     {
+        "DescribeWorkspaceConfiguration",
+        "UpdateWorkspaceConfiguration",
         "DescribeQueryLoggingConfiguration",
         "CreateQueryLoggingConfiguration",
         "UpdateQueryLoggingConfiguration",
@@ -65,15 +68,13 @@ def spec(threshold: int, writers: list[str], *, mode: str = "manage") -> StateSp
 
 
 def requests(calls: list[Recorded]) -> list[tuple[str, Request]]:
-    out: list[tuple[str, Request]] = []
-    for c in calls:
-        if c.operation in ON_THE_WORKSPACE:
-            ws_id = c.path.split("/")[2]
-            arn = f"arn:aws:aps:{c.region}:{ACCOUNT_ID}:workspace/{ws_id}"
-            out.append((c.operation, Request(f"aps:{c.operation}", arn)))
-        else:
-            out += [(c.operation, r) for r in authorizations(c)]
-    return out
+    return [(c.operation, r) for c in calls for r in authorizations(c)]
+
+
+def granted(policy: dict[str, Any]) -> set[str]:
+    """The operations of ON_THE_WORKSPACE that ``policy`` grants."""
+    actions = {a for st in policy["Statement"] for a in st["Action"]}
+    return {op for op in ON_THE_WORKSPACE if f"aps:{op}" in actions}
 
 
 def denied(pairs: list[tuple[str, Request]], policy: dict[str, Any]) -> list[str]:
@@ -108,6 +109,13 @@ def test_the_manager_policy_allows_every_call_and_nothing_on_other_workspaces(
     arns = Arns.of(REGION, ACCOUNT_ID)
     policy = manage_policy(PolicyInputs(spec(10, ["111122223333"]), arns, built.workspace.id))
     assert denied(calls, policy) == []
+    # least privilege: of these operations, only what the passes called is granted ...
+    assert granted(policy) == {op for op, _ in calls} & ON_THE_WORKSPACE
+    # ... and a state without the sections (nothing to delete) is granted none of them
+    bare = StateSpec.model_validate(
+        {"version": 1, "stack": "prod", "aws": {"region": REGION}, "workspace": {"alias": "m"}}
+    )
+    assert granted(manage_policy(PolicyInputs(bare, arns, built.workspace.id))) == set()
 
     # scoped: the same calls on another workspace are denied
     other = [
@@ -135,3 +143,32 @@ def test_the_observer_policy_reads_and_never_writes_them() -> None:
         "DeleteResourcePolicy",
     ):
         assert decide([policy], Request(f"aps:{action}", ws_arn)) != "allowed", action
+
+
+@pytest.mark.parametrize("deletion", ["delete", "retain"])
+def test_children_no_longer_named_are_read_and_deleted_only_under_deletion_delete(
+    deletion: str,
+) -> None:
+    """A child ampd made is read and deleted when the state drops it under ``deletion:
+    delete`` (``ampd.aws.observe.read_children``): the policy printed for that state must
+    grant it. Under ``retain`` nothing is deleted and nothing of it is granted."""
+    bare = StateSpec.model_validate(
+        {
+            "version": 1,
+            "stack": "prod",
+            "aws": {"region": REGION},
+            "workspace": {"alias": "m", "deletion": deletion},
+        }
+    )
+    policy = manage_policy(PolicyInputs(bare, Arns.of(REGION, ACCOUNT_ID), "ws-1"))
+    actions = {a for st in policy["Statement"] for a in st["Action"]}
+    children = [
+        "LoggingConfiguration",
+        "QueryLoggingConfiguration",
+        "ResourcePolicy",
+        "AlertManagerDefinition",
+    ]
+    for name in children:
+        for verb in ("Describe", "Delete"):
+            assert (f"aps:{verb}{name}" in actions) is (deletion == "delete"), (verb, name)
+        assert not {f"aps:{v}{name}" for v in ("Create", "Update", "Put")} & actions, name

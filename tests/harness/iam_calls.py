@@ -10,6 +10,9 @@ Some calls need more than their own action: CreateRole with tags also needs
 ``iam:TagRole``; CreateWorkspace and CreateRuleGroupsNamespace with tags also need
 ``aps:TagResource``; AddRoleToInstanceProfile passes the role (``iam:PassRole``); S3's
 HeadObject is authorized as ``s3:GetObject``. ``sts:GetCallerIdentity`` needs no permission.
+The workspace's configuration, its logging and query logging configurations and its
+resource policy are authorized on the workspace's ARN; the Price List
+(``pricing:GetProducts``) has no resource-level permissions: ``*``.
 The data plane (remote write, queries) is mapped from the paths the AMP stand-in saw.
 """
 
@@ -71,6 +74,13 @@ _WORKSPACE_OPS = frozenset(
         "CreateLoggingConfiguration",
         "UpdateLoggingConfiguration",
         "DeleteLoggingConfiguration",
+        "DescribeQueryLoggingConfiguration",
+        "CreateQueryLoggingConfiguration",
+        "UpdateQueryLoggingConfiguration",
+        "DeleteQueryLoggingConfiguration",
+        "DescribeResourcePolicy",
+        "PutResourcePolicy",
+        "DeleteResourcePolicy",
         "DescribeAlertManagerDefinition",
         "CreateAlertManagerDefinition",
         "PutAlertManagerDefinition",
@@ -208,6 +218,8 @@ def authorizations(rec: Recorded) -> list[Request]:
             )
             for n in names
         ]
+    if rec.service == "pricing" and rec.operation == "GetProducts":
+        return [Request("pricing:GetProducts", "*")]  # no resource-level permissions
     if rec.service == "s3" and rec.operation in ("GetObject", "HeadObject"):
         return [Request("s3:GetObject", f"arn:{part}:s3:::{rec.path.lstrip('/')}")]
     raise UnknownCall(f"{rec.service}:{rec.operation}: no authorization known for it")

@@ -35,6 +35,7 @@ from ampd.aws.plan.arns import (
     Arns,
     document,
     partition,
+    price_list_statement,
     principal_account,
     reader_policy,
     role_arn_of_caller,
@@ -47,7 +48,7 @@ from ampd.aws.plan.arns import (
 )
 from ampd.aws.plan.configuration import configuration_fields
 from ampd.aws.plan.inputs import PolicyInputs, boundary_arn
-from ampd.spec.models import StateSpec
+from ampd.spec.models import StateSpec, WorkspaceSpec
 
 __all__ = [
     "QUERY_ACTIONS",
@@ -75,9 +76,35 @@ RoleKind = Literal["manage", "observe", "host", "boundary"]
 
 # -- the policies ampd itself needs --------------------------------------------------------
 
+# section, AMP's name, the verbs while named (logging without a log group is deleted)
+_CHILDREN = (
+    ("logging", "LoggingConfiguration", ("Create", "Update", "Delete")),
+    ("query_logging", "QueryLoggingConfiguration", ("Create", "Update")),
+    ("resource_policy", "ResourcePolicy", ("Put",)),
+    ("alertmanager", "AlertManagerDefinition", ("Create", "Put")),
+)
+
+
+def _children(ws: WorkspaceSpec, *, writes: bool) -> list[str]:
+    """The reads (or the writes) of the children the state names; and, under ``deletion:
+    delete``, of every one: a child ampd made and the state no longer names is read and
+    deleted (``ampd.aws.observe.read_children``)."""
+    deleting = ws.deletion == "delete"
+    out: list[str] = []
+    for section, name, verbs in _CHILDREN:
+        named = getattr(ws, section) is not None
+        if not writes:
+            out += [f"aps:Describe{name}"] if named or deleting else []
+            continue
+        out += [f"aps:{v}{name}" for v in verbs] if named else []
+        if deleting and f"aps:Delete{name}" not in out:
+            out.append(f"aps:Delete{name}")
+    return out
+
 
 def _reads(p: PolicyInputs) -> list[dict[str, Any] | None]:
-    """The control-plane reads of one pass over the sections the state names."""
+    """The control-plane reads of one pass over the sections the state names, and the
+    Price List its estimate reads."""
     spec, ws_arn, arns = p.spec, p.ws_arn, p.arns
     out: list[dict[str, Any] | None] = []
     ws = spec.workspace
@@ -87,14 +114,7 @@ def _reads(p: PolicyInputs) -> list[dict[str, Any] | None]:
         actions = ["aps:DescribeWorkspace"]
         if configuration_fields(spec):
             actions.append("aps:DescribeWorkspaceConfiguration")
-        if ws.logging is not None:
-            actions.append("aps:DescribeLoggingConfiguration")
-        if ws.query_logging is not None:
-            actions.append("aps:DescribeQueryLoggingConfiguration")
-        if ws.resource_policy is not None:
-            actions.append("aps:DescribeResourcePolicy")
-        if ws.alertmanager is not None:
-            actions.append("aps:DescribeAlertManagerDefinition")
+        actions += _children(ws, writes=False)
         if ws.rule_groups or ws.deletion == "delete":
             actions.append("aps:ListRuleGroupsNamespaces")
         out.append(statement("AmpdReadWorkspace", actions, ws_arn))
@@ -123,7 +143,16 @@ def _reads(p: PolicyInputs) -> list[dict[str, Any] | None]:
                 [arns.instance_profile(n) for n in profiles],
             )
         )
-    return out
+    return [*out, *_prices(p)]
+
+
+def _prices(p: PolicyInputs) -> list[dict[str, Any] | None]:
+    """``pricing:GetProducts`` when a pass asks the Price List (``ampd.ingest.observe``):
+    the state has a workspace and ``cost.prices`` does not set this Region's prices."""
+    cost = p.spec.cost
+    if p.spec.workspace is None or (cost is not None and p.arns.region in cost.prices):
+        return []
+    return [price_list_statement()]
 
 
 def _own_state(p: PolicyInputs) -> list[dict[str, Any] | None]:
@@ -161,24 +190,7 @@ def manage_policy(p: PolicyInputs) -> dict[str, Any]:
             actions.append("aps:DeleteWorkspace")
         if configuration_fields(spec):
             actions.append("aps:UpdateWorkspaceConfiguration")
-        if ws.logging is not None:
-            actions += [
-                "aps:CreateLoggingConfiguration",
-                "aps:UpdateLoggingConfiguration",
-                "aps:DeleteLoggingConfiguration",
-            ]
-        if ws.query_logging is not None:
-            actions += [
-                "aps:CreateQueryLoggingConfiguration",
-                "aps:UpdateQueryLoggingConfiguration",
-                "aps:DeleteQueryLoggingConfiguration",
-            ]
-        if ws.resource_policy is not None:
-            actions += ["aps:PutResourcePolicy", "aps:DeleteResourcePolicy"]
-        if ws.alertmanager is not None:
-            actions += ["aps:CreateAlertManagerDefinition", "aps:PutAlertManagerDefinition"]
-            if deleting:
-                actions.append("aps:DeleteAlertManagerDefinition")
+        actions += _children(ws, writes=True)
         if ws.rule_groups:
             actions.append("aps:CreateRuleGroupsNamespace")
         out.append(statement("AmpdWriteWorkspace", actions, ws_arn))
@@ -187,9 +199,9 @@ def manage_policy(p: PolicyInputs) -> dict[str, Any]:
             if deleting:
                 actions.append("aps:DeleteRuleGroupsNamespace")
             out.append(statement("AmpdWriteRuleGroups", actions, workspace_children(ws_arn)))
-        if ws.logging is not None or ws.query_logging is not None:
-            # AMP vends its logs to CloudWatch Logs with the caller's permissions; these
-            # actions have no resource-level permissions
+        if ws.logging is not None or ws.query_logging is not None or deleting:
+            # AMP vends its logs to CloudWatch Logs (and stops) with the caller's
+            # permissions; these actions have no resource-level permissions
             out.append(
                 statement(
                     "AmpdVendedLogs",
