@@ -9,7 +9,7 @@ from typing import Any
 
 from prometheus_client.exposition import generate_latest
 
-from ampd.core import Condition, ConditionStatus, Plan, SideResult
+from ampd.core import Condition, ConditionStatus, SideResult
 from ampd.daemon.metrics import Metrics
 from ampd.engine.ingesttext import ingest_text
 from ampd.engine.reconcile import _in_line
@@ -20,6 +20,7 @@ from ampd.ingest.plan import IngestSeen, plan_ingest
 from ampd.ingest.prices import BUILT_IN
 from ampd.ingest.report import ingest_document, over_budget
 from ampd.spec.load import load_spec
+from tests.harness.summaries import pass_summary
 
 STATE = """\
 version: 1
@@ -40,24 +41,7 @@ def _doc(measured: Measured, before: dict[str, Any] | None = None) -> dict[str, 
 
 
 def _summary(ingest: dict[str, Any] | None) -> PassSummary:
-    return PassSummary(
-        reconcile_id="r",
-        started_at=1.0,
-        duration_s=0.1,
-        plan=Plan(),
-        outcomes=(),
-        statuses=(),
-        conditions={},
-        spec_file="state.yml",
-        spec_generation=1,
-        spec_sha256=None,
-        spec_error=None,
-        workspace=None,
-        targets=None,
-        next_pass_at=None,
-        runtime="supervisor",
-        ingest=ingest,
-    )
+    return pass_summary(outcomes=(), statuses=(), spec_file="state.yml", ingest=ingest)
 
 
 def test_the_status_document_and_view_show_the_estimate_beside_the_measurement() -> None:

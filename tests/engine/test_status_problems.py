@@ -3,28 +3,13 @@ out-of-order window degrades the host and names itself on the status line."""
 
 from __future__ import annotations
 
-from ampd.core import Condition, ConditionStatus, Health, Plan
+from ampd.core import Condition, ConditionStatus, Health
 from ampd.engine.status import PassSummary, overall, status_line
+from tests.harness.summaries import pass_summary
 
 
 def summary(*conditions: Condition) -> PassSummary:
-    return PassSummary(
-        reconcile_id="r",
-        started_at=0.0,
-        duration_s=0.0,
-        plan=Plan(),
-        outcomes=[],
-        statuses=[],
-        conditions={c.type: c for c in conditions},
-        spec_file="/etc/ampd/state.yml",
-        spec_generation=1,
-        spec_sha256=None,
-        spec_error=None,
-        workspace=None,
-        targets=None,
-        next_pass_at=None,
-        runtime="supervisor",
-    )
+    return pass_summary(*conditions)
 
 
 def test_a_backlog_beyond_the_window_degrades_and_names_itself() -> None:

@@ -1,5 +1,7 @@
 """Run the local side as the engine does (``ampd.engine.side.run_side``), with writers
-(an applying pass) or without (a plan), and fake runtimes to run it against."""
+(an applying pass) or without (a plan), and fake runtimes to run it against: one that
+can only be looked at (:class:`LookOnly`), one that records what it is told
+(:class:`RecordingRuntime`), one that breaks (:class:`FlakyRuntime`)."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from typing import TYPE_CHECKING
 from ampd.core import Command, ProcessState, SideResult
 from ampd.engine.facts import Facts
 from ampd.engine.side import run_side
+from ampd.errors import TemporaryError
 from ampd.gateways.files import FileWriter
 from ampd.gateways.runtime import ProcessControl
 from ampd.gateways.store import Store
@@ -51,6 +54,59 @@ def applied(
 def planned(side: LocalSide, spec: StateSpec, facts: Facts) -> SideResult:
     """One plan: no writers."""
     return run_side(side, spec, facts, None)
+
+
+class LookOnly:
+    """A runtime that can be looked at, and nothing else (a ``RuntimeView``): Prometheus
+    runs with ``argv`` when ``running``; nothing else runs."""
+
+    name = "supervisor"
+
+    def __init__(self, running: bool = False, argv: tuple[str, ...] = ("prometheus",)) -> None:
+        self.running = running
+        self.argv = argv
+        self.observed: list[str] = []
+
+    def observe(self, name: str) -> ProcessState:
+        self.observed.append(name)
+        if name == "prometheus" and self.running:
+            return ProcessState(name, running=True, pid=4242, command=Command(name, self.argv))
+        return ProcessState(name, running=False)
+
+
+class RecordingRuntime(LookOnly):
+    """A runtime (``name``: "supervisor" or "systemd") that records, in order, what it is
+    told and carries none of it out. ``failing``: the processes whose IMDS setting fails
+    (as a ``systemctl set-property`` that polkit refuses)."""
+
+    def __init__(self, name: str = "supervisor", running: bool = False) -> None:
+        super().__init__(running)
+        self.name = name
+        self.calls: list[tuple[str, ...]] = []
+        self.failing: set[str] = set()
+
+    def start(self, command: Command) -> None:
+        self.calls.append(("start", command.name))
+
+    def stop(self, name: str, timeout: float = 10.0) -> None:
+        self.calls.append(("stop", name))
+
+    def restart(self, command: Command) -> None:
+        self.calls.append(("restart", command.name))
+
+    def reload(self, name: str) -> None:
+        self.calls.append(("reload", name))
+
+    def forget_data(self, name: str) -> None:
+        self.calls.append(("forget_data", name))
+
+    def set_imds(self, name: str, allowed: bool) -> None:
+        if name in self.failing:
+            raise TemporaryError(f"systemctl set-property ampd-{name}.service failed: boom", 5)
+        self.calls.append(("set_imds", name, str(allowed)))
+
+    def shutdown(self, timeout: float = 15.0) -> None:
+        pass
 
 
 class FlakyRuntime:

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from ampd.core import Command, ConditionStatus, ProcessState, imds_denied
+from ampd.core import ConditionStatus, imds_denied
 from ampd.engine.facts import Facts
-from ampd.errors import PermanentError, TemporaryError
+from ampd.errors import PermanentError
 from ampd.gateways.paths import Paths
 from ampd.gateways.store import Store
 from ampd.gateways.systemd import Completed, SystemdRuntime
@@ -22,7 +22,7 @@ from ampd.local.render.context import RenderContext, WorkspaceFacts
 from ampd.local.render.imds import imds_needs
 from ampd.local.side.side import LocalSide
 from ampd.spec.models import StateSpec
-from tests.local.passes import applied, planned
+from tests.local.passes import RecordingRuntime, applied, planned
 
 BASE = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1"
 WS = WorkspaceFacts("ws-1", "eu-west-1", f"{BASE}/api/v1/remote_write", f"{BASE}/api/v1/query")
@@ -150,49 +150,12 @@ def test_set_imds_that_polkit_refuses_raises(tmp_path: Path) -> None:
         SystemdRuntime(Paths(tmp_path, tmp_path / "run"), run=fake).set_imds("prometheus", False)
 
 
-class RecordingRuntime:
-    """A runtime under systemd that records calls in order."""
-
-    name = "systemd"
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, ...]] = []
-        self.failing: set[str] = set()
-        self.running: set[str] = set()
-
-    def observe(self, name: str) -> ProcessState:
-        return ProcessState(name, running=False, command=None)
-
-    def start(self, command: Command) -> None:
-        self.calls.append(("start", command.name))
-
-    def stop(self, name: str, timeout: float = 10.0) -> None:
-        self.calls.append(("stop", name))
-
-    def restart(self, command: Command) -> None:
-        self.calls.append(("restart", command.name))
-
-    def reload(self, name: str) -> None:
-        self.calls.append(("reload", name))
-
-    def forget_data(self, name: str) -> None:
-        self.calls.append(("forget_data", name))
-
-    def set_imds(self, name: str, allowed: bool) -> None:
-        if name in self.failing:
-            raise TemporaryError(f"systemctl set-property ampd-{name}.service failed: boom", 5)
-        self.calls.append(("set_imds", name, str(allowed)))
-
-    def shutdown(self, timeout: float = 15.0) -> None:
-        pass
-
-
 def imds_calls(rt: RecordingRuntime) -> list[tuple[str, ...]]:
     return [c for c in rt.calls if c[0] == "set_imds"]
 
 
 def test_the_fence_calls_only_on_a_change_and_reports_a_failure() -> None:
-    rt, fence = RecordingRuntime(), ImdsFence()
+    rt, fence = RecordingRuntime("systemd"), ImdsFence()
     needs = {"prometheus": False, "grafana": True, "sigv4-proxy": True}
     cond = fence.apply(rt, needs, ["prometheus", "sigv4-proxy"])
     assert imds_calls(rt) == [
@@ -215,7 +178,7 @@ def test_the_fence_calls_only_on_a_change_and_reports_a_failure() -> None:
 
 
 def test_the_fence_does_nothing_under_the_supervisor() -> None:
-    rt = RecordingRuntime()
+    rt = RecordingRuntime("systemd")
     rt.name = "supervisor"
     assert ImdsFence().apply(rt, {"prometheus": False}, ["prometheus"]) is None
     assert rt.calls == []
@@ -224,7 +187,7 @@ def test_the_fence_does_nothing_under_the_supervisor() -> None:
 def test_the_local_side_fences_before_it_starts_and_not_again(tmp_path: Path) -> None:
     paths = Paths(tmp_path / "lib", tmp_path / "run")
     paths.generated.mkdir(parents=True)
-    rt = RecordingRuntime()
+    rt = RecordingRuntime("systemd")
     store = Store(paths.state_dir / "ampd.json")
     side = LocalSide(paths, rt, store, state_path="/s.yml")
     facts = Facts(workspace=WS, prometheus_version=(2, 53, 0))

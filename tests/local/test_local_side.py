@@ -3,9 +3,7 @@ control of the processes; the configuration-reload state is the side's own readi
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,8 @@ from ampd.gateways.store import Store, StoredState, StoreView
 from ampd.local.render.context import WorkspaceFacts
 from ampd.local.side.side import LocalSide
 from ampd.spec.models import StateSpec
-from tests.local.passes import applied, planned
+from tests.harness.promstub import PromStub, prom_stub
+from tests.local.passes import LookOnly, RecordingRuntime, applied, planned
 
 AMP = "https://aps-workspaces.eu-west-1.amazonaws.com/workspaces/ws-1"
 FACTS = Facts(instance_labels={"instance_id": "i-0abc"}, prometheus_version=(2, 53, 0))
@@ -29,23 +28,6 @@ def state(listen: str = "127.0.0.1:9090") -> StateSpec:
     return StateSpec.model_validate(
         {"version": 1, "prometheus": {"listen": listen}, "metrics": {"enabled": False}}
     )
-
-
-class LookOnly:
-    """A runtime that can be looked at, and nothing else (a ``RuntimeView``)."""
-
-    name = "supervisor"
-
-    def __init__(self, running: bool = False, argv: tuple[str, ...] = ("prometheus",)) -> None:
-        self.running = running
-        self.argv = argv
-        self.observed: list[str] = []
-
-    def observe(self, name: str) -> ProcessState:
-        self.observed.append(name)
-        if name == "prometheus" and self.running:
-            return ProcessState(name, running=True, pid=4242, command=Command(name, self.argv))
-        return ProcessState(name, running=False)
 
 
 class Untouchable(LookOnly):
@@ -135,51 +117,10 @@ def test_the_side_takes_a_runtime_it_can_only_look_at(paths: Paths) -> None:
     assert snapshot(paths.generated) == {}
 
 
-class PromStub:
-    """Answers what the local side asks a running Prometheus: /-/ready, and /metrics with
-    ``prometheus_config_last_reload_successful``."""
-
-    def __init__(self) -> None:
-        self.successful = 1
-        self.failed = 0  # prometheus_remote_storage_samples_failed_total
-        stub = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, format: str, *args: Any) -> None:
-                pass
-
-            def do_GET(self) -> None:
-                if self.path == "/-/ready":
-                    status, body = 200, b"ready\n"
-                elif self.path == "/metrics":
-                    status = 200
-                    body = (
-                        f"prometheus_config_last_reload_successful {stub.successful}\n"
-                        "prometheus_config_last_reload_success_timestamp_seconds 1.7e+09\n"
-                        f"prometheus_remote_storage_samples_total {stub.failed}\n"
-                        f"prometheus_remote_storage_samples_failed_total {stub.failed}\n"
-                    ).encode()
-                else:
-                    status, body = 404, b""
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.listen = f"127.0.0.1:{self.server.server_address[1]}"
-        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-
-
 @pytest.fixture
 def prom() -> Iterator[PromStub]:
-    stub = PromStub()
-    stub.thread.start()
-    try:
+    with prom_stub() as stub:
         yield stub
-    finally:
-        stub.server.shutdown()
-        stub.server.server_close()
 
 
 def loaded(conditions: Any) -> Any:
@@ -210,37 +151,8 @@ def test_no_config_reload_state_without_a_healthy_prometheus(paths: Paths) -> No
     assert [c for c in result.conditions if c.type == "PrometheusConfigLoaded"] == []
 
 
-class Recording(LookOnly):
-    """A runtime that records what it is told, and runs what it starts."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.calls: list[tuple[str, str]] = []
-
-    def start(self, command: Command) -> None:
-        self.calls.append(("start", command.name))
-
-    def stop(self, name: str, timeout: float = 10.0) -> None:
-        self.calls.append(("stop", name))
-
-    def restart(self, command: Command) -> None:
-        self.calls.append(("restart", command.name))
-
-    def reload(self, name: str) -> None:
-        self.calls.append(("reload", name))
-
-    def forget_data(self, name: str) -> None:
-        self.calls.append(("forget_data", name))
-
-    def set_imds(self, name: str, allowed: bool) -> None:
-        self.calls.append(("set_imds", name))
-
-    def shutdown(self, timeout: float = 15.0) -> None:
-        pass
-
-
 def test_an_applying_pass_writes_through_the_writers_it_is_handed(paths: Paths) -> None:
-    runtime = Recording()
+    runtime = RecordingRuntime()
     store = Store(paths.store)
     side = LocalSide(paths, LookOnly(), StoreView(paths.store), state_path="/etc/ampd/state.yml")
     spec = state().model_copy(
@@ -283,7 +195,7 @@ def test_the_native_signing_latch_is_the_local_sides(paths: Paths, prom: PromStu
     assert "sigv4-proxy.cmd.json" in side.plan(spec, facts, side.observe(spec, facts)).rendered
 
 
-class Running(Recording):
+class Running(RecordingRuntime):
     """Runs what it starts, with the command it was given."""
 
     def __init__(self) -> None:
