@@ -129,6 +129,12 @@ def over_budget(ingest: Mapping[str, Any] | None) -> str | None:
     return str(budget["reason"]) if budget is not None and budget["over"] else None
 
 
+def ha_refused(ingest: Mapping[str, Any] | None) -> str | None:
+    """The HA guard's reason when it refuses (ampd.ingest.ha)."""
+    ha = ingest["estimate"].get("ha") if ingest is not None else None
+    return str(ha["reason"]) if ha is not None and ha["refused"] else None
+
+
 def plan_command(
     state: SpecSource,
     paths: Paths,
@@ -137,9 +143,10 @@ def plan_command(
     color: str,
     fleet_size: int | None = None,
 ) -> int:
-    """0 in sync, 2 changes pending or the estimate over the budget (the reason on
-    stderr), 1 error: an invalid file, or something that could not be read (AWS
-    unreachable, denied, throttled) — a plan that did not see everything is no plan."""
+    """0 in sync, 2 changes pending, the estimate over the budget or the HA guard
+    refusing (the reason on stderr), 1 error: an invalid file, or something that could
+    not be read (AWS unreachable, denied, throttled) — a plan that did not see
+    everything is no plan."""
     use_color = color == "always" or (color == "auto" and sys.stdout.isatty())
     runtime = runtime_name(state)
     ingest = make_ingest(paths, runtime, fleet_size)
@@ -155,22 +162,30 @@ def plan_command(
     _print(summary.plan, (), as_json=as_json, color=use_color, ingest=summary.ingest)
     if summary.failed or summary.unobserved:
         return 1
+    refused = ha_refused(summary.ingest)
+    if refused is not None:
+        print(f"ampd: refused: {refused}", file=sys.stderr)
     over = over_budget(summary.ingest)
     if over is not None:
         print(f"ampd: over budget: {over}", file=sys.stderr)
+    if refused is not None or over is not None:
         return 2
     return 0 if summary.plan.in_sync else 2
 
 
-def _estimate_first(state: SpecSource, paths: Paths, side: IngestSide) -> str | None:
-    """Before anything is applied: the estimate against the budget (the reason, when it
-    is over). Reads only; the side keeps its dry scrapes for the pass that follows."""
+def _estimate_first(
+    state: SpecSource, paths: Paths, side: IngestSide
+) -> tuple[str | None, str | None]:
+    """Before anything is applied: the estimate against the budget and the HA guard (the
+    reason of each that refuses). Reads only; the side keeps its dry scrapes for the
+    pass that follows."""
     spec = state.load().spec
     if spec.prometheus is None:
-        return None
+        return None, None
     facts = FactFinder(StoreView(paths.store), imds.instance_labels).gather(spec)
     plan = side.plan(spec, facts, side.observe(spec, facts))
-    return plan.budget.reason if plan.budget is not None and plan.budget.over else None
+    over = plan.budget.reason if plan.budget is not None and plan.budget.over else None
+    return over, plan.ha.reason if plan.ha is not None and plan.ha.refused else None
 
 
 def in_progress(summary: PassSummary) -> list[tuple[str, str]]:
@@ -204,9 +219,13 @@ def apply_command(
     only for what was seen converged.
 
     An estimate over the budget is refused (1, nothing applied, the reason named) unless
-    ``allow_over_budget`` (``--over-budget``)."""
+    ``allow_over_budget`` (``--over-budget``); so is a fleet the HA guard refuses (until
+    the state says HA is intended: ``cost.ha_clusters``)."""
     ingest = make_ingest(paths, runtime_name(state))
-    over = _estimate_first(state, paths, ingest)
+    over, ha = _estimate_first(state, paths, ingest)
+    if ha is not None:
+        print(f"ampd: refused, nothing applied: {ha}", file=sys.stderr)
+        return 1
     if over is not None and not allow_over_budget:
         print(
             f"ampd: over budget, nothing applied: {over} (--over-budget applies it)",

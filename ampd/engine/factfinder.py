@@ -7,26 +7,65 @@ Grafana binaries, and the workspace record in ampd.json, and never writes anythi
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Mapping
 
 from ampd.core import Condition, ConditionStatus
-from ampd.engine.facts import IMDS_RETRY, Facts, InstanceFacts, known_workspace
+from ampd.engine.facts import IMDS_RETRY, Facts, InstanceFacts, ReadAnswer, known_workspace
 from ampd.gateways import execcheck, grafana, promtool
+from ampd.gateways.http import HttpResult, request
 from ampd.gateways.store import StoreView
 from ampd.spec.checks import executables
 from ampd.spec.models import StateSpec
 
+READ_TIMEOUT = 3.0
+OwnedFetch = Callable[[str, int], HttpResult]
+
+
+def _owned_get(url: str, owner: int) -> HttpResult:
+    return request(url, timeout=READ_TIMEOUT, owner=owner)
+
+
+class OwnedReads:
+    """:class:`~ampd.engine.facts.PassReads`: owner-checked loopback GETs, each (url,
+    owner) made once per pass and shared by whoever asks in that pass. ``new_pass``
+    forgets them (the fact finder calls it as a pass begins). A read for another owner
+    is another read: an answer checked against one uid is never handed to another."""
+
+    def __init__(self, fetch: OwnedFetch = _owned_get) -> None:
+        self._fetch = fetch
+        self._lock = threading.Lock()
+        self._answers: dict[tuple[str, int], ReadAnswer] = {}
+
+    def new_pass(self) -> None:
+        with self._lock:
+            self._answers.clear()
+
+    def get(self, url: str, owner: int) -> ReadAnswer:
+        key = (url, owner)
+        with self._lock:
+            known = self._answers.get(key)
+        if known is not None:
+            return known
+        res = self._fetch(url, owner)
+        answer = ReadAnswer(res.status, res.body, res.foreign_uid)
+        with self._lock:
+            return self._answers.setdefault(key, answer)
+
 
 class FactFinder:
-    """Gathers :class:`Facts`; caches what cannot change while ampd runs."""
+    """Gathers :class:`Facts`; caches what cannot change while ampd runs. ``reads``: the
+    loopback reads each pass shares (a new pass forgets the last one's)."""
 
     def __init__(
         self,
         store: StoreView,
         instance_facts: InstanceFacts | None,
         clock: Callable[[], float] = time.monotonic,
+        reads: OwnedReads | None = None,
     ) -> None:
+        self.reads = reads if reads is not None else OwnedReads()
         self._store = store
         self._instance_facts = instance_facts
         self._labels: Mapping[str, str] | None = None
@@ -70,6 +109,7 @@ class FactFinder:
         return self._prom[1]
 
     def gather(self, spec: StateSpec) -> Facts:
+        self.reads.new_pass()  # first: a gather that fails still leaves no stale read
         self.instance_labels()
         conditions = self._imds_condition(spec)
         labels = self.instance_labels()
@@ -84,6 +124,7 @@ class FactFinder:
             grafana_major=grafana.grafana_major(spec.grafana.binary) if spec.grafana else None,
             notes=notes,
             conditions=conditions,
+            reads=self.reads,
         )
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from typing import Protocol
 
 from ampd.core import Condition, WorkspaceRecord
 from ampd.spec.models import StateSpec
@@ -18,6 +19,26 @@ NATIVE_SIGV4_MIN = (2, 50, 0)
 
 InstanceFacts = Callable[[], Mapping[str, str] | None]
 IMDS_RETRY = 30.0  # seconds between two asks of an IMDS that did not answer in time
+
+
+@dataclass(frozen=True)
+class ReadAnswer:
+    """One owner-checked loopback GET as a pass saw it: ``status`` 0 when nothing answered
+    or nothing was sent (``foreign_uid``: the port is someone else's)."""
+
+    status: int
+    body: str
+    foreign_uid: int | None = None
+
+
+class PassReads(Protocol):
+    """The loopback reads a pass shares (``ampd.engine.factfinder.OwnedReads``): each
+    (url, owner) is read at most once per pass, and only from a server run by ``owner``.
+    Prometheus' own /metrics is the one both sides read: the local side for the
+    remote-write evidence and the reload state, the ingest side for its measured rate,
+    its active series and its own job's series."""
+
+    def get(self, url: str, owner: int) -> ReadAnswer: ...
 
 
 @dataclass(frozen=True)
@@ -31,6 +52,8 @@ class Facts:
     spec_files: Mapping[str, bytes | None] | None = None
     notes: tuple[str, ...] = ()  # what could not be known, for people
     conditions: tuple[Condition, ...] = ()  # InstanceMetadata, when the spec needs IMDS
+    # this pass's shared loopback reads (None: each reader reads for itself)
+    reads: PassReads | None = field(default=None, compare=False, repr=False)
 
     @property
     def instance_id(self) -> str | None:

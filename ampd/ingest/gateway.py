@@ -4,22 +4,30 @@ and the AWS Price List (``pricing:GetProducts``, whose endpoint is in us-east-1)
 
 from __future__ import annotations
 
+import contextlib
 import http.client
+import ipaddress
 import ssl
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
 
+from ampd.engine.facts import PassReads
 from ampd.gateways.http import no_proxy_opener, request
+from ampd.gateways.listeners import LISTEN, TABLES, connect_address, parse_table, split_hostport
 
 __all__ = [
     "PRICING_REGION",
     "USER_AGENT",
     "Fetched",
     "dry_scrape",
+    "listener_inode",
     "owned_metrics",
     "price_list",
+    "shared_reads",
 ]
 
 PRICING_REGION = "us-east-1"  # the Price List API answers there for every Region
@@ -63,12 +71,36 @@ def dry_scrape(url: str, *, timeout: float = SCRAPE_TIMEOUT, cap: int = SCRAPE_B
     return Fetched(data.decode("utf-8", "replace"), truncated=truncated)
 
 
+# The pass's shared reads while the ingest side observes (``shared_reads``): the readers
+# it is handed (ampd.wiring.make_ingest) know the owner's uid, the side does not.
+_READS: ContextVar[PassReads | None] = ContextVar("ampd_ingest_reads", default=None)
+
+
+@contextlib.contextmanager
+def shared_reads(reads: PassReads | None) -> Iterator[None]:
+    """Within this block, :func:`owned_metrics` reads through ``reads`` (the pass's
+    ``Facts.reads``): a /metrics page the local side read this pass is not read again.
+    Scoped: nothing outside the block sees it."""
+    token = _READS.set(reads)
+    try:
+        yield
+    finally:
+        _READS.reset(token)
+
+
 def owned_metrics(url: str, owner: int, timeout: float = 3.0) -> Fetched:
-    """GET ``url`` only from a server running as ``owner`` (ampd.gateways.http)."""
-    r = request(url, timeout=timeout, owner=owner)
-    if r.status != 200:
-        return Fetched(None, r.body[:200] if r.status == 0 else f"HTTP {r.status}")
-    return Fetched(r.body)
+    """GET ``url`` only from a server running as ``owner`` (ampd.gateways.http); inside
+    :func:`shared_reads`, the pass's one read of it."""
+    reads = _READS.get()
+    if reads is not None:
+        a = reads.get(url, owner)
+        status, body = a.status, a.body
+    else:
+        r = request(url, timeout=timeout, owner=owner)
+        status, body = r.status, r.body
+    if status != 200:
+        return Fetched(None, body[:200] if status == 0 else f"HTTP {status}")
+    return Fetched(body)
 
 
 def price_list(region: str, endpoint_url: str | None, timeout: float = 5.0) -> list[str]:
@@ -96,3 +128,31 @@ def price_list(region: str, endpoint_url: str | None, timeout: float = 5.0) -> l
             break
         kwargs["NextToken"] = token
     return items
+
+
+def listener_inode(listen: str) -> int | None:
+    """The inode of the socket listening on ``listen`` (HOST:PORT), from the kernel's
+    tables: a process that restarts listens on a new socket, so a count kept for one
+    inode is not taken for its successor's. None when nothing listens there."""
+    try:
+        host, port = split_hostport(listen)
+        target = connect_address(host)
+    except (OSError, ValueError):
+        return None
+    found: int | None = None
+    for table in TABLES:
+        try:
+            text = table.read_text()
+        except OSError:
+            continue
+        for row in parse_table(text):
+            if row.state != LISTEN or row.local_port != port or row.inode == 0:
+                continue
+            local = row.local
+            if isinstance(local, ipaddress.IPv6Address) and local.ipv4_mapped is not None:
+                local = local.ipv4_mapped
+            if local == target:
+                return row.inode
+            if local.is_unspecified:
+                found = row.inode
+    return found

@@ -94,6 +94,7 @@ class JobEstimate:
     interval_s: float
     series: int  # active series of this job on this host, the per-target series included
     unreadable: tuple[str, ...] = ()  # targets that could not be read: counted as 0
+    modeled: tuple[str, ...] = ()  # targets estimated without a scrape (a model's count)
 
     @property
     def samples_per_second(self) -> float:

@@ -1,7 +1,12 @@
 """The ingest side's reads: the dry scrapes (cached per job and target until the job's
 configuration changes or ``SCRAPE_TTL`` passes), the managed Prometheus' own /metrics
 (a rate between two reads), the prices (state, Price List at most daily, cache,
-built-in), and the last applied estimate from ampd.json. Writes nothing."""
+built-in), and the last applied estimate from ampd.json. Writes nothing.
+
+The two jobs ampd adds follow their process (``ampd.ingest.builtin``): Prometheus' is
+counted from the pass's one read of its /metrics, every pass; ampd's count is kept only
+from a settled process and only while the same socket listens. Either, when it cannot
+be read, is estimated from a model and named as such."""
 
 from __future__ import annotations
 
@@ -19,9 +24,10 @@ from ampd.gateways import progress
 from ampd.gateways.files import read_bytes
 from ampd.gateways.store import StoreView
 from ampd.ingest import gateway
+from ampd.ingest.builtin import ampd_model, prometheus_model, settled, spec_resources
 from ampd.ingest.exposition import count_series, sample_sum
 from ampd.ingest.model import Measured, Prices
-from ampd.ingest.plan import IngestSeen, scrape_jobs, target_url
+from ampd.ingest.plan import IngestSeen, job_interval, scrape_jobs, target_url
 from ampd.ingest.prices import (
     BUILT_IN,
     decode_cache,
@@ -44,6 +50,16 @@ ACTIVE = ("prometheus_agent_active_series", "prometheus_tsdb_head_series")
 Scraper = Callable[[str], gateway.Fetched]
 PriceAsker = Callable[[str, str | None], list[str]]
 MetricsReader = Callable[[str], gateway.Fetched]
+Identity = Callable[[str], int | None]
+
+
+@dataclass(frozen=True)
+class Kept:
+    """A built-in job's count, kept for the process (listening socket) it came from."""
+
+    config: str
+    identity: int
+    series: int
 
 
 @dataclass
@@ -51,6 +67,7 @@ class Memory:
     """What the side keeps between passes: the dry scrapes and the last counter read."""
 
     scrapes: dict[tuple[str, str], tuple[str, float, int | None]] = field(default_factory=dict)
+    builtin: dict[tuple[str, str], Kept] = field(default_factory=dict)  # settled counts
     sent: tuple[float, float] | None = None  # (monotonic time, samples sent so far)
     asked: dict[str, Prices] = field(default_factory=dict)  # the Price List's answers
     failed: dict[str, str] = field(default_factory=dict)  # why it did not answer
@@ -76,6 +93,8 @@ class Observer:
         ask_prices: PriceAsker = gateway.price_list,
         clock: Callable[[], float] = time.monotonic,
         today: Callable[[], datetime.date] = lambda: datetime.datetime.now(datetime.UTC).date(),
+        identity: Identity = gateway.listener_inode,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.cache_path = state_dir / PRICES_FILE
         self.store = store
@@ -87,35 +106,100 @@ class Observer:
         self.ask_prices = ask_prices
         self.clock = clock
         self.today = today
+        self.identity = identity
+        self.wall = wall
         self.memory = Memory()
 
-    def observe(self, spec: StateSpec, facts: Facts, fleet_size: int) -> IngestSeen:
+    def observe(
+        self, spec: StateSpec, facts: Facts, fleet_size: int, fleet_source: str | None = None
+    ) -> IngestSeen:
+        """``facts.reads``: the pass's shared reads, through which the owned readers read
+        (Prometheus' /metrics once a pass, whichever side asks first). ``fleet_source``:
+        where ``fleet_size`` comes from (None: not known)."""
         region = region_of(spec, facts)
         prices, fresh, notes = self.prices(spec, region)
         stored = self.store.load().ingest
+        with gateway.shared_reads(facts.reads):
+            scrapes, modeled = self.dry_scrapes(spec, facts)
+            measured = self.measure(spec)
         return IngestSeen(
             region=region or "unknown",
             fleet_size=fleet_size,
-            scrapes=self.dry_scrapes(spec),
+            scrapes=scrapes,
             prices=prices,
             fresh_cache=fresh,
             before=stored,
-            measured=self.measure(spec),
+            measured=measured,
             notes=notes,
+            modeled=modeled,
+            fleet_source=fleet_source,
         )
 
     # ---- the dry scrapes --------------------------------------------------------------
-    def dry_scrapes(self, spec: StateSpec) -> dict[tuple[str, str], int | None]:
+    def dry_scrapes(
+        self, spec: StateSpec, facts: Facts | None = None
+    ) -> tuple[dict[tuple[str, str], int | None], dict[tuple[str, str], str]]:
+        """Each target's series (None: not read), and the built-in targets estimated
+        from a model instead (their basis, for the plan to say)."""
         jobs = scrape_jobs(spec)
         out: dict[tuple[str, str], int | None] = {}
+        modeled: dict[tuple[str, str], str] = {}
         now = self.clock()
         for job in jobs:
             config = job.model_dump_json()
             for target in job.targets:
-                out[(job.job, target)] = self._series(job, target, config, now)
+                if job.job in BUILTIN_JOBS:
+                    series, basis = self._builtin(spec, facts or Facts(), job, target, config)
+                    out[(job.job, target)] = series
+                    if basis is not None:
+                        modeled[(job.job, target)] = basis
+                else:
+                    out[(job.job, target)] = self._series(job, target, config, now)
         with self.memory.lock:  # jobs and targets gone are forgotten
             self.memory.scrapes = {k: v for k, v in self.memory.scrapes.items() if k in out}
-        return out
+            self.memory.builtin = {k: v for k, v in self.memory.builtin.items() if k in out}
+        return out, modeled
+
+    def _builtin(
+        self, spec: StateSpec, facts: Facts, job: ScrapeConfigSpec, target: str, config: str
+    ) -> tuple[int | None, str | None]:
+        """A built-in job's series: ampd's kept count while the same settled process
+        listens; else read now; a process still starting, or not running, is taken at
+        its model (the basis is returned) when that says more."""
+        key = (job.job, target)
+        ident = self.identity(target)
+        with self.memory.lock:
+            kept = self.memory.builtin.get(key)
+        if kept is not None and (kept.config, kept.identity) == (config, ident):
+            return kept.series, None
+        got = self._read(job, target_url(job, target))
+        progress.mark()
+        model = self._model(spec, facts, job.job)
+        if got.body is None:
+            log.info("ingest.target_unreadable", job=job.job, target=target, error=got.error)
+            if model is None:
+                return None, None
+            return model[0], f"not running, so not scraped: estimated from {model[1]}"
+        series = count_series(got.body)
+        slowest = max((job_interval(spec, j) for j in scrape_jobs(spec)), default=15.0)
+        if settled(job.job, got.body, self.wall(), slowest):
+            if job.job == "ampd" and ident is not None:  # Prometheus': the pass's read
+                with self.memory.lock:
+                    self.memory.builtin[key] = Kept(config, ident, series)
+            return series, None
+        with self.memory.lock:
+            self.memory.builtin.pop(key, None)
+        if model is not None and model[0] > series:  # still starting: it counts low
+            return model[0], f"still starting ({series} series so far): estimated from {model[1]}"
+        return series, None
+
+    def _model(self, spec: StateSpec, facts: Facts, job: str) -> tuple[int, str] | None:
+        jobs = scrape_jobs(spec)
+        if job == "prometheus":
+            prom = spec.prometheus
+            remote_write = prom is not None and prom.remote_write is not None
+            return prometheus_model(facts.prometheus_version, len(jobs) - 1, remote_write)
+        return ampd_model(spec_resources(spec, facts.prometheus_can_sign), len(jobs))
 
     def _series(self, job: ScrapeConfigSpec, target: str, config: str, now: float) -> int | None:
         key = (job.job, target)

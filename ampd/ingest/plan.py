@@ -10,9 +10,10 @@ Region's tiers applied to the fleet's total, divided by the fleet size.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
+from ampd.ingest.ha import HaGuard, ha_guard
 from ampd.ingest.model import PER_TARGET_SERIES, Budget, Estimate, JobEstimate, Measured, Prices
 from ampd.spec.models import ScrapeConfigSpec, StateSpec, duration_seconds
 
@@ -39,6 +40,9 @@ class IngestSeen:
     before: Mapping[str, Any] | None  # the last applied estimate (ampd.json)
     measured: Measured = field(default_factory=Measured)
     notes: tuple[str, ...] = ()
+    # (job, target) -> why its count is a model's, not a scrape's (ampd.ingest.builtin)
+    modeled: Mapping[tuple[str, str], str] = field(default_factory=dict)
+    fleet_source: str | None = None  # where fleet_size comes from; None: not known (1)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class IngestPlan:
     budget: Budget | None
     write_cache: bytes | None  # apply writes this price cache
     record: Mapping[str, Any]  # apply keeps this in ampd.json (the next plan's "before")
+    ha: HaGuard | None = None  # cluster + __replica__ against AMP's 500 HA clusters
 
 
 def job_interval(spec: StateSpec, job: ScrapeConfigSpec) -> float:
@@ -72,15 +77,21 @@ def scrape_jobs(spec: StateSpec) -> list[ScrapeConfigSpec]:
 
 
 def estimate(spec: StateSpec, seen: IngestSeen) -> Estimate:
+    """Per job and in total; a target estimated without a scrape is named in the notes."""
     jobs: list[JobEstimate] = []
+    notes: list[str] = []
     for job in scrape_jobs(spec):
         counts = [seen.scrapes.get((job.job, t)) for t in job.targets]
         unreadable = tuple(t for t, n in zip(job.targets, counts, strict=True) if n is None)
         series = sum(n + PER_TARGET_SERIES for n in counts if n is not None)
+        modeled = tuple(t for t in job.targets if (job.job, t) in seen.modeled)
+        notes += [f"{job.job} ({t}): {seen.modeled[(job.job, t)]}" for t in modeled]
         jobs.append(
-            JobEstimate(job.job, len(job.targets), job_interval(spec, job), series, unreadable)
+            JobEstimate(
+                job.job, len(job.targets), job_interval(spec, job), series, unreadable, modeled
+            )
         )
-    return Estimate(seen.region, seen.prices, seen.fleet_size, tuple(jobs), seen.notes)
+    return Estimate(seen.region, seen.prices, seen.fleet_size, tuple(jobs), (*seen.notes, *notes))
 
 
 def budget_verdict(spec: StateSpec, est: Estimate) -> Budget | None:
@@ -106,4 +117,7 @@ def budget_verdict(spec: StateSpec, est: Estimate) -> Budget | None:
 
 def plan_ingest(spec: StateSpec, seen: IngestSeen) -> IngestPlan:
     est = estimate(spec, seen)
-    return IngestPlan(est, budget_verdict(spec, est), seen.fresh_cache, est.applied_json())
+    ha = ha_guard(spec, seen.fleet_size, seen.fleet_source)
+    if ha is not None:
+        est = replace(est, notes=(*est.notes, ha.reason))
+    return IngestPlan(est, budget_verdict(spec, est), seen.fresh_cache, est.applied_json(), ha)

@@ -38,11 +38,13 @@ def estimate_json(plan: IngestPlan, before: Mapping[str, Any] | None) -> dict[st
                 "before": _before(before, j.job),
                 "after": est.job_figures(j).to_json(),
                 "unreadable": list(j.unreadable),
+                "estimated_without_scrape": list(j.modeled),
             }
             for j in est.jobs
         ],
         "total": {"before": _before(before, None), "after": est.total.to_json()},
         "budget": plan.budget.to_json() if plan.budget is not None else None,
+        "ha": plan.ha.to_json() if plan.ha is not None else None,
     }
 
 

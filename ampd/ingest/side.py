@@ -48,8 +48,11 @@ class IngestSide:
 
     def observe(self, spec: StateSpec, facts: Facts) -> IngestSeen:
         cost_fleet = spec.cost.fleet_size if spec.cost is not None else None
-        fleet = self.fleet_size or cost_fleet or 1
-        return self.observer.observe(spec, facts, fleet)
+        if self.fleet_size is not None:
+            return self.observer.observe(spec, facts, self.fleet_size, "--fleet-size")
+        if cost_fleet is not None:
+            return self.observer.observe(spec, facts, cost_fleet, "cost.fleet_size")
+        return self.observer.observe(spec, facts, 1, None)
 
     def plan(self, spec: StateSpec, facts: Facts, seen: IngestSeen) -> IngestPlan:
         return plan_ingest(spec, seen)

@@ -50,5 +50,9 @@ class RegionPriceSpec(Strict):
 class CostSpec(Strict):
     # how many hosts run this state file: the tiers apply to the fleet's total
     fleet_size: Annotated[int, Field(ge=1)] | None = None
+    # HA is intended: the number of HA clusters (distinct `cluster` values sent with a
+    # `__replica__`) the fleet forms; AMP takes at most 500 per workspace. Unset, a fleet
+    # of more than 500 hosts that sends both labels is refused (ampd.ingest.ha)
+    ha_clusters: Annotated[int, Field(ge=1, le=500)] | None = None
     # prices per Region, used instead of the Price List and the built-in table
     prices: dict[Region, RegionPriceSpec] = Field(default_factory=dict)

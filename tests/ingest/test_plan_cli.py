@@ -13,6 +13,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ampd.gateways.http import request
+from ampd.ingest.builtin import PROMETHEUS_MODELS
+from ampd.ingest.model import tiered_dollars
+from ampd.ingest.prices import BUILT_IN
 from tests.harness.fixtures_local import AmpdProcess, free_port
 from tests.harness.sample_app import SampleApp
 
@@ -69,7 +72,13 @@ def test_plan_json_has_the_estimate_of_a_real_dry_scrape(
     jobs = {j["job"]: j for j in ingest["jobs"]}
     assert list(jobs) == ["prometheus", "app", "gone"]  # as prometheus.yml scrapes them
     app_job, gone = jobs["app"], jobs["gone"]
-    assert jobs["prometheus"]["unreadable"] == [state["prometheus"]["listen"]]  # not running
+    # not running: estimated without a scrape, from the model of Debian's 2.42 (the
+    # binary here), with its own job and two more, and no remote-write queue
+    prom, listen = jobs["prometheus"], state["prometheus"]["listen"]
+    assert (prom["unreadable"], prom["estimated_without_scrape"]) == ([], [listen])
+    m = PROMETHEUS_MODELS[(2, 42)]
+    assert prom["after"]["series"] == m.own + 2 * m.per_job - m.per_queue + 5
+    assert app_job["estimated_without_scrape"] == []
     # the sample app's counters move with each request: its series do not
     assert app_job["after"]["series"] == expected
     assert app_job["after"]["samples_per_second"] == pytest.approx(expected / 15, abs=1e-6)
@@ -79,15 +88,19 @@ def test_plan_json_has_the_estimate_of_a_real_dry_scrape(
     assert ingest["fleet_size"] == 1000
     assert ingest["prices"] == {"source": "built-in", "as_of": "2026-12-01", "currency": "USD"}
     assert ingest["region"] == "us-east-1" and ingest["budget"] is None
-    month = expected / 15 * 730 * 3600
+    month = (expected / 15 + prom["after"]["samples_per_second"]) * 730 * 3600
     assert ingest["total"]["after"]["samples_per_month"] == pytest.approx(month, rel=1e-6)
-    # the fleet's total is in the first tier: $0.90 per 10M, per host
-    assert ingest["total"]["after"]["dollars_per_month"] == pytest.approx(
-        month * 0.9 / 1e7, abs=0.01
-    )
+    # the tiers apply to the fleet's total (beyond the first 2B: $0.35 per 10M), per host
+    fleet = tiered_dollars(month * 1000, BUILT_IN["us-east-1"].tiers) / 1000
+    assert month * 1000 > 2e9 and fleet < month * 0.9 / 1e7
+    assert ingest["total"]["after"]["dollars_per_month"] == pytest.approx(fleet, abs=0.01)
     text = ampd_proc.ampd("plan", "--color", "never")
     assert "What this host sends to AMP (us-east-1, per host of a fleet of 1)" in text.stdout
     assert "prices: built-in as of 2026-12-01" in text.stdout
+    assert (
+        f"prometheus ({listen}): not running, so not scraped: estimated from Prometheus 2.42.0 "
+        "in agent mode, modelled on Debian's 2.42"
+    ) in text.stdout
 
 
 def test_over_budget_plan_exits_2_and_apply_refuses_until_told(

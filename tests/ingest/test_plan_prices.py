@@ -47,7 +47,8 @@ def test_a_plan_asks_the_price_list_and_only_apply_caches_it(
     assert plan.returncode == 2, plan.stdout + plan.stderr  # the workspace is to be made
     ingest = json.loads(plan.stdout)["ingest"]
     assert ingest["prices"]["source"] == "price-list"
-    assert ingest["total"]["after"]["dollars_per_month"] == 0.0  # the target is down: 0
+    [app] = [j for j in ingest["jobs"] if j["job"] == "app"]
+    assert app["after"]["dollars_per_month"] == 0.0  # the target is down: 0
     assert _files(tmp_path) == before and aws_emulator.writes() == []
     assert _asked(aws_emulator) == 1
 

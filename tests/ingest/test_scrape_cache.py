@@ -85,6 +85,8 @@ def test_the_jobs_ampd_adds_are_read_only_through_their_owners_readers(tmp_path:
     spec = load_spec(STATE.replace("INTERVAL", "15s"), "s.yml").spec
     seen = obs.observe(spec, Facts(), 1)
     assert seen.scrapes[("prometheus", "127.0.0.1:9090")] == 2
-    assert seen.scrapes[("ampd", "127.0.0.1:9795")] is None  # no owner known: not read
+    # no owner known: not read, so estimated from ampd's registry (and named as such)
+    assert ("ampd", "127.0.0.1:9795") in seen.modeled
+    assert ("prometheus", "127.0.0.1:9090") not in seen.modeled
     assert all(":910" in url for url in plain)  # the plain GET only for the state's jobs
     assert "http://127.0.0.1:9090/metrics" in owned

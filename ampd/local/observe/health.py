@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import NamedTuple
 
 from ampd.core import Condition, ConditionStatus, ProcessState
+from ampd.engine.facts import PassReads
 from ampd.gateways.users import ProcessUser
 from ampd.local.observe import processes as observe_local
 from ampd.local.render.context import RenderContext
@@ -68,7 +69,9 @@ def remote_write_condition(
     external_proxy: bool,
     owners: Mapping[str, ProcessUser],
     squatted: Mapping[str, observe_local.Squat],
+    reads: PassReads | None = None,
 ) -> RemoteWriteEvidence:
+    """``reads``: the pass's shared reads (each /metrics read once per pass)."""
     prom = spec.prometheus
     if prom is None or not prom.enabled or prom.remote_write is None:
         return RemoteWriteEvidence(None)
@@ -89,11 +92,11 @@ def remote_write_condition(
         return RemoteWriteEvidence(
             Condition("RemoteWriteFlowing", ConditionStatus.FALSE, "PortSquatted", msg)
         )
-    text = observe_local.scrape(listens["prometheus"], owner=owners["prometheus"].uid)
+    text = observe_local.scrape(listens["prometheus"], owner=owners["prometheus"].uid, reads=reads)
     builtin_proxy = "sigv4-proxy" in listens and not external_proxy
     # (an external aws-sigv4-proxy would sign and forward a /metrics request upstream)
     proxy_text = (
-        observe_local.scrape(listens["sigv4-proxy"], owner=owners["sigv4-proxy"].uid)
+        observe_local.scrape(listens["sigv4-proxy"], owner=owners["sigv4-proxy"].uid, reads=reads)
         if builtin_proxy
         else None
     )
@@ -123,6 +126,6 @@ def proxy_evidence(
     return proxy_conditions(spec, text)
 
 
-def targets(listen: str, owner: int) -> int | None:
-    text = observe_local.scrape(listen, "/api/v1/targets?state=active", owner=owner)
+def targets(listen: str, owner: int, reads: PassReads | None = None) -> int | None:
+    text = observe_local.scrape(listen, "/api/v1/targets?state=active", owner=owner, reads=reads)
     return None if text is None else text.count('"scrapeUrl"')

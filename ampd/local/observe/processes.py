@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ampd.core import ProcessState
+from ampd.engine.facts import PassReads
 from ampd.gateways.files import read_bytes, sha256_bytes
 from ampd.gateways.http import request, tcp_check
 from ampd.gateways.listeners import listener_owner, split_hostport
@@ -106,9 +107,16 @@ def parse_labeled(text: str, family: str) -> dict[str, float]:
     return out
 
 
-def scrape(listen: str, path: str = "/metrics", *, owner: int | None) -> str | None:
-    """The body of a 200 from a server that runs as ``owner``; None otherwise."""
-    res = request(f"http://{listen}{path}", timeout=3.0, owner=owner)
+def scrape(
+    listen: str, path: str = "/metrics", *, owner: int | None, reads: PassReads | None = None
+) -> str | None:
+    """The body of a 200 from a server that runs as ``owner``; None otherwise. With
+    ``reads`` (and an owner), the pass's shared read: one GET per pass and URL."""
+    url = f"http://{listen}{path}"
+    if reads is not None and owner is not None:
+        answer = reads.get(url, owner)
+        return answer.body if answer.status == 200 else None
+    res = request(url, timeout=3.0, owner=owner)
     return res.body if res.status == 200 else None
 
 

@@ -8,18 +8,34 @@ in Prometheus' own ``prometheus_config_last_reload_successful``.
 from __future__ import annotations
 
 from ampd.core import Condition, ConditionStatus
-from ampd.gateways.http import owned_get
-from ampd.gateways.promreload import SUCCESSFUL, read_reload_state
+from ampd.engine.facts import PassReads
+from ampd.gateways.http import HttpResult, owned_get
+from ampd.gateways.promreload import SUCCESSFUL, Fetch, read_reload_state
 
 CONDITION = "PrometheusConfigLoaded"
 
 
-def config_condition(listen: str, *, owner: int | None = None) -> Condition | None:
+def shared_get(reads: PassReads, owner: int) -> Fetch:
+    """A ``fetch(url)`` through the pass's shared reads, for the gateway's readers."""
+
+    def fetch(url: str) -> HttpResult:
+        a = reads.get(url, owner)
+        return HttpResult(a.status, a.body, a.foreign_uid)
+
+    return fetch
+
+
+def config_condition(
+    listen: str, *, owner: int | None = None, reads: PassReads | None = None
+) -> Condition | None:
     """True while the last reload took; False once one failed (Prometheus keeps running
     the configuration it had). None when Prometheus does not answer, or (``owner``) the
-    listener is not Prometheus' user's: its process status says so already."""
+    listener is not Prometheus' user's: its process status says so already. ``reads``:
+    the pass's shared reads (Prometheus' /metrics is read once for the whole pass)."""
     if owner is None:
         state = read_reload_state(listen)
+    elif reads is not None:
+        state = read_reload_state(listen, shared_get(reads, owner))
     else:
         state = read_reload_state(listen, owned_get(owner))
     if state is None:

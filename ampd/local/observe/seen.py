@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ampd.core import ProcessState, ResourceKey
+from ampd.engine.factfinder import OwnedReads
+from ampd.engine.facts import PassReads
 from ampd.gateways import promtool
 from ampd.gateways.files import read_bytes
 from ampd.gateways.runtime import RuntimeView
@@ -53,12 +55,15 @@ def probe_processes(
     *,
     manage_processes: bool,
     observed: Mapping[str, ProcessState] | None = None,
+    reads: PassReads | None = None,
 ) -> Probed:
     """The processes as the runtime shows them (``observed``: as just read), then what
     their ports answer: every loopback request owner-checked (a squatter is asked
-    nothing). ``spec``: the effective spec."""
+    nothing). ``spec``: the effective spec. ``reads``: the pass's shared reads (None:
+    this call's own, so that each URL is read once here at least)."""
     if not manage_processes:
         return Probed()
+    reads = reads if reads is not None else OwnedReads()
     processes = (
         dict(observed)
         if observed is not None
@@ -87,16 +92,22 @@ def probe_processes(
         squatted=dict(squatted),
         probes=probes,
         config_loaded=(
-            promconfig.config_condition(listens["prometheus"], owner=uid)
+            promconfig.config_condition(listens["prometheus"], owner=uid, reads=reads)
             if prom is not None and prom.ok
             else None
         ),
         proxy_metrics=(
-            observe_local.scrape(listens["sigv4-proxy"], owner=owners["sigv4-proxy"].uid)
+            observe_local.scrape(
+                listens["sigv4-proxy"], owner=owners["sigv4-proxy"].uid, reads=reads
+            )
             if own_proxy
             else None
         ),
-        targets=health.targets(listens["prometheus"], uid) if prom_up and uid is not None else None,
+        targets=(
+            health.targets(listens["prometheus"], uid, reads)
+            if prom_up and uid is not None
+            else None
+        ),
     )
 
 
@@ -109,13 +120,19 @@ def observe_side(
     flow: FlowTracker,
     native_failed: bool,
     last_change: Mapping[ResourceKey, float],
+    reads: PassReads | None = None,
 ) -> LocalSeen:
     """``spec`` is the effective spec of ``ctx``. ``flow`` takes this pass's remote-write
     counters (its baseline moves on); ``native_failed`` is the latch as it stands, and the
-    seen value carries it set when the evidence shows unsigned native writes."""
+    seen value carries it set when the evidence shows unsigned native writes. ``reads``:
+    the pass's shared reads (``Facts.reads``); None: this observe's own, so that the
+    reload state and the remote-write evidence share one read of Prometheus' /metrics."""
     stored = eyes.store.load()
+    reads = reads if reads is not None else OwnedReads()
     listens = listens_of(spec) if eyes.manage_processes else {}
-    probed = probe_processes(eyes.runtime, spec, listens, manage_processes=eyes.manage_processes)
+    probed = probe_processes(
+        eyes.runtime, spec, listens, manage_processes=eyes.manage_processes, reads=reads
+    )
     recorded = [k.removeprefix(FILE_PREFIX) for k in stored.applied if k.startswith(FILE_PREFIX)]
     external_proxy = spec.proxy is not None and spec.proxy.implementation != "builtin"
     evidence = health.remote_write_condition(
@@ -127,6 +144,7 @@ def observe_side(
         external_proxy,
         _owners(eyes.runtime, listens),
         probed.squatted,
+        reads,
     )
     return LocalSeen(
         now=now,
