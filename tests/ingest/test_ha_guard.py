@@ -10,7 +10,8 @@ import pytest
 
 from ampd.ingest.ha import AMP_HA_CLUSTERS, ha_guard
 from ampd.spec.load import load_spec
-from tests.harness.fixtures_local import AmpdProcess, free_port
+from tests.harness.fixtures_local import AmpdProcess
+from tests.ingest.states import host_state
 
 
 def _spec(labels: str, cost: str = "") -> Any:
@@ -46,18 +47,8 @@ def test_more_ha_clusters_than_amp_takes_cannot_be_intended() -> None:
 
 
 def _state(**cost: Any) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "aws": {"region": "us-east-1"},
-        "prometheus": {
-            "listen": f"127.0.0.1:{free_port()}",
-            "remote_write": None,
-            "external_labels": {"cluster": "host-7", "__replica__": "a"},
-        },
-        "metrics": {"enabled": False},
-        "runtime": "supervisor",
-        **({"cost": cost} if cost else {}),
-    }
+    labels = {"external_labels": {"cluster": "host-7", "__replica__": "a"}}
+    return host_state(labels, **({"cost": cost} if cost else {}))
 
 
 def test_plan_exits_2_with_the_reason_and_apply_refuses(ampd_proc: AmpdProcess) -> None:

@@ -18,6 +18,7 @@ from ampd.ingest.model import tiered_dollars
 from ampd.ingest.prices import BUILT_IN
 from tests.harness.fixtures_local import AmpdProcess, free_port
 from tests.harness.sample_app import SampleApp
+from tests.ingest.states import host_state
 
 
 @pytest.fixture
@@ -36,22 +37,11 @@ def _series(url: str) -> int:
 
 
 def _state(app: SampleApp, **extra: Any) -> dict[str, Any]:
-    return {
-        "version": 1,
-        "aws": {"region": "us-east-1"},
-        "prometheus": {
-            "listen": f"127.0.0.1:{free_port()}",
-            "remote_write": None,
-            "scrape_interval": "15s",
-            "scrape_configs": [
-                {"job": "app", "targets": [app.target]},
-                {"job": "gone", "targets": [f"127.0.0.1:{free_port()}"], "interval": "60s"},
-            ],
-        },
-        "metrics": {"enabled": False},
-        "runtime": "supervisor",
-        **extra,
-    }
+    jobs = [
+        {"job": "app", "targets": [app.target]},
+        {"job": "gone", "targets": [f"127.0.0.1:{free_port()}"], "interval": "60s"},
+    ]
+    return host_state({"scrape_interval": "15s", "scrape_configs": jobs}, **extra)
 
 
 def _files(root: Path) -> dict[str, bytes]:
