@@ -225,6 +225,7 @@ def test_data_api_is_recorded_and_checked_as_appconfigdata(deployed: World) -> N
         ("appconfigdata", "StartConfigurationSession", 201),
         ("appconfigdata", "GetLatestConfiguration", 200),
     }
+    assert deployed.em.writes() == []  # reading a configuration changes nothing
     # the checker holds these answers to the appconfigdata model: a 200 would be a violation
     found = check_response(
         "appconfigdata", "StartConfigurationSession", 200, {}, b'{"InitialConfigurationToken":"t"}'
@@ -261,3 +262,17 @@ def test_poll_interval_override_paces_a_fast_fleet(deployed: World) -> None:
     deployed.em.appconfig.advance(1)
     assert host.poll() == b""  # one second later is on time
     assert deployed.em.appconfig.early_polls() == []
+
+
+def test_reset_forgets_appconfig(deployed: World) -> None:
+    Host(deployed).poll()
+    deployed.ac.create_deployment_strategy(
+        Name="mine", DeploymentDurationInMinutes=1, GrowthFactor=50.0
+    )
+    deployed.em.appconfig.poll_interval(1)
+    deployed.em.reset()
+    assert deployed.em.appconfig.sessions() == []
+    assert len(deployed.ac.list_deployment_strategies()["Items"]) == 4  # the predefined
+    assert deployed.ac.list_applications()["Items"] == []
+    host_interval = deployed.em.appconfig.state.poll_interval
+    assert host_interval is None

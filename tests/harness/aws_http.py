@@ -52,6 +52,8 @@ if TYPE_CHECKING:
 
 _AMZ_JSON = "application/x-amz-json-1.1"
 _READ_PREFIXES = ("Describe", "List", "Get", "Head", "Simulate")
+# reads whose names do not say so: a Data API session changes nothing in the account
+_READS = frozenset({"StartConfigurationSession"})
 # path-style S3: (method, has a key) -> operation, for recording and fault injection
 _S3_OPERATIONS = {
     ("GET", True): "GetObject",
@@ -82,7 +84,7 @@ class Recorded:
 
     @property
     def is_write(self) -> bool:
-        return not self.operation.startswith(_READ_PREFIXES)
+        return not self.operation.startswith(_READ_PREFIXES) and self.operation not in _READS
 
 
 @dataclass
