@@ -276,3 +276,21 @@ def test_reset_forgets_appconfig(deployed: World) -> None:
     assert deployed.ac.list_applications()["Items"] == []
     host_interval = deployed.em.appconfig.state.poll_interval
     assert host_interval is None
+
+
+def test_environments_update_and_delete(world: World) -> None:
+    ac = world.ac
+    updated = ac.update_environment(ApplicationId=world.app, EnvironmentId=world.env, Monitors=[])
+    assert updated["Monitors"] == []
+    gone = ac.delete_environment(ApplicationId=world.app, EnvironmentId=world.env)
+    assert gone["ResponseMetadata"]["HTTPStatusCode"] == 204
+    assert ac.list_environments(ApplicationId=world.app)["Items"] == []
+
+
+def test_hosted_versions_are_listed_newest_first(world: World) -> None:
+    world.version({"replicas": 1}, label="one")
+    world.version({"replicas": 2})
+    items = world.ac.list_hosted_configuration_versions(
+        ApplicationId=world.app, ConfigurationProfileId=world.profile
+    )["Items"]
+    assert [(v["VersionNumber"], v.get("VersionLabel")) for v in items] == [(2, None), (1, "one")]

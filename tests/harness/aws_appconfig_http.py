@@ -73,6 +73,15 @@ _ROUTES: list[tuple[str, re.Pattern[str], str, bool, int]] = [
         ("POST", _APP + "/environments", "CreateEnvironment", False, 201),
         ("GET", _APP + "/environments", "ListEnvironments", False, 200),
         ("GET", _ENV, "GetEnvironment", False, 200),
+        ("PATCH", _ENV, "UpdateEnvironment", False, 200),
+        ("DELETE", _ENV, "DeleteEnvironment", False, 204),
+        (
+            "GET",
+            _PROFILE + "/hostedconfigurationversions",
+            "ListHostedConfigurationVersions",
+            False,
+            200,
+        ),
         ("POST", "/deploymentstrategies", "CreateDeploymentStrategy", False, 201),
         ("GET", "/deploymentstrategies", "ListDeploymentStrategies", False, 200),
         ("GET", r"/deploymentstrategies/(?P<strategy>[^/]+)", "GetDeploymentStrategy", False, 200),
@@ -134,6 +143,9 @@ class AppConfigRoutes:
         if operation == "GetLatestConfiguration":
             data, headers = answer
             self._send(200, data, headers)  # type: ignore[attr-defined]
+            return
+        if route[4] == 204:
+            self._send(204, b"", {})  # type: ignore[attr-defined]
             return
         self._json(route[4], answer)  # type: ignore[attr-defined]
 
@@ -213,13 +225,30 @@ class AppConfigRoutes:
                 if (e.region, e.app_id) == (region, app_id)
             ]
             return _page([ac.env_doc(e) for e in envs], query)
+        if operation == "ListHostedConfigurationVersions":
+            return _page(_versions(region, app_id, ids["profile"], query), query)
         env = _environment(ac, region, app_id, ids["env"])
         if operation == "GetEnvironment":
+            return ac.env_doc(env)
+        if operation == "UpdateEnvironment":
+            env.name = str(doc.get("Name") or env.name)
+            if doc.get("Description") is not None:
+                env.description = str(doc["Description"])
+            if doc.get("Monitors") is not None:
+                env.monitors = [dict(m) for m in doc["Monitors"]]
             return ac.env_doc(env)
         if operation == "StartDeployment":
             return start_deployment(ac, env, doc)
         deps = ac.state.deployments.get((region, app_id, env.id), [])
         ac.refresh_all()
+        if operation == "DeleteEnvironment":
+            if any(d.in_progress for d in deps):
+                raise AppConfigError(
+                    409, "ConflictException", f"{env.id} has a deployment in progress"
+                )
+            del ac.state.environments[(region, env.id)]
+            ac.state.deployments.pop((region, app_id, env.id), None)
+            return {}
         if operation == "ListDeployments":
             return _page([d.summary() for d in reversed(deps)], query)
         found = next((d for d in deps if d.number == int(ids["number"])), None)
@@ -229,6 +258,36 @@ class AppConfigRoutes:
             return found.doc()
         allow = str(self.headers.get("Allow-Revert", "")).lower() == "true"
         return stop_deployment(ac, found, allow)
+
+
+def _versions(
+    region: str, app_id: str, profile_ident: str, query: dict[str, str]
+) -> list[dict[str, Any]]:
+    """HostedConfigurationVersionSummary items of a profile (moto lists none)."""
+    app = moto_backend(region).applications[app_id]
+    profile = app.config_profiles.get(profile_ident)
+    if profile is None:
+        raise not_found("ConfigurationProfile", profile_ident)
+    label = query.get("version_label")
+    out = []
+    for v in sorted(profile.config_versions.values(), key=lambda v: -int(v.version)):
+        if label is not None and v.version_label != label:
+            continue
+        item = {
+            "ApplicationId": app_id,
+            "ConfigurationProfileId": profile.id,
+            "VersionNumber": int(v.version),
+            "ContentType": str(v.content_type),
+        }
+        item.update(
+            {
+                k: x
+                for k, x in (("Description", v.description), ("VersionLabel", v.version_label))
+                if x
+            }
+        )
+        out.append(item)
+    return out
 
 
 def _page(items: list[dict[str, Any]], query: dict[str, str]) -> dict[str, Any]:
