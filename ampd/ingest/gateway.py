@@ -1,14 +1,18 @@
 """The ingest side's effects on the outside world, all reads: a bounded dry scrape of a
 target, the managed Prometheus' own /metrics (only from a server running as its user),
-and the AWS Price List (``pricing:GetProducts``, whose endpoint is in us-east-1)."""
+the listening socket of a local process (its identity), an instant query of the
+workspace (SigV4-signed: the fleet's size), and the AWS Price List
+(``pricing:GetProducts``, whose endpoint is in us-east-1)."""
 
 from __future__ import annotations
 
 import contextlib
 import http.client
 import ipaddress
+import json
 import ssl
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from contextvars import ContextVar
@@ -18,11 +22,14 @@ from typing import Any
 from ampd.engine.facts import PassReads
 from ampd.gateways.http import no_proxy_opener, request
 from ampd.gateways.listeners import LISTEN, TABLES, connect_address, parse_table, split_hostport
+from ampd.gateways.sigv4 import Signer, SigningError
 
 __all__ = [
     "PRICING_REGION",
     "USER_AGENT",
     "Fetched",
+    "Queried",
+    "WorkspaceQuery",
     "dry_scrape",
     "listener_inode",
     "owned_metrics",
@@ -156,3 +163,59 @@ def listener_inode(listen: str) -> int | None:
             if local.is_unspecified:
                 found = row.inode
     return found
+
+
+FLEET_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class Queried:
+    """An instant query's single value (None: no answer, ``error`` says why; ``denied``:
+    the workspace refused this host's credentials, e.g. no ``aps:QueryMetrics``)."""
+
+    value: float | None
+    error: str = ""
+    denied: bool = False
+
+
+class WorkspaceQuery:
+    """Instant PromQL queries of an AMP workspace's query URL, signed with SigV4 (service
+    ``aps``, botocore's credential chain -- the instance role on a host -- and the role it
+    assumes, ``role_arn``, as Grafana's data source does). Reads only."""
+
+    def __init__(self, timeout: float = FLEET_TIMEOUT) -> None:
+        self.timeout = timeout
+        self._signers: dict[tuple[str, str | None], Signer] = {}
+
+    def __call__(self, query_url: str, region: str, expr: str, role_arn: str | None) -> Queried:
+        key = (region, role_arn)
+        signer = self._signers.get(key) or self._signers.setdefault(
+            key, Signer(region, "aps", role_arn)
+        )
+        url = f"{query_url}?query={urllib.parse.quote(expr, safe='')}"
+        host = urllib.parse.urlsplit(url).netloc
+        try:
+            headers = signer.sign("GET", url, {"Host": host, "User-Agent": USER_AGENT}, b"")
+        except SigningError as e:
+            return Queried(None, str(e))
+        req = urllib.request.Request(url, headers=headers)  # noqa: S310 - the workspace's URL
+        try:
+            with no_proxy_opener().open(req, timeout=self.timeout) as resp:
+                doc = json.loads(resp.read(1024 * 1024))
+        except urllib.error.HTTPError as e:
+            detail = e.read(300).decode("utf-8", "replace").strip()
+            return Queried(None, f"HTTP {e.code}: {detail}", denied=e.code == 403)
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            return Queried(None, str(e) or type(e).__name__)
+        return _single_value(doc)
+
+
+def _single_value(doc: Any) -> Queried:
+    """The value of a vector query's one sample; an empty vector is 0."""
+    try:
+        result = doc["data"]["result"]
+        if not result:
+            return Queried(0.0)
+        return Queried(float(result[0]["value"][1]))
+    except (KeyError, IndexError, TypeError, ValueError):
+        return Queried(None, "the answer is not a Prometheus vector")

@@ -7,7 +7,7 @@ price cache and the applied estimate, through the writers it is handed), report 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,6 +15,7 @@ from ampd.core import SideResult
 from ampd.engine.facts import Facts
 from ampd.gateways.files import FileWriter
 from ampd.gateways.store import Store, StoredState
+from ampd.ingest.fleet import FleetCounter
 from ampd.ingest.observe import Observer
 from ampd.ingest.plan import IngestPlan, IngestSeen, plan_ingest
 from ampd.ingest.report import ingest_document, over_budget
@@ -38,21 +39,28 @@ class IngestDone:
 
 
 class IngestSide:
-    """``fleet_size``: ``ampd plan --fleet-size N`` (over ``cost.fleet_size``, else 1)."""
+    """``fleet_size``: ``ampd plan --fleet-size N`` (over ``cost.fleet_size``, over what
+    the fleet's metrics say: ``ampd.ingest.fleet``; else 1, and the plan says so)."""
 
     name = "ingest"
 
-    def __init__(self, observer: Observer, *, fleet_size: int | None = None) -> None:
+    def __init__(
+        self,
+        observer: Observer,
+        *,
+        fleet_size: int | None = None,
+        fleet: FleetCounter | None = None,
+    ) -> None:
         self.observer = observer
         self.fleet_size = fleet_size
+        self.fleet = fleet if fleet is not None else FleetCounter()
 
     def observe(self, spec: StateSpec, facts: Facts) -> IngestSeen:
-        cost_fleet = spec.cost.fleet_size if spec.cost is not None else None
-        if self.fleet_size is not None:
-            return self.observer.observe(spec, facts, self.fleet_size, "--fleet-size")
-        if cost_fleet is not None:
-            return self.observer.observe(spec, facts, cost_fleet, "cost.fleet_size")
-        return self.observer.observe(spec, facts, 1, None)
+        fleet = self.fleet.size(spec, facts, self.fleet_size)
+        seen = self.observer.observe(spec, facts, fleet.size, fleet.source)
+        if fleet.note is None:
+            return seen
+        return replace(seen, notes=(*seen.notes, fleet.note))
 
     def plan(self, spec: StateSpec, facts: Facts, seen: IngestSeen) -> IngestPlan:
         return plan_ingest(spec, seen)
