@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import (
     AfterValidator,
@@ -12,6 +12,7 @@ from pydantic import (
     model_validator,
 )
 
+from ampd.spec.prometheus import InstanceLabel
 from ampd.spec.types import (
     Alias,
     Arn,
@@ -53,15 +54,48 @@ def _out_of_order(text: str) -> str:
     return _whole_seconds(text)
 
 
+# Instance labels differ from host to host, and a workspace has one configuration: hosts
+# deriving limits from them would each write their own set over the others'.
+PER_HOST_LABELS = frozenset(get_args(InstanceLabel))
+
+
 class LabelSetLimitSpec(Strict):
     """``UpdateWorkspaceConfiguration.limitsPerLabelSet``: at most ``max_series`` active
     series carry these labels; ``max_series: 0`` enforces nothing but makes AMP publish
-    the label set's usage to CloudWatch (a free meter)."""
+    the label set's usage to CloudWatch (a free meter).
 
-    labels: Annotated[
-        dict[LabelName, Annotated[str, StringConstraints(min_length=1)]], Field(min_length=1)
-    ]
+    The label set is written out (``labels``), or derived from the labels the stack puts
+    on everything it ships (``derive``: names of ``prometheus.external_labels``, whose
+    values make the set): ``{derive: [cluster]}`` meters this stack's ``cluster`` and
+    follows it when its value is edited. Labels that differ per host (the instance
+    labels) cannot be derived: the workspace has one configuration for the fleet."""
+
+    labels: (
+        Annotated[
+            dict[LabelName, Annotated[str, StringConstraints(min_length=1)]],
+            Field(min_length=1),
+        ]
+        | None
+    ) = None
+    derive: Annotated[list[LabelName], Field(min_length=1)] | None = None
     max_series: Annotated[int, Field(ge=0)] = 0
+
+    @model_validator(mode="after")
+    def _one_way(self) -> LabelSetLimitSpec:
+        if (self.labels is None) == (self.derive is None):
+            raise ValueError("a label set limit takes labels (written out) or derive, not both")
+        derive = self.derive or []
+        dupes = sorted({n for n in derive if derive.count(n) > 1})
+        if dupes:
+            raise ValueError(f"derive names each label once; repeated: {', '.join(dupes)}")
+        per_host = sorted(PER_HOST_LABELS.intersection(derive))
+        if per_host:
+            raise ValueError(
+                f"derive: {', '.join(per_host)} differs per host, and the workspace has one "
+                "configuration for the whole fleet (each host would write its own set over "
+                "the others'); derive from prometheus.external_labels shared by the fleet"
+            )
+        return self
 
 
 # botocore's amp model's pattern of a query log destination's log group (held to the
@@ -143,7 +177,12 @@ class WorkspaceSpec(Strict):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"rule group names must be unique; repeated: {', '.join(dupes)}")
-        sets = [tuple(sorted(limit.labels.items())) for limit in self.label_set_limits]
+        sets = [
+            tuple(sorted(limit.labels.items()))
+            if limit.labels is not None
+            else ("derive", *sorted(limit.derive or []))
+            for limit in self.label_set_limits
+        ]
         if len(set(sets)) != len(sets):
             raise ValueError("label_set_limits: each label set may be listed once")
         for key in self.tags:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from ampd.errors import PermanentError
 from ampd.spec.models import StateSpec
 from ampd.spec.types import duration_seconds
 
 __all__ = [
     "configuration_fields",
+    "label_set_limits",
     "query_logging_fields",
     "resource_policy_document",
 ]
@@ -33,10 +35,38 @@ def configuration_fields(spec: StateSpec) -> dict[str, Any]:
     if ws.rule_query_offset is not None:
         out["rule_query_offset_seconds"] = int(duration_seconds(ws.rule_query_offset))
     if "label_set_limits" in ws.model_fields_set:
-        out["label_set_limits"] = [
-            {"labels": dict(limit.labels), "max_series": limit.max_series}
-            for limit in ws.label_set_limits
-        ]
+        out["label_set_limits"] = label_set_limits(spec)
+    return out
+
+
+def label_set_limits(spec: StateSpec) -> list[dict[str, Any]]:
+    """The limits as AMP takes them: a derived label set is the stack's own external
+    labels of those names, with this state's values. A name the stack does not put on
+    what it ships is an error (PermanentError: nothing is sent until the state changes),
+    never a set made up."""
+    ws = spec.workspace
+    if ws is None:
+        return []
+    shipped = spec.prometheus.external_labels if spec.prometheus is not None else {}
+    out: list[dict[str, Any]] = []
+    for i, limit in enumerate(ws.label_set_limits):
+        if limit.labels is not None:
+            labels = dict(limit.labels)
+        else:
+            names = limit.derive or []
+            missing = [n for n in names if n not in shipped]
+            if missing:
+                raise PermanentError(
+                    f"workspace.label_set_limits[{i}].derive: {', '.join(missing)} is not in "
+                    "prometheus.external_labels: no label set to derive"
+                )
+            labels = {n: shipped[n] for n in names}
+        if any(o["labels"] == labels for o in out):
+            raise PermanentError(
+                f"workspace.label_set_limits[{i}]: derives {labels}, a label set listed "
+                "before it (AMP takes each label set once)"
+            )
+        out.append({"labels": labels, "max_series": limit.max_series})
     return out
 
 
