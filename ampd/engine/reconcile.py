@@ -240,6 +240,7 @@ class Reconciler(Generic[W]):
             spec_generation=self.generation,
             spec_sha256=self.loaded.sha256 if self.loaded else None,
             spec_version=self.source.version() if self.loaded else None,
+            spec_last_look=self.source.last_look(),
             spec_error=self.spec_error,
             workspace=(
                 {

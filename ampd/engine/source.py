@@ -48,6 +48,11 @@ class SpecSource(Protocol):
 
     def conditions(self) -> Sequence[Condition]: ...
 
+    def last_look(self) -> float | None:
+        """When a remote source was last looked at (epoch seconds, whatever was found);
+        None for a file (it is watched) or before the first look."""
+        ...
+
     def version(self) -> str | None:
         """The version of the good spec in force: an SSM Version, an S3 ETag, an AppConfig
         VersionLabel (else ``sha256:`` and 12 hex digits of it), a file's ``sha256:...``;

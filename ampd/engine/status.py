@@ -90,6 +90,7 @@ class PassSummary:
     ingest: Mapping[str, Any] | None = None
     # the version of the state in force, as its source names it (SpecSource.version)
     spec_version: str | None = None
+    spec_last_look: float | None = None  # a remote source's last look (SpecSource.last_look)
 
     @property
     def applied(self) -> int:
@@ -145,6 +146,7 @@ def status_document(summary: PassSummary, *, pid: int, now: float) -> dict[str, 
             "generation": summary.spec_generation,
             "sha256": summary.spec_sha256,
             "version": summary.spec_version,
+            "last_look": iso(summary.spec_last_look) if summary.spec_last_look else None,
             "valid": summary.spec_error is None,
             "error": summary.spec_error,
         },

@@ -15,8 +15,10 @@ back), so this host runs what its deployment gave it.
 - **The version** is the hosted configuration version's ``VersionLabel`` when it has one,
   else ``sha256:`` and the first 12 hex digits of the content (the Data API does not say the
   version number).
-- A used or expired token (BadRequestException) starts a new session at once; a failed call
-  drops the token (it may have been used), so the next look starts a new session.
+- A used, expired or corrupted token (BadRequestException) starts a new session at once; a
+  poll the server finds too early (``PollIntervalNotSatisfied``) keeps its token and is made
+  again a little later; any other failed call drops the token (it may have been used), so
+  the next look starts a new session.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ __all__ = ["MIN_POLL", "Answer", "AppConfigSessions", "version_of"]
 MIN_POLL = 15  # AppConfig's RequiredMinimumPollIntervalInSeconds: 15 .. 86400
 MAX_POLL = 86400
 DEFAULT_NEXT_POLL = 60.0  # AppConfig's answer when a session asked for nothing
+TOO_EARLY_WAIT = 5.0  # a poll AppConfig found too early (clocks apart): tried again after
 
 
 def version_of(label: str | None, data: bytes) -> str:
@@ -115,8 +118,11 @@ class AppConfigSessions:
             try:
                 resp = client.get_latest_configuration(ConfigurationToken=s.token)
             except Exception as e:
-                if attempt == 0 and _bad_token(e):
-                    s.token = None  # used or expired: a new session, once
+                if _problem(e) == "PollIntervalNotSatisfied" and s.data is not None:
+                    s.not_before = self._clock() + TOO_EARLY_WAIT  # the token stays good
+                    return self._answer(s, known)
+                if attempt == 0 and _problem(e) is not None:
+                    s.token = None  # used, expired or corrupted: a new session, once
                     continue
                 raise
             return self._took(s, resp, known)
@@ -159,8 +165,14 @@ class AppConfigSessions:
         return Answer(s.version, None if known == s.version else s.data)
 
 
-def _bad_token(e: Exception) -> bool:
+def _problem(e: Exception) -> str | None:
+    """A BadRequestException's problem with the token (``Expired``, ``Corrupted``,
+    ``PollIntervalNotSatisfied``; ``""`` when it names none); None for any other error."""
     response = getattr(e, "response", None)
-    if not isinstance(response, dict):
-        return False
-    return bool(response.get("Error", {}).get("Code") == "BadRequestException")
+    if not isinstance(response, dict) or response.get("Error", {}).get("Code") != (
+        "BadRequestException"
+    ):
+        return None
+    details = response.get("Details") or {}
+    token = (details.get("InvalidParameters") or {}).get("ConfigurationToken") or {}
+    return str(token.get("Problem") or "")

@@ -189,6 +189,7 @@ class SourceFetcher:
         session: Any = None,
         imds_region: Callable[[], str | None] = imds.region,
         sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._region = region
         self._session = session
@@ -199,7 +200,7 @@ class SourceFetcher:
         self._calls = 0
         self.region: str | None = None  # the region the clients were made for
         self.appconfig = AppConfigSessions(
-            lambda: self._client("appconfigdata"), max_bytes=MAX_BYTES
+            lambda: self._client("appconfigdata"), max_bytes=MAX_BYTES, clock=clock
         )
 
     @property

@@ -69,6 +69,9 @@ class FileSource:
     def conditions(self) -> Sequence[Condition]:
         return ()
 
+    def last_look(self) -> float | None:
+        return None
+
     def version(self) -> str | None:
         good = self._good
         return None if good is None else "sha256:" + good.sha256[:12]

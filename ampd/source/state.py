@@ -105,6 +105,7 @@ class StateSource:
         self._pushed: tuple[Good, dict[str, bytes | None]] | None = None
         self._due = 0.0  # clock value; 0: poll at first use
         self._polls = 0
+        self._looked_at: float | None = None  # wall clock of the last look
         self._failures = 0  # looks in a row that could not read the source
         self._lock = threading.RLock()
         self.transitions: dict[str, float] = {}
@@ -190,6 +191,9 @@ class StateSource:
             )
         )
 
+    def last_look(self) -> float | None:
+        return self._looked_at
+
     def version(self) -> str | None:
         good = self._good
         return None if good is None else bare_version(good.state.version)
@@ -213,6 +217,7 @@ class StateSource:
         """Look once. True when a new good version became current."""
         with self._lock:
             self._polls += 1
+            self._looked_at = self._now()
             try:
                 return self._poll()
             except SourceError as e:
@@ -237,8 +242,8 @@ class StateSource:
         return paced.wait_before([self.ref, *self._seen_files]) if paced is not None else 0.0
 
     def _poll(self) -> bool:
-        if isinstance(self._fetcher, Paced):
-            self._fetcher.pace(self.interval())
+        if isinstance(self._fetcher, Paced) and self._good is not None:
+            self._fetcher.pace(self.interval())  # the state's own interval, once known
         refs = [self.ref, *self._seen_files]
         known = {r: self._seen[r].version for r in refs if r in self._seen}
         got = self._fetcher.fetch(refs, known)

@@ -47,6 +47,7 @@ class AmpdProcess:
         self.runtime_dir = tmp / "run"
         self.log_path = tmp / "ampd.log"
         self.extra_env = env or {}
+        self.wrap: list[str] = []  # a command line it runs under (nsenter into a namespace)
         self.proc: subprocess.Popen[bytes] | None = None
         self.state_file.parent.mkdir(parents=True, exist_ok=True)
 
@@ -84,6 +85,7 @@ class AmpdProcess:
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(
             [
+                *self.wrap,
                 str(Path(sys.executable).parent / "ampd"),
                 "--log-format",
                 "json",

@@ -82,25 +82,31 @@ def _ip(*args: str, netns_pid: int | None = None) -> None:
 class VethLink:
     tag: str  # short and unique to this run: interface names are at most 15 characters
     index: int
+    subnet: str = "10.231.0"  # the hub is .1, box i is .(10 + i); another test, another subnet
+    prefix: str = "f"  # in the interface names, per kind of test
+
+    @property
+    def hub(self) -> str:
+        return f"{self.subnet}.1"
 
     @property
     def host_name(self) -> str:
-        return f"vhf{self.tag}{self.index}"
+        return f"vh{self.prefix}{self.tag}{self.index}"
 
     @property
     def box_name(self) -> str:
-        return f"vbf{self.tag}{self.index}"
+        return f"vb{self.prefix}{self.tag}{self.index}"
 
     @property
     def address(self) -> str:
-        return f"10.231.0.{10 + self.index}"
+        return f"{self.subnet}.{10 + self.index}"
 
     def create(self) -> VethLink:
         _ip("link", "add", self.host_name, "type", "veth", "peer", "name", self.box_name)
         try:
-            _ip("addr", "add", f"{HUB}/32", "dev", self.host_name)
+            _ip("addr", "add", f"{self.hub}/32", "dev", self.host_name)
             _ip("link", "set", self.host_name, "up")
-            _ip("route", "add", f"{self.address}/32", "dev", self.host_name, "src", HUB)
+            _ip("route", "add", f"{self.address}/32", "dev", self.host_name, "src", self.hub)
         except BaseException:
             self.close()
             raise
@@ -112,7 +118,8 @@ class VethLink:
         _ip("link", "set", self.box_name, "name", "eth0", netns_pid=pid)
         _ip("addr", "add", f"{self.address}/32", "dev", "eth0", netns_pid=pid)
         _ip("link", "set", "eth0", "up", netns_pid=pid)
-        _ip("route", "add", f"{HUB}/32", "dev", "eth0", "src", self.address, netns_pid=pid)
+        _ip("link", "set", "lo", "up", netns_pid=pid)
+        _ip("route", "add", f"{self.hub}/32", "dev", "eth0", "src", self.address, netns_pid=pid)
 
     def close(self) -> None:
         subprocess.run(
@@ -151,13 +158,14 @@ class _ByAddress(_Handler):
 
 @dataclass
 class ImdsByAddress:
-    """One IMDSv2 endpoint on ``HUB``; each box's requests answered by its own server."""
+    """One IMDSv2 endpoint on ``hub``; each box's requests answered by its own server."""
 
     by_address: dict[str, ImdsServer] = field(default_factory=dict)
     _server: ThreadingHTTPServer | None = None
+    hub: str = HUB
 
     def start(self) -> ImdsByAddress:
-        server = ThreadingHTTPServer((HUB, 0), _ByAddress)
+        server = ThreadingHTTPServer((self.hub, 0), _ByAddress)
         server.daemon_threads = True
         server.by_address = self.by_address  # type: ignore[attr-defined]
         self._server = server
@@ -167,7 +175,7 @@ class ImdsByAddress:
     @property
     def endpoint(self) -> str:
         assert self._server is not None
-        return f"http://{HUB}:{self._server.server_address[1]}"
+        return f"http://{self.hub}:{self._server.server_address[1]}"
 
     def stop(self) -> None:
         if self._server is not None:

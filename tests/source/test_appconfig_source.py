@@ -131,10 +131,13 @@ class FakeData:
         return out
 
 
-def _client_error(code: str, status: int) -> ClientError:
+def _client_error(code: str, status: int, problem: str = "Expired") -> ClientError:
+    """As botocore parses AppConfig's: the modelled Reason and Details beside Error."""
     response: Any = {
         "Error": {"Code": code, "Message": code},
         "ResponseMetadata": {"HTTPStatusCode": status},
+        "Reason": "InvalidParameters",
+        "Details": {"InvalidParameters": {"ConfigurationToken": {"Problem": problem}}},
     }
     return ClientError(response, "GetLatestConfiguration")
 
@@ -218,6 +221,22 @@ def test_a_used_or_expired_token_starts_a_new_session_at_once() -> None:
     got = s.look(ref, "v1")
     assert got.error is None and (got.version, got.data) == ("v1", None)
     assert data.calls == ["start", "get", "get", "start", "get"]
+
+
+def test_a_poll_the_server_finds_too_early_keeps_its_token_and_is_made_again_later() -> None:
+    data, clock = FakeData(), FakeClock()
+    s = sessions(data, clock)
+    ref = parse_ref(REF)
+    s.look(ref, None)
+    clock.advance(MIN_POLL)
+    data.fail_next = _client_error("BadRequestException", 400, "PollIntervalNotSatisfied")
+    got = s.look(ref, "v1")
+    assert got.error is None and (got.version, got.data) == ("v1", None)
+    assert data.calls == ["start", "get", "get"]  # no new session
+    assert s.wait_before(ref) > 0
+    clock.advance(s.wait_before(ref))
+    assert s.look(ref, "v1").error is None and data.calls[-1] == "get"
+    assert data.calls.count("start") == 1
 
 
 def test_a_failed_call_is_handed_back_and_the_next_look_starts_a_new_session() -> None:
