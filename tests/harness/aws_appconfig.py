@@ -202,6 +202,48 @@ class AppConfig:
         with self._lock:
             return list(self._s.early)
 
+    def ids_of(
+        self, region: str, operation: str, params: Mapping[str, Any]
+    ) -> tuple[str, str, str] | None:
+        """(application, environment, profile) ids a Data API request is about (as IAM
+        authorizes it), from its identifiers (names or ids) or its token; None: unknown."""
+        with self._lock:
+            if operation == "GetLatestConfiguration":
+                token = str((params.get("query") or {}).get("configuration_token", ""))
+                found = self._s.tokens.get(token)
+                session = self._s.sessions.get(found[0]) if found is not None else None
+                if session is None:
+                    return None
+                return session.app_id, session.env_id, session.profile_id
+            if operation != "StartConfigurationSession":
+                return None
+            app_ident = str(params.get("ApplicationIdentifier", ""))
+            app = next(
+                (
+                    a
+                    for a in moto_backend(region).applications.values()
+                    if app_ident in (a.id, a.name)
+                ),
+                None,
+            )
+            if app is None:
+                return None
+            env_ident = str(params.get("EnvironmentIdentifier", ""))
+            env = next(
+                (
+                    e
+                    for e in self._s.environments.values()
+                    if (e.region, e.app_id) == (region, app.id) and env_ident in (e.id, e.name)
+                ),
+                None,
+            )
+            profile_ident = str(params.get("ConfigurationProfileIdentifier", ""))
+            profiles = moto_backend(region).applications[app.id].config_profiles.values()
+            profile = next((p for p in profiles if profile_ident in (p.id, p.name)), None)
+            if env is None or profile is None:
+                return None
+            return str(app.id), env.id, str(profile.id)
+
     def alarm_state(self, alarm_arn: str) -> str:
         with self._lock:
             return self._s.alarms.get(alarm_arn, "OK")

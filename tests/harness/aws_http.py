@@ -219,6 +219,9 @@ class Handler(AmpRoutes, AppConfigRoutes, BaseHTTPRequestHandler):
         if service == "iam":
             with contextlib.suppress(Exception):  # best effort: never fail the request
                 params["_context"] = self.emulator.iam_context(region, params)
+        if service == "appconfigdata":  # IAM authorizes it on the profile's ids
+            with contextlib.suppress(Exception):
+                params["_ids"] = self.emulator.appconfig.ids_of(region, operation, params)
         self._unrecorded = (service, operation, parsed.path, region, params)
         self._unchecked = False
         try:

@@ -13,6 +13,8 @@ HeadObject is authorized as ``s3:GetObject``. ``sts:GetCallerIdentity`` needs no
 The workspace's configuration, its logging and query logging configurations and its
 resource policy are authorized on the workspace's ARN; the Price List
 (``pricing:GetProducts``) has no resource-level permissions: ``*``.
+AppConfig's Data API (StartConfigurationSession, GetLatestConfiguration) is authorized on
+the configuration profile's ARN, by ids, whatever names the request used.
 The data plane (remote write, queries) is mapped from the paths the AMP stand-in saw.
 """
 
@@ -218,6 +220,19 @@ def authorizations(rec: Recorded) -> list[Request]:
             )
             for n in names
         ]
+    if rec.service == "appconfigdata" and rec.operation in (
+        "StartConfigurationSession",
+        "GetLatestConfiguration",
+    ):  # the configuration profile, by ids (the emulator records them: "_ids")
+        ids = rec.params.get("_ids")
+        if not ids:
+            raise UnknownCall(f"appconfigdata:{rec.operation}: the profile it reads is unknown")
+        app, env, profile = ids
+        arn = (
+            f"arn:{part}:appconfig:{rec.region}:{ACCOUNT_ID}:application/{app}"
+            f"/environment/{env}/configuration/{profile}"
+        )
+        return [Request(f"appconfig:{rec.operation}", arn)]
     if rec.service == "pricing" and rec.operation == "GetProducts":
         return [Request("pricing:GetProducts", "*")]  # no resource-level permissions
     if rec.service == "s3" and rec.operation in ("GetObject", "HeadObject"):
