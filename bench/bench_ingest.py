@@ -65,6 +65,7 @@ class Estimate:
     jobs: dict[str, float | None]
     series: dict[str, int | None]
     unreadable: dict[str, list[str]]
+    modeled: dict[str, list[str]] = field(default_factory=dict)  # estimated without a scrape
 
 
 @dataclass
@@ -101,14 +102,17 @@ def read_estimate(stack: Stack) -> Estimate:
     jobs: dict[str, float | None] = {}
     series: dict[str, int | None] = {}
     unreadable: dict[str, list[str]] = {}
+    modeled: dict[str, list[str]] = {}
     for j in ingest.get("jobs", []):
         fig = j.get("after")
         jobs[j["job"]] = None if fig is None else float(fig["samples_per_second"])
         series[j["job"]] = None if fig is None else int(fig["series"])
         if j.get("unreadable"):
             unreadable[j["job"]] = [str(u) for u in j["unreadable"]]
+        if j.get("estimated_without_scrape"):
+            modeled[j["job"]] = [str(u) for u in j["estimated_without_scrape"]]
     total = None if after is None else float(after["samples_per_second"])
-    return Estimate(total, jobs, series, unreadable)
+    return Estimate(total, jobs, series, unreadable, modeled)
 
 
 def own_metrics(listen: str) -> dict[str, float]:
@@ -260,7 +264,12 @@ def render(cases: list[Case], args: argparse.Namespace) -> str:
         for job, why in c.before.unreadable.items():
             notes.append(
                 f"- {c.name}: before the first start, job {job} unreadable (its process "
-                f"is not running yet, so it counts 0, named): {'; '.join(why)}"
+                f"is not running yet, and no model: it counts 0, named): {'; '.join(why)}"
+            )
+        for job, where in c.before.modeled.items():
+            notes.append(
+                f"- {c.name}: before the first start, job {job} estimated without a "
+                f"scrape (its process is not running yet; a model): {'; '.join(where)}"
             )
         bad = {k: v for k, v in c.trouble.items() if v}
         if bad:
@@ -276,7 +285,9 @@ def render(cases: list[Case], args: argparse.Namespace) -> str:
             "the running host (what a plan says before an edit is applied; the jobs ampd "
             "adds are read from the processes that serve them); the last column is the "
             "plan before the first start, when those processes do not run yet and their "
-            "jobs count 0, named as unreadable. The real `ampd run` (agent-mode "
+            "jobs are estimated without a scrape, from a model (Prometheus' own series "
+            "per Debian release, ampd's registry), and named as such. The real `ampd run` "
+            "(agent-mode "
             "Prometheus, signing proxy, SigV4-verifying data plane, receiving Prometheus): "
             f"after the first samples arrive and {args.settle:.0f} s more, a window of "
             f"{args.window:.0f} s (whole scrape intervals of every job). Measured: the rate "

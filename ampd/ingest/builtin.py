@@ -2,18 +2,20 @@
 be scraped and when they cannot.
 
 A dry scrape of a process that has just started counts low: Prometheus' own series grow
-with its first scrapes and remote-write sends (Debian's 2.42 in agent mode: 179 series
-3 s after a start, 234 once settled), ampd's with its first pass (a status gauge per
-resource). So a count is kept only from a process that has settled, and only while that
+with its first scrapes, remote-write sends and requests (Debian's 2.42 in agent mode:
+179 series 3 s after a start, 283 once settled), ampd's with its first pass (a status
+gauge per resource). So a count is kept only from a process that has settled, and only while that
 process is the same one.
 
 Before either runs (the first ``ampd plan`` on a fresh host) nothing can be scraped; the
 estimate then comes from a model, and says so:
 
-- Prometheus: measured from Debian's packages in agent mode, rendered as ampd renders it
-  (its own job, the state's jobs, one remote-write queue), after it settled. A job adds
-  the same series whatever its number of targets (the scrape pool's), a remote-write
-  queue its own. Per release (``bench/bench_ingest.py --builtin`` measures them again).
+- Prometheus: measured from Debian's packages in agent mode, configured as ampd renders
+  it (its own job, the state's jobs, one remote-write queue to an endpoint that accepts),
+  asked what ampd asks of it (``/-/ready``, ``/api/v1/targets``, ``/metrics``: each
+  handler adds its own request series), after it settled. A job adds the same series
+  whatever its number of targets (the scrape pool's); a remote-write queue adds its own.
+  Per release; how it was measured is in docs/benchmarks.md (ingest section).
 - ampd: its registry (``ampd.daemon.metrics``): what exists before the first pass, a
   status gauge per resource and status value, and two ingest gauges per estimated job
   (held to the registry by ``tests/ingest/test_builtin_model.py``).
@@ -48,12 +50,12 @@ class PromModel:
     per_queue: int  # the remote-write queue's share of ``own``
 
 
-# Measured 2026-12 with Debian's binaries (agent mode, ampd's rendering, 2 s interval):
-# 2.42.0+ds-5+deb12u1 (bookworm) and 2.53.3+ds1-2 (trixie); 0, 1 and 3 extra jobs, one
-# and three targets, with and without remote_write.
+# Measured 2026-12-07 with Debian's binaries (agent mode, 2 s interval, 40 s, ampd's
+# probes every 2 s): 2.42.0+ds-5+deb12u1 (bookworm) and 2.53.3+ds1-2 (trixie); 0, 2 and
+# 4 extra jobs (and 1 or 3 targets a job: no difference), with and without remote_write.
 PROMETHEUS_MODELS: dict[tuple[int, int], PromModel] = {
-    (2, 42): PromModel(own=234, per_job=20, per_queue=57),
-    (2, 53): PromModel(own=425, per_job=21, per_queue=55),
+    (2, 42): PromModel(own=283, per_job=20, per_queue=58),
+    (2, 53): PromModel(own=472, per_job=21, per_queue=56),
 }
 
 # ampd.daemon.metrics after a pass: histogram (12 buckets, +Inf, count, sum, created),

@@ -66,10 +66,11 @@ class PromStub:
 
 @contextmanager
 def prom_stub() -> Iterator[PromStub]:
+    """A started stub, stopped and its socket closed on the way out."""
     stub = PromStub()
-    stub.thread.start()
-    try:
-        yield stub
-    finally:
-        stub.server.shutdown()
-        stub.server.server_close()
+    with stub.server:  # closes the listening socket last
+        stub.thread.start()
+        try:
+            yield stub
+        finally:
+            stub.server.shutdown()
