@@ -40,17 +40,17 @@ from ampd.gateways.statesource import (
     SourceRef,
     parse_ref,
 )
-from ampd.source.copies import CacheUnreadable, LocalCopies
+from ampd.source.copies import LocalCopies
 from ampd.source.docs import (
     Doc,
     Good,
     bare_version,
     combo_hash,
-    referenced_files,
     why,
 )
 from ampd.source.files import Fetcher, Paced, fetch_files, take
 from ampd.source.guard import held_back
+from ampd.source.outcomes import Outcomes, Validate
 from ampd.source.polling import DEFAULT_INTERVAL, next_wait
 from ampd.source.pushed import read_pushed_files
 from ampd.source.status import Held, LocalCopyFailed, SourceView, source_conditions
@@ -60,10 +60,7 @@ from ampd.spec.models import duration_seconds
 log = structlog.get_logger()
 
 
-Validate = Callable[[LoadedSpec], list[Problem]]
-
-
-class StateSource:
+class StateSource(Outcomes):
     """The spec from a remote document. ``poll``/``current`` may be called from different
     threads (a loop's timer and the pass): one look at a time."""
 
@@ -92,6 +89,7 @@ class StateSource:
         self._rng = rng or random.Random()  # noqa: S311 (jitter, not secrets)
         self._good: Good | None = None
         self._bad: dict[str, str] = {}  # hash of a bad state + its files -> first error
+        self._ran: list[str] = []
         self._seen: dict[SourceRef, Doc] = {}  # the newest version of each document
         self._seen_files: list[SourceRef] = []  # what the newest state names beside it
         self._error: SpecError | None = None  # the newest version's problems, if any
@@ -115,10 +113,6 @@ class StateSource:
     # -- the daemon's interface (ampd.engine.source.SpecSource) ---------------------------
 
     remote = True
-
-    @property
-    def name(self) -> str:
-        return str(self.ref)
 
     def __str__(self) -> str:
         return self.name
@@ -291,17 +285,21 @@ class StateSource:
             problems = self._validate(loaded)
         if problems:
             return self._reject(state, files, SpecError(problems))
-        reasons = self._destructive(loaded, state)
+        reasons = self._destructive(loaded, state, key)
         if reasons:
             return self._hold(state, reasons)
         self._accept(Good(loaded, Doc(state.ref, state.version, state.data), dict(files)))
         return True
 
-    def _destructive(self, loaded: LoadedSpec, state: Doc) -> list[str]:
-        """Why this valid version must not replace the one running (empty: it may)."""
+    def _destructive(self, loaded: LoadedSpec, state: Doc, key: str) -> list[str]:
+        """Why this valid version must not replace the one running (empty: it may). A
+        version this host ran before is never held: going back to it is a rollback (an
+        AppConfig alarm's, or an operator's revert), not a surprise."""
         good = self._good
         before = good.loaded.spec if good is not None else None
         reasons, how = held_back(before, loaded.spec, self._accepted(state.version))
+        if reasons and how is None and key in self._ran:
+            how = "rollback to a version this host ran"
         if how is None:
             return reasons
         log.warning(
@@ -312,111 +310,6 @@ class StateSource:
             by=how,
         )
         return []
-
-    # -- outcomes -----------------------------------------------------------------------
-
-    def _accept(self, good: Good) -> None:
-        first = self._good is None
-        self._good = good
-        self._set_error(None)
-        log.info(
-            "state_source.loaded",
-            source=self.name,
-            version=good.state.version,
-            sha256=good.loaded.sha256[:12],
-            first=first,
-        )
-        self._save_cache()
-
-    def _reject(self, state: Doc, files: Mapping[str, Doc], err: SpecError) -> bool:
-        self._bad[combo_hash(state, files)] = str(err).splitlines()[0]
-        self._set_error(err)
-        (log.error if self._copies.keeps_copy else log.debug)(
-            "state_source.invalid",
-            source=self.name,
-            version=state.version,
-            problems=[str(p) for p in err.problems],
-            running=self._good.state.version if self._good else None,
-        )
-        return False
-
-    def _hold(self, state: Doc, reasons: list[str]) -> bool:
-        self._held = Held(state.version, tuple(reasons))
-        self._set_error(None)
-        (log.error if self._copies.keeps_copy else log.debug)(
-            "state_source.held",
-            source=self.name,
-            version=state.version,
-            changes=reasons,
-            running=self._good.state.version if self._good else None,
-        )
-        return False
-
-    def _copy_failed(self, state: Doc, loaded: LoadedSpec, e: LocalCopyFailed) -> bool:
-        """Not this version's fault: reported like a bad version (the running one stays)
-        but looked at again, with backoff, until the copies can be written."""
-        loc = {raw: loc for loc, raw in referenced_files(loaded)}.get(e.raw)
-        problem = (
-            loaded.problem(loc, f"{e}; trying again")
-            if loc is not None
-            else Problem(self.name, 1, 1, "", f"{e}; trying again")
-        )
-        self._set_error(SpecError([problem]))
-        self._error_reason = "LocalCopyFailed"
-        self._local_failed = True
-        self._seen.pop(state.ref, None)  # the next look fetches and considers it again
-        (log.error if self._copies.keeps_copy else log.debug)(
-            "state_source.copy_failed", source=self.name, version=state.version, error=str(e)
-        )
-        return False
-
-    def _fetch_failed(self, e: SourceError) -> bool:
-        self._unreachable = e.reason if e.ref == self.ref else str(e)
-        if e.unreachable:
-            self._unreachable_reason = e.condition_reason or "Unreachable"
-            (log.warning if self._copies.keeps_copy else log.debug)(
-                "state_source.unreachable", source=self.name, error=str(e)
-            )
-            return False
-        self._unreachable_reason = "FetchFailed"  # missing, denied, too large
-        self._seen.pop(e.ref, None)  # a recreated parameter starts again at version 1
-        (log.error if self._copies.keeps_copy else log.debug)(
-            "state_source.failed", source=self.name, error=str(e)
-        )
-        return False
-
-    def _set_error(self, err: SpecError | None) -> None:
-        self._error = err
-
-    # -- the cache ----------------------------------------------------------------------
-
-    def _save_cache(self) -> None:
-        if self.cache_dir is None or self._good is None or not self._copies.keeps_copy:
-            return
-        try:
-            self._copies.save(self.name, self._good, self._now())
-        except (AmpdError, OSError) as e:
-            where = self.cache_dir
-            self._cache_problem = f"cannot write the last good copy under {where}: {why(e)}"
-            log.error("state_source.cache_failed", source=self.name, error=self._cache_problem)
-            return
-        self._cache_problem = None
-
-    def _load_cache(self) -> None:
-        try:
-            good = self._copies.load(self.ref, self.name)
-        except CacheUnreadable as e:
-            self._cache_problem = str(e)
-            log.error("state_source.cache_unreadable", source=self.name, error=str(e))
-            return
-        if good is None or self._validate(good.loaded):
-            return
-        self._good = good
-        state, files = good.state, good.files
-        self._seen = {state.ref: Doc(state.ref, state.version, state.data)}
-        self._seen.update({d.ref: Doc(d.ref, d.version, d.data) for d in files.values()})
-        self._seen_files = sorted({d.ref for d in files.values()})
-        log.info("state_source.cached", source=self.name, version=state.version)
 
 
 def _one(name: str, reason: str) -> SpecError:

@@ -221,3 +221,28 @@ def test_an_s3_version_is_accepted_by_its_etag_as_printed(
     h.accept(bare)  # as the operator copies it from the message
     assert look(h) is True
     assert jobs_of(h) is None
+
+
+def test_going_back_to_a_version_a_host_ran_is_a_rollback_not_held(
+    aws_emulator_env: AwsEnv, tmp_path: Path
+) -> None:
+    """An AppConfig alarm (or an operator's revert) takes the fleet back to the version
+    it ran: that is not the surprise the guard is for. A host that never ran it holds it."""
+    ssm = boto3.client("ssm")
+    grown = [*JOBS, "a", "b", "c", "d", "e", "f"]
+    publish(ssm, doc(JOBS))
+    old = host(tmp_path / "old", 0)
+    assert jobs_of(old) == JOBS
+    publish(ssm, doc(grown))
+    assert look(old) is True and jobs_of(old) == grown
+    new = host(tmp_path / "new", 1)  # booted while the grown version was out
+    assert jobs_of(new) == grown
+
+    publish(ssm, doc(JOBS))  # six of ten jobs gone: destructive, unless it is a rollback
+    assert look(old) is True and jobs_of(old) == JOBS
+    assert condition(old, "StateSourceHeld").status == ConditionStatus.FALSE
+    assert look(new) is False and jobs_of(new) == grown
+    held = condition(new, "StateSourceHeld")
+    assert held.status == ConditionStatus.TRUE and "drops 6 of 10 scrape jobs" in held.message, (
+        held.message
+    )
