@@ -16,24 +16,10 @@ from tests.harness.appconfig_world import (
     LINEAR50,
     Host,
     World,
-    deploy_first,
     error_of,
-    make_world,
     settle,
 )
-from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.model_check import check_response
-
-
-@pytest.fixture
-def world(aws_emulator: AwsEmulator) -> World:
-    return make_world(aws_emulator)
-
-
-@pytest.fixture
-def deployed(world: World) -> World:
-    return deploy_first(world)
-
 
 # -- control plane ----------------------------------------------------------------------
 

@@ -17,26 +17,12 @@ from tests.harness.appconfig_world import (
     LINEAR50,
     Host,
     World,
-    deploy_first,
     error_of,
-    make_world,
     poll_all,
     settle,
     start_hosts,
 )
-from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.wait import wait_for
-
-
-@pytest.fixture
-def world(aws_emulator: AwsEmulator) -> World:
-    return make_world(aws_emulator)
-
-
-@pytest.fixture
-def deployed(world: World) -> World:
-    return deploy_first(world)
-
 
 # -- deployments --------------------------------------------------------------------------
 

@@ -145,3 +145,20 @@ def poll_all(w: World, hosts: list[Host]) -> list[int]:
     for h in hosts:
         h.poll()
     return [h.seen["replicas"] if h.seen else 0 for h in hosts]
+
+
+def make_strategy(
+    ac: Any, name: str, growth: float = 100.0, minutes: int = 0, bake: int = 0
+) -> str:
+    """A linear deployment strategy of one's own (``growth`` % a step over ``minutes``,
+    then ``bake`` minutes of bake time); the default deploys at once, with no bake."""
+    return str(
+        ac.create_deployment_strategy(
+            Name=name,
+            DeploymentDurationInMinutes=minutes,
+            GrowthType="LINEAR",
+            GrowthFactor=growth,
+            FinalBakeTimeInMinutes=bake,
+            ReplicateTo="NONE",
+        )["Id"]
+    )

@@ -29,6 +29,7 @@ from ampd.gateways.files import FileWriter
 from ampd.gateways.statesource import SourceFetcher
 from ampd.source.specfile import file_problems
 from ampd.source.state import StateSource
+from tests.harness.appconfig_world import make_strategy
 from tests.harness.aws_emulator import ACCOUNT_ID, AwsEmulator
 from tests.harness.clock import FakeClock
 from tests.harness.fixtures_aws import REGION, AwsEnv
@@ -93,15 +94,7 @@ def world(aws_emulator: AwsEmulator, aws_emulator_env: AwsEnv) -> Iterator[World
     ac = aws_emulator.client("appconfig", REGION)
     app = ac.create_application(Name="fleet")["Id"]
     env = ac.create_environment(ApplicationId=app, Name="prod")["Id"]
-    strategy = ac.create_deployment_strategy(
-        Name="now",
-        DeploymentDurationInMinutes=0,
-        GrowthType="LINEAR",
-        GrowthFactor=100,
-        FinalBakeTimeInMinutes=0,
-        ReplicateTo="NONE",
-    )["Id"]
-    yield World(aws_emulator, ac, app, env, {}, strategy)
+    yield World(aws_emulator, ac, app, env, {}, make_strategy(ac, "now"))
     assert aws_emulator.appconfig.early_polls() == [], "a poll before the server's interval"
 
 

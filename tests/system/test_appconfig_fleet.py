@@ -38,6 +38,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from ampd.spec.appconfig_schema import appconfig_schema_json
+from tests.harness.appconfig_world import make_strategy
 from tests.harness.aws_emulator import AwsEmulator
 from tests.harness.dataplane import DataPlane
 from tests.harness.fixtures_local import AmpdProcess
@@ -243,22 +244,8 @@ def fleet(tmp_path: Path) -> Iterator[Fleet]:
             LocationUri="hosted",
             Validators=[{"Type": "JSON_SCHEMA", "Content": appconfig_schema_json()}],
         )["Id"]
-        linear = appconfig.create_deployment_strategy(
-            Name="linear-50",
-            DeploymentDurationInMinutes=2,
-            GrowthType="LINEAR",
-            GrowthFactor=50,
-            FinalBakeTimeInMinutes=10,
-            ReplicateTo="NONE",
-        )["Id"]
-        at_once = appconfig.create_deployment_strategy(
-            Name="at-once",
-            DeploymentDurationInMinutes=0,
-            GrowthType="LINEAR",
-            GrowthFactor=100,
-            FinalBakeTimeInMinutes=0,
-            ReplicateTo="NONE",
-        )["Id"]
+        linear = make_strategy(appconfig, "linear-50", growth=50, minutes=2, bake=10)
+        at_once = make_strategy(appconfig, "at-once")
         f = Fleet(
             em,
             receiver,
