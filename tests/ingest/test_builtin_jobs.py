@@ -5,6 +5,8 @@ estimated from a model and the plan says so. ampd's model is held to its registr
 
 from __future__ import annotations
 
+import os
+import socket
 from pathlib import Path
 
 from prometheus_client.exposition import generate_latest
@@ -15,7 +17,7 @@ from ampd.engine.facts import Facts
 from ampd.gateways.store import StoreView
 from ampd.ingest.builtin import PROMETHEUS_MODELS, ampd_model, prometheus_model
 from ampd.ingest.exposition import count_series
-from ampd.ingest.gateway import Fetched
+from ampd.ingest.gateway import Fetched, listener_inode
 from ampd.ingest.model import Measured
 from ampd.ingest.observe import Observer
 from ampd.ingest.plan import IngestSeen, estimate, plan_ingest
@@ -164,3 +166,24 @@ def test_ampds_model_is_its_registry_after_a_pass() -> None:
         m.observe(pass_summary(statuses=statuses, ingest=doc), 1.0, [])
         counted = count_series(generate_latest(m.registry).decode())
         assert counted == ampd_model(resources, len(plan.estimate.jobs))[0], (resources, jobs)
+
+
+def test_a_restarted_listener_is_another_socket() -> None:
+    """The identity the kept count is held to: the listening socket's inode, which a
+    process that restarts on the same port does not keep."""
+    first = socket.create_server(("127.0.0.1", 0))
+    port = first.getsockname()[1]
+    listen = f"127.0.0.1:{port}"
+    try:
+        before = listener_inode(listen)
+        assert before is not None
+        assert before == os.fstat(first.fileno()).st_ino
+    finally:
+        first.close()
+    assert listener_inode(listen) is None  # nothing listens: no identity
+    again = socket.create_server(("127.0.0.1", port))
+    try:
+        after = listener_inode(listen)
+        assert after is not None and after != before
+    finally:
+        again.close()
