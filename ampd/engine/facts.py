@@ -34,9 +34,10 @@ class ReadAnswer:
 class PassReads(Protocol):
     """The loopback reads a pass shares (``ampd.engine.factfinder.OwnedReads``): each
     (url, owner) is read at most once per pass, and only from a server run by ``owner``.
-    Prometheus' own /metrics is the one both sides read: the local side for the
-    remote-write evidence and the reload state, the ingest side for its measured rate,
-    its active series and its own job's series."""
+    Prometheus' own /metrics is the page both sides read: the local side for the
+    remote-write evidence and the reload state (``ampd.local.observe.seen.observe_side``
+    takes these reads), the ingest side for its measured rate, its active series and its
+    own job's series."""
 
     def get(self, url: str, owner: int) -> ReadAnswer: ...
 

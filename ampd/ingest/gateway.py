@@ -86,7 +86,8 @@ _READS: ContextVar[PassReads | None] = ContextVar("ampd_ingest_reads", default=N
 @contextlib.contextmanager
 def shared_reads(reads: PassReads | None) -> Iterator[None]:
     """Within this block, :func:`owned_metrics` reads through ``reads`` (the pass's
-    ``Facts.reads``): a /metrics page the local side read this pass is not read again.
+    ``Facts.reads``): a /metrics page already read this pass, by any reader handed the
+    same reads, is not read again.
     Scoped: nothing outside the block sees it."""
     token = _READS.set(reads)
     try:

@@ -114,7 +114,8 @@ class Observer:
         self, spec: StateSpec, facts: Facts, fleet_size: int, fleet_source: str | None = None
     ) -> IngestSeen:
         """``facts.reads``: the pass's shared reads, through which the owned readers read
-        (Prometheus' /metrics once a pass, whichever side asks first). ``fleet_source``:
+        (Prometheus' /metrics once a pass for the rate and the job, and not again when
+        another reader handed the same reads asked first). ``fleet_source``:
         where ``fleet_size`` comes from (None: not known)."""
         region = region_of(spec, facts)
         prices, fresh, notes = self.prices(spec, region)
