@@ -4,7 +4,8 @@ else ``cost.fleet_size``, else what ampd already knows from the fleet's metrics.
 Every host that ships ampd's own metrics with its ``instance_id`` (the fleet dashboard's
 rows) is one series of ``ampd_build_info`` per host in the workspace. A host that queries
 its workspace -- the one whose Grafana data source does, with the instance role or the
-role it assumes (``grafana.datasource``) -- counts them the same way:
+role it assumes (``grafana.datasource``), which is the host to which ampd's host policy
+grants ``aps:QueryMetrics`` (or ``sts:AssumeRole`` of that role) -- counts them so:
 ``count(count by (instance_id) (ampd_build_info))``, the hosts that shipped within the
 query's lookback (5 minutes), through the workspace's query URL, signed with SigV4.
 The answer is kept ``FLEET_TTL``; so is a refusal (no ``aps:QueryMetrics``), and the
