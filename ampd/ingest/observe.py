@@ -180,7 +180,8 @@ class Observer:
             log.info("ingest.target_unreadable", job=job.job, target=target, error=got.error)
             if model is None:
                 return None, None
-            return model[0], f"not running, so not scraped: estimated from {model[1]}"
+            why = got.error.splitlines()[0] if got.error else "no answer"
+            return model[0], f"not scraped ({why}): estimated from {model[1]}"
         series = count_series(got.body)
         slowest = max((job_interval(spec, j) for j in scrape_jobs(spec)), default=15.0)
         if settled(job.job, got.body, self.wall(), slowest):

@@ -125,7 +125,7 @@ def test_a_fresh_host_plan_estimates_both_without_a_scrape_and_says_so(tmp_path:
     assert model is not None and jobs["prometheus"].series == model[0] + 5
     assert jobs["ampd"].series > 5 and jobs["ampd"].modeled == ("127.0.0.1:9795",)
     assert jobs["app"].modeled == ()
-    notes = [n for n in est.notes if "not running, so not scraped" in n]
+    notes = [n for n in est.notes if "not scraped (refused): estimated from" in n]
     assert [n.split(":")[0] for n in notes] == ["prometheus (127.0.0.1", "ampd (127.0.0.1"]
     doc = ingest_document(plan_ingest(SPEC, seen), None, Measured())
     [prom] = [j for j in doc["estimate"]["jobs"] if j["job"] == "prometheus"]
