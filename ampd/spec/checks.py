@@ -119,6 +119,27 @@ def _ha_labels(spec: StateSpec) -> list[tuple[Loc, str]]:
     ]
 
 
+def _derived_labels(spec: StateSpec) -> list[tuple[Loc, str]]:
+    """A label-set limit derived from the stack's labels names labels it ships
+    (``prometheus.external_labels``): else the AWS side could not write it."""
+    ws = spec.workspace
+    if ws is None:
+        return []
+    shipped = spec.prometheus.external_labels if spec.prometheus is not None else {}
+    out: list[tuple[Loc, str]] = []
+    for i, limit in enumerate(ws.label_set_limits):
+        for k, name in enumerate(limit.derive or []):
+            if name not in shipped:
+                out.append(
+                    (
+                        ("workspace", "label_set_limits", i, "derive", k),
+                        f"{name!r} is not one of prometheus.external_labels"
+                        f" ({', '.join(sorted(shipped)) or 'none'}): nothing to derive it from",
+                    )
+                )
+    return out
+
+
 def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR0915 - one flat list of checks
     out: list[tuple[Loc, str]] = []
     listeners: list[tuple[Loc, str]] = []
@@ -216,6 +237,7 @@ def semantic_problems(spec: StateSpec) -> list[tuple[Loc, str]]:  # noqa: PLR091
                         )
                     )
     out += _ha_labels(spec)
+    out += _derived_labels(spec)
     if prom is not None and prom.instance_labels and prom.remote_write is None:
         out.append(
             (

@@ -17,8 +17,9 @@ from ampd.aws.gateway.client import make_gateway
 from ampd.aws.side.side import AwsSide
 from ampd.core import Action, Kind, ResourceKey
 from ampd.engine.plantext import plan_text
-from ampd.errors import PermanentError
+from ampd.errors import PermanentError, SpecError
 from ampd.gateways.store import Store
+from ampd.spec.load import load_spec
 from ampd.spec.models import StateSpec
 from tests.aws.passes import aws_pass
 from tests.harness.aws_emulator import AwsEmulator
@@ -109,3 +110,20 @@ def test_what_cannot_be_derived_is_refused_in_the_state(
 ) -> None:
     with pytest.raises(ValidationError, match=re.escape(message)):
         _spec([limit], cluster="eu-1")
+
+
+def test_validate_refuses_a_derived_label_the_stack_does_not_ship_at_its_line() -> None:
+    text = (
+        "version: 1\n"
+        "workspace:\n"
+        "  id: ws-1\n"
+        "  label_set_limits:\n"
+        "    - derive: [cluster, env]\n"
+        "prometheus:\n"
+        "  external_labels: {cluster: eu-1}\n"
+    )
+    with pytest.raises(SpecError) as e:
+        load_spec(text, "/etc/ampd/state.yml")
+    [problem] = e.value.problems
+    assert (problem.line, problem.column) == (5, 25), problem
+    assert "'env' is not one of prometheus.external_labels (cluster)" in str(problem)

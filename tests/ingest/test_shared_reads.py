@@ -19,8 +19,7 @@ from ampd.gateways.store import StoreView
 from ampd.gateways.users import process_user
 from ampd.ingest.gateway import Fetched, owned_metrics
 from ampd.ingest.observe import Observer
-from ampd.local.observe.seen import LocalEyes, observe_side
-from ampd.local.render.effective import effective_spec
+from ampd.local.observe.seen import LocalEyes
 from ampd.local.side.side import LocalSide
 from ampd.spec.models import StateSpec
 from tests.harness.promstub import PromStub, prom_stub
@@ -68,19 +67,9 @@ def _ingest(tmp_path: Path) -> Observer:
     )
 
 
-def _observe_local(side: LocalSide, eyes: LocalEyes, spec: StateSpec, facts: Facts) -> None:
-    """The local side's observe step as LocalSide.observe runs it, handed the pass's reads."""
-    ctx = side.context(spec, facts)
-    seen = observe_side(
-        eyes,
-        effective_spec(spec, ctx),
-        ctx,
-        now=0.0,
-        flow=side.flow,
-        native_failed=False,
-        last_change={},
-        reads=facts.reads,
-    )
+def _observe_local(side: LocalSide, spec: StateSpec, facts: Facts) -> None:
+    """The local side's observe step, as the pass runs it (handed the pass's reads)."""
+    seen = side.observe(spec, facts)
     assert seen.probed.config_loaded is not None  # the reload state was read ...
     assert seen.probed.config_loaded.status is ConditionStatus.TRUE
     assert seen.flow is not None and seen.flow.reason != "NoMetrics"  # ... and the evidence
@@ -90,19 +79,19 @@ def test_one_pass_gets_prometheus_metrics_once_for_both_sides(
     tmp_path: Path, prom: PromStub
 ) -> None:
     spec = _spec(prom.listen)
-    side, eyes = _local(tmp_path, prom.listen)
+    side, _ = _local(tmp_path, prom.listen)
     observer = _ingest(tmp_path)
     finder = FactFinder(StoreView(tmp_path / "ampd.json"), None)
 
     facts = finder.gather(spec).with_workspace(WS)
-    _observe_local(side, eyes, spec, facts)
+    _observe_local(side, spec, facts)
     seen = observer.observe(spec, facts, 1)
     assert prom.count("/metrics") == 1  # not 2 (or 4: reload state, evidence, rate, job)
     assert seen.measured.active_series == 42  # the ingest side read it: from the pass's read
     assert seen.scrapes[("prometheus", prom.listen)] == 6  # its job too (a settled one)
 
     facts = finder.gather(spec).with_workspace(WS)  # the next pass reads it again, once
-    _observe_local(side, eyes, spec, facts)
+    _observe_local(side, spec, facts)
     observer.observe(spec, facts, 1)
     assert prom.count("/metrics") == 2
 

@@ -125,6 +125,7 @@ class LocalSide:
             flow=self.flow,
             native_failed=self.native_failed,
             last_change=self._actor.last_change,
+            reads=facts.reads,  # Prometheus' /metrics, read once this pass for every side
         )
         if seen.native_failed and not self.native_failed:
             detail = seen.flow.message if seen.flow is not None else None
