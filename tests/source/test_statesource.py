@@ -129,7 +129,11 @@ def test_files_beside_the_state(base: str, relative: str, expected: str) -> None
         ("ssm:/fleet/prod/ampd", "../../prod/db/password", "'..' would leave"),
         ("ssm:/fleet/prod/ampd", "rules/../../db", "'..' would leave"),
         ("ssm:/fleet/prod/ampd", "/prod/db/password", "an absolute name"),
-        ("ssm:/fleet/prod/ampd", "ssm:/prod/db/password", "not another ssm:, s3:// or appconfig: name"),
+        (
+            "ssm:/fleet/prod/ampd",
+            "ssm:/prod/db/password",
+            "not another ssm:, s3:// or appconfig: name",
+        ),
         ("ssm:/fleet/prod/ampd", "s3://other/am.yml", "not another ssm:, s3:// or appconfig: name"),
         ("ssm:ampd-prod", "prod/db", "only flat names"),
         ("s3://b-1/fleet/state.yml", "ssm:/x/y", "not another ssm:, s3:// or appconfig: name"),
