@@ -89,8 +89,8 @@ def read_spec_files(spec: StateSpec) -> dict[str, bytes | None]:
     ws = spec.workspace
     if ws is None:
         return {}
-    paths = [g.file for g in ws.rule_groups]
-    if ws.alertmanager is not None:
+    paths = [g.file for g in ws.rule_groups if g.file is not None]
+    if ws.alertmanager is not None and ws.alertmanager.file is not None:
         paths.append(ws.alertmanager.file)
     out: dict[str, bytes | None] = {}
     for p in paths:

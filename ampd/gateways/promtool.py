@@ -56,6 +56,16 @@ def check_rules(path: Path, promtool: str | None = None) -> CheckResult:
     return _run([tool, "check", "rules", str(path)])
 
 
+def check_rules_text(text: str, promtool: str | None = None) -> CheckResult:
+    """``promtool check rules`` of rules held in memory (the state's own ``content``),
+    handed over on stdin; its messages name the rules ``content`` instead of a file."""
+    tool = promtool or find_promtool()
+    if tool is None:
+        raise PermanentError("promtool not found (apt install prometheus)")
+    res = _run([tool, "check", "rules", "/dev/stdin"], stdin=text)
+    return CheckResult(res.ok, res.output.replace("/dev/stdin", "content"))
+
+
 def check_metrics(text: str, promtool: str | None = None) -> CheckResult:
     tool = promtool or find_promtool()
     if tool is None:

@@ -134,10 +134,12 @@ def localized(loaded: LoadedSpec, local: Mapping[str, Path]) -> LoadedSpec:
 
     groups = [
         g.model_copy(update={"file": path_for(("workspace", "rule_groups", i, "file"), g.file)})
+        if g.file is not None
+        else g
         for i, g in enumerate(ws.rule_groups)
     ]
     am = ws.alertmanager
-    if am is not None:
+    if am is not None and am.file is not None:
         am = am.model_copy(
             update={"file": path_for(("workspace", "alertmanager", "file"), am.file)}
         )

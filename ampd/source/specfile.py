@@ -24,7 +24,7 @@ from ampd.gateways.execcheck import untrusted
 from ampd.gateways.files import file_kind, read_text
 from ampd.spec.checks import executables
 from ampd.spec.load import LoadedSpec, load_spec
-from ampd.spec.named import NamedFile
+from ampd.spec.named import Loc, NamedFile
 
 
 def source_name(path: Path | str | SpecSource) -> str | None:
@@ -120,6 +120,33 @@ def file_problems(loaded: LoadedSpec, *, run_promtool: bool = True) -> list[Prob
         problem = _named_file_problem(named, run_promtool=run_promtool)
         if problem is not None:
             out.append(loaded.problem(named.loc, problem))
+    return out + inline_problems(loaded, run_promtool=run_promtool)
+
+
+def inline_problems(loaded: LoadedSpec, *, run_promtool: bool = True) -> list[Problem]:
+    """The rules and the alert manager configuration written in the state itself
+    (``content``), checked as their files would be."""
+    ws = loaded.spec.workspace
+    if ws is None:
+        return []
+    out: list[Problem] = []
+    for i, group in enumerate(ws.rule_groups):
+        if group.content is None or not run_promtool:
+            continue
+        loc: Loc = ("workspace", "rule_groups", i, "content")
+        try:
+            res = promtool.check_rules_text(group.content)
+        except PermanentError as e:
+            out.append(loaded.problem(loc, str(e)))
+            continue
+        if not res.ok:
+            detail = " ".join(res.output.split())
+            out.append(loaded.problem(loc, f"promtool check rules failed: {detail}"))
+    am = ws.alertmanager
+    if am is not None and am.content is not None:
+        problem = alertmanager_problem(am.content)
+        if problem:
+            out.append(loaded.problem(("workspace", "alertmanager", "content"), problem))
     return out
 
 

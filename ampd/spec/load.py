@@ -333,9 +333,12 @@ def resolve_relative(spec: StateSpec, base: str) -> StateSpec:
     """Make referenced file paths absolute, relative to the state file's directory."""
     ws = spec.workspace
     if ws is not None:
-        groups = [g.model_copy(update={"file": _abs(g.file, base)}) for g in ws.rule_groups]
+        groups = [
+            g.model_copy(update={"file": _abs(g.file, base)}) if g.file is not None else g
+            for g in ws.rule_groups
+        ]
         am = ws.alertmanager
-        if am is not None:
+        if am is not None and am.file is not None:
             am = am.model_copy(update={"file": _abs(am.file, base)})
         ws = ws.model_copy(update={"rule_groups": groups, "alertmanager": am})
     g = spec.grafana

@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING, Literal
 if TYPE_CHECKING:
     from ampd.spec.models import StateSpec
 
+Loc = tuple[str | int, ...]
+
 
 @dataclass(frozen=True)
 class NamedFile:
     """A file the state names: where (the field path), which file, and what it is."""
 
-    loc: tuple[str | int, ...]
+    loc: Loc
     path: str
     kind: Literal["rules", "alertmanager", "dashboard", "credentials"]
 
@@ -29,8 +31,10 @@ def named_files(spec: StateSpec) -> tuple[NamedFile, ...]:
     ws = spec.workspace
     if ws is not None:
         for i, group in enumerate(ws.rule_groups):
-            out.append(NamedFile(("workspace", "rule_groups", i, "file"), group.file, "rules"))
-        if ws.alertmanager is not None:
+            if group.file is not None:  # else its content is in the state itself
+                loc: Loc = ("workspace", "rule_groups", i, "file")
+                out.append(NamedFile(loc, group.file, "rules"))
+        if ws.alertmanager is not None and ws.alertmanager.file is not None:
             loc = ("workspace", "alertmanager", "file")
             out.append(NamedFile(loc, ws.alertmanager.file, "alertmanager"))
     g = spec.grafana

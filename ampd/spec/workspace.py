@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal, get_args
+from typing import Annotated, Literal, Self, get_args
 
 from pydantic import (
     AfterValidator,
@@ -32,13 +32,32 @@ class LoggingSpec(Strict):
     log_group_arn: Arn | None = None
 
 
-class RuleGroupSpec(Strict):
+INLINE_MAX = 200_000  # characters of rules or alert manager configuration in the state
+
+
+class _FileOrContent(Strict):
+    """A file beside the state (``file``), or the same YAML in the state itself
+    (``content``): one document, so one AppConfig deployment (or SSM version) carries
+    the state and its rules together, and a rollback takes both back."""
+
+    file: FilePath | None = None
+    content: Annotated[str, StringConstraints(min_length=1, max_length=INLINE_MAX)] | None = None
+
+    @model_validator(mode="after")
+    def _one_of(self) -> Self:
+        if self.file is None and self.content is None:
+            raise ValueError("needs file (beside the state) or content (the YAML itself)")
+        if self.file is not None and self.content is not None:
+            raise ValueError("takes file (beside the state) or content (the YAML itself), not both")
+        return self
+
+
+class RuleGroupSpec(_FileOrContent):
     name: Annotated[str, StringConstraints(pattern=r"^[0-9A-Za-z][-.0-9A-Z_a-z]{0,63}$")]
-    file: FilePath
 
 
-class AlertmanagerSpec(Strict):
-    file: FilePath
+class AlertmanagerSpec(_FileOrContent):
+    pass
 
 
 def _whole_seconds(text: str) -> str:

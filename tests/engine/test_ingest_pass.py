@@ -63,9 +63,11 @@ def test_an_ingest_crash_is_its_own_condition_and_clears(tmp_path: Path) -> None
         assert second.ingest is not None
         jobs = {j["job"]: j for j in second.ingest["estimate"]["jobs"]}
         assert jobs["app"]["after"]["series"] == 6
-        # the jobs ampd adds are read only from their owners: none is known here
-        assert len(jobs["prometheus"]["unreadable"]) == 1
-        assert jobs["prometheus"]["after"]["series"] == 0
+        # the jobs ampd adds are read only from their owners: none is known here, so
+        # Prometheus' own job is estimated from its model, and says so
+        assert jobs["prometheus"]["unreadable"] == []
+        assert len(jobs["prometheus"]["estimated_without_scrape"]) == 1
+        assert jobs["prometheus"]["after"]["series"] > 0
         # an applying pass keeps the estimate for the next plan's "before"
         stored = StoreView(paths.store).load().ingest
         assert stored is not None and stored["jobs"]["app"]["series"] == 6

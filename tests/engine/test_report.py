@@ -275,6 +275,8 @@ def test_status_document_shape() -> None:
         "file": "/etc/ampd/state.yml",
         "generation": 3,
         "sha256": "ab" * 32,
+        "version": None,
+        "last_look": None,
         "valid": True,
         "error": None,
     }

@@ -12,6 +12,8 @@ from ampd.errors import Problem, SpecError
 from ampd.spec.load import LoadedSpec, dotted, load_spec
 from ampd.spec.models import duration_seconds, split_listen
 
+NEEDS_FILE = "needs file (beside the state) or content (the YAML itself)"
+
 FILE = "/etc/ampd/state.yml"
 WS = "workspace: {alias: w}\n"  # a workspace, so remote_write has somewhere to go
 
@@ -193,8 +195,8 @@ ROWS = [
     (
         "rule-group-file-missing",
         "workspace: {alias: a, rule_groups: [{name: x}]}\n",
-        "workspace.rule_groups[0].file",
-        "required but missing",
+        "workspace.rule_groups[0]",
+        NEEDS_FILE,
         "workspace: {alias: a, rule_groups: [{name: x, file: x.yml}]}\n",
     ),
     (
@@ -647,7 +649,7 @@ POSITIONS = [
               file: a.yml
             - {name: x}
         """,
-        ["7:7: workspace.rule_groups[1].file: required but missing"],
+        [f"7:7: workspace.rule_groups[1]: {NEEDS_FILE}"],
         id="missing-key-at-item",
     ),
     pytest.param(

@@ -6,7 +6,8 @@ monotonic clock that moves together with AppConfig's (``em.appconfig.advance``).
   server's pace (no early poll, ever);
 - a version that passes AppConfig's validator but not ``ampd validate`` never replaces the
   good one (StateSourceValid=False, the last good keeps running);
-- files come from sibling profiles of the same application and environment;
+- files come from sibling profiles of the same application and environment, or from the
+  document itself (``content``: no other profile is read);
 - an unknown application and an unreachable AppConfig say so, and the cached copy runs;
 - ``ampd validate --state appconfig:...`` reads through the Data API;
 - ``ampd policy host`` looks the names' ids up, and the policy it prints allows exactly the
@@ -180,6 +181,18 @@ def test_files_come_from_sibling_profiles_of_the_same_environment(world: World) 
     assert src.pushed_files() and RULES.encode() in src.pushed_files().values()
     ids = {p.get("_ids") for p in (r.params for r in w.em.requests) if p.get("_ids")}
     assert {i[2] for i in ids} == {w.profiles["ampd"], w.profiles["rules.yml"]}  # type: ignore[index]
+
+
+def test_rules_written_in_the_state_need_no_sibling_profile(world: World) -> None:
+    w, clock = world, FakeClock()
+    doc = json.loads(state())
+    doc["workspace"] = {"id": "ws-1", "rule_groups": [{"name": "node", "content": RULES}]}
+    w.deploy("ampd", json.dumps(doc).encode(), "v1")
+    src, _ = source(clock)
+    ws = src.current().spec.workspace
+    assert ws is not None and ws.rule_groups[0].content == RULES
+    sessions = [r.params for r in w.em.requests if r.operation == "StartConfigurationSession"]
+    assert [p["ConfigurationProfileIdentifier"] for p in sessions] == ["ampd"]
 
 
 def test_an_unknown_profile_and_an_unreachable_appconfig_say_so(

@@ -133,19 +133,30 @@ def desired_workspace_children(
         out.append(Desired(ResourceKey(Kind.RESOURCE_POLICY, stack), {"document": document}))
     for group in ws.rule_groups:
         key = ResourceKey(Kind.RULE_GROUP, group.name)
-        raw = files.get(group.file)
+        raw = _data_of(group.file, group.content, files)
         if raw is None:
             errors[key] = f"rule file {group.file} cannot be read"
             continue
         out.append(Desired(key, {"data": _data_text(raw), "tags": ampd_tags(stack)}))
     if ws.alertmanager is not None:
         key = ResourceKey(Kind.ALERTMANAGER, stack)
-        raw = files.get(ws.alertmanager.file)
+        am = ws.alertmanager
+        raw = _data_of(am.file, am.content, files)
         if raw is None:
-            errors[key] = f"alertmanager file {ws.alertmanager.file} cannot be read"
+            errors[key] = f"alertmanager file {am.file} cannot be read"
         else:
             out.append(Desired(key, {"data": _data_text(raw)}))
     return DesiredSet(tuple(out), errors)
+
+
+def _data_of(
+    file: str | None, content: str | None, files: Mapping[str, bytes | None]
+) -> bytes | None:
+    """What AMP gets: the YAML written in the state, else the named file's bytes (None:
+    that file could not be read)."""
+    if content is not None:
+        return content.encode()
+    return files.get(file) if file is not None else None
 
 
 def _role_with_policies(
