@@ -157,6 +157,24 @@ def test_a_host_reads_what_is_deployed_and_polls_at_the_servers_pace(world: Worl
     assert [p["RequiredMinimumPollIntervalInSeconds"] for p in sessions] == [15, 20]
 
 
+def test_a_server_that_stretches_the_interval_is_obeyed(world: World) -> None:
+    """AppConfig may answer a longer NextPollIntervalInSeconds than the session asked for
+    (a throttled account): the host waits that long, whatever its own interval says."""
+    w, clock = world, FakeClock()
+    w.deploy("ampd", state("15s"), "v1")
+    w.em.appconfig.poll_interval(300)
+    src, _ = source(clock)
+    src.current()
+    assert src.next_poll_in() >= 300
+    advance(w, clock, 299)
+    src.look_now()  # an operator's reload: still not before the server's time
+    src.current()
+    assert data_calls(w).count("GetLatestConfiguration") == 1
+    advance(w, clock, src.next_poll_in())
+    src.current()
+    assert data_calls(w).count("GetLatestConfiguration") == 2
+
+
 def test_a_version_ampd_refuses_never_replaces_the_good_one(world: World) -> None:
     w, clock = world, FakeClock()
     w.deploy("ampd", state(), "v1")
