@@ -23,9 +23,10 @@ from tests.harness.aws_amp import (
     not_found,
     page,
 )
+from tests.harness.aws_routes import Routes
 
 if TYPE_CHECKING:
-    from tests.harness.aws_emulator import AwsEmulator
+    pass
 
 _AMP_ROUTES: list[tuple[str, re.Pattern[str], str]] = [
     (m, re.compile(p), op)
@@ -114,35 +115,8 @@ def amp_operation(method: str, path: str) -> tuple[str, dict[str, str]]:
     return "Unknown", {}
 
 
-class AmpRoutes:
+class AmpRoutes(Routes):
     """Mixed into the request handler: ``_amp`` answers one AMP request."""
-
-    emulator: AwsEmulator
-    path: str
-
-    def _json(self, status: int, doc: dict[str, Any]) -> None:
-        raise NotImplementedError
-
-    def _error(
-        self,
-        service: str,
-        status: int,
-        code: str,
-        message: str,
-        extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        raise NotImplementedError
-
-    def _forward(
-        self, body: bytes, rewrite: Any = None, hold: bool = False, status_as: int | None = None
-    ) -> int:
-        raise NotImplementedError
-
-    def _flush_held(self) -> None:
-        raise NotImplementedError
-
-    _held: tuple[int, list[tuple[str, str]], bytes] | None = None
 
     def _amp(
         self,

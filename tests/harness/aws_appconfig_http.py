@@ -25,9 +25,10 @@ from tests.harness.aws_appconfig import (
 from tests.harness.aws_appconfig_data import poll, start_session
 from tests.harness.aws_appconfig_deploy import start_deployment, stop_deployment
 from tests.harness.aws_appconfig_plan import Strategy, validator_problem
+from tests.harness.aws_routes import Routes
 
 if TYPE_CHECKING:
-    from tests.harness.aws_emulator import AwsEmulator
+    pass
 
 _APP = r"/applications/(?P<app>[^/]+)"
 _ENV = _APP + r"/environments/(?P<env>[^/]+)"
@@ -110,13 +111,8 @@ def appconfig_operation(method: str, path: str) -> tuple[str, dict[str, str]]:
     return "Unknown", {}
 
 
-class AppConfigRoutes:
-    """Mixed into the emulator's handler (which provides ``_json``, ``_send``,
-    ``_error``, ``_forward``, ``_held`` and ``emulator``)."""
-
-    emulator: AwsEmulator
-    headers: Any
-    _held: tuple[int, list[tuple[str, str]], bytes] | None
+class AppConfigRoutes(Routes):
+    """Mixed into the emulator's handler: ``_appconfig`` answers one AppConfig request."""
 
     def _appconfig(
         self,
@@ -138,16 +134,16 @@ class AppConfigRoutes:
             with self.emulator._lock:
                 answer = self._appconfig_answer(ac, region, operation, ids, parsed, body)
         except AppConfigError as e:
-            self._error(service, e.status, e.code, e.message, e.extra)  # type: ignore[attr-defined]
+            self._error(service, e.status, e.code, e.message, e.extra)
             return
         if operation == "GetLatestConfiguration":
             data, headers = answer
-            self._send(200, data, headers)  # type: ignore[attr-defined]
+            self._send(200, data, headers)
             return
         if route[4] == 204:
-            self._send(204, b"", {})  # type: ignore[attr-defined]
+            self._send(204, b"", {})
             return
-        self._json(route[4], answer)  # type: ignore[attr-defined]
+        self._json(route[4], answer)
 
     def _appconfig_moto(self, operation: str, status: int, body: bytes) -> None:
         """moto's answer, with the model's status code (and hosted versions' headers)."""
@@ -155,7 +151,7 @@ class AppConfigRoutes:
             problem = validator_problem(json.loads(body or b"{}").get("Validators") or [])
             if problem is not None:
                 raise bad_request(problem)
-        self._forward(body, hold=True, status_as=status)  # type: ignore[attr-defined]
+        self._forward(body, hold=True, status_as=status)
         held, self._held = self._held, None
         assert held is not None
         code, headers, data = held
@@ -168,7 +164,7 @@ class AppConfigRoutes:
             code = _ERROR_STATUS.get(_error_code(headers, data), code)
         elif operation == "ListConfigurationProfiles":
             data = json.dumps(_profile_summaries(json.loads(data))).encode()
-        self._relay(code, headers, data)  # type: ignore[attr-defined]
+        self._relay(code, headers, data)
 
     def _appconfig_answer(
         self,

@@ -5,7 +5,7 @@ whole."""
 from __future__ import annotations
 
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from tests.harness.aws_iam_pages import (
     cut_page,
@@ -14,41 +14,17 @@ from tests.harness.aws_iam_pages import (
     simulate_page,
     whole_request,
 )
+from tests.harness.aws_routes import Routes
 from tests.harness.aws_wire import form_members, xml_text
 
 if TYPE_CHECKING:
-    from tests.harness.aws_emulator import AwsEmulator
+    pass
 
 __all__ = ["IamRoutes"]
 
 
-class IamRoutes:
+class IamRoutes(Routes):
     """Mixed into the request handler: ``_simulate`` and ``_iam_list``."""
-
-    emulator: AwsEmulator
-    _held: tuple[int, list[tuple[str, str]], bytes] | None = None
-
-    def _send(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
-        raise NotImplementedError
-
-    def _error(
-        self,
-        service: str,
-        status: int,
-        code: str,
-        message: str,
-        extra: dict[str, Any] | None = None,
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        raise NotImplementedError
-
-    def _forward(
-        self, body: bytes, rewrite: Any = None, hold: bool = False, status_as: int | None = None
-    ) -> int:
-        raise NotImplementedError
-
-    def _relay(self, status: int, headers: list[tuple[str, str]], data: bytes) -> None:
-        raise NotImplementedError
 
     def _simulate(self, body: bytes) -> None:
         """``iam:SimulatePrincipalPolicy`` (moto has none): the principal's inline and
