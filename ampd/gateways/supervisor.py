@@ -84,6 +84,8 @@ class Supervisor:
         crash_window: float = 120.0,
         stable_after: float = 10.0,
         paths: Paths | None = None,
+        *,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._paths = paths if paths is not None else resolve_paths()
         self._children: dict[str, _Child] = {}
@@ -94,12 +96,13 @@ class Supervisor:
         self._cap = backoff_cap
         self._window = crash_window
         self._stable = stable_after  # a run this long ends a crash loop
+        self._now = wall_clock  # epoch seconds: start times, crashes, backoff_until
 
     def observe(self, name: str) -> ProcessState:
         with self._lock:
             child = self._children.get(name)
             hist = self._history[name]
-            recent = [t for t in hist.crashes if t > time.time() - self._window]
+            recent = [t for t in hist.crashes if t > self._now() - self._window]
             looping = len(recent) >= 3
             if child is not None and child.proc.poll() is None:
                 return ProcessState(
@@ -158,7 +161,7 @@ class Supervisor:
                 raise PermanentError(f"{command.name}: {command.argv[0]} not found") from e
             except PermissionError as e:
                 raise PermanentError(f"{command.name}: {command.argv[0]}: permission denied") from e
-            child = _Child(command, proc, time.time())
+            child = _Child(command, proc, self._now())
             self._children[command.name] = child
             log.info(
                 "process.started",
@@ -183,7 +186,7 @@ class Supervisor:
             hist.last_stderr = tuple(child.stderr)
             if child.stopping:
                 return
-            now = time.time()
+            now = self._now()
             if now - child.started_at >= self._stable:  # it ran well: a fresh count
                 hist.crashes = []
             hist.crashes = [t for t in hist.crashes if t > now - self._window] + [now]

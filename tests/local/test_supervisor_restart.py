@@ -1,5 +1,6 @@
 """The supervisor restarts a child that died at once the first time; only repeated quick
-crashes wait (ampd.gateways.supervisor). Real child processes, real signals."""
+crashes wait (ampd.gateways.supervisor). Real child processes, real signals; the
+supervisor's clock (start times, crash times, backoff) is a FakeClock."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import pytest
 
 from ampd.core import Command
 from ampd.gateways.supervisor import Supervisor
+from tests.harness.clock import FakeClock
 
 SLEEPER = Command("prometheus", ("/bin/sleep", "600"))
 
@@ -37,8 +39,13 @@ def exits() -> Exits:
 
 
 @pytest.fixture
-def sup(exits: Exits) -> Iterator[Supervisor]:
-    s = Supervisor(on_exit=exits, backoff_base=1.0, stable_after=0.5)
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def sup(exits: Exits, clock: FakeClock) -> Iterator[Supervisor]:
+    s = Supervisor(on_exit=exits, backoff_base=1.0, stable_after=0.5, wall_clock=clock.time)
     try:
         yield s
     finally:
@@ -66,27 +73,29 @@ def test_the_first_crash_is_noticed_at_once_and_not_held_back(
     assert st.restarts == 1 and not st.crash_looping
 
 
-def test_repeated_quick_crashes_back_off_exponentially(sup: Supervisor, exits: Exits) -> None:
+def test_repeated_quick_crashes_back_off_exponentially(
+    sup: Supervisor, exits: Exits, clock: FakeClock
+) -> None:
     waits = []
     for _ in range(3):
         sup.start(SLEEPER)
         kill(sup, exits)
         until = sup.observe("prometheus").backoff_until
-        waits.append(0.0 if until is None else until - time.time())
+        waits.append(0.0 if until is None else until - clock.time())
     assert waits[0] == 0.0
     assert 0.5 < waits[1] <= 1.0  # base
     assert 1.5 < waits[2] <= 2.0  # doubled
     assert sup.observe("prometheus").crash_looping
 
 
-def test_a_crash_after_a_stable_run_starts_a_fresh_count(sup: Supervisor, exits: Exits) -> None:
+def test_a_crash_after_a_stable_run_starts_a_fresh_count(
+    sup: Supervisor, exits: Exits, clock: FakeClock
+) -> None:
     sup.start(SLEEPER)
     kill(sup, exits)
     sup.start(SLEEPER)
-    started = sup.observe("prometheus").started_at
-    assert started is not None
-    while time.time() - started < 0.6:  # longer than stable_after
-        time.sleep(0.05)
+    assert sup.observe("prometheus").started_at == clock.time()
+    clock.advance(0.6)  # longer than stable_after
     kill(sup, exits)
     assert sup.observe("prometheus").backoff_until is None
 
