@@ -13,7 +13,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ampd.gateways.http import request
-from ampd.ingest.builtin import PROMETHEUS_MODELS
+from ampd.gateways.promtool import binary_version
+from ampd.ingest.builtin import PROMETHEUS_MODELS, nearest_release
 from ampd.ingest.model import tiered_dollars
 from ampd.ingest.prices import BUILT_IN
 from tests.harness.fixtures_local import AmpdProcess, free_port
@@ -62,11 +63,13 @@ def test_plan_json_has_the_estimate_of_a_real_dry_scrape(
     jobs = {j["job"]: j for j in ingest["jobs"]}
     assert list(jobs) == ["prometheus", "app", "gone"]  # as prometheus.yml scrapes them
     app_job, gone = jobs["app"], jobs["gone"]
-    # not running: estimated without a scrape, from the model of Debian's 2.42 (the
-    # binary here), with its own job and two more, and no remote-write queue
+    # not running: estimated without a scrape, from the model of the release installed
+    # here (Debian's 2.42 or 2.53), with its own job and two more, and no remote-write queue
     prom, listen = jobs["prometheus"], state["prometheus"]["listen"]
     assert (prom["unreadable"], prom["estimated_without_scrape"]) == ([], [listen])
-    m = PROMETHEUS_MODELS[(2, 42)]
+    version = binary_version("/usr/bin/prometheus")
+    assert version is not None
+    m = PROMETHEUS_MODELS[nearest_release(version)]
     assert prom["after"]["series"] == m.own + 2 * m.per_job - m.per_queue + 5
     assert app_job["estimated_without_scrape"] == []
     # the sample app's counters move with each request: its series do not
