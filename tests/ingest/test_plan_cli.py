@@ -90,8 +90,10 @@ def test_plan_json_has_the_estimate_of_a_real_dry_scrape(
     text = ampd_proc.ampd("plan", "--color", "never")
     assert "What this host sends to AMP (us-east-1, per host of a fleet of 1)" in text.stdout
     assert "prices: built-in as of 2026-12-01" in text.stdout
+    ran, release = ".".join(map(str, version)), nearest_release(version)
     assert (
-        "estimated from Prometheus 2.42.0 in agent mode, modelled on Debian's 2.42"
+        f"estimated from Prometheus {ran} in agent mode,"
+        f" modelled on Debian's {release[0]}.{release[1]}"
     ) in text.stdout
     assert f"prometheus ({listen}): not scraped (" in text.stdout  # and why
 
