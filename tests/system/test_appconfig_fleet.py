@@ -165,6 +165,17 @@ class Fleet:
                 return False
         return True
 
+    def laggards(self, version: str) -> str:
+        """The hosts not on ``version`` yet, each with its status and the end of its log."""
+        out = [str(counts(self.versions()))]
+        for a, v in zip(self.ampds, self.versions(), strict=True):
+            if v != version:
+                log = a.log_path.read_text(errors="replace") if a.log_path.exists() else ""
+                alive = a.proc is not None and a.proc.poll() is None
+                out.append(f"{a.tmp.name} ({'running' if alive else 'exited'}): {v}")
+                out += [f"  {line[:300]}" for line in log.splitlines()[-15:]]
+        return "\n".join(out)
+
     def describe(self, t: float) -> str:
         """Sessions and statuses, for a failure's message."""
         lines = [f"t={t:.1f} now={self.em.appconfig.now():.1f}"]
@@ -316,7 +327,7 @@ def test_a_staged_deployment_an_alarm_rollback_and_an_invalid_version(fleet: Fle
         lambda: f.versions() == ["v1"] * HOSTS,
         300,
         what="every host on v1",
-        detail=lambda: str(counts(f.versions())),
+        detail=lambda: f.laggards("v1"),
     )
     wait_for(
         lambda: f.dashboard() == {"v1": HOSTS},
