@@ -85,13 +85,9 @@ class ObservedCache:
 
 
 def read_spec_files(spec: StateSpec) -> dict[str, bytes | None]:
-    """The bytes of every rule and alertmanager file the spec names (None when unreadable)."""
-    ws = spec.workspace
-    if ws is None:
-        return {}
-    paths = [g.file for g in ws.rule_groups if g.file is not None]
-    if ws.alertmanager is not None and ws.alertmanager.file is not None:
-        paths.append(ws.alertmanager.file)
+    """The bytes of every rule and alertmanager file the spec names (None when unreadable):
+    the ``pushed`` ones of ``StateSpec.named_files()``."""
+    paths = [named.path for named in spec.named_files() if named.pushed]
     out: dict[str, bytes | None] = {}
     for p in paths:
         try:

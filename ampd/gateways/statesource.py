@@ -144,6 +144,24 @@ class NoRegion(AmpdError):
     """No region for the state source's client (no --region, no AWS_REGION, no IMDS)."""
 
 
+def _failure(ref: SourceRef, e: BaseException) -> SourceError:
+    """Why a read of ``ref`` failed, as one SourceError: the same for SSM, S3 and
+    AppConfig. An exception none of them raises is not theirs to explain: raised again."""
+    if isinstance(e, NoRegion):
+        return SourceError(ref, str(e), unreachable=True, condition_reason="NoRegion")
+    bx = _exceptions()
+    if isinstance(e, bx.ClientError):
+        return _client_error(ref, e)
+    if isinstance(e, network_errors()):
+        return SourceError(ref, f"unreachable: {e}", unreachable=True)
+    if isinstance(e, bx.NoCredentialsError):
+        why = "no AWS credentials (env, shared config or instance role)"
+        return SourceError(ref, why, unreachable=True)
+    if isinstance(e, bx.BotoCoreError):
+        return SourceError(ref, str(e))
+    raise e
+
+
 def source_region(
     explicit: str | None,
     configured: str | None,
@@ -247,10 +265,7 @@ class SourceFetcher:
         try:
             return self._client(service)
         except NoRegion as e:
-            return {
-                r: SourceError(r, str(e), unreachable=True, condition_reason="NoRegion")
-                for r in refs
-            }
+            return {r: _failure(r, e) for r in refs}
 
     def fetch(
         self, refs: Sequence[SourceRef], known: Mapping[SourceRef, str]
@@ -279,15 +294,8 @@ class SourceFetcher:
         bx = _exceptions()
         try:
             resp = client.get_parameters(Names=[r.name for r in refs], WithDecryption=True)
-        except bx.ClientError as e:
-            return {r: _client_error(r, e) for r in refs}
-        except network_errors() as e:
-            return {r: SourceError(r, f"unreachable: {e}", unreachable=True) for r in refs}
-        except bx.NoCredentialsError:
-            why = "no AWS credentials (env, shared config or instance role)"
-            return {r: SourceError(r, why, unreachable=True) for r in refs}
-        except bx.BotoCoreError as e:
-            return {r: SourceError(r, str(e)) for r in refs}
+        except (bx.ClientError, bx.BotoCoreError) as e:
+            return {r: _failure(r, e) for r in refs}
         by_name = {p["Name"]: p for p in resp.get("Parameters", [])}
         out: dict[SourceRef, Fetched | SourceError] = {}
         for ref in refs:
@@ -320,14 +328,9 @@ class SourceFetcher:
             code, _ = _code(e)
             if etag and code in {"304", "NotModified"}:
                 return Fetched(ref, etag, None)
-            return _client_error(ref, e)
-        except network_errors() as e:
-            return SourceError(ref, f"unreachable: {e}", unreachable=True)
-        except bx.NoCredentialsError:
-            why = "no AWS credentials (env, shared config or instance role)"
-            return SourceError(ref, why, unreachable=True)
+            return _failure(ref, e)
         except bx.BotoCoreError as e:
-            return SourceError(ref, str(e))
+            return _failure(ref, e)
         body = resp["Body"]
         try:
             size = int(resp.get("ContentLength") or 0)
@@ -352,19 +355,7 @@ class SourceFetcher:
             if answer.data is not None and len(answer.data) > MAX_BYTES:
                 return SourceError(ref, f"too large: more than {MAX_BYTES} bytes")
             return Fetched(ref, answer.version, answer.data)
-        if isinstance(e, NoRegion):
-            return SourceError(ref, str(e), unreachable=True, condition_reason="NoRegion")
-        bx = _exceptions()
-        if isinstance(e, bx.ClientError):
-            return _client_error(ref, e)
-        if isinstance(e, network_errors()):
-            return SourceError(ref, f"unreachable: {e}", unreachable=True)
-        if isinstance(e, bx.NoCredentialsError):
-            why = "no AWS credentials (env, shared config or instance role)"
-            return SourceError(ref, why, unreachable=True)
-        if isinstance(e, bx.BotoCoreError):
-            return SourceError(ref, str(e))
-        raise e
+        return _failure(ref, e)
 
 
 def _file(ref: SourceRef) -> Fetched | SourceError:

@@ -12,6 +12,8 @@ whoever needs it; :func:`load_and_check` given a source answers with its last go
 from __future__ import annotations
 
 import stat
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 from ruamel.yaml import YAML
@@ -24,7 +26,7 @@ from ampd.gateways.execcheck import untrusted
 from ampd.gateways.files import file_kind, read_text
 from ampd.spec.checks import executables
 from ampd.spec.load import LoadedSpec, load_spec
-from ampd.spec.named import Loc, NamedFile
+from ampd.spec.named import NamedFile
 
 
 def source_name(path: Path | str | SpecSource) -> str | None:
@@ -133,21 +135,25 @@ def inline_problems(loaded: LoadedSpec, *, run_promtool: bool = True) -> list[Pr
     for i, group in enumerate(ws.rule_groups):
         if group.content is None or not run_promtool:
             continue
-        loc: Loc = ("workspace", "rule_groups", i, "content")
-        try:
-            res = promtool.check_rules_text(group.content)
-        except PermanentError as e:
-            out.append(loaded.problem(loc, str(e)))
-            continue
-        if not res.ok:
-            detail = " ".join(res.output.split())
-            out.append(loaded.problem(loc, f"promtool check rules failed: {detail}"))
+        problem = _rules_problem(partial(promtool.check_rules_text, group.content))
+        if problem is not None:
+            out.append(loaded.problem(("workspace", "rule_groups", i, "content"), problem))
     am = ws.alertmanager
     if am is not None and am.content is not None:
         problem = alertmanager_problem(am.content)
         if problem:
             out.append(loaded.problem(("workspace", "alertmanager", "content"), problem))
     return out
+
+
+def _rules_problem(check: Callable[[], promtool.CheckResult]) -> str | None:
+    """What ``promtool check rules`` (of a file or of the state's own content) found."""
+    try:
+        res = check()
+    except PermanentError as e:
+        return str(e)
+    detail = " ".join(res.output.split())
+    return None if res.ok else f"promtool check rules failed: {detail}"
 
 
 def _named_file_problem(named: NamedFile, *, run_promtool: bool) -> str | None:
@@ -164,12 +170,7 @@ def _named_file_problem(named: NamedFile, *, run_promtool: bool) -> str | None:
     if named.kind == "rules":
         if not run_promtool:
             return None
-        try:
-            res = promtool.check_rules(Path(path))
-        except PermanentError as e:
-            return str(e)
-        detail = " ".join(res.output.split())
-        return None if res.ok else f"promtool check rules failed: {detail}"
+        return _rules_problem(partial(promtool.check_rules, Path(path)))
     if named.kind == "alertmanager":
         problem = alertmanager_problem(read_text(Path(path)))
         return f"{path}: {problem}" if problem else None
