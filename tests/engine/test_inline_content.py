@@ -17,6 +17,7 @@ from ampd.core import Kind, ResourceKey
 from ampd.errors import SpecError
 from ampd.source.specfile import load_and_check
 from ampd.spec.models import StateSpec
+from ampd.spec.workspace import INLINE_MAX
 from tests.harness.prom import prometheus_available
 
 RULES = "groups:\n  - name: node\n    rules:\n      - record: up:sum\n        expr: sum(up)\n"
@@ -104,3 +105,12 @@ def test_amp_gets_the_content_as_written() -> None:
     by_key = {d.key: d.fields for d in found.resources}
     assert by_key[ResourceKey(Kind.RULE_GROUP, "node")]["data"] == RULES
     assert by_key[ResourceKey(Kind.ALERTMANAGER, spec.stack)]["data"] == ALERTS
+
+
+def test_inline_content_is_bounded() -> None:
+    """A fleet-wide document cannot make every host hold (and push) an unbounded string."""
+    big = "#" * (INLINE_MAX + 1)
+    with pytest.raises(ValidationError, match="at most 200000 characters"):
+        StateSpec.model_validate(
+            {"version": 1, "workspace": {"id": "w", "alertmanager": {"content": big}}}
+        )
